@@ -1,0 +1,71 @@
+-- exfilmon database schema, version 1.
+-- Applied by `exfilmon` itself when it opens a new database (PRAGMA user_version records the
+-- version; later versions add migrations and never edit this file's meaning).
+-- Times are integers: microseconds since the Unix epoch, UTC, taken from packet time.
+
+-- Who sent traffic: a uid (with its last seen gid) or, when no uid is known, a host address.
+CREATE TABLE principals (
+    id    INTEGER PRIMARY KEY,
+    uid   INTEGER,
+    gid   INTEGER,
+    host  TEXT,
+    CHECK ((uid IS NULL) <> (host IS NULL))
+);
+CREATE UNIQUE INDEX principals_key ON principals (ifnull(uid, -1), ifnull(host, ''));
+
+-- Outbound traffic aggregated per principal, destination and minute: the table grows with
+-- flows and minutes, not with packets. bytes are from IP length fields.
+CREATE TABLE egress (
+    principal_id INTEGER NOT NULL REFERENCES principals (id),
+    minute       INTEGER NOT NULL,  -- start of the minute
+    proto        INTEGER NOT NULL,
+    dst          TEXT    NOT NULL,  -- address
+    dport        INTEGER NOT NULL,  -- 0 for protocols without ports
+    packets      INTEGER NOT NULL,
+    bytes        INTEGER NOT NULL,
+    first_seen   INTEGER NOT NULL,
+    last_seen    INTEGER NOT NULL,
+    PRIMARY KEY (principal_id, minute, proto, dst, dport)
+) WITHOUT ROWID;
+CREATE INDEX egress_minute ON egress (minute);
+
+-- One row per alert. details holds the detector's evidence as JSON.
+CREATE TABLE alerts (
+    id           INTEGER PRIMARY KEY,
+    ts           INTEGER NOT NULL,
+    kind         TEXT    NOT NULL,
+    severity     TEXT    NOT NULL,
+    principal_id INTEGER REFERENCES principals (id),
+    dst          TEXT,
+    bytes        INTEGER NOT NULL DEFAULT 0,
+    summary      TEXT    NOT NULL,
+    details      TEXT    NOT NULL DEFAULT '{}',
+    run_id       INTEGER REFERENCES runs (id)
+);
+CREATE INDEX alerts_ts ON alerts (ts);
+
+-- Each invocation that wrote data: what it read and what it could not use.
+CREATE TABLE runs (
+    id          INTEGER PRIMARY KEY,
+    mode        TEXT    NOT NULL,  -- replay | run
+    version     TEXT    NOT NULL,
+    started_at  INTEGER NOT NULL,  -- wall clock
+    finished_at INTEGER,
+    packets     INTEGER NOT NULL DEFAULT 0,
+    bytes       INTEGER NOT NULL DEFAULT 0,
+    malformed   INTEGER NOT NULL DEFAULT 0,
+    ignored     INTEGER NOT NULL DEFAULT 0,
+    alerts      INTEGER NOT NULL DEFAULT 0,
+    counters    TEXT    NOT NULL DEFAULT '{}'  -- every skipped frame by reason, as JSON
+);
+
+-- Capture files already replayed, by content hash, so a second replay does not count twice.
+CREATE TABLE captures (
+    sha256      TEXT PRIMARY KEY,
+    path        TEXT    NOT NULL,
+    size        INTEGER NOT NULL,
+    run_id      INTEGER NOT NULL REFERENCES runs (id),
+    records     INTEGER NOT NULL,
+    damaged     INTEGER NOT NULL,
+    replayed_at INTEGER NOT NULL   -- wall clock
+);

@@ -1,0 +1,38 @@
+//! Alerts: what the detectors conclude, in the one shape every store, report and sink uses.
+
+use serde_json::Value;
+
+use crate::config::Severity;
+use crate::principal::Principal;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum AlertKind {
+    /// A principal's outbound bytes within a window reached a threshold.
+    Volume,
+}
+
+impl AlertKind {
+    /// The stable name used in JSON (`kind`), CSV and the database.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AlertKind::Volume => "volume",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Alert {
+    /// Packet time of the packet that raised it.
+    pub ts_us: i64,
+    pub kind: AlertKind,
+    pub severity: Severity,
+    pub principal: Principal,
+    /// `address:port/proto` or a domain.
+    pub dst: Option<String>,
+    pub bytes: u64,
+    /// One line a person reads.
+    pub summary: String,
+    /// Detector-specific evidence.
+    pub details: Value,
+}

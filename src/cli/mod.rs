@@ -1,0 +1,83 @@
+//! Command-line interface: argument definitions and the commands behind them.
+
+pub mod replay;
+pub mod report;
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::report::table::Format;
+
+const AFTER_HELP: &str = "\
+Exit status: 0 success; 1 an error (a message starting with 'exfilmon:' says what failed and on
+what); 2 invalid arguments.
+
+Examples:
+  exfilmon replay capture.pcap --db ./exfilmon.db     account a capture
+  exfilmon report alerts --since today                 alerts raised today
+  exfilmon report users --format json                  per-user egress as JSON";
+
+/// exfilmon: who sent how many bytes where. A boundary monitor for Linux servers that
+/// attributes outbound traffic to the sending user and alerts on large or covert egress.
+#[derive(Debug, Parser)]
+#[command(name = "exfilmon", version, after_help = AFTER_HELP, max_term_width = 100)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+    /// More log output on stderr (-v info, -vv debug); RUST_LOG overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Feed capture files through the pipeline into the database.
+    ///
+    /// Reads pcap and pcapng with link types NFLOG (239, from `tcpdump -i nflog:N`; carries
+    /// the sending uid), Ethernet (1, with VLAN tags), Linux cooked (113, 276) and raw IP
+    /// (101, 228, 229). Packets are attributed to their uid when the capture has one, else to
+    /// their source address. Alerts use the packets' own timestamps, so a replay is
+    /// deterministic. A capture already replayed into the database is skipped unless --force.
+    Replay(replay::ReplayArgs),
+    /// Summaries of what left the machine: summary, alerts, users, destinations.
+    Report(report::ReportArgs),
+}
+
+/// Options shared by commands that use the database and configuration.
+#[derive(Debug, Args)]
+pub struct Common {
+    /// Database file [default: /var/lib/exfilmon/exfilmon.db as root, else
+    /// $XDG_STATE_HOME/exfilmon/exfilmon.db]; `db` in the config file also sets it.
+    #[arg(long, global = true, value_name = "PATH")]
+    pub db: Option<PathBuf>,
+    /// Configuration file (TOML); built-in defaults without it. See exfilmon.example.toml.
+    #[arg(long, short = 'c', global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+}
+
+impl Common {
+    /// The database path: --db, else the config's `db`, else the default location.
+    pub fn db_path(&self, config: &crate::config::Config) -> PathBuf {
+        self.db.clone().or_else(|| config.db.clone()).unwrap_or_else(default_db)
+    }
+}
+
+fn default_db() -> PathBuf {
+    if nix::unistd::geteuid().is_root() {
+        return PathBuf::from("/var/lib/exfilmon/exfilmon.db");
+    }
+    let state = std::env::var_os("XDG_STATE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/state")))
+        .unwrap_or_else(|| PathBuf::from("."));
+    state.join("exfilmon/exfilmon.db")
+}
+
+/// Output format option shared by reports.
+#[derive(Debug, Args)]
+pub struct FormatArg {
+    /// Output format: an aligned table for people, JSON or CSV for programs.
+    #[arg(long, short = 'f', global = true, value_enum, default_value_t = Format::Table)]
+    pub format: Format,
+}

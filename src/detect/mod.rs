@@ -1,0 +1,5 @@
+//! Detectors: state machines driven by decoded packets and their own timestamps, never the
+//! wall clock, so a test or a replay drives them deterministically.
+
+pub mod volume;
+pub mod window;

@@ -1,0 +1,61 @@
+//! Terminal-safe rendering of strings that came from the wire or from other users.
+//!
+//! Anything an attacker controls (DNS names, audit fields, file and user names) passes through
+//! [`printable`] before it reaches a terminal, a CSV cell or a log line: control bytes,
+//! non-ASCII bytes and backslashes become `\xNN` / `\\`, so the output is plain ASCII and the
+//! original bytes can be recovered.
+
+use std::borrow::Cow;
+
+/// Escapes bytes into printable ASCII. Borrows when nothing needs escaping.
+pub fn printable_bytes(b: &[u8]) -> Cow<'_, str> {
+    if b.iter().all(|&c| is_plain(c)) {
+        // All bytes are printable ASCII, so this cannot fail.
+        return Cow::Borrowed(std::str::from_utf8(b).unwrap_or_default());
+    }
+    let mut out = String::with_capacity(b.len() + 8);
+    for &c in b {
+        push_escaped(&mut out, c);
+    }
+    Cow::Owned(out)
+}
+
+/// Escapes a string into printable ASCII (see [`printable_bytes`]).
+pub fn printable(s: &str) -> Cow<'_, str> {
+    printable_bytes(s.as_bytes())
+}
+
+fn is_plain(c: u8) -> bool {
+    (0x20..0x7f).contains(&c) && c != b'\\'
+}
+
+fn push_escaped(out: &mut String, c: u8) {
+    use std::fmt::Write;
+    if is_plain(c) {
+        out.push(c as char);
+    } else if c == b'\\' {
+        out.push_str("\\\\");
+    } else {
+        let _ = write!(out, "\\x{c:02x}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_text_is_borrowed() {
+        assert!(matches!(printable("www.example.com"), Cow::Borrowed(_)));
+    }
+
+    #[test]
+    fn ansi_escape_and_carriage_return_are_escaped() {
+        assert_eq!(printable("a\x1b[31mb\rc"), "a\\x1b[31mb\\x0dc");
+    }
+
+    #[test]
+    fn invalid_utf8_and_backslash_are_escaped() {
+        assert_eq!(printable_bytes(b"\xff\\x"), "\\xff\\\\x");
+    }
+}

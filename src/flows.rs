@@ -1,0 +1,127 @@
+//! Egress aggregates: per (principal, destination, minute) packet and byte counters.
+//!
+//! The database grows with flows and minutes, not packets: each flow keeps one open row for
+//! its current minute and hands it to the store when the minute changes, when the pipeline
+//! sweeps closed minutes, or at the end. Memory is capped: at `MAX_FLOWS` open rows the table
+//! is flushed early (rows for the same minute merge in the store, so nothing is lost).
+
+use rustc_hash::FxHashMap;
+
+use crate::principal::{Dst, Principal};
+
+const MAX_FLOWS: usize = 262_144;
+pub const MINUTE_US: i64 = 60_000_000;
+
+/// One stored aggregate row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EgressRow {
+    pub principal: Principal,
+    pub gid: Option<u32>,
+    pub dst: Dst,
+    /// Start of the minute, microseconds since the epoch.
+    pub minute_us: i64,
+    pub packets: u64,
+    pub bytes: u64,
+    pub first_us: i64,
+    pub last_us: i64,
+}
+
+#[derive(Default)]
+pub struct FlowTable {
+    open: FxHashMap<(Principal, Dst), EgressRow>,
+    /// Times the cap forced an early flush.
+    pub early_flushes: u64,
+}
+
+impl FlowTable {
+    /// Counts one packet; rows that close are pushed to `out`.
+    pub fn add(&mut self, principal: Principal, gid: Option<u32>, dst: Dst, ts_us: i64, bytes: u64, out: &mut Vec<EgressRow>) {
+        let minute_us = ts_us.div_euclid(MINUTE_US) * MINUTE_US;
+        if self.open.len() >= MAX_FLOWS && !self.open.contains_key(&(principal, dst)) {
+            self.early_flushes += 1;
+            self.drain(out);
+        }
+        let fresh = EgressRow { principal, gid, dst, minute_us, packets: 1, bytes, first_us: ts_us, last_us: ts_us };
+        match self.open.entry((principal, dst)) {
+            std::collections::hash_map::Entry::Occupied(mut e) => {
+                let row = e.get_mut();
+                if row.minute_us == minute_us {
+                    row.packets += 1;
+                    row.bytes += bytes;
+                    row.first_us = row.first_us.min(ts_us);
+                    row.last_us = row.last_us.max(ts_us);
+                    row.gid = gid.or(row.gid);
+                } else {
+                    out.push(std::mem::replace(row, fresh));
+                }
+            }
+            std::collections::hash_map::Entry::Vacant(e) => {
+                e.insert(fresh);
+            }
+        }
+    }
+
+    /// Closes every row of a minute before `minute_us`.
+    pub fn sweep(&mut self, minute_us: i64, out: &mut Vec<EgressRow>) {
+        self.open.retain(|_, row| {
+            if row.minute_us < minute_us {
+                out.push(*row);
+                false
+            } else {
+                true
+            }
+        });
+    }
+
+    /// Closes every open row.
+    pub fn drain(&mut self, out: &mut Vec<EgressRow>) {
+        out.extend(self.open.drain().map(|(_, row)| row));
+    }
+
+    /// The destination with the most bytes in `principal`'s open rows. A linear scan: it runs
+    /// only when an alert is raised.
+    pub fn top_dst(&self, principal: Principal) -> Option<Dst> {
+        self.open
+            .iter()
+            .filter(|((p, _), _)| *p == principal)
+            .max_by_key(|(_, row)| row.bytes)
+            .map(|((_, dst), _)| *dst)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::{IpAddr, Ipv4Addr};
+
+    fn dst(port: u16) -> Dst {
+        Dst { addr: IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1)), port, proto: 6 }
+    }
+
+    #[test]
+    fn one_row_per_minute() {
+        let mut t = FlowTable::default();
+        let mut out = Vec::new();
+        let who = Principal::Uid(1);
+        t.add(who, None, dst(22), 1_000, 100, &mut out);
+        t.add(who, None, dst(22), 2_000, 50, &mut out);
+        assert!(out.is_empty());
+        t.add(who, None, dst(22), MINUTE_US + 5, 7, &mut out);
+        assert_eq!(out.len(), 1);
+        assert_eq!((out[0].packets, out[0].bytes, out[0].first_us, out[0].last_us), (2, 150, 1_000, 2_000));
+        t.sweep(2 * MINUTE_US, &mut out);
+        assert_eq!(out.len(), 2);
+        assert_eq!(out[1].minute_us, MINUTE_US);
+    }
+
+    #[test]
+    fn top_destination_by_bytes() {
+        let mut t = FlowTable::default();
+        let mut out = Vec::new();
+        let who = Principal::Uid(1);
+        t.add(who, None, dst(22), 0, 10, &mut out);
+        t.add(who, None, dst(443), 0, 900, &mut out);
+        t.add(Principal::Uid(2), None, dst(80), 0, 5000, &mut out);
+        assert_eq!(t.top_dst(who), Some(dst(443)));
+    }
+}

@@ -1,0 +1,18 @@
+//! exfilmon: a boundary monitor that tells a Linux server's owner when data leaves it.
+//!
+//! One pipeline — source (NFLOG | capture file) → [`decode`] → [`detect`] → [`store`] —
+//! wired in [`pipeline`]. Live monitoring and replay differ only in the source.
+
+pub mod alert;
+pub mod cli;
+pub mod config;
+pub mod decode;
+pub mod detect;
+pub mod escape;
+pub mod flows;
+pub mod pipeline;
+pub mod principal;
+pub mod report;
+pub mod source;
+pub mod store;
+pub mod units;

@@ -1,0 +1,181 @@
+//! The one place the stages meet: frames in (from any source), decode, detect, aggregate,
+//! and rows and alerts out to the store. Live capture and replay differ only in the source.
+
+use std::collections::BTreeMap;
+
+use serde_json::json;
+
+use crate::alert::{Alert, AlertKind};
+use crate::config::Config;
+use crate::decode::{self, DecodeError};
+use crate::detect::volume::{Crossing, VolumeDetector};
+use crate::flows::{EgressRow, FlowTable, MINUTE_US};
+use crate::principal::{Dst, Principal};
+use crate::source::{Frame, FrameSink};
+use crate::store::RunTotals;
+use crate::units::{human_bytes, human_duration};
+
+/// Rows are handed to the output in batches of about this many.
+const ROW_BATCH: usize = 4096;
+
+/// Where the pipeline's results go: the store's writer, or a test's collector.
+pub trait Output {
+    fn rows(&mut self, rows: Vec<EgressRow>);
+    fn alert(&mut self, alert: &Alert);
+}
+
+/// What the pipeline counted. Every frame lands in exactly one of: packets, `skipped` by
+/// reason, or damaged records.
+#[derive(Debug, Default, Clone)]
+pub struct Stats {
+    pub packets: u64,
+    pub bytes: u64,
+    pub alerts: u64,
+    pub damaged_records: u64,
+    pub skipped: BTreeMap<&'static str, u64>,
+}
+
+impl Stats {
+    /// Frames that were damaged (as opposed to fine but not egress).
+    pub fn malformed(&self) -> u64 {
+        self.damaged_records
+            + [DecodeError::Truncated, DecodeError::BadIp, DecodeError::BadNflog]
+                .iter()
+                .map(|e| self.skipped.get(e.name()).copied().unwrap_or(0))
+                .sum::<u64>()
+    }
+
+    pub fn ignored(&self) -> u64 {
+        self.skipped.values().sum::<u64>() + self.damaged_records - self.malformed()
+    }
+
+    pub fn totals(&self) -> RunTotals {
+        let mut counters: serde_json::Map<String, serde_json::Value> =
+            self.skipped.iter().map(|(k, v)| (k.to_string(), json!(v))).collect();
+        counters.insert("damaged_record".into(), json!(self.damaged_records));
+        RunTotals {
+            packets: self.packets,
+            bytes: self.bytes,
+            malformed: self.malformed(),
+            ignored: self.ignored(),
+            alerts: self.alerts,
+            counters: serde_json::Value::Object(counters),
+        }
+    }
+}
+
+pub struct Pipeline<O: Output> {
+    volume: VolumeDetector,
+    flows: FlowTable,
+    pending: Vec<EgressRow>,
+    /// Rows of minutes before this one have been swept out of the flow table.
+    swept_minute: i64,
+    out: O,
+    pub stats: Stats,
+}
+
+impl<O: Output> Pipeline<O> {
+    pub fn new(config: &Config, out: O) -> Pipeline<O> {
+        Pipeline {
+            volume: VolumeDetector::new(&config.volume),
+            flows: FlowTable::default(),
+            pending: Vec::with_capacity(ROW_BATCH),
+            swept_minute: i64::MIN,
+            out,
+            stats: Stats::default(),
+        }
+    }
+
+    /// Closes all open aggregates and hands everything pending to the output.
+    pub fn flush(&mut self) {
+        self.flows.drain(&mut self.pending);
+        self.emit_rows();
+    }
+
+    /// Distinct principals seen so far.
+    pub fn principals(&self) -> usize {
+        self.volume.principals()
+    }
+
+    pub fn output(&mut self) -> &mut O {
+        &mut self.out
+    }
+
+    pub fn into_output(mut self) -> O {
+        self.flush();
+        self.out
+    }
+
+    fn packet(&mut self, p: &decode::Packet<'_>) {
+        let principal = Principal::of(p);
+        let dst = Dst::of(p);
+        let bytes = u64::from(p.wire_len);
+        self.stats.packets += 1;
+        self.stats.bytes += bytes;
+
+        let minute = p.ts_us.div_euclid(MINUTE_US) * MINUTE_US;
+        if minute > self.swept_minute {
+            // A new minute of packet time: earlier minutes' rows are complete.
+            self.flows.sweep(minute, &mut self.pending);
+            self.swept_minute = minute;
+        }
+        self.flows.add(principal, p.gid, dst, p.ts_us, bytes, &mut self.pending);
+        if self.pending.len() >= ROW_BATCH {
+            self.emit_rows();
+        }
+
+        let mut crossings = Vec::new();
+        self.volume.observe(principal, p.ts_us, bytes, |c| crossings.push(c));
+        for c in crossings {
+            let alert = self.volume_alert(c, dst);
+            self.raise(alert);
+        }
+    }
+
+    fn volume_alert(&self, c: Crossing, packet_dst: Dst) -> Alert {
+        let dst = self.flows.top_dst(c.principal).unwrap_or(packet_dst);
+        let window = human_duration(c.window);
+        Alert {
+            ts_us: c.ts_us,
+            kind: AlertKind::Volume,
+            severity: c.severity,
+            principal: c.principal,
+            dst: Some(dst.to_string()),
+            bytes: c.bytes,
+            summary: format!(
+                "{} sent {} within {window} (threshold {}), most to {dst}",
+                c.principal,
+                human_bytes(c.bytes),
+                human_bytes(c.threshold)
+            ),
+            details: json!({ "window_secs": c.window.as_secs(), "threshold_bytes": c.threshold }),
+        }
+    }
+
+    fn raise(&mut self, alert: Alert) {
+        self.stats.alerts += 1;
+        // Rows first, so an alert never refers to traffic the store has not seen.
+        self.emit_rows();
+        self.out.alert(&alert);
+    }
+
+    fn emit_rows(&mut self) {
+        if !self.pending.is_empty() {
+            let rows = std::mem::replace(&mut self.pending, Vec::with_capacity(ROW_BATCH));
+            self.out.rows(rows);
+        }
+    }
+}
+
+impl<O: Output> FrameSink for Pipeline<O> {
+    fn frame(&mut self, frame: Frame<'_>) {
+        match decode::decode(&frame) {
+            Ok(p) => self.packet(&p),
+            Err(e) => *self.stats.skipped.entry(e.name()).or_default() += 1,
+        }
+    }
+
+    fn damaged_record(&mut self) {
+        self.stats.damaged_records += 1;
+    }
+}

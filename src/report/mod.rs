@@ -1,0 +1,276 @@
+//! `exfilmon report`: what left the box, per user, destination and alert.
+//!
+//! Each report is a query that returns a [`Table`]; rendering is shared. Tables show user
+//! names for uids, as `aureport -i` does.
+
+pub mod table;
+pub mod when;
+
+use std::collections::HashMap;
+
+use rusqlite::{params, Row};
+use serde_json::{json, Value};
+
+use crate::principal::{endpoint, proto_name};
+use crate::store::{Store, StoreError};
+use table::{col, hidden, Cell, Table};
+
+/// Which rows a report covers.
+#[derive(Debug, Clone, Default)]
+pub struct Filter {
+    pub since_us: Option<i64>,
+    pub until_us: Option<i64>,
+    pub uid: Option<u32>,
+}
+
+impl Filter {
+    fn since(&self) -> i64 {
+        self.since_us.unwrap_or(i64::MIN)
+    }
+
+    fn until(&self) -> i64 {
+        self.until_us.unwrap_or(i64::MAX)
+    }
+
+    fn uid(&self) -> Option<i64> {
+        self.uid.map(i64::from)
+    }
+}
+
+/// uid → user name from the system's user database, looked up once per uid.
+#[derive(Default)]
+pub struct UserNames(HashMap<u32, Option<String>>);
+
+impl UserNames {
+    pub fn get(&mut self, uid: u32) -> Option<String> {
+        self.0
+            .entry(uid)
+            .or_insert_with(|| nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid)).ok().flatten().map(|u| u.name))
+            .clone()
+    }
+
+    fn cell(&mut self, uid: Option<i64>) -> Cell {
+        Cell::opt_text(uid.and_then(|u| u32::try_from(u).ok()).and_then(|u| self.get(u)))
+    }
+}
+
+fn sql(store: &Store, e: rusqlite::Error) -> StoreError {
+    StoreError::Sql { path: store.path().to_owned(), source: e }
+}
+
+/// Runs `query` with `params` and maps each row.
+fn rows<P: rusqlite::Params>(
+    store: &Store,
+    query: &str,
+    params: P,
+    mut map: impl FnMut(&Row<'_>) -> rusqlite::Result<Vec<Cell>>,
+) -> Result<Vec<Vec<Cell>>, StoreError> {
+    let mut stmt = store.conn().prepare(query).map_err(|e| sql(store, e))?;
+    let mapped = stmt.query_map(params, |r| map(r)).map_err(|e| sql(store, e))?;
+    mapped.collect::<Result<_, _>>().map_err(|e| sql(store, e))
+}
+
+pub fn alerts(store: &Store, f: &Filter, names: &mut UserNames) -> Result<Table, StoreError> {
+    let rows = rows(
+        store,
+        "SELECT a.ts, a.kind, a.severity, p.uid, p.host, a.dst, a.bytes, a.summary, a.details
+         FROM alerts a LEFT JOIN principals p ON p.id = a.principal_id
+         WHERE a.ts >= ?1 AND a.ts < ?2 AND (?3 IS NULL OR p.uid = ?3)
+         ORDER BY a.ts, a.id",
+        params![f.since(), f.until(), f.uid()],
+        |r| {
+            let uid: Option<i64> = r.get(3)?;
+            let details: String = r.get(8)?;
+            Ok(vec![
+                Cell::Time(r.get(0)?),
+                Cell::Text(r.get(1)?),
+                Cell::Text(r.get(2)?),
+                Cell::opt_int(uid),
+                names.cell(uid),
+                Cell::opt_text(r.get(4)?),
+                Cell::opt_text(r.get(5)?),
+                Cell::Bytes(r.get(6)?),
+                Cell::Text(r.get(7)?),
+                Cell::Json(serde_json::from_str(&details).unwrap_or(Value::Null)),
+            ])
+        },
+    )?;
+    Ok(Table {
+        title: "Alerts".into(),
+        columns: vec![
+            col("ts"),
+            col("kind"),
+            col("severity"),
+            hidden("uid"),
+            col("user"),
+            col("host"),
+            col("dst"),
+            col("bytes"),
+            col("summary"),
+            hidden("details"),
+        ],
+        rows,
+    })
+}
+
+pub fn users(store: &Store, f: &Filter, names: &mut UserNames) -> Result<Table, StoreError> {
+    let rows = rows(
+        store,
+        "SELECT p.uid, p.gid, p.host, sum(e.packets), sum(e.bytes),
+                count(DISTINCT e.dst || ' ' || e.dport || ' ' || e.proto), min(e.first_seen), max(e.last_seen),
+                (SELECT count(*) FROM alerts a WHERE a.principal_id = p.id AND a.ts >= ?1 AND a.ts < ?2)
+         FROM egress e JOIN principals p ON p.id = e.principal_id
+         WHERE e.minute >= ?1 / 60000000 * 60000000 AND e.minute < ?2 AND (?3 IS NULL OR p.uid = ?3)
+         GROUP BY p.id ORDER BY sum(e.bytes) DESC",
+        params![f.since(), f.until(), f.uid()],
+        |r| {
+            let uid: Option<i64> = r.get(0)?;
+            Ok(vec![
+                Cell::opt_int(uid),
+                names.cell(uid),
+                Cell::opt_int(r.get(1)?),
+                Cell::opt_text(r.get(2)?),
+                Cell::Int(r.get(3)?),
+                Cell::Bytes(r.get(4)?),
+                Cell::Int(r.get(5)?),
+                Cell::Time(r.get(6)?),
+                Cell::Time(r.get(7)?),
+                Cell::Int(r.get(8)?),
+            ])
+        },
+    )?;
+    Ok(Table {
+        title: "Egress by user".into(),
+        columns: vec![
+            col("uid"),
+            col("user"),
+            hidden("gid"),
+            col("host"),
+            col("packets"),
+            col("bytes"),
+            col("destinations"),
+            col("first"),
+            col("last"),
+            col("alerts"),
+        ],
+        rows,
+    })
+}
+
+pub fn destinations(store: &Store, f: &Filter) -> Result<Table, StoreError> {
+    let rows = rows(
+        store,
+        "SELECT e.dst, e.dport, e.proto, sum(e.packets), sum(e.bytes), count(DISTINCT e.principal_id),
+                min(e.first_seen), max(e.last_seen)
+         FROM egress e JOIN principals p ON p.id = e.principal_id
+         WHERE e.minute >= ?1 / 60000000 * 60000000 AND e.minute < ?2 AND (?3 IS NULL OR p.uid = ?3)
+         GROUP BY e.dst, e.dport, e.proto ORDER BY sum(e.bytes) DESC",
+        params![f.since(), f.until(), f.uid()],
+        |r| {
+            let addr: String = r.get(0)?;
+            let port: u16 = r.get(1)?;
+            let proto: u8 = r.get(2)?;
+            let dst = addr.parse().map_or_else(|_| addr.clone(), |a| endpoint(a, port, proto));
+            Ok(vec![
+                Cell::Text(dst),
+                Cell::Text(proto_name(proto)),
+                Cell::Int(r.get(3)?),
+                Cell::Bytes(r.get(4)?),
+                Cell::Int(r.get(5)?),
+                Cell::Time(r.get(6)?),
+                Cell::Time(r.get(7)?),
+            ])
+        },
+    )?;
+    Ok(Table {
+        title: "Egress by destination".into(),
+        columns: vec![col("dst"), col("proto"), col("packets"), col("bytes"), col("senders"), col("first"), col("last")],
+        rows,
+    })
+}
+
+/// The overview: totals, alerts by kind, and the top users and destinations.
+pub struct Summary {
+    pub totals: Table,
+    pub top_users: Table,
+    pub top_destinations: Table,
+}
+
+pub fn summary(store: &Store, f: &Filter, names: &mut UserNames) -> Result<Summary, StoreError> {
+    let q = |query: &str| -> Result<(Option<i64>, Option<i64>, Option<i64>, Option<i64>, i64), StoreError> {
+        store
+            .conn()
+            .query_row(query, params![f.since(), f.until(), f.uid()], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+            })
+            .map_err(|e| sql(store, e))
+    };
+    let (first, last, packets, bytes, senders) = q(
+        "SELECT min(e.first_seen), max(e.last_seen), sum(e.packets), sum(e.bytes), count(DISTINCT e.principal_id)
+         FROM egress e JOIN principals p ON p.id = e.principal_id
+         WHERE e.minute >= ?1 / 60000000 * 60000000 AND e.minute < ?2 AND (?3 IS NULL OR p.uid = ?3)",
+    )?;
+    let mut totals = vec![
+        ("first packet", first.map_or(Cell::Null, Cell::Time)),
+        ("last packet", last.map_or(Cell::Null, Cell::Time)),
+        ("packets", Cell::Int(packets.unwrap_or(0))),
+        ("bytes", Cell::Bytes(bytes.unwrap_or(0))),
+        ("senders", Cell::Int(senders)),
+    ];
+    let by_kind = rows(
+        store,
+        "SELECT a.kind, count(*) FROM alerts a LEFT JOIN principals p ON p.id = a.principal_id
+         WHERE a.ts >= ?1 AND a.ts < ?2 AND (?3 IS NULL OR p.uid = ?3) GROUP BY a.kind ORDER BY a.kind",
+        params![f.since(), f.until(), f.uid()],
+        |r| Ok(vec![Cell::Text(r.get(0)?), Cell::Int(r.get(1)?)]),
+    )?;
+    let alert_total: i64 = by_kind.iter().map(|r| if let Cell::Int(n) = r[1] { n } else { 0 }).sum();
+    totals.push(("alerts", Cell::Int(alert_total)));
+    let mut kind_rows: Vec<(String, Cell)> =
+        by_kind.into_iter().map(|r| (format!("alerts: {}", r[0].clone().text()), r[1].clone())).collect();
+    let (runs, malformed, ignored): (i64, Option<i64>, Option<i64>) = store
+        .conn()
+        .query_row("SELECT count(*), sum(malformed), sum(ignored) FROM runs", [], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .map_err(|e| sql(store, e))?;
+    let mut rows_out: Vec<Vec<Cell>> =
+        totals.into_iter().map(|(k, v)| vec![Cell::Text(k.into()), v]).collect();
+    rows_out.extend(kind_rows.drain(..).map(|(k, v)| vec![Cell::Text(k), v]));
+    rows_out.push(vec![Cell::Text("runs recorded".into()), Cell::Int(runs)]);
+    rows_out.push(vec![Cell::Text("malformed frames skipped".into()), Cell::Int(malformed.unwrap_or(0))]);
+    rows_out.push(vec![Cell::Text("frames ignored (not IP, inbound)".into()), Cell::Int(ignored.unwrap_or(0))]);
+
+    let mut top_users = users(store, f, names)?;
+    top_users.rows.truncate(5);
+    top_users.title = "Top senders".into();
+    let mut top_destinations = destinations(store, f)?;
+    top_destinations.rows.truncate(5);
+    top_destinations.title = "Top destinations".into();
+    Ok(Summary {
+        totals: Table { title: "Egress summary".into(), columns: vec![col("item"), col("value")], rows: rows_out },
+        top_users,
+        top_destinations,
+    })
+}
+
+impl Summary {
+    pub fn json(&self) -> Value {
+        let totals: serde_json::Map<String, Value> = self
+            .totals
+            .json()
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|o| Some((o["item"].as_str()?.to_string(), o["value"].clone())))
+            .collect();
+        json!({ "totals": totals, "top_users": self.top_users.json(), "top_destinations": self.top_destinations.json() })
+    }
+}
+
+impl Cell {
+    fn text(self) -> String {
+        match self {
+            Cell::Text(s) => s,
+            _ => String::new(),
+        }
+    }
+}

@@ -1,0 +1,209 @@
+//! A report's result as typed cells, and its three renderings: an aligned table for people,
+//! CSV and JSON for programs. Text cells are escaped for terminals in the table and CSV.
+
+use std::io::{self, Write};
+
+use serde_json::{Map, Value};
+
+use crate::escape::printable;
+use crate::units::human_bytes;
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Cell {
+    Null,
+    Text(String),
+    Int(i64),
+    /// A byte count: human units in tables, a plain number elsewhere.
+    Bytes(i64),
+    /// Microseconds since the epoch: local-style in tables, RFC 3339 UTC elsewhere.
+    Time(i64),
+    /// Structured evidence: JSON only.
+    Json(Value),
+}
+
+impl Cell {
+    pub fn opt_text(s: Option<String>) -> Cell {
+        s.map_or(Cell::Null, Cell::Text)
+    }
+
+    pub fn opt_int(n: Option<i64>) -> Cell {
+        n.map_or(Cell::Null, Cell::Int)
+    }
+
+    fn json(&self) -> Value {
+        match self {
+            Cell::Null => Value::Null,
+            Cell::Text(s) => Value::String(s.clone()),
+            Cell::Int(n) | Cell::Bytes(n) => Value::from(*n),
+            Cell::Time(t) => Value::String(rfc3339(*t)),
+            Cell::Json(v) => v.clone(),
+        }
+    }
+
+    fn plain(&self) -> String {
+        match self {
+            Cell::Null => String::new(),
+            Cell::Text(s) => printable(s).into_owned(),
+            Cell::Int(n) | Cell::Bytes(n) => n.to_string(),
+            Cell::Time(t) => rfc3339(*t),
+            Cell::Json(v) => printable(&v.to_string()).into_owned(),
+        }
+    }
+
+    fn human(&self) -> String {
+        match self {
+            Cell::Null => "-".into(),
+            Cell::Bytes(n) => human_bytes((*n).max(0) as u64),
+            Cell::Time(t) => chrono::DateTime::from_timestamp_micros(*t)
+                .map_or_else(|| t.to_string(), |d| d.format("%Y-%m-%d %H:%M:%S").to_string()),
+            other => other.plain(),
+        }
+    }
+}
+
+pub fn rfc3339(us: i64) -> String {
+    chrono::DateTime::from_timestamp_micros(us)
+        .map_or_else(|| us.to_string(), |d| d.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+}
+
+#[derive(Debug, Clone)]
+pub struct Column {
+    pub name: &'static str,
+    /// Shown in the human table (JSON and CSV always carry every column).
+    pub in_table: bool,
+}
+
+pub const fn col(name: &'static str) -> Column {
+    Column { name, in_table: true }
+}
+
+pub const fn hidden(name: &'static str) -> Column {
+    Column { name, in_table: false }
+}
+
+#[derive(Debug, Clone)]
+pub struct Table {
+    pub title: String,
+    pub columns: Vec<Column>,
+    pub rows: Vec<Vec<Cell>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    Table,
+    Json,
+    Csv,
+}
+
+impl Table {
+    pub fn json(&self) -> Value {
+        Value::Array(
+            self.rows
+                .iter()
+                .map(|row| {
+                    let obj: Map<String, Value> =
+                        self.columns.iter().zip(row).map(|(c, cell)| (c.name.to_string(), cell.json())).collect();
+                    Value::Object(obj)
+                })
+                .collect(),
+        )
+    }
+
+    pub fn write_csv(&self, out: &mut dyn Write) -> io::Result<()> {
+        let mut w = csv::Writer::from_writer(out);
+        let csv_err = |e: csv::Error| io::Error::other(e.to_string());
+        w.write_record(self.columns.iter().map(|c| c.name)).map_err(csv_err)?;
+        for row in &self.rows {
+            w.write_record(row.iter().map(Cell::plain)).map_err(csv_err)?;
+        }
+        w.flush()
+    }
+
+    pub fn write_table(&self, out: &mut dyn Write) -> io::Result<()> {
+        let shown: Vec<usize> = (0..self.columns.len()).filter(|&i| self.columns[i].in_table).collect();
+        let cells: Vec<Vec<String>> = self.rows.iter().map(|r| shown.iter().map(|&i| r[i].human()).collect()).collect();
+        let headers: Vec<String> = shown.iter().map(|&i| self.columns[i].name.to_uppercase()).collect();
+        let mut widths: Vec<usize> = headers.iter().map(String::len).collect();
+        for row in &cells {
+            for (w, c) in widths.iter_mut().zip(row) {
+                *w = (*w).max(c.chars().count());
+            }
+        }
+        if !self.title.is_empty() {
+            writeln!(out, "{}", self.title)?;
+            writeln!(out, "{}", "=".repeat(self.title.len()))?;
+        }
+        let line = |out: &mut dyn Write, row: &[String]| -> io::Result<()> {
+            let last = row.len().saturating_sub(1);
+            for (i, (c, w)) in row.iter().zip(&widths).enumerate() {
+                if i == last {
+                    write!(out, "{c}")?;
+                } else {
+                    write!(out, "{c:<w$}  ")?;
+                }
+            }
+            writeln!(out)
+        };
+        line(out, &headers)?;
+        if cells.is_empty() {
+            writeln!(out, "(none)")?;
+        }
+        for row in &cells {
+            line(out, row)?;
+        }
+        Ok(())
+    }
+
+    pub fn write(&self, format: Format, out: &mut dyn Write) -> io::Result<()> {
+        match format {
+            Format::Table => self.write_table(out),
+            Format::Csv => self.write_csv(out),
+            Format::Json => {
+                serde_json::to_writer_pretty(&mut *out, &self.json())?;
+                writeln!(out)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn table() -> Table {
+        Table {
+            title: String::new(),
+            columns: vec![col("name"), col("bytes"), hidden("extra")],
+            rows: vec![vec![Cell::Text("evil\x1b[2J".into()), Cell::Bytes(2048), Cell::Int(1)]],
+        }
+    }
+
+    #[test]
+    fn terminal_escapes_never_reach_table_or_csv() {
+        for format in [Format::Table, Format::Csv] {
+            let mut out = Vec::new();
+            table().write(format, &mut out).unwrap();
+            assert!(!out.contains(&0x1b), "{format:?}");
+            assert!(String::from_utf8(out).unwrap().contains("evil\\x1b[2J"));
+        }
+    }
+
+    #[test]
+    fn json_keeps_the_raw_string_validly_escaped() {
+        let mut out = Vec::new();
+        table().write(Format::Json, &mut out).unwrap();
+        assert!(!out.contains(&0x1b));
+        let v: Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(v[0]["name"], "evil\x1b[2J");
+        assert_eq!(v[0]["bytes"], 2048);
+    }
+
+    #[test]
+    fn table_uses_human_units_and_hides_columns() {
+        let mut out = Vec::new();
+        table().write(Format::Table, &mut out).unwrap();
+        let s = String::from_utf8(out).unwrap();
+        assert!(s.contains("2.0 KiB"));
+        assert!(!s.contains("EXTRA"));
+    }
+}

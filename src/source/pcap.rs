@@ -1,0 +1,163 @@
+//! pcap and pcapng files, read as a stream with `pcap-parser`.
+//!
+//! Guarantees: never panics on any input; an unreadable file or one that is not a capture is
+//! an error naming the file; inside a readable capture, a record that cannot be framed (a
+//! truncated tail, an absurd record length) is reported to the sink as damaged and reading
+//! stops there, since a pcap has no markers to resynchronise on.
+
+use std::fs::File;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use pcap_parser::pcapng::Block;
+use pcap_parser::{create_reader, PcapBlockOwned, PcapError};
+
+use super::{linktype_name, Frame, FrameSink, LinkType};
+
+/// Larger than the largest legal snaplen (262144) plus a record header, so `BufferTooSmall`
+/// can only mean a damaged length field.
+const BUFFER: usize = 1 << 20;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CaptureError {
+    #[error("cannot open {}: {source}", path.display())]
+    Open { path: PathBuf, source: std::io::Error },
+    #[error("{} is a directory, not a capture file", path.display())]
+    Directory { path: PathBuf },
+    #[error("{} is empty", path.display())]
+    Empty { path: PathBuf },
+    #[error("{} is not a pcap or pcapng capture (unrecognised header)", path.display())]
+    NotCapture { path: PathBuf },
+    #[error("{}: unsupported {}; exfilmon reads Ethernet (1), raw IP (101, 228, 229), Linux cooked (113, 276) and NFLOG (239)", path.display(), linktype_name(*linktype))]
+    UnsupportedLinkType { path: PathBuf, linktype: i32 },
+    #[error("cannot read {}: {message}", path.display())]
+    Read { path: PathBuf, message: String },
+}
+
+/// What one pass over a capture saw, besides the frames themselves.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct ReadStats {
+    pub records: u64,
+    pub damaged: u64,
+    /// Bytes of the file consumed; for progress reporting.
+    pub bytes_read: u64,
+}
+
+/// Reads every frame of the capture at `path` into `sink`. `progress` is told the number of
+/// file bytes consumed so far, now and then.
+pub fn read_file(
+    path: &Path,
+    sink: &mut dyn FrameSink,
+    progress: &mut dyn FnMut(u64),
+) -> Result<ReadStats, CaptureError> {
+    let open_err = |source| CaptureError::Open { path: path.to_owned(), source };
+    let meta = std::fs::metadata(path).map_err(open_err)?;
+    if meta.is_dir() {
+        return Err(CaptureError::Directory { path: path.to_owned() });
+    }
+    let file = File::open(path).map_err(open_err)?;
+    read(path, file, sink, progress)
+}
+
+fn read<R: Read + Send>(
+    path: &Path,
+    input: R,
+    sink: &mut dyn FrameSink,
+    progress: &mut dyn FnMut(u64),
+) -> Result<ReadStats, CaptureError> {
+    let mut reader = match create_reader(BUFFER, input) {
+        Ok(r) => r,
+        Err(PcapError::Eof) => return Err(CaptureError::Empty { path: path.to_owned() }),
+        Err(PcapError::ReadError) => {
+            return Err(CaptureError::Read { path: path.to_owned(), message: "read failed".into() })
+        }
+        Err(_) => return Err(CaptureError::NotCapture { path: path.to_owned() }),
+    };
+    let mut stats = ReadStats::default();
+    // pcap: one link type and resolution for the file. pcapng: per interface, per section.
+    let mut legacy: Option<(LinkType, i64)> = None;
+    let mut interfaces: Vec<Interface> = Vec::new();
+    loop {
+        match reader.next() {
+            Ok((offset, block)) => {
+                match block {
+                    PcapBlockOwned::LegacyHeader(h) => {
+                        let lt = h.network.0;
+                        let link = LinkType::from_linktype(lt).ok_or_else(|| {
+                            CaptureError::UnsupportedLinkType { path: path.to_owned(), linktype: lt }
+                        })?;
+                        let nanos = if h.is_nanosecond_precision() { 1 } else { 1000 };
+                        legacy = Some((link, nanos));
+                    }
+                    PcapBlockOwned::Legacy(rec) => {
+                        stats.records += 1;
+                        if let Some((link, nanos_per_unit)) = legacy {
+                            let ts_us = i64::from(rec.ts_sec) * 1_000_000
+                                + i64::from(rec.ts_usec) * nanos_per_unit / 1000;
+                            sink.frame(Frame { ts_us, link, data: rec.data });
+                        }
+                    }
+                    PcapBlockOwned::NG(Block::SectionHeader(_)) => interfaces.clear(),
+                    PcapBlockOwned::NG(Block::InterfaceDescription(idb)) => {
+                        let lt = idb.linktype.0;
+                        let link = LinkType::from_linktype(lt).ok_or_else(|| {
+                            CaptureError::UnsupportedLinkType { path: path.to_owned(), linktype: lt }
+                        })?;
+                        interfaces.push(Interface {
+                            link,
+                            resolution: idb.ts_resolution().unwrap_or(1_000_000).max(1),
+                            offset: idb.ts_offset() as u64,
+                        });
+                    }
+                    PcapBlockOwned::NG(Block::EnhancedPacket(epb)) => {
+                        stats.records += 1;
+                        match interfaces.get(epb.if_id as usize) {
+                            Some(ifc) => {
+                                let (secs, frac) = epb.decode_ts(ifc.offset, ifc.resolution);
+                                let frac_us = u128::from(frac) * 1_000_000 / u128::from(ifc.resolution);
+                                let ts_us = i64::from(secs) * 1_000_000 + frac_us as i64;
+                                sink.frame(Frame { ts_us, link: ifc.link, data: epb.data });
+                            }
+                            None => sink.damaged_record(),
+                        }
+                    }
+                    PcapBlockOwned::NG(Block::SimplePacket(spb)) => {
+                        stats.records += 1;
+                        if let Some(ifc) = interfaces.first() {
+                            sink.frame(Frame { ts_us: 0, link: ifc.link, data: spb.data });
+                        }
+                    }
+                    PcapBlockOwned::NG(_) => {}
+                }
+                stats.bytes_read += offset as u64;
+                reader.consume(offset);
+                if stats.records % 65_536 == 0 {
+                    progress(stats.bytes_read);
+                }
+            }
+            Err(PcapError::Eof) => break,
+            Err(PcapError::Incomplete(_)) => {
+                if reader.refill().is_err() {
+                    return Err(CaptureError::Read { path: path.to_owned(), message: "read failed".into() });
+                }
+            }
+            Err(PcapError::ReadError) => {
+                return Err(CaptureError::Read { path: path.to_owned(), message: "read failed".into() })
+            }
+            // Truncated last record, absurd record length, or a corrupt block: count it and stop.
+            Err(_) => {
+                stats.damaged += 1;
+                sink.damaged_record();
+                break;
+            }
+        }
+    }
+    progress(stats.bytes_read);
+    Ok(stats)
+}
+
+struct Interface {
+    link: LinkType,
+    resolution: u64,
+    offset: u64,
+}

@@ -1,0 +1,296 @@
+//! SQLite storage: open and migrate, batched writes, a writer thread.
+//!
+//! The database is opened in WAL mode with `synchronous=NORMAL`: a crash loses at most the
+//! last transactions, never the file's integrity. Every write batch is one transaction.
+
+pub mod writer;
+
+use std::fs::{DirBuilder, OpenOptions};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
+use rustc_hash::FxHashMap;
+
+use crate::alert::Alert;
+use crate::flows::EgressRow;
+use crate::principal::Principal;
+
+/// Schema migrations, in order; entry N brings the database to version N + 1.
+const MIGRATIONS: &[&str] = &[include_str!("../../schema.sql")];
+pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot create database directory {}: {source}", path.display())]
+    CreateDir { path: PathBuf, source: std::io::Error },
+    #[error("cannot open database {}: {source}", path.display())]
+    Open { path: PathBuf, source: std::io::Error },
+    #[error("database {} does not exist (replay a capture or start the monitor first, or pass --db)", path.display())]
+    Missing { path: PathBuf },
+    #[error("{} is not an exfilmon database (not SQLite)", path.display())]
+    NotSqlite { path: PathBuf },
+    #[error("database {} has schema version {found}, newer than this exfilmon understands ({SCHEMA_VERSION}); upgrade exfilmon", path.display())]
+    TooNew { path: PathBuf, found: i64 },
+    #[error("database {}: {source}", path.display())]
+    Sql { path: PathBuf, source: rusqlite::Error },
+}
+
+pub struct Store {
+    conn: Connection,
+    path: PathBuf,
+    /// Row id and last stored gid of each principal written so far.
+    principal_ids: FxHashMap<Principal, (i64, Option<u32>)>,
+}
+
+impl Store {
+    /// Opens (creating, with mode 0640 in a 0750 directory, if needed) and migrates.
+    pub fn open(path: &Path) -> Result<Store, StoreError> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty() && !d.exists()) {
+            DirBuilder::new()
+                .recursive(true)
+                .mode(0o750)
+                .create(dir)
+                .map_err(|source| StoreError::CreateDir { path: dir.to_owned(), source })?;
+        }
+        if path.is_dir() {
+            return Err(StoreError::Open {
+                path: path.to_owned(),
+                source: std::io::Error::other("is a directory"),
+            });
+        }
+        OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o640)
+            .open(path)
+            .map_err(|source| StoreError::Open { path: path.to_owned(), source })?;
+        let conn = Connection::open(path).map_err(|e| sql_err(path, e))?;
+        let mut store = Store { conn, path: path.to_owned(), principal_ids: FxHashMap::default() };
+        store.configure()?;
+        store.migrate()?;
+        Ok(store)
+    }
+
+    /// Opens an existing database for reading (reports).
+    pub fn open_read(path: &Path) -> Result<Store, StoreError> {
+        if !path.exists() {
+            return Err(StoreError::Missing { path: path.to_owned() });
+        }
+        let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)
+            .map_err(|e| sql_err(path, e))?;
+        let store = Store { conn, path: path.to_owned(), principal_ids: FxHashMap::default() };
+        let version = store.version()?;
+        if version > SCHEMA_VERSION {
+            return Err(StoreError::TooNew { path: path.to_owned(), found: version });
+        }
+        if version < SCHEMA_VERSION {
+            // An older database: migrate through a writable connection first.
+            drop(store);
+            drop(Store::open(path)?);
+            return Store::open_read(path);
+        }
+        Ok(store)
+    }
+
+    pub fn conn(&self) -> &Connection {
+        &self.conn
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn configure(&self) -> Result<(), StoreError> {
+        self.conn
+            .execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;")
+            .map_err(|e| self.err(e))
+    }
+
+    fn version(&self) -> Result<i64, StoreError> {
+        self.conn.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(|e| self.err(e))
+    }
+
+    fn migrate(&mut self) -> Result<(), StoreError> {
+        let version = self.version()?;
+        if version > SCHEMA_VERSION {
+            return Err(StoreError::TooNew { path: self.path.clone(), found: version });
+        }
+        for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+            let tx = self.conn.transaction().map_err(|e| sql_err(&self.path, e))?;
+            tx.execute_batch(sql).map_err(|e| sql_err(&self.path, e))?;
+            tx.pragma_update(None, "user_version", i as i64 + 1).map_err(|e| sql_err(&self.path, e))?;
+            tx.commit().map_err(|e| sql_err(&self.path, e))?;
+        }
+        Ok(())
+    }
+
+    fn err(&self, e: rusqlite::Error) -> StoreError {
+        sql_err(&self.path, e)
+    }
+
+    /// Writes a batch in one transaction.
+    pub fn write(&mut self, rows: &[EgressRow], alerts: &[Alert], run_id: Option<i64>) -> Result<(), StoreError> {
+        let tx = self.conn.transaction().map_err(|e| sql_err(&self.path, e))?;
+        {
+            let mut ids = PrincipalIds { cache: &mut self.principal_ids, tx: &tx };
+            let mut upsert = tx
+                .prepare_cached(
+                    "INSERT INTO egress (principal_id, minute, proto, dst, dport, packets, bytes, first_seen, last_seen)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+                     ON CONFLICT DO UPDATE SET packets = packets + excluded.packets, bytes = bytes + excluded.bytes,
+                       first_seen = min(first_seen, excluded.first_seen), last_seen = max(last_seen, excluded.last_seen)",
+                )
+                .map_err(|e| sql_err(&self.path, e))?;
+            for row in rows {
+                let pid = ids.get(row.principal, row.gid).map_err(|e| sql_err(&self.path, e))?;
+                upsert
+                    .execute(params![
+                        pid,
+                        row.minute_us,
+                        row.dst.proto,
+                        row.dst.addr.to_string(),
+                        row.dst.port,
+                        row.packets as i64,
+                        row.bytes as i64,
+                        row.first_us,
+                        row.last_us
+                    ])
+                    .map_err(|e| sql_err(&self.path, e))?;
+            }
+            let mut insert = tx
+                .prepare_cached(
+                    "INSERT INTO alerts (ts, kind, severity, principal_id, dst, bytes, summary, details, run_id)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                )
+                .map_err(|e| sql_err(&self.path, e))?;
+            for a in alerts {
+                let pid = ids.get(a.principal, None).map_err(|e| sql_err(&self.path, e))?;
+                insert
+                    .execute(params![
+                        a.ts_us,
+                        a.kind.as_str(),
+                        a.severity.as_str(),
+                        pid,
+                        a.dst,
+                        a.bytes as i64,
+                        a.summary,
+                        a.details.to_string(),
+                        run_id
+                    ])
+                    .map_err(|e| sql_err(&self.path, e))?;
+            }
+        }
+        tx.commit().map_err(|e| sql_err(&self.path, e))
+    }
+
+    /// Records the start of a run; returns its id.
+    pub fn begin_run(&self, mode: &str) -> Result<i64, StoreError> {
+        self.conn
+            .execute(
+                "INSERT INTO runs (mode, version, started_at) VALUES (?1, ?2, ?3)",
+                params![mode, env!("CARGO_PKG_VERSION"), wall_clock_us()],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(self.conn.last_insert_rowid())
+    }
+
+    pub fn finish_run(&self, run_id: i64, totals: &RunTotals) -> Result<(), StoreError> {
+        self.conn
+            .execute(
+                "UPDATE runs SET finished_at = ?2, packets = ?3, bytes = ?4, malformed = ?5, ignored = ?6, alerts = ?7, counters = ?8
+                 WHERE id = ?1",
+                params![
+                    run_id,
+                    wall_clock_us(),
+                    totals.packets as i64,
+                    totals.bytes as i64,
+                    totals.malformed as i64,
+                    totals.ignored as i64,
+                    totals.alerts as i64,
+                    totals.counters.to_string()
+                ],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    /// When and from where a capture with this content hash was replayed before.
+    pub fn capture_seen(&self, sha256: &str) -> Result<Option<(String, i64)>, StoreError> {
+        self.conn
+            .query_row("SELECT path, replayed_at FROM captures WHERE sha256 = ?1", [sha256], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()
+            .map_err(|e| self.err(e))
+    }
+
+    pub fn record_capture(&self, c: &CaptureRecord<'_>, run_id: i64) -> Result<(), StoreError> {
+        self.conn
+            .execute(
+                "INSERT OR REPLACE INTO captures (sha256, path, size, run_id, records, damaged, replayed_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![c.sha256, c.path, c.size as i64, run_id, c.records as i64, c.damaged as i64, wall_clock_us()],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+}
+
+/// What a run counted, for the `runs` table.
+#[derive(Debug, Default, Clone)]
+pub struct RunTotals {
+    pub packets: u64,
+    pub bytes: u64,
+    pub malformed: u64,
+    pub ignored: u64,
+    pub alerts: u64,
+    pub counters: serde_json::Value,
+}
+
+pub struct CaptureRecord<'a> {
+    pub sha256: &'a str,
+    pub path: &'a str,
+    pub size: u64,
+    pub records: u64,
+    pub damaged: u64,
+}
+
+struct PrincipalIds<'a, 'c> {
+    cache: &'a mut FxHashMap<Principal, (i64, Option<u32>)>,
+    tx: &'a rusqlite::Transaction<'c>,
+}
+
+impl PrincipalIds<'_, '_> {
+    fn get(&mut self, p: Principal, gid: Option<u32>) -> rusqlite::Result<i64> {
+        if let Some(&(id, known)) = self.cache.get(&p) {
+            if gid.is_none() || gid == known {
+                return Ok(id);
+            }
+        }
+        let host = p.host().map(|h| h.to_string());
+        self.tx
+            .prepare_cached(
+                "INSERT INTO principals (uid, gid, host) VALUES (?1, ?2, ?3)
+                 ON CONFLICT DO UPDATE SET gid = ifnull(excluded.gid, gid)",
+            )?
+            .execute(params![p.uid(), gid, host])?;
+        let id = self.tx.prepare_cached("SELECT id FROM principals WHERE ifnull(uid, -1) = ifnull(?1, -1) AND ifnull(host, '') = ifnull(?2, '')")?.query_row(
+            params![p.uid(), host],
+            |r| r.get(0),
+        )?;
+        self.cache.insert(p, (id, gid));
+        Ok(id)
+    }
+}
+
+fn sql_err(path: &Path, e: rusqlite::Error) -> StoreError {
+    if let rusqlite::Error::SqliteFailure(f, _) = &e {
+        if f.code == rusqlite::ErrorCode::NotADatabase {
+            return StoreError::NotSqlite { path: path.to_owned() };
+        }
+    }
+    StoreError::Sql { path: path.to_owned(), source: e }
+}
+
+pub fn wall_clock_us() -> i64 {
+    chrono::Utc::now().timestamp_micros()
+}

@@ -1,0 +1,107 @@
+//! The writer thread: the packet path never waits on SQLite.
+//!
+//! The pipeline hands rows and alerts to a bounded queue; this thread drains whatever is
+//! queued into one transaction at a time, so under load batches grow and commits stay few.
+//! Alerts are never dropped: when the queue is full the sender waits (and the wait is
+//! counted by the caller); losing packets to NFLOG overruns is measured, losing an alert is not
+//! acceptable.
+
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
+use std::thread::JoinHandle;
+
+use crate::alert::Alert;
+use crate::flows::EgressRow;
+use crate::store::{Store, StoreError};
+
+/// Queue capacity in messages; each message is a batch of rows or one alert.
+const QUEUE: usize = 1024;
+/// Messages merged into one transaction at most.
+const MAX_MESSAGES_PER_TX: usize = 256;
+
+pub enum Write {
+    Rows(Vec<EgressRow>),
+    Alert(Alert),
+    /// Commit everything before this and answer.
+    Sync(SyncSender<()>),
+}
+
+pub struct Writer {
+    tx: Option<SyncSender<Write>>,
+    thread: Option<JoinHandle<Result<Store, StoreError>>>,
+    /// Times a send found the queue full and had to wait.
+    pub waits: u64,
+}
+
+impl Writer {
+    pub fn spawn(mut store: Store, run_id: Option<i64>) -> Writer {
+        let (tx, rx) = sync_channel(QUEUE);
+        let thread = std::thread::Builder::new()
+            .name("exfilmon-writer".into())
+            .spawn(move || {
+                drain(&mut store, &rx, run_id)?;
+                Ok(store)
+            })
+            .ok();
+        Writer { tx: Some(tx), thread, waits: 0 }
+    }
+
+    pub fn send(&mut self, msg: Write) {
+        let Some(tx) = &self.tx else { return };
+        match tx.try_send(msg) {
+            Ok(()) => {}
+            Err(TrySendError::Full(msg)) => {
+                self.waits += 1;
+                let _ = tx.send(msg);
+            }
+            // The thread ended on an error; `finish` reports it.
+            Err(TrySendError::Disconnected(_)) => {}
+        }
+    }
+
+    /// Waits until everything sent so far is committed.
+    pub fn sync(&mut self) {
+        let (ack_tx, ack_rx) = sync_channel(1);
+        self.send(Write::Sync(ack_tx));
+        let _ = ack_rx.recv();
+    }
+
+    /// Commits what is queued, stops the thread and returns the store.
+    pub fn finish(mut self) -> Result<Store, StoreError> {
+        self.tx = None;
+        match self.thread.take().map(JoinHandle::join) {
+            Some(Ok(result)) => result,
+            _ => Err(StoreError::Open {
+                path: Default::default(),
+                source: std::io::Error::other("database writer thread failed to start or panicked"),
+            }),
+        }
+    }
+}
+
+fn drain(store: &mut Store, rx: &Receiver<Write>, run_id: Option<i64>) -> Result<(), StoreError> {
+    let mut rows = Vec::new();
+    let mut alerts = Vec::new();
+    let mut acks = Vec::new();
+    while let Ok(first) = rx.recv() {
+        let mut next = Some(first);
+        let mut n = 0;
+        while let Some(msg) = next.take() {
+            match msg {
+                Write::Rows(mut r) => rows.append(&mut r),
+                Write::Alert(a) => alerts.push(a),
+                Write::Sync(ack) => acks.push(ack),
+            }
+            n += 1;
+            if n < MAX_MESSAGES_PER_TX {
+                next = rx.try_recv().ok();
+            }
+        }
+        store.write(&rows, &alerts, run_id)?;
+        rows.clear();
+        alerts.clear();
+        for ack in acks.drain(..) {
+            let _ = ack.send(());
+        }
+    }
+    Ok(())
+}

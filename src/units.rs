@@ -1,0 +1,82 @@
+//! Human units in configs and flags: durations (`10m`, `1h30m`) and byte sizes (`256KiB`, `5MB`).
+
+use std::time::Duration;
+
+/// Parses a duration such as `90s`, `10m`, `1h30m` or `2d`.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(s.trim())
+        .map_err(|e| format!("invalid duration {s:?}: {e} (examples: 30s, 10m, 1h30m, 2d)"))?;
+    if d.is_zero() {
+        return Err(format!("invalid duration {s:?}: must be greater than zero"));
+    }
+    Ok(d)
+}
+
+/// Parses a byte size such as `4096`, `256KiB`, `5MB` or `1GiB`.
+pub fn parse_bytes(s: &str) -> Result<u64, String> {
+    let n = s
+        .trim()
+        .parse::<bytesize::ByteSize>()
+        .map_err(|e| format!("invalid size {s:?}: {e} (examples: 4096, 256KiB, 5MB, 1GiB)"))?
+        .as_u64();
+    if n == 0 {
+        return Err(format!("invalid size {s:?}: must be greater than zero"));
+    }
+    Ok(n)
+}
+
+/// Formats a byte count the way a person reads it: `4.9 MiB`, `512 B`.
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
+    if n < 1024 {
+        return format!("{n} B");
+    }
+    let mut v = n as f64;
+    let mut unit = 0;
+    while v >= 1024.0 && unit + 1 < UNITS.len() {
+        v /= 1024.0;
+        unit += 1;
+    }
+    format!("{v:.1} {}", UNITS[unit])
+}
+
+/// Formats a duration compactly: `10m`, `1h30m`, `45s`.
+pub fn human_duration(d: Duration) -> String {
+    let mut s = d.as_secs();
+    if s == 0 {
+        return format!("{}ms", d.as_millis());
+    }
+    let mut out = String::new();
+    for (unit, len) in [("d", 86_400), ("h", 3_600), ("m", 60), ("s", 1)] {
+        if s >= len {
+            out.push_str(&format!("{}{unit}", s / len));
+            s %= len;
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("10m").unwrap(), Duration::from_secs(600));
+        assert_eq!(parse_duration("1h30m").unwrap(), Duration::from_secs(5400));
+        assert!(parse_duration("0s").is_err());
+        assert!(parse_duration("ten minutes").is_err());
+        assert_eq!(human_duration(Duration::from_secs(5400)), "1h30m");
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_bytes("256KiB").unwrap(), 256 * 1024);
+        assert_eq!(parse_bytes("5MB").unwrap(), 5_000_000);
+        assert_eq!(parse_bytes("4096").unwrap(), 4096);
+        assert!(parse_bytes("lots").is_err());
+        assert!(parse_bytes("0").is_err());
+        assert_eq!(human_bytes(5 * 1024 * 1024), "5.0 MiB");
+        assert_eq!(human_bytes(10), "10 B");
+    }
+}
