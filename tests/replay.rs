@@ -1,0 +1,327 @@
+//! End-to-end tests of `exfilmon replay` and `exfilmon report` on the fixtures in pcaps/,
+//! run through the built binary. Expected totals come from pcaps/expected.json, which
+//! pcaps/expected.py computes independently (and checks against tshark).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_exfilmon"))
+}
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("pcaps").join(name)
+}
+
+fn expected() -> Value {
+    let text = std::fs::read_to_string(fixture("expected.json")).unwrap();
+    serde_json::from_str(&text).unwrap()
+}
+
+fn run(args: &[&str]) -> Output {
+    bin().args(args).output().unwrap()
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// A fresh database path in its own temporary directory.
+fn temp_db() -> (tempfile::TempDir, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("exfilmon.db").to_string_lossy().into_owned();
+    (dir, db)
+}
+
+fn replay(db: &str, files: &[&str], extra: &[&str]) -> Output {
+    let paths: Vec<String> = files.iter().map(|f| fixture(f).to_string_lossy().into_owned()).collect();
+    let mut args = vec!["replay", "--db", db];
+    args.extend(paths.iter().map(String::as_str));
+    args.extend(extra);
+    run(&args)
+}
+
+fn query_i64(db: &str, sql: &str) -> i64 {
+    let conn = rusqlite::Connection::open(db).unwrap();
+    conn.query_row(sql, [], |r| r.get::<_, Option<i64>>(0)).unwrap().unwrap_or(0)
+}
+
+/// Asserts a command failed cleanly: non-zero status, a one-line `exfilmon:` message
+/// containing `needle`, and no panic.
+fn assert_clean_error(o: &Output, needle: &str) {
+    let err = stderr(o);
+    assert!(!o.status.success(), "expected failure, got success; stderr: {err}");
+    assert_eq!(o.status.code(), Some(1), "stderr: {err}");
+    assert!(!err.contains("panicked") && !err.contains("RUST_BACKTRACE"), "panic: {err}");
+    assert!(err.starts_with("exfilmon: "), "stderr: {err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "one line expected: {err}");
+    assert!(err.contains(needle), "{needle:?} not in: {err}");
+}
+
+#[test]
+fn every_fixture_totals_match_ip_length_fields() {
+    let exp = expected();
+    for (name, e) in exp["files"].as_object().unwrap() {
+        let (_dir, db) = temp_db();
+        let o = replay(&db, &[name], &[]);
+        assert!(o.status.success(), "{name}: {}", stderr(&o));
+        let packets = query_i64(&db, "SELECT sum(packets) FROM egress");
+        let bytes = query_i64(&db, "SELECT sum(bytes) FROM egress");
+        assert_eq!(packets, e["ip_packets"].as_i64().unwrap(), "{name} packets");
+        assert_eq!(bytes, e["ip_bytes"].as_i64().unwrap(), "{name} bytes");
+    }
+}
+
+#[test]
+fn nflog_capture_attributes_bytes_to_uids() {
+    let exp = expected();
+    for name in ["nflog-sample.pcap", "nflog-synth.pcap"] {
+        let (_dir, db) = temp_db();
+        assert!(replay(&db, &[name], &[]).status.success());
+        for (uid, e) in exp["files"][name]["by_uid"].as_object().unwrap() {
+            let cond = if uid == "none" { "p.uid IS NULL".to_string() } else { format!("p.uid = {uid}") };
+            let sql = format!("SELECT sum(e.bytes) FROM egress e JOIN principals p ON p.id = e.principal_id WHERE {cond}");
+            assert_eq!(query_i64(&db, &sql), e["bytes"].as_i64().unwrap(), "{name} uid {uid}");
+        }
+    }
+}
+
+#[test]
+fn captures_without_uid_are_attributed_to_the_sender_address() {
+    let exp = expected();
+    let (_dir, db) = temp_db();
+    assert!(replay(&db, &["eth-vlan.pcap"], &[]).status.success());
+    for (src, e) in exp["files"]["eth-vlan.pcap"]["by_src"].as_object().unwrap() {
+        let sql = format!(
+            "SELECT sum(e.bytes) FROM egress e JOIN principals p ON p.id = e.principal_id WHERE p.host = '{src}'"
+        );
+        assert_eq!(query_i64(&db, &sql), e["bytes"].as_i64().unwrap(), "host {src}");
+    }
+}
+
+#[test]
+fn scp_in_sample_raises_one_volume_alert_with_the_documented_json_fields() {
+    let (_dir, db) = temp_db();
+    let o = replay(&db, &["nflog-sample.pcap"], &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = run(&["report", "alerts", "--db", &db, "--format", "json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let alerts: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let alerts = alerts.as_array().unwrap();
+    assert_eq!(alerts.len(), 1, "{alerts:?}");
+    let a = &alerts[0];
+    for key in ["ts", "kind", "severity", "uid", "user", "host", "dst", "bytes", "summary"] {
+        assert!(a.get(key).is_some(), "missing {key}: {a}");
+    }
+    assert_eq!(a["kind"], "volume");
+    assert_eq!(a["uid"], 1001);
+    assert_eq!(a["host"], Value::Null);
+    assert_eq!(a["dst"], "10.77.0.1:22/tcp");
+    assert!(a["bytes"].as_u64().unwrap() >= 4 << 20);
+    assert!(a["ts"].as_str().unwrap().ends_with('Z'), "RFC 3339 UTC: {}", a["ts"]);
+    assert!(a["summary"].as_str().unwrap().contains("uid 1001"));
+}
+
+#[test]
+fn replay_is_deterministic() {
+    let dump = || {
+        let (_dir, db) = temp_db();
+        assert!(replay(&db, &["nflog-sample.pcap", "nflog-synth.pcap"], &[]).status.success());
+        let o = run(&["report", "alerts", "--db", &db, "--format", "csv"]);
+        let u = run(&["report", "users", "--db", &db, "--format", "csv"]);
+        (stdout(&o), stdout(&u))
+    };
+    assert_eq!(dump(), dump());
+}
+
+#[test]
+fn second_replay_is_skipped_unless_forced() {
+    let (_dir, db) = temp_db();
+    assert!(replay(&db, &["raw.pcap"], &[]).status.success());
+    let o = replay(&db, &["raw.pcap"], &[]);
+    assert!(o.status.success());
+    assert!(stderr(&o).contains("already replayed"), "{}", stderr(&o));
+    assert!(stderr(&o).contains("--force"));
+    assert_eq!(query_i64(&db, "SELECT sum(packets) FROM egress"), 9);
+    let o = replay(&db, &["raw.pcap"], &["--force"]);
+    assert!(o.status.success());
+    assert_eq!(query_i64(&db, "SELECT sum(packets) FROM egress"), 18);
+}
+
+#[test]
+fn summary_line_counts_everything() {
+    let (_dir, db) = temp_db();
+    let o = replay(&db, &["nflog-sample.pcap", "damaged.pcap"], &[]);
+    assert!(o.status.success());
+    let line = stdout(&o);
+    assert_eq!(line.lines().count(), 1, "{line}");
+    for part in ["2 of 2 file(s)", "255 packets", "1 alerts", "1 malformed skipped", "packets/s"] {
+        assert!(line.contains(part), "{part:?} not in {line}");
+    }
+}
+
+#[test]
+fn volume_config_from_the_issue_works() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("exfilmon.toml");
+    std::fs::write(&config, "[[volume]]\nwindow = \"10m\"      # sliding window\nbytes = \"256KiB\"    # alert\n").unwrap();
+    let db = dir.path().join("x.db").to_string_lossy().into_owned();
+    let o = replay(&db, &["nflog-synth.pcap"], &["--config", config.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    // nflog-synth has no principal over 256 KiB: no alert; the sample's scp is over it.
+    assert_eq!(query_i64(&db, "SELECT count(*) FROM alerts"), 0);
+    assert!(replay(&db, &["nflog-sample.pcap"], &["--config", config.to_str().unwrap()]).status.success());
+    assert_eq!(query_i64(&db, "SELECT count(*) FROM alerts WHERE kind = 'volume'"), 1);
+}
+
+#[test]
+fn bad_config_names_file_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("bad.toml");
+    std::fs::write(&config, "[[volume]]\nwindow = \"10m\"\nbytes = \"lots\"\n").unwrap();
+    let db = dir.path().join("x.db").to_string_lossy().into_owned();
+    let o = replay(&db, &["raw.pcap"], &["--config", config.to_str().unwrap()]);
+    assert_clean_error(&o, "bad.toml:3:");
+    assert!(stderr(&o).contains("invalid size"));
+}
+
+#[test]
+fn reports_filter_by_time_and_user_and_render_all_formats() {
+    let (_dir, db) = temp_db();
+    assert!(replay(&db, &["nflog-sample.pcap"], &[]).status.success());
+    // The sample was captured on 2026-11-22.
+    let o = run(&["report", "alerts", "--db", &db, "--since", "2026-11-23T00:00:00Z", "--format", "json"]);
+    assert_eq!(stdout(&o).trim(), "[]");
+    let o = run(&["report", "alerts", "--db", &db, "--until", "2026-11-23", "--format", "json"]);
+    assert_eq!(serde_json::from_str::<Value>(&stdout(&o)).unwrap().as_array().unwrap().len(), 1);
+    // uid 0 is root on every machine: the table shows the name.
+    let o = run(&["report", "users", "--db", &db, "--user", "root"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let table = stdout(&o);
+    assert!(table.contains("root"), "{table}");
+    assert!(!table.contains("1001"), "{table}");
+    let o = run(&["report", "destinations", "--db", &db, "--format", "csv"]);
+    assert!(stdout(&o).starts_with("dst,proto,packets,bytes,senders,first,last\n"), "{}", stdout(&o));
+    assert!(stdout(&o).contains("10.77.0.1:22,tcp,"));
+    let o = run(&["report", "--db", &db, "--format", "json"]);
+    let summary: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(summary["totals"]["packets"], 252);
+    let o = run(&["report", "--db", &db, "--since", "yesterday"]);
+    assert!(o.status.success());
+    let o = run(&["report", "--db", &db, "--since", "last tuesday"]);
+    assert_clean_error(&o, "--since");
+}
+
+/// Writes a legacy pcap with the given link type and records.
+fn write_pcap(path: &Path, linktype: u32, records: &[&[u8]]) {
+    let mut b = Vec::new();
+    for v in [0xa1b2c3d4u32, 0x0004_0002, 0, 0, 262_144, linktype] {
+        b.extend_from_slice(&v.to_le_bytes());
+    }
+    // (the second word is version 2.4 as two u16s, little-endian)
+    b[4..8].copy_from_slice(&[2, 0, 4, 0]);
+    for (i, r) in records.iter().enumerate() {
+        for v in [1_700_000_000 + i as u32, 0, r.len() as u32, r.len() as u32] {
+            b.extend_from_slice(&v.to_le_bytes());
+        }
+        b.extend_from_slice(r);
+    }
+    std::fs::write(path, b).unwrap();
+}
+
+#[test]
+fn bad_inputs_are_clean_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = |name: &str| dir.path().join(name).to_string_lossy().into_owned();
+    let db = p("x.db");
+    std::fs::write(p("empty.pcap"), b"").unwrap();
+    std::fs::write(p("text.pcap"), b"this is not a capture file at all\n").unwrap();
+    write_pcap(Path::new(&p("token-ring.pcap")), 6, &[b"abc"]);
+    write_pcap(Path::new(&p("usb.pcap")), 220, &[b"abc"]);
+    let cases = [
+        ("/nonexistent/capture.pcap".to_string(), "cannot open /nonexistent/capture.pcap"),
+        (p(""), "is a directory"),
+        (p("empty.pcap"), "empty"),
+        (p("text.pcap"), "not a pcap or pcapng"),
+        (p("token-ring.pcap"), "unsupported link type 6"),
+        (p("usb.pcap"), "link type 220"),
+    ];
+    for (path, needle) in &cases {
+        let o = run(&["replay", "--db", &db, path]);
+        assert_clean_error(&o, needle);
+    }
+}
+
+#[test]
+fn garbage_records_are_skipped_and_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("garbage.pcap");
+    // Raw IP records: nonsense version, header length below 20, a lone byte, an empty record,
+    // IPv4 claiming options past the end, and one good ICMP packet.
+    let good: &[u8] = &[
+        0x45, 0, 0, 28, 0, 0, 0, 0, 64, 1, 0, 0, 192, 0, 2, 1, 198, 51, 100, 1, 8, 0, 0, 0, 0, 0, 0, 0,
+    ];
+    write_pcap(&path, 101, &[&[0x75; 40], &[0x41; 40], &[0x45], &[], &[0x4f, 0, 0, 20], good]);
+    let db = dir.path().join("x.db").to_string_lossy().into_owned();
+    let o = run(&["replay", "--db", &db, path.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("1 packets"), "{}", stdout(&o));
+    assert!(stdout(&o).contains("5 malformed skipped"), "{}", stdout(&o));
+    let counters = query_i64(&db, "SELECT malformed FROM runs");
+    assert_eq!(counters, 5);
+}
+
+#[test]
+fn damaged_and_cut_captures_keep_their_good_records() {
+    for (name, packets) in [("damaged.pcap", 3), ("truncated-tail.pcap", 4)] {
+        let (_dir, db) = temp_db();
+        let o = replay(&db, &[name], &[]);
+        assert!(o.status.success(), "{name}: {}", stderr(&o));
+        assert!(stdout(&o).contains("1 malformed skipped"), "{name}: {}", stdout(&o));
+        assert_eq!(query_i64(&db, "SELECT sum(packets) FROM egress"), packets, "{name}");
+    }
+}
+
+#[test]
+fn database_errors_are_clean() {
+    let dir = tempfile::tempdir().unwrap();
+    let not_db = dir.path().join("notes.txt");
+    std::fs::write(&not_db, "x".repeat(4096)).unwrap();
+    let o = run(&["replay", "--db", not_db.to_str().unwrap(), fixture("raw.pcap").to_str().unwrap()]);
+    assert_clean_error(&o, "not an exfilmon database");
+    let o = run(&["report", "--db", dir.path().join("missing.db").to_str().unwrap()]);
+    assert_clean_error(&o, "does not exist");
+    let (_d, db) = temp_db();
+    assert!(replay(&db, &["raw.pcap"], &[]).status.success());
+    rusqlite::Connection::open(&db).unwrap().pragma_update(None, "user_version", 99).unwrap();
+    let o = run(&["report", "--db", &db]);
+    assert_clean_error(&o, "newer than this exfilmon");
+}
+
+#[test]
+fn database_is_created_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("state/sub/exfilmon.db");
+    let o = run(&["replay", "--db", db.to_str().unwrap(), fixture("raw.pcap").to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(std::fs::metadata(&db).unwrap().permissions().mode() & 0o777, 0o640);
+    assert_eq!(std::fs::metadata(db.parent().unwrap()).unwrap().permissions().mode() & 0o777, 0o750);
+}
+
+#[test]
+fn help_teaches() {
+    let o = run(&["--help"]);
+    let help = stdout(&o);
+    for word in ["replay", "report", "Exit status", "Examples"] {
+        assert!(help.contains(word), "{word} missing from --help");
+    }
+    let o = run(&["replay", "--help"]);
+    assert!(stdout(&o).contains("NFLOG (239"));
+}
