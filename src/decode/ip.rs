@@ -85,3 +85,112 @@ fn transport(proto: u8, p: &[u8]) -> (u16, u16, L4<'_>) {
         _ => (0, 0, L4::Other),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// IPv4 header (no options) for `proto` with the given total length, then `rest`.
+    fn v4(proto: u8, total_len: u16, rest: &[u8]) -> Vec<u8> {
+        let mut p = vec![0x45, 0, 0, 0, 0, 0, 0, 0, 64, proto, 0, 0, 192, 0, 2, 1, 198, 51, 100, 7];
+        p[2..4].copy_from_slice(&total_len.to_be_bytes());
+        p.extend_from_slice(rest);
+        p
+    }
+
+    fn tcp_header(sport: u16, dport: u16) -> Vec<u8> {
+        let mut h = vec![0; 20];
+        h[0..2].copy_from_slice(&sport.to_be_bytes());
+        h[2..4].copy_from_slice(&dport.to_be_bytes());
+        h[12] = 5 << 4;
+        h
+    }
+
+    #[test]
+    fn tcp_over_ipv4() {
+        let mut seg = tcp_header(40000, 22);
+        seg.extend_from_slice(b"hello");
+        let buf = v4(6, 45, &seg);
+        let p = decode(&buf, 7, Some(1000), Some(100)).unwrap();
+        assert_eq!((p.sport, p.dport, p.proto, p.wire_len), (40000, 22, 6, 45));
+        assert_eq!(p.l4, L4::Tcp { payload: b"hello" });
+        assert_eq!((p.uid, p.gid, p.ts_us), (Some(1000), Some(100), 7));
+        assert_eq!(p.dst.to_string(), "198.51.100.7");
+    }
+
+    #[test]
+    fn snaplen_cut_super_packet_counts_its_ip_length() {
+        // A 64000-byte TSO packet of which 60 bytes were captured.
+        let buf = v4(6, 64_000, &tcp_header(1, 443));
+        let p = decode(&buf, 0, None, None).unwrap();
+        assert_eq!(p.wire_len, 64_000);
+        assert_eq!(p.dport, 443);
+    }
+
+    #[test]
+    fn zero_total_length_falls_back_to_captured_length() {
+        let buf = v4(6, 0, &tcp_header(1, 443));
+        let p = decode(&buf, 0, None, None).unwrap();
+        assert_eq!(p.wire_len, 40);
+    }
+
+    #[test]
+    fn transport_header_cut_to_two_bytes_still_counts() {
+        let buf = v4(6, 1500, &[0x9c, 0x40]);
+        let p = decode(&buf, 0, None, None).unwrap();
+        assert_eq!((p.wire_len, p.dport, p.l4), (1500, 0, L4::Other));
+    }
+
+    #[test]
+    fn tcp_data_offset_past_capture_gives_empty_payload() {
+        let mut h = tcp_header(1, 2);
+        h[12] = 15 << 4;
+        let buf = v4(6, 100, &h);
+        let p = decode(&buf, 0, None, None).unwrap();
+        assert_eq!(p.l4, L4::Tcp { payload: &[] });
+    }
+
+    #[test]
+    fn non_first_fragment_has_no_ports() {
+        let mut pkt = v4(17, 28, &[0, 53, 0, 53, 0, 8, 0, 0]);
+        pkt[6] = 0x00;
+        pkt[7] = 0x10; // fragment offset 16 * 8 bytes
+        let p = decode(&pkt, 0, None, None).unwrap();
+        assert_eq!((p.sport, p.dport, p.l4), (0, 0, L4::Other));
+    }
+
+    #[test]
+    fn udp_and_icmp() {
+        let buf = v4(17, 33, &[0x30, 0x39, 0, 53, 0, 13, 0, 0, 1, 2, 3, 4, 5]);
+        let p = decode(&buf, 0, None, None).unwrap();
+        assert_eq!((p.sport, p.dport), (12345, 53));
+        assert_eq!(p.l4, L4::Udp { payload: &[1, 2, 3, 4, 5] });
+        let buf = v4(1, 30, &[8, 0, 0, 0, 0, 1, 0, 1, 0xd5, 0x20]);
+        let p = decode(&buf, 0, None, None).unwrap();
+        assert_eq!(p.l4, L4::Icmp { v6: false, kind: 8, code: 0, payload: &[0xd5, 0x20] });
+    }
+
+    #[test]
+    fn ipv6_with_hop_by_hop_then_udp() {
+        let mut p = vec![0x60, 0, 0, 0, 0, 16, 0, 64];
+        p.extend_from_slice(&[0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]);
+        p.extend_from_slice(&[0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2]);
+        p.extend_from_slice(&[17, 0, 1, 4, 0, 0, 0, 0]); // hop-by-hop: next UDP, PadN
+        p.extend_from_slice(&[0x04, 0xd2, 0x01, 0xbb, 0, 8, 0, 0]);
+        let d = decode(&p, 0, None, None).unwrap();
+        assert_eq!((d.proto, d.sport, d.dport, d.wire_len), (17, 1234, 443, 56));
+    }
+
+    #[test]
+    fn hostile_headers_are_errors_not_panics() {
+        assert_eq!(decode(&[], 0, None, None), Err(DecodeError::Truncated));
+        assert_eq!(decode(&[0x45], 0, None, None), Err(DecodeError::Truncated));
+        assert_eq!(decode(&[0x41; 40], 0, None, None), Err(DecodeError::BadIp));
+        assert_eq!(decode(&[0x75; 40], 0, None, None), Err(DecodeError::BadIp));
+        assert_eq!(decode(&[0x60; 20], 0, None, None), Err(DecodeError::Truncated));
+        for len in 0..64 {
+            let junk: Vec<u8> = (0..len).map(|i| (i * 37 + 0x45) as u8).collect();
+            let _ = decode(&junk, 0, None, None);
+        }
+    }
+}

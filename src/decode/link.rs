@@ -83,3 +83,62 @@ fn by_ethertype(ethertype: u16, rest: &[u8]) -> Result<Layer3<'_>, DecodeError> 
         _ => Err(DecodeError::NotIp),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const IP: &[u8] = &[0x45, 0, 0, 20];
+
+    fn frame(link: LinkType, data: &[u8]) -> Result<Layer3<'_>, DecodeError> {
+        strip(&Frame { ts_us: 0, link, data })
+    }
+
+    #[test]
+    fn ethernet_with_vlan_and_qinq() {
+        let mut f = vec![0; 12];
+        f.extend_from_slice(&[0x88, 0xa8, 0, 1, 0x81, 0x00, 0, 2, 0x08, 0x00]);
+        f.extend_from_slice(IP);
+        assert_eq!(frame(LinkType::Ethernet, &f).unwrap().ip, IP);
+    }
+
+    #[test]
+    fn ethernet_arp_is_not_ip_and_endless_tags_stop() {
+        let mut f = vec![0; 12];
+        f.extend_from_slice(&[0x08, 0x06, 0, 1]);
+        assert_eq!(frame(LinkType::Ethernet, &f).err(), Some(DecodeError::NotIp));
+        let mut f = vec![0; 12];
+        for _ in 0..10 {
+            f.extend_from_slice(&[0x81, 0x00, 0, 1]);
+        }
+        f.extend_from_slice(&[0x08, 0x00]);
+        assert_eq!(frame(LinkType::Ethernet, &f).err(), Some(DecodeError::NotIp));
+        assert_eq!(frame(LinkType::Ethernet, &[0; 13]).err(), Some(DecodeError::Truncated));
+        let mut cut_tag = vec![0; 12];
+        cut_tag.extend_from_slice(&[0x81, 0x00, 0]);
+        assert_eq!(frame(LinkType::Ethernet, &cut_tag).err(), Some(DecodeError::Truncated));
+    }
+
+    #[test]
+    fn linux_cooked_counts_only_outgoing() {
+        let mut sll = vec![0, 4, 0, 1, 0, 6, 0, 0, 0, 0, 0, 0, 0, 0, 0x08, 0x00];
+        sll.extend_from_slice(IP);
+        assert_eq!(frame(LinkType::LinuxSll, &sll).unwrap().ip, IP);
+        sll[1] = 0; // PACKET_HOST: received
+        assert_eq!(frame(LinkType::LinuxSll, &sll).err(), Some(DecodeError::Inbound));
+
+        let mut sll2 = vec![0x86, 0xdd, 0, 0, 0, 0, 0, 2, 0, 1, 4, 6, 0, 0, 0, 0, 0, 0, 0, 0];
+        sll2.extend_from_slice(IP);
+        assert_eq!(frame(LinkType::LinuxSll2, &sll2).unwrap().ip, IP);
+        assert_eq!(frame(LinkType::LinuxSll2, &sll2[..19]).err(), Some(DecodeError::Truncated));
+    }
+
+    #[test]
+    fn nflog_carries_uid_and_payload() {
+        let rec = nflog::tests::record(2, 7, &[(11, &1001u32.to_be_bytes()), (9, IP)]);
+        let l3 = frame(LinkType::Nflog, &rec).unwrap();
+        assert_eq!((l3.ip, l3.uid), (IP, Some(1001)));
+        let no_payload = nflog::tests::record(2, 7, &[(11, &1001u32.to_be_bytes())]);
+        assert_eq!(frame(LinkType::Nflog, &no_payload).err(), Some(DecodeError::Truncated));
+    }
+}

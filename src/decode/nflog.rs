@@ -133,7 +133,8 @@ pub(crate) mod tests {
         let mut ts = Vec::new();
         ts.extend_from_slice(&1_700_000_000i64.to_be_bytes());
         ts.extend_from_slice(&250_000i64.to_be_bytes());
-        let r = parse(&record(2, 0, &[(NFULA_TIMESTAMP, &ts)])).unwrap();
+        let buf = record(2, 0, &[(NFULA_TIMESTAMP, &ts)]);
+        let r = parse(&buf).unwrap();
         assert_eq!(r.ts_us, Some(1_700_000_000_250_000));
     }
 
@@ -154,7 +155,8 @@ pub(crate) mod tests {
 
     #[test]
     fn short_uid_value_is_ignored_not_misread() {
-        let r = parse(&record(2, 0, &[(NFULA_UID, &[0, 1])])).unwrap();
+        let buf = record(2, 0, &[(NFULA_UID, &[0, 1])]);
+        let r = parse(&buf).unwrap();
         assert_eq!(r.uid, None);
     }
 
