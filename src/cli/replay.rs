@@ -76,13 +76,14 @@ pub fn run(args: &ReplayArgs) -> Result<()> {
     }
 
     let started = Instant::now();
-    let run_id = store.begin_run("replay")?;
+    // A run is recorded only when there is something to replay.
+    let run_id = if todo.is_empty() { None } else { Some(store.begin_run("replay")?) };
     let total_bytes: u64 = todo.iter().map(|c| c.size).sum();
     let bar = ProgressBar::new(total_bytes).with_style(
         ProgressStyle::with_template("{spinner} {msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}")
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
-    let mut pipeline = Pipeline::new(&config, Writer::spawn(store, Some(run_id)));
+    let mut pipeline = Pipeline::new(&config, Writer::spawn(store, run_id));
     let mut done_bytes = 0;
     let mut replayed = Vec::new();
     for capture in &todo {
@@ -99,14 +100,16 @@ pub fn run(args: &ReplayArgs) -> Result<()> {
     let principals = pipeline.principals();
     let stats = pipeline.stats.clone();
     let store = pipeline.into_output().finish()?;
-    for (c, s) in &replayed {
-        let path = c.path.to_string_lossy();
-        store.record_capture(
-            &CaptureRecord { sha256: &c.sha256, path: &path, size: c.size, records: s.records, damaged: s.damaged },
-            run_id,
-        )?;
+    if let Some(run_id) = run_id {
+        for (c, s) in &replayed {
+            let path = c.path.to_string_lossy();
+            store.record_capture(
+                &CaptureRecord { sha256: &c.sha256, path: &path, size: c.size, records: s.records, damaged: s.damaged },
+                run_id,
+            )?;
+        }
+        store.finish_run(run_id, &stats.totals())?;
     }
-    store.finish_run(run_id, &stats.totals())?;
 
     let secs = started.elapsed().as_secs_f64();
     println!(

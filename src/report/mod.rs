@@ -197,47 +197,43 @@ pub struct Summary {
 }
 
 pub fn summary(store: &Store, f: &Filter, names: &mut UserNames) -> Result<Summary, StoreError> {
-    let q = |query: &str| -> Result<(Option<i64>, Option<i64>, Option<i64>, Option<i64>, i64), StoreError> {
-        store
-            .conn()
-            .query_row(query, params![f.since(), f.until(), f.uid()], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
-            })
-            .map_err(|e| sql(store, e))
-    };
-    let (first, last, packets, bytes, senders) = q(
-        "SELECT min(e.first_seen), max(e.last_seen), sum(e.packets), sum(e.bytes), count(DISTINCT e.principal_id)
-         FROM egress e JOIN principals p ON p.id = e.principal_id
-         WHERE e.minute >= ?1 / 60000000 * 60000000 AND e.minute < ?2 AND (?3 IS NULL OR p.uid = ?3)",
-    )?;
-    let mut totals = vec![
-        ("first packet", first.map_or(Cell::Null, Cell::Time)),
-        ("last packet", last.map_or(Cell::Null, Cell::Time)),
-        ("packets", Cell::Int(packets.unwrap_or(0))),
-        ("bytes", Cell::Bytes(bytes.unwrap_or(0))),
-        ("senders", Cell::Int(senders)),
-    ];
+    let bounds = params![f.since(), f.until(), f.uid()];
+    let (first, last, packets, bytes, senders): (Option<i64>, Option<i64>, Option<i64>, Option<i64>, i64) = store
+        .conn()
+        .query_row(
+            "SELECT min(e.first_seen), max(e.last_seen), sum(e.packets), sum(e.bytes), count(DISTINCT e.principal_id)
+             FROM egress e JOIN principals p ON p.id = e.principal_id
+             WHERE e.minute >= ?1 / 60000000 * 60000000 AND e.minute < ?2 AND (?3 IS NULL OR p.uid = ?3)",
+            bounds,
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+        )
+        .map_err(|e| sql(store, e))?;
     let by_kind = rows(
         store,
-        "SELECT a.kind, count(*) FROM alerts a LEFT JOIN principals p ON p.id = a.principal_id
+        "SELECT 'alerts: ' || a.kind, count(*) FROM alerts a LEFT JOIN principals p ON p.id = a.principal_id
          WHERE a.ts >= ?1 AND a.ts < ?2 AND (?3 IS NULL OR p.uid = ?3) GROUP BY a.kind ORDER BY a.kind",
-        params![f.since(), f.until(), f.uid()],
+        bounds,
         |r| Ok(vec![Cell::Text(r.get(0)?), Cell::Int(r.get(1)?)]),
     )?;
-    let alert_total: i64 = by_kind.iter().map(|r| if let Cell::Int(n) = r[1] { n } else { 0 }).sum();
-    totals.push(("alerts", Cell::Int(alert_total)));
-    let mut kind_rows: Vec<(String, Cell)> =
-        by_kind.into_iter().map(|r| (format!("alerts: {}", r[0].clone().text()), r[1].clone())).collect();
+    let alerts: i64 = by_kind.iter().map(|r| if let Cell::Int(n) = r[1] { n } else { 0 }).sum();
     let (runs, malformed, ignored): (i64, Option<i64>, Option<i64>) = store
         .conn()
         .query_row("SELECT count(*), sum(malformed), sum(ignored) FROM runs", [], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
         .map_err(|e| sql(store, e))?;
-    let mut rows_out: Vec<Vec<Cell>> =
-        totals.into_iter().map(|(k, v)| vec![Cell::Text(k.into()), v]).collect();
-    rows_out.extend(kind_rows.drain(..).map(|(k, v)| vec![Cell::Text(k), v]));
-    rows_out.push(vec![Cell::Text("runs recorded".into()), Cell::Int(runs)]);
-    rows_out.push(vec![Cell::Text("malformed frames skipped".into()), Cell::Int(malformed.unwrap_or(0))]);
-    rows_out.push(vec![Cell::Text("frames ignored (not IP, inbound)".into()), Cell::Int(ignored.unwrap_or(0))]);
+
+    let item = |name: &str, value: Cell| vec![Cell::Text(name.into()), value];
+    let mut totals = vec![
+        item("first packet", first.map_or(Cell::Null, Cell::Time)),
+        item("last packet", last.map_or(Cell::Null, Cell::Time)),
+        item("packets", Cell::Int(packets.unwrap_or(0))),
+        item("bytes", Cell::Bytes(bytes.unwrap_or(0))),
+        item("senders", Cell::Int(senders)),
+        item("alerts", Cell::Int(alerts)),
+    ];
+    totals.extend(by_kind);
+    totals.push(item("runs recorded", Cell::Int(runs)));
+    totals.push(item("malformed frames skipped", Cell::Int(malformed.unwrap_or(0))));
+    totals.push(item("frames ignored (not IP, inbound)", Cell::Int(ignored.unwrap_or(0))));
 
     let mut top_users = users(store, f, names)?;
     top_users.rows.truncate(5);
@@ -246,7 +242,7 @@ pub fn summary(store: &Store, f: &Filter, names: &mut UserNames) -> Result<Summa
     top_destinations.rows.truncate(5);
     top_destinations.title = "Top destinations".into();
     Ok(Summary {
-        totals: Table { title: "Egress summary".into(), columns: vec![col("item"), col("value")], rows: rows_out },
+        totals: Table { title: "Egress summary".into(), columns: vec![col("item"), col("value")], rows: totals },
         top_users,
         top_destinations,
     })
@@ -263,14 +259,5 @@ impl Summary {
             .filter_map(|o| Some((o["item"].as_str()?.to_string(), o["value"].clone())))
             .collect();
         json!({ "totals": totals, "top_users": self.top_users.json(), "top_destinations": self.top_destinations.json() })
-    }
-}
-
-impl Cell {
-    fn text(self) -> String {
-        match self {
-            Cell::Text(s) => s,
-            _ => String::new(),
-        }
     }
 }

@@ -77,6 +77,8 @@ fn read<R: Read + Send>(
     // pcap: one link type and resolution for the file. pcapng: per interface, per section.
     let mut legacy: Option<(LinkType, i64)> = None;
     let mut interfaces: Vec<Interface> = Vec::new();
+    // pcapng simple packets carry no time: they get the last time seen.
+    let mut last_ts_us = 0;
     loop {
         match reader.next() {
             Ok((offset, block)) => {
@@ -116,6 +118,7 @@ fn read<R: Read + Send>(
                                 let (secs, frac) = epb.decode_ts(ifc.offset, ifc.resolution);
                                 let frac_us = u128::from(frac) * 1_000_000 / u128::from(ifc.resolution);
                                 let ts_us = i64::from(secs) * 1_000_000 + frac_us as i64;
+                                last_ts_us = ts_us;
                                 sink.frame(Frame { ts_us, link: ifc.link, data: epb.data });
                             }
                             None => sink.damaged_record(),
@@ -124,7 +127,7 @@ fn read<R: Read + Send>(
                     PcapBlockOwned::NG(Block::SimplePacket(spb)) => {
                         stats.records += 1;
                         if let Some(ifc) = interfaces.first() {
-                            sink.frame(Frame { ts_us: 0, link: ifc.link, data: spb.data });
+                            sink.frame(Frame { ts_us: last_ts_us, link: ifc.link, data: spb.data });
                         }
                     }
                     PcapBlockOwned::NG(_) => {}
