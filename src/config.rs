@@ -19,11 +19,26 @@ pub struct Config {
     /// Egress volume thresholds, each a sliding window per principal.
     #[serde(default = "default_volume_rules")]
     pub volume: Vec<VolumeRule>,
+    /// `exfilmon run` switches to this user after binding the NFLOG group.
+    #[serde(default)]
+    pub user: Option<String>,
+    /// The live monitor's NFLOG socket.
+    #[serde(default)]
+    pub nflog: NflogConfig,
+    /// The nftables ruleset `exfilmon nft` renders.
+    #[serde(default)]
+    pub nft: NftConfig,
 }
 
 impl Default for Config {
     fn default() -> Self {
-        Config { db: None, volume: default_volume_rules() }
+        Config {
+            db: None,
+            volume: default_volume_rules(),
+            user: None,
+            nflog: NflogConfig::default(),
+            nft: NftConfig::default(),
+        }
     }
 }
 
@@ -70,6 +85,53 @@ fn default_volume_rules() -> Vec<VolumeRule> {
     ]
 }
 
+/// `[nflog]`: the NFLOG group the ruleset logs to and how the kernel batches it to us.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct NflogConfig {
+    pub group: u16,
+    /// Socket receive buffer (SO_RCVBUFFORCE); what absorbs bursts while the reader is busy.
+    #[serde(deserialize_with = "rcvbuf")]
+    pub rcvbuf: u64,
+    /// Bytes of non-DNS packets copied to us: IP and transport headers are enough to count.
+    #[serde(deserialize_with = "snaplen")]
+    pub snaplen: u16,
+    /// Packets the kernel batches into one message before sending it.
+    #[serde(deserialize_with = "queue_threshold")]
+    pub queue_threshold: u16,
+    /// Longest a partial batch waits in the kernel (10 ms resolution).
+    #[serde(deserialize_with = "duration")]
+    pub timeout: Duration,
+}
+
+impl Default for NflogConfig {
+    fn default() -> Self {
+        NflogConfig {
+            group: 7,
+            rcvbuf: 16 << 20,
+            snaplen: 128,
+            queue_threshold: 64,
+            timeout: Duration::from_millis(100),
+        }
+    }
+}
+
+/// `[nft]`: what the ruleset logs.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct NftConfig {
+    /// IPv4 destinations (addresses or CIDR ranges) never logged: backup and update servers.
+    #[serde(deserialize_with = "v4_ranges")]
+    pub allow_v4: Vec<String>,
+    #[serde(deserialize_with = "v6_ranges")]
+    pub allow_v6: Vec<String>,
+    /// Only log packets leaving through these interfaces; empty means every one but `lo`.
+    #[serde(deserialize_with = "interface_names")]
+    pub interfaces: Vec<String>,
+    /// Also send new outbound connections to the kernel audit trail (`log level audit`).
+    pub audit: bool,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config {}: {source}", path.display())]
@@ -109,6 +171,72 @@ impl Config {
 fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
     let s = String::deserialize(d)?;
     units::parse_duration(&s).map_err(de::Error::custom)
+}
+
+/// The kernel takes the buffer size as an int and doubles it; beyond 1 GiB is a typo.
+fn rcvbuf<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    let n = byte_size(d)?;
+    if n > 1 << 30 {
+        return Err(de::Error::custom("rcvbuf above 1GiB; a few MiB to a few hundred MiB is plenty"));
+    }
+    Ok(n)
+}
+
+/// IPv4 + TCP headers with options need 60 + 60 bytes; below 40 not even ports are seen.
+fn snaplen<'de, D: Deserializer<'de>>(d: D) -> Result<u16, D::Error> {
+    match u16::deserialize(d)? {
+        n @ 40.. => Ok(n),
+        n => Err(de::Error::custom(format!("snaplen {n} is too small to see IP and ports; use at least 40 (default 128)"))),
+    }
+}
+
+fn queue_threshold<'de, D: Deserializer<'de>>(d: D) -> Result<u16, D::Error> {
+    match u16::deserialize(d)? {
+        0 => Err(de::Error::custom("queue_threshold must be at least 1")),
+        n => Ok(n),
+    }
+}
+
+fn v4_ranges<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    ranges::<D, std::net::Ipv4Addr>(d, 32)
+}
+
+fn v6_ranges<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    ranges::<D, std::net::Ipv6Addr>(d, 128)
+}
+
+/// Addresses or `address/prefix` ranges, normalised, so the rendered ruleset can trust them.
+fn ranges<'de, D: Deserializer<'de>, A: std::str::FromStr + std::fmt::Display>(
+    d: D,
+    max_prefix: u8,
+) -> Result<Vec<String>, D::Error> {
+    Vec::<String>::deserialize(d)?
+        .iter()
+        .map(|s| {
+            let bad = || de::Error::custom(format!("{s:?} is not an address or address/prefix of this family"));
+            let (addr, prefix) = match s.trim().split_once('/') {
+                Some((a, p)) => (a, Some(p.parse::<u8>().ok().filter(|p| *p <= max_prefix).ok_or_else(bad)?)),
+                None => (s.trim(), None),
+            };
+            let addr = addr.parse::<A>().map_err(|_| bad())?;
+            Ok(prefix.map_or_else(|| addr.to_string(), |p| format!("{addr}/{p}")))
+        })
+        .collect()
+}
+
+/// Interface names as the kernel allows them (up to 15 bytes), with nft's trailing `*` wildcard.
+fn interface_names<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    let names = Vec::<String>::deserialize(d)?;
+    for n in &names {
+        let body = n.strip_suffix('*').unwrap_or(n);
+        let ok = !n.is_empty()
+            && n.len() <= 15
+            && body.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-:@".contains(&b));
+        if !ok {
+            return Err(de::Error::custom(format!("{n:?} is not an interface name (letters, digits, . _ - : @, up to 15, optional trailing *)")));
+        }
+    }
+    Ok(names)
 }
 
 fn byte_size<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
@@ -154,6 +282,33 @@ mod tests {
         let err = parse("[[volume]]\nwindow = \"soon\"\nbytes = 5\n").unwrap_err().to_string();
         assert!(err.starts_with("test.toml:2:"), "{err}");
         assert!(err.contains("invalid duration"), "{err}");
+    }
+
+    #[test]
+    fn nflog_and_nft_sections() {
+        let c = parse(
+            "user = \"nobody\"\n[nflog]\ngroup = 9\nrcvbuf = \"4MiB\"\ntimeout = \"1s\"\n\
+             [nft]\nallow_v4 = [\"192.0.2.10\", \" 198.51.100.0/24\"]\nallow_v6 = [\"2001:db8:0::/48\"]\ninterfaces = [\"eth*\"]\n",
+        )
+        .unwrap();
+        assert_eq!(c.user.as_deref(), Some("nobody"));
+        assert_eq!((c.nflog.group, c.nflog.rcvbuf, c.nflog.snaplen), (9, 4 << 20, 128));
+        assert_eq!(c.nflog.timeout, Duration::from_secs(1));
+        assert_eq!(c.nft.allow_v4, ["192.0.2.10", "198.51.100.0/24"]);
+        assert_eq!(c.nft.allow_v6, ["2001:db8::/48"]);
+        assert_eq!(c.nft.interfaces, ["eth*"]);
+    }
+
+    #[test]
+    fn nft_injection_is_rejected_with_line() {
+        let err = parse("[nft]\nallow_v4 = [\"1.2.3.4 } ; flush ruleset\"]\n").unwrap_err().to_string();
+        assert!(err.starts_with("test.toml:2:"), "{err}");
+        let err = parse("[nft]\ninterfaces = [\"eth0\\\" accept\"]\n").unwrap_err().to_string();
+        assert!(err.starts_with("test.toml:2:"), "{err}");
+        let err = parse("[nft]\nallow_v4 = [\"2001:db8::1\"]\n").unwrap_err().to_string();
+        assert!(err.contains("not an address"), "{err}");
+        let err = parse("[nflog]\nsnaplen = 20\n").unwrap_err().to_string();
+        assert!(err.starts_with("test.toml:2:"), "{err}");
     }
 
     #[test]

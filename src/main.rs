@@ -9,6 +9,7 @@ fn main() -> ExitCode {
     let result = match &cli.command {
         Command::Replay(args) => cli::replay::run(args),
         Command::Report(args) => cli::report::run(args),
+        Command::Nft(args) => cli::nft::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

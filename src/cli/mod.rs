@@ -1,5 +1,6 @@
 //! Command-line interface: argument definitions and the commands behind them.
 
+pub mod nft;
 pub mod replay;
 pub mod report;
 
@@ -42,6 +43,8 @@ pub enum Command {
     Replay(replay::ReplayArgs),
     /// Summaries of what left the machine: summary, alerts, users, destinations.
     Report(report::ReportArgs),
+    /// Print the nftables ruleset for the configuration, or load (--apply) or remove it.
+    Nft(nft::NftArgs),
 }
 
 /// Options shared by commands that use the database and configuration.

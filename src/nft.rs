@@ -1,0 +1,246 @@
+//! The nftables ruleset, rendered from the configuration.
+//!
+//! One source for both the shipped `nft/exfilmon.nft` (the default rendering; a unit test keeps
+//! them equal, `exfilmon nft > nft/exfilmon.nft` regenerates it) and what `exfilmon nft --apply`
+//! loads. The ruleset lives in its own table so it coexists with firewalld or any other ruleset,
+//! and every chain's policy is accept: it observes, it never filters.
+//!
+//! Everything interpolated here was validated when the config was parsed (addresses, prefixes,
+//! interface names), so a config cannot smuggle nft syntax into the ruleset.
+
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::process::{Command, Stdio};
+
+use crate::config::Config;
+
+pub const TABLE: &str = "inet exfilmon";
+
+/// The ruleset for `config`, as a file `nft -f` loads atomically (re-loading replaces it).
+pub fn render(config: &Config) -> String {
+    let n = &config.nflog;
+    let t = &config.nft;
+    let group = n.group;
+    let mut s = String::new();
+    let w = &mut s;
+    // `fmt::Write` into a String cannot fail.
+    let _ = write!(
+        w,
+        "\
+#!/usr/sbin/nft -f
+# exfilmon egress ruleset, rendered by `exfilmon nft` from the configuration ([nflog], [nft]).
+#
+# Copies outbound packets to NFLOG group {group}, which `exfilmon run` binds (or
+# `tcpdump -i nflog:{group}`). Lives in its own table so it coexists with any other ruleset;
+# every chain has policy accept, so it never drops anything.
+#
+# Load:    exfilmon nft --apply          (or: nft -f nft/exfilmon.nft; re-loading is
+#                                         atomic: the table is declared, deleted and
+#                                         re-created in one transaction)
+# Check:   nft -c -f nft/exfilmon.nft
+# Remove:  exfilmon nft --remove         (or: nft delete table {TABLE})
+#
+# Permanent exemptions belong in allow_v4/allow_v6 of the [nft] config section; re-loading
+# resets the sets. At run time:
+#   nft add element {TABLE} allow_v4 {{ 192.0.2.10, 198.51.100.0/24 }}
+#   nft add element {TABLE} allow_v6 {{ 2001:db8::/48 }}
+#
+# Rules carry comments \"exfilmon-*\" so tools and tests find their counters:
+#   nft -j list table {TABLE}
+# snaplen: DNS is logged whole (names are parsed); everything else only {snaplen} bytes (IP +
+# transport headers): byte totals come from the IP length field. queue-threshold only takes
+# effect when smaller than the one the daemon configures.
+
+table {TABLE}
+delete table {TABLE}
+
+table {TABLE} {{
+",
+        snaplen = n.snaplen
+    );
+    let _ = write!(w, "\t# Destinations exempt from logging (backup / update servers).\n");
+    set(w, "allow_v4", "ipv4_addr", &t.allow_v4);
+    w.push('\n');
+    set(w, "allow_v6", "ipv6_addr", &t.allow_v6);
+    // Comments name the counters: `{prefix}-dns-udp`, `{prefix}-dns-tcp`, then `{rest}`.
+    let log_rules = |w: &mut String, prefix: &str, rest: &str| {
+        let _ = write!(
+            w,
+            "\t\tudp dport 53 counter log group {group} accept comment \"{prefix}-dns-udp\"\n\
+             \t\ttcp dport 53 counter log group {group} accept comment \"{prefix}-dns-tcp\"\n\
+             \t\tcounter log group {group} snaplen {} queue-threshold {} comment \"{rest}\"\n",
+            n.snaplen, n.queue_threshold
+        );
+    };
+    let interfaces = |w: &mut String, comment: &str| {
+        if !t.interfaces.is_empty() {
+            let names: Vec<String> = t.interfaces.iter().map(|i| format!("\"{i}\"")).collect();
+            let _ = writeln!(w, "\t\toifname != {{ {} }} accept comment \"{comment}\"", names.join(", "));
+        }
+    };
+    let audit = |w: &mut String| {
+        if t.audit {
+            w.push_str("\t\tjump audit_trail\n");
+        } else {
+            w.push_str("\t\t# audit = true in [nft] adds `jump audit_trail` here (kernel audit trail).\n");
+        }
+    };
+
+    w.push_str(
+        "
+	# Locally generated traffic: the only place packets carry the sender's uid/gid (full
+	# sockets only; time-wait, RSTs and ICMP errors carry none).
+	chain egress {
+		type filter hook output priority 100; policy accept;
+
+		oif \"lo\" accept comment \"exfilmon-skip-lo\"
+",
+    );
+    interfaces(w, "exfilmon-skip-other-if");
+    w.push_str(
+        "\t\tip daddr @allow_v4 accept comment \"exfilmon-allow-v4\"\n\
+         \t\tip6 daddr @allow_v6 accept comment \"exfilmon-allow-v6\"\n",
+    );
+    audit(w);
+    w.push('\n');
+    log_rules(w, "exfilmon", "exfilmon-egress");
+    w.push_str(
+        "\t}
+
+	# Routed traffic (gateway mode): attributed to the source address, never a uid.
+	chain forward {
+		type filter hook forward priority 100; policy accept;
+
+",
+    );
+    interfaces(w, "exfilmon-fwd-skip-other-if");
+    w.push_str(
+        "\t\tip daddr @allow_v4 accept comment \"exfilmon-fwd-allow-v4\"\n\
+         \t\tip6 daddr @allow_v6 accept comment \"exfilmon-fwd-allow-v6\"\n",
+    );
+    audit(w);
+    w.push('\n');
+    log_rules(w, "exfilmon-fwd", "exfilmon-fwd");
+    w.push_str("\t}\n");
+    if t.audit {
+        w.push_str(
+            "
+	# A second, independent record in the kernel audit trail (auditd NETFILTER_PKT: addresses
+	# and protocol, no uid). `log level audit` cannot share a statement with `group`.
+	chain audit_trail {
+		ct state new log level audit comment \"exfilmon-audit\"
+	}
+",
+        );
+    }
+    w.push_str("}\n");
+    s
+}
+
+/// A named interval set; allow-list elements are validated addresses and prefixes.
+fn set(w: &mut String, name: &str, kind: &str, elements: &[String]) {
+    let _ = write!(w, "\tset {name} {{\n\t\ttype {kind}\n\t\tflags interval\n");
+    if !elements.is_empty() {
+        let _ = writeln!(w, "\t\telements = {{ {} }}", elements.join(", "));
+    }
+    w.push_str("\t}\n");
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum NftError {
+    #[error("nft is not installed (apt-get install nftables), or not on PATH")]
+    NotInstalled,
+    #[error("cannot run nft: {0}")]
+    Spawn(std::io::Error),
+    #[error("nft needs CAP_NET_ADMIN: run as root")]
+    NotPermitted,
+    #[error("nft refused the ruleset: {0}")]
+    Failed(String),
+}
+
+/// Runs `nft` with `args`, feeding `input` on stdin; returns its stdout.
+pub fn nft(args: &[&str], input: Option<&str>) -> Result<String, NftError> {
+    let mut child = Command::new("nft")
+        .args(args)
+        .stdin(if input.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => NftError::NotInstalled,
+            _ => NftError::Spawn(e),
+        })?;
+    if let (Some(text), Some(mut stdin)) = (input, child.stdin.take()) {
+        // A write error means nft exited early; its stderr says why.
+        let _ = stdin.write_all(text.as_bytes());
+    }
+    let out = child.wait_with_output().map_err(NftError::Spawn)?;
+    if out.status.success() {
+        return Ok(String::from_utf8_lossy(&out.stdout).into_owned());
+    }
+    let err = String::from_utf8_lossy(&out.stderr);
+    if err.contains("Operation not permitted") {
+        return Err(NftError::NotPermitted);
+    }
+    let first = err.lines().find(|l| !l.trim().is_empty()).unwrap_or("no error message").trim();
+    Err(NftError::Failed(crate::escape::printable(first).into_owned()))
+}
+
+/// Loads the ruleset atomically (one `nft -f` transaction).
+pub fn apply(config: &Config) -> Result<(), NftError> {
+    nft(&["-f", "-"], Some(&render(config))).map(drop)
+}
+
+/// Deletes the table; returns false when it was not loaded.
+pub fn remove() -> Result<bool, NftError> {
+    match nft(&["delete", "table", "inet", "exfilmon"], None) {
+        Ok(_) => Ok(true),
+        Err(NftError::Failed(m)) if m.contains("No such file") => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// Whether the table is loaded in this network namespace.
+pub fn loaded() -> Result<bool, NftError> {
+    match nft(&["list", "table", "inet", "exfilmon"], None) {
+        Ok(_) => Ok(true),
+        Err(NftError::Failed(m)) if m.contains("No such file") => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+
+    const SHIPPED: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/nft/exfilmon.nft");
+
+    /// The shipped file is the default rendering; regenerate it with
+    /// `cargo run -- nft > nft/exfilmon.nft` after changing the renderer.
+    #[test]
+    fn shipped_ruleset_is_the_default_rendering() {
+        let shipped = std::fs::read_to_string(SHIPPED).unwrap();
+        assert!(
+            shipped == render(&Config::default()),
+            "nft/exfilmon.nft differs from `exfilmon nft`; regenerate: cargo run -- nft > nft/exfilmon.nft"
+        );
+    }
+
+    #[test]
+    fn config_reaches_the_ruleset() {
+        let text = "[nflog]\ngroup = 12\nsnaplen = 96\nqueue_threshold = 8\n\
+                    [nft]\nallow_v4 = [\"192.0.2.0/24\", \"198.51.100.7\"]\nallow_v6 = [\"2001:db8::/32\"]\n\
+                    interfaces = [\"eth0\", \"wg*\"]\naudit = true\n";
+        let r = render(&Config::parse(text, Path::new("t.toml")).unwrap());
+        assert!(r.contains("counter log group 12 snaplen 96 queue-threshold 8 comment \"exfilmon-egress\""), "{r}");
+        assert!(r.contains("udp dport 53 counter log group 12 accept"), "{r}");
+        assert!(r.contains("elements = { 192.0.2.0/24, 198.51.100.7 }"), "{r}");
+        assert!(r.contains("elements = { 2001:db8::/32 }"), "{r}");
+        assert!(r.contains("oifname != { \"eth0\", \"wg*\" } accept"), "{r}");
+        assert_eq!(r.matches("jump audit_trail\n").count(), 2, "{r}");
+        assert!(r.contains("ct state new log level audit"), "{r}");
+        assert!(!render(&Config::default()).contains("chain audit_trail"));
+    }
+}
