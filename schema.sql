@@ -69,3 +69,22 @@ CREATE TABLE captures (
     damaged     INTEGER NOT NULL,
     replayed_at INTEGER NOT NULL   -- wall clock
 );
+
+-- The live monitor's health: one row per `exfilmon run`, rewritten every second and at exit, so
+-- a killed daemon leaves its last heartbeat. `received + lost` is what the ruleset logged.
+CREATE TABLE health (
+    run_id       INTEGER PRIMARY KEY REFERENCES runs (id),
+    pid          INTEGER NOT NULL,
+    nflog_group  INTEGER NOT NULL,
+    rcvbuf       INTEGER NOT NULL,  -- receive buffer the kernel granted, bytes
+    started_at   INTEGER NOT NULL,  -- wall clock, as every time here
+    updated_at   INTEGER NOT NULL,  -- last heartbeat
+    stopped_at   INTEGER,           -- set on a clean exit
+    received     INTEGER NOT NULL,  -- NFLOG records received
+    lost         INTEGER NOT NULL,  -- records the kernel dropped (sequence gaps)
+    overruns     INTEGER NOT NULL,  -- ENOBUFS: batches dropped on a full receive buffer
+    last_packet  INTEGER,           -- receipt time of the last record
+    queue_depth  INTEGER NOT NULL,  -- writes waiting for the database at the heartbeat
+    queue_waits  INTEGER NOT NULL,  -- times the reader waited for a full write queue
+    counters     TEXT    NOT NULL DEFAULT '{}'  -- source and pipeline counters, as JSON
+);

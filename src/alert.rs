@@ -10,6 +10,8 @@ use crate::principal::Principal;
 pub enum AlertKind {
     /// A principal's outbound bytes within a window reached a threshold.
     Volume,
+    /// The live monitor lost packets (receive buffer overrun): egress was undercounted.
+    MonitorLoss,
 }
 
 impl AlertKind {
@@ -17,6 +19,7 @@ impl AlertKind {
     pub fn as_str(self) -> &'static str {
         match self {
             AlertKind::Volume => "volume",
+            AlertKind::MonitorLoss => "monitor_loss",
         }
     }
 }

@@ -10,6 +10,7 @@ pub mod decode;
 pub mod detect;
 pub mod escape;
 pub mod flows;
+pub mod health;
 pub mod nft;
 pub mod pipeline;
 pub mod principal;

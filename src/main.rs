@@ -10,6 +10,7 @@ fn main() -> ExitCode {
         Command::Replay(args) => cli::replay::run(args),
         Command::Report(args) => cli::report::run(args),
         Command::Nft(args) => cli::nft::run(args),
+        Command::Run(args) => cli::run::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -3,6 +3,7 @@
 pub mod nft;
 pub mod replay;
 pub mod report;
+pub mod run;
 
 use std::path::PathBuf;
 
@@ -45,6 +46,12 @@ pub enum Command {
     Report(report::ReportArgs),
     /// Print the nftables ruleset for the configuration, or load (--apply) or remove it.
     Nft(nft::NftArgs),
+    /// The live monitor: read the NFLOG group and feed the same pipeline as replay.
+    ///
+    /// Packets are stamped on receipt and attributed to the sending uid; packets without one
+    /// (kernel-made, forwarded) to their source address. Loss (receive buffer overruns,
+    /// sequence gaps) is counted, stored and raised as a monitor_loss alert.
+    Run(run::RunArgs),
 }
 
 /// Options shared by commands that use the database and configuration.

@@ -53,6 +53,8 @@ pub enum What {
     Users,
     /// Egress per destination address and port.
     Destinations,
+    /// The live monitor: running or not, uptime, packets received and lost, queue depth.
+    Health,
 }
 
 pub fn run(args: &ReportArgs) -> Result<()> {
@@ -98,6 +100,7 @@ pub fn run(args: &ReportArgs) -> Result<()> {
         What::Alerts => report::alerts(&store, &filter, &mut names)?.write(format, &mut out)?,
         What::Users => report::users(&store, &filter, &mut names)?.write(format, &mut out)?,
         What::Destinations => report::destinations(&store, &filter)?.write(format, &mut out)?,
+        What::Health => report::health::health(&store, &filter)?.write(format, &mut out)?,
     }
     out.flush()?;
     Ok(())

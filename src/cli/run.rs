@@ -1,0 +1,253 @@
+//! `exfilmon run`: the live monitor.
+//!
+//! One reader thread receives NFLOG batches and runs the pipeline on them (decoding and
+//! aggregating are cheap); a writer thread commits rows, alerts and heartbeats to SQLite in
+//! batches behind a bounded queue, so the reader never waits on the database. Every second the
+//! open aggregates are handed to the writer with a heartbeat, so a SIGKILL loses at most that
+//! second; SIGTERM and SIGINT flush everything and exit 0, SIGHUP reloads the configuration.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use clap::Args;
+use nix::unistd::{chown, setgid, setgroups, setuid, User};
+use serde_json::json;
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+
+use super::Common;
+use crate::config::Config;
+use crate::health::{Health, HealthUpdate, LossAlarm};
+use crate::nft::{self, NftError};
+use crate::pipeline::Pipeline;
+use crate::source::nflog::{NflogSource, Poll};
+use crate::store::writer::{Write, Writer};
+use crate::store::{wall_clock_us, Store};
+
+/// Aggregates and the heartbeat go to the writer this often: what a SIGKILL can lose.
+const HEARTBEAT: Duration = Duration::from_secs(1);
+/// At most one `monitor_loss` alert per period while loss goes on.
+const LOSS_ALERT_PERIOD: Duration = Duration::from_secs(60);
+
+#[derive(Debug, Args)]
+#[command(after_help = "\
+Needs CAP_NET_ADMIN (root, or the systemd unit in dist/). Load the ruleset first with
+`exfilmon nft --apply`. Signals: TERM/INT flush and exit, HUP reloads the configuration
+(detector windows restart), a second TERM/INT exits at once. Health: `exfilmon report health`.")]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub common: Common,
+}
+
+pub fn run(args: &RunArgs) -> Result<()> {
+    let config_path = args.common.config.clone();
+    let mut config = Config::load(config_path.as_deref())?;
+    let db = args.common.db_path(&config);
+    let signals = Signals::register()?;
+
+    let mut source = NflogSource::open(&config.nflog)?;
+    match nft::loaded() {
+        Ok(true) => {}
+        Ok(false) => tracing::warn!(
+            "table {} is not loaded: nothing will be logged to group {} until `exfilmon nft --apply`",
+            nft::TABLE,
+            config.nflog.group
+        ),
+        Err(NftError::NotInstalled) => {
+            tracing::warn!("nft is not installed: cannot check that the ruleset is loaded (apt-get install nftables)")
+        }
+        Err(e) => tracing::warn!("cannot check the ruleset: {e}"),
+    }
+    let privileged = match &config.user {
+        Some(name) => {
+            become_user(name, &db)?;
+            false
+        }
+        None => true,
+    };
+    let store = Store::open(&db).with_context(|| "the monitor cannot write its database; fix the path's permissions or pass --db")?;
+    let run_id = store.begin_run("run")?;
+    let started_us = wall_clock_us();
+    eprintln!(
+        "exfilmon: monitoring NFLOG group {} into {} (receive buffer {})",
+        source.group(),
+        db.display(),
+        crate::units::human_bytes(source.rcvbuf())
+    );
+
+    let mut pipeline = Pipeline::new(&config, Writer::spawn(store, Some(run_id)));
+    let mut alarm = LossAlarm::new(LOSS_ALERT_PERIOD);
+    let mut next_beat = Instant::now() + HEARTBEAT;
+    let mut failure = None;
+    while !signals.term.load(Ordering::Relaxed) {
+        match source.poll(&mut pipeline) {
+            Ok(Poll::Overrun) => tracing::debug!("receive buffer overrun: the kernel dropped a batch"),
+            Ok(Poll::Records(_) | Poll::Idle) => {}
+            Err(e) => {
+                failure = Some(anyhow::Error::new(e));
+                break;
+            }
+        }
+        if signals.hup.swap(false, Ordering::Relaxed) {
+            pipeline = reload(pipeline, &mut config, config_path.as_deref(), &mut source, privileged);
+        }
+        if Instant::now() >= next_beat {
+            next_beat = Instant::now() + HEARTBEAT;
+            heartbeat(&mut pipeline, &source, &mut alarm, run_id, started_us, None);
+            if pipeline.output().failed() {
+                break;
+            }
+        }
+    }
+
+    let stopped = wall_clock_us();
+    heartbeat(&mut pipeline, &source, &mut alarm, run_id, started_us, Some(stopped));
+    let stats = pipeline.stats.clone();
+    let store = pipeline.into_output().finish()?;
+    store.finish_run(run_id, &stats.totals())?;
+    let s = &source.stats;
+    eprintln!(
+        "exfilmon: stopped after {}: {} packets received, {} lost in {} overruns, {} alerts",
+        crate::units::human_duration(Duration::from_micros((stopped - started_us).max(0) as u64)),
+        s.records,
+        s.lost,
+        s.overruns,
+        stats.alerts
+    );
+    failure.map_or(Ok(()), Err)
+}
+
+struct Signals {
+    term: Arc<AtomicBool>,
+    hup: Arc<AtomicBool>,
+}
+
+impl Signals {
+    fn register() -> Result<Signals> {
+        let term = Arc::new(AtomicBool::new(false));
+        let hup = Arc::new(AtomicBool::new(false));
+        for sig in [SIGTERM, SIGINT] {
+            // A second TERM/INT while flushing exits at once.
+            signal_hook::flag::register_conditional_shutdown(sig, 1, Arc::clone(&term))
+                .and_then(|_| signal_hook::flag::register(sig, Arc::clone(&term)))
+                .context("cannot install signal handlers")?;
+        }
+        signal_hook::flag::register(SIGHUP, Arc::clone(&hup)).context("cannot install signal handlers")?;
+        Ok(Signals { term, hup })
+    }
+}
+
+/// Hands the open aggregates and a heartbeat (with a loss alert when due) to the writer.
+fn heartbeat(
+    pipeline: &mut Pipeline<Writer>,
+    source: &NflogSource,
+    alarm: &mut LossAlarm,
+    run_id: i64,
+    started_us: i64,
+    stopped_us: Option<i64>,
+) {
+    pipeline.flush();
+    let now = stopped_us.unwrap_or_else(wall_clock_us);
+    let s = &source.stats;
+    let rcvbuf = source.rcvbuf();
+    let loss = alarm.check(now, s.lost, s.overruns, rcvbuf, stopped_us.is_some());
+    if let Some(a) = &loss {
+        tracing::warn!("{}", a.summary);
+    }
+    let totals = pipeline.stats.totals();
+    let writer = pipeline.output();
+    let health = Health {
+        run_id,
+        pid: std::process::id(),
+        group: source.group(),
+        rcvbuf,
+        started_at_us: started_us,
+        updated_at_us: now,
+        stopped_at_us: stopped_us,
+        received: s.records,
+        lost: s.lost,
+        overruns: s.overruns,
+        last_packet_us: s.last_record_us,
+        queue_depth: writer.depth() as u64,
+        queue_waits: writer.waits,
+        counters: json!({
+            "packets": totals.packets,
+            "bytes": totals.bytes,
+            "alerts": totals.alerts,
+            "malformed": totals.malformed,
+            "ignored": totals.ignored,
+            "skipped": totals.counters,
+            "unsequenced": s.unsequenced,
+            "seq_resets": s.seq_resets,
+            "bad_netlink_messages": s.bad_messages,
+        }),
+    };
+    writer.send(Write::Health(Box::new(HealthUpdate { health, loss })));
+}
+
+/// SIGHUP: re-reads the configuration. Detectors are rebuilt (their windows restart) and the
+/// socket's batching and buffer are updated; a bad file keeps the running configuration.
+fn reload(
+    pipeline: Pipeline<Writer>,
+    config: &mut Config,
+    path: Option<&Path>,
+    source: &mut NflogSource,
+    privileged: bool,
+) -> Pipeline<Writer> {
+    let new = match Config::load(path) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!("reload failed, keeping the running configuration: {e}");
+            return pipeline;
+        }
+    };
+    if new.nflog.group != config.nflog.group {
+        tracing::warn!("[nflog] group changed: restart exfilmon to bind group {}", new.nflog.group);
+    }
+    if new.db != config.db {
+        tracing::warn!("db changed: restart exfilmon to write to the new database");
+    }
+    if new.nflog != config.nflog {
+        if privileged {
+            if let Err(e) = source.reconfigure(&new.nflog) {
+                tracing::warn!("{e}");
+            }
+        } else {
+            tracing::warn!("[nflog] settings changed: restart exfilmon (it runs unprivileged now)");
+        }
+    }
+    let stats = pipeline.stats.clone();
+    let mut fresh = Pipeline::new(&new, pipeline.into_output());
+    fresh.stats = stats;
+    *config = new;
+    eprintln!("exfilmon: configuration reloaded");
+    fresh
+}
+
+/// Switches to `name` after the group is bound, handing it the database directory first.
+fn become_user(name: &str, db: &Path) -> Result<()> {
+    let user = User::from_name(name)
+        .ok()
+        .flatten()
+        .with_context(|| format!("config `user`: no user named {name:?} on this system"))?;
+    let dir = db.parent().filter(|d| !d.as_os_str().is_empty()).map_or_else(|| PathBuf::from("."), Path::to_owned);
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create database directory {}", dir.display()))?;
+    let mut owned = vec![dir];
+    for suffix in ["", "-wal", "-shm"] {
+        let mut p = db.as_os_str().to_owned();
+        p.push(suffix);
+        if Path::new(&p).exists() {
+            owned.push(PathBuf::from(p));
+        }
+    }
+    for p in &owned {
+        chown(p, Some(user.uid), Some(user.gid))
+            .with_context(|| format!("cannot hand {} to user {name} (needs CAP_CHOWN)", p.display()))?;
+    }
+    setgroups(&[user.gid]).context("cannot drop supplementary groups (needs CAP_SETGID)")?;
+    setgid(user.gid).with_context(|| format!("cannot switch to group {}", user.gid))?;
+    setuid(user.uid).with_context(|| format!("cannot switch to user {name}"))?;
+    Ok(())
+}
