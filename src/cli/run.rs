@@ -6,6 +6,7 @@
 //! open aggregates are handed to the writer with a heartbeat, so a SIGKILL loses at most that
 //! second; SIGTERM and SIGINT flush everything and exit 0, SIGHUP reloads the configuration.
 
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -233,7 +234,11 @@ fn become_user(name: &str, db: &Path) -> Result<()> {
         .flatten()
         .with_context(|| format!("config `user`: no user named {name:?} on this system"))?;
     let dir = db.parent().filter(|d| !d.as_os_str().is_empty()).map_or_else(|| PathBuf::from("."), Path::to_owned);
-    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create database directory {}", dir.display()))?;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o750)
+        .create(&dir)
+        .with_context(|| format!("cannot create database directory {}", dir.display()))?;
     let mut owned = vec![dir];
     for suffix in ["", "-wal", "-shm"] {
         let mut p = db.as_os_str().to_owned();

@@ -18,6 +18,10 @@ const STALE_US: i64 = 10_000_000;
 pub fn health(store: &Store, f: &Filter) -> Result<Table, StoreError> {
     let now = wall_clock_us();
     let db_bytes = database_size(store.path());
+    let newest: Option<i64> = store
+        .conn()
+        .query_row("SELECT max(run_id) FROM health", [], |r| r.get(0))
+        .map_err(|e| StoreError::Sql { path: store.path().to_owned(), source: e })?;
     let rows = rows(
         store,
         "SELECT h.run_id, h.pid, h.nflog_group, h.rcvbuf, h.started_at, h.updated_at, h.stopped_at, h.received,
@@ -26,22 +30,26 @@ pub fn health(store: &Store, f: &Filter) -> Result<Table, StoreError> {
          FROM health h WHERE h.updated_at >= ?1 AND h.started_at < ?2 ORDER BY h.run_id DESC",
         params![f.since_us.unwrap_or(i64::MIN), f.until_us.unwrap_or(i64::MAX)],
         |r| {
+            let run: i64 = r.get(0)?;
             let (started, updated, stopped): (i64, i64, Option<i64>) = (r.get(4)?, r.get(5)?, r.get(6)?);
+            // A run without a clean exit is alive while its heartbeat is fresh and no later run
+            // has started on this database.
+            let alive = stopped.is_none() && now - updated < STALE_US && newest == Some(run);
             let state = match stopped {
-                Some(_) => "stopped".to_string(),
-                None if now - updated < STALE_US => "running".to_string(),
-                None => "dead (no clean exit)".to_string(),
+                Some(_) => "stopped",
+                None if alive => "running",
+                None => "dead (no clean exit)",
             };
-            let end = match (stopped, now - updated < STALE_US) {
-                (Some(t), _) => t,
-                (None, true) => now,
-                (None, false) => updated,
+            let end = match stopped {
+                Some(t) => t,
+                None if alive => now,
+                None => updated,
             };
             let uptime = Duration::from_micros((end - started).max(0) as u64);
             let counters: String = r.get(14)?;
             Ok(vec![
-                Cell::Int(r.get(0)?),
-                Cell::Text(state),
+                Cell::Int(run),
+                Cell::Text(state.into()),
                 Cell::Int(r.get(1)?),
                 Cell::Int(r.get(2)?),
                 Cell::Time(started),

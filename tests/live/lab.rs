@@ -1,0 +1,382 @@
+//! A two-namespace lab for live tests: `inside` (10.77.N.2, runs the ruleset and the monitor)
+//! and `outside` (10.77.N.1, runs sshd and a DNS resolver), joined by a veth pair. Neither has a
+//! default route, so no packet can leave the machine. Everything started here is killed and
+//! both namespaces are deleted when the lab is dropped, also when a test fails.
+
+use std::fs;
+use std::io::{Read, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+pub const EXFILMON: &str = env!("CARGO_BIN_EXE_exfilmon");
+/// Test users, created when missing (they are shared by the tests, hence the lock).
+pub const USERS: [&str; 2] = ["exfmon-t1", "exfmon-t2"];
+const TOOLS: [&str; 11] =
+    ["ip", "nft", "sshd", "ssh", "scp", "ssh-keygen", "dig", "dnsmasq", "tcpdump", "socat", "useradd"];
+
+static LOCK: Mutex<()> = Mutex::new(());
+static NEXT: AtomicU32 = AtomicU32::new(0);
+
+/// Why the lab cannot run here, or `None` when it can.
+fn unavailable() -> Option<String> {
+    if !nix_is_root() {
+        return Some("needs root (network namespaces, nftables, test users)".into());
+    }
+    let missing: Vec<&str> = TOOLS.iter().copied().filter(|t| which(t).is_none()).collect();
+    if !missing.is_empty() {
+        return Some(format!("missing tools: {} (see scripts/test.sh for the packages)", missing.join(", ")));
+    }
+    let probe = format!("exfmon-probe-{}", std::process::id());
+    if !run_ok(&["ip", "netns", "add", &probe]) {
+        return Some("cannot create a network namespace".into());
+    }
+    let _ = run(&["ip", "netns", "del", &probe]);
+    None
+}
+
+/// Skips with a printed reason; under CI=true a skip is a failure.
+pub fn skip(reason: &str) {
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!("live test cannot run under CI=true: {reason}");
+    }
+    // Straight to stderr: the test harness hides eprintln! output of passing tests.
+    let _ = writeln!(std::io::stderr(), "SKIPPED live test: {reason}");
+}
+
+fn nix_is_root() -> bool {
+    fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find_map(|l| l.strip_prefix("Uid:")).map(|u| u.split_whitespace().nth(1) == Some("0")))
+        .unwrap_or(false)
+}
+
+fn which(tool: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(["/usr/sbin", "/sbin"].map(PathBuf::from))
+        .map(|d| d.join(tool))
+        .find(|p| p.is_file())
+}
+
+pub fn run(args: &[&str]) -> Output {
+    Command::new(args[0]).args(&args[1..]).stdin(Stdio::null()).output().unwrap_or_else(|e| panic!("{args:?}: {e}"))
+}
+
+fn run_ok(args: &[&str]) -> bool {
+    run(args).status.success()
+}
+
+/// Runs a command and panics with its stderr when it fails.
+pub fn must(args: &[&str]) -> String {
+    let out = run(args);
+    assert!(out.status.success(), "{args:?} failed: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+pub struct Lab {
+    pub inside: String,
+    pub outside: String,
+    /// 10.77.N.1 (outside) — the only peer the inside can reach.
+    pub peer: String,
+    pub dir: tempfile::TempDir,
+    children: Vec<Child>,
+    _lock: MutexGuard<'static, ()>,
+}
+
+/// The monitor started by [`Lab::start_monitor`].
+pub struct Monitor {
+    pub child: Child,
+    pub log: PathBuf,
+}
+
+impl Lab {
+    /// Builds the lab, or prints why not (failing under CI) and returns `None`.
+    pub fn new() -> Option<Lab> {
+        let lock = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(reason) = unavailable() {
+            skip(&reason);
+            return None;
+        }
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let id = format!("{}{n}", std::process::id() % 100_000);
+        let net = 100 + n % 100;
+        let lab = Lab {
+            inside: format!("exfmon-{id}-in"),
+            outside: format!("exfmon-{id}-out"),
+            peer: format!("10.77.{net}.1"),
+            dir: tempfile::Builder::new().prefix("exfmon-live").tempdir().unwrap(),
+            children: Vec::new(),
+            _lock: lock,
+        };
+        // Test users reach their keys and files through it.
+        fs::set_permissions(lab.dir.path(), fs::Permissions::from_mode(0o711)).unwrap();
+        let (vin, vout) = (format!("xmi{id}"), format!("xmo{id}"));
+        let (i, o) = (lab.inside.as_str(), lab.outside.as_str());
+        for args in [
+            vec!["ip", "netns", "add", i],
+            vec!["ip", "netns", "add", o],
+            vec!["ip", "link", "add", &vin, "netns", i, "type", "veth", "peer", "name", &vout, "netns", o],
+            vec!["ip", "-n", i, "link", "set", "lo", "up"],
+            vec!["ip", "-n", o, "link", "set", "lo", "up"],
+        ] {
+            must(&args);
+        }
+        // IPv4 only: no router or neighbour solicitations logged behind the tests' backs, so
+        // rule counters and the monitor's totals can be compared exactly.
+        for ns in [i, o] {
+            must(&["ip", "netns", "exec", ns, "sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1"]);
+            must(&["ip", "netns", "exec", ns, "sysctl", "-qw", "net.ipv6.conf.default.disable_ipv6=1"]);
+        }
+        must(&["ip", "-n", i, "addr", "add", &format!("10.77.{net}.2/24"), "dev", &vin]);
+        must(&["ip", "-n", o, "addr", "add", &format!("10.77.{net}.1/24"), "dev", &vout]);
+        must(&["ip", "-n", i, "link", "set", &vin, "up"]);
+        must(&["ip", "-n", o, "link", "set", &vout, "up"]);
+        assert!(must(&["ip", "-n", i, "route", "show", "default"]).trim().is_empty(), "inside must have no default route");
+        for u in USERS {
+            if !run_ok(&["id", u]) {
+                must(&["useradd", "-m", "-s", "/bin/bash", u]);
+            }
+            // sshd with UsePAM no refuses locked accounts ("!" in the password field).
+            must(&["usermod", "-p", "*", u]);
+        }
+        Some(lab)
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    pub fn uid(user: &str) -> u32 {
+        must(&["id", "-u", user]).trim().parse().unwrap()
+    }
+
+    /// `ip netns exec <inside> <args>`
+    pub fn inside(&self, args: &[&str]) -> Output {
+        let mut full = vec!["ip", "netns", "exec", &self.inside];
+        full.extend_from_slice(args);
+        run(&full)
+    }
+
+    /// Runs `args` inside as `user`; panics when it fails.
+    pub fn as_user(&self, user: &str, args: &[&str]) -> String {
+        let mut full = vec!["ip", "netns", "exec", &self.inside, "runuser", "-u", user, "--"];
+        full.extend_from_slice(args);
+        must(&full)
+    }
+
+    fn spawn(&mut self, args: &[&str], log: &Path) -> u32 {
+        let child = Command::new(args[0])
+            .args(&args[1..])
+            .stdin(Stdio::null())
+            .stdout(fs::File::create(log).unwrap())
+            .stderr(fs::File::create(log.with_extension("err")).unwrap())
+            .spawn()
+            .unwrap_or_else(|e| panic!("{args:?}: {e}"));
+        let pid = child.id();
+        self.children.push(child);
+        pid
+    }
+
+    /// Starts a background command in a namespace; killed when the lab is dropped.
+    pub fn spawn_in(&mut self, ns: &str, args: &[&str], log: &str) -> u32 {
+        let mut full = vec!["ip", "netns", "exec", ns];
+        full.extend_from_slice(args);
+        let log = self.path(log);
+        self.spawn(&full, &log)
+    }
+
+    /// Signals a child started by [`spawn_in`](Self::spawn_in) and waits for it.
+    pub fn stop_child(&mut self, pid: u32, sig: &str) {
+        must(&["kill", &format!("-{sig}"), &pid.to_string()]);
+        if let Some(c) = self.children.iter_mut().find(|c| c.id() == pid) {
+            wait_exit(c, Duration::from_secs(15));
+        }
+    }
+
+    /// Loads the project's ruleset (as `exfilmon nft --apply` renders it) inside.
+    pub fn load_ruleset(&self, config: &Path) {
+        let out = self.inside(&[EXFILMON, "nft", "--apply", "--config", config.to_str().unwrap()]);
+        assert!(out.status.success(), "nft --apply: {}", String::from_utf8_lossy(&out.stderr));
+    }
+
+    /// Starts `exfilmon run` inside and waits until it has bound its group.
+    pub fn start_monitor(&self, config: &Path, db: &Path, log: &str) -> Monitor {
+        let log = self.path(log);
+        let child = Command::new("ip")
+            .args(["netns", "exec", &self.inside, EXFILMON, "run", "--config"])
+            .arg(config)
+            .arg("--db")
+            .arg(db)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        let m = Monitor { child, log };
+        wait_for(Duration::from_secs(10), "the monitor to bind its group", || {
+            fs::read_to_string(&m.log).unwrap_or_default().contains("monitoring NFLOG group")
+        });
+        m
+    }
+
+    /// sshd in the outside namespace, key auth for the test users; returns `ssh` options.
+    pub fn start_sshd(&mut self) -> Vec<String> {
+        fs::create_dir_all("/run/sshd").unwrap();
+        let host_key = self.path("hostkey");
+        must(&["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", host_key.to_str().unwrap()]);
+        let keys = self.path("keys");
+        fs::create_dir_all(&keys).unwrap();
+        fs::set_permissions(&keys, fs::Permissions::from_mode(0o755)).unwrap();
+        for u in USERS {
+            let home = self.path(u);
+            fs::create_dir_all(&home).unwrap();
+            let id = home.join("id");
+            must(&["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", id.to_str().unwrap()]);
+            fs::copy(home.join("id.pub"), keys.join(u)).unwrap();
+            must(&["chown", "-R", &format!("{u}:"), home.to_str().unwrap()]);
+            fs::set_permissions(&home, fs::Permissions::from_mode(0o700)).unwrap();
+        }
+        let recv = self.path("recv");
+        fs::create_dir_all(&recv).unwrap();
+        fs::set_permissions(&recv, fs::Permissions::from_mode(0o1777)).unwrap();
+        let config = self.path("sshd_config");
+        fs::write(
+            &config,
+            format!(
+                "ListenAddress {peer}\nHostKey {hk}\nPidFile {pid}\nAuthorizedKeysFile {keys}/%u\nStrictModes no\n\
+                 UsePAM no\nPubkeyAuthentication yes\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n\
+                 PermitRootLogin no\nAllowUsers {users}\nSubsystem sftp /usr/lib/openssh/sftp-server\n",
+                peer = self.peer,
+                hk = host_key.display(),
+                pid = self.path("sshd.pid").display(),
+                keys = keys.display(),
+                users = USERS.join(" ")
+            ),
+        )
+        .unwrap();
+        let sshd = which("sshd").unwrap();
+        let outside = self.outside.clone();
+        self.spawn_in(&outside, &[sshd.to_str().unwrap(), "-D", "-e", "-f", config.to_str().unwrap()], "sshd.log");
+        self.wait_listening("t", 22);
+        ["BatchMode=yes", "StrictHostKeyChecking=no", "UserKnownHostsFile=/dev/null", "IdentitiesOnly=yes", "LogLevel=ERROR"]
+            .iter()
+            .flat_map(|o| ["-o".to_string(), o.to_string()])
+            .collect()
+    }
+
+    /// A resolver in the outside namespace answering *.example.test.
+    pub fn start_dns(&mut self) {
+        let outside = self.outside.clone();
+        let listen = format!("--listen-address={}", self.peer);
+        let answer = format!("--address=/example.test/{}", self.peer);
+        let pid = format!("--pid-file={}", self.path("dnsmasq.pid").display());
+        self.spawn_in(
+            &outside,
+            &["dnsmasq", "--keep-in-foreground", "--conf-file=/dev/null", "--no-resolv", "--no-hosts", "--bind-interfaces",
+              &listen, &answer, &pid, "--log-facility=-"],
+            "dnsmasq.log",
+        );
+        self.wait_listening("u", 53);
+    }
+
+    fn wait_listening(&self, proto: &str, port: u16) {
+        let flag = format!("-Hln{proto}");
+        let filter = format!("sport = :{port}");
+        wait_for(Duration::from_secs(10), &format!("a listener on {proto}/{port}"), || {
+            !must(&["ip", "netns", "exec", &self.outside, "ss", &flag, &filter]).trim().is_empty()
+        });
+    }
+
+    /// A file of `bytes` pseudo-random bytes owned by `user`, in the user's directory.
+    pub fn secret(&self, user: &str, bytes: usize) -> PathBuf {
+        let path = self.path(user).join("secret.bin");
+        let mut data = vec![0u8; bytes];
+        fs::File::open("/dev/urandom").unwrap().read_exact(&mut data).unwrap();
+        fs::write(&path, data).unwrap();
+        must(&["chown", &format!("{user}:"), path.to_str().unwrap()]);
+        path
+    }
+
+    /// Sum of the packets counted by every logging rule of the table, per `nft -j`.
+    pub fn logged_by_ruleset(&self, table: &str) -> u64 {
+        let out = self.inside(&["nft", "-j", "list", "table", "inet", table]);
+        assert!(out.status.success(), "nft list: {}", String::from_utf8_lossy(&out.stderr));
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        v["nftables"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|item| item["rule"]["expr"].as_array())
+            .filter(|expr| expr.iter().any(|e| e.get("log").is_some()))
+            .flat_map(|expr| expr.iter().filter_map(|e| e["counter"]["packets"].as_u64()))
+            .sum()
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        for c in &mut self.children {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        let _ = run(&["ip", "netns", "del", &self.inside]);
+        let _ = run(&["ip", "netns", "del", &self.outside]);
+    }
+}
+
+impl Monitor {
+    pub fn signal(&self, sig: &str) {
+        must(&["kill", &format!("-{sig}"), &self.child.id().to_string()]);
+    }
+
+    pub fn running(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+
+    /// SIGTERM, then the exit status and the log.
+    pub fn stop(mut self) -> (std::process::ExitStatus, String) {
+        self.signal("TERM");
+        let status = wait_exit(&mut self.child, Duration::from_secs(15));
+        (status, fs::read_to_string(&self.log).unwrap_or_default())
+    }
+}
+
+impl Drop for Monitor {
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+pub fn wait_exit(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
+    let start = Instant::now();
+    loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            return s;
+        }
+        assert!(start.elapsed() < limit, "process {} did not exit within {limit:?}", child.id());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+pub fn wait_for(limit: Duration, what: &str, mut ok: impl FnMut() -> bool) -> Duration {
+    let start = Instant::now();
+    while !ok() {
+        assert!(start.elapsed() < limit, "timed out after {limit:?} waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    start.elapsed()
+}
+
+/// `exfilmon report <what> --format json` on `db`.
+pub fn report(db: &Path, what: &str) -> serde_json::Value {
+    let out = Command::new(EXFILMON).args(["report", what, "--format", "json", "--db"]).arg(db).output().unwrap();
+    assert!(out.status.success(), "report {what}: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
