@@ -248,3 +248,42 @@ fn tcpdump_capture_replayed_matches_the_live_totals() {
     let t1 = format!("{}/null", Lab::uid(USERS[0]));
     assert!(live[&t1].1 > 5 << 20, "{live:?}");
 }
+
+/// One readable line for each way the monitor cannot start.
+#[test]
+fn startup_errors_say_what_failed_and_what_to_do() {
+    let Some(mut lab) = Lab::new() else { return };
+    let cfg = config(&lab, "");
+    lab.load_ruleset(&cfg);
+    let db = lab.path("live.db");
+    let start = |lab: &Lab, prefix: &[&str], db: &Path| {
+        let mut args = prefix.to_vec();
+        args.extend([EXFILMON, "run", "--config", cfg.to_str().unwrap(), "--db", db.to_str().unwrap()]);
+        let out = lab.inside(&args);
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
+        err
+    };
+
+    let err = start(&lab, &["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", "--"], &db);
+    assert!(err.contains("needs CAP_NET_ADMIN"), "{err}");
+
+    let inside = lab.inside.clone();
+    let tcpdump = lab.spawn_in(&inside, &["tcpdump", "-i", "nflog:7", "-w", "/dev/null"], "busy.log");
+    let busy_log = lab.path("busy.err");
+    wait_for(Duration::from_secs(10), "tcpdump to listen", || {
+        std::fs::read_to_string(&busy_log).unwrap_or_default().contains("listening on")
+    });
+    let err = start(&lab, &[], &db);
+    assert!(err.contains("NFLOG group 7 is already bound by another program (tcpdump"), "{err}");
+    lab.stop_child(tcpdump, "INT");
+
+    std::fs::create_dir(lab.path("dir.db")).unwrap();
+    let err = start(&lab, &[], &lab.path("dir.db"));
+    assert!(err.contains("database not writable") && err.contains("dir.db"), "{err}");
+
+    let out = Command::new(EXFILMON).args(["nft", "--apply"]).env("PATH", "/nonexistent").output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("nft is not installed"), "{err}");
+}

@@ -68,7 +68,7 @@ pub fn run(args: &RunArgs) -> Result<()> {
         }
         None => true,
     };
-    let store = Store::open(&db).with_context(|| "the monitor cannot write its database; fix the path's permissions or pass --db")?;
+    let store = Store::open(&db).context("database not writable (fix its permissions or pass --db)")?;
     let run_id = store.begin_run("run")?;
     let started_us = wall_clock_us();
     eprintln!(
