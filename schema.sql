@@ -59,6 +59,32 @@ CREATE TABLE runs (
     counters    TEXT    NOT NULL DEFAULT '{}'  -- every skipped frame by reason, as JSON
 );
 
+-- DNS queries per principal, registered domain (public suffix list) and minute. unique_names
+-- counts names this principal had not asked within the detector's last half window or more;
+-- name_bytes is their length left of the registered domain: the data a tunnel carries out.
+-- domain is escaped for terminals (\xNN); flags: 1 suspicious names, 2 allow-listed names,
+-- 4 dns_tunnel episode open, 8 unusual query types, 16 wire oddities, 32 binary bytes in names.
+CREATE TABLE dns (
+    minute       INTEGER NOT NULL,
+    principal_id INTEGER NOT NULL REFERENCES principals (id),
+    domain       TEXT    NOT NULL,
+    queries      INTEGER NOT NULL,
+    unique_names INTEGER NOT NULL,
+    name_bytes   INTEGER NOT NULL,
+    suspicious   INTEGER NOT NULL,  -- unique names that looked encoded, over-long or odd-typed
+    flags        INTEGER NOT NULL,
+    PRIMARY KEY (minute, principal_id, domain)
+) WITHOUT ROWID;
+
+-- A bounded sample of suspicious names (at most 3 per dns row, 30 per pair state), escaped.
+CREATE TABLE dns_samples (
+    principal_id INTEGER NOT NULL REFERENCES principals (id),
+    domain       TEXT    NOT NULL,
+    name         TEXT    NOT NULL,
+    minute       INTEGER NOT NULL,  -- first seen
+    PRIMARY KEY (principal_id, domain, name)
+) WITHOUT ROWID;
+
 -- Capture files already replayed, by content hash, so a second replay does not count twice.
 CREATE TABLE captures (
     sha256      TEXT PRIMARY KEY,

@@ -10,6 +10,10 @@ use crate::principal::Principal;
 pub enum AlertKind {
     /// A principal's outbound bytes within a window reached a threshold.
     Volume,
+    /// Query names to one registered domain look like data leaving through DNS.
+    DnsTunnel,
+    /// Echo traffic to one peer carries data (varied payloads, tunnel signatures).
+    IcmpTunnel,
     /// The live monitor lost packets (receive buffer overrun): egress was undercounted.
     MonitorLoss,
 }
@@ -19,6 +23,8 @@ impl AlertKind {
     pub fn as_str(self) -> &'static str {
         match self {
             AlertKind::Volume => "volume",
+            AlertKind::DnsTunnel => "dns_tunnel",
+            AlertKind::IcmpTunnel => "icmp_tunnel",
             AlertKind::MonitorLoss => "monitor_loss",
         }
     }

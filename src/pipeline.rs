@@ -8,6 +8,8 @@ use serde_json::json;
 use crate::alert::{Alert, AlertKind};
 use crate::config::Config;
 use crate::decode::{self, DecodeError};
+use crate::detect::dns::{DnsCounters, DnsDetector, DnsRow};
+use crate::detect::icmp::{IcmpCounters, IcmpDetector};
 use crate::detect::volume::{Crossing, VolumeDetector};
 use crate::flows::{EgressRow, FlowTable, MINUTE_US};
 use crate::principal::{Dst, Principal};
@@ -22,6 +24,11 @@ const ROW_BATCH: usize = 4096;
 pub trait Output {
     fn rows(&mut self, rows: Vec<EgressRow>);
     fn alert(&mut self, alert: &Alert);
+    /// DNS aggregates per (principal, registered domain, minute). Collectors that only look
+    /// at egress may leave this out.
+    fn dns_rows(&mut self, rows: Vec<DnsRow>) {
+        let _ = rows;
+    }
 }
 
 /// What the pipeline counted. Every frame lands in exactly one of: packets, `skipped` by
@@ -33,6 +40,8 @@ pub struct Stats {
     pub alerts: u64,
     pub damaged_records: u64,
     pub skipped: BTreeMap<&'static str, u64>,
+    pub dns: DnsCounters,
+    pub icmp: IcmpCounters,
 }
 
 impl Stats {
@@ -53,6 +62,8 @@ impl Stats {
         let mut counters: serde_json::Map<String, serde_json::Value> =
             self.skipped.iter().map(|(k, v)| (k.to_string(), json!(v))).collect();
         counters.insert("damaged_record".into(), json!(self.damaged_records));
+        self.dns.each(|k, v| drop(counters.insert(k.into(), json!(v))));
+        self.icmp.each(|k, v| drop(counters.insert(k.into(), json!(v))));
         RunTotals {
             packets: self.packets,
             bytes: self.bytes,
@@ -70,6 +81,11 @@ pub struct Pipeline<O: Output> {
     pending: Vec<EgressRow>,
     /// Rows of minutes before this one have been swept out of the flow table.
     swept_minute: i64,
+    /// Covert-channel detectors; `None` when switched off in the config.
+    dns: Option<DnsDetector>,
+    icmp: Option<IcmpDetector>,
+    /// Their alerts from the current packet.
+    covert: Vec<Alert>,
     out: O,
     pub stats: Stats,
 }
@@ -81,6 +97,9 @@ impl<O: Output> Pipeline<O> {
             flows: FlowTable::default(),
             pending: Vec::with_capacity(ROW_BATCH),
             swept_minute: i64::MIN,
+            dns: config.dns.enabled.then(|| DnsDetector::new(&config.dns)),
+            icmp: config.icmp.enabled.then(|| IcmpDetector::new(&config.icmp)),
+            covert: Vec::new(),
             out,
             stats: Stats::default(),
         }
@@ -89,6 +108,9 @@ impl<O: Output> Pipeline<O> {
     /// Closes all open aggregates and hands everything pending to the output.
     pub fn flush(&mut self) {
         self.flows.drain(&mut self.pending);
+        if let Some(dns) = &mut self.dns {
+            dns.drain();
+        }
         self.emit_rows();
     }
 
@@ -118,6 +140,16 @@ impl<O: Output> Pipeline<O> {
             // A new minute of packet time: earlier minutes' rows are complete.
             self.flows.sweep(minute, &mut self.pending);
             self.swept_minute = minute;
+            if let Some(dns) = &mut self.dns {
+                dns.sweep(minute);
+                let rows = dns.take_rows();
+                if !rows.is_empty() {
+                    self.out.dns_rows(rows);
+                }
+            }
+            if let Some(icmp) = &mut self.icmp {
+                icmp.sweep(minute);
+            }
         }
         self.flows.add(principal, p.gid, dst, p.ts_us, bytes, &mut self.pending);
         if self.pending.len() >= ROW_BATCH {
@@ -129,6 +161,18 @@ impl<O: Output> Pipeline<O> {
         for c in crossings {
             let alert = self.volume_alert(c, dst);
             self.raise(alert);
+        }
+
+        if let Some(dns) = &mut self.dns {
+            dns.observe(p, principal, &mut self.stats.dns, &mut self.covert);
+        }
+        if let Some(icmp) = &mut self.icmp {
+            icmp.observe(p, principal, &mut self.stats.icmp, &mut self.covert);
+        }
+        if !self.covert.is_empty() {
+            for alert in std::mem::take(&mut self.covert) {
+                self.raise(alert);
+            }
         }
     }
 
@@ -163,6 +207,9 @@ impl<O: Output> Pipeline<O> {
         if !self.pending.is_empty() {
             let rows = std::mem::replace(&mut self.pending, Vec::with_capacity(ROW_BATCH));
             self.out.rows(rows);
+        }
+        if let Some(dns) = self.dns.as_mut().filter(|d| d.pending_rows() > 0) {
+            self.out.dns_rows(dns.take_rows());
         }
     }
 }

@@ -40,6 +40,10 @@ impl Output for Writer {
     fn alert(&mut self, alert: &Alert) {
         self.send(Write::Alert(alert.clone()));
     }
+
+    fn dns_rows(&mut self, rows: Vec<crate::detect::dns::DnsRow>) {
+        self.send(Write::DnsRows(rows));
+    }
 }
 
 /// A capture to replay, with its identity.

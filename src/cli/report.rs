@@ -55,6 +55,16 @@ pub enum What {
     Destinations,
     /// The live monitor: running or not, uptime, packets received and lost, queue depth.
     Health,
+    /// DNS per user: the registered domains with the most unique names and name bytes, with
+    /// suspicious ones (encoded-looking names, tunnel alerts) marked.
+    Dns(DnsArgs),
+}
+
+#[derive(Debug, Args, Clone, Copy)]
+pub struct DnsArgs {
+    /// Domains shown per user.
+    #[arg(long, default_value_t = 10, value_name = "N")]
+    pub top: usize,
 }
 
 pub fn run(args: &ReportArgs) -> Result<()> {
@@ -101,6 +111,7 @@ pub fn run(args: &ReportArgs) -> Result<()> {
         What::Users => report::users(&store, &filter, &mut names)?.write(format, &mut out)?,
         What::Destinations => report::destinations(&store, &filter)?.write(format, &mut out)?,
         What::Health => report::health::health(&store, &filter)?.write(format, &mut out)?,
+        What::Dns(a) => report::dns::dns(&store, &filter, &mut names, a.top)?.write(format, &mut out)?,
     }
     out.flush()?;
     Ok(())

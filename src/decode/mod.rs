@@ -4,6 +4,7 @@
 //! counts come from the IP length fields, not the captured length, because NFLOG rules cut
 //! packets to a snaplen and segmentation offload hands the output hook 64 KB super-packets.
 
+pub mod dns;
 pub mod ip;
 pub mod link;
 pub mod nflog;

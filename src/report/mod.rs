@@ -3,6 +3,7 @@
 //! Each report is a query that returns a [`Table`]; rendering is shared. Tables show user
 //! names for uids, as `aureport -i` does.
 
+pub mod dns;
 pub mod health;
 pub mod table;
 pub mod when;

@@ -14,6 +14,7 @@ use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 use rustc_hash::FxHashMap;
 
 use crate::alert::Alert;
+use crate::detect::dns::DnsRow;
 use crate::flows::EgressRow;
 use crate::principal::Principal;
 
@@ -183,6 +184,51 @@ impl Store {
             }
         }
         tx.commit().map_err(|e| sql_err(&self.path, e))
+    }
+
+    /// Writes DNS aggregates and their sample names in one transaction; rows for the same
+    /// (minute, principal, domain) add up.
+    pub fn write_dns(&mut self, rows: &[DnsRow]) -> Result<(), StoreError> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let path = self.path.clone();
+        let err = |e| sql_err(&path, e);
+        let tx = self.conn.transaction().map_err(err)?;
+        {
+            let mut ids = PrincipalIds { cache: &mut self.principal_ids, tx: &tx };
+            let mut upsert = tx
+                .prepare_cached(
+                    "INSERT INTO dns (minute, principal_id, domain, queries, unique_names, name_bytes, suspicious, flags)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+                     ON CONFLICT DO UPDATE SET queries = queries + excluded.queries,
+                       unique_names = unique_names + excluded.unique_names, name_bytes = name_bytes + excluded.name_bytes,
+                       suspicious = suspicious + excluded.suspicious, flags = flags | excluded.flags",
+                )
+                .map_err(err)?;
+            let mut sample = tx
+                .prepare_cached("INSERT OR IGNORE INTO dns_samples (principal_id, domain, name, minute) VALUES (?1, ?2, ?3, ?4)")
+                .map_err(err)?;
+            for row in rows {
+                let pid = ids.get(row.principal, row.gid).map_err(err)?;
+                upsert
+                    .execute(params![
+                        row.minute_us,
+                        pid,
+                        row.domain,
+                        row.queries,
+                        row.unique,
+                        row.name_bytes as i64,
+                        row.suspicious,
+                        row.flags
+                    ])
+                    .map_err(err)?;
+                for name in &row.samples {
+                    sample.execute(params![pid, row.domain, name, row.minute_us]).map_err(err)?;
+                }
+            }
+        }
+        tx.commit().map_err(err)
     }
 
     /// Records the start of a run; returns its id.

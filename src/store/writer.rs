@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use crate::alert::Alert;
+use crate::detect::dns::DnsRow;
 use crate::flows::EgressRow;
 use crate::health::HealthUpdate;
 use crate::store::{Store, StoreError};
@@ -24,6 +25,7 @@ const MAX_MESSAGES_PER_TX: usize = 256;
 pub enum Write {
     Rows(Vec<EgressRow>),
     Alert(Alert),
+    DnsRows(Vec<DnsRow>),
     /// Commit everything before this and answer.
     Sync(SyncSender<()>),
     /// The live monitor's heartbeat (and loss alert), stored after the batch it arrives in.
@@ -103,6 +105,7 @@ fn drain(store: &mut Store, rx: &Receiver<Write>, run_id: Option<i64>, depth: &A
     let mut alerts = Vec::new();
     let mut acks = Vec::new();
     let mut health = Vec::new();
+    let mut dns = Vec::new();
     while let Ok(first) = rx.recv() {
         let mut next = Some(first);
         let mut n = 0;
@@ -111,6 +114,7 @@ fn drain(store: &mut Store, rx: &Receiver<Write>, run_id: Option<i64>, depth: &A
             match msg {
                 Write::Rows(mut r) => rows.append(&mut r),
                 Write::Alert(a) => alerts.push(a),
+                Write::DnsRows(mut r) => dns.append(&mut r),
                 Write::Sync(ack) => acks.push(ack),
                 Write::Health(h) => health.push(h),
             }
@@ -119,6 +123,9 @@ fn drain(store: &mut Store, rx: &Receiver<Write>, run_id: Option<i64>, depth: &A
                 next = rx.try_recv().ok();
             }
         }
+        // DNS rows before alerts, so a dns_tunnel alert never refers to rows not yet stored.
+        store.write_dns(&dns)?;
+        dns.clear();
         store.write(&rows, &alerts, run_id)?;
         rows.clear();
         alerts.clear();

@@ -1,0 +1,974 @@
+//! DNS tunnel detection: per (principal, registered domain), how many unique names were asked,
+//! how many bytes they hold, and how many look encoded, over a sliding window.
+//!
+//! Single queries say little (a polling tunnel's keep-alives are short and plain), so the
+//! unit of judgement is the registered domain (from the public suffix list, never "the last
+//! two labels"): a tunnel must put its data in ever-new names under a domain whose server it
+//! controls. Three rules, any of which opens an episode (one alert, escalations as it grows):
+//! encoded-looking unique names, unique names, unique name bytes. Names under allow-listed
+//! domains are counted in the stored aggregates but never judged.
+//!
+//! UDP to port 53 that does not parse as DNS is evidence of its own (raw-mode tunnels such as
+//! iodine's), judged per (principal, destination address).
+//!
+//! Memory is bounded: at most `max_pairs` (principal, domain) states and `max_names` remembered
+//! names (two generations of half a window each, so a name is "seen" for between half a window
+//! and a window). States idle for a window are dropped at the minute sweep; when the table is
+//! still full, idle-longest states are evicted early and counted.
+
+use std::collections::BTreeMap;
+use std::hash::{BuildHasher, RandomState};
+use std::net::IpAddr;
+
+use rustc_hash::{FxHashMap, FxHashSet};
+use serde_json::json;
+
+use super::names::{Alphabet, Shape};
+use super::tally::{Episode, Step, Tally, BUCKETS};
+use crate::alert::{Alert, AlertKind};
+use crate::config::{DnsConfig, Severity};
+use crate::decode::dns::{self, Flags, Query, MAX_NAME_LEN};
+use crate::decode::{Packet, L4};
+use crate::flows::MINUTE_US;
+use crate::principal::{endpoint, Principal};
+use crate::units::{human_bytes, human_duration};
+
+/// Bits of [`DnsRow::flags`].
+pub mod row_flags {
+    /// Some names looked encoded, over-long, or were of an unusual type.
+    pub const SUSPICIOUS: u32 = 1;
+    /// Some names were under an allow-listed domain.
+    pub const ALLOWED: u32 = 2;
+    /// A dns_tunnel episode was open for this pair.
+    pub const ALERTED: u32 = 4;
+    /// Some queries had an unusual type (NULL, KEY, private ...).
+    pub const ODD_TYPE: u32 = 8;
+    /// Some queries had wire oddities (pointer loops, over-long names, several questions).
+    pub const MALFORMED: u32 = 16;
+    /// Some names held bytes outside printable ASCII.
+    pub const BINARY: u32 = 32;
+}
+
+/// Samples of suspicious names per stored row, and per pair state in all.
+const ROW_SAMPLES: usize = 3;
+const STORED_SAMPLES_PER_PAIR: u32 = 30;
+/// Sample names carried in an alert.
+const ALERT_SAMPLES: usize = 5;
+
+/// One stored aggregate: a principal's queries under one registered domain in one minute.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DnsRow {
+    pub principal: Principal,
+    pub gid: Option<u32>,
+    /// Registered domain, terminal-safe (see [`crate::escape`]).
+    pub domain: String,
+    pub minute_us: i64,
+    pub queries: u32,
+    /// Names not seen from this principal within the last half window or more.
+    pub unique: u32,
+    /// Bytes of those unique names left of the registered domain.
+    pub name_bytes: u64,
+    /// Unique names that were suspicious (see [`row_flags::SUSPICIOUS`]).
+    pub suspicious: u32,
+    pub flags: u32,
+    /// A few suspicious names, terminal-safe.
+    pub samples: Vec<String>,
+}
+
+/// What the DNS path counted; every payload it did not analyse is under a reason.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct DnsCounters {
+    /// Queries analysed.
+    pub queries: u64,
+    /// Of those, found on a port other than 53.
+    pub other_port: u64,
+    /// Of those, under an allow-listed domain.
+    pub allowed: u64,
+    /// Responses leaving (this host answers DNS): not analysed.
+    pub responses: u64,
+    /// UDP payloads to port 53 that are not DNS (raw-mode tunnel evidence).
+    pub not_dns: u64,
+    /// TCP payloads to port 53 that do not start a DNS message (continuations).
+    pub tcp_unparsed: u64,
+    /// Pair states evicted early because the table was full.
+    pub pairs_evicted: u64,
+    /// Queries not judged because the table was full even after eviction.
+    pub pairs_full: u64,
+    /// Name generations retired before their time because they were full.
+    pub names_rotated_early: u64,
+}
+
+impl DnsCounters {
+    pub fn each(&self, mut f: impl FnMut(&'static str, u64)) {
+        f("dns_queries", self.queries);
+        f("dns_other_port", self.other_port);
+        f("dns_allowed", self.allowed);
+        f("dns_responses", self.responses);
+        f("dns_not_dns_port53", self.not_dns);
+        f("dns_tcp_unparsed", self.tcp_unparsed);
+        f("dns_pairs_evicted", self.pairs_evicted);
+        f("dns_pairs_full", self.pairs_full);
+        f("dns_names_rotated_early", self.names_rotated_early);
+    }
+}
+
+// Tally slots of a pair.
+const QUERIES: usize = 0;
+const UNIQUE: usize = 1;
+const BYTES: usize = 2;
+const ENCODED: usize = 3;
+const ODD: usize = 4;
+
+/// Query types in a pair's type mix; the last slot is "other".
+const MIX: [u16; 7] = [1, 28, 16, 10, 5, 15, 33];
+
+struct Pair {
+    domain: String,
+    gid: Option<u32>,
+    tally: Tally<5>,
+    episode: Episode,
+    /// Estimated data bytes in unique names since the episode (or the state) began.
+    carried: u64,
+    types: [u32; MIX.len() + 1],
+    longest_name: usize,
+    alphabets: u32,
+    samples: Vec<String>,
+    stored_samples: u32,
+    row: DnsRow,
+    last_us: i64,
+}
+
+#[derive(Default)]
+struct Raw {
+    tally: Tally<2>,
+    episode: Episode,
+    bytes: u64,
+    last_us: i64,
+}
+
+pub struct DnsDetector {
+    cfg: DnsConfig,
+    window_us: i64,
+    bucket_us: i64,
+    allow: FxHashSet<Box<[u8]>>,
+    /// Keyed hashing: query names are chosen by the sender, who must not be able to make two
+    /// names collide and so hide a unique one.
+    hasher: RandomState,
+    pairs: FxHashMap<(Principal, u64), Pair>,
+    /// Hashes of (principal, name) seen: current generation, previous generation.
+    seen: [FxHashSet<u64>; 2],
+    seen_since: i64,
+    raw: FxHashMap<(Principal, IpAddr), Raw>,
+    rows: Vec<DnsRow>,
+}
+
+/// Types ordinary programs do not ask for, but tunnels do: they carry more data in answers.
+fn odd_type(qtype: u16) -> bool {
+    matches!(qtype, 0 | 10 | 13 | 25 | 99 | 65280..=65534)
+}
+
+impl DnsDetector {
+    pub fn new(cfg: &DnsConfig) -> DnsDetector {
+        let window_us = i64::try_from(cfg.window.as_micros()).unwrap_or(i64::MAX).max(BUCKETS as i64);
+        let allow = cfg.allow.iter().chain(&cfg.allow_extra).map(|d| d.as_bytes().into()).collect();
+        DnsDetector {
+            cfg: cfg.clone(),
+            window_us,
+            bucket_us: window_us / BUCKETS as i64,
+            allow,
+            hasher: RandomState::new(),
+            pairs: FxHashMap::default(),
+            seen: [FxHashSet::default(), FxHashSet::default()],
+            seen_since: i64::MIN,
+            raw: FxHashMap::default(),
+            rows: Vec::new(),
+        }
+    }
+
+    /// Looks at a UDP or TCP packet: port 53 always, other ports when the payload has the
+    /// shape of a query (a few byte compares). Anything else returns at once.
+    #[inline]
+    pub fn observe(&mut self, p: &Packet<'_>, who: Principal, c: &mut DnsCounters, alerts: &mut Vec<Alert>) {
+        match p.l4 {
+            L4::Udp { payload } if p.dport == 53 => match dns::parse(payload) {
+                Ok(q) => self.query(p, who, &q, c, alerts),
+                Err(_) => self.raw(p, who, c, alerts),
+            },
+            L4::Udp { payload } if self.cfg.other_ports && dns::looks_like_query(payload) => {
+                self.other_port(p, who, payload, c, alerts)
+            }
+            L4::Tcp { payload } if p.dport == 53 && !payload.is_empty() => {
+                for msg in dns::tcp_messages(payload) {
+                    match dns::parse(msg) {
+                        Ok(q) => self.query(p, who, &q, c, alerts),
+                        Err(_) => {
+                            c.tcp_unparsed += 1;
+                            break;
+                        }
+                    }
+                }
+            }
+            L4::Tcp { payload }
+                if self.cfg.other_ports
+                    && payload.len() >= 20
+                    && usize::from(u16::from_be_bytes([payload[0], payload[1]])) == payload.len() - 2
+                    && dns::looks_like_query(&payload[2..]) =>
+            {
+                self.other_port(p, who, &payload[2..], c, alerts)
+            }
+            _ => {}
+        }
+    }
+
+    /// A DNS-shaped payload on another port counts only if it parses without any oddity.
+    fn other_port(&mut self, p: &Packet<'_>, who: Principal, msg: &[u8], c: &mut DnsCounters, alerts: &mut Vec<Alert>) {
+        if let Ok(q) = dns::parse(msg) {
+            if q.is_clean_query() {
+                c.other_port += 1;
+                self.query(p, who, &q, c, alerts);
+            }
+        }
+    }
+
+    fn query(&mut self, p: &Packet<'_>, who: Principal, q: &Query<'_>, c: &mut DnsCounters, alerts: &mut Vec<Alert>) {
+        if q.flags.contains(Flags::RESPONSE) {
+            c.responses += 1;
+            return;
+        }
+        c.queries += 1;
+        let ts = p.ts_us;
+
+        // Lower-cased presentation form: for the suffix list, the allow-list and uniqueness.
+        let mut buf = [0u8; MAX_NAME_LEN];
+        let mut n = 0;
+        for (i, label) in q.qname.labels().enumerate() {
+            let Some(dot) = buf.get_mut(n..n + usize::from(i > 0) + label.len()) else { break };
+            let (sep, rest) = dot.split_at_mut(usize::from(i > 0));
+            sep.fill(b'.');
+            rest.copy_from_slice(label);
+            rest.make_ascii_lowercase();
+            n += usize::from(i > 0) + label.len();
+        }
+        let name = &buf[..n];
+        let allowed = self.is_allowed(name);
+        let registered: &[u8] = match psl::domain(name) {
+            Some(d) => d.as_bytes(),
+            None => name,
+        };
+        let registered_labels = if registered.is_empty() { 0 } else { registered.iter().filter(|&&b| b == b'.').count() + 1 };
+        let sub_labels = q.qname.label_count().saturating_sub(registered_labels);
+        let shape = Shape::of(q.qname.labels().take(sub_labels));
+        let sub_bytes = n.saturating_sub(registered.len() + 1) as u32;
+
+        let wire_odd = Flags::POINTER_LOOP
+            | Flags::TOO_MANY_LABELS
+            | Flags::NAME_TOO_LONG
+            | Flags::OVERSIZED_NAME
+            | Flags::DOT_IN_LABEL
+            | Flags::MULTI_QUESTION;
+        let malformed = q.flags.0 & wire_odd.0 != 0;
+        let odd = odd_type(q.qtype) && shape.chars > 0;
+        let suspicious =
+            !allowed && (shape.looks_encoded(self.cfg.min_encoded_chars) || n > self.cfg.long_name || odd || malformed);
+        let unique = self.remember(self.hasher.hash_one((who, name)), ts, c);
+        if allowed {
+            c.allowed += 1;
+        }
+
+        let key = (who, self.hasher.hash_one(registered));
+        if !self.pairs.contains_key(&key) && !self.make_room(ts, c) {
+            c.pairs_full += 1;
+            return;
+        }
+        let minute_us = ts.div_euclid(MINUTE_US) * MINUTE_US;
+        let pair = self.pairs.entry(key).or_insert_with(|| Pair {
+            domain: display(registered),
+            gid: p.gid,
+            tally: Tally::default(),
+            episode: Episode::default(),
+            carried: 0,
+            types: [0; MIX.len() + 1],
+            longest_name: 0,
+            alphabets: 0,
+            samples: Vec::new(),
+            stored_samples: 0,
+            row: DnsRow {
+                principal: who,
+                gid: p.gid,
+                domain: String::new(),
+                minute_us,
+                queries: 0,
+                unique: 0,
+                name_bytes: 0,
+                suspicious: 0,
+                flags: 0,
+                samples: Vec::new(),
+            },
+            last_us: ts,
+        });
+        pair.last_us = pair.last_us.max(ts);
+        pair.gid = p.gid.or(pair.gid);
+
+        if pair.row.minute_us != minute_us && pair.row.queries > 0 {
+            self.rows.push(pair.take_row(minute_us));
+        }
+        pair.row.minute_us = minute_us;
+        let counted = unique && !allowed;
+        let row = &mut pair.row;
+        row.queries += 1;
+        row.unique += u32::from(unique);
+        row.name_bytes += if unique { u64::from(sub_bytes) } else { 0 };
+        row.suspicious += u32::from(unique && suspicious);
+        row.flags |= if allowed { row_flags::ALLOWED } else { 0 }
+            | if suspicious { row_flags::SUSPICIOUS } else { 0 }
+            | if odd { row_flags::ODD_TYPE } else { 0 }
+            | if malformed { row_flags::MALFORMED } else { 0 }
+            | if shape.alphabet == Alphabet::Binary { row_flags::BINARY } else { 0 };
+        if allowed {
+            pair.tally.add(ts, self.bucket_us, [1, 0, 0, 0, 0]);
+            return;
+        }
+
+        let slot = MIX.iter().position(|&t| t == q.qtype).unwrap_or(MIX.len());
+        pair.types[slot] = pair.types[slot].saturating_add(1);
+        pair.longest_name = pair.longest_name.max(n);
+        pair.alphabets |= 1 << shape.alphabet as u32;
+        if counted {
+            pair.carried += shape.carried_bytes();
+        }
+        if suspicious && unique {
+            let want_alert = pair.samples.len() < ALERT_SAMPLES;
+            let want_row = row.samples.len() < ROW_SAMPLES && pair.stored_samples < STORED_SAMPLES_PER_PAIR;
+            if want_alert || want_row {
+                let shown = display_name(q);
+                if want_row {
+                    pair.stored_samples += 1;
+                    row.samples.push(shown.clone());
+                }
+                if want_alert {
+                    pair.samples.push(shown);
+                }
+            }
+        }
+        let sums = pair.tally.add(
+            ts,
+            self.bucket_us,
+            [1, u32::from(counted), if counted { sub_bytes } else { 0 }, u32::from(counted && suspicious), u32::from(odd)],
+        );
+        let cfg = &self.cfg;
+        let bytes = u64::from(sums[BYTES]);
+        let over =
+            sums[ENCODED] >= cfg.encoded_names || sums[UNIQUE] >= cfg.unique_names || bytes >= cfg.unique_bytes;
+        let quiet = sums[ENCODED] < cfg.encoded_names.div_ceil(2)
+            && sums[UNIQUE] < cfg.unique_names.div_ceil(2)
+            && bytes < cfg.unique_bytes.div_ceil(2);
+        let was_open = pair.episode.is_open();
+        let step = pair.episode.update(over, quiet, pair.carried, cfg.escalate_bytes);
+        if was_open && !pair.episode.is_open() {
+            // The episode ended: the next one starts its evidence afresh.
+            pair.carried = 0;
+            pair.samples.clear();
+        }
+        if pair.episode.is_open() {
+            pair.row.flags |= row_flags::ALERTED;
+        }
+        if let Some(step) = step {
+            alerts.push(pair_alert(cfg, self.window_us, step, who, pair, sums, p, ts));
+        }
+    }
+
+    /// Remembers a (principal, name) hash; true if it was not seen within the last half
+    /// window or more.
+    fn remember(&mut self, key: u64, ts: i64, c: &mut DnsCounters) -> bool {
+        let half = self.window_us / 2;
+        let full = self.seen[0].len() >= self.cfg.max_names.div_ceil(2);
+        if ts.saturating_sub(self.seen_since) >= half || full {
+            if full && ts.saturating_sub(self.seen_since) < half {
+                c.names_rotated_early += 1;
+            }
+            let current = std::mem::take(&mut self.seen[0]);
+            self.seen[1] = current;
+            self.seen_since = ts;
+        }
+        let new = !self.seen[1].contains(&key);
+        self.seen[0].insert(key) && new
+    }
+
+    fn is_allowed(&self, name: &[u8]) -> bool {
+        if self.allow.is_empty() {
+            return false;
+        }
+        let mut rest = name;
+        loop {
+            if self.allow.contains(rest) {
+                return true;
+            }
+            match rest.iter().position(|&b| b == b'.') {
+                Some(i) => rest = &rest[i + 1..],
+                None => return false,
+            }
+        }
+    }
+
+    /// Makes room for one more pair state: true if there is room.
+    fn make_room(&mut self, ts: i64, c: &mut DnsCounters) -> bool {
+        if self.pairs.len() < self.cfg.max_pairs {
+            return true;
+        }
+        // Evict the idle half (by last activity), never an open episode.
+        let mut idle: Vec<i64> =
+            self.pairs.values().filter(|p| !p.episode.is_open()).map(|p| p.last_us).collect();
+        if idle.is_empty() {
+            return false;
+        }
+        let mid = idle.len() / 2;
+        let (_, &mut cutoff, _) = idle.select_nth_unstable(mid);
+        let rows = &mut self.rows;
+        let before = self.pairs.len();
+        self.pairs.retain(|_, p| {
+            let keep = p.episode.is_open() || p.last_us > cutoff;
+            if !keep && p.row.queries > 0 {
+                rows.push(p.take_row(ts));
+            }
+            keep
+        });
+        c.pairs_evicted += (before - self.pairs.len()) as u64;
+        self.pairs.len() < self.cfg.max_pairs
+    }
+
+    fn raw(&mut self, p: &Packet<'_>, who: Principal, c: &mut DnsCounters, alerts: &mut Vec<Alert>) {
+        c.not_dns += 1;
+        let key = (who, p.dst);
+        if !self.raw.contains_key(&key) && self.raw.len() >= self.cfg.max_pairs {
+            c.pairs_full += 1;
+            return;
+        }
+        let ts = p.ts_us;
+        let r = self.raw.entry(key).or_default();
+        r.last_us = r.last_us.max(ts);
+        r.bytes += u64::from(p.wire_len);
+        let sums = r.tally.add(ts, self.bucket_us, [1, p.wire_len]);
+        let cfg = &self.cfg;
+        let over = sums[0] >= cfg.raw_packets;
+        let quiet = sums[0] < cfg.raw_packets.div_ceil(2);
+        let was_open = r.episode.is_open();
+        let step = r.episode.update(over, quiet, r.bytes, cfg.escalate_bytes);
+        if was_open && !r.episode.is_open() {
+            r.bytes = 0;
+        }
+        let Some(step) = step else { return };
+        let dst = endpoint(p.dst, 53, p.proto) + "/udp";
+        let (severity, escalation) = severity(step);
+        alerts.push(Alert {
+            ts_us: ts,
+            kind: AlertKind::DnsTunnel,
+            severity,
+            principal: who,
+            dst: Some(dst.clone()),
+            bytes: r.bytes,
+            summary: format!(
+                "{who} sent {} packets ({}) to {dst} within {} that are not DNS: a raw DNS tunnel{}",
+                sums[0],
+                human_bytes(u64::from(sums[1])),
+                human_duration(cfg.window),
+                escalated(escalation, r.bytes),
+            ),
+            details: json!({
+                "raw": true,
+                "resolver": p.dst.to_string(),
+                "window_secs": cfg.window.as_secs(),
+                "packets": sums[0],
+                "bytes": sums[1],
+                "estimated_bytes": r.bytes,
+                "escalation": escalation,
+            }),
+        });
+    }
+
+    /// Closes the rows of minutes before `minute_us` and forgets states idle for a window.
+    pub fn sweep(&mut self, minute_us: i64) {
+        let horizon = minute_us.saturating_sub(self.window_us);
+        let rows = &mut self.rows;
+        self.pairs.retain(|_, p| {
+            if p.row.minute_us < minute_us && p.row.queries > 0 {
+                rows.push(p.take_row(minute_us));
+            }
+            p.last_us >= horizon || p.episode.is_open() && p.last_us >= horizon.saturating_sub(self.window_us)
+        });
+        self.raw.retain(|_, r| r.last_us >= horizon);
+    }
+
+    /// Closes every open row.
+    pub fn drain(&mut self) {
+        for p in self.pairs.values_mut() {
+            if p.row.queries > 0 {
+                let minute = p.row.minute_us;
+                self.rows.push(p.take_row(minute));
+            }
+        }
+    }
+
+    /// Rows closed so far, handed over.
+    pub fn take_rows(&mut self) -> Vec<DnsRow> {
+        std::mem::take(&mut self.rows)
+    }
+
+    pub fn pending_rows(&self) -> usize {
+        self.rows.len()
+    }
+
+    /// (principal, domain) states held.
+    pub fn pairs(&self) -> usize {
+        self.pairs.len()
+    }
+}
+
+impl Pair {
+    /// The finished row, leaving an empty one for `next_minute`.
+    fn take_row(&mut self, next_minute: i64) -> DnsRow {
+        let empty = DnsRow {
+            principal: self.row.principal,
+            gid: self.gid,
+            domain: String::new(),
+            minute_us: next_minute,
+            queries: 0,
+            unique: 0,
+            name_bytes: 0,
+            suspicious: 0,
+            flags: if self.episode.is_open() { row_flags::ALERTED } else { 0 },
+            samples: Vec::new(),
+        };
+        let mut row = std::mem::replace(&mut self.row, empty);
+        row.domain = self.domain.clone();
+        row.gid = self.gid;
+        row
+    }
+}
+
+fn severity(step: Step) -> (Severity, u32) {
+    match step {
+        Step::Open => (Severity::Medium, 0),
+        Step::Escalate(n) => (Severity::High, n),
+    }
+}
+
+fn escalated(escalation: u32, bytes: u64) -> String {
+    match escalation {
+        0 => String::new(),
+        n => format!(" (escalation {n}: ~{} carried so far)", human_bytes(bytes)),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn pair_alert(
+    cfg: &DnsConfig,
+    window_us: i64,
+    step: Step,
+    who: Principal,
+    pair: &Pair,
+    sums: [u32; 5],
+    p: &Packet<'_>,
+    ts: i64,
+) -> Alert {
+    let (severity, escalation) = severity(step);
+    let mut rules = Vec::new();
+    if sums[ENCODED] >= cfg.encoded_names {
+        rules.push("encoded_names");
+    }
+    if sums[UNIQUE] >= cfg.unique_names {
+        rules.push("unique_names");
+    }
+    if u64::from(sums[BYTES]) >= cfg.unique_bytes {
+        rules.push("unique_bytes");
+    }
+    let mut types = BTreeMap::new();
+    for (i, &n) in pair.types.iter().enumerate().filter(|(_, &n)| n > 0) {
+        let name = MIX.get(i).map_or_else(|| "other".into(), |&t| dns::type_name(t));
+        types.insert(name.into_owned(), n);
+    }
+    let alphabets: Vec<&str> = [Alphabet::Hex, Alphabet::Base32, Alphabet::Base64, Alphabet::Binary]
+        .into_iter()
+        .filter(|a| pair.alphabets & (1 << *a as u32) != 0)
+        .map(Alphabet::as_str)
+        .collect();
+    let minutes = (window_us as f64 / 60e6).max(1.0 / 60.0);
+    Alert {
+        ts_us: ts,
+        kind: AlertKind::DnsTunnel,
+        severity,
+        principal: who,
+        dst: Some(pair.domain.clone()),
+        bytes: pair.carried,
+        summary: format!(
+            "{who} sent {} unique names ({} of names, {} encoded-looking) under {} within {}: ~{} carried out through DNS{}",
+            sums[UNIQUE],
+            human_bytes(u64::from(sums[BYTES])),
+            sums[ENCODED],
+            pair.domain,
+            human_duration(cfg.window),
+            human_bytes(pair.carried),
+            escalated(escalation, pair.carried),
+        ),
+        details: json!({
+            "domain": pair.domain,
+            "resolver": p.dst.to_string(),
+            "window_secs": cfg.window.as_secs(),
+            "rules": rules,
+            "queries": sums[QUERIES],
+            "unique_names": sums[UNIQUE],
+            "unique_name_bytes": sums[BYTES],
+            "encoded_names": sums[ENCODED],
+            "odd_type_queries": sums[ODD],
+            "queries_per_min": (f64::from(sums[QUERIES]) / minutes * 10.0).round() / 10.0,
+            "types": types,
+            "alphabets": alphabets,
+            "longest_name": pair.longest_name,
+            "samples": pair.samples,
+            "estimated_bytes": pair.carried,
+            "escalation": escalation,
+        }),
+    }
+}
+
+/// Terminal-safe text of raw name bytes.
+fn display(name: &[u8]) -> String {
+    if name.is_empty() {
+        return ".".into();
+    }
+    crate::escape::printable_bytes(name).into_owned()
+}
+
+/// Terminal-safe text of a query name: each label escaped, a `.` inside a label as `\x2e` so
+/// the label boundaries stay visible.
+fn display_name(q: &Query<'_>) -> String {
+    let mut out = String::with_capacity(q.qname.len() + 8);
+    for (i, label) in q.qname.labels().enumerate() {
+        if i > 0 {
+            out.push('.');
+        }
+        for part in label.split(|&b| b == b'.').enumerate() {
+            if part.0 > 0 {
+                out.push_str("\\x2e");
+            }
+            out.push_str(&crate::escape::printable_bytes(part.1));
+        }
+    }
+    if out.is_empty() {
+        out.push('.');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::Ipv4Addr;
+
+    use super::*;
+    use crate::decode::dns::tests::{message, query as wire_query};
+
+    const S: i64 = 1_000_000;
+    const ALICE: Principal = Principal::Uid(1001);
+
+    /// Drives a detector with UDP payloads to port 53 at the given times.
+    struct Drive {
+        d: DnsDetector,
+        c: DnsCounters,
+        alerts: Vec<Alert>,
+    }
+
+    impl Drive {
+        fn new(cfg: DnsConfig) -> Drive {
+            Drive { d: DnsDetector::new(&cfg), c: DnsCounters::default(), alerts: Vec::new() }
+        }
+
+        fn send(&mut self, ts: i64, who: Principal, dport: u16, payload: &[u8]) {
+            let p = Packet {
+                ts_us: ts,
+                uid: who.uid(),
+                gid: None,
+                src: IpAddr::V4(Ipv4Addr::new(10, 77, 0, 2)),
+                dst: IpAddr::V4(Ipv4Addr::new(10, 77, 0, 1)),
+                proto: 17,
+                sport: 40000,
+                dport,
+                wire_len: payload.len() as u32 + 28,
+                l4: L4::Udp { payload },
+            };
+            self.d.observe(&p, who, &mut self.c, &mut self.alerts);
+        }
+
+        fn ask(&mut self, ts: i64, who: Principal, name: &str, qtype: u16) {
+            self.send(ts, who, 53, &wire_query(name, qtype));
+        }
+    }
+
+    /// Deterministic pseudo-random base32 text.
+    fn base32(seed: u64, len: usize) -> String {
+        let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+        (0..len)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                b"abcdefghijklmnopqrstuvwxyz234567"[(x % 32) as usize] as char
+            })
+            .collect()
+    }
+
+    #[test]
+    fn slow_base32_exfiltration_alerts_once_within_ten_queries() {
+        let mut t = Drive::new(DnsConfig::default());
+        for i in 0..200u64 {
+            // One query every 7 s: far under any rate limit.
+            t.ask(i as i64 * 7 * S, ALICE, &format!("{}.x.exfil.co.uk", base32(i, 52)), 1);
+            if i == 8 {
+                assert!(t.alerts.is_empty());
+            }
+        }
+        assert_eq!(t.alerts.len(), 1, "{:#?}", t.alerts);
+        let a = &t.alerts[0];
+        assert_eq!(a.kind.as_str(), "dns_tunnel");
+        assert_eq!(a.dst.as_deref(), Some("exfil.co.uk"), "registered domain from the suffix list");
+        assert_eq!(a.ts_us, 9 * 7 * S);
+        assert_eq!(a.details["encoded_names"], 10);
+        assert_eq!(a.details["samples"].as_array().unwrap().len(), 5);
+        assert!(a.bytes > 300, "{}", a.bytes);
+    }
+
+    #[test]
+    fn tunnel_escalates_as_it_grows() {
+        let cfg = DnsConfig { escalate_bytes: 4096, ..DnsConfig::default() };
+        let mut t = Drive::new(cfg);
+        for i in 0..2000u64 {
+            t.ask(i as i64 * S / 10, ALICE, &format!("{}.{}.t.tun.example", base32(i, 63), base32(i + 7, 63)), 10);
+        }
+        let steps: Vec<_> = t.alerts.iter().map(|a| a.details["escalation"].as_u64().unwrap()).collect();
+        assert_eq!(steps, vec![0, 1, 2, 3], "one alert, then escalations at 4, 16, 64 KiB");
+        assert_eq!(t.alerts[1].severity, Severity::High);
+    }
+
+    #[test]
+    fn polling_tunnel_with_short_plain_names_alerts_on_unique_names() {
+        let mut t = Drive::new(DnsConfig::default());
+        for i in 0..150 {
+            t.ask(i * S, ALICE, &format!("p{i}.t.tun.example"), 1);
+        }
+        assert_eq!(t.alerts.len(), 1);
+        assert_eq!(t.alerts[0].details["rules"], json!(["unique_names"]));
+    }
+
+    #[test]
+    fn ordinary_browsing_does_not_alert() {
+        let mut t = Drive::new(DnsConfig::default());
+        let sites = ["news.example.com", "shop.example.co.uk", "mail.example.org", "api.github.com", "fonts.gstatic.com"];
+        for round in 0..60 {
+            for (i, s) in sites.iter().enumerate() {
+                t.ask(round * 60 * S + i as i64 * S, ALICE, s, 1);
+                t.ask(round * 60 * S + i as i64 * S, ALICE, s, 28);
+            }
+            // A browser burst: 40 different registered domains.
+            for k in 0..40 {
+                t.ask(round * 60 * S + 10 * S, ALICE, &format!("www.site{k}.example"), 1);
+            }
+        }
+        assert!(t.alerts.is_empty(), "{:#?}", t.alerts);
+    }
+
+    #[test]
+    fn random_looking_cdn_names_and_telemetry_do_not_alert() {
+        let mut t = Drive::new(DnsConfig::default());
+        for i in 0..8u64 {
+            // Long random host names under one CDN domain that is not allow-listed.
+            t.ask(i as i64 * S, ALICE, &format!("d{}.cdn-example.net", base32(i, 24)), 1);
+        }
+        for i in 0..500u64 {
+            // Allow-listed CDN and reverse lookups, many unique names.
+            t.ask(i as i64 * S, ALICE, &format!("e{}.dscb.akamaiedge.net", base32(i, 30)), 1);
+            t.ask(i as i64 * S, ALICE, &format!("{}.{}.0.10.in-addr.arpa", i % 256, i / 256), 12);
+            // Telemetry: the same few names again and again.
+            t.ask(i as i64 * S, ALICE, &format!("v{}.events.data.microsoft.com", i % 3), 1);
+        }
+        assert!(t.alerts.is_empty(), "{:#?}", t.alerts);
+        assert_eq!(t.c.allowed, 1000);
+    }
+
+    #[test]
+    fn allow_list_can_be_extended_and_replaced() {
+        let names: Vec<String> = (0..20).map(|i| format!("{}.tun.example", base32(i, 40))).collect();
+        let run = |cfg: DnsConfig| {
+            let mut t = Drive::new(cfg);
+            for (i, n) in names.iter().enumerate() {
+                t.ask(i as i64 * S, ALICE, n, 1);
+                t.ask(i as i64 * S, ALICE, &format!("{}.sophosxl.net", base32(i as u64, 40)), 1);
+            }
+            t.alerts.iter().map(|a| a.dst.clone().unwrap()).collect::<Vec<_>>()
+        };
+        assert_eq!(run(DnsConfig::default()), ["tun.example"]);
+        let extended = DnsConfig { allow_extra: vec!["tun.example".into()], ..DnsConfig::default() };
+        assert!(run(extended).is_empty());
+        let replaced = DnsConfig { allow: vec![], ..DnsConfig::default() };
+        assert_eq!(run(replaced), ["tun.example", "sophosxl.net"]);
+    }
+
+    #[test]
+    fn principals_are_judged_apart() {
+        let mut t = Drive::new(DnsConfig::default());
+        for i in 0..9u64 {
+            for uid in 1..=5 {
+                t.ask(i as i64 * S, Principal::Uid(uid), &format!("{}.tun.example", base32(i * 10 + u64::from(uid), 40)), 1);
+            }
+        }
+        assert!(t.alerts.is_empty(), "9 encoded names each is under the rule of 10");
+    }
+
+    #[test]
+    fn null_queries_and_binary_labels_count_as_suspicious() {
+        let mut t = Drive::new(DnsConfig::default());
+        for i in 0..10 {
+            t.ask(i * S, ALICE, &format!("k{i}.t.tun.example"), 10);
+        }
+        assert_eq!(t.alerts.len(), 1);
+        assert_eq!(t.alerts[0].details["odd_type_queries"], 10);
+
+        let mut t = Drive::new(DnsConfig::default());
+        for i in 0..10u8 {
+            let mut body = vec![3, b'a', 0x1b, i, 3, b't', b'u', b'n', 7];
+            body.extend_from_slice(b"example");
+            body.extend_from_slice(&[0, 0, 1, 0, 1]);
+            t.send(i64::from(i) * S, ALICE, 53, &message(1, 0, &body));
+        }
+        assert_eq!(t.alerts.len(), 1);
+        let sample = t.alerts[0].details["samples"][0].as_str().unwrap().to_string();
+        assert_eq!(sample, "a\\x1b\\x00.tun.example");
+        assert!(!t.alerts[0].summary.contains('\x1b'));
+    }
+
+    #[test]
+    fn repeated_names_are_not_unique() {
+        let mut t = Drive::new(DnsConfig::default());
+        let name = format!("{}.tun.example", base32(1, 50));
+        for i in 0..500 {
+            t.ask(i * S, ALICE, &name, 1);
+        }
+        assert!(t.alerts.is_empty());
+        t.d.drain();
+        let rows = t.d.take_rows();
+        assert_eq!(rows.iter().map(|r| r.unique).sum::<u32>(), 1);
+        assert_eq!(rows.iter().map(|r| r.queries).sum::<u32>(), 500);
+    }
+
+    #[test]
+    fn case_changes_do_not_make_names_unique() {
+        let mut t = Drive::new(DnsConfig::default());
+        for i in 0..200 {
+            let name: String = "www.example.com"
+                .chars()
+                .enumerate()
+                .map(|(k, ch)| if (i >> (k % 8)) & 1 == 1 { ch.to_ascii_uppercase() } else { ch })
+                .collect();
+            t.ask(i * S, ALICE, &name, 1);
+        }
+        t.d.drain();
+        assert_eq!(t.d.take_rows().iter().map(|r| r.unique).sum::<u32>(), 1);
+    }
+
+    #[test]
+    fn raw_traffic_on_port_53_alerts() {
+        let mut t = Drive::new(DnsConfig::default());
+        for i in 0..20 {
+            // iodine's raw mode header, then data.
+            t.send(i * S, ALICE, 53, &[0x10, 0xd1, 0x9e, 0x00, 0x20, 1, 2, 3, 4, 5]);
+        }
+        assert_eq!(t.c.not_dns, 20);
+        assert_eq!(t.alerts.len(), 1);
+        assert_eq!(t.alerts[0].dst.as_deref(), Some("10.77.0.1:53/udp"));
+        assert_eq!(t.alerts[0].details["raw"], true);
+    }
+
+    #[test]
+    fn queries_on_other_ports_are_found() {
+        let mut t = Drive::new(DnsConfig::default());
+        for i in 0..12u64 {
+            t.send(i as i64 * S, ALICE, 5353 + i as u16, &wire_query(&format!("{}.tun.example", base32(i, 40)), 16));
+        }
+        assert_eq!(t.c.other_port, 12);
+        assert_eq!(t.alerts.len(), 1);
+        // Not DNS-shaped: never parsed.
+        t.send(20 * S, ALICE, 443, &[0xc0; 40]);
+        assert_eq!(t.c.other_port, 12);
+    }
+
+    #[test]
+    fn tcp_dns_with_several_messages_per_segment() {
+        let mut d = DnsDetector::new(&DnsConfig::default());
+        let (mut c, mut alerts) = (DnsCounters::default(), Vec::new());
+        let mut seg = Vec::new();
+        for i in 0..12u64 {
+            let m = wire_query(&format!("{}.tun.example", base32(i, 40)), 16);
+            seg.extend_from_slice(&(m.len() as u16).to_be_bytes());
+            seg.extend_from_slice(&m);
+        }
+        let p = Packet {
+            ts_us: 0,
+            uid: Some(1001),
+            gid: None,
+            src: IpAddr::V4(Ipv4Addr::new(10, 77, 0, 2)),
+            dst: IpAddr::V4(Ipv4Addr::new(10, 77, 0, 1)),
+            proto: 6,
+            sport: 40000,
+            dport: 53,
+            wire_len: seg.len() as u32 + 52,
+            l4: L4::Tcp { payload: &seg },
+        };
+        d.observe(&p, ALICE, &mut c, &mut alerts);
+        assert_eq!(c.queries, 12);
+        assert_eq!(alerts.len(), 1);
+    }
+
+    #[test]
+    fn rows_per_minute_with_bounded_samples() {
+        let mut t = Drive::new(DnsConfig::default());
+        for i in 0..300u64 {
+            t.ask(i as i64 * S, ALICE, &format!("{}.tun.example", base32(i, 40)), 1);
+        }
+        t.d.sweep(5 * MINUTE_US);
+        let rows = t.d.take_rows();
+        assert_eq!(rows.len(), 5);
+        assert!(rows.iter().all(|r| r.domain == "tun.example" && r.queries == 60 && r.unique == 60));
+        assert!(rows.iter().all(|r| r.samples.len() <= ROW_SAMPLES));
+        assert!(rows[4].flags & row_flags::ALERTED != 0);
+        assert!(rows[0].flags & row_flags::SUSPICIOUS != 0);
+    }
+
+    #[test]
+    fn memory_is_bounded_by_pairs_and_names() {
+        let cfg = DnsConfig { max_pairs: 1000, max_names: 4000, ..DnsConfig::default() };
+        let mut t = Drive::new(cfg);
+        for i in 0..20_000u64 {
+            t.ask(i as i64 * 1000, ALICE, &format!("www.d{i}.example"), 1);
+        }
+        assert!(t.d.pairs() <= 1000);
+        assert!(t.d.seen[0].len() + t.d.seen[1].len() <= 4000);
+        assert!(t.c.pairs_evicted > 0 && t.c.names_rotated_early > 0);
+        assert!(t.alerts.is_empty());
+    }
+
+    #[test]
+    fn hostile_payloads_never_panic() {
+        let mut t = Drive::new(DnsConfig::default());
+        let mut x = 0x1234_5678_9abc_def1u64;
+        for i in 0..5000 {
+            let mut buf = vec![0u8; (x % 200) as usize];
+            for b in buf.iter_mut() {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                *b = x as u8;
+            }
+            if buf.len() > 6 {
+                buf[4..6].copy_from_slice(&[0, 1]);
+            }
+            t.send(i, ALICE, if i % 2 == 0 { 53 } else { 5353 }, &buf);
+        }
+    }
+}

@@ -1,0 +1,355 @@
+//! ICMP tunnel detection: per (principal, peer), how much echo payload carries new content.
+//!
+//! Ordinary pings repeat one payload: Linux ping a timestamp then a fixed pattern, Windows a
+//! fixed alphabet, `ping -s 1400` a longer fixed pattern. A tunnel's payloads differ packet by
+//! packet. So each echo's payload, past its first 16 bytes (where ping keeps its timestamp),
+//! is compared with the peer's recent payloads; bytes of payloads not among them are "carried".
+//! Known tunnel signatures (ptunnel's and ptunnel-ng's magic numbers at offset 0, a whole IP
+//! packet inside) count on their own. Echo requests and replies both count: a tunnel's server
+//! side sends replies. ICMPv6 echo is treated the same.
+//!
+//! Limits: up to 16 bytes per packet can hide in the timestamp area; payload sizes come from
+//! the IP length field minus a basic IP header (options and IPv6 extension headers, rare on
+//! echo, are counted as payload). Memory: at most `max_pairs` peers, idle ones dropped at the
+//! minute sweep.
+
+use std::hash::{BuildHasher, RandomState};
+use std::net::IpAddr;
+
+use rustc_hash::FxHashMap;
+use serde_json::json;
+
+use super::tally::{Episode, Step, Tally};
+use crate::alert::{Alert, AlertKind};
+use crate::config::{IcmpConfig, Severity};
+use crate::decode::{Packet, L4};
+use crate::principal::Principal;
+use crate::units::{human_bytes, human_duration};
+
+/// Recent payload hashes remembered per peer.
+const RECENT: usize = 16;
+/// Leading payload bytes not compared: ping's timestamp.
+const TIMESTAMP: usize = 16;
+
+/// A known tunnel's mark in an echo payload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Signature {
+    /// ptunnel's magic 0xD5200880 or ptunnel-ng's 0xDEADC0DE at offset 0.
+    Ptunnel,
+    /// An IPv4 or IPv6 packet whose length field matches the payload (icmptunnel, hans).
+    IpInside,
+}
+
+impl Signature {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Signature::Ptunnel => "ptunnel",
+            Signature::IpInside => "ip-in-icmp",
+        }
+    }
+
+    /// `payload` as captured (possibly cut by the snaplen); `len` its size on the wire.
+    pub fn find(payload: &[u8], len: usize) -> Option<Signature> {
+        match payload {
+            [0xd5, 0x20, 0x08, 0x80, ..] | [0xde, 0xad, 0xc0, 0xde, ..] => Some(Signature::Ptunnel),
+            [v, _, hi, lo, ..] if v >> 4 == 4 && v & 0x0f >= 5 && usize::from(u16::from_be_bytes([*hi, *lo])) == len => {
+                Some(Signature::IpInside)
+            }
+            [v, _, _, _, hi, lo, ..] if v >> 4 == 6 && usize::from(u16::from_be_bytes([*hi, *lo])) + 40 == len => {
+                Some(Signature::IpInside)
+            }
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct IcmpCounters {
+    /// Echo requests and replies analysed.
+    pub echo: u64,
+    /// Of those, with a tunnel signature.
+    pub signatures: u64,
+    /// Echoes not judged because the peer table was full.
+    pub pairs_full: u64,
+}
+
+impl IcmpCounters {
+    pub fn each(&self, mut f: impl FnMut(&'static str, u64)) {
+        f("icmp_echo", self.echo);
+        f("icmp_signatures", self.signatures);
+        f("icmp_pairs_full", self.pairs_full);
+    }
+}
+
+// Tally slots.
+const REQUESTS: usize = 0;
+const REPLIES: usize = 1;
+const CARRIED: usize = 2;
+const SIGNED: usize = 3;
+
+#[derive(Default)]
+struct Peer {
+    tally: Tally<4>,
+    recent: [u64; RECENT],
+    next: usize,
+    episode: Episode,
+    /// Carried bytes since the episode (or the state) began.
+    carried: u64,
+    distinct: u32,
+    min_payload: usize,
+    max_payload: usize,
+    signature: Option<Signature>,
+    last_us: i64,
+}
+
+pub struct IcmpDetector {
+    cfg: IcmpConfig,
+    window_us: i64,
+    bucket_us: i64,
+    hasher: RandomState,
+    peers: FxHashMap<(Principal, IpAddr), Peer>,
+}
+
+impl IcmpDetector {
+    pub fn new(cfg: &IcmpConfig) -> IcmpDetector {
+        let window_us = i64::try_from(cfg.window.as_micros()).unwrap_or(i64::MAX).max(super::tally::BUCKETS as i64);
+        IcmpDetector {
+            cfg: cfg.clone(),
+            window_us,
+            bucket_us: window_us / super::tally::BUCKETS as i64,
+            hasher: RandomState::new(),
+            peers: FxHashMap::default(),
+        }
+    }
+
+    #[inline]
+    pub fn observe(&mut self, p: &Packet<'_>, who: Principal, c: &mut IcmpCounters, alerts: &mut Vec<Alert>) {
+        let L4::Icmp { v6, kind, payload, .. } = p.l4 else { return };
+        let reply = match (v6, kind) {
+            (false, 8) | (true, 128) => false,
+            (false, 0) | (true, 129) => true,
+            _ => return,
+        };
+        c.echo += 1;
+        let ip_header = if v6 { 40 } else { 20 };
+        let len = (p.wire_len as usize).saturating_sub(ip_header + 8);
+        let signature = Signature::find(payload, len);
+        if signature.is_some() {
+            c.signatures += 1;
+        }
+        let key = (who, p.dst);
+        if !self.peers.contains_key(&key) && self.peers.len() >= self.cfg.max_pairs {
+            c.pairs_full += 1;
+            return;
+        }
+        let content = self.hasher.hash_one((len, payload.get(TIMESTAMP..).unwrap_or(payload)));
+        let ts = p.ts_us;
+        let peer = self.peers.entry(key).or_insert_with(|| Peer { min_payload: usize::MAX, ..Peer::default() });
+        peer.last_us = peer.last_us.max(ts);
+        let new = !peer.recent.contains(&content);
+        if new {
+            peer.recent[peer.next] = content;
+            peer.next = (peer.next + 1) % RECENT;
+            peer.distinct = peer.distinct.saturating_add(1);
+            peer.carried += len as u64;
+        }
+        peer.min_payload = peer.min_payload.min(len);
+        peer.max_payload = peer.max_payload.max(len);
+        peer.signature = signature.or(peer.signature);
+        let carried = if new { u32::try_from(len).unwrap_or(u32::MAX) } else { 0 };
+        let sums = peer.tally.add(
+            ts,
+            self.bucket_us,
+            [u32::from(!reply), u32::from(reply), carried, u32::from(signature.is_some())],
+        );
+        let cfg = &self.cfg;
+        let over = u64::from(sums[CARRIED]) >= cfg.carried_bytes || sums[SIGNED] >= cfg.signature_packets;
+        let quiet = u64::from(sums[CARRIED]) < cfg.carried_bytes.div_ceil(2) && sums[SIGNED] == 0;
+        let was_open = peer.episode.is_open();
+        let step = peer.episode.update(over, quiet, peer.carried, cfg.escalate_bytes);
+        if was_open && !peer.episode.is_open() {
+            *peer = Peer { recent: peer.recent, next: peer.next, last_us: peer.last_us, min_payload: usize::MAX, ..Peer::default() };
+        }
+        let Some(step) = step else { return };
+        let (severity, escalation) = match step {
+            Step::Open => (Severity::Medium, 0),
+            Step::Escalate(n) => (Severity::High, n),
+        };
+        let family = if v6 { "ICMPv6" } else { "ICMP" };
+        let sign = peer.signature.map_or_else(String::new, |s| format!(", {} signature", s.as_str()));
+        alerts.push(Alert {
+            ts_us: ts,
+            kind: AlertKind::IcmpTunnel,
+            severity,
+            principal: who,
+            dst: Some(p.dst.to_string()),
+            bytes: peer.carried,
+            summary: format!(
+                "{who} sent {family} echo to {} carrying ~{} of varying payload within {} ({} requests, {} replies{sign}){}",
+                p.dst,
+                human_bytes(u64::from(sums[CARRIED])),
+                human_duration(cfg.window),
+                sums[REQUESTS],
+                sums[REPLIES],
+                match escalation {
+                    0 => String::new(),
+                    n => format!(" (escalation {n}: ~{} so far)", human_bytes(peer.carried)),
+                }
+            ),
+            details: json!({
+                "peer": p.dst.to_string(),
+                "icmpv6": v6,
+                "window_secs": cfg.window.as_secs(),
+                "requests": sums[REQUESTS],
+                "replies": sums[REPLIES],
+                "carried_bytes": sums[CARRIED],
+                "signature_packets": sums[SIGNED],
+                "signature": peer.signature.map(Signature::as_str),
+                "distinct_payloads": peer.distinct,
+                "min_payload": peer.min_payload,
+                "max_payload": peer.max_payload,
+                "estimated_bytes": peer.carried,
+                "escalation": escalation,
+            }),
+        });
+    }
+
+    /// Forgets peers idle for a window.
+    pub fn sweep(&mut self, now_us: i64) {
+        let horizon = now_us.saturating_sub(self.window_us);
+        self.peers.retain(|_, p| p.last_us >= horizon);
+    }
+
+    pub fn peers(&self) -> usize {
+        self.peers.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::Ipv4Addr;
+
+    use super::*;
+
+    const S: i64 = 1_000_000;
+    const WHO: Principal = Principal::Uid(1001);
+
+    fn echo(d: &mut IcmpDetector, c: &mut IcmpCounters, ts: i64, v6: bool, kind: u8, payload: &[u8]) -> Vec<Alert> {
+        let p = Packet {
+            ts_us: ts,
+            uid: Some(1001),
+            gid: None,
+            src: IpAddr::V4(Ipv4Addr::new(10, 77, 0, 2)),
+            dst: IpAddr::V4(Ipv4Addr::new(10, 77, 0, 1)),
+            proto: if v6 { 58 } else { 1 },
+            sport: 0,
+            dport: 0,
+            wire_len: payload.len() as u32 + 8 + if v6 { 40 } else { 20 },
+            l4: L4::Icmp { v6, kind, code: 0, payload },
+        };
+        let mut alerts = Vec::new();
+        d.observe(&p, WHO, c, &mut alerts);
+        alerts
+    }
+
+    fn linux_ping(seq: u64, size: usize) -> Vec<u8> {
+        let mut p = (seq * 1_000_003).to_le_bytes().to_vec();
+        p.extend_from_slice(&(seq * 7).to_le_bytes());
+        p.extend((16..size).map(|i| i as u8));
+        p.truncate(size);
+        p
+    }
+
+    fn noise(seed: u64, len: usize) -> Vec<u8> {
+        let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+        (0..len)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect()
+    }
+
+    #[test]
+    fn standard_pings_stay_quiet() {
+        let mut d = IcmpDetector::new(&IcmpConfig::default());
+        let mut c = IcmpCounters::default();
+        for seq in 0..5000 {
+            assert!(echo(&mut d, &mut c, seq as i64 * S / 5, false, 8, &linux_ping(seq, 56)).is_empty());
+            assert!(echo(&mut d, &mut c, seq as i64 * S / 5, true, 128, &b"abcdefghijklmnopqrstuvwabcdefghi"[..]).is_empty());
+        }
+        // MTU probing: large but constant.
+        for seq in 0..1000 {
+            assert!(echo(&mut d, &mut c, seq as i64 * S, false, 8, &linux_ping(seq, 1472)).is_empty());
+        }
+        assert_eq!(c.echo, 11_000);
+    }
+
+    #[test]
+    fn varied_payloads_alert_once_then_escalate() {
+        let mut d = IcmpDetector::new(&IcmpConfig::default());
+        let mut c = IcmpCounters::default();
+        let mut alerts = Vec::new();
+        for seq in 0..400u64 {
+            alerts.extend(echo(&mut d, &mut c, seq as i64 * S / 10, false, 8, &noise(seq, 1000)));
+            if seq == 7 {
+                assert!(alerts.is_empty(), "8 KB carried is the threshold");
+            }
+        }
+        assert_eq!(alerts[0].kind.as_str(), "icmp_tunnel");
+        assert_eq!(alerts[0].ts_us, 8 * S / 10);
+        assert_eq!(alerts[0].details["requests"], 9);
+        let steps: Vec<_> = alerts.iter().map(|a| a.details["escalation"].as_u64().unwrap()).collect();
+        assert_eq!(steps, vec![0, 1], "escalation at 256 KiB, the next would be at 1 MiB");
+    }
+
+    #[test]
+    fn ptunnel_magic_alerts_on_small_packets() {
+        let mut d = IcmpDetector::new(&IcmpConfig::default());
+        let mut c = IcmpCounters::default();
+        let mut alerts = Vec::new();
+        for seq in 0..3u8 {
+            let mut p = vec![0xde, 0xad, 0xc0, 0xde, 10, 77, 0, 1];
+            p.extend_from_slice(&[0, 0, 0, 22, seq, 0, 0, 0]);
+            alerts.extend(echo(&mut d, &mut c, i64::from(seq) * S, false, 0, &p));
+        }
+        assert_eq!(alerts.len(), 1);
+        assert_eq!(alerts[0].details["signature"], "ptunnel");
+        assert_eq!(alerts[0].details["replies"], 3);
+    }
+
+    #[test]
+    fn ip_packet_inside_is_a_signature() {
+        let mut inner = vec![0x45, 0, 0, 60];
+        inner.extend_from_slice(&[0; 56]);
+        assert_eq!(Signature::find(&inner, 60), Some(Signature::IpInside));
+        assert_eq!(Signature::find(&inner, 61), None);
+        assert_eq!(Signature::find(&[], 0), None);
+        let mut v6 = vec![0x60, 0, 0, 0, 0, 20];
+        v6.extend_from_slice(&[0; 54]);
+        assert_eq!(Signature::find(&v6, 60), Some(Signature::IpInside));
+    }
+
+    #[test]
+    fn icmpv6_tunnels_are_caught_too() {
+        let mut d = IcmpDetector::new(&IcmpConfig::default());
+        let mut c = IcmpCounters::default();
+        let alerts: Vec<_> = (0..20u64).flat_map(|s| echo(&mut d, &mut c, s as i64 * S, true, 128, &noise(s, 900))).collect();
+        assert_eq!(alerts.len(), 1);
+        assert_eq!(alerts[0].details["icmpv6"], true);
+    }
+
+    #[test]
+    fn other_icmp_types_are_ignored_and_idle_peers_forgotten() {
+        let mut d = IcmpDetector::new(&IcmpConfig::default());
+        let mut c = IcmpCounters::default();
+        echo(&mut d, &mut c, 0, false, 3, &noise(1, 500));
+        assert_eq!(c.echo, 0);
+        echo(&mut d, &mut c, 0, false, 8, &noise(1, 500));
+        assert_eq!(d.peers(), 1);
+        d.sweep(3600 * S);
+        assert_eq!(d.peers(), 0);
+    }
+}
