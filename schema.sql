@@ -25,9 +25,9 @@ CREATE TABLE egress (
     bytes        INTEGER NOT NULL,
     first_seen   INTEGER NOT NULL,
     last_seen    INTEGER NOT NULL,
-    PRIMARY KEY (principal_id, minute, proto, dst, dport)
+    -- Minute first: rows arrive minute by minute, so inserts append, and reports select minutes.
+    PRIMARY KEY (minute, principal_id, proto, dst, dport)
 ) WITHOUT ROWID;
-CREATE INDEX egress_minute ON egress (minute);
 
 -- One row per alert. details holds the detector's evidence as JSON.
 CREATE TABLE alerts (

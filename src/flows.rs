@@ -9,7 +9,9 @@ use rustc_hash::FxHashMap;
 
 use crate::principal::{Dst, Principal};
 
-const MAX_FLOWS: usize = 262_144;
+/// Open rows at most: 7/8 of 2^18, the most a hash table of 2^18 buckets holds before it
+/// doubles, so the cap bounds the table at about 23 MB.
+const MAX_FLOWS: usize = 229_376;
 pub const MINUTE_US: i64 = 60_000_000;
 
 /// One stored aggregate row.
@@ -26,9 +28,35 @@ pub struct EgressRow {
     pub last_us: i64,
 }
 
+/// An open row without its key, which the table already holds.
+#[derive(Debug, Clone, Copy)]
+struct Open {
+    gid: Option<u32>,
+    minute_us: i64,
+    packets: u64,
+    bytes: u64,
+    first_us: i64,
+    last_us: i64,
+}
+
+impl Open {
+    fn row(&self, (principal, dst): (Principal, Dst)) -> EgressRow {
+        EgressRow {
+            principal,
+            gid: self.gid,
+            dst,
+            minute_us: self.minute_us,
+            packets: self.packets,
+            bytes: self.bytes,
+            first_us: self.first_us,
+            last_us: self.last_us,
+        }
+    }
+}
+
 #[derive(Default)]
 pub struct FlowTable {
-    open: FxHashMap<(Principal, Dst), EgressRow>,
+    open: FxHashMap<(Principal, Dst), Open>,
     /// Times the cap forced an early flush.
     pub early_flushes: u64,
 }
@@ -41,9 +69,10 @@ impl FlowTable {
             self.early_flushes += 1;
             self.drain(out);
         }
-        let fresh = EgressRow { principal, gid, dst, minute_us, packets: 1, bytes, first_us: ts_us, last_us: ts_us };
+        let fresh = Open { gid, minute_us, packets: 1, bytes, first_us: ts_us, last_us: ts_us };
         match self.open.entry((principal, dst)) {
             std::collections::hash_map::Entry::Occupied(mut e) => {
+                let key = *e.key();
                 let row = e.get_mut();
                 if row.minute_us == minute_us {
                     row.packets += 1;
@@ -52,7 +81,7 @@ impl FlowTable {
                     row.last_us = row.last_us.max(ts_us);
                     row.gid = gid.or(row.gid);
                 } else {
-                    out.push(std::mem::replace(row, fresh));
+                    out.push(std::mem::replace(row, fresh).row(key));
                 }
             }
             std::collections::hash_map::Entry::Vacant(e) => {
@@ -63,9 +92,9 @@ impl FlowTable {
 
     /// Closes every row of a minute before `minute_us`.
     pub fn sweep(&mut self, minute_us: i64, out: &mut Vec<EgressRow>) {
-        self.open.retain(|_, row| {
+        self.open.retain(|key, row| {
             if row.minute_us < minute_us {
-                out.push(*row);
+                out.push(row.row(*key));
                 false
             } else {
                 true
@@ -75,7 +104,7 @@ impl FlowTable {
 
     /// Closes every open row.
     pub fn drain(&mut self, out: &mut Vec<EgressRow>) {
-        out.extend(self.open.drain().map(|(_, row)| row));
+        out.extend(self.open.drain().map(|(key, row)| row.row(key)));
     }
 
     /// The destination with the most bytes in `principal`'s open rows. A linear scan: it runs
@@ -112,6 +141,22 @@ mod tests {
         t.sweep(2 * MINUTE_US, &mut out);
         assert_eq!(out.len(), 2);
         assert_eq!(out[1].minute_us, MINUTE_US);
+    }
+
+    #[test]
+    fn cap_flushes_early_and_loses_nothing() {
+        let mut t = FlowTable::default();
+        let mut out = Vec::new();
+        let n = MAX_FLOWS as u32 + 10;
+        for i in 0..n {
+            let dst = Dst { addr: IpAddr::V4(Ipv4Addr::from(i)), port: 443, proto: 6 };
+            t.add(Principal::Uid(1), None, dst, 0, 1, &mut out);
+        }
+        assert_eq!(t.early_flushes, 1);
+        assert_eq!(out.len(), MAX_FLOWS);
+        assert!(t.open.capacity() < 2 * MAX_FLOWS, "the table grew past its cap");
+        t.drain(&mut out);
+        assert_eq!(out.iter().map(|r| r.packets).sum::<u64>(), u64::from(n));
     }
 
     #[test]

@@ -6,6 +6,7 @@
 mod health;
 pub mod writer;
 
+use std::fmt::Write as _;
 use std::fs::{DirBuilder, OpenOptions};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
@@ -144,14 +145,24 @@ impl Store {
                        first_seen = min(first_seen, excluded.first_seen), last_seen = max(last_seen, excluded.last_seen)",
                 )
                 .map_err(|e| sql_err(&self.path, e))?;
+            // Principals first, in arrival order (the last gid seen wins); then the rows in key
+            // order, which starts with the minute, so inserts append at the end of the table
+            // instead of splitting pages in its middle.
+            let mut keyed = Vec::with_capacity(rows.len());
             for row in rows {
-                let pid = ids.get(row.principal, row.gid).map_err(|e| sql_err(&self.path, e))?;
+                keyed.push((ids.get(row.principal, row.gid).map_err(|e| sql_err(&self.path, e))?, row));
+            }
+            keyed.sort_unstable_by_key(|(pid, r)| (r.minute_us, *pid, r.dst.proto, r.dst.addr, r.dst.port));
+            let mut addr = String::with_capacity(48);
+            for (pid, row) in keyed {
+                addr.clear();
+                let _ = write!(addr, "{}", row.dst.addr);
                 upsert
                     .execute(params![
                         pid,
                         row.minute_us,
                         row.dst.proto,
-                        row.dst.addr.to_string(),
+                        addr,
                         row.dst.port,
                         row.packets as i64,
                         row.bytes as i64,
