@@ -230,7 +230,7 @@ impl Default for DnsConfig {
             unique_bytes: 4096,
             min_encoded_chars: 20,
             long_name: 100,
-            raw_packets: 8,
+            raw_packets: 5,
             escalate_bytes: 64 << 10,
             other_ports: true,
             allow: DEFAULT_DNS_ALLOW.iter().map(|d| d.to_string()).collect(),
@@ -489,5 +489,26 @@ mod tests {
     fn example_config_parses() {
         let path = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/exfilmon.example.toml"));
         Config::load(Some(path)).unwrap();
+    }
+
+    #[test]
+    fn example_dns_and_icmp_sections_are_the_defaults() {
+        let path = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/exfilmon.example.toml"));
+        let c = Config::load(Some(path)).unwrap();
+        assert_eq!(c.dns, DnsConfig::default());
+        assert_eq!(c.icmp, IcmpConfig::default());
+    }
+
+    #[test]
+    fn dns_allow_list_extends_or_replaces() {
+        let c = parse("[dns]\nallow_extra = [\"Corp.Example.\"]\n").unwrap();
+        assert_eq!(c.dns.allow_extra, ["corp.example"]);
+        assert!(c.dns.allow.iter().any(|d| d == "arpa"));
+        let c = parse("[dns]\nallow = [\"only.example\"]\n").unwrap();
+        assert_eq!(c.dns.allow, ["only.example"]);
+        let err = parse("[dns]\nallow = [\"bad name\\u001b\"]\n").unwrap_err().to_string();
+        assert!(err.starts_with("test.toml:2:") && err.contains("\\x1b"), "{err}");
+        let err = parse("[icmp]\nsignature_packets = 0\n").unwrap_err().to_string();
+        assert!(err.contains("at least 1"), "{err}");
     }
 }

@@ -78,50 +78,39 @@ pub struct Shape {
 impl Shape {
     /// Measures the labels of a name's subdomain part (raw bytes, original case).
     pub fn of<'a>(labels: impl IntoIterator<Item = &'a [u8]>) -> Shape {
+        // Per-byte work is a table lookup; entropy only visits the distinct bytes seen.
         let mut counts = [0u16; 256];
-        let (mut upper, mut lower, mut digit, mut hexletter, mut other_letter) = (false, false, false, false, false);
-        let (mut ldh_extra, mut symbol, mut nonprint, mut chars) = (false, false, 0usize, 0usize);
+        let mut distinct = [0u8; 256];
+        let (mut kinds, mut ndistinct, mut nonprint, mut chars) = (0u8, 0usize, 0usize, 0usize);
         for &c in labels.into_iter().flatten() {
+            let kind = KIND[usize::from(c)];
+            kinds |= kind;
+            nonprint += usize::from(kind == NONPRINT);
             chars += 1;
-            counts[usize::from(c.to_ascii_lowercase())] = counts[usize::from(c.to_ascii_lowercase())].saturating_add(1);
-            match c {
-                b'0'..=b'9' => digit = true,
-                b'a'..=b'f' => {
-                    lower = true;
-                    hexletter = true
-                }
-                b'A'..=b'F' => {
-                    upper = true;
-                    hexletter = true
-                }
-                b'g'..=b'z' => {
-                    lower = true;
-                    other_letter = true
-                }
-                b'G'..=b'Z' => {
-                    upper = true;
-                    other_letter = true
-                }
-                b'-' | b'_' => ldh_extra = true,
-                0x21..=0x7e => symbol = true,
-                _ => nonprint += 1,
+            let k = usize::from(c.to_ascii_lowercase());
+            if counts[k] == 0 {
+                distinct[ndistinct] = k as u8;
+                ndistinct += 1;
             }
+            counts[k] = counts[k].saturating_add(1);
         }
-        let letter = hexletter || other_letter;
+        let has = |k: u8| kinds & k != 0;
+        let letter = has(HEX_LOWER | HEX_UPPER | LOWER | UPPER);
+        let (upper, lower) = (has(HEX_UPPER | UPPER), has(HEX_LOWER | LOWER));
         let alphabet = if chars == 0 {
             Alphabet::Empty
         } else if nonprint > 0 {
             Alphabet::Binary
-        } else if symbol || (upper && lower && digit) {
+        } else if has(SYMBOL) || (upper && lower && has(DIGIT)) {
             Alphabet::Base64
-        } else if ldh_extra || !(letter && digit) {
+        } else if has(LDH_EXTRA) || !(letter && has(DIGIT)) {
             Alphabet::Ldh
-        } else if !other_letter {
+        } else if !has(LOWER | UPPER) {
             Alphabet::Hex
         } else {
             Alphabet::Base32
         };
-        let entropy = entropy(&counts, chars);
+        let entropy = entropy(distinct[..ndistinct].iter().map(|&k| counts[usize::from(k)]), chars);
         let ceiling = (chars as f32).min(alphabet.size()).log2();
         let fairness = if ceiling > 0.0 { (entropy / ceiling).min(1.0) } else { 0.0 };
         Shape { alphabet, chars, nonprint, entropy, fairness }
@@ -143,12 +132,41 @@ impl Shape {
     }
 }
 
-fn entropy(counts: &[u16; 256], n: usize) -> f32 {
+// Character kinds, one bit each, looked up per byte.
+const DIGIT: u8 = 1;
+const HEX_LOWER: u8 = 2;
+const HEX_UPPER: u8 = 4;
+const LOWER: u8 = 8;
+const UPPER: u8 = 16;
+const LDH_EXTRA: u8 = 32;
+const SYMBOL: u8 = 64;
+const NONPRINT: u8 = 128;
+
+static KIND: [u8; 256] = {
+    let mut t = [NONPRINT; 256];
+    let mut c = 0x21;
+    while c < 0x7f {
+        t[c] = match c as u8 {
+            b'0'..=b'9' => DIGIT,
+            b'a'..=b'f' => HEX_LOWER,
+            b'A'..=b'F' => HEX_UPPER,
+            b'g'..=b'z' => LOWER,
+            b'G'..=b'Z' => UPPER,
+            b'-' | b'_' => LDH_EXTRA,
+            _ => SYMBOL,
+        };
+        c += 1;
+    }
+    t
+};
+
+/// Shannon entropy in bits per symbol of `n` symbols with the given counts.
+fn entropy(counts: impl Iterator<Item = u16>, n: usize) -> f32 {
     if n < 2 {
         return 0.0;
     }
     let n = n as f32;
-    let sum: f32 = counts.iter().filter(|&&c| c > 0).map(|&c| f32::from(c) * f32::from(c).log2()).sum();
+    let sum: f32 = counts.map(|c| f32::from(c) * f32::from(c).log2()).sum();
     (n.log2() - sum / n).max(0.0)
 }
 

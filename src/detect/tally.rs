@@ -29,9 +29,9 @@ impl<const K: usize> Tally<K> {
     pub fn add(&mut self, ts_us: i64, bucket_us: i64, values: [u32; K]) -> [u32; K] {
         self.advance(ts_us, bucket_us);
         let slot = self.head.rem_euclid(BUCKETS as i64) as usize;
-        for k in 0..K {
-            self.ring[slot][k] = self.ring[slot][k].saturating_add(values[k]);
-            self.sum[k] = self.sum[k].saturating_add(values[k]);
+        for (k, v) in values.into_iter().enumerate() {
+            self.ring[slot][k] = self.ring[slot][k].saturating_add(v);
+            self.sum[k] = self.sum[k].saturating_add(v);
         }
         self.sum
     }

@@ -7,15 +7,20 @@ use super::table::{col, hidden, Cell, Table};
 use super::{rows, Filter, UserNames};
 use crate::store::{Store, StoreError};
 
+/// Suspicious names (encoded-looking, over-long, odd-typed) that mark a domain `suspicious`:
+/// one or two random-looking CDN host names are ordinary, a run of them is not.
+const SUSPICIOUS_NAMES: i64 = 3;
+
 /// Up to `top` domains per principal, principals with the most unique names first.
-/// `mark` is `ALERT` where a dns_tunnel episode was open, `suspicious` where names looked
-/// encoded, over-long or odd-typed, else empty. Names were escaped when stored.
+/// `mark` is `ALERT` where a dns_tunnel episode was open, `suspicious` where at least
+/// [`SUSPICIOUS_NAMES`] names were, else empty. Domains and names were escaped when stored,
+/// so they are shown as they are.
 pub fn dns(store: &Store, f: &Filter, names: &mut UserNames, top: usize) -> Result<Table, StoreError> {
     let rows = rows(
         store,
         "WITH agg AS (
              SELECT d.principal_id, d.domain, sum(d.queries) AS q, sum(d.unique_names) AS u, sum(d.name_bytes) AS b,
-                    sum(d.suspicious) AS s, max(d.flags & 1) AS flagged, max(d.flags & 4) AS alerted,
+                    sum(d.suspicious) AS s, max(d.flags & 4) AS alerted,
                     min(d.minute) AS first, max(d.minute) AS last
              FROM dns d JOIN principals p ON p.id = d.principal_id
              WHERE d.minute >= ?1 / 60000000 * 60000000 AND d.minute < ?2 AND (?3 IS NULL OR p.uid = ?3)
@@ -25,27 +30,27 @@ pub fn dns(store: &Store, f: &Filter, names: &mut UserNames, top: usize) -> Resu
                     sum(u) OVER (PARTITION BY principal_id) AS total
              FROM agg)
          SELECT p.uid, p.host, r.domain, r.q, r.u, r.b, r.s,
-                CASE WHEN r.alerted > 0 THEN 'ALERT' WHEN r.flagged > 0 THEN 'suspicious' ELSE '' END,
+                CASE WHEN r.alerted > 0 THEN 'ALERT' WHEN r.s >= ?5 THEN 'suspicious' ELSE '' END,
                 (SELECT x.name FROM dns_samples x WHERE x.principal_id = r.principal_id AND x.domain = r.domain
                  ORDER BY x.minute, x.name LIMIT 1),
                 r.first, r.last
          FROM ranked r JOIN principals p ON p.id = r.principal_id
          WHERE r.rn <= ?4
          ORDER BY r.total DESC, r.principal_id, r.rn",
-        params![f.since(), f.until(), f.uid(), i64::try_from(top).unwrap_or(i64::MAX)],
+        params![f.since(), f.until(), f.uid(), i64::try_from(top).unwrap_or(i64::MAX), SUSPICIOUS_NAMES],
         |r| {
             let uid: Option<i64> = r.get(0)?;
             Ok(vec![
                 Cell::opt_int(uid),
                 names.cell(uid),
                 Cell::opt_text(r.get(1)?),
-                Cell::Text(r.get(2)?),
+                Cell::Escaped(r.get(2)?),
                 Cell::Int(r.get(3)?),
                 Cell::Int(r.get(4)?),
                 Cell::Bytes(r.get(5)?),
                 Cell::Int(r.get(6)?),
                 Cell::Text(r.get(7)?),
-                Cell::opt_text(r.get(8)?),
+                r.get::<_, Option<String>>(8)?.map_or(Cell::Null, Cell::Escaped),
                 Cell::Time(r.get(9)?),
                 Cell::Time(r.get(10)?),
             ])

@@ -90,9 +90,10 @@ pub fn alerts(store: &Store, f: &Filter, names: &mut UserNames) -> Result<Table,
                 Cell::opt_int(uid),
                 names.cell(uid),
                 Cell::opt_text(r.get(4)?),
-                Cell::opt_text(r.get(5)?),
+                // Detectors escape what came from the wire (DNS names) in dst and summary.
+                r.get::<_, Option<String>>(5)?.map_or(Cell::Null, Cell::Escaped),
                 Cell::Bytes(r.get(6)?),
-                Cell::Text(r.get(7)?),
+                Cell::Escaped(r.get(7)?),
                 Cell::Json(serde_json::from_str(&details).unwrap_or(Value::Null)),
             ])
         },

