@@ -59,7 +59,9 @@ pub fn read_file(
     read(path, file, sink, progress)
 }
 
-fn read<R: Read + Send>(
+/// [`read_file`] from any reader (one that hashes what it passes on, say); `path` only names
+/// the capture in errors.
+pub fn read<R: Read + Send>(
     path: &Path,
     input: R,
     sink: &mut dyn FrameSink,

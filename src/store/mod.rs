@@ -281,6 +281,16 @@ impl Store {
             .map_err(|e| self.err(e))
     }
 
+    /// Whether a capture of exactly this many bytes was replayed before: only then can a new
+    /// file have the same content, so only then must it be hashed before it is replayed.
+    pub fn capture_size_seen(&self, size: u64) -> Result<bool, StoreError> {
+        self.conn
+            .query_row("SELECT 1 FROM captures WHERE size = ?1 LIMIT 1", [size as i64], |_| Ok(()))
+            .optional()
+            .map(|found| found.is_some())
+            .map_err(|e| self.err(e))
+    }
+
     pub fn record_capture(&self, c: &CaptureRecord<'_>, run_id: i64) -> Result<(), StoreError> {
         self.conn
             .execute(
