@@ -15,8 +15,10 @@ use std::time::{Duration, Instant};
 pub const EXFILMON: &str = env!("CARGO_BIN_EXE_exfilmon");
 /// Test users, created when missing (they are shared by the tests, hence the lock).
 pub const USERS: [&str; 2] = ["exfmon-t1", "exfmon-t2"];
-const TOOLS: [&str; 11] =
-    ["ip", "nft", "sshd", "ssh", "scp", "ssh-keygen", "dig", "dnsmasq", "tcpdump", "socat", "useradd"];
+const TOOLS: [&str; 15] = [
+    "ip", "ss", "nft", "sshd", "ssh", "scp", "ssh-keygen", "dig", "dnsmasq", "tcpdump", "socat", "useradd", "runuser",
+    "setpriv", "sysctl",
+];
 
 static LOCK: Mutex<()> = Mutex::new(());
 static NEXT: AtomicU32 = AtomicU32::new(0);

@@ -1,0 +1,67 @@
+/* Paced UDP sender for benches/live.sh: sends `rate` datagrams per second for `secs` seconds
+ * to addr:port, in bursts every millisecond, and prints what it sent. Unconnected sendto, so
+ * ICMP errors from the peer do not stop it.
+ *
+ *   udpflood ADDR PORT RATE SECS [PAYLOAD_BYTES]
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+static double now(void) {
+	struct timespec t;
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return t.tv_sec + t.tv_nsec / 1e9;
+}
+
+int main(int argc, char **argv) {
+	if (argc < 5) {
+		fprintf(stderr, "usage: %s ADDR PORT RATE SECS [PAYLOAD_BYTES]\n", argv[0]);
+		return 2;
+	}
+	struct sockaddr_in dst = {.sin_family = AF_INET, .sin_port = htons(atoi(argv[2]))};
+	if (inet_pton(AF_INET, argv[1], &dst.sin_addr) != 1) {
+		fprintf(stderr, "bad address %s\n", argv[1]);
+		return 2;
+	}
+	double rate = atof(argv[3]), secs = atof(argv[4]);
+	size_t len = argc > 5 ? (size_t)atoi(argv[5]) : 64;
+	char buf[2048];
+	if (len > sizeof buf) len = sizeof buf;
+	memset(buf, 'x', len);
+	int fd = socket(AF_INET, SOCK_DGRAM, 0);
+	if (fd < 0) {
+		perror("socket");
+		return 1;
+	}
+	unsigned long sent = 0, failed = 0;
+	double start = now(), end = start + secs;
+	struct timespec tick = {0, 1000000};
+	for (;;) {
+		double t = now();
+		if (t >= end) break;
+		/* Catch up to where the schedule says we should be. */
+		unsigned long due = (unsigned long)((t - start) * rate);
+		/* Bounded bursts: past the sender's own limit the deadline still holds. */
+		for (int burst = 0; sent + failed < due && burst < 4096; burst++) {
+			if (sendto(fd, buf, len, 0, (struct sockaddr *)&dst, sizeof dst) < 0) {
+				failed++;
+				if (errno != ENOBUFS && errno != EAGAIN && errno != ECONNREFUSED) {
+					perror("sendto");
+					return 1;
+				}
+			} else {
+				sent++;
+			}
+		}
+		nanosleep(&tick, NULL);
+	}
+	double took = now() - start;
+	printf("sent %lu failed %lu seconds %.3f rate %.0f\n", sent, failed, took, sent / took);
+	return 0;
+}
