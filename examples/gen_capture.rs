@@ -224,6 +224,9 @@ const DOMAINS: &[(u64, &str)] = &[
     (10, "s3.amazonaws.com"),
 ];
 
+/// Distinct random-looking host labels per domain in the ordinary mix.
+const HOSTS_PER_DOMAIN: u64 = 24;
+
 const BASE32: &[u8; 32] = b"abcdefghijklmnopqrstuvwxyz234567";
 
 struct Generator {
@@ -388,10 +391,15 @@ impl Generator {
             return;
         }
         if self.rng.percent(40) {
-            // A random first label, as CDNs and per-object buckets use.
-            for _ in 0..4 + self.rng.below(9) {
-                let c = BASE32[self.rng.below(32) as usize];
-                self.name.push(c);
+            // A random-looking first label, as CDNs and per-object buckets use, drawn from a
+            // few dozen per domain: a server's such names recur. Thousands of distinct names
+            // under one domain would be a DNS tunnel's signature, not ordinary traffic.
+            let mut v = mix(self.rng.below(HOSTS_PER_DOMAIN) ^ ((suffix.len() as u64) << 32));
+            let len = 4 + v % 9;
+            v = mix(v);
+            for _ in 0..len {
+                self.name.push(BASE32[(v & 31) as usize]);
+                v >>= 5;
             }
             self.name.push(b'.');
         } else if self.rng.percent(50) {
