@@ -171,10 +171,13 @@ fn sigkill_during_traffic_leaves_an_intact_database() {
     lab.load_ruleset(&cfg);
     scp(&lab, &ssh, USERS[0], &lab.secret(USERS[0], 5 << 20));
     wait_for(Duration::from_secs(10), "a volume alert", || !alerts_of(&db, "volume").is_empty());
+    // A heartbeat has committed the scp's rows: what the kill below may not take away.
+    wait_for(Duration::from_secs(5), "a heartbeat", || report(&db, "health")[0]["packets"].as_u64() > Some(100));
 
     let mut traffic = flood(&lab, USERS[1], 40_000_000).spawn().unwrap();
     std::thread::sleep(Duration::from_millis(400));
     let before = report(&db, "alerts");
+    let users_before = report(&db, "users");
     monitor.signal("KILL");
     wait_exit(&mut monitor.child, Duration::from_secs(5));
     wait_exit(&mut traffic, Duration::from_secs(60));
@@ -187,12 +190,16 @@ fn sigkill_during_traffic_leaves_an_intact_database() {
     for a in before.as_array().unwrap() {
         assert!(after.as_array().unwrap().contains(a), "{a} was stored before the kill and must still be there");
     }
+    let sent = |users: &Value, uid: u32| users.as_array().unwrap().iter().find(|u| u["uid"] == uid).map(|u| u["bytes"].clone());
+    let t1 = Lab::uid(USERS[0]);
+    assert_eq!(sent(&report(&db, "users"), t1), sent(&users_before, t1), "the scp's rows survive");
 
     let restarted = lab.start_monitor(&cfg, &db, "monitor2.log");
     std::thread::sleep(Duration::from_millis(1500));
     let health = report(&db, "health");
     assert_eq!(health[0]["state"], "running", "{health}");
-    assert_eq!(health[1]["state"], "dead (no clean exit)", "{health}");
+    let killed_log = std::fs::read_to_string(lab.path("monitor.log")).unwrap_or_default();
+    assert_eq!(health[1]["state"], "dead (no clean exit)", "{health}\nkilled monitor's log: {killed_log}");
     let (status, log) = restarted.stop();
     assert!(status.success(), "{log}");
     assert!(report(&db, "alerts").as_array().unwrap().len() >= before.as_array().unwrap().len());
