@@ -53,7 +53,13 @@ fn dig(lab: &Lab, user: &str, name: &str, tcp: bool) {
 /// Sends `bytes` of zeros as 200-byte UDP datagrams to the peer's discard port, as fast as
 /// socat goes, as `user`.
 fn flood(lab: &Lab, user: &str, bytes: usize) -> Command {
-    let script = format!("head -c {bytes} /dev/zero | socat -u -b 200 - UDP-SENDTO:{}:9", lab.peer);
+    flood_from(lab, user, bytes, 1)
+}
+
+/// [`flood`] from `senders` processes at once.
+fn flood_from(lab: &Lab, user: &str, bytes: usize, senders: usize) -> Command {
+    let one = format!("head -c {bytes} /dev/zero | socat -u -b 200 - UDP-SENDTO:{}:9 &", lab.peer);
+    let script = format!("{} wait", one.repeat(senders));
     let mut c = Command::new("ip");
     c.args(["netns", "exec", &lab.inside, "runuser", "-u", user, "--", "sh", "-c", &script]).stdin(Stdio::null());
     c
@@ -127,12 +133,14 @@ fn dns_lookups_and_a_short_ssh_command_raise_no_alert() {
 #[test]
 fn flood_with_tiny_buffer_counts_exactly_what_was_lost() {
     let Some(lab) = Lab::new() else { return };
-    let cfg = config(&lab, "[nflog]\nrcvbuf = \"4KiB\"\n");
+    // One packet per netlink message and room for a handful: the reader must wake for every
+    // few packets, which no reader does at flood rate.
+    let cfg = config(&lab, "[nflog]\nrcvbuf = \"4KiB\"\nqueue_threshold = 1\n");
     let db = lab.path("live.db");
     // Ruleset after the monitor: every packet the rules log reaches a bound group.
     let mut monitor = lab.start_monitor(&cfg, &db, "monitor.log");
     lab.load_ruleset(&cfg);
-    let status = flood(&lab, USERS[0], 30_000_000).status().unwrap();
+    let status = flood_from(&lab, USERS[0], 15_000_000, 2).status().unwrap();
     assert!(status.success());
     // Sentinels, one per batch, reveal a loss at the very end of the flood as a sequence gap.
     for _ in 0..3 {
@@ -293,4 +301,34 @@ fn startup_errors_say_what_failed_and_what_to_do() {
     let out = Command::new(EXFILMON).args(["nft", "--apply"]).env("PATH", "/nonexistent").output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && err.contains("nft is not installed"), "{err}");
+}
+
+/// SIGHUP applies a new configuration without a restart, also after the monitor switched to
+/// an unprivileged user (`user` in the config).
+#[test]
+fn sighup_reloads_the_configuration_as_an_unprivileged_user() {
+    let Some(lab) = Lab::new() else { return };
+    let user = USERS[1];
+    let quiet = format!("user = \"{user}\"\n[[volume]]\nwindow = \"10m\"\nbytes = \"1GiB\"\n");
+    let cfg = config(&lab, &quiet);
+    let db = lab.path("db/live.db");
+    let monitor = lab.start_monitor(&cfg, &db, "monitor.log");
+    lab.load_ruleset(&cfg);
+    let status = std::fs::read_to_string(format!("/proc/{}/status", monitor.child.id())).unwrap();
+    let uid = Lab::uid(user).to_string();
+    assert!(status.lines().any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some(&uid)), "{status}");
+
+    assert!(flood(&lab, USERS[0], 1_000_000).status().unwrap().success());
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(alerts_of(&db, "volume").is_empty(), "1 MB is under the 1 GiB threshold");
+
+    std::fs::write(&cfg, quiet.replace("1GiB", "256KiB")).unwrap();
+    monitor.signal("HUP");
+    wait_for(Duration::from_secs(5), "the reload", || {
+        std::fs::read_to_string(&monitor.log).unwrap_or_default().contains("configuration reloaded")
+    });
+    assert!(flood(&lab, USERS[0], 1_000_000).status().unwrap().success());
+    wait_for(Duration::from_secs(5), "a volume alert under the new threshold", || !alerts_of(&db, "volume").is_empty());
+    let (status, log) = monitor.stop();
+    assert!(status.success(), "{log}");
 }
