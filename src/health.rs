@@ -85,7 +85,10 @@ impl LossAlarm {
         self.reported_overruns = overruns;
         self.last_alert_us = Some(now_us);
         let period = match since {
-            Some(t) => format!(" in the last {}", crate::units::human_duration(std::time::Duration::from_micros((now_us - t).max(0) as u64))),
+            Some(t) => format!(
+                " in the last {}",
+                crate::units::human_duration(std::time::Duration::from_micros((now_us - t).max(0) as u64))
+            ),
             None => String::new(),
         };
         Some(LossAlert {

@@ -58,7 +58,7 @@ table {TABLE} {{
 ",
         snaplen = n.snaplen
     );
-    let _ = write!(w, "\t# Destinations exempt from logging (backup / update servers).\n");
+    w.push_str("\t# Destinations exempt from logging (backup / update servers).\n");
     set(w, "allow_v4", "ipv4_addr", &t.allow_v4);
     w.push('\n');
     set(w, "allow_v6", "ipv6_addr", &t.allow_v6);

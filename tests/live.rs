@@ -198,7 +198,9 @@ fn sigkill_during_traffic_leaves_an_intact_database() {
     for a in before.as_array().unwrap() {
         assert!(after.as_array().unwrap().contains(a), "{a} was stored before the kill and must still be there");
     }
-    let sent = |users: &Value, uid: u32| users.as_array().unwrap().iter().find(|u| u["uid"] == uid).map(|u| u["bytes"].clone());
+    let sent = |users: &Value, uid: u32| {
+        users.as_array().unwrap().iter().find(|u| u["uid"] == uid).map(|u| u["bytes"].clone())
+    };
     let t1 = Lab::uid(USERS[0]);
     assert_eq!(sent(&report(&db, "users"), t1), sent(&users_before, t1), "the scp's rows survive");
 
@@ -231,7 +233,11 @@ fn tcpdump_capture_replayed_matches_the_live_totals() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let pcap = lab.path("tap.pcap");
     let inside = lab.inside.clone();
-    let tcpdump = lab.spawn_in(&inside, &["tcpdump", "-i", "nflog:8", "-U", "-Z", "root", "-w", pcap.to_str().unwrap()], "tcpdump.log");
+    let tcpdump = lab.spawn_in(
+        &inside,
+        &["tcpdump", "-i", "nflog:8", "-U", "-Z", "root", "-w", pcap.to_str().unwrap()],
+        "tcpdump.log",
+    );
     let tcpdump_log = lab.path("tcpdump.err");
     wait_for(Duration::from_secs(10), "tcpdump to listen", || {
         std::fs::read_to_string(&tcpdump_log).unwrap_or_default().contains("listening on")
@@ -254,7 +260,9 @@ fn tcpdump_capture_replayed_matches_the_live_totals() {
             .as_array()
             .unwrap()
             .iter()
-            .map(|u| (format!("{}/{}", u["uid"], u["host"]), (u["packets"].as_u64().unwrap(), u["bytes"].as_u64().unwrap())))
+            .map(|u| {
+                (format!("{}/{}", u["uid"], u["host"]), (u["packets"].as_u64().unwrap(), u["bytes"].as_u64().unwrap()))
+            })
             .collect()
     };
     let (live, offline) = (totals(&db), totals(&replayed));

@@ -46,7 +46,9 @@ const CAP_NET_ADMIN: u32 = 12;
 
 #[derive(Debug, thiserror::Error)]
 pub enum NflogError {
-    #[error("binding NFLOG group {group} needs CAP_NET_ADMIN: run as root or from the systemd unit (dist/exfilmon.service)")]
+    #[error(
+        "binding NFLOG group {group} needs CAP_NET_ADMIN: run as root or from the systemd unit (dist/exfilmon.service)"
+    )]
     NotPermitted { group: u16 },
     #[error("NFLOG group {group} is already bound by another program{owner}; stop it, or log to another group ([nflog] group, then `exfilmon nft --apply`)")]
     GroupBusy { group: u16, owner: String },
@@ -105,8 +107,16 @@ impl NflogSource {
         }
         let mut sock = Socket::new(NETLINK_NETFILTER).map_err(NflogError::Socket)?;
         sock.bind_auto().map_err(NflogError::Socket)?;
-        setsockopt(&sock.as_fd(), sockopt::ReceiveTimeout, &TimeVal::milliseconds(TICK.as_millis() as i64)).map_err(|e| NflogError::Socket(e.into()))?;
-        let mut src = NflogSource { sock, group: cfg.group, buf: vec![0; RECV_BUF], seq: Sequence::default(), request_seq: 0, stats: SourceStats::default() };
+        setsockopt(&sock.as_fd(), sockopt::ReceiveTimeout, &TimeVal::milliseconds(TICK.as_millis() as i64))
+            .map_err(|e| NflogError::Socket(e.into()))?;
+        let mut src = NflogSource {
+            sock,
+            group: cfg.group,
+            buf: vec![0; RECV_BUF],
+            seq: Sequence::default(),
+            request_seq: 0,
+            stats: SourceStats::default(),
+        };
         src.set_rcvbuf(cfg.rcvbuf);
         // One request binds and configures, so there is one ack to wait for.
         let mut nlas = vec![ConfigCmd::Bind.into()];
@@ -115,7 +125,9 @@ impl NflogSource {
         src.await_ack().map_err(|e| match e.raw_os_error() {
             // Only the socket that bound a group may touch it; with CAP_NET_ADMIN held, EPERM
             // means another program got there first.
-            Some(code) if code == Errno::EPERM as i32 || code == Errno::EBUSY as i32 => NflogError::GroupBusy { group: cfg.group, owner: group_owner(cfg.group) },
+            Some(code) if code == Errno::EPERM as i32 || code == Errno::EBUSY as i32 => {
+                NflogError::GroupBusy { group: cfg.group, owner: group_owner(cfg.group) }
+            }
             _ => NflogError::Config { group: cfg.group, source: e },
         })?;
         Ok(src)
@@ -227,7 +239,6 @@ impl NflogSource {
         }
         Ok(Poll::Records(records))
     }
-
 }
 
 /// Gap counting over the per-instance sequence numbers, which start at 0 when we bind.

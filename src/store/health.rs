@@ -40,7 +40,14 @@ impl Store {
                  VALUES (?1, ?2, ?3, NULL, 0, ?4, ?5, ?6)",
             )
             .and_then(|mut s| {
-                s.execute(params![a.ts_us, a.kind.as_str(), a.severity.as_str(), a.summary, a.details.to_string(), h.run_id])
+                s.execute(params![
+                    a.ts_us,
+                    a.kind.as_str(),
+                    a.severity.as_str(),
+                    a.summary,
+                    a.details.to_string(),
+                    h.run_id
+                ])
             })
             .map_err(|e| super::sql_err(&self.path, e))?;
         }

@@ -16,8 +16,21 @@ pub const EXFILMON: &str = env!("CARGO_BIN_EXE_exfilmon");
 /// Test users, created when missing (they are shared by the tests, hence the lock).
 pub const USERS: [&str; 2] = ["exfmon-t1", "exfmon-t2"];
 const TOOLS: [&str; 15] = [
-    "ip", "ss", "nft", "sshd", "ssh", "scp", "ssh-keygen", "dig", "dnsmasq", "tcpdump", "socat", "useradd", "runuser",
-    "setpriv", "sysctl",
+    "ip",
+    "ss",
+    "nft",
+    "sshd",
+    "ssh",
+    "scp",
+    "ssh-keygen",
+    "dig",
+    "dnsmasq",
+    "tcpdump",
+    "socat",
+    "useradd",
+    "runuser",
+    "setpriv",
+    "sysctl",
 ];
 
 static LOCK: Mutex<()> = Mutex::new(());
@@ -75,7 +88,12 @@ fn run_ok(args: &[&str]) -> bool {
 /// Runs a command and panics with its stderr when it fails.
 pub fn must(args: &[&str]) -> String {
     let out = run(args);
-    assert!(out.status.success(), "{args:?} failed: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{args:?} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
@@ -137,7 +155,10 @@ impl Lab {
         must(&["ip", "-n", o, "addr", "add", &format!("10.77.{net}.1/24"), "dev", &vout]);
         must(&["ip", "-n", i, "link", "set", &vin, "up"]);
         must(&["ip", "-n", o, "link", "set", &vout, "up"]);
-        assert!(must(&["ip", "-n", i, "route", "show", "default"]).trim().is_empty(), "inside must have no default route");
+        assert!(
+            must(&["ip", "-n", i, "route", "show", "default"]).trim().is_empty(),
+            "inside must have no default route"
+        );
         for u in USERS {
             if !run_ok(&["id", u]) {
                 must(&["useradd", "-m", "-s", "/bin/bash", u]);
@@ -264,10 +285,16 @@ impl Lab {
         let outside = self.outside.clone();
         self.spawn_in(&outside, &[sshd.to_str().unwrap(), "-D", "-e", "-f", config.to_str().unwrap()], "sshd.log");
         self.wait_listening("t", 22);
-        ["BatchMode=yes", "StrictHostKeyChecking=no", "UserKnownHostsFile=/dev/null", "IdentitiesOnly=yes", "LogLevel=ERROR"]
-            .iter()
-            .flat_map(|o| ["-o".to_string(), o.to_string()])
-            .collect()
+        [
+            "BatchMode=yes",
+            "StrictHostKeyChecking=no",
+            "UserKnownHostsFile=/dev/null",
+            "IdentitiesOnly=yes",
+            "LogLevel=ERROR",
+        ]
+        .iter()
+        .flat_map(|o| ["-o".to_string(), o.to_string()])
+        .collect()
     }
 
     /// A resolver in the outside namespace answering *.example.test.
@@ -278,8 +305,18 @@ impl Lab {
         let pid = format!("--pid-file={}", self.path("dnsmasq.pid").display());
         self.spawn_in(
             &outside,
-            &["dnsmasq", "--keep-in-foreground", "--conf-file=/dev/null", "--no-resolv", "--no-hosts", "--bind-interfaces",
-              &listen, &answer, &pid, "--log-facility=-"],
+            &[
+                "dnsmasq",
+                "--keep-in-foreground",
+                "--conf-file=/dev/null",
+                "--no-resolv",
+                "--no-hosts",
+                "--bind-interfaces",
+                &listen,
+                &answer,
+                &pid,
+                "--log-facility=-",
+            ],
             "dnsmasq.log",
         );
         self.wait_listening("u", 53);
