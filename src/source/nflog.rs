@@ -8,7 +8,9 @@
 //! Loss is measured, never guessed: a full receive buffer makes the kernel drop a whole batch
 //! and the next `recv` fail with ENOBUFS (counted as an overrun), and the sequence numbers
 //! then jump by the packets dropped (counted as lost). The kernel never sends a packet twice,
-//! so `received + lost` is what the ruleset logged, up to the last packet received.
+//! so `received + lost` is what the ruleset logged, up to the last packet received. Blind spot:
+//! a packet the kernel cannot even allocate a batch buffer for (atomic allocation failure under
+//! memory pressure) is dropped before it gets a sequence number; only the rule counters see it.
 //!
 //! Requests are built with `netlink-packet-netfilter`; received batches are walked in place
 //! with `netlink-packet-core`'s checked header view, because the crate's owned message types
