@@ -27,4 +27,4 @@ if ((${#missing[@]})); then
     fi
 fi
 
-cargo test --release --all-targets "$@"
+cargo test --all-targets "$@"
