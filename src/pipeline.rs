@@ -142,14 +142,11 @@ impl<O: Output> Pipeline<O> {
             self.swept_minute = minute;
             if let Some(dns) = &mut self.dns {
                 dns.sweep(minute);
-                let rows = dns.take_rows();
-                if !rows.is_empty() {
-                    self.out.dns_rows(rows);
-                }
             }
             if let Some(icmp) = &mut self.icmp {
                 icmp.sweep(minute);
             }
+            self.emit_rows();
         }
         self.flows.add(principal, p.gid, dst, p.ts_us, bytes, &mut self.pending);
         if self.pending.len() >= ROW_BATCH {
