@@ -114,3 +114,24 @@ CREATE TABLE health (
     queue_waits  INTEGER NOT NULL,  -- times the reader waited for a full write queue
     counters     TEXT    NOT NULL DEFAULT '{}'  -- source and pipeline counters, as JSON
 );
+
+-- Reads of sensitive files ([sensitive] paths), from the kernel audit trail: who read what,
+-- when, with which program. path, user, exe, comm and proctitle are escaped for terminals
+-- (\xNN). fsuid is the uid egress is matched on (NFLOG's); auid the login uid (NULL: unset).
+-- size: the file's size when the record was read, else the configured one. Replaying the same
+-- log again is harmless: (ts, serial, path) is the record's identity.
+CREATE TABLE file_reads (
+    ts        INTEGER NOT NULL,  -- audit record time
+    serial    INTEGER NOT NULL,  -- audit event serial
+    path      TEXT    NOT NULL,
+    uid       INTEGER,
+    auid      INTEGER,
+    fsuid     INTEGER,
+    user      TEXT,              -- resolved by auditd on the recording host (ENRICHED logs)
+    pid       INTEGER,
+    exe       TEXT,
+    comm      TEXT,
+    proctitle TEXT,
+    size      INTEGER,
+    PRIMARY KEY (ts, serial, path)
+) WITHOUT ROWID;

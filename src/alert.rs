@@ -16,6 +16,12 @@ pub enum AlertKind {
     IcmpTunnel,
     /// The live monitor lost packets (receive buffer overrun): egress was undercounted.
     MonitorLoss,
+    /// A user read a sensitive file (auditd) and then sent a meaningful part of its size out.
+    SensitiveEgress,
+    /// New connections in the kernel audit trail (NETFILTER_PKT) that NFLOG never delivered.
+    AuditMismatch,
+    /// The audit trail went quiet: auditd stopped, auditing switched off, our rules removed.
+    AuditOff,
 }
 
 impl AlertKind {
@@ -26,6 +32,9 @@ impl AlertKind {
             AlertKind::DnsTunnel => "dns_tunnel",
             AlertKind::IcmpTunnel => "icmp_tunnel",
             AlertKind::MonitorLoss => "monitor_loss",
+            AlertKind::SensitiveEgress => "sensitive_egress",
+            AlertKind::AuditMismatch => "audit_mismatch",
+            AlertKind::AuditOff => "audit_off",
         }
     }
 }

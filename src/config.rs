@@ -34,6 +34,9 @@ pub struct Config {
     /// ICMP tunnel detection.
     #[serde(default)]
     pub icmp: IcmpConfig,
+    /// Sensitive files: reads recorded by auditd tied to the egress that follows.
+    #[serde(default)]
+    pub sensitive: SensitiveConfig,
 }
 
 impl Default for Config {
@@ -46,6 +49,7 @@ impl Default for Config {
             nft: NftConfig::default(),
             dns: DnsConfig::default(),
             icmp: IcmpConfig::default(),
+            sensitive: SensitiveConfig::default(),
         }
     }
 }
@@ -274,6 +278,93 @@ impl Default for IcmpConfig {
     }
 }
 
+/// `[sensitive]`: files whose reads (recorded by auditd) open a window in which the reader's
+/// egress is weighed against the file's size. See `src/detect/sensitive.rs` for the threshold.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct SensitiveConfig {
+    /// Files or directories to watch (`-w PATH -p r` audit rules).
+    #[serde(deserialize_with = "sensitive_paths")]
+    pub paths: Vec<SensitivePath>,
+    /// The audit rules' key (`-k`): records with it are reads of these paths.
+    #[serde(deserialize_with = "audit_key")]
+    pub audit_key: String,
+    /// How long after a read the reader's egress counts.
+    #[serde(deserialize_with = "duration")]
+    pub window: Duration,
+    /// The threshold is a quarter of the file's size, but at least this...
+    #[serde(deserialize_with = "byte_size")]
+    pub min_bytes: u64,
+    /// ...and at most this (a part this large of any file is worth an alert).
+    #[serde(deserialize_with = "byte_size")]
+    pub max_bytes: u64,
+}
+
+impl Default for SensitiveConfig {
+    fn default() -> Self {
+        SensitiveConfig {
+            paths: Vec::new(),
+            audit_key: "exfilmon-sensitive".into(),
+            window: Duration::from_secs(1800),
+            min_bytes: 16 << 10,
+            max_bytes: 1 << 20,
+        }
+    }
+}
+
+/// A watched path, with the size to assume when the file is gone by the time its read is seen.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SensitivePath {
+    pub path: PathBuf,
+    pub size: Option<u64>,
+}
+
+/// Paths as plain strings or `{ path = "...", size = "20MiB" }`. They go into audit rules,
+/// which are split on whitespace: absolute, without whitespace or control characters.
+fn sensitive_paths<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<SensitivePath>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Entry {
+        Path(String),
+        Sized {
+            path: String,
+            #[serde(deserialize_with = "byte_size")]
+            size: u64,
+        },
+    }
+    Vec::<Entry>::deserialize(d)?
+        .into_iter()
+        .map(|e| {
+            let (path, size) = match e {
+                Entry::Path(p) => (p, None),
+                Entry::Sized { path, size } => (path, Some(size)),
+            };
+            let ok = path.starts_with('/')
+                && path.len() < 4096
+                && !path.bytes().any(|b| b.is_ascii_whitespace() || b.is_ascii_control());
+            if !ok {
+                return Err(de::Error::custom(format!(
+                    "{:?} is not usable in an audit rule: give an absolute path without spaces or control characters",
+                    crate::escape::printable(&path)
+                )));
+            }
+            Ok(SensitivePath { path: PathBuf::from(path), size })
+        })
+        .collect()
+}
+
+/// auditctl takes keys of up to 31 characters; letters, digits, - and _ keep them greppable.
+fn audit_key<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    let key = String::deserialize(d)?;
+    if key.is_empty() || key.len() > 31 || !key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+        return Err(de::Error::custom(format!(
+            "audit_key {:?}: use 1 to 31 letters, digits, - or _",
+            crate::escape::printable(&key)
+        )));
+    }
+    Ok(key)
+}
+
 fn positive<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
     match u32::deserialize(d)? {
         0 => Err(de::Error::custom("must be at least 1")),
@@ -497,6 +588,30 @@ mod tests {
         let c = Config::load(Some(path)).unwrap();
         assert_eq!(c.dns, DnsConfig::default());
         assert_eq!(c.icmp, IcmpConfig::default());
+    }
+
+    #[test]
+    fn sensitive_section() {
+        let c = parse(
+            "[sensitive]\npaths = [\"/data/sensitive1.csv\", { path = \"/data/gone.csv\", size = \"20MiB\" }]\nwindow = \"10m\"\n",
+        )
+        .unwrap();
+        let s = &c.sensitive;
+        assert_eq!(s.paths[0], SensitivePath { path: "/data/sensitive1.csv".into(), size: None });
+        assert_eq!(s.paths[1].size, Some(20 << 20));
+        assert_eq!((s.audit_key.as_str(), s.window), ("exfilmon-sensitive", Duration::from_secs(600)));
+        for bad in ["paths = [\"relative.csv\"]", "paths = [\"/a b\"]", "audit_key = \"a b\"", "paths = [{ path = \"/x\" }]"] {
+            let err = parse(&format!("[sensitive]\n{bad}\n")).unwrap_err().to_string();
+            assert!(err.starts_with("test.toml:2:"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn example_sensitive_section_parses_with_default_knobs() {
+        let path = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/exfilmon.example.toml"));
+        let s = Config::load(Some(path)).unwrap().sensitive;
+        assert_eq!(s.paths.len(), 2);
+        assert_eq!(SensitiveConfig { paths: Vec::new(), ..s }, SensitiveConfig::default());
     }
 
     #[test]

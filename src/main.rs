@@ -11,6 +11,7 @@ fn main() -> ExitCode {
         Command::Report(args) => cli::report::run(args),
         Command::Nft(args) => cli::nft::run(args),
         Command::Run(args) => cli::run::run(args),
+        Command::AuditRules(args) => cli::audit_rules::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

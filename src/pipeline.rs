@@ -6,10 +6,13 @@ use std::collections::BTreeMap;
 use serde_json::json;
 
 use crate::alert::{Alert, AlertKind};
-use crate::config::Config;
+use crate::audit::{AuditEvent, FileRead};
+use crate::config::{Config, Severity};
 use crate::decode::{self, DecodeError};
 use crate::detect::dns::{DnsCounters, DnsDetector, DnsRow};
+use crate::detect::crosscheck::{AuditCrossCheck, CrossCounters};
 use crate::detect::icmp::{IcmpCounters, IcmpDetector};
+use crate::detect::sensitive::{SensitiveCounters, SensitiveDetector};
 use crate::detect::volume::{Crossing, VolumeDetector};
 use crate::flows::{EgressRow, FlowTable, MINUTE_US};
 use crate::principal::{Dst, Principal};
@@ -29,6 +32,10 @@ pub trait Output {
     fn dns_rows(&mut self, rows: Vec<DnsRow>) {
         let _ = rows;
     }
+    /// A sensitive file's read, from the audit trail (for `report files`).
+    fn file_read(&mut self, read: &FileRead) {
+        let _ = read;
+    }
 }
 
 /// What the pipeline counted. Every frame lands in exactly one of: packets, `skipped` by
@@ -42,6 +49,10 @@ pub struct Stats {
     pub skipped: BTreeMap<&'static str, u64>,
     pub dns: DnsCounters,
     pub icmp: IcmpCounters,
+    pub sensitive: SensitiveCounters,
+    pub crosscheck: CrossCounters,
+    /// Audit log lines and events not used, by reason (set by the audit source).
+    pub audit_skipped: BTreeMap<&'static str, u64>,
 }
 
 impl Stats {
@@ -64,6 +75,9 @@ impl Stats {
         counters.insert("damaged_record".into(), json!(self.damaged_records));
         self.dns.each(|k, v| drop(counters.insert(k.into(), json!(v))));
         self.icmp.each(|k, v| drop(counters.insert(k.into(), json!(v))));
+        self.sensitive.each(|k, v| drop(counters.insert(k.into(), json!(v))));
+        self.crosscheck.each(|k, v| drop(counters.insert(k.into(), json!(v))));
+        counters.extend(self.audit_skipped.iter().map(|(k, v)| (k.to_string(), json!(v))));
         RunTotals {
             packets: self.packets,
             bytes: self.bytes,
@@ -86,6 +100,13 @@ pub struct Pipeline<O: Output> {
     icmp: Option<IcmpDetector>,
     /// Their alerts from the current packet.
     covert: Vec<Alert>,
+    /// Reads of sensitive files (audit trail) tied to egress; `None` without `[sensitive]`
+    /// paths until an audit source is attached.
+    sensitive: Option<SensitiveDetector>,
+    /// NETFILTER_PKT records against NFLOG; only with an audit source and `[nft] audit`.
+    crosscheck: Option<AuditCrossCheck>,
+    /// Newest packet or audit event time.
+    latest_us: i64,
     out: O,
     pub stats: Stats,
 }
@@ -100,6 +121,9 @@ impl<O: Output> Pipeline<O> {
             dns: config.dns.enabled.then(|| DnsDetector::new(&config.dns)),
             icmp: config.icmp.enabled.then(|| IcmpDetector::new(&config.icmp)),
             covert: Vec::new(),
+            sensitive: (!config.sensitive.paths.is_empty()).then(|| SensitiveDetector::new(&config.sensitive)),
+            crosscheck: None,
+            latest_us: i64::MIN,
             out,
             stats: Stats::default(),
         }
@@ -107,11 +131,70 @@ impl<O: Output> Pipeline<O> {
 
     /// Closes all open aggregates and hands everything pending to the output.
     pub fn flush(&mut self) {
+        if let Some(c) = &mut self.crosscheck {
+            c.check(self.latest_us, &mut self.covert);
+            self.stats.crosscheck = c.counters.clone();
+        }
+        if let Some(s) = &self.sensitive {
+            self.stats.sensitive = s.counters.clone();
+        }
+        self.raise_pending();
         self.flows.drain(&mut self.pending);
         if let Some(dns) = &mut self.dns {
             dns.drain();
         }
         self.emit_rows();
+    }
+
+    /// An audit source is attached: reads are tied to egress (with the configured or default
+    /// `[sensitive]` settings) and, with `[nft] audit`, NETFILTER_PKT records checked.
+    pub fn enable_audit(&mut self, config: &Config) {
+        if self.sensitive.is_none() {
+            self.sensitive = Some(SensitiveDetector::new(&config.sensitive));
+        }
+        if config.nft.audit && self.crosscheck.is_none() {
+            self.crosscheck = Some(AuditCrossCheck::default());
+        }
+    }
+
+    /// One event from the audit trail, in time order with the packets (replay merges them;
+    /// live, both are now).
+    pub fn audit(&mut self, ev: AuditEvent) {
+        self.latest_us = self.latest_us.max(ev.ts_us());
+        match ev {
+            AuditEvent::Read(r) => {
+                self.out.file_read(&r);
+                if let Some(s) = &mut self.sensitive {
+                    s.read(&r, &mut self.covert);
+                    self.stats.sensitive = s.counters.clone();
+                }
+            }
+            AuditEvent::Packet(n) => {
+                if let Some(c) = &mut self.crosscheck {
+                    c.audit(n);
+                }
+            }
+            AuditEvent::Note(n) => self.covert.push(Alert {
+                ts_us: n.ts_us,
+                kind: AlertKind::AuditOff,
+                severity: Severity::High,
+                // Only root changes the audit configuration; the record says which login did.
+                principal: Principal::Uid(n.by.unwrap_or(0)),
+                dst: None,
+                bytes: 0,
+                summary: format!("audit trail: {}; reads of sensitive files are no longer recorded", n.what),
+                details: json!({ "what": n.what }),
+            }),
+        }
+        self.raise_pending();
+    }
+
+    fn raise_pending(&mut self) {
+        if !self.covert.is_empty() {
+            for alert in std::mem::take(&mut self.covert) {
+                self.raise(alert);
+            }
+        }
     }
 
     /// Distinct principals seen so far.
@@ -134,6 +217,7 @@ impl<O: Output> Pipeline<O> {
         let bytes = u64::from(p.wire_len);
         self.stats.packets += 1;
         self.stats.bytes += bytes;
+        self.latest_us = self.latest_us.max(p.ts_us);
 
         let minute = p.ts_us.div_euclid(MINUTE_US) * MINUTE_US;
         if minute > self.swept_minute {
@@ -145,6 +229,9 @@ impl<O: Output> Pipeline<O> {
             }
             if let Some(icmp) = &mut self.icmp {
                 icmp.sweep(minute);
+            }
+            if let Some(s) = &mut self.sensitive {
+                s.sweep(minute);
             }
             self.emit_rows();
         }
@@ -166,11 +253,13 @@ impl<O: Output> Pipeline<O> {
         if let Some(icmp) = &mut self.icmp {
             icmp.observe(p, principal, &mut self.stats.icmp, &mut self.covert);
         }
-        if !self.covert.is_empty() {
-            for alert in std::mem::take(&mut self.covert) {
-                self.raise(alert);
-            }
+        if let Some(s) = &mut self.sensitive {
+            s.packet(p, dst, bytes, &mut self.covert);
         }
+        if let Some(c) = &mut self.crosscheck {
+            c.packet(p);
+        }
+        self.raise_pending();
     }
 
     fn volume_alert(&self, c: Crossing, packet_dst: Dst) -> Alert {

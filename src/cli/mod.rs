@@ -1,5 +1,6 @@
 //! Command-line interface: argument definitions and the commands behind them.
 
+pub mod audit_rules;
 pub mod nft;
 pub mod replay;
 pub mod report;
@@ -52,6 +53,8 @@ pub enum Command {
     /// (kernel-made, forwarded) to their source address. Loss (receive buffer overruns,
     /// sequence gaps) is counted, stored and raised as a monitor_loss alert.
     Run(run::RunArgs),
+    /// Print the auditd rules watching the [sensitive] files, or install them (--apply).
+    AuditRules(audit_rules::AuditRulesArgs),
 }
 
 /// Options shared by commands that use the database and configuration.

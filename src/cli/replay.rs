@@ -27,6 +27,10 @@ pub struct ReplayArgs {
     /// Capture files (pcap or pcapng), read in the order given.
     #[arg(required = true, value_name = "FILE")]
     pub files: Vec<PathBuf>,
+    /// An auditd log (RAW or ENRICHED) recorded alongside the captures; may be repeated. Reads
+    /// of [sensitive] files are tied to the packets that follow them, merged by time.
+    #[arg(long = "audit-log", value_name = "FILE")]
+    pub audit_log: Vec<PathBuf>,
     /// Count a capture again even if this database has already seen it.
     #[arg(long)]
     pub force: bool,
@@ -45,6 +49,10 @@ impl Output for Writer {
 
     fn dns_rows(&mut self, rows: Vec<crate::detect::dns::DnsRow>) {
         self.send(Write::DnsRows(rows));
+    }
+
+    fn file_read(&mut self, read: &crate::audit::FileRead) {
+        self.send(Write::FileRead(Box::new(read.clone())));
     }
 }
 
@@ -115,12 +123,22 @@ pub fn run(args: &ReplayArgs) -> Result<()> {
         ProgressStyle::with_template("{spinner} {msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}")
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
+    let mut audit = crate::audit::Reader::new(&config.sensitive);
+    let mut events = Vec::new();
+    for path in &args.audit_log {
+        events.extend(audit.read_file(path)?);
+    }
     let mut pipeline = Pipeline::new(&config, Writer::spawn(store, run_id));
+    if !args.audit_log.is_empty() {
+        pipeline.enable_audit(&config);
+        pipeline.stats.audit_skipped = audit.counters();
+    }
+    let mut merged = crate::audit::Merge::new(&mut pipeline, events);
     let mut done_bytes = 0;
     let mut replayed = Vec::new();
     for capture in &todo {
         bar.set_message(capture.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default());
-        let result = replay(capture, &mut pipeline, &mut |n| bar.set_position(done_bytes + n));
+        let result = replay(capture, &mut merged, &mut |n| bar.set_position(done_bytes + n));
         done_bytes += capture.size;
         match result {
             Ok((stats, sha256)) => replayed.push((capture, stats, sha256)),
@@ -128,6 +146,7 @@ pub fn run(args: &ReplayArgs) -> Result<()> {
         }
     }
     bar.finish_and_clear();
+    merged.finish();
 
     let principals = pipeline.principals();
     let stats = pipeline.stats.clone();

@@ -58,6 +58,9 @@ pub enum What {
     /// DNS per user: the registered domains with the most unique names and name bytes, with
     /// suspicious ones (encoded-looking names, tunnel alerts) marked.
     Dns(DnsArgs),
+    /// Sensitive files ([sensitive]): who read each, when, with what program, and what each
+    /// reader sent out in the window after (needs the monitor or replay run with --audit-log).
+    Files,
 }
 
 #[derive(Debug, Args, Clone, Copy)]
@@ -112,6 +115,9 @@ pub fn run(args: &ReportArgs) -> Result<()> {
         What::Destinations => report::destinations(&store, &filter)?.write(format, &mut out)?,
         What::Health => report::health::health(&store, &filter)?.write(format, &mut out)?,
         What::Dns(a) => report::dns::dns(&store, &filter, &mut names, a.top)?.write(format, &mut out)?,
+        What::Files => {
+            report::files::files(&store, &filter, &mut names, config.sensitive.window)?.write(format, &mut out)?
+        }
     }
     out.flush()?;
     Ok(())

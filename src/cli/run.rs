@@ -38,6 +38,11 @@ Needs CAP_NET_ADMIN (root, or the systemd unit in dist/). Load the ruleset first
 `exfilmon nft --apply`. Signals: TERM/INT flush and exit, HUP reloads the configuration
 (detector windows restart), a second TERM/INT exits at once. Health: `exfilmon report health`.")]
 pub struct RunArgs {
+    /// Follow auditd's log (e.g. /var/log/audit/audit.log, through rotation) and tie reads
+    /// of [sensitive] files to the egress that follows. Install the rules with
+    /// `exfilmon audit-rules --apply`.
+    #[arg(long = "audit-log", value_name = "FILE")]
+    pub audit_log: Option<PathBuf>,
     #[command(flatten)]
     pub common: Common,
 }
@@ -61,6 +66,11 @@ pub fn run(args: &RunArgs) -> Result<()> {
         }
         Err(e) => tracing::warn!("cannot check the ruleset: {e}"),
     }
+    // Opened before dropping privileges: the log is readable by root (and auditd's log_group).
+    let mut audit = match &args.audit_log {
+        Some(path) => Some((crate::audit::follow::Follower::open(path)?, crate::audit::Reader::new(&config.sensitive))),
+        None => None,
+    };
     let privileged = match &config.user {
         Some(name) => {
             become_user(name, &db)?;
@@ -79,6 +89,9 @@ pub fn run(args: &RunArgs) -> Result<()> {
     );
 
     let mut pipeline = Pipeline::new(&config, Writer::spawn(store, Some(run_id)));
+    if audit.is_some() {
+        pipeline.enable_audit(&config);
+    }
     let mut alarm = LossAlarm::new(LOSS_ALERT_PERIOD);
     let mut next_beat = Instant::now() + HEARTBEAT;
     let mut failure = None;
@@ -91,8 +104,15 @@ pub fn run(args: &RunArgs) -> Result<()> {
                 break;
             }
         }
+        if let Some((follower, reader)) = &mut audit {
+            follow_audit(follower, reader, &mut pipeline, started_us);
+        }
         if signals.hup.swap(false, Ordering::Relaxed) {
             pipeline = reload(pipeline, &mut config, config_path.as_deref(), &mut source, privileged);
+            if let Some((_, reader)) = &mut audit {
+                pipeline.enable_audit(&config);
+                *reader = crate::audit::Reader::new(&config.sensitive);
+            }
         }
         if Instant::now() >= next_beat {
             next_beat = Instant::now() + HEARTBEAT;
@@ -138,6 +158,30 @@ impl Signals {
         signal_hook::flag::register(SIGHUP, Arc::clone(&hup)).context("cannot install signal handlers")?;
         Ok(Signals { term, hup })
     }
+}
+
+/// Feeds the audit records appended since the last call. The log is read from its start, so
+/// reads made shortly before a restart still open their windows; other records from before
+/// this run (NETFILTER_PKT, auditd stopping) are history and are not judged again.
+fn follow_audit(
+    follower: &mut crate::audit::follow::Follower,
+    reader: &mut crate::audit::Reader,
+    pipeline: &mut Pipeline<Writer>,
+    started_us: i64,
+) {
+    let fed = follower.poll(&mut |line| {
+        reader.line(line, &mut |ev| {
+            if matches!(ev, crate::audit::AuditEvent::Read(_)) || ev.ts_us() >= started_us {
+                pipeline.audit(ev);
+            }
+        })
+    });
+    if let Err(e) = fed {
+        tracing::warn!("reading audit log {}: {e}", follower.path().display());
+    }
+    let mut counters = reader.counters();
+    follower.stats.add_to(&mut counters);
+    pipeline.stats.audit_skipped = counters;
 }
 
 /// Hands the open aggregates and a heartbeat (with a loss alert when due) to the writer.

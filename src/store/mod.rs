@@ -3,6 +3,7 @@
 //! The database is opened in WAL mode with `synchronous=NORMAL`: a crash loses at most the
 //! last transactions, never the file's integrity. Every write batch is one transaction.
 
+mod files;
 mod health;
 pub mod writer;
 

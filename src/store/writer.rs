@@ -31,6 +31,8 @@ pub enum Write {
     Rows(Vec<EgressRow>),
     Alert(Alert),
     DnsRows(Vec<DnsRow>),
+    /// A read of a sensitive file, stored before the alerts of its batch.
+    FileRead(Box<crate::audit::FileRead>),
     /// Commit everything before this and answer.
     Sync(SyncSender<()>),
     /// The live monitor's heartbeat (and loss alert), stored after the batch it arrives in.
@@ -185,6 +187,7 @@ fn drain(
     let mut acks = Vec::new();
     let mut health = Vec::new();
     let mut dns = Vec::new();
+    let mut reads = Vec::new();
     while let Ok(first) = rx.recv() {
         let mut next = Some(first);
         let mut n = 0;
@@ -196,6 +199,7 @@ fn drain(
                 Write::Rows(mut r) => rows.append(&mut r),
                 Write::Alert(a) => alerts.push(a),
                 Write::DnsRows(mut r) => dns.append(&mut r),
+                Write::FileRead(r) => reads.push(*r),
                 Write::Sync(ack) => acks.push(ack),
                 Write::Health(h) => health.push(h),
             }
@@ -207,6 +211,8 @@ fn drain(
         // DNS rows before alerts, so a dns_tunnel alert never refers to rows not yet stored.
         store.write_dns(&dns)?;
         dns.clear();
+        store.write_file_reads(&reads)?;
+        reads.clear();
         store.write(&rows, &alerts, run_id)?;
         rows.clear();
         alerts.clear();

@@ -1,0 +1,478 @@
+//! Sensitive files: a read recorded by auditd, then egress by the same user.
+//!
+//! A state machine over event time. A [`FileRead`] opens a window of `[sensitive] window` for
+//! the reader (a re-read extends it); egress by that uid inside the window accumulates, per
+//! destination; when it reaches the file's threshold a `sensitive_egress` alert names the
+//! file, the reader, the program, the destinations and the bytes. One alert per window; files
+//! crossing on the same packet share one alert.
+//!
+//! **Threshold** = a quarter of the file's size, clamped to `[min_bytes, max_bytes]`:
+//! - a quarter, because a copy may be compressed: zlib + base85 of a CSV is about a third of
+//!   it, gzip of typical CSV a fifth to a third; a quarter catches those whole copies;
+//! - at least `min_bytes` (16 KiB), because a short ssh command or a few HTTPS requests send a
+//!   few KiB: for files smaller than 64 KiB only a near-whole copy is told apart from them;
+//! - at most `max_bytes` (1 MiB), because a MiB of any sensitive file is already a meaningful
+//!   part of it (ten thousand CSV rows), however large the file;
+//! - with no size known (file gone, none in the config), `max_bytes`.
+//!
+//! **Which uid.** NFLOG stamps a packet with the fsuid of whoever opened its socket; auditd's
+//! `fsuid` is the same credential at the time of the read, so a window opens for the `fsuid`.
+//! When the login uid (`auid`) is set and differs (`sudo cat f | nc ...`: cat runs as root,
+//! nc as the user), a window opens for it too. `uid`/`euid` are kept for the report only.
+//!
+//! **Closed sockets.** A program that sends and closes at once (`with socket...: sendall()`)
+//! leaves most of its data in the socket's queue; the kernel sends it after the close, from a
+//! socket without a file, and NFLOG gives those packets no uid. Each TCP/UDP flow's uid is
+//! remembered (at most [`MAX_FLOWS`], for [`LOOKBACK_US`] after its last packet) and such
+//! packets count for it; without this a Python script's upload was mostly uid-less.
+//!
+//! **Order.** The live monitor reads auditd's log a little after the kernel wrote it, so a read
+//! may arrive after the first packets it explains. Each uid's egress of the last [`LOOKBACK_US`]
+//! is kept (per second and destination, at most [`MAX_RECENT`] entries per uid) and credited
+//! to a window opened late. Replays merge both sources by time and never need it.
+
+use std::collections::VecDeque;
+use std::net::IpAddr;
+
+use rustc_hash::FxHashMap;
+use serde_json::json;
+
+use crate::alert::{Alert, AlertKind};
+use crate::audit::FileRead;
+use crate::config::{SensitiveConfig, Severity};
+use crate::decode::{Packet, PROTO_TCP, PROTO_UDP};
+use crate::escape::printable_bytes;
+use crate::principal::{Dst, Principal};
+use crate::units::{human_bytes, human_duration};
+
+/// How late a read may arrive after its first packets and still be credited with them.
+pub const LOOKBACK_US: i64 = 120_000_000;
+/// Recent-egress entries kept per uid (one per second and destination).
+pub const MAX_RECENT: usize = 4096;
+/// Flows whose uid is remembered for their uid-less packets.
+pub const MAX_FLOWS: usize = 1 << 16;
+/// Destinations kept per window; the rest are added up as "other".
+const MAX_DSTS: usize = 16;
+/// A quarter: see the module documentation.
+const SIZE_DIVISOR: u64 = 4;
+
+/// What the detector counted.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct SensitiveCounters {
+    pub reads: u64,
+    /// Reads without any uid to attribute them to.
+    pub reads_without_uid: u64,
+    pub windows_opened: u64,
+    pub alerts: u64,
+    /// Recent-egress entries dropped because a uid had more than MAX_RECENT.
+    pub recent_evicted: u64,
+    /// Packets without a uid counted for their flow's uid (sent after the socket was closed).
+    pub orphans_attributed: u64,
+}
+
+impl SensitiveCounters {
+    pub fn each(&self, mut f: impl FnMut(&'static str, u64)) {
+        f("sensitive_reads", self.reads);
+        f("sensitive_reads_without_uid", self.reads_without_uid);
+        f("sensitive_windows", self.windows_opened);
+        f("sensitive_alerts", self.alerts);
+        f("sensitive_recent_evicted", self.recent_evicted);
+        f("sensitive_orphans_attributed", self.orphans_attributed);
+    }
+}
+
+#[derive(Debug)]
+struct Window {
+    read: FileRead,
+    start_us: i64,
+    end_us: i64,
+    threshold: u64,
+    bytes: u64,
+    last_us: i64,
+    dsts: Vec<(Dst, u64)>,
+    other_bytes: u64,
+    alerted: bool,
+}
+
+impl Window {
+    fn add(&mut self, ts_us: i64, dst: Dst, bytes: u64) -> bool {
+        if ts_us < self.start_us || ts_us > self.end_us {
+            return false;
+        }
+        self.bytes += bytes;
+        self.last_us = self.last_us.max(ts_us);
+        if let Some((_, b)) = self.dsts.iter_mut().find(|(d, _)| *d == dst) {
+            *b += bytes;
+        } else if self.dsts.len() < MAX_DSTS {
+            self.dsts.push((dst, bytes));
+        } else {
+            self.other_bytes += bytes;
+        }
+        !self.alerted && self.bytes >= self.threshold
+    }
+}
+
+pub struct SensitiveDetector {
+    window_us: i64,
+    min_bytes: u64,
+    max_bytes: u64,
+    open: FxHashMap<u32, Vec<Window>>,
+    recent: FxHashMap<u32, VecDeque<(i64, Dst, u64)>>,
+    /// (source, source port, destination) → (uid, last packet time).
+    owners: FxHashMap<(IpAddr, u16, Dst), (u32, i64)>,
+    pub counters: SensitiveCounters,
+}
+
+impl SensitiveDetector {
+    pub fn new(cfg: &SensitiveConfig) -> SensitiveDetector {
+        SensitiveDetector {
+            window_us: i64::try_from(cfg.window.as_micros()).unwrap_or(i64::MAX),
+            min_bytes: cfg.min_bytes,
+            max_bytes: cfg.max_bytes.max(cfg.min_bytes),
+            open: FxHashMap::default(),
+            recent: FxHashMap::default(),
+            owners: FxHashMap::default(),
+            counters: SensitiveCounters::default(),
+        }
+    }
+
+    /// The bytes of egress that make a read of a file of `size` bytes an alert.
+    pub fn threshold(&self, size: Option<u64>) -> u64 {
+        size.map_or(self.max_bytes, |s| (s / SIZE_DIVISOR).clamp(self.min_bytes, self.max_bytes))
+    }
+
+    /// A read: opens (or extends) the reader's window, credits egress already seen after it.
+    pub fn read(&mut self, r: &FileRead, alerts: &mut Vec<Alert>) {
+        self.counters.reads += 1;
+        let mut uids: Vec<u32> = r.fsuid.or(r.uid).into_iter().collect();
+        if let Some(a) = r.auid.filter(|a| !uids.contains(a)) {
+            uids.push(a);
+        }
+        if uids.is_empty() {
+            self.counters.reads_without_uid += 1;
+        }
+        let end_us = r.ts_us.saturating_add(self.window_us);
+        let threshold = self.threshold(r.size);
+        for uid in uids {
+            let windows = self.open.entry(uid).or_default();
+            if let Some(w) = windows.iter_mut().find(|w| w.read.path == r.path && w.end_us >= r.ts_us) {
+                w.end_us = w.end_us.max(end_us);
+                continue;
+            }
+            self.counters.windows_opened += 1;
+            let mut w = Window {
+                read: r.clone(),
+                start_us: r.ts_us,
+                end_us,
+                threshold,
+                bytes: 0,
+                last_us: r.ts_us,
+                dsts: Vec::new(),
+                other_bytes: 0,
+                alerted: false,
+            };
+            let mut crossed = false;
+            for &(ts, dst, bytes) in self.recent.get(&uid).into_iter().flatten() {
+                crossed |= w.add(ts, dst, bytes);
+            }
+            windows.push(w);
+            if crossed {
+                let i = windows.len() - 1;
+                let ts = windows[i].last_us;
+                self.alert(uid, &[i], ts, alerts);
+            }
+        }
+    }
+
+    /// A packet: egress by its uid, or by its flow's uid when it has none.
+    pub fn packet(&mut self, p: &Packet<'_>, dst: Dst, bytes: u64, alerts: &mut Vec<Alert>) {
+        let flow = (p.sport != 0 && matches!(p.proto, PROTO_TCP | PROTO_UDP)).then_some((p.src, p.sport, dst));
+        let uid = match (p.uid, flow) {
+            (Some(uid), Some(flow)) => {
+                if self.owners.len() >= MAX_FLOWS && !self.owners.contains_key(&flow) {
+                    let keep = p.ts_us - LOOKBACK_US;
+                    self.owners.retain(|_, (_, t)| *t >= keep);
+                    if self.owners.len() >= MAX_FLOWS {
+                        self.owners.clear();
+                    }
+                }
+                self.owners.insert(flow, (uid, p.ts_us));
+                uid
+            }
+            (Some(uid), None) => uid,
+            (None, Some(flow)) => match self.owners.get_mut(&flow) {
+                Some((uid, t)) if p.ts_us - *t <= LOOKBACK_US => {
+                    *t = (*t).max(p.ts_us);
+                    self.counters.orphans_attributed += 1;
+                    *uid
+                }
+                _ => return,
+            },
+            (None, None) => return,
+        };
+        self.egress(uid, p.ts_us, dst, bytes, alerts);
+    }
+
+    /// Egress by `uid`.
+    pub fn egress(&mut self, uid: u32, ts_us: i64, dst: Dst, bytes: u64, alerts: &mut Vec<Alert>) {
+        let recent = self.recent.entry(uid).or_default();
+        let second = ts_us.div_euclid(1_000_000);
+        match recent.back_mut() {
+            Some((t, d, b)) if t.div_euclid(1_000_000) == second && *d == dst => {
+                *t = (*t).max(ts_us);
+                *b += bytes;
+            }
+            _ => {
+                if recent.len() >= MAX_RECENT {
+                    recent.pop_front();
+                    self.counters.recent_evicted += 1;
+                }
+                // Entries are credited by their last packet's time: at most a second late.
+                recent.push_back((ts_us, dst, bytes));
+            }
+        }
+        while recent.front().is_some_and(|(t, _, _)| *t < ts_us - LOOKBACK_US) {
+            recent.pop_front();
+        }
+        let Some(windows) = self.open.get_mut(&uid) else { return };
+        let crossed: Vec<usize> =
+            windows.iter_mut().enumerate().filter_map(|(i, w)| w.add(ts_us, dst, bytes).then_some(i)).collect();
+        if !crossed.is_empty() {
+            self.alert(uid, &crossed, ts_us, alerts);
+        }
+    }
+
+    /// Forgets windows closed and egress too old to be credited, as of `now_us`.
+    pub fn sweep(&mut self, now_us: i64) {
+        self.open.retain(|_, ws| {
+            ws.retain(|w| w.end_us >= now_us);
+            !ws.is_empty()
+        });
+        self.recent.retain(|_, r| r.back().is_some_and(|(t, _, _)| *t >= now_us - LOOKBACK_US));
+        self.owners.retain(|_, (_, t)| *t >= now_us - LOOKBACK_US);
+    }
+
+    fn alert(&mut self, uid: u32, crossed: &[usize], ts_us: i64, alerts: &mut Vec<Alert>) {
+        let Some(windows) = self.open.get_mut(&uid) else { return };
+        let mut files = Vec::new();
+        let mut dsts: Vec<(Dst, u64)> = Vec::new();
+        let mut other = 0;
+        let mut bytes = 0;
+        for &i in crossed {
+            let w = &mut windows[i];
+            w.alerted = true;
+            bytes = bytes.max(w.bytes);
+            other = other.max(w.other_bytes);
+            for &(d, b) in &w.dsts {
+                match dsts.iter_mut().find(|(x, _)| *x == d) {
+                    Some((_, have)) => *have = (*have).max(b),
+                    None => dsts.push((d, b)),
+                }
+            }
+            let r = &w.read;
+            files.push(json!({
+                "path": printable_bytes(&r.path),
+                "size": r.size,
+                "read_at_us": r.ts_us,
+                "uid": r.uid,
+                "auid": r.auid,
+                "fsuid": r.fsuid,
+                "user": r.user,
+                "pid": r.pid,
+                "exe": r.exe,
+                "comm": r.comm,
+                "proctitle": r.proctitle,
+                "threshold_bytes": w.threshold,
+                "bytes_after_read": w.bytes,
+            }));
+        }
+        self.counters.alerts += 1;
+        dsts.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        let first = &windows[crossed[0]];
+        let r = &first.read;
+        let names: Vec<String> = crossed.iter().map(|&i| printable_bytes(&windows[i].read.path).into_owned()).collect();
+        let who = match &r.user {
+            Some(u) => format!("uid {uid} ({u})"),
+            None => format!("uid {uid}"),
+        };
+        let program = r.exe.as_deref().or(r.comm.as_deref()).unwrap_or("an unknown program");
+        let size = r.size.map_or_else(|| "size unknown".to_string(), human_bytes);
+        let after = human_duration(std::time::Duration::from_micros((ts_us - r.ts_us).max(0) as u64));
+        let top = dsts.first().map(|(d, _)| d.to_string());
+        let to = match (&top, dsts.len()) {
+            (Some(d), 1) => format!("to {d}"),
+            (Some(d), n) => format!("to {n} destinations, most to {d}"),
+            (None, _) => String::new(),
+        };
+        alerts.push(Alert {
+            ts_us,
+            kind: AlertKind::SensitiveEgress,
+            severity: Severity::High,
+            principal: Principal::Uid(uid),
+            dst: top,
+            bytes,
+            summary: format!(
+                "{who} sent {} {to} within {after} of reading {} ({size}) with {program}",
+                human_bytes(bytes),
+                names.join(", ")
+            ),
+            details: json!({
+                "files": files,
+                "destinations": dsts.iter().map(|(d, b)| json!({ "dst": d.to_string(), "bytes": b })).collect::<Vec<_>>(),
+                "other_destinations_bytes": other,
+                "window_secs": self.window_us / 1_000_000,
+            }),
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::Ipv4Addr;
+
+    use crate::decode::L4;
+    use std::time::Duration;
+
+    use super::*;
+
+    const S: i64 = 1_000_000;
+
+    fn det() -> SensitiveDetector {
+        SensitiveDetector::new(&SensitiveConfig { window: Duration::from_secs(1800), ..SensitiveConfig::default() })
+    }
+
+    fn read(ts_us: i64, fsuid: u32, auid: Option<u32>, size: Option<u64>) -> FileRead {
+        FileRead {
+            ts_us,
+            serial: 1,
+            path: b"/data/sensitive1.csv".to_vec(),
+            uid: Some(fsuid),
+            auid,
+            fsuid: Some(fsuid),
+            user: Some("alice".into()),
+            pid: Some(42),
+            exe: Some("/usr/bin/scp".into()),
+            comm: Some("scp".into()),
+            proctitle: None,
+            size,
+        }
+    }
+
+    fn dst(last: u8) -> Dst {
+        Dst { addr: IpAddr::V4(Ipv4Addr::new(10, 77, 1, last)), port: 22, proto: 6 }
+    }
+
+    #[test]
+    fn threshold_is_a_quarter_clamped() {
+        let d = det();
+        assert_eq!(d.threshold(Some(2 << 20)), 512 << 10);
+        assert_eq!(d.threshold(Some(1000)), 16 << 10);
+        assert_eq!(d.threshold(Some(1 << 30)), 1 << 20);
+        assert_eq!(d.threshold(None), 1 << 20);
+    }
+
+    #[test]
+    fn read_then_a_third_of_the_file_out_alerts_once() {
+        let mut d = det();
+        let mut alerts = Vec::new();
+        d.read(&read(10 * S, 1001, Some(1001), Some(3 << 20)), &mut alerts);
+        for i in 0..20 {
+            d.egress(1001, 20 * S + i, dst(1), 64 << 10, &mut alerts);
+        }
+        assert_eq!(alerts.len(), 1);
+        let a = &alerts[0];
+        assert_eq!((a.kind.as_str(), a.principal, a.dst.as_deref()), ("sensitive_egress", Principal::Uid(1001), Some("10.77.1.1:22/tcp")));
+        assert_eq!(a.bytes, 768 << 10);
+        assert!(a.summary.contains("/data/sensitive1.csv") && a.summary.contains("/usr/bin/scp"), "{}", a.summary);
+        assert!(a.summary.contains("uid 1001 (alice)"), "{}", a.summary);
+        assert_eq!(a.details["files"][0]["exe"], "/usr/bin/scp");
+    }
+
+    #[test]
+    fn little_or_nothing_sent_or_sent_by_someone_else_or_too_late_is_quiet() {
+        let mut d = det();
+        let mut alerts = Vec::new();
+        d.read(&read(0, 1001, None, Some(2 << 20)), &mut alerts);
+        d.egress(1001, S, dst(1), 5 << 10, &mut alerts);
+        d.egress(1002, 2 * S, dst(1), 10 << 20, &mut alerts);
+        d.egress(1001, 1801 * S, dst(1), 10 << 20, &mut alerts);
+        assert!(alerts.is_empty(), "{alerts:?}");
+    }
+
+    #[test]
+    fn egress_before_the_read_does_not_count_but_a_late_read_is_credited() {
+        let mut d = det();
+        let mut alerts = Vec::new();
+        d.egress(1001, 5 * S, dst(1), 1 << 20, &mut alerts);
+        d.egress(1001, 11 * S, dst(2), 1 << 20, &mut alerts);
+        // The read (at 10 s) reaches the detector after the packets.
+        d.read(&read(10 * S, 1001, None, Some(2 << 20)), &mut alerts);
+        assert_eq!(alerts.len(), 1);
+        assert_eq!((alerts[0].bytes, alerts[0].dst.as_deref()), (1 << 20, Some("10.77.1.2:22/tcp")));
+    }
+
+    #[test]
+    fn login_uid_gets_a_window_too() {
+        let mut d = det();
+        let mut alerts = Vec::new();
+        d.read(&read(0, 0, Some(1001), Some(100 << 10)), &mut alerts);
+        d.egress(1001, S, dst(1), 30 << 10, &mut alerts);
+        assert_eq!(alerts.len(), 1);
+        assert_eq!(alerts[0].principal, Principal::Uid(1001));
+    }
+
+    #[test]
+    fn two_files_crossing_together_share_one_alert_and_windows_expire() {
+        let mut d = det();
+        let mut alerts = Vec::new();
+        d.read(&read(0, 7, None, Some(100 << 10)), &mut alerts);
+        let mut other = read(S, 7, None, Some(80 << 10));
+        other.path = b"/data/sensitive2.csv".to_vec();
+        d.read(&other, &mut alerts);
+        d.egress(7, 2 * S, dst(1), 40 << 10, &mut alerts);
+        assert_eq!(alerts.len(), 1);
+        assert_eq!(alerts[0].details["files"].as_array().unwrap().len(), 2);
+        assert!(alerts[0].summary.contains("sensitive1.csv, /data/sensitive2.csv"), "{}", alerts[0].summary);
+        d.sweep(4000 * S);
+        assert!(d.open.is_empty() && d.recent.is_empty());
+    }
+
+    #[test]
+    fn packets_sent_after_close_count_for_the_flows_uid() {
+        let mut d = det();
+        let mut alerts = Vec::new();
+        d.read(&read(0, 1004, None, Some(2 << 20)), &mut alerts);
+        let mut p = Packet {
+            ts_us: S,
+            uid: Some(1004),
+            gid: None,
+            src: IpAddr::V4(Ipv4Addr::new(10, 77, 1, 2)),
+            dst: dst(1).addr,
+            proto: 6,
+            sport: 40000,
+            dport: 22,
+            wire_len: 100,
+            l4: L4::Other,
+        };
+        d.packet(&p, dst(1), 100 << 10, &mut alerts);
+        p.uid = None;
+        d.packet(&p, dst(1), 500 << 10, &mut alerts);
+        assert_eq!(alerts.len(), 1);
+        assert_eq!(d.counters.orphans_attributed, 1);
+        // Another flow without a uid stays unattributed.
+        p.sport = 40001;
+        d.packet(&p, dst(1), 500 << 10, &mut alerts);
+        assert_eq!(d.counters.orphans_attributed, 1);
+    }
+
+    #[test]
+    fn recent_egress_is_bounded() {
+        let mut d = det();
+        let mut alerts = Vec::new();
+        for i in 0..(MAX_RECENT as i64 + 10) {
+            d.egress(1, S, Dst { port: i as u16, ..dst(1) }, 1, &mut alerts);
+        }
+        assert_eq!(d.recent[&1].len(), MAX_RECENT);
+        assert_eq!(d.counters.recent_evicted, 10);
+    }
+}

