@@ -40,9 +40,38 @@ CREATE TABLE alerts (
     bytes        INTEGER NOT NULL DEFAULT 0,
     summary      TEXT    NOT NULL,
     details      TEXT    NOT NULL DEFAULT '{}',
-    run_id       INTEGER REFERENCES runs (id)
+    run_id       INTEGER REFERENCES runs (id),
+    -- The tamper-evident trail (src/trail): position, previous row's hash, own hash (hex).
+    seq          INTEGER NOT NULL UNIQUE,
+    prev_hash    TEXT    NOT NULL,
+    hash         TEXT    NOT NULL
 );
 CREATE INDEX alerts_ts ON alerts (ts);
+
+-- The monitor's own events (started, stopped, reloaded, ruleset changed, sink failed ...),
+-- append-only and chained with the alerts into one trail: seq runs over both tables.
+CREATE TABLE events (
+    seq       INTEGER PRIMARY KEY,
+    ts        INTEGER NOT NULL,  -- wall clock
+    kind      TEXT    NOT NULL,
+    severity  TEXT    NOT NULL,
+    run_id    INTEGER REFERENCES runs (id),
+    summary   TEXT    NOT NULL,
+    details   TEXT    NOT NULL DEFAULT '{}',
+    prev_hash TEXT    NOT NULL,
+    hash      TEXT    NOT NULL
+);
+
+-- Signed statements of the trail's head, also sent to the sinks: a trail cut short after one
+-- left the machine no longer reaches it. signature is Ed25519 over the text in src/trail.
+CREATE TABLE checkpoints (
+    id         INTEGER PRIMARY KEY,
+    ts         INTEGER NOT NULL,  -- wall clock
+    rows       INTEGER NOT NULL,  -- trail rows covered (the head's seq)
+    head       TEXT    NOT NULL,  -- hash of row `rows` (64 zeros for an empty trail)
+    key_id     TEXT    NOT NULL,
+    signature  TEXT    NOT NULL   -- hex
+);
 
 -- Each invocation that wrote data: what it read and what it could not use.
 CREATE TABLE runs (

@@ -37,6 +37,15 @@ pub struct Config {
     /// Sensitive files: reads recorded by auditd tied to the egress that follows.
     #[serde(default)]
     pub sensitive: SensitiveConfig,
+    /// Where alerts, monitor events and checkpoints are delivered (`[[sink]]`, any number).
+    #[serde(default)]
+    pub sink: Vec<crate::sink::SinkConfig>,
+    /// Signed checkpoints of the alert trail.
+    #[serde(default)]
+    pub trail: TrailConfig,
+    /// The live monitor watching itself.
+    #[serde(default)]
+    pub monitor: MonitorConfig,
 }
 
 impl Default for Config {
@@ -50,7 +59,45 @@ impl Default for Config {
             dns: DnsConfig::default(),
             icmp: IcmpConfig::default(),
             sensitive: SensitiveConfig::default(),
+            sink: Vec::new(),
+            trail: TrailConfig::default(),
+            monitor: MonitorConfig::default(),
         }
+    }
+}
+
+/// `[trail]`: checkpoints of the hash-chained alert trail, signed with an Ed25519 key.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrailConfig {
+    /// Private key from `exfilmon keygen`; unset: no checkpoints are made.
+    pub signing_key: Option<PathBuf>,
+    /// How often `exfilmon run` signs one (and always when it stops).
+    #[serde(deserialize_with = "duration")]
+    pub checkpoint_interval: Duration,
+}
+
+impl Default for TrailConfig {
+    fn default() -> Self {
+        TrailConfig { signing_key: None, checkpoint_interval: Duration::from_secs(300) }
+    }
+}
+
+/// `[monitor]`: how `exfilmon run` checks on itself.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct MonitorConfig {
+    /// How often the loaded ruleset is compared with the one the configuration renders.
+    #[serde(deserialize_with = "duration")]
+    pub ruleset_check: Duration,
+    /// How long a stopping monitor waits for its sinks to deliver what is queued.
+    #[serde(deserialize_with = "duration")]
+    pub delivery_grace: Duration,
+}
+
+impl Default for MonitorConfig {
+    fn default() -> Self {
+        MonitorConfig { ruleset_check: Duration::from_secs(60), delivery_grace: Duration::from_secs(5) }
     }
 }
 

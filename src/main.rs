@@ -12,6 +12,8 @@ fn main() -> ExitCode {
         Command::Nft(args) => cli::nft::run(args),
         Command::Run(args) => cli::run::run(args),
         Command::AuditRules(args) => cli::audit_rules::run(args),
+        Command::Verify(args) => cli::verify::run(args),
+        Command::Keygen(args) => cli::keygen::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

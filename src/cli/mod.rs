@@ -1,10 +1,12 @@
 //! Command-line interface: argument definitions and the commands behind them.
 
 pub mod audit_rules;
+pub mod keygen;
 pub mod nft;
 pub mod replay;
 pub mod report;
 pub mod run;
+pub mod verify;
 
 use std::path::PathBuf;
 
@@ -55,6 +57,14 @@ pub enum Command {
     Run(run::RunArgs),
     /// Print the auditd rules watching the [sensitive] files, or install them (--apply).
     AuditRules(audit_rules::AuditRulesArgs),
+    /// Recompute the tamper-evident alert trail and check its signed checkpoints.
+    ///
+    /// Every alert and monitor event is hash-chained to the one before; an edited, deleted,
+    /// inserted or reordered row breaks a link, reported with its position. Exit 0 only for an
+    /// intact trail.
+    Verify(verify::VerifyArgs),
+    /// Make an Ed25519 key pair for signing trail checkpoints ([trail] signing_key).
+    Keygen(keygen::KeygenArgs),
 }
 
 /// Options shared by commands that use the database and configuration.

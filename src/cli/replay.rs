@@ -128,7 +128,9 @@ pub fn run(args: &ReplayArgs) -> Result<()> {
     for path in &args.audit_log {
         events.extend(audit.read_file(path)?);
     }
-    let mut pipeline = Pipeline::new(&config, Writer::spawn(store, run_id));
+    let delivery = crate::sink::delivery(&config)?;
+    let sinks = delivery.sinks.clone();
+    let mut pipeline = Pipeline::new(&config, Writer::spawn_delivering(store, run_id, delivery));
     if !args.audit_log.is_empty() {
         pipeline.enable_audit(&config);
         pipeline.stats.audit_skipped = audit.counters();
@@ -150,7 +152,8 @@ pub fn run(args: &ReplayArgs) -> Result<()> {
 
     let principals = pipeline.principals();
     let stats = pipeline.stats.clone();
-    let store = pipeline.into_output().finish()?;
+    let mut store = pipeline.into_output().finish()?;
+    crate::sink::finish(sinks.as_deref(), config.monitor.delivery_grace, &mut store, run_id)?;
     if let Some(run_id) = run_id {
         for (c, s, sha256) in &replayed {
             let path = c.path.to_string_lossy();

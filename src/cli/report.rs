@@ -61,6 +61,9 @@ pub enum What {
     /// Sensitive files ([sensitive]): who read each, when, with what program, and what each
     /// reader sent out in the window after (needs the monitor or replay run with --audit-log).
     Files,
+    /// The monitor's own events, oldest first: started, stopped, reloaded, ruleset missing or
+    /// changed, sink failures, database errors, packet loss.
+    Events,
 }
 
 #[derive(Debug, Args, Clone, Copy)]
@@ -69,6 +72,9 @@ pub struct DnsArgs {
     #[arg(long, default_value_t = 10, value_name = "N")]
     pub top: usize,
 }
+
+/// Events shown under `report health` in a table.
+const RECENT_EVENTS: usize = 20;
 
 pub fn run(args: &ReportArgs) -> Result<()> {
     let o = &args.opts;
@@ -113,7 +119,15 @@ pub fn run(args: &ReportArgs) -> Result<()> {
         What::Alerts => report::alerts(&store, &filter, &mut names)?.write(format, &mut out)?,
         What::Users => report::users(&store, &filter, &mut names)?.write(format, &mut out)?,
         What::Destinations => report::destinations(&store, &filter)?.write(format, &mut out)?,
-        What::Health => report::health::health(&store, &filter)?.write(format, &mut out)?,
+        What::Health => {
+            report::health::health(&store, &filter)?.write(format, &mut out)?;
+            // People also get the latest events; programs ask `report events`.
+            if format == Format::Table {
+                writeln!(out)?;
+                report::events::events(&store, &filter, Some(RECENT_EVENTS))?.write(format, &mut out)?;
+            }
+        }
+        What::Events => report::events::events(&store, &filter, None)?.write(format, &mut out)?,
         What::Dns(a) => report::dns::dns(&store, &filter, &mut names, a.top)?.write(format, &mut out)?,
         What::Files => {
             report::files::files(&store, &filter, &mut names, config.sensitive.window)?.write(format, &mut out)?

@@ -19,12 +19,15 @@ use serde_json::json;
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 
 use super::Common;
-use crate::config::Config;
+use crate::config::{Config, Severity};
 use crate::health::{Health, HealthUpdate, LossAlarm};
 use crate::nft::{self, NftError};
 use crate::pipeline::Pipeline;
 use crate::source::nflog::{NflogSource, Poll};
-use crate::store::writer::{Write, Writer};
+use crate::store::writer::{Delivery, Write, Writer};
+use crate::trail::sign::Signer;
+use crate::trail::{Event, EventKind};
+use crate::watch::SelfWatch;
 use crate::store::{wall_clock_us, Store};
 
 /// Aggregates and the heartbeat go to the writer this often: what a SIGKILL can lose.
@@ -71,6 +74,8 @@ pub fn run(args: &RunArgs) -> Result<()> {
         Some(path) => Some((crate::audit::follow::Follower::open(path)?, crate::audit::Reader::new(&config.sensitive))),
         None => None,
     };
+    // The signing key is readable by root only: loaded before dropping privileges.
+    let signer = config.trail.signing_key.as_deref().map(Signer::load).transpose()?.map(Arc::new);
     let privileged = match &config.user {
         Some(name) => {
             become_user(name, &db)?;
@@ -88,7 +93,12 @@ pub fn run(args: &RunArgs) -> Result<()> {
         crate::units::human_bytes(source.rcvbuf())
     );
 
-    let mut pipeline = Pipeline::new(&config, Writer::spawn(store, Some(run_id)));
+    let sinks = crate::sink::Dispatcher::start(&config.sink)?;
+    let mut watch = SelfWatch::start(&config, sinks.clone(), signer.is_some());
+    let started = started_event(&config, &db, &source, signer.as_deref());
+    let delivery = Delivery { sinks, signer };
+    let mut pipeline = Pipeline::new(&config, Writer::spawn_delivering(store, Some(run_id), delivery));
+    pipeline.output().send(Write::Event(Box::new(started)));
     if audit.is_some() {
         pipeline.enable_audit(&config);
     }
@@ -109,6 +119,7 @@ pub fn run(args: &RunArgs) -> Result<()> {
         }
         if signals.hup.swap(false, Ordering::Relaxed) {
             pipeline = reload(pipeline, &mut config, config_path.as_deref(), &mut source, privileged);
+            watch.reloaded(&config);
             if let Some((_, reader)) = &mut audit {
                 pipeline.enable_audit(&config);
                 *reader = crate::audit::Reader::new(&config.sensitive);
@@ -116,7 +127,12 @@ pub fn run(args: &RunArgs) -> Result<()> {
         }
         if Instant::now() >= next_beat {
             next_beat = Instant::now() + HEARTBEAT;
-            heartbeat(&mut pipeline, &source, &mut alarm, run_id, started_us, None);
+            heartbeat(&mut pipeline, &source, &mut alarm, run_id, started_us, None, watch.sink_stats());
+            let (alerts, s) = (pipeline.stats.alerts, &source.stats);
+            watch.tick(pipeline.output(), || {
+                json!({ "run": run_id, "pid": std::process::id(), "started": crate::report::table::rfc3339(started_us),
+                        "packets": s.records, "lost": s.lost, "alerts": alerts })
+            });
             if pipeline.output().failed() {
                 break;
             }
@@ -124,9 +140,24 @@ pub fn run(args: &RunArgs) -> Result<()> {
     }
 
     let stopped = wall_clock_us();
-    heartbeat(&mut pipeline, &source, &mut alarm, run_id, started_us, Some(stopped));
+    let why = failure.as_ref().map_or_else(|| "on a signal".to_string(), |e| format!("on an error: {e}"));
+    let (s, alerts) = (&source.stats, pipeline.stats.alerts);
+    pipeline.output().send(Write::Event(Box::new(Event::now(
+        EventKind::Stopped,
+        if failure.is_some() { Severity::High } else { Severity::Low },
+        format!("exfilmon stopped {why}: {} packets received, {} lost, {alerts} alerts", s.records, s.lost),
+        json!({ "packets": s.records, "lost": s.lost, "alerts": alerts }),
+    ))));
+    heartbeat(&mut pipeline, &source, &mut alarm, run_id, started_us, Some(stopped), watch.sink_stats());
     let stats = pipeline.stats.clone();
-    let store = pipeline.into_output().finish()?;
+    let mut store = match pipeline.into_output().finish() {
+        Ok(store) => store,
+        Err(e) => {
+            watch.database_failed(&e, run_id);
+            return Err(e.into());
+        }
+    };
+    watch.finish(&mut store, run_id)?;
     store.finish_run(run_id, &stats.totals())?;
     let s = &source.stats;
     eprintln!(
@@ -192,6 +223,7 @@ fn heartbeat(
     run_id: i64,
     started_us: i64,
     stopped_us: Option<i64>,
+    sinks: serde_json::Value,
 ) {
     pipeline.flush();
     let now = stopped_us.unwrap_or_else(wall_clock_us);
@@ -227,6 +259,7 @@ fn heartbeat(
             "unsequenced": s.unsequenced,
             "seq_resets": s.seq_resets,
             "bad_netlink_messages": s.bad_messages,
+            "sinks": sinks,
         }),
     };
     writer.send(Write::Health(Box::new(HealthUpdate { health, loss })));
@@ -235,7 +268,7 @@ fn heartbeat(
 /// SIGHUP: re-reads the configuration. Detectors are rebuilt (their windows restart) and the
 /// socket's batching and buffer are updated; a bad file keeps the running configuration.
 fn reload(
-    pipeline: Pipeline<Writer>,
+    mut pipeline: Pipeline<Writer>,
     config: &mut Config,
     path: Option<&Path>,
     source: &mut NflogSource,
@@ -245,6 +278,12 @@ fn reload(
         Ok(c) => c,
         Err(e) => {
             tracing::error!("reload failed, keeping the running configuration: {e}");
+            pipeline.output().send(Write::Event(Box::new(Event::now(
+                EventKind::ReloadFailed,
+                Severity::Medium,
+                format!("reload failed, the running configuration stays: {e}"),
+                json!({ "error": e.to_string() }),
+            ))));
             return pipeline;
         }
     };
@@ -266,6 +305,19 @@ fn reload(
     let stats = pipeline.stats.clone();
     let mut fresh = Pipeline::new(&new, pipeline.into_output());
     fresh.stats = stats;
+    let restart: Vec<&str> = [("sink", new.sink != config.sink), ("trail", new.trail != config.trail), ("monitor", new.monitor != config.monitor)]
+        .into_iter()
+        .filter_map(|(section, changed)| changed.then_some(section))
+        .collect();
+    if !restart.is_empty() {
+        tracing::warn!("{} changed: restart exfilmon to apply", restart.join(", "));
+    }
+    fresh.output().send(Write::Event(Box::new(Event::now(
+        EventKind::Reloaded,
+        Severity::Low,
+        "configuration reloaded".into(),
+        json!({ "path": path.map(|p| p.display().to_string()), "restart_needed_for": restart }),
+    ))));
     *config = new;
     eprintln!("exfilmon: configuration reloaded");
     fresh
@@ -299,4 +351,30 @@ fn become_user(name: &str, db: &Path) -> Result<()> {
     setgid(user.gid).with_context(|| format!("cannot switch to group {}", user.gid))?;
     setuid(user.uid).with_context(|| format!("cannot switch to user {name}"))?;
     Ok(())
+}
+
+/// The trail's first word from a run: what is monitored, where alerts go, who signs.
+fn started_event(config: &Config, db: &Path, source: &NflogSource, signer: Option<&Signer>) -> Event {
+    let sinks: Vec<&str> = config.sink.iter().map(|s| s.name.as_str()).collect();
+    Event::now(
+        EventKind::Started,
+        Severity::Low,
+        format!(
+            "exfilmon {} started: NFLOG group {} into {}, {} sink(s), checkpoints {}",
+            env!("CARGO_PKG_VERSION"),
+            source.group(),
+            db.display(),
+            sinks.len(),
+            signer.map_or_else(|| "not signed".to_string(), |s| format!("signed by key {}", s.key_id()))
+        ),
+        json!({
+            "version": env!("CARGO_PKG_VERSION"),
+            "pid": std::process::id(),
+            "nflog_group": source.group(),
+            "rcvbuf": source.rcvbuf(),
+            "db": db.display().to_string(),
+            "sinks": sinks,
+            "key_id": signer.map(Signer::key_id),
+        }),
+    )
 }

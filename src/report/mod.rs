@@ -4,6 +4,7 @@
 //! names for uids, as `aureport -i` does.
 
 pub mod dns;
+pub mod events;
 pub mod files;
 pub mod health;
 pub mod table;

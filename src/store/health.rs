@@ -1,14 +1,18 @@
 //! Health rows and loss alerts of the live monitor (see [`crate::health`]).
 
-use rusqlite::params;
+use rusqlite::{params, TransactionBehavior};
 
 use super::{Store, StoreError};
 use crate::health::{Health, LossAlert};
 
 impl Store {
-    /// Replaces the run's heartbeat row and stores a loss alert, in one transaction.
-    pub fn write_health(&mut self, h: &Health, loss: Option<&LossAlert>) -> Result<(), StoreError> {
-        let tx = self.conn.transaction().map_err(|e| super::sql_err(&self.path, e))?;
+    /// Replaces the run's heartbeat row and stores a loss alert, in one transaction; returns
+    /// the alert's trail link.
+    pub fn write_health(&mut self, h: &Health, loss: Option<&LossAlert>) -> Result<Option<crate::trail::Link>, StoreError> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(|e| super::sql_err(&self.path, e))?;
         tx.prepare_cached(
             "INSERT OR REPLACE INTO health (run_id, pid, nflog_group, rcvbuf, started_at, updated_at, stopped_at,
                received, lost, overruns, last_packet, queue_depth, queue_waits, counters)
@@ -33,24 +37,27 @@ impl Store {
             ])
         })
         .map_err(|e| super::sql_err(&self.path, e))?;
+        let mut link = None;
         if let Some(a) = loss {
             // About the monitor, not a principal: principal_id stays NULL.
-            tx.prepare_cached(
-                "INSERT INTO alerts (ts, kind, severity, dst, bytes, summary, details, run_id)
-                 VALUES (?1, ?2, ?3, NULL, 0, ?4, ?5, ?6)",
-            )
-            .and_then(|mut s| {
-                s.execute(params![
-                    a.ts_us,
-                    a.kind.as_str(),
-                    a.severity.as_str(),
-                    a.summary,
-                    a.details.to_string(),
-                    h.run_id
-                ])
-            })
-            .map_err(|e| super::sql_err(&self.path, e))?;
+            let row = super::trail::AlertRow {
+                ts_us: a.ts_us,
+                kind: a.kind.as_str(),
+                severity: a.severity.as_str(),
+                principal_id: None,
+                uid: None,
+                host: None,
+                dst: None,
+                bytes: 0,
+                summary: &a.summary,
+                details: a.details.to_string(),
+                run_id: Some(h.run_id),
+            };
+            let mut at = super::trail::head(&tx).map_err(|e| super::sql_err(&self.path, e))?;
+            super::trail::insert_alert(&tx, &mut at, &row).map_err(|e| super::sql_err(&self.path, e))?;
+            link = Some(at);
         }
-        tx.commit().map_err(|e| super::sql_err(&self.path, e))
+        tx.commit().map_err(|e| super::sql_err(&self.path, e))?;
+        Ok(link)
     }
 }

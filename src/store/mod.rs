@@ -5,6 +5,7 @@
 
 mod files;
 mod health;
+pub mod trail;
 pub mod writer;
 
 use std::fmt::Write as _;
@@ -12,7 +13,7 @@ use std::fs::{DirBuilder, OpenOptions};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
-use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension, TransactionBehavior};
 use rustc_hash::FxHashMap;
 
 use crate::alert::Alert;
@@ -133,9 +134,11 @@ impl Store {
         sql_err(&self.path, e)
     }
 
-    /// Writes a batch in one transaction.
-    pub fn write(&mut self, rows: &[EgressRow], alerts: &[Alert], run_id: Option<i64>) -> Result<(), StoreError> {
-        let tx = self.conn.transaction().map_err(|e| sql_err(&self.path, e))?;
+    /// Writes a batch in one transaction; returns the alerts' trail links, in order.
+    pub fn write(&mut self, rows: &[EgressRow], alerts: &[Alert], run_id: Option<i64>) -> Result<Vec<crate::trail::Link>, StoreError> {
+        // Immediate: the trail head read below must still be the head when the alerts land.
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(|e| sql_err(&self.path, e))?;
+        let mut links = Vec::with_capacity(alerts.len());
         {
             let mut ids = PrincipalIds { cache: &mut self.principal_ids, tx: &tx };
             let mut upsert = tx
@@ -172,30 +175,28 @@ impl Store {
                     ])
                     .map_err(|e| sql_err(&self.path, e))?;
             }
-            let mut insert = tx
-                .prepare_cached(
-                    "INSERT INTO alerts (ts, kind, severity, principal_id, dst, bytes, summary, details, run_id)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-                )
-                .map_err(|e| sql_err(&self.path, e))?;
+            let mut at = if alerts.is_empty() { crate::trail::Link::genesis() } else { trail::head(&tx).map_err(|e| sql_err(&self.path, e))? };
             for a in alerts {
                 let pid = ids.get(a.principal, None).map_err(|e| sql_err(&self.path, e))?;
-                insert
-                    .execute(params![
-                        a.ts_us,
-                        a.kind.as_str(),
-                        a.severity.as_str(),
-                        pid,
-                        a.dst,
-                        a.bytes as i64,
-                        a.summary,
-                        a.details.to_string(),
-                        run_id
-                    ])
-                    .map_err(|e| sql_err(&self.path, e))?;
+                let row = trail::AlertRow {
+                    ts_us: a.ts_us,
+                    kind: a.kind.as_str(),
+                    severity: a.severity.as_str(),
+                    principal_id: Some(pid),
+                    uid: a.principal.uid(),
+                    host: a.principal.host().map(|h| h.to_string()),
+                    dst: a.dst.as_deref(),
+                    bytes: a.bytes as i64,
+                    summary: &a.summary,
+                    details: a.details.to_string(),
+                    run_id,
+                };
+                trail::insert_alert(&tx, &mut at, &row).map_err(|e| sql_err(&self.path, e))?;
+                links.push(at.clone());
             }
         }
-        tx.commit().map_err(|e| sql_err(&self.path, e))
+        tx.commit().map_err(|e| sql_err(&self.path, e))?;
+        Ok(links)
     }
 
     /// Writes DNS aggregates and their sample names in one transaction; rows for the same

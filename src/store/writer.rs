@@ -16,7 +16,11 @@ use crate::alert::Alert;
 use crate::detect::dns::DnsRow;
 use crate::flows::EgressRow;
 use crate::health::HealthUpdate;
+use crate::report::UserNames;
+use crate::sink::{self, Dispatcher};
 use crate::store::{Store, StoreError};
+use crate::trail::sign::Signer;
+use crate::trail::Event;
 
 /// Queue capacity in messages; each message is a batch of rows or one alert.
 const QUEUE: usize = 1024;
@@ -37,6 +41,18 @@ pub enum Write {
     Sync(SyncSender<()>),
     /// The live monitor's heartbeat (and loss alert), stored after the batch it arrives in.
     Health(Box<HealthUpdate>),
+    /// A monitor event for the trail.
+    Event(Box<Event>),
+    /// Sign a checkpoint of the trail after this batch (with a signing key).
+    Checkpoint,
+}
+
+/// Where committed alerts, events and checkpoints go beyond the database.
+#[derive(Default)]
+pub struct Delivery {
+    pub sinks: Option<Arc<Dispatcher>>,
+    /// Signs a checkpoint on [`Write::Checkpoint`] and when the writer finishes.
+    pub signer: Option<Arc<Signer>>,
 }
 
 pub struct Writer {
@@ -108,7 +124,12 @@ impl Write {
 }
 
 impl Writer {
-    pub fn spawn(mut store: Store, run_id: Option<i64>) -> Writer {
+    pub fn spawn(store: Store, run_id: Option<i64>) -> Writer {
+        Writer::spawn_delivering(store, run_id, Delivery::default())
+    }
+
+    /// [`Writer::spawn`], handing what it commits to sinks and signing checkpoints.
+    pub fn spawn_delivering(mut store: Store, run_id: Option<i64>, delivery: Delivery) -> Writer {
         let (tx, rx) = sync_channel(QUEUE);
         let depth = Arc::new(AtomicUsize::new(0));
         let taken = Arc::clone(&depth);
@@ -117,7 +138,13 @@ impl Writer {
         let thread = std::thread::Builder::new()
             .name("exfilmon-writer".into())
             .spawn(move || {
-                drain(&mut store, &rx, run_id, &taken, &freed.0)?;
+                drain(&mut store, &rx, run_id, &taken, &freed.0, &delivery)?;
+                if let Some(signer) = &delivery.signer {
+                    let c = store.checkpoint(signer)?;
+                    if let Some(d) = &delivery.sinks {
+                        d.push(sink::checkpoint_record(&c));
+                    }
+                }
                 Ok(store)
             })
             .ok();
@@ -181,7 +208,11 @@ fn drain(
     run_id: Option<i64>,
     depth: &AtomicUsize,
     budget: &RowBudget,
+    delivery: &Delivery,
 ) -> Result<(), StoreError> {
+    let mut names = UserNames::default();
+    let mut events = Vec::new();
+    let mut checkpoint = false;
     let mut rows = Vec::new();
     let mut alerts = Vec::new();
     let mut acks = Vec::new();
@@ -202,6 +233,8 @@ fn drain(
                 Write::FileRead(r) => reads.push(*r),
                 Write::Sync(ack) => acks.push(ack),
                 Write::Health(h) => health.push(h),
+                Write::Event(e) => events.push(*e),
+                Write::Checkpoint => checkpoint = true,
             }
             n += 1;
             if n < MAX_MESSAGES_PER_TX {
@@ -213,12 +246,37 @@ fn drain(
         dns.clear();
         store.write_file_reads(&reads)?;
         reads.clear();
-        store.write(&rows, &alerts, run_id)?;
+        let links = store.write(&rows, &alerts, run_id)?;
+        // Delivered only once committed: whatever a sink received is in the trail.
+        let sinks = delivery.sinks.as_deref();
+        if let Some(d) = sinks {
+            for (a, link) in alerts.iter().zip(&links) {
+                d.push(sink::alert_record(a, link, &mut names));
+            }
+        }
         rows.clear();
         alerts.clear();
         budget.release(taken_rows);
         for h in health.drain(..) {
-            store.write_health(&h.health, h.loss.as_ref())?;
+            let link = store.write_health(&h.health, h.loss.as_ref())?;
+            if let (Some(d), Some(link), Some(loss)) = (sinks, link, &h.loss) {
+                d.push(sink::loss_record(loss, &link));
+            }
+        }
+        let links = store.append_events(&events, run_id)?;
+        if let Some(d) = sinks {
+            for (e, link) in events.iter().zip(&links) {
+                d.push(sink::event_record(e, Some(link), run_id));
+            }
+        }
+        events.clear();
+        if std::mem::take(&mut checkpoint) {
+            if let Some(signer) = &delivery.signer {
+                let c = store.checkpoint(signer)?;
+                if let Some(d) = sinks {
+                    d.push(sink::checkpoint_record(&c));
+                }
+            }
         }
         for ack in acks.drain(..) {
             let _ = ack.send(());

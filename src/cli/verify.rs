@@ -1,0 +1,98 @@
+//! `exfilmon verify`: recompute the alert trail's hash chain and check its checkpoints.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use clap::Args;
+
+use super::Common;
+use crate::config::Config;
+use crate::report::table::rfc3339;
+use crate::store::{Store, StoreError};
+use crate::trail::sign;
+use crate::trail::verify::{checkpoints_in, verify};
+
+#[derive(Debug, Args)]
+#[command(after_help = "\
+Exit status: 0 the trail is intact (every link recomputes, every checkpoint is reached, every
+signature checked is good); 1 it is not, or it could not be read (the message says which).
+
+Without a checkpoint, rows cut off the end of the trail cannot be noticed: configure
+[trail] signing_key (see `exfilmon keygen`) and keep the checkpoints the sinks send elsewhere;
+pass such a copy with --checkpoint to check the trail against it.")]
+pub struct VerifyArgs {
+    /// Public key from `exfilmon keygen`: checkpoint signatures must be good.
+    #[arg(long, value_name = "FILE")]
+    pub pubkey: Option<PathBuf>,
+    /// A file holding checkpoints that left the machine (the JSON Lines sink's file, or
+    /// syslog lines), checked like the stored ones; may be repeated.
+    #[arg(long, value_name = "FILE")]
+    pub checkpoint: Vec<PathBuf>,
+    #[command(flatten)]
+    pub common: Common,
+}
+
+pub fn run(args: &VerifyArgs) -> Result<()> {
+    let config = Config::load(args.common.config.as_deref())?;
+    let store = Store::open_read(&args.common.db_path(&config))?;
+    let key = args.pubkey.as_deref().map(sign::load_public).transpose()?;
+    let mut external = Vec::new();
+    for path in &args.checkpoint {
+        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+        let found = checkpoints_in(&text);
+        if found.is_empty() {
+            anyhow::bail!(
+                "{} holds no checkpoint (a line with a JSON object whose type is \"checkpoint\")",
+                path.display()
+            );
+        }
+        external.extend(found);
+    }
+    let out = verify(store.conn(), key.as_ref(), &external)
+        .map_err(|source| StoreError::Sql { path: store.path().to_owned(), source })?;
+
+    println!("trail: {} rows ({} alerts, {} events), head {}", out.rows, out.alerts, out.events, out.head);
+    match &out.first_break {
+        None => println!("links: intact"),
+        Some(b) => println!("links: BROKEN at {b} ({} broken links in all)", out.breaks),
+    }
+    if out.checkpoints.is_empty() {
+        println!("checkpoints: none; rows cut off the end would go unnoticed (set [trail] signing_key)");
+    }
+    for r in &out.checkpoints {
+        let c = &r.checkpoint;
+        let signature = match r.signature_ok {
+            None => "signature not checked (no --pubkey)",
+            Some(true) => "signature good",
+            Some(false) => "signature BAD (forged, edited, or another key)",
+        };
+        println!(
+            "checkpoint {} ({}): {} rows, key {}, {signature}, {}",
+            rfc3339(c.ts_us),
+            if r.stored { "stored" } else { "from file" },
+            c.rows,
+            c.key_id,
+            r.problem.as_deref().map_or_else(|| "reached".to_string(), |p| format!("NOT REACHED: {p}"))
+        );
+    }
+    if let Some(newest) = out.checkpoints.iter().filter(|r| r.stored).map(|r| r.checkpoint.rows).max() {
+        if out.rows > newest {
+            println!("{} rows after the newest stored checkpoint are covered by their links only", out.rows - newest);
+        }
+    }
+    if out.intact() {
+        return Ok(());
+    }
+    let why =
+        match (&out.first_break, out.checkpoints.iter().find(|r| r.problem.is_some() || r.signature_ok == Some(false)))
+        {
+            (Some(b), _) => b.to_string(),
+            (None, Some(r)) => format!(
+                "checkpoint {}: {}",
+                rfc3339(r.checkpoint.ts_us),
+                r.problem.as_deref().unwrap_or("its signature is bad")
+            ),
+            (None, None) => "unknown".into(),
+        };
+    anyhow::bail!("the trail is not intact: {why}")
+}

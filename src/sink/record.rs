@@ -1,0 +1,137 @@
+//! Records as sinks receive them: one JSON object each.
+//!
+//! An alert carries the fields of `exfilmon report alerts --format json` (`ts`, `kind`,
+//! `severity`, `uid`, `user`, `host`, `dst`, `bytes`, `summary`, `details`) plus `type`
+//! ("alert"), its trail position `seq` and `hash`, and `observer` (this machine's host name).
+//! Events have `type` "event", `ts`, `kind`, `severity`, `summary`, `details`, `run`, `seq`,
+//! `hash` and `observer`; checkpoints are [`Checkpoint::json`] plus `observer`. The mapping to
+//! the Elastic Common Schema is in README.md.
+
+use std::sync::OnceLock;
+
+use serde_json::{json, Value};
+
+use super::RecordKind;
+use crate::alert::Alert;
+use crate::config::Severity;
+use crate::health::LossAlert;
+use crate::report::table::rfc3339;
+use crate::report::UserNames;
+use crate::trail::{Checkpoint, Event, Link};
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Record {
+    pub kind: RecordKind,
+    pub severity: Severity,
+    /// One line for subjects and logs (already escaped where it came from the wire).
+    pub summary: String,
+    pub json: Value,
+}
+
+/// This machine's name, read once.
+pub fn hostname() -> String {
+    static NAME: OnceLock<String> = OnceLock::new();
+    NAME.get_or_init(|| {
+        std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .ok()
+            .map(|s| s.trim().to_owned())
+            .filter(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_graphic()))
+            .unwrap_or_else(|| "localhost".into())
+    })
+    .clone()
+}
+
+fn trail(link: Option<&Link>) -> (Value, Value) {
+    link.map_or((Value::Null, Value::Null), |l| (json!(l.seq), json!(hex::encode(l.hash))))
+}
+
+pub fn alert_record(a: &Alert, link: &Link, names: &mut UserNames) -> Record {
+    let uid = a.principal.uid();
+    let (seq, hash) = trail(Some(link));
+    Record {
+        kind: RecordKind::Alert,
+        severity: a.severity,
+        summary: a.summary.clone(),
+        json: json!({
+            "type": "alert",
+            "ts": rfc3339(a.ts_us),
+            "kind": a.kind.as_str(),
+            "severity": a.severity.as_str(),
+            "uid": uid,
+            "user": uid.and_then(|u| names.get(u)),
+            "host": a.principal.host().map(|h| h.to_string()),
+            "dst": a.dst,
+            "bytes": a.bytes,
+            "summary": a.summary,
+            "details": a.details,
+            "seq": seq,
+            "hash": hash,
+            "observer": hostname(),
+        }),
+    }
+}
+
+/// A `monitor_loss` alert: about the monitor, no principal.
+pub fn loss_record(a: &LossAlert, link: &Link) -> Record {
+    let (seq, hash) = trail(Some(link));
+    Record {
+        kind: RecordKind::Alert,
+        severity: a.severity,
+        summary: a.summary.clone(),
+        json: json!({
+            "type": "alert",
+            "ts": rfc3339(a.ts_us),
+            "kind": a.kind.as_str(),
+            "severity": a.severity.as_str(),
+            "uid": null,
+            "user": null,
+            "host": null,
+            "dst": null,
+            "bytes": 0,
+            "summary": a.summary,
+            "details": a.details,
+            "seq": seq,
+            "hash": hash,
+            "observer": hostname(),
+        }),
+    }
+}
+
+/// An event; `link` is `None` for one that could not be stored (a database error).
+pub fn event_record(e: &Event, link: Option<&Link>, run_id: Option<i64>) -> Record {
+    let (seq, hash) = trail(link);
+    Record {
+        kind: RecordKind::Event,
+        severity: e.severity,
+        summary: e.summary.clone(),
+        json: json!({
+            "type": "event",
+            "ts": rfc3339(e.ts_us),
+            "kind": e.kind.as_str(),
+            "severity": e.severity.as_str(),
+            "summary": e.summary,
+            "details": e.details,
+            "run": run_id,
+            "seq": seq,
+            "hash": hash,
+            "observer": hostname(),
+        }),
+    }
+}
+
+pub fn checkpoint_record(c: &Checkpoint) -> Record {
+    let mut json = c.json();
+    json["observer"] = json!(hostname());
+    Record {
+        kind: RecordKind::Checkpoint,
+        severity: Severity::Low,
+        summary: format!("trail checkpoint: {} rows, head {}", c.rows, c.head),
+        json,
+    }
+}
+
+pub(super) fn heartbeat_record(mut status: Value) -> Record {
+    status["type"] = json!("heartbeat");
+    status["observer"] = json!(hostname());
+    Record { kind: RecordKind::Heartbeat, severity: Severity::Low, summary: "exfilmon is running".into(), json: status }
+}

@@ -1,0 +1,278 @@
+//! The live monitor watching itself: its events for the trail, checkpoints, heartbeat lines to
+//! syslog, and the loaded ruleset compared with the one the configuration renders.
+//!
+//! The ruleset is checked on a thread of its own (running `nft` takes milliseconds the packet
+//! loop should not wait for) every `[monitor] ruleset_check`; only changes of state become
+//! events (missing, changed, restored, cannot be checked), so a removed table is one event,
+//! not one a minute. The comparison is line by line after dropping comments, blank lines and
+//! counter values: `nft list table inet exfilmon` prints the ruleset in the form `exfilmon nft`
+//! renders it. It sees rules added, removed, reordered or altered, set elements (an
+//! allow-listed address added at run time) and chain hooks or policies.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use serde_json::{json, Value};
+
+use crate::config::{Config, Severity};
+use crate::nft::{self, NftError};
+use crate::sink::{self, Dispatcher};
+use crate::store::writer::{Write, Writer};
+use crate::store::StoreError;
+use crate::trail::{Event, EventKind};
+
+pub struct SelfWatch {
+    sinks: Option<Arc<Dispatcher>>,
+    checkpoint_every: Option<Duration>,
+    next_checkpoint: Instant,
+    ruleset: Option<(Sender<String>, Receiver<Event>)>,
+    grace: Duration,
+}
+
+impl SelfWatch {
+    /// Starts watching; `signing` says whether checkpoints are signed.
+    pub fn start(config: &Config, sinks: Option<Arc<Dispatcher>>, signing: bool) -> SelfWatch {
+        let every = config.trail.checkpoint_interval;
+        SelfWatch {
+            sinks,
+            checkpoint_every: signing.then_some(every),
+            next_checkpoint: Instant::now() + every,
+            ruleset: spawn_ruleset_check(nft::render(config), config.monitor.ruleset_check),
+            grace: config.monitor.delivery_grace,
+        }
+    }
+
+    /// Once a second: the sinks' and the ruleset's events to the writer, a checkpoint when
+    /// due, and a heartbeat line to syslog sinks whose interval has passed.
+    pub fn tick(&mut self, writer: &mut Writer, status: impl FnOnce() -> Value) {
+        if let Some(d) = &self.sinks {
+            for e in d.take_notices() {
+                writer.send(Write::Event(Box::new(e)));
+            }
+            d.heartbeat(status);
+        }
+        if let Some((_, events)) = &self.ruleset {
+            for e in events.try_iter() {
+                if e.severity == Severity::High {
+                    tracing::warn!("{}", e.summary);
+                } else {
+                    tracing::info!("{}", e.summary);
+                }
+                writer.send(Write::Event(Box::new(e)));
+            }
+        }
+        if let Some(every) = self.checkpoint_every {
+            if Instant::now() >= self.next_checkpoint {
+                self.next_checkpoint = Instant::now() + every;
+                writer.send(Write::Checkpoint);
+            }
+        }
+    }
+
+    /// The configuration was reloaded: compare the ruleset with its new rendering.
+    pub fn reloaded(&mut self, config: &Config) {
+        if let Some((expected, _)) = &self.ruleset {
+            let _ = expected.send(nft::render(config));
+        }
+    }
+
+    /// Per-sink counters, for the health row.
+    pub fn sink_stats(&self) -> Value {
+        self.sinks.as_ref().map_or(Value::Null, |d| d.stats())
+    }
+
+    /// After the writer finished: the sinks deliver what is left, their last events are stored.
+    pub fn finish(self, store: &mut crate::store::Store, run_id: i64) -> Result<(), StoreError> {
+        sink::finish(self.sinks.as_deref(), self.grace, store, Some(run_id))
+    }
+
+    /// The database failed: the event cannot be stored, but it can still leave the machine.
+    pub fn database_failed(self, error: &dyn std::fmt::Display, run_id: i64) {
+        if let Some(d) = &self.sinks {
+            let e = Event::now(
+                EventKind::DatabaseError,
+                Severity::High,
+                format!("exfilmon stopped on a database error: {error}"),
+                json!({ "error": error.to_string() }),
+            );
+            d.push(sink::event_record(&e, None, Some(run_id)));
+            for left in d.close(self.grace) {
+                eprintln!("exfilmon: {}", left.summary);
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Ruleset {
+    Matches,
+    Missing,
+    Differs(String),
+    Unchecked(String),
+}
+
+fn spawn_ruleset_check(expected: String, every: Duration) -> Option<(Sender<String>, Receiver<Event>)> {
+    let (expected_tx, expected_rx) = crossbeam_channel::unbounded::<String>();
+    let (events_tx, events_rx) = crossbeam_channel::unbounded();
+    let thread = std::thread::Builder::new().name("exfilmon-ruleset".into()).spawn(move || {
+        let mut expected = expected;
+        let mut last = Ruleset::Matches;
+        let mut wait = Duration::ZERO;
+        loop {
+            match expected_rx.recv_timeout(wait) {
+                Ok(new) => expected = new,
+                Err(RecvTimeoutError::Timeout) => {}
+                // The monitor is gone.
+                Err(RecvTimeoutError::Disconnected) => return,
+            }
+            wait = every;
+            let now = check(&expected);
+            if now != last {
+                if let Some(e) = event(&now) {
+                    if events_tx.send(e).is_err() {
+                        return;
+                    }
+                }
+                last = now;
+            }
+        }
+    });
+    thread.ok().map(|_| (expected_tx, events_rx))
+}
+
+fn event(state: &Ruleset) -> Option<Event> {
+    let table = nft::TABLE;
+    let (kind, severity, summary, details) = match state {
+        Ruleset::Matches => (
+            EventKind::RulesetRestored,
+            Severity::Medium,
+            format!("table {table} matches the configured ruleset again"),
+            json!({}),
+        ),
+        Ruleset::Missing => (
+            EventKind::RulesetMissing,
+            Severity::High,
+            format!("table {table} is not loaded: no egress is logged to the monitor (exfilmon nft --apply)"),
+            json!({}),
+        ),
+        Ruleset::Differs(what) => (
+            EventKind::RulesetChanged,
+            Severity::High,
+            format!("table {table} differs from the configured ruleset: {what}"),
+            json!({ "difference": what }),
+        ),
+        Ruleset::Unchecked(why) => (
+            EventKind::RulesetUnchecked,
+            Severity::Medium,
+            format!("cannot check table {table}: {why}"),
+            json!({ "error": why }),
+        ),
+    };
+    Some(Event::now(kind, severity, summary, details))
+}
+
+fn check(expected: &str) -> Ruleset {
+    match nft::nft(&["list", "table", "inet", "exfilmon"], None) {
+        Ok(live) => match difference(expected, &live) {
+            None => Ruleset::Matches,
+            Some(d) => Ruleset::Differs(d),
+        },
+        Err(NftError::Failed(m)) if m.contains("No such file") => Ruleset::Missing,
+        Err(e) => Ruleset::Unchecked(e.to_string()),
+    }
+}
+
+/// The first difference between the rendered ruleset and `nft list table` output.
+pub fn difference(rendered: &str, listed: &str) -> Option<String> {
+    // The rendering declares, deletes and re-creates the table; its definition is the last part.
+    let definition = rendered.rfind("\ntable ").map_or(rendered, |i| &rendered[i..]);
+    let want = normalise(definition);
+    let have = normalise(listed);
+    for (i, (w, h)) in want.iter().zip(&have).enumerate() {
+        if w != h {
+            return Some(format!("line {} is `{h}`, expected `{w}`", i + 1));
+        }
+    }
+    match want.len().cmp(&have.len()) {
+        std::cmp::Ordering::Less => Some(format!("extra line `{}`", have[want.len()])),
+        std::cmp::Ordering::Greater => Some(format!("line `{}` is missing", want[have.len()])),
+        std::cmp::Ordering::Equal => None,
+    }
+}
+
+/// Lines without comments, blank lines, indentation or counter values.
+fn normalise(text: &str) -> Vec<String> {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(|l| {
+            let words: Vec<&str> = l.split_whitespace().collect();
+            let mut out = Vec::with_capacity(words.len());
+            let mut i = 0;
+            while i < words.len() {
+                out.push(words[i]);
+                if words[i] == "counter" && words.get(i + 1) == Some(&"packets") && words.get(i + 3) == Some(&"bytes") {
+                    i += 5;
+                } else {
+                    i += 1;
+                }
+            }
+            crate::escape::printable(&out.join(" ")).into_owned()
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What `nft list table inet exfilmon` printed (nft 1.0.6) for the shipped ruleset.
+    const LISTED: &str = "table inet exfilmon {
+	set allow_v4 {
+		type ipv4_addr
+		flags interval
+	}
+
+	set allow_v6 {
+		type ipv6_addr
+		flags interval
+	}
+
+	chain egress {
+		type filter hook output priority 100; policy accept;
+		oif \"lo\" accept comment \"exfilmon-skip-lo\"
+		ip daddr @allow_v4 accept comment \"exfilmon-allow-v4\"
+		ip6 daddr @allow_v6 accept comment \"exfilmon-allow-v6\"
+		udp dport 53 counter packets 0 bytes 0 log group 7 accept comment \"exfilmon-dns-udp\"
+		tcp dport 53 counter packets 12 bytes 900 log group 7 accept comment \"exfilmon-dns-tcp\"
+		counter packets 0 bytes 0 log group 7 snaplen 128 queue-threshold 64 comment \"exfilmon-egress\"
+	}
+
+	chain forward {
+		type filter hook forward priority 100; policy accept;
+		ip daddr @allow_v4 accept comment \"exfilmon-fwd-allow-v4\"
+		ip6 daddr @allow_v6 accept comment \"exfilmon-fwd-allow-v6\"
+		udp dport 53 counter packets 0 bytes 0 log group 7 accept comment \"exfilmon-fwd-dns-udp\"
+		tcp dport 53 counter packets 0 bytes 0 log group 7 accept comment \"exfilmon-fwd-dns-tcp\"
+		counter packets 0 bytes 0 log group 7 snaplen 128 queue-threshold 64 comment \"exfilmon-fwd\"
+	}
+}
+";
+
+    #[test]
+    fn listed_ruleset_matches_its_rendering_and_edits_show() {
+        let rendered = nft::render(&Config::default());
+        assert_eq!(difference(&rendered, LISTED), None);
+        let allowed = LISTED.replacen("flags interval\n", "flags interval\n\t\telements = { 203.0.113.9 }\n", 1);
+        let d = difference(&rendered, &allowed).unwrap();
+        assert!(d.contains("elements = { 203.0.113.9 }"), "{d}");
+        let skipped = LISTED.replace("\t\toif \"lo\"", "\t\tmeta skuid 1001 accept\n\t\toif \"lo\"");
+        assert!(difference(&rendered, &skipped).unwrap().contains("meta skuid 1001"));
+        let gone = LISTED.replace(
+            "\t\tcounter packets 0 bytes 0 log group 7 snaplen 128 queue-threshold 64 comment \"exfilmon-egress\"\n",
+            "",
+        );
+        assert!(difference(&rendered, &gone).is_some());
+    }
+}
