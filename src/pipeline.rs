@@ -189,6 +189,12 @@ impl<O: Output> Pipeline<O> {
         self.raise_pending();
     }
 
+    /// Live: time has moved on to `now_us` even without packets, so audit records waiting for
+    /// their NFLOG packets are judged at the next [`flush`](Self::flush).
+    pub fn advance(&mut self, now_us: i64) {
+        self.latest_us = self.latest_us.max(now_us);
+    }
+
     fn raise_pending(&mut self) {
         if !self.covert.is_empty() {
             for alert in std::mem::take(&mut self.covert) {

@@ -68,8 +68,14 @@ impl Follower {
     /// Opens `path` at its start: the records already there are read too (the caller decides
     /// what is too old to matter), so a restart does not forget a read made just before it.
     pub fn open(path: &Path) -> Result<Follower, FollowError> {
-        let file = File::open(path).map_err(|source| FollowError { path: path.to_owned(), source })?;
-        let meta = file.metadata().map_err(|source| FollowError { path: path.to_owned(), source })?;
+        let file = File::open(path).map_err(|source| FollowError {
+            path: path.to_owned(),
+            source,
+        })?;
+        let meta = file.metadata().map_err(|source| FollowError {
+            path: path.to_owned(),
+            source,
+        })?;
         Ok(Follower {
             path: path.to_owned(),
             file: Some(file),
@@ -98,7 +104,9 @@ impl Follower {
             // At the end of the open file: has the path moved on?
             match std::fs::metadata(&self.path) {
                 Ok(meta) if (meta.dev(), meta.ino()) != self.id => {
-                    let Ok(file) = File::open(&self.path) else { return Ok(total) };
+                    let Ok(file) = File::open(&self.path) else {
+                        return Ok(total);
+                    };
                     if !self.partial.is_empty() {
                         self.stats.cut_lines += 1;
                     }
@@ -129,7 +137,9 @@ impl Follower {
     }
 
     fn read_available(&mut self, line: &mut dyn FnMut(&[u8]), budget: usize) -> io::Result<usize> {
-        let Some(file) = &mut self.file else { return Ok(0) };
+        let Some(file) = &mut self.file else {
+            return Ok(0);
+        };
         let mut total = 0;
         while total < budget {
             let n = match file.read(&mut self.buf) {
@@ -176,12 +186,19 @@ mod tests {
 
     fn collect(f: &mut Follower) -> Vec<String> {
         let mut out = Vec::new();
-        f.poll(&mut |l| out.push(String::from_utf8_lossy(l).into_owned())).unwrap();
+        f.poll(&mut |l| out.push(String::from_utf8_lossy(l).into_owned()))
+            .unwrap();
         out
     }
 
     fn append(path: &Path, text: &str) {
-        std::fs::OpenOptions::new().append(true).create(true).open(path).unwrap().write_all(text.as_bytes()).unwrap();
+        std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(path)
+            .unwrap()
+            .write_all(text.as_bytes())
+            .unwrap();
     }
 
     #[test]

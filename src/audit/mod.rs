@@ -29,7 +29,10 @@ pub struct Reader {
 
 impl Reader {
     pub fn new(cfg: &SensitiveConfig) -> Reader {
-        Reader { assembler: event::Assembler::new(&cfg.audit_key), paths: cfg.paths.clone() }
+        Reader {
+            assembler: event::Assembler::new(&cfg.audit_key),
+            paths: cfg.paths.clone(),
+        }
     }
 
     pub fn line(&mut self, line: &[u8], out: &mut dyn FnMut(AuditEvent)) {
@@ -57,7 +60,10 @@ impl Reader {
         loop {
             let n = f
                 .poll(&mut |line| self.line(line, &mut |ev| events.push(ev)))
-                .map_err(|source| follow::FollowError { path: path.to_owned(), source })?;
+                .map_err(|source| follow::FollowError {
+                    path: path.to_owned(),
+                    source,
+                })?;
             if n == 0 {
                 break;
             }
@@ -71,11 +77,17 @@ impl Reader {
 /// the record left relative (opened through a directory descriptor) is matched to the
 /// configured file of that name.
 fn complete(ev: AuditEvent, paths: &[SensitivePath]) -> AuditEvent {
-    let AuditEvent::Read(mut r) = ev else { return ev };
+    let AuditEvent::Read(mut r) = ev else {
+        return ev;
+    };
     use std::os::unix::ffi::OsStrExt;
     if r.path.first() != Some(&b'/') {
-        let name = Path::new(std::ffi::OsStr::from_bytes(&r.path)).file_name().map(|n| n.as_bytes().to_vec());
-        let mut same = paths.iter().filter(|p| p.path.file_name().map(|n| n.as_bytes().to_vec()) == name);
+        let name = Path::new(std::ffi::OsStr::from_bytes(&r.path))
+            .file_name()
+            .map(|n| n.as_bytes().to_vec());
+        let mut same = paths
+            .iter()
+            .filter(|p| p.path.file_name().map(|n| n.as_bytes().to_vec()) == name);
         if let (Some(p), None) = (same.next(), same.next()) {
             r.path = p.path.as_os_str().as_bytes().to_vec();
         }
@@ -100,7 +112,10 @@ impl<'a, O: Output> Merge<'a, O> {
     /// `events` in any order; they are sorted by time (stable, so one event's order holds).
     pub fn new(pipeline: &'a mut Pipeline<O>, mut events: Vec<AuditEvent>) -> Merge<'a, O> {
         events.sort_by_key(AuditEvent::ts_us);
-        Merge { pipeline, events: events.into_iter().peekable() }
+        Merge {
+            pipeline,
+            events: events.into_iter().peekable(),
+        }
     }
 
     fn until(&mut self, ts_us: i64) {
@@ -109,8 +124,10 @@ impl<'a, O: Output> Merge<'a, O> {
         }
     }
 
+    /// Feeds the events after the last frame and flushes, so the pipeline's counters are final.
     pub fn finish(mut self) {
         self.until(i64::MAX);
+        self.pipeline.flush();
     }
 }
 
@@ -137,14 +154,24 @@ mod tests {
         let gone = dir.path().join("gone.csv");
         let cfg = SensitiveConfig {
             paths: vec![
-                SensitivePath { path: here.clone(), size: Some(5) },
-                SensitivePath { path: gone.clone(), size: Some(99) },
+                SensitivePath {
+                    path: here.clone(),
+                    size: Some(5),
+                },
+                SensitivePath {
+                    path: gone.clone(),
+                    size: Some(99),
+                },
             ],
             ..SensitiveConfig::default()
         };
         let mut reader = Reader::new(&cfg);
         let mut got = Vec::new();
-        for (serial, name) in [(1, here.to_str().unwrap()), (2, gone.to_str().unwrap()), (3, "here.csv")] {
+        for (serial, name) in [
+            (1, here.to_str().unwrap()),
+            (2, gone.to_str().unwrap()),
+            (3, "here.csv"),
+        ] {
             for line in [
                 format!("type=SYSCALL msg=audit(1.000:{serial}): syscall=257 success=yes a0=4 uid=7 fsuid=7 key=\"exfilmon-sensitive\""),
                 format!("type=PATH msg=audit(1.000:{serial}): item=0 name=\"{name}\" nametype=NORMAL"),
@@ -162,6 +189,10 @@ mod tests {
             .collect();
         assert_eq!(sizes[0].0, Some(1234));
         assert_eq!(sizes[1].0, Some(99));
-        assert_eq!(sizes[2], (Some(1234), here.to_str().unwrap().as_bytes().to_vec()), "relative name matched by file name");
+        assert_eq!(
+            sizes[2],
+            (Some(1234), here.to_str().unwrap().as_bytes().to_vec()),
+            "relative name matched by file name"
+        );
     }
 }

@@ -87,7 +87,13 @@ impl<'a> Record<'a> {
             Some(i) => (&rest[..i], &rest[i + 1..]),
             None => (rest, &[][..]),
         };
-        Ok(Record { kind, ts_us, serial, body, enriched })
+        Ok(Record {
+            kind,
+            ts_us,
+            serial,
+            body,
+            enriched,
+        })
     }
 
     pub fn is(&self, kind: &str) -> bool {
@@ -110,12 +116,16 @@ impl<'a> Record<'a> {
 
     /// An id field (`uid`, `auid`, ...); the unset id `4294967295` (-1) is `None`.
     pub fn id(&self, name: &str) -> Option<u32> {
-        self.number(name).and_then(|n| u32::try_from(n).ok()).filter(|&n| n != u32::MAX)
+        self.number(name)
+            .and_then(|n| u32::try_from(n).ok())
+            .filter(|&n| n != u32::MAX)
     }
 
     /// A resolved ENRICHED field (`UID`), unquoted; `None` in RAW logs.
     pub fn enriched(&self, name: &str) -> Option<&'a [u8]> {
-        Fields(self.enriched).find(|(k, _)| *k == name.as_bytes()).map(|(_, v)| unquote(v))
+        Fields(self.enriched)
+            .find(|(k, _)| *k == name.as_bytes())
+            .map(|(_, v)| unquote(v))
     }
 
     /// Every raw field in order.
@@ -228,7 +238,9 @@ fn hex(s: &[u8]) -> Option<Vec<u8>> {
         return None;
     }
     let digit = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
-    s.chunks_exact(2).map(|p| Some(digit(p[0])? << 4 | digit(p[1])?)).collect()
+    s.chunks_exact(2)
+        .map(|p| Some(digit(p[0])? << 4 | digit(p[1])?))
+        .collect()
 }
 
 fn unquote(v: &[u8]) -> &[u8] {
@@ -281,8 +293,12 @@ key=\"exfilmon-test\"\x1dARCH=x86_64 SYSCALL=openat AUID=\"unset\" UID=\"nobody\
     fn hex_encoded_values_are_decoded() {
         let r = Record::parse(b"type=PATH msg=audit(1.5:9): item=0 name=2F746D702F61206220 nametype=NORMAL").unwrap();
         assert_eq!(r.value("name").unwrap().bytes().unwrap().as_ref(), b"/tmp/a b ");
-        let r = Record::parse(b"type=PROCTITLE msg=audit(1.5:9): proctitle=636174002F6574632F686F73746E616D65").unwrap();
-        assert_eq!(r.value("proctitle").unwrap().bytes().unwrap().as_ref(), b"cat\0/etc/hostname");
+        let r =
+            Record::parse(b"type=PROCTITLE msg=audit(1.5:9): proctitle=636174002F6574632F686F73746E616D65").unwrap();
+        assert_eq!(
+            r.value("proctitle").unwrap().bytes().unwrap().as_ref(),
+            b"cat\0/etc/hostname"
+        );
         assert_eq!(r.ts_us, 1_500_000);
     }
 
@@ -313,8 +329,14 @@ key=\"exfilmon-test\"\x1dARCH=x86_64 SYSCALL=openat AUID=\"unset\" UID=\"nobody\
         assert_eq!(Record::parse(b"type=SYSCALL msg=audit(1.0:1"), Err(LineError::BadStamp));
         assert_eq!(Record::parse(b"type=SYSCALL msg=audit(abc):"), Err(LineError::BadStamp));
         assert_eq!(Record::parse(b"type=SYSCALL msg=audit(1:2):"), Err(LineError::BadStamp));
-        assert_eq!(Record::parse(b"type=SYSCALL msg=audit(99999999999999999999.0:2):"), Err(LineError::BadStamp));
-        assert_eq!(Record::parse(b"type=SYSCALL msg=audit(1.0000001:2):"), Err(LineError::BadStamp));
+        assert_eq!(
+            Record::parse(b"type=SYSCALL msg=audit(99999999999999999999.0:2):"),
+            Err(LineError::BadStamp)
+        );
+        assert_eq!(
+            Record::parse(b"type=SYSCALL msg=audit(1.0000001:2):"),
+            Err(LineError::BadStamp)
+        );
         let r = Record::parse(b"type=SYSCALL msg=audit(1.000:2):").unwrap();
         assert_eq!((r.raw("uid"), r.id("uid"), r.fields().count()), (None, None, 0));
         let r = Record::parse(b"type=SYSCALL msg=audit(1.000:2): uid=abc fsuid= =5 bare").unwrap();
@@ -339,7 +361,8 @@ key=\"exfilmon-test\"\x1dARCH=x86_64 SYSCALL=openat AUID=\"unset\" UID=\"nobody\
 
     #[test]
     fn nested_single_quoted_message_and_unterminated_quotes() {
-        let line = b"node=web1 type=USER_START msg=audit(1.000:5): pid=1 uid=0 msg='op=PAM:session_open acct=\"nobody\" \
+        let line =
+            b"node=web1 type=USER_START msg=audit(1.000:5): pid=1 uid=0 msg='op=PAM:session_open acct=\"nobody\" \
 exe=\"/usr/sbin/runuser\" res=success'\x1dUID=\"root\"";
         let r = Record::parse(line).unwrap();
         assert!(r.is("USER_START"));

@@ -41,10 +41,18 @@ pub fn apply(cfg: &SensitiveConfig, file: &Path) -> Result<Vec<String>> {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {} (run as root)", dir.display()))?;
     }
     std::fs::write(file, render(cfg)).with_context(|| format!("cannot write {} (run as root)", file.display()))?;
-    done.push(format!("wrote {} ({} watch rules, key {})", file.display(), cfg.paths.len(), cfg.audit_key));
+    done.push(format!(
+        "wrote {} ({} watch rules, key {})",
+        file.display(),
+        cfg.paths.len(),
+        cfg.audit_key
+    ));
     for p in &cfg.paths {
         if !p.path.exists() {
-            done.push(format!("note: {} does not exist yet; the kernel watches it from when it appears", p.path.display()));
+            done.push(format!(
+                "note: {} does not exist yet; the kernel watches it from when it appears",
+                p.path.display()
+            ));
         }
     }
     // augenrules merges rules.d into audit.rules and loads it: the same as at boot.
@@ -53,7 +61,10 @@ pub fn apply(cfg: &SensitiveConfig, file: &Path) -> Result<Vec<String>> {
         done.push("loaded the rules with `augenrules --load`".into());
     } else {
         tool(&["auditctl", "-R", &file.to_string_lossy()])?;
-        done.push(format!("loaded the rules with `auditctl -R {}` (augenrules not found)", file.display()));
+        done.push(format!(
+            "loaded the rules with `auditctl -R {}` (augenrules not found)",
+            file.display()
+        ));
     }
     let status = tool(&["auditctl", "-s"])?;
     if status.lines().any(|l| l.trim() == "enabled 0") {
@@ -85,7 +96,9 @@ pub fn remove(cfg: &SensitiveConfig, file: &Path) -> Result<Vec<String>> {
 
 fn which(tool: &str) -> bool {
     let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path).chain(["/usr/sbin".into(), "/sbin".into()]).any(|d| d.join(tool).is_file())
+    std::env::split_paths(&path)
+        .chain(["/usr/sbin".into(), "/sbin".into()])
+        .any(|d| d.join(tool).is_file())
 }
 
 /// Runs an audit tool; its stdout, or an error quoting its stderr.
@@ -98,7 +111,11 @@ fn tool(args: &[&str]) -> Result<String> {
         }
     })?;
     if !out.status.success() {
-        bail!("`{}` failed: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim());
+        bail!(
+            "`{}` failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
@@ -112,15 +129,28 @@ mod tests {
     fn one_watch_per_path() {
         let cfg = SensitiveConfig {
             paths: vec![
-                SensitivePath { path: "/data/sensitive1.csv".into(), size: None },
-                SensitivePath { path: "/data/dir".into(), size: Some(5) },
+                SensitivePath {
+                    path: "/data/sensitive1.csv".into(),
+                    size: None,
+                },
+                SensitivePath {
+                    path: "/data/dir".into(),
+                    size: Some(5),
+                },
             ],
             ..SensitiveConfig::default()
         };
-        let rules: Vec<String> = render(&cfg).lines().filter(|l| !l.starts_with('#')).map(String::from).collect();
+        let rules: Vec<String> = render(&cfg)
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .map(String::from)
+            .collect();
         assert_eq!(
             rules,
-            ["-w /data/sensitive1.csv -p r -k exfilmon-sensitive", "-w /data/dir -p r -k exfilmon-sensitive"]
+            [
+                "-w /data/sensitive1.csv -p r -k exfilmon-sensitive",
+                "-w /data/dir -p r -k exfilmon-sensitive"
+            ]
         );
     }
 }

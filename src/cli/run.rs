@@ -210,6 +210,7 @@ fn follow_audit(
     if let Err(e) = fed {
         tracing::warn!("reading audit log {}: {e}", follower.path().display());
     }
+    pipeline.advance(wall_clock_us());
     let mut counters = reader.counters();
     follower.stats.add_to(&mut counters);
     pipeline.stats.audit_skipped = counters;

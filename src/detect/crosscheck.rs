@@ -20,7 +20,7 @@ use crate::alert::{Alert, AlertKind};
 use crate::audit::NetPkt;
 use crate::config::Severity;
 use crate::decode::Packet;
-use crate::principal::{Dst, Principal};
+use crate::principal::{proto_name, Dst, Principal};
 
 pub const GRACE_US: i64 = 5_000_000;
 pub const ALERT_PERIOD_US: i64 = 60_000_000;
@@ -79,20 +79,28 @@ impl AuditCrossCheck {
 
     /// Judges the records older than the grace period as of `now_us`; an alert when due.
     pub fn check(&mut self, now_us: i64, alerts: &mut Vec<Alert>) {
-        while let Some(n) = self.pending.front().copied().filter(|n| n.ts_us.saturating_add(GRACE_US) <= now_us) {
-            self.pending.pop_front();
+        // A match is final at once; a miss only after the grace period.
+        let (seen, counters) = (&self.seen, &mut self.counters);
+        let mut missed = Vec::new();
+        self.pending.retain(|n| {
             let key = (n.saddr, n.daddr, n.proto, n.sport, n.dport);
-            if self.seen.get(&key).is_some_and(|&t| t >= n.ts_us - GRACE_US) {
-                self.counters.matched += 1;
+            if seen.get(&key).is_some_and(|&t| t >= n.ts_us - GRACE_US) {
+                counters.matched += 1;
+                false
+            } else if n.ts_us.saturating_add(GRACE_US) <= now_us {
+                counters.unmatched += 1;
+                missed.push(*n);
+                false
             } else {
-                self.counters.unmatched += 1;
-                self.unreported_count += 1;
-                if self.unreported.len() < SAMPLES {
-                    self.unreported.push(n);
-                }
+                true
             }
-        }
-        let due = self.last_alert_us.is_none_or(|t| now_us.saturating_sub(t) >= ALERT_PERIOD_US);
+        });
+        self.unreported_count += missed.len() as u64;
+        let room = SAMPLES.saturating_sub(self.unreported.len());
+        self.unreported.extend(missed.into_iter().take(room));
+        let due = self
+            .last_alert_us
+            .is_none_or(|t| now_us.saturating_sub(t) >= ALERT_PERIOD_US);
         if self.unreported_count == 0 || !due {
             return;
         }
@@ -101,7 +109,7 @@ impl AuditCrossCheck {
         let samples: Vec<String> = self
             .unreported
             .drain(..)
-            .map(|n| format!("{} -> {}", n.saddr, Dst { addr: n.daddr, port: n.dport, proto: n.proto }.to_string()))
+            .map(|n| format!("{} -> {}", n.saddr, peer(&n)))
             .collect();
         let n = std::mem::take(&mut self.unreported_count);
         alerts.push(Alert {
@@ -110,7 +118,7 @@ impl AuditCrossCheck {
             severity: Severity::High,
             // About the trails, not a user: attributed to the first unmatched connection's source.
             principal: Principal::Host(first.map_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), |n| n.saddr)),
-            dst: first.map(|n| Dst { addr: n.daddr, port: n.dport, proto: n.proto }.to_string()),
+            dst: first.as_ref().map(peer),
             bytes: 0,
             summary: format!(
                 "{n} new connection(s) in the kernel audit trail (NETFILTER_PKT) never reached NFLOG, e.g. {}: NFLOG lost them or the ruleset was changed",
@@ -124,6 +132,19 @@ impl AuditCrossCheck {
                 "unmatched_total": self.counters.unmatched,
             }),
         });
+    }
+}
+
+/// `10.0.0.1:22/tcp`, or `10.0.0.1/tcp` when the kernel's record has no ports.
+fn peer(n: &NetPkt) -> String {
+    match n.dport {
+        0 => format!("{}/{}", n.daddr, proto_name(n.proto)),
+        port => Dst {
+            addr: n.daddr,
+            port,
+            proto: n.proto,
+        }
+        .to_string(),
     }
 }
 
@@ -154,7 +175,14 @@ mod tests {
     fn record(ts_us: i64, sport: u16) -> NetPkt {
         let p = packet(ts_us, sport);
         // Records without ports have neither.
-        NetPkt { ts_us, saddr: p.src, daddr: p.dst, proto: 6, sport, dport: if sport == 0 { 0 } else { 22 } }
+        NetPkt {
+            ts_us,
+            saddr: p.src,
+            daddr: p.dst,
+            proto: 6,
+            sport,
+            dport: if sport == 0 { 0 } else { 22 },
+        }
     }
 
     #[test]

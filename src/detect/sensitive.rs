@@ -138,7 +138,9 @@ impl SensitiveDetector {
 
     /// The bytes of egress that make a read of a file of `size` bytes an alert.
     pub fn threshold(&self, size: Option<u64>) -> u64 {
-        size.map_or(self.max_bytes, |s| (s / SIZE_DIVISOR).clamp(self.min_bytes, self.max_bytes))
+        size.map_or(self.max_bytes, |s| {
+            (s / SIZE_DIVISOR).clamp(self.min_bytes, self.max_bytes)
+        })
     }
 
     /// A read: opens (or extends) the reader's window, credits egress already seen after it.
@@ -155,7 +157,10 @@ impl SensitiveDetector {
         let threshold = self.threshold(r.size);
         for uid in uids {
             let windows = self.open.entry(uid).or_default();
-            if let Some(w) = windows.iter_mut().find(|w| w.read.path == r.path && w.end_us >= r.ts_us) {
+            if let Some(w) = windows
+                .iter_mut()
+                .find(|w| w.read.path == r.path && w.end_us >= r.ts_us)
+            {
                 w.end_us = w.end_us.max(end_us);
                 continue;
             }
@@ -234,9 +239,14 @@ impl SensitiveDetector {
         while recent.front().is_some_and(|(t, _, _)| *t < ts_us - LOOKBACK_US) {
             recent.pop_front();
         }
-        let Some(windows) = self.open.get_mut(&uid) else { return };
-        let crossed: Vec<usize> =
-            windows.iter_mut().enumerate().filter_map(|(i, w)| w.add(ts_us, dst, bytes).then_some(i)).collect();
+        let Some(windows) = self.open.get_mut(&uid) else {
+            return;
+        };
+        let crossed: Vec<usize> = windows
+            .iter_mut()
+            .enumerate()
+            .filter_map(|(i, w)| w.add(ts_us, dst, bytes).then_some(i))
+            .collect();
         if !crossed.is_empty() {
             self.alert(uid, &crossed, ts_us, alerts);
         }
@@ -248,12 +258,15 @@ impl SensitiveDetector {
             ws.retain(|w| w.end_us >= now_us);
             !ws.is_empty()
         });
-        self.recent.retain(|_, r| r.back().is_some_and(|(t, _, _)| *t >= now_us - LOOKBACK_US));
+        self.recent
+            .retain(|_, r| r.back().is_some_and(|(t, _, _)| *t >= now_us - LOOKBACK_US));
         self.owners.retain(|_, (_, t)| *t >= now_us - LOOKBACK_US);
     }
 
     fn alert(&mut self, uid: u32, crossed: &[usize], ts_us: i64, alerts: &mut Vec<Alert>) {
-        let Some(windows) = self.open.get_mut(&uid) else { return };
+        let Some(windows) = self.open.get_mut(&uid) else {
+            return;
+        };
         let mut files = Vec::new();
         let mut dsts: Vec<(Dst, u64)> = Vec::new();
         let mut other = 0;
@@ -290,7 +303,10 @@ impl SensitiveDetector {
         dsts.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
         let first = &windows[crossed[0]];
         let r = &first.read;
-        let names: Vec<String> = crossed.iter().map(|&i| printable_bytes(&windows[i].read.path).into_owned()).collect();
+        let names: Vec<String> = crossed
+            .iter()
+            .map(|&i| printable_bytes(&windows[i].read.path).into_owned())
+            .collect();
         let who = match &r.user {
             Some(u) => format!("uid {uid} ({u})"),
             None => format!("uid {uid}"),
@@ -338,7 +354,10 @@ mod tests {
     const S: i64 = 1_000_000;
 
     fn det() -> SensitiveDetector {
-        SensitiveDetector::new(&SensitiveConfig { window: Duration::from_secs(1800), ..SensitiveConfig::default() })
+        SensitiveDetector::new(&SensitiveConfig {
+            window: Duration::from_secs(1800),
+            ..SensitiveConfig::default()
+        })
     }
 
     fn read(ts_us: i64, fsuid: u32, auid: Option<u32>, size: Option<u64>) -> FileRead {
@@ -359,7 +378,11 @@ mod tests {
     }
 
     fn dst(last: u8) -> Dst {
-        Dst { addr: IpAddr::V4(Ipv4Addr::new(10, 77, 1, last)), port: 22, proto: 6 }
+        Dst {
+            addr: IpAddr::V4(Ipv4Addr::new(10, 77, 1, last)),
+            port: 22,
+            proto: 6,
+        }
     }
 
     #[test]
@@ -381,9 +404,16 @@ mod tests {
         }
         assert_eq!(alerts.len(), 1);
         let a = &alerts[0];
-        assert_eq!((a.kind.as_str(), a.principal, a.dst.as_deref()), ("sensitive_egress", Principal::Uid(1001), Some("10.77.1.1:22/tcp")));
+        assert_eq!(
+            (a.kind.as_str(), a.principal, a.dst.as_deref()),
+            ("sensitive_egress", Principal::Uid(1001), Some("10.77.1.1:22/tcp"))
+        );
         assert_eq!(a.bytes, 768 << 10);
-        assert!(a.summary.contains("/data/sensitive1.csv") && a.summary.contains("/usr/bin/scp"), "{}", a.summary);
+        assert!(
+            a.summary.contains("/data/sensitive1.csv") && a.summary.contains("/usr/bin/scp"),
+            "{}",
+            a.summary
+        );
         assert!(a.summary.contains("uid 1001 (alice)"), "{}", a.summary);
         assert_eq!(a.details["files"][0]["exe"], "/usr/bin/scp");
     }
@@ -408,7 +438,10 @@ mod tests {
         // The read (at 10 s) reaches the detector after the packets.
         d.read(&read(10 * S, 1001, None, Some(2 << 20)), &mut alerts);
         assert_eq!(alerts.len(), 1);
-        assert_eq!((alerts[0].bytes, alerts[0].dst.as_deref()), (1 << 20, Some("10.77.1.2:22/tcp")));
+        assert_eq!(
+            (alerts[0].bytes, alerts[0].dst.as_deref()),
+            (1 << 20, Some("10.77.1.2:22/tcp"))
+        );
     }
 
     #[test]
@@ -432,7 +465,11 @@ mod tests {
         d.egress(7, 2 * S, dst(1), 40 << 10, &mut alerts);
         assert_eq!(alerts.len(), 1);
         assert_eq!(alerts[0].details["files"].as_array().unwrap().len(), 2);
-        assert!(alerts[0].summary.contains("sensitive1.csv, /data/sensitive2.csv"), "{}", alerts[0].summary);
+        assert!(
+            alerts[0].summary.contains("sensitive1.csv, /data/sensitive2.csv"),
+            "{}",
+            alerts[0].summary
+        );
         d.sweep(4000 * S);
         assert!(d.open.is_empty() && d.recent.is_empty());
     }
@@ -470,7 +507,16 @@ mod tests {
         let mut d = det();
         let mut alerts = Vec::new();
         for i in 0..(MAX_RECENT as i64 + 10) {
-            d.egress(1, S, Dst { port: i as u16, ..dst(1) }, 1, &mut alerts);
+            d.egress(
+                1,
+                S,
+                Dst {
+                    port: i as u16,
+                    ..dst(1)
+                },
+                1,
+                &mut alerts,
+            );
         }
         assert_eq!(d.recent[&1].len(), MAX_RECENT);
         assert_eq!(d.counters.recent_evicted, 10);

@@ -72,13 +72,21 @@ pub fn files(store: &Store, f: &Filter, names: &mut UserNames, window: Duration)
         let dsts: Vec<(String, i64)> = egress
             .query_map(params![a, b, ts, end], |r| {
                 let (addr, port, proto): (String, u16, u8) = (r.get(0)?, r.get(1)?, r.get(2)?);
-                let dst = addr.parse().map_or(addr.clone(), |addr| Dst { addr, port, proto }.to_string());
+                let dst = addr
+                    .parse()
+                    .map_or(addr.clone(), |addr| Dst { addr, port, proto }.to_string());
                 Ok((dst, r.get(3)?))
             })
             .and_then(|m| m.collect::<Result<_, _>>())
             .map_err(|e| sql(store, e))?;
-        let path = if let Cell::Escaped(p) = &row[0] { p.clone() } else { String::new() };
-        let n: i64 = alerts.query_row(params![a, b, ts, end, path], |r| r.get(0)).map_err(|e| sql(store, e))?;
+        let path = if let Cell::Escaped(p) = &row[0] {
+            p.clone()
+        } else {
+            String::new()
+        };
+        let n: i64 = alerts
+            .query_row(params![a, b, ts, end, path], |r| r.get(0))
+            .map_err(|e| sql(store, e))?;
         let sent: i64 = dsts.iter().map(|(_, b)| b).sum();
         let listed: Vec<String> = dsts.iter().take(TOP_DSTS).map(|(d, _)| d.clone()).collect();
         let mut to = listed.join(", ");
@@ -97,7 +105,10 @@ pub fn files(store: &Store, f: &Filter, names: &mut UserNames, window: Duration)
         out.push(row);
     }
     Ok(Table {
-        title: format!("Sensitive file reads and the egress within {} after", crate::units::human_duration(window)),
+        title: format!(
+            "Sensitive file reads and the egress within {} after",
+            crate::units::human_duration(window)
+        ),
         columns: vec![
             col("file"),
             col("read_at"),
