@@ -39,6 +39,8 @@ pub struct FollowStats {
     pub too_long: u64,
     /// An unterminated last line of a rotated file, dropped.
     pub cut_lines: u64,
+    /// Polls that found a new file at the path but could not open it (warned once).
+    pub reopen_failures: u64,
 }
 
 impl FollowStats {
@@ -48,6 +50,7 @@ impl FollowStats {
         c.insert("audit_log_rotations", self.rotations);
         c.insert("audit_log_truncations", self.truncations);
         c.insert("audit_log_cut_lines", self.cut_lines);
+        c.insert("audit_log_reopen_failures", self.reopen_failures);
     }
 }
 
@@ -104,8 +107,16 @@ impl Follower {
             // At the end of the open file: has the path moved on?
             match std::fs::metadata(&self.path) {
                 Ok(meta) if (meta.dev(), meta.ino()) != self.id => {
-                    let Ok(file) = File::open(&self.path) else {
-                        return Ok(total);
+                    let file = match File::open(&self.path) {
+                        Ok(f) => f,
+                        Err(e) => {
+                            // E.g. the monitor dropped to a user the new file is not readable by.
+                            if self.stats.reopen_failures == 0 {
+                                tracing::warn!("cannot open the rotated audit log {}: {e}", self.path.display());
+                            }
+                            self.stats.reopen_failures += 1;
+                            return Ok(total);
+                        }
                     };
                     if !self.partial.is_empty() {
                         self.stats.cut_lines += 1;

@@ -43,7 +43,8 @@ Needs CAP_NET_ADMIN (root, or the systemd unit in dist/). Load the ruleset first
 pub struct RunArgs {
     /// Follow auditd's log (e.g. /var/log/audit/audit.log, through rotation) and tie reads
     /// of [sensitive] files to the egress that follows. Install the rules with
-    /// `exfilmon audit-rules --apply`.
+    /// `exfilmon audit-rules --apply`. With `user` in the config, that user must be able to
+    /// read the log after a rotation (auditd's log_group).
     #[arg(long = "audit-log", value_name = "FILE")]
     pub audit_log: Option<PathBuf>,
     #[command(flatten)]
