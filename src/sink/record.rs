@@ -47,47 +47,74 @@ fn trail(link: Option<&Link>) -> (Value, Value) {
 
 pub fn alert_record(a: &Alert, link: &Link, names: &mut UserNames) -> Record {
     let uid = a.principal.uid();
-    let (seq, hash) = trail(Some(link));
-    Record {
-        kind: RecordKind::Alert,
-        severity: a.severity,
-        summary: a.summary.clone(),
-        json: json!({
-            "type": "alert",
-            "ts": rfc3339(a.ts_us),
-            "kind": a.kind.as_str(),
-            "severity": a.severity.as_str(),
-            "uid": uid,
-            "user": uid.and_then(|u| names.get(u)),
-            "host": a.principal.host().map(|h| h.to_string()),
-            "dst": a.dst,
-            "bytes": a.bytes,
-            "summary": a.summary,
-            "details": a.details,
-            "seq": seq,
-            "hash": hash,
-            "observer": hostname(),
-        }),
-    }
+    alert(
+        AlertView {
+            ts_us: a.ts_us,
+            kind: a.kind.as_str(),
+            severity: a.severity,
+            uid,
+            user: uid.and_then(|u| names.get(u)),
+            host: a.principal.host().map(|h| h.to_string()),
+            dst: a.dst.as_deref(),
+            bytes: a.bytes,
+            summary: &a.summary,
+            details: &a.details,
+        },
+        link,
+    )
 }
 
 /// A `monitor_loss` alert: about the monitor, no principal.
 pub fn loss_record(a: &LossAlert, link: &Link) -> Record {
+    alert(
+        AlertView {
+            ts_us: a.ts_us,
+            kind: a.kind.as_str(),
+            severity: a.severity,
+            uid: None,
+            user: None,
+            host: None,
+            dst: None,
+            bytes: 0,
+            summary: &a.summary,
+            details: &a.details,
+        },
+        link,
+    )
+}
+
+/// The fields every alert record has, whatever raised it.
+struct AlertView<'a> {
+    ts_us: i64,
+    kind: &'a str,
+    severity: Severity,
+    uid: Option<u32>,
+    user: Option<String>,
+    host: Option<String>,
+    dst: Option<&'a str>,
+    bytes: u64,
+    summary: &'a str,
+    details: &'a Value,
+}
+
+/// The one shape of an alert record: `report alerts --format json`'s fields plus the trail
+/// position and the observer.
+fn alert(a: AlertView<'_>, link: &Link) -> Record {
     let (seq, hash) = trail(Some(link));
     Record {
         kind: RecordKind::Alert,
         severity: a.severity,
-        summary: a.summary.clone(),
+        summary: a.summary.to_owned(),
         json: json!({
             "type": "alert",
             "ts": rfc3339(a.ts_us),
-            "kind": a.kind.as_str(),
+            "kind": a.kind,
             "severity": a.severity.as_str(),
-            "uid": null,
-            "user": null,
-            "host": null,
-            "dst": null,
-            "bytes": 0,
+            "uid": a.uid,
+            "user": a.user,
+            "host": a.host,
+            "dst": a.dst,
+            "bytes": a.bytes,
             "summary": a.summary,
             "details": a.details,
             "seq": seq,
