@@ -25,6 +25,26 @@ pub fn printable(s: &str) -> Cow<'_, str> {
     printable_bytes(s.as_bytes())
 }
 
+/// Escapes what a terminal would act on in a message line (error text quoting file names
+/// and values): control characters (C0, DEL, C1, so ESC and CR) and the bidirectional
+/// overrides that reorder what is shown. Other text, backslashes and non-ASCII letters
+/// included, is left alone, so messages stay readable; not reversible, unlike [`printable`].
+pub fn message(s: &str) -> Cow<'_, str> {
+    let acts = |c: char| c.is_control() || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
+    if !s.chars().any(acts) {
+        return Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        match c {
+            c if c.is_ascii_control() => push_escaped(&mut out, c as u8),
+            c if acts(c) => out.push_str(&format!("\\u{{{:x}}}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    Cow::Owned(out)
+}
+
 fn is_plain(c: u8) -> bool {
     (0x20..0x7f).contains(&c) && c != b'\\'
 }
@@ -52,6 +72,12 @@ mod tests {
     #[test]
     fn ansi_escape_and_carriage_return_are_escaped() {
         assert_eq!(printable("a\x1b[31mb\rc"), "a\\x1b[31mb\\x0dc");
+    }
+
+    #[test]
+    fn message_escapes_only_what_a_terminal_acts_on() {
+        assert_eq!(message("cannot open C:\\dos \u{e9}t\u{e9}.pcap"), "cannot open C:\\dos \u{e9}t\u{e9}.pcap");
+        assert_eq!(message("x\x1b[2J\ry\u{9b}z\u{202e}w"), "x\\x1b[2J\\x0dy\\u{9b}z\\u{202e}w");
     }
 
     #[test]

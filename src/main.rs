@@ -20,7 +20,8 @@ fn main() -> ExitCode {
         // A closed pipe (`exfilmon report | head`) is a reader that has seen enough.
         Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("exfilmon: {}", chain(&e));
+            // Messages quote file names and values the watched users may have chosen.
+            eprintln!("exfilmon: {}", exfilmon::escape::message(&chain(&e)));
             ExitCode::FAILURE
         }
     }

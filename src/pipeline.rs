@@ -13,7 +13,7 @@ use crate::detect::dns::{DnsCounters, DnsDetector, DnsRow};
 use crate::detect::crosscheck::{AuditCrossCheck, CrossCounters};
 use crate::detect::icmp::{IcmpCounters, IcmpDetector};
 use crate::detect::sensitive::{SensitiveCounters, SensitiveDetector};
-use crate::detect::volume::{Crossing, VolumeDetector};
+use crate::detect::volume::{Crossing, VolumeCounters, VolumeDetector};
 use crate::flows::{EgressRow, FlowTable, MINUTE_US};
 use crate::principal::{Dst, Principal};
 use crate::source::{Frame, FrameSink};
@@ -51,6 +51,9 @@ pub struct Stats {
     pub icmp: IcmpCounters,
     pub sensitive: SensitiveCounters,
     pub crosscheck: CrossCounters,
+    pub volume: VolumeCounters,
+    /// Times the flow table's cap forced its rows out before their minute ended.
+    pub flows_early_flushes: u64,
     /// Audit log lines and events not used, by reason (set by the audit source).
     pub audit_skipped: BTreeMap<&'static str, u64>,
 }
@@ -77,6 +80,8 @@ impl Stats {
         self.icmp.each(|k, v| drop(counters.insert(k.into(), json!(v))));
         self.sensitive.each(|k, v| drop(counters.insert(k.into(), json!(v))));
         self.crosscheck.each(|k, v| drop(counters.insert(k.into(), json!(v))));
+        self.volume.each(|k, v| drop(counters.insert(k.into(), json!(v))));
+        counters.insert("flows_early_flushes".into(), json!(self.flows_early_flushes));
         counters.extend(self.audit_skipped.iter().map(|(k, v)| (k.to_string(), json!(v))));
         RunTotals {
             packets: self.packets,
@@ -242,12 +247,13 @@ impl<O: Output> Pipeline<O> {
             self.emit_rows();
         }
         self.flows.add(principal, p.gid, dst, p.ts_us, bytes, &mut self.pending);
+        self.stats.flows_early_flushes = self.flows.early_flushes;
         if self.pending.len() >= ROW_BATCH {
             self.emit_rows();
         }
 
         let mut crossings = Vec::new();
-        self.volume.observe(principal, p.ts_us, bytes, |c| crossings.push(c));
+        self.volume.observe(principal, p.ts_us, bytes, &mut self.stats.volume, |c| crossings.push(c));
         for c in crossings {
             let alert = self.volume_alert(c, dst);
             self.raise(alert);

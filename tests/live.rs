@@ -91,6 +91,9 @@ fn scp_of_5_mb_raises_a_volume_alert_within_seconds() {
     let alert = &alerts_of(&db, "volume")[0];
     assert!(alert["summary"].as_str().unwrap().contains(&format!("uid {uid}")), "{alert}");
 
+    // The alert comes at 4 MiB; the rest of the scp may still sit in the kernel's batch (up to
+    // `timeout`) or the socket on a loaded machine. TERM stops reading, so let it arrive.
+    std::thread::sleep(Duration::from_secs(1));
     let (status, log) = monitor.stop();
     assert!(status.success(), "{log}");
     let users = report(&db, "users");

@@ -13,6 +13,7 @@ use sha2::{Digest, Sha256};
 use super::Common;
 use crate::alert::Alert;
 use crate::config::Config;
+use crate::escape::message;
 use crate::flows::EgressRow;
 use crate::pipeline::{Output, Pipeline};
 use crate::report::table::rfc3339;
@@ -100,13 +101,16 @@ pub fn run(args: &ReplayArgs) -> Result<()> {
         match store.capture_seen(&sha256)? {
             Some((earlier, when)) if !args.force => eprintln!(
                 "exfilmon: skipping {}: already replayed into {} on {} (as {}); pass --force to count it again",
-                c.path.display(),
-                db.display(),
+                message(&c.path.to_string_lossy()),
+                message(&db.to_string_lossy()),
                 rfc3339(when),
                 crate::escape::printable(&earlier)
             ),
             _ if todo.iter().any(|t| t.sha256.as_deref() == Some(&sha256)) => {
-                eprintln!("exfilmon: skipping {}: same content as an earlier file in this replay", c.path.display())
+                eprintln!(
+                    "exfilmon: skipping {}: same content as an earlier file in this replay",
+                    message(&c.path.to_string_lossy())
+                )
             }
             _ => {
                 c.sha256 = Some(sha256);
@@ -165,6 +169,17 @@ pub fn run(args: &ReplayArgs) -> Result<()> {
         store.finish_run(run_id, &stats.totals())?;
     }
 
+    // A damaged capture still counts what came before the damage, but the replay fails, as
+    // tshark does: its owner should know part of it was never seen.
+    for (c, s, _) in &replayed {
+        if let Some(damage) = s.damage {
+            let kept = match s.records {
+                0 => "nothing before it".to_string(),
+                n => format!("the {n} records before it were replayed"),
+            };
+            failures.push(anyhow::anyhow!("{}: {damage}; {kept}", c.path.display()));
+        }
+    }
     let secs = started.elapsed().as_secs_f64();
     println!(
         "replayed {} of {} file(s): {} packets, {}, {} principals, {} alerts, {} malformed skipped, {} ignored, {:.2} s, {:.0} packets/s",
@@ -184,9 +199,9 @@ pub fn run(args: &ReplayArgs) -> Result<()> {
         1 => Err(failures.remove(0)),
         n => {
             for e in &failures {
-                eprintln!("exfilmon: {e:#}");
+                eprintln!("exfilmon: {}", message(&format!("{e:#}")));
             }
-            anyhow::bail!("{n} of {} capture files could not be read", args.files.len())
+            anyhow::bail!("{n} of {} capture files could not be read in full", args.files.len())
         }
     }
 }

@@ -2,6 +2,12 @@
 //!
 //! One alert per episode: once a rule has fired for a principal it stays quiet until that
 //! principal's sum for the rule has fallen back under the threshold.
+//!
+//! Memory is bounded: state for at most [`MAX_PRINCIPALS`] principals (about 1 KiB each with
+//! the default two rules). Uids are few, but a gateway's forwarded traffic or a capture makes a
+//! principal of every source address, which a sender can vary at will. When the table is full,
+//! the idle half (by last packet) is evicted, never a principal over a threshold, and counted;
+//! so a flood of new sources cannot push out a principal that is sending.
 
 use std::time::Duration;
 
@@ -23,29 +29,79 @@ pub struct Crossing {
     pub bytes: u64,
 }
 
+/// Principals with state at most.
+pub const MAX_PRINCIPALS: usize = 16_384;
+
 struct RuleState {
     sum: SlidingSum,
     firing: bool,
 }
 
+struct State {
+    last_us: i64,
+    rules: Vec<RuleState>,
+}
+
+impl State {
+    fn firing(&self) -> bool {
+        self.rules.iter().any(|r| r.firing)
+    }
+}
+
+/// What the bound on principals cost.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct VolumeCounters {
+    /// Principal states dropped early because the table was full.
+    pub principals_evicted: u64,
+    /// Packets not judged because the table was full of principals over a threshold.
+    pub principals_full: u64,
+}
+
+impl VolumeCounters {
+    pub fn each(&self, mut f: impl FnMut(&'static str, u64)) {
+        f("volume_principals_evicted", self.principals_evicted);
+        f("volume_principals_full", self.principals_full);
+    }
+}
+
 pub struct VolumeDetector {
     rules: Vec<VolumeRule>,
-    principals: FxHashMap<Principal, Vec<RuleState>>,
+    principals: FxHashMap<Principal, State>,
+    max: usize,
+    /// Principal states created, evicted ones that came back counted again.
+    created: usize,
 }
 
 impl VolumeDetector {
     pub fn new(rules: &[VolumeRule]) -> VolumeDetector {
-        VolumeDetector { rules: rules.to_vec(), principals: FxHashMap::default() }
+        VolumeDetector::with_cap(rules, MAX_PRINCIPALS)
+    }
+
+    fn with_cap(rules: &[VolumeRule], max: usize) -> VolumeDetector {
+        VolumeDetector { rules: rules.to_vec(), principals: FxHashMap::default(), max, created: 0 }
     }
 
     /// Accounts `bytes` sent by `principal` at `ts_us`; calls `on_cross` for each rule whose
     /// threshold this packet reached.
-    pub fn observe(&mut self, principal: Principal, ts_us: i64, bytes: u64, mut on_cross: impl FnMut(Crossing)) {
+    pub fn observe(
+        &mut self,
+        principal: Principal,
+        ts_us: i64,
+        bytes: u64,
+        c: &mut VolumeCounters,
+        mut on_cross: impl FnMut(Crossing),
+    ) {
+        if !self.principals.contains_key(&principal) && !self.make_room(c) {
+            c.principals_full += 1;
+            return;
+        }
         let rules = &self.rules;
-        let states = self.principals.entry(principal).or_insert_with(|| {
-            rules.iter().map(|r| RuleState { sum: SlidingSum::new(r.window), firing: false }).collect()
+        let state = self.principals.entry(principal).or_insert_with(|| State {
+            last_us: ts_us,
+            rules: rules.iter().map(|r| RuleState { sum: SlidingSum::new(r.window), firing: false }).collect(),
         });
-        for (rule, state) in rules.iter().zip(states.iter_mut()) {
+        state.last_us = state.last_us.max(ts_us);
+        for (rule, state) in rules.iter().zip(state.rules.iter_mut()) {
             let sum = state.sum.add(ts_us, bytes);
             if sum < rule.bytes {
                 state.firing = false;
@@ -63,9 +119,30 @@ impl VolumeDetector {
         }
     }
 
-    /// Number of principals with state.
+    /// Principals seen: states created (a principal evicted and seen again counts twice).
     pub fn principals(&self) -> usize {
-        self.principals.len()
+        self.created
+    }
+
+    /// Makes room for one more principal: true if there is room.
+    fn make_room(&mut self, c: &mut VolumeCounters) -> bool {
+        if self.principals.len() < self.max {
+            self.created += 1;
+            return true;
+        }
+        // Evict the idle half (by last packet), never a principal over a threshold.
+        let mut idle: Vec<i64> = self.principals.values().filter(|s| !s.firing()).map(|s| s.last_us).collect();
+        if idle.is_empty() {
+            return false;
+        }
+        let mid = idle.len() / 2;
+        let (_, &mut cutoff, _) = idle.select_nth_unstable(mid);
+        let before = self.principals.len();
+        self.principals.retain(|_, s| s.firing() || s.last_us > cutoff);
+        c.principals_evicted += (before - self.principals.len()) as u64;
+        let room = self.principals.len() < self.max;
+        self.created += usize::from(room);
+        room
     }
 }
 
@@ -82,7 +159,7 @@ mod tests {
     fn feed(d: &mut VolumeDetector, who: Principal, packets: &[(i64, u64)]) -> Vec<Crossing> {
         let mut out = Vec::new();
         for &(ts, n) in packets {
-            d.observe(who, ts, n, |c| out.push(c));
+            d.observe(who, ts, n, &mut VolumeCounters::default(), |c| out.push(c));
         }
         out
     }
@@ -110,6 +187,26 @@ mod tests {
         assert!(feed(&mut d, Principal::Uid(1), &[(0, 600)]).is_empty());
         assert!(feed(&mut d, Principal::Uid(2), &[(0, 600)]).is_empty());
         assert_eq!(d.principals(), 2);
+    }
+
+    #[test]
+    fn a_flood_of_new_principals_evicts_idle_ones_never_a_sender_over_its_threshold() {
+        let mut d = VolumeDetector::with_cap(&detector().rules, 100);
+        let mut c = VolumeCounters::default();
+        let sender = Principal::Uid(1000);
+        let mut alerts = 0;
+        d.observe(sender, 0, 1000, &mut c, |_| alerts += 1);
+        for i in 0..10_000u32 {
+            let spoofed = Principal::Host(std::net::Ipv4Addr::from(0x0a00_0000 + i).into());
+            d.observe(spoofed, i64::from(i) * 1000, 1, &mut c, |_| alerts += 1);
+            assert!(d.principals.len() <= 100);
+        }
+        // Still over its threshold, so still there: no second alert for the same episode.
+        assert!(d.principals.contains_key(&sender));
+        d.observe(sender, 10 * S, 1, &mut c, |_| alerts += 1);
+        assert_eq!(alerts, 1);
+        assert!(c.principals_evicted >= 10_000 - 100, "{c:?}");
+        assert_eq!(c.principals_full, 0);
     }
 
     #[test]

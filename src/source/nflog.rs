@@ -210,42 +210,57 @@ impl NflogSource {
             }
         };
         let ts_us = crate::store::wall_clock_us();
-        let mut records = 0;
-        let mut rest = &self.buf[..n];
-        while !rest.is_empty() {
-            let Ok(msg) = NetlinkBuffer::new_checked(rest) else {
-                self.stats.bad_messages += 1;
-                break;
-            };
-            let whole = &rest[..msg.length() as usize];
-            match msg.message_type() {
-                NFLOG_PACKET => {
-                    let body = msg.payload();
-                    self.seq.observe(nflog::parse(body).ok().and_then(|r| r.seq), &mut self.stats);
-                    sink.frame(Frame { ts_us, link: LinkType::Nflog, data: body });
-                    records += 1;
-                }
-                NLMSG_DONE | NLMSG_NOOP => {}
-                NLMSG_ERROR => {
-                    if let Err(e) = ack_result(whole) {
-                        tracing::warn!("the kernel refused an NFLOG setting for group {}: {e}", self.group);
-                    }
-                }
-                _ => self.stats.bad_messages += 1,
-            }
-            rest = rest.get(align(msg.length())..).unwrap_or(&[]);
-        }
-        if records > 0 {
-            self.stats.records += records as u64;
-            self.stats.last_record_us = Some(ts_us);
-        }
+        let records = read_datagram(&self.buf[..n], ts_us, self.group, &mut self.seq, &mut self.stats, sink);
         Ok(Poll::Records(records))
     }
 }
 
+/// Hands the NFLOG packet records of one netlink datagram to `sink`, each stamped `ts_us`, and
+/// counts them; returns how many. A message that cannot be framed ends the datagram (counted
+/// in `bad_messages`). Public for the fuzz target: no panic on any bytes.
+pub fn read_datagram(
+    datagram: &[u8],
+    ts_us: i64,
+    group: u16,
+    seq: &mut Sequence,
+    stats: &mut SourceStats,
+    sink: &mut impl FrameSink,
+) -> usize {
+    let mut records = 0;
+    let mut rest = datagram;
+    while !rest.is_empty() {
+        let Ok(msg) = NetlinkBuffer::new_checked(rest) else {
+            stats.bad_messages += 1;
+            break;
+        };
+        let whole = &rest[..msg.length() as usize];
+        match msg.message_type() {
+            NFLOG_PACKET => {
+                let body = msg.payload();
+                seq.observe(nflog::parse(body).ok().and_then(|r| r.seq), stats);
+                sink.frame(Frame { ts_us, link: LinkType::Nflog, data: body });
+                records += 1;
+            }
+            NLMSG_DONE | NLMSG_NOOP => {}
+            NLMSG_ERROR => {
+                if let Err(e) = ack_result(whole) {
+                    tracing::warn!("the kernel refused an NFLOG setting for group {group}: {e}");
+                }
+            }
+            _ => stats.bad_messages += 1,
+        }
+        rest = rest.get(align(msg.length())..).unwrap_or(&[]);
+    }
+    if records > 0 {
+        stats.records += records as u64;
+        stats.last_record_us = Some(ts_us);
+    }
+    records
+}
+
 /// Gap counting over the per-instance sequence numbers, which start at 0 when we bind.
 #[derive(Debug, Default)]
-struct Sequence {
+pub struct Sequence {
     next: u32,
 }
 

@@ -41,6 +41,19 @@ pub struct ReadStats {
     pub damaged: u64,
     /// Bytes of the file consumed; for progress reporting.
     pub bytes_read: u64,
+    /// Why reading stopped early, if it did: the records before it were delivered.
+    pub damage: Option<Damage>,
+}
+
+/// The damage that stopped a capture's reading, for the error a person reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Damage {
+    #[error("record {record} claims more than 1 MiB (a damaged length field)")]
+    TooLong { record: u64 },
+    #[error("record {record} is cut short (the file ends inside it)")]
+    CutShort { record: u64 },
+    #[error("record {record} is corrupt")]
+    Corrupt { record: u64 },
 }
 
 /// Reads every frame of the capture at `path` into `sink`. `progress` is told the number of
@@ -150,7 +163,13 @@ pub fn read<R: Read + Send>(
                 return Err(CaptureError::Read { path: path.to_owned(), message: "read failed".into() })
             }
             // Truncated last record, absurd record length, or a corrupt block: count it and stop.
-            Err(_) => {
+            Err(e) => {
+                let record = stats.records + 1;
+                stats.damage = Some(match e {
+                    PcapError::BufferTooSmall => Damage::TooLong { record },
+                    PcapError::UnexpectedEof => Damage::CutShort { record },
+                    _ => Damage::Corrupt { record },
+                });
                 stats.damaged += 1;
                 sink.damaged_record();
                 break;

@@ -25,6 +25,9 @@ use crate::principal::Principal;
 const MIGRATIONS: &[&str] = &[include_str!("../../schema.sql")];
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 
+/// Principal ids kept in memory at most (about 40 bytes each).
+const MAX_CACHED_PRINCIPALS: usize = 1 << 16;
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("cannot create database directory {}: {source}", path.display())]
@@ -35,6 +38,10 @@ pub enum StoreError {
     Missing { path: PathBuf },
     #[error("{} is not an exfilmon database (not SQLite)", path.display())]
     NotSqlite { path: PathBuf },
+    #[error("database {} is damaged (SQLite: malformed disk image); move it aside and restore a backup, or pass a new path with --db", path.display())]
+    Corrupt { path: PathBuf },
+    #[error("{} is another program's SQLite database (it has tables but no exfilmon schema); pass a new path with --db", path.display())]
+    Foreign { path: PathBuf },
     #[error("database {} has schema version {found}, newer than this exfilmon understands ({SCHEMA_VERSION}); upgrade exfilmon", path.display())]
     TooNew { path: PathBuf, found: i64 },
     #[error("database {}: {source}", path.display())]
@@ -72,6 +79,7 @@ impl Store {
             .map_err(|source| StoreError::Open { path: path.to_owned(), source })?;
         let conn = Connection::open(path).map_err(|e| sql_err(path, e))?;
         let mut store = Store { conn, path: path.to_owned(), principal_ids: FxHashMap::default() };
+        store.refuse_foreign()?;
         store.configure()?;
         store.migrate()?;
         Ok(store)
@@ -112,6 +120,16 @@ impl Store {
             .map_err(|e| self.err(e))
     }
 
+    /// A database at schema version 0 with tables belongs to some other program: adding our
+    /// schema (and WAL mode) to it would damage it, so it is left untouched.
+    fn refuse_foreign(&self) -> Result<(), StoreError> {
+        let objects: i64 = self.conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get(0)).map_err(|e| self.err(e))?;
+        if self.version()? == 0 && objects > 0 {
+            return Err(StoreError::Foreign { path: self.path.clone() });
+        }
+        Ok(())
+    }
+
     fn version(&self) -> Result<i64, StoreError> {
         self.conn.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(|e| self.err(e))
     }
@@ -140,6 +158,10 @@ impl Store {
         let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(|e| sql_err(&self.path, e))?;
         let mut links = Vec::with_capacity(alerts.len());
         {
+            // A cache: when a flood of source addresses fills it, start over from the table.
+            if self.principal_ids.len() > MAX_CACHED_PRINCIPALS {
+                self.principal_ids.clear();
+            }
             let mut ids = PrincipalIds { cache: &mut self.principal_ids, tx: &tx };
             let mut upsert = tx
                 .prepare_cached(
@@ -209,6 +231,10 @@ impl Store {
         let err = |e| sql_err(&path, e);
         let tx = self.conn.transaction().map_err(err)?;
         {
+            // A cache: when a flood of source addresses fills it, start over from the table.
+            if self.principal_ids.len() > MAX_CACHED_PRINCIPALS {
+                self.principal_ids.clear();
+            }
             let mut ids = PrincipalIds { cache: &mut self.principal_ids, tx: &tx };
             let mut upsert = tx
                 .prepare_cached(
@@ -356,6 +382,9 @@ fn sql_err(path: &Path, e: rusqlite::Error) -> StoreError {
     if let rusqlite::Error::SqliteFailure(f, _) = &e {
         if f.code == rusqlite::ErrorCode::NotADatabase {
             return StoreError::NotSqlite { path: path.to_owned() };
+        }
+        if f.code == rusqlite::ErrorCode::DatabaseCorrupt {
+            return StoreError::Corrupt { path: path.to_owned() };
         }
     }
     StoreError::Sql { path: path.to_owned(), source: e }

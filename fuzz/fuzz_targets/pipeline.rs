@@ -1,0 +1,104 @@
+//! The whole pipeline (decode, volume/DNS/ICMP detectors, flow table) over a sequence of
+//! arbitrary frames with hostile timestamps, into an output that only checks what it gets.
+//!
+//! Input: one byte picks the configuration (defaults, or tiny thresholds and caps so the
+//! alert, escalation and eviction paths run), then frames, each `link: u8` (bit 7: an absolute
+//! i64 timestamp follows, else a u16 of milliseconds after the previous frame), `len: u16`,
+//! `len` bytes.
+#![no_main]
+
+use std::path::Path;
+
+use exfilmon::alert::Alert;
+use exfilmon::config::Config;
+use exfilmon::detect::dns::DnsRow;
+use exfilmon::flows::EgressRow;
+use exfilmon::pipeline::{Output, Pipeline};
+use exfilmon::source::{Frame, FrameSink, LinkType};
+use libfuzzer_sys::fuzz_target;
+
+const LINKS: [LinkType; 7] = [
+    LinkType::Ethernet,
+    LinkType::RawIp,
+    LinkType::Ipv4,
+    LinkType::Ipv6,
+    LinkType::LinuxSll,
+    LinkType::LinuxSll2,
+    LinkType::Nflog,
+];
+
+const TINY: &str = r#"
+[[volume]]
+window = "1s"
+bytes = "100B"
+[[volume]]
+window = "1m"
+bytes = "1KiB"
+severity = "high"
+[dns]
+window = "1m"
+encoded_names = 1
+unique_names = 2
+unique_bytes = "16B"
+min_encoded_chars = 1
+long_name = 8
+raw_packets = 1
+escalate_bytes = "32B"
+max_pairs = 2
+max_names = 3
+[icmp]
+window = "1m"
+carried_bytes = "8B"
+signature_packets = 1
+escalate_bytes = "16B"
+max_pairs = 2
+"#;
+
+struct Check;
+
+impl Output for Check {
+    fn rows(&mut self, rows: Vec<EgressRow>) {
+        std::hint::black_box(rows);
+    }
+    fn alert(&mut self, alert: &Alert) {
+        assert!(!alert.summary.contains('\n'), "alert summary spans lines: {:?}", alert.summary);
+        std::hint::black_box(alert.details.to_string());
+    }
+    fn dns_rows(&mut self, rows: Vec<DnsRow>) {
+        std::hint::black_box(rows);
+    }
+}
+
+fn take<'a>(data: &mut &'a [u8], n: usize) -> Option<&'a [u8]> {
+    let (head, rest) = data.split_at_checked(n)?;
+    *data = rest;
+    Some(head)
+}
+
+fuzz_target!(|data: &[u8]| {
+    let mut data = data;
+    let Some(&[pick]) = take(&mut data, 1) else { return };
+    let config = match pick & 1 {
+        0 => Config::default(),
+        _ => Config::parse(TINY, Path::new("tiny.toml")).expect("the tiny config parses"),
+    };
+    let mut pipeline = Pipeline::new(&config, Check);
+    let mut ts_us: i64 = 1_700_000_000_000_000;
+    loop {
+        let Some(&[link]) = take(&mut data, 1) else { break };
+        if link & 0x80 != 0 {
+            let Some(b) = take(&mut data, 8) else { break };
+            ts_us = i64::from_le_bytes(b.try_into().unwrap_or_default());
+        } else {
+            let Some(b) = take(&mut data, 2) else { break };
+            ts_us = ts_us.saturating_add(i64::from(u16::from_le_bytes([b[0], b[1]])) * 1000);
+        }
+        let Some(b) = take(&mut data, 2) else { break };
+        let len = usize::from(u16::from_le_bytes([b[0], b[1]]));
+        let len = len.min(data.len());
+        let frame = take(&mut data, len).unwrap_or_default();
+        let link = LINKS[usize::from(link & 0x7f) % LINKS.len()];
+        pipeline.frame(Frame { ts_us, link, data: frame });
+    }
+    pipeline.flush();
+});
