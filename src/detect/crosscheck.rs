@@ -8,7 +8,10 @@
 //!
 //! A record is judged [`GRACE_US`] after its time, so late NFLOG batches and a log read a little
 //! behind both arrive first. Memory: the connections seen in NFLOG are kept with their last
-//! packet time, pruned to the last two grace periods once there are [`MAX_SEEN`].
+//! packet time, pruned to the last two grace periods once there are [`MAX_SEEN`]. A flood of
+//! new connections faster than that keeps only the newer half (so no rescan per packet), and
+//! records that the evicted connections could have matched are counted as unjudged, not
+//! alerted on.
 
 use std::collections::VecDeque;
 use std::net::IpAddr;
@@ -40,6 +43,10 @@ pub struct CrossCounters {
     pub matched: u64,
     /// ... that NFLOG did not.
     pub unmatched: u64,
+    /// ... that could not be judged: NFLOG connections of their time were evicted in a flood.
+    pub unjudged: u64,
+    /// NFLOG connections evicted before their grace periods ended.
+    pub seen_evicted: u64,
 }
 
 impl CrossCounters {
@@ -47,6 +54,8 @@ impl CrossCounters {
         f("audit_netfilter_pkt", self.audit_packets);
         f("audit_netfilter_pkt_matched", self.matched);
         f("audit_netfilter_pkt_unmatched", self.unmatched);
+        f("audit_netfilter_pkt_unjudged", self.unjudged);
+        f("audit_seen_evicted", self.seen_evicted);
     }
 }
 
@@ -57,6 +66,8 @@ pub struct AuditCrossCheck {
     unreported: Vec<NetPkt>,
     unreported_count: u64,
     last_alert_us: Option<i64>,
+    /// Connections last seen at or before this time may have been evicted early.
+    evicted_until: Option<i64>,
     pub counters: CrossCounters,
 }
 
@@ -68,6 +79,15 @@ impl AuditCrossCheck {
         if self.seen.len() > MAX_SEEN {
             let keep = p.ts_us - 2 * GRACE_US;
             self.seen.retain(|_, t| *t >= keep);
+            if self.seen.len() > MAX_SEEN / 2 {
+                let mut times: Vec<i64> = self.seen.values().copied().collect();
+                let mid = times.len() / 2;
+                let (_, &mut cutoff, _) = times.select_nth_unstable(mid);
+                let before = self.seen.len();
+                self.seen.retain(|_, t| *t > cutoff);
+                self.counters.seen_evicted += (before - self.seen.len()) as u64;
+                self.evicted_until = Some(self.evicted_until.map_or(cutoff, |t| t.max(cutoff)));
+            }
         }
     }
 
@@ -81,11 +101,16 @@ impl AuditCrossCheck {
     pub fn check(&mut self, now_us: i64, alerts: &mut Vec<Alert>) {
         // A match is final at once; a miss only after the grace period.
         let (seen, counters) = (&self.seen, &mut self.counters);
+        // Its connection may have been evicted: no verdict either way.
+        let blind = |n: &NetPkt| self.evicted_until.is_some_and(|t| n.ts_us - GRACE_US <= t);
         let mut missed = Vec::new();
         self.pending.retain(|n| {
             let key = (n.saddr, n.daddr, n.proto, n.sport, n.dport);
             if seen.get(&key).is_some_and(|&t| t >= n.ts_us - GRACE_US) {
                 counters.matched += 1;
+                false
+            } else if n.ts_us.saturating_add(GRACE_US) <= now_us && blind(n) {
+                counters.unjudged += 1;
                 false
             } else if n.ts_us.saturating_add(GRACE_US) <= now_us {
                 counters.unmatched += 1;
@@ -208,5 +233,27 @@ mod tests {
         c.check(80 * S, &mut alerts);
         assert_eq!(alerts.len(), 2);
         assert_eq!(alerts[1].details["unmatched"], 1);
+    }
+
+    /// Two million new connections within the grace periods: the table stays bounded without
+    /// a rescan per packet, and a record whose connection was evicted raises no false alert.
+    #[test]
+    fn a_flood_of_new_connections_is_bounded_and_raises_no_false_mismatch() {
+        let mut c = AuditCrossCheck::default();
+        let mut alerts = Vec::new();
+        c.packet(&packet(S, 40000));
+        c.audit(record(S, 40000));
+        let started = std::time::Instant::now();
+        for i in 0..2_000_000u32 {
+            let mut p = packet(S + i64::from(i), (i % 60_000) as u16);
+            p.dst = IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + i / 60_000));
+            c.packet(&p);
+            assert!(c.seen.len() <= MAX_SEEN + 1);
+        }
+        assert!(started.elapsed() < std::time::Duration::from_secs(60), "rescanned per packet");
+        c.check(10 * S, &mut alerts);
+        assert!(alerts.is_empty(), "{alerts:?}");
+        assert_eq!((c.counters.matched, c.counters.unmatched, c.counters.unjudged), (0, 0, 1));
+        assert!(c.counters.seen_evicted > 0);
     }
 }
