@@ -65,7 +65,8 @@ fn setup(dir: &Path) {
     w("bad-domain.toml", b"[dns]\nallow_extra = [\"evil\\u001b[2J.com\"]\n");
     w("a-file", b"x");
     w("notes.txt", &[b'x'; 4096]);
-    let sqlite = |name: &str, sql: &str| rusqlite::Connection::open(dir.join(name)).unwrap().execute_batch(sql).unwrap();
+    let sqlite =
+        |name: &str, sql: &str| rusqlite::Connection::open(dir.join(name)).unwrap().execute_batch(sql).unwrap();
     sqlite("other-app.db", "CREATE TABLE notes (body TEXT); INSERT INTO notes VALUES ('keep me');");
     sqlite("good.db", &format!("{} PRAGMA user_version = 1;", include_str!("../schema.sql")));
     sqlite("newer.db", "CREATE TABLE future (x); PRAGMA user_version = 99;");
@@ -87,7 +88,12 @@ const CASES: &[(&str, &[&str], i32, &str)] = &[
     ("unknown pcap link type", &["replay", "@token-ring.pcap"], 1, "unsupported link type 6 (IEEE 802.5 Token Ring)"),
     ("unknown pcapng link type", &["replay", "@user0.pcapng"], 1, "unsupported link type 147"),
     ("missing config", &["replay", "--config", "@none.toml", "@good.pcap"], 1, "cannot read config @none.toml"),
-    ("directory as config", &["replay", "--config", "@a-directory", "@good.pcap"], 1, "cannot read config @a-directory"),
+    (
+        "directory as config",
+        &["replay", "--config", "@a-directory", "@good.pcap"],
+        1,
+        "cannot read config @a-directory",
+    ),
     ("config not UTF-8", &["replay", "--config", "@not-utf8.toml", "@good.pcap"], 1, "valid UTF-8"),
     ("config syntax", &["replay", "--config", "@syntax.toml", "@good.pcap"], 1, "@syntax.toml:1:"),
     ("config unknown key", &["replay", "--config", "@unknown-key.toml", "@good.pcap"], 1, "unknown field `max_pair`"),
@@ -96,13 +102,38 @@ const CASES: &[(&str, &[&str], i32, &str)] = &[
     ("config zero cap", &["replay", "--config", "@zero.toml", "@good.pcap"], 1, "must be at least 1"),
     ("config wrong type", &["replay", "--config", "@wrong-type.toml", "@good.pcap"], 1, "@wrong-type.toml:2:"),
     ("config snaplen", &["replay", "--config", "@snaplen.toml", "@good.pcap"], 1, "snaplen 8 is too small"),
-    ("config without rules", &["replay", "--config", "@no-rules.toml", "@good.pcap"], 1, "at least one [[volume]] rule"),
+    (
+        "config without rules",
+        &["replay", "--config", "@no-rules.toml", "@good.pcap"],
+        1,
+        "at least one [[volume]] rule",
+    ),
     ("config hostile domain", &["replay", "--config", "@bad-domain.toml", "@good.pcap"], 1, "is not a domain name"),
-    ("database under a file", &["replay", "--db", "@a-file/x.db", "@good.pcap"], 1, "cannot open database @a-file/x.db"),
-    ("database under a file, deeper", &["replay", "--db", "@a-file/sub/x.db", "@good.pcap"], 1, "cannot create database directory"),
+    (
+        "database under a file",
+        &["replay", "--db", "@a-file/x.db", "@good.pcap"],
+        1,
+        "cannot open database @a-file/x.db",
+    ),
+    (
+        "database under a file, deeper",
+        &["replay", "--db", "@a-file/sub/x.db", "@good.pcap"],
+        1,
+        "cannot create database directory",
+    ),
     ("directory as database", &["replay", "--db", "@a-directory", "@good.pcap"], 1, "is a directory"),
-    ("database not SQLite", &["replay", "--db", "@notes.txt", "@good.pcap"], 1, "@notes.txt is not an exfilmon database"),
-    ("another program's database", &["replay", "--db", "@other-app.db", "@good.pcap"], 1, "another program's SQLite database"),
+    (
+        "database not SQLite",
+        &["replay", "--db", "@notes.txt", "@good.pcap"],
+        1,
+        "@notes.txt is not an exfilmon database",
+    ),
+    (
+        "another program's database",
+        &["replay", "--db", "@other-app.db", "@good.pcap"],
+        1,
+        "another program's SQLite database",
+    ),
     ("database from a newer schema", &["replay", "--db", "@newer.db", "@good.pcap"], 1, "newer than this exfilmon"),
     ("report on a newer schema", &["report", "--db", "@newer.db"], 1, "newer than this exfilmon"),
     ("report on a missing database", &["report", "--db", "@none.db"], 1, "@none.db does not exist"),

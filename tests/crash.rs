@@ -77,7 +77,13 @@ fn key(a: &Value) -> String {
 }
 
 fn verify_exists() -> bool {
-    Command::new(EXFILMON).args(["verify", "--help"]).stdout(Stdio::null()).stderr(Stdio::null()).status().unwrap().success()
+    Command::new(EXFILMON)
+        .args(["verify", "--help"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .unwrap()
+        .success()
 }
 
 #[test]
@@ -103,7 +109,10 @@ fn sigkill_under_load_twenty_times_loses_no_stored_alert() {
     let generator = lab.path("load.py");
     std::fs::write(&generator, GENERATOR).unwrap();
     let verify = verify_exists();
-    println!("exfilmon verify {}", if verify { "exists: checked after every kill" } else { "does not exist yet: not checked" });
+    println!(
+        "exfilmon verify {}",
+        if verify { "exists: checked after every kill" } else { "does not exist yet: not checked" }
+    );
 
     let mut monitor = lab.start_monitor(&cfg, &db, "monitor-0.log");
     lab.load_ruleset(&cfg);
@@ -120,7 +129,11 @@ fn sigkill_under_load_twenty_times_loses_no_stored_alert() {
     for kill in 1..=KILLS {
         // Let it work a random while: some kills land mid-transaction, some between.
         std::thread::sleep(Duration::from_millis(150 + rng.below(1200)));
-        assert!(monitor.running(), "the monitor died by itself before kill {kill}: {}", std::fs::read_to_string(&monitor.log).unwrap_or_default());
+        assert!(
+            monitor.running(),
+            "the monitor died by itself before kill {kill}: {}",
+            std::fs::read_to_string(&monitor.log).unwrap_or_default()
+        );
         monitor.signal("KILL");
         wait_exit(&mut monitor.child, Duration::from_secs(5));
 

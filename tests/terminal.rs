@@ -3,6 +3,7 @@
 //! returns and invalid UTF-8 here, and none of those raw bytes may reach a terminal through
 //! any human-readable output. JSON must stay valid JSON.
 
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -24,7 +25,10 @@ fn unsafe_byte(out: &[u8]) -> Option<(usize, u8)> {
 fn assert_safe(what: &str, out: &[u8]) {
     if let Some((at, b)) = unsafe_byte(out) {
         let from = at.saturating_sub(60);
-        panic!("{what}: raw byte {b:#04x} at {at}: {:?}", String::from_utf8_lossy(&out[from..(at + 20).min(out.len())]));
+        panic!(
+            "{what}: raw byte {b:#04x} at {at}: {:?}",
+            String::from_utf8_lossy(&out[from..(at + 20).min(out.len())])
+        );
     }
 }
 
@@ -68,7 +72,8 @@ fn dns_packet(labels: &[&[u8]], id: u16) -> Vec<u8> {
     dns.extend_from_slice(&[0, 0, 1, 0, 1]);
     let udp_len = 8 + dns.len();
     let ip_len = 20 + udp_len;
-    let mut p = vec![0x45, 0, (ip_len >> 8) as u8, ip_len as u8, 0, 0, 0, 0, 64, 17, 0, 0, 192, 0, 2, 10, 198, 51, 100, 53];
+    let mut p =
+        vec![0x45, 0, (ip_len >> 8) as u8, ip_len as u8, 0, 0, 0, 0, 64, 17, 0, 0, 192, 0, 2, 10, 198, 51, 100, 53];
     p.extend_from_slice(&(40_000 + id).to_be_bytes());
     p.extend_from_slice(&53u16.to_be_bytes());
     p.extend_from_slice(&(udp_len as u16).to_be_bytes());
@@ -94,8 +99,15 @@ fn pcap(records: &[Vec<u8>]) -> Vec<u8> {
 
 /// Hostile labels: screen clear and colour, an OSC title set ended by BEL, a carriage return
 /// that would overwrite the line, C1 CSI, invalid UTF-8, a newline, a backslash.
-const HOSTILE: &[&[u8]] =
-    &[b"\x1b[2J\x1b[31mred", b"a\rb\x1b]0;pwned\x07", b"\xff\xfe\xc3", b"x\ny", b"\x9b31m", b"back\\slash", b"tab\there"];
+const HOSTILE: &[&[u8]] = &[
+    b"\x1b[2J\x1b[31mred",
+    b"a\rb\x1b]0;pwned\x07",
+    b"\xff\xfe\xc3",
+    b"x\ny",
+    b"\x9b31m",
+    b"back\\slash",
+    b"tab\there",
+];
 
 #[test]
 fn hostile_dns_names_never_reach_the_terminal() {
@@ -117,15 +129,19 @@ fn hostile_dns_names_never_reach_the_terminal() {
     std::fs::write(&capture, pcap(&records)).unwrap();
     // Thresholds low enough that these few names raise dns_tunnel alerts carrying them.
     let config = dir.path().join("exfilmon.toml");
-    std::fs::write(&config, "[dns]\nencoded_names = 2\nunique_names = 3\nunique_bytes = \"64B\"\nescalate_bytes = \"128B\"\n")
-        .unwrap();
+    std::fs::write(
+        &config,
+        "[dns]\nencoded_names = 2\nunique_names = 3\nunique_bytes = \"64B\"\nescalate_bytes = \"128B\"\n",
+    )
+    .unwrap();
     let db = dir.path().join("x.db");
     let o = bin().arg("replay").arg(&capture).arg("--config").arg(&config).arg("--db").arg(&db).output().unwrap();
     ok("replay", &o);
     assert_safe("replay", &o.stdout);
 
     let conn = rusqlite::Connection::open(&db).unwrap();
-    let alerts: i64 = conn.query_row("SELECT count(*) FROM alerts WHERE kind = 'dns_tunnel'", [], |r| r.get(0)).unwrap();
+    let alerts: i64 =
+        conn.query_row("SELECT count(*) FROM alerts WHERE kind = 'dns_tunnel'", [], |r| r.get(0)).unwrap();
     assert!(alerts >= 2, "the hostile names must reach the alerts to test their rendering: {alerts}");
     check_reports(&db, &["summary", "alerts", "users", "destinations", "dns"]);
 
@@ -212,4 +228,3 @@ fn hostile_capture_file_names_are_escaped() {
     check_reports(&db, &["summary", "alerts", "users", "destinations"]);
 }
 
-use std::os::unix::ffi::OsStrExt;

@@ -8,6 +8,7 @@
 #![no_main]
 
 use std::path::Path;
+use std::sync::OnceLock;
 
 use exfilmon::alert::Alert;
 use exfilmon::config::Config;
@@ -78,11 +79,12 @@ fn take<'a>(data: &mut &'a [u8], n: usize) -> Option<&'a [u8]> {
 fuzz_target!(|data: &[u8]| {
     let mut data = data;
     let Some(&[pick]) = take(&mut data, 1) else { return };
-    let config = match pick & 1 {
-        0 => Config::default(),
-        _ => Config::parse(TINY, Path::new("tiny.toml")).expect("the tiny config parses"),
-    };
-    let mut pipeline = Pipeline::new(&config, Check);
+    // Parsed once: a TOML parse per input would be most of the time spent.
+    static CONFIGS: OnceLock<[Config; 2]> = OnceLock::new();
+    let configs = CONFIGS.get_or_init(|| {
+        [Config::default(), Config::parse(TINY, Path::new("tiny.toml")).expect("the tiny config parses")]
+    });
+    let mut pipeline = Pipeline::new(&configs[usize::from(pick & 1)], Check);
     let mut ts_us: i64 = 1_700_000_000_000_000;
     loop {
         let Some(&[link]) = take(&mut data, 1) else { break };
