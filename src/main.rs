@@ -27,12 +27,12 @@ fn main() -> ExitCode {
     }
 }
 
-/// The error and its causes on one line, skipping a cause its parent's message already quotes
-/// (error types that print their source in their own message).
+/// The error and its causes on one line, skipping a cause the message so far already quotes
+/// (error types that print their source in their own message, anywhere in it).
 fn chain(e: &anyhow::Error) -> String {
     let mut out = String::new();
     for cause in e.chain().map(ToString::to_string) {
-        if !out.ends_with(&cause) {
+        if !out.contains(&cause) {
             if !out.is_empty() {
                 out.push_str(": ");
             }
