@@ -311,26 +311,7 @@ impl Setup {
 }
 
 fn start_monitor(lab: &Lab, cfg: &Path, db: &Path, audit_log: &Path) -> Monitor {
-    let log = lab.path("monitor.log");
-    let child = Command::new("ip")
-        .args(["netns", "exec", &lab.inside, EXFILMON, "run", "--config"])
-        .arg(cfg)
-        .arg("--db")
-        .arg(db)
-        .arg("--audit-log")
-        .arg(audit_log)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
-    let m = Monitor { child, log };
-    wait_for(Duration::from_secs(10), "the monitor to bind its group", || {
-        fs::read_to_string(&m.log)
-            .unwrap_or_default()
-            .contains("monitoring NFLOG group")
-    });
-    m
+    lab.start_monitor_with(cfg, db, "monitor.log", &["--audit-log".as_ref(), audit_log.as_os_str()])
 }
 
 /// A customer table: ids, names, e-mail addresses, amounts, dates and a token per row, so it

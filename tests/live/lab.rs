@@ -228,12 +228,18 @@ impl Lab {
 
     /// Starts `exfilmon run` inside and waits until it has bound its group.
     pub fn start_monitor(&self, config: &Path, db: &Path, log: &str) -> Monitor {
+        self.start_monitor_with(config, db, log, &[])
+    }
+
+    /// [`Lab::start_monitor`] with further arguments to `exfilmon run`.
+    pub fn start_monitor_with(&self, config: &Path, db: &Path, log: &str, extra: &[&std::ffi::OsStr]) -> Monitor {
         let log = self.path(log);
         let child = Command::new("ip")
             .args(["netns", "exec", &self.inside, EXFILMON, "run", "--config"])
             .arg(config)
             .arg("--db")
             .arg(db)
+            .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(fs::File::create(&log).unwrap())
