@@ -5,15 +5,7 @@ use exfilmon::decode;
 use exfilmon::source::{Frame, LinkType};
 use libfuzzer_sys::fuzz_target;
 
-const LINKS: [LinkType; 7] = [
-    LinkType::Ethernet,
-    LinkType::RawIp,
-    LinkType::Ipv4,
-    LinkType::Ipv6,
-    LinkType::LinuxSll,
-    LinkType::LinuxSll2,
-    LinkType::Nflog,
-];
+const LINKS: [LinkType; 7] = LinkType::ALL;
 
 fuzz_target!(|data: &[u8]| {
     let Some((&pick, data)) = data.split_first() else { return };

@@ -18,15 +18,7 @@ use exfilmon::pipeline::{Output, Pipeline};
 use exfilmon::source::{Frame, FrameSink, LinkType};
 use libfuzzer_sys::fuzz_target;
 
-const LINKS: [LinkType; 7] = [
-    LinkType::Ethernet,
-    LinkType::RawIp,
-    LinkType::Ipv4,
-    LinkType::Ipv6,
-    LinkType::LinuxSll,
-    LinkType::LinuxSll2,
-    LinkType::Nflog,
-];
+const LINKS: [LinkType; 7] = LinkType::ALL;
 
 const TINY: &str = r#"
 [[volume]]

@@ -25,6 +25,17 @@ pub enum LinkType {
 }
 
 impl LinkType {
+    /// Every link type exfilmon decodes.
+    pub const ALL: [LinkType; 7] = [
+        LinkType::Ethernet,
+        LinkType::RawIp,
+        LinkType::Ipv4,
+        LinkType::Ipv6,
+        LinkType::LinuxSll,
+        LinkType::LinuxSll2,
+        LinkType::Nflog,
+    ];
+
     pub fn from_linktype(n: i32) -> Option<LinkType> {
         Some(match n {
             1 => LinkType::Ethernet,
