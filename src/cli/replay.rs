@@ -217,17 +217,10 @@ fn identify(path: &Path) -> Result<Capture> {
 }
 
 fn hash_file(path: &Path) -> Result<String> {
-    let mut file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0; HASH_CHUNK];
-    loop {
-        let n = file.read(&mut buf).with_context(|| format!("cannot read {}", path.display()))?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-    }
-    Ok(hex(hasher))
+    let file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    let mut input = Hashing { inner: file, hasher: Sha256::new() };
+    std::io::copy(&mut input, &mut std::io::sink()).with_context(|| format!("cannot read {}", path.display()))?;
+    Ok(hex(input.hasher))
 }
 
 /// Replays one capture; returns what the reader saw and the content hash, computed on the way
