@@ -1,9 +1,32 @@
 //! Alerts: what the detectors conclude, in the one shape every store, report and sink uses.
 
+use serde::Deserialize;
 use serde_json::Value;
 
-use crate::config::Severity;
 use crate::principal::Principal;
+
+/// How urgent an alert is; rules and sinks filter on it.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, PartialOrd, Ord)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Low,
+    Medium,
+    High,
+}
+
+impl Severity {
+    pub(crate) fn medium() -> Self {
+        Severity::Medium
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Low => "low",
+            Severity::Medium => "medium",
+            Severity::High => "high",
+        }
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]

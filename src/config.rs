@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use serde::{de, Deserialize, Deserializer};
 
+use crate::alert::Severity;
 use crate::units;
 
 #[derive(Debug, Clone, Deserialize)]
@@ -111,28 +112,6 @@ pub struct VolumeRule {
     pub bytes: u64,
     #[serde(default = "Severity::medium")]
     pub severity: Severity,
-}
-
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, PartialOrd, Ord)]
-#[serde(rename_all = "lowercase")]
-pub enum Severity {
-    Low,
-    Medium,
-    High,
-}
-
-impl Severity {
-    fn medium() -> Self {
-        Severity::Medium
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Severity::Low => "low",
-            Severity::Medium => "medium",
-            Severity::High => "high",
-        }
-    }
 }
 
 /// A few MB within minutes is a file leaving, not a user's terminal session; tens of MB over

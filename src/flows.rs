@@ -8,26 +8,11 @@
 use rustc_hash::FxHashMap;
 
 use crate::principal::{Dst, Principal};
+use crate::rows::{EgressRow, MINUTE_US};
 
 /// Open rows at most: 7/8 of 2^18, the most a hash table of 2^18 buckets holds before it
 /// doubles, so the cap bounds the table at about 23 MB.
 const MAX_FLOWS: usize = 229_376;
-pub const MINUTE_US: i64 = 60_000_000;
-
-/// One stored aggregate row.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct EgressRow {
-    pub principal: Principal,
-    pub gid: Option<u32>,
-    pub dst: Dst,
-    /// Start of the minute, microseconds since the epoch.
-    pub minute_us: i64,
-    pub packets: u64,
-    pub bytes: u64,
-    pub first_us: i64,
-    pub last_us: i64,
-}
-
 /// An open row without its key, which the table already holds.
 #[derive(Debug, Clone, Copy)]
 struct Open {

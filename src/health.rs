@@ -9,7 +9,7 @@
 use serde_json::{json, Value};
 
 use crate::alert::AlertKind;
-use crate::config::Severity;
+use crate::alert::Severity;
 
 /// One heartbeat of a daemon run.
 #[derive(Debug, Clone, PartialEq)]

@@ -16,6 +16,7 @@ pub mod nft;
 pub mod pipeline;
 pub mod principal;
 pub mod report;
+pub mod rows;
 pub mod sink;
 pub mod source;
 pub mod store;

@@ -7,16 +7,19 @@ use serde_json::json;
 
 use crate::alert::{Alert, AlertKind};
 use crate::audit::{AuditEvent, FileRead};
-use crate::config::{Config, Severity};
+use crate::alert::Severity;
+use crate::config::Config;
 use crate::decode::{self, DecodeError};
-use crate::detect::dns::{DnsCounters, DnsDetector, DnsRow};
+use crate::detect::dns::{DnsCounters, DnsDetector};
+use crate::rows::{DnsRow, EgressRow, MINUTE_US};
 use crate::detect::crosscheck::{AuditCrossCheck, CrossCounters};
 use crate::detect::icmp::{IcmpCounters, IcmpDetector};
 use crate::detect::sensitive::{SensitiveCounters, SensitiveDetector};
 use crate::detect::volume::{Crossing, VolumeCounters, VolumeDetector};
-use crate::flows::{EgressRow, FlowTable, MINUTE_US};
+use crate::flows::FlowTable;
 use crate::principal::{Dst, Principal};
-use crate::source::{Frame, FrameSink};
+use crate::decode::Frame;
+use crate::source::FrameSink;
 use crate::store::RunTotals;
 use crate::units::{human_bytes, human_duration};
 

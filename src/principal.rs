@@ -1,5 +1,6 @@
 //! Who sent a packet, and where it went.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::net::IpAddr;
 
@@ -84,5 +85,18 @@ pub fn endpoint(addr: IpAddr, port: u16, proto: u8) -> String {
 impl fmt::Display for Dst {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}/{}", endpoint(self.addr, self.port, self.proto), proto_name(self.proto))
+    }
+}
+
+/// uid → user name from the system's user database, looked up once per uid.
+#[derive(Default)]
+pub struct UserNames(HashMap<u32, Option<String>>);
+
+impl UserNames {
+    pub fn get(&mut self, uid: u32) -> Option<String> {
+        self.0
+            .entry(uid)
+            .or_insert_with(|| nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid)).ok().flatten().map(|u| u.name))
+            .clone()
     }
 }

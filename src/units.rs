@@ -56,6 +56,17 @@ pub fn human_duration(d: Duration) -> String {
     out
 }
 
+/// Now, in microseconds since the epoch: for what the wall clock rightly decides (run start,
+/// report ranges), never for packet time.
+pub fn wall_clock_us() -> i64 {
+    chrono::Utc::now().timestamp_micros()
+}
+
+pub fn rfc3339(us: i64) -> String {
+    chrono::DateTime::from_timestamp_micros(us)
+        .map_or_else(|| us.to_string(), |d| d.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -80,3 +91,4 @@ mod tests {
         assert_eq!(human_bytes(10), "10 B");
     }
 }
+

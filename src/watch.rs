@@ -15,7 +15,8 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use serde_json::{json, Value};
 
-use crate::config::{Config, Severity};
+use crate::alert::Severity;
+use crate::config::Config;
 use crate::nft::{self, NftError};
 use crate::sink::{self, Dispatcher};
 use crate::store::writer::{Write, Writer};

@@ -12,10 +12,11 @@ use std::process::{Command, Output};
 use exfilmon::alert::Alert;
 use exfilmon::config::Config;
 use exfilmon::decode::{self, dns, L4};
-use exfilmon::flows::EgressRow;
+use exfilmon::rows::EgressRow;
 use exfilmon::pipeline::{self, Pipeline};
 use exfilmon::principal::Principal;
-use exfilmon::source::{pcap, Frame, FrameSink};
+use exfilmon::decode::Frame;
+use exfilmon::source::{pcap, FrameSink};
 use serde_json::Value;
 
 fn corpus(name: &str) -> PathBuf {

@@ -2,7 +2,7 @@
 #![no_main]
 
 use exfilmon::decode;
-use exfilmon::source::{Frame, LinkType};
+use exfilmon::decode::{Frame, LinkType};
 use libfuzzer_sys::fuzz_target;
 
 const LINKS: [LinkType; 7] = LinkType::ALL;

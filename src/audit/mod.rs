@@ -19,7 +19,8 @@ pub use event::{AuditEvent, AuditNote, FileRead, NetPkt};
 
 use crate::config::{SensitiveConfig, SensitivePath};
 use crate::pipeline::{Output, Pipeline};
-use crate::source::{Frame, FrameSink};
+use crate::decode::Frame;
+use crate::source::FrameSink;
 
 /// Lines to events, with each read's file size filled in.
 pub struct Reader {

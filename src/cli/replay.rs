@@ -14,9 +14,9 @@ use super::Common;
 use crate::alert::Alert;
 use crate::config::Config;
 use crate::escape::message;
-use crate::flows::EgressRow;
+use crate::rows::EgressRow;
 use crate::pipeline::{Output, Pipeline};
-use crate::report::table::rfc3339;
+use crate::units::rfc3339;
 use crate::source::pcap::{self, CaptureError, ReadStats};
 use crate::source::FrameSink;
 use crate::store::writer::{Write, Writer};
@@ -48,7 +48,7 @@ impl Output for Writer {
         self.send(Write::Alert(alert.clone()));
     }
 
-    fn dns_rows(&mut self, rows: Vec<crate::detect::dns::DnsRow>) {
+    fn dns_rows(&mut self, rows: Vec<crate::rows::DnsRow>) {
         self.send(Write::DnsRows(rows));
     }
 
@@ -264,7 +264,7 @@ fn hex(hasher: Sha256) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::source::Frame;
+    use crate::decode::Frame;
 
     struct Count(u64);
 

@@ -8,7 +8,8 @@ use clap::{Args, Subcommand};
 use super::{Common, FormatArg};
 use crate::config::Config;
 use crate::report::table::Format;
-use crate::report::{self, when, Filter, UserNames};
+use crate::principal::UserNames;
+use crate::report::{self, when, Filter};
 use crate::store::Store;
 
 #[derive(Debug, Args)]

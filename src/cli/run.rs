@@ -19,7 +19,8 @@ use serde_json::json;
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 
 use super::Common;
-use crate::config::{Config, Severity};
+use crate::alert::Severity;
+use crate::config::Config;
 use crate::health::{Health, HealthUpdate, LossAlarm};
 use crate::nft::{self, NftError};
 use crate::pipeline::Pipeline;
@@ -28,7 +29,8 @@ use crate::store::writer::{Delivery, Write, Writer};
 use crate::trail::sign::Signer;
 use crate::trail::{Event, EventKind};
 use crate::watch::SelfWatch;
-use crate::store::{wall_clock_us, Store};
+use crate::store::Store;
+use crate::units::wall_clock_us;
 
 /// Aggregates and the heartbeat go to the writer this often: what a SIGKILL can lose.
 const HEARTBEAT: Duration = Duration::from_secs(1);
@@ -131,7 +133,7 @@ pub fn run(args: &RunArgs) -> Result<()> {
             heartbeat(&mut pipeline, &source, &mut alarm, run_id, started_us, None, watch.sink_stats());
             let (alerts, s) = (pipeline.stats.alerts, &source.stats);
             watch.tick(pipeline.output(), || {
-                json!({ "run": run_id, "pid": std::process::id(), "started": crate::report::table::rfc3339(started_us),
+                json!({ "run": run_id, "pid": std::process::id(), "started": crate::units::rfc3339(started_us),
                         "packets": s.records, "lost": s.lost, "alerts": alerts })
             });
             if pipeline.output().failed() {

@@ -7,7 +7,7 @@ use clap::Args;
 
 use super::Common;
 use crate::config::Config;
-use crate::report::table::rfc3339;
+use crate::units::rfc3339;
 use crate::store::{Store, StoreError};
 use crate::trail::sign;
 use crate::trail::verify::{checkpoints_in, verify};

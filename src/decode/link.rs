@@ -1,7 +1,7 @@
 //! Link layers: from a frame to its IP packet, plus what the link layer says about the sender.
 
 use super::{nflog, DecodeError};
-use crate::source::{Frame, LinkType};
+use crate::decode::{Frame, LinkType};
 
 const ETHERTYPE_IPV4: u16 = 0x0800;
 const ETHERTYPE_IPV6: u16 = 0x86dd;

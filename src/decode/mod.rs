@@ -5,13 +5,14 @@
 //! packets to a snaplen and segmentation offload hands the output hook 64 KB super-packets.
 
 pub mod dns;
+mod frame;
 pub mod ip;
 pub mod link;
 pub mod nflog;
 
 use std::net::IpAddr;
 
-use crate::source::Frame;
+pub use frame::{linktype_name, Frame, LinkType};
 
 /// A decoded outbound packet. Borrowed from the frame; cheap to copy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

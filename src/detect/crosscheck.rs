@@ -21,7 +21,7 @@ use serde_json::json;
 
 use crate::alert::{Alert, AlertKind};
 use crate::audit::NetPkt;
-use crate::config::Severity;
+use crate::alert::Severity;
 use crate::decode::Packet;
 use crate::principal::{proto_name, Dst, Principal};
 

@@ -26,10 +26,11 @@ use serde_json::json;
 use super::names::{Alphabet, Shape};
 use super::tally::{Episode, Step, Tally, BUCKETS};
 use crate::alert::{Alert, AlertKind};
-use crate::config::{DnsConfig, Severity};
+use crate::alert::Severity;
+use crate::config::DnsConfig;
 use crate::decode::dns::{self, Flags, Query, MAX_NAME_LEN};
 use crate::decode::{Packet, L4};
-use crate::flows::MINUTE_US;
+use crate::rows::{DnsRow, MINUTE_US};
 use crate::principal::{endpoint, Principal};
 use crate::units::{human_bytes, human_duration};
 
@@ -54,26 +55,6 @@ const ROW_SAMPLES: usize = 3;
 const STORED_SAMPLES_PER_PAIR: u32 = 30;
 /// Sample names carried in an alert.
 const ALERT_SAMPLES: usize = 5;
-
-/// One stored aggregate: a principal's queries under one registered domain in one minute.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DnsRow {
-    pub principal: Principal,
-    pub gid: Option<u32>,
-    /// Registered domain, terminal-safe (see [`crate::escape`]).
-    pub domain: String,
-    pub minute_us: i64,
-    pub queries: u32,
-    /// Names not seen from this principal within the last half window or more.
-    pub unique: u32,
-    /// Bytes of those unique names left of the registered domain.
-    pub name_bytes: u64,
-    /// Unique names that were suspicious (see [`row_flags::SUSPICIOUS`]).
-    pub suspicious: u32,
-    pub flags: u32,
-    /// A few suspicious names, terminal-safe.
-    pub samples: Vec<String>,
-}
 
 /// What the DNS path counted; every payload it did not analyse is under a reason.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]

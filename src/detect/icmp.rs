@@ -21,7 +21,8 @@ use serde_json::json;
 
 use super::tally::{Episode, Step, Tally};
 use crate::alert::{Alert, AlertKind};
-use crate::config::{IcmpConfig, Severity};
+use crate::alert::Severity;
+use crate::config::IcmpConfig;
 use crate::decode::{Packet, L4};
 use crate::principal::Principal;
 use crate::units::{human_bytes, human_duration};

@@ -39,7 +39,8 @@ use serde_json::json;
 
 use crate::alert::{Alert, AlertKind};
 use crate::audit::FileRead;
-use crate::config::{SensitiveConfig, Severity};
+use crate::alert::Severity;
+use crate::config::SensitiveConfig;
 use crate::decode::{Packet, PROTO_TCP, PROTO_UDP};
 use crate::escape::printable_bytes;
 use crate::principal::{Dst, Principal};

@@ -14,7 +14,8 @@ use std::time::Duration;
 use rustc_hash::FxHashMap;
 
 use super::window::SlidingSum;
-use crate::config::{Severity, VolumeRule};
+use crate::alert::Severity;
+use crate::config::VolumeRule;
 use crate::principal::Principal;
 
 /// A principal crossed a rule's threshold.

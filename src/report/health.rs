@@ -7,7 +7,8 @@ use rusqlite::params;
 
 use super::table::{col, hidden, Cell, Table};
 use super::{rows, Filter};
-use crate::store::{wall_clock_us, Store, StoreError};
+use crate::store::{Store, StoreError};
+use crate::units::wall_clock_us;
 use crate::units::{human_bytes, human_duration};
 
 /// A run whose heartbeat (every second) is older than this is not running any more.

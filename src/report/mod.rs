@@ -10,12 +10,12 @@ pub mod health;
 pub mod table;
 pub mod when;
 
-use std::collections::HashMap;
+
 
 use rusqlite::{params, Row};
 use serde_json::{json, Value};
 
-use crate::principal::{endpoint, proto_name};
+use crate::principal::{endpoint, proto_name, UserNames};
 use crate::store::{Store, StoreError};
 use table::{col, hidden, Cell, Table};
 
@@ -41,18 +41,7 @@ impl Filter {
     }
 }
 
-/// uid → user name from the system's user database, looked up once per uid.
-#[derive(Default)]
-pub struct UserNames(HashMap<u32, Option<String>>);
-
 impl UserNames {
-    pub fn get(&mut self, uid: u32) -> Option<String> {
-        self.0
-            .entry(uid)
-            .or_insert_with(|| nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid)).ok().flatten().map(|u| u.name))
-            .clone()
-    }
-
     fn cell(&mut self, uid: Option<i64>) -> Cell {
         Cell::opt_text(uid.and_then(|u| u32::try_from(u).ok()).and_then(|u| self.get(u)))
     }

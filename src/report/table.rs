@@ -6,6 +6,7 @@ use std::io::{self, Write};
 use serde_json::{Map, Value};
 
 use crate::escape::printable;
+use crate::units::rfc3339;
 use crate::units::human_bytes;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -65,11 +66,6 @@ impl Cell {
             other => other.plain(),
         }
     }
-}
-
-pub fn rfc3339(us: i64) -> String {
-    chrono::DateTime::from_timestamp_micros(us)
-        .map_or_else(|| us.to_string(), |d| d.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
 }
 
 #[derive(Debug, Clone)]

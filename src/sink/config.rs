@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::config::Severity;
+use crate::alert::Severity;
 use crate::units::parse_duration;
 
 /// What a sink is sent.

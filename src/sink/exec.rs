@@ -143,7 +143,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::config::Severity;
+    use crate::alert::Severity;
     use crate::sink::RecordKind;
 
     #[test]

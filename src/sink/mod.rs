@@ -27,7 +27,7 @@ use serde_json::{json, Value};
 pub use config::{RecordKind, SinkConfig, SinkKind};
 pub use record::{alert_record, checkpoint_record, event_record, hostname, loss_record, Record};
 
-use crate::config::Severity;
+use crate::alert::Severity;
 use crate::trail::{Event, EventKind};
 
 /// Sinks and signing key of `config`, for [`crate::store::writer::Writer::spawn_delivering`].

@@ -13,10 +13,10 @@ use serde_json::{json, Value};
 
 use super::RecordKind;
 use crate::alert::Alert;
-use crate::config::Severity;
+use crate::alert::Severity;
 use crate::health::LossAlert;
-use crate::report::table::rfc3339;
-use crate::report::UserNames;
+use crate::units::rfc3339;
+use crate::principal::UserNames;
 use crate::trail::{Checkpoint, Event, Link};
 
 #[derive(Debug, Clone, PartialEq)]

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use super::config::SyslogTarget;
 use super::{Deliver, Record, RecordKind};
-use crate::config::Severity;
+use crate::alert::Severity;
 
 pub(super) struct Syslog {
     target: SyslogTarget,

@@ -30,7 +30,8 @@ use nix::errno::Errno;
 use nix::sys::socket::{getsockopt, setsockopt, sockopt};
 use nix::sys::time::{TimeVal, TimeValLike};
 
-use super::{Frame, FrameSink, LinkType};
+use super::FrameSink;
+use crate::decode::{Frame, LinkType};
 use crate::config::NflogConfig;
 use crate::decode::nflog;
 
@@ -209,7 +210,7 @@ impl NflogSource {
                 };
             }
         };
-        let ts_us = crate::store::wall_clock_us();
+        let ts_us = crate::units::wall_clock_us();
         let records = read_datagram(&self.buf[..n], ts_us, self.group, &mut self.seq, &mut self.stats, sink);
         Ok(Poll::Records(records))
     }

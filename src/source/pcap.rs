@@ -12,7 +12,8 @@ use std::path::{Path, PathBuf};
 use pcap_parser::pcapng::Block;
 use pcap_parser::{create_reader, PcapBlockOwned, PcapError};
 
-use super::{linktype_name, Frame, FrameSink, LinkType};
+use super::FrameSink;
+use crate::decode::{linktype_name, Frame, LinkType};
 
 /// Larger than the largest legal snaplen (262144) plus a record header, so `BufferTooSmall`
 /// can only mean a damaged length field.

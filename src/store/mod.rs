@@ -17,9 +17,10 @@ use rusqlite::{params, Connection, OpenFlags, OptionalExtension, TransactionBeha
 use rustc_hash::FxHashMap;
 
 use crate::alert::Alert;
-use crate::detect::dns::DnsRow;
-use crate::flows::EgressRow;
+use crate::rows::DnsRow;
+use crate::rows::EgressRow;
 use crate::principal::Principal;
+use crate::units::wall_clock_us;
 
 /// Schema migrations, in order; entry N brings the database to version N + 1.
 const MIGRATIONS: &[&str] = &[include_str!("../../schema.sql")];
@@ -390,6 +391,3 @@ fn sql_err(path: &Path, e: rusqlite::Error) -> StoreError {
     StoreError::Sql { path: path.to_owned(), source: e }
 }
 
-pub fn wall_clock_us() -> i64 {
-    chrono::Utc::now().timestamp_micros()
-}

@@ -6,7 +6,7 @@ use rusqlite::{params, OptionalExtension, Transaction, TransactionBehavior};
 
 use super::{sql_err, Store, StoreError};
 use crate::trail::sign::Signer;
-use crate::trail::{link_hash, Checkpoint, Event, Link, GENESIS};
+use crate::trail::{decode_hash, link_hash, Checkpoint, Event, Link, GENESIS};
 
 /// The last link over both tables (the genesis link for an empty trail). Call inside the
 /// writing transaction, which must be immediate so no other writer moves the head meanwhile.
@@ -22,12 +22,6 @@ pub(super) fn head(tx: &Transaction<'_>) -> rusqlite::Result<Link> {
         Some((seq, hash)) => Link { seq, hash: decode_hash(&hash).unwrap_or(GENESIS) },
         None => Link::genesis(),
     })
-}
-
-pub fn decode_hash(hex_text: &str) -> Option<[u8; 32]> {
-    let mut out = [0; 32];
-    hex::decode_to_slice(hex_text, &mut out).ok()?;
-    Some(out)
 }
 
 /// An alert row as inserted; `uid` and `host` are its principal's (hashed, not stored here).
@@ -158,7 +152,7 @@ impl Store {
         let err = |e| sql_err(&path, e);
         let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(err)?;
         let at = head(&tx).map_err(err)?;
-        let c = signer.sign(super::wall_clock_us(), at.seq, &hex::encode(at.hash));
+        let c = signer.sign(crate::units::wall_clock_us(), at.seq, &hex::encode(at.hash));
         tx.prepare_cached("INSERT INTO checkpoints (ts, rows, head, key_id, signature) VALUES (?1, ?2, ?3, ?4, ?5)")
             .and_then(|mut s| s.execute(params![c.ts_us, c.rows, c.head, c.key_id, c.signature]))
             .map_err(err)?;

@@ -13,10 +13,10 @@ use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::thread::JoinHandle;
 
 use crate::alert::Alert;
-use crate::detect::dns::DnsRow;
-use crate::flows::EgressRow;
+use crate::rows::DnsRow;
+use crate::rows::EgressRow;
 use crate::health::HealthUpdate;
-use crate::report::UserNames;
+use crate::principal::UserNames;
 use crate::sink::{self, Dispatcher};
 use crate::store::{Store, StoreError};
 use crate::trail::sign::Signer;

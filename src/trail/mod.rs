@@ -34,7 +34,7 @@ use rusqlite::types::ValueRef;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
-use crate::config::Severity;
+use crate::alert::Severity;
 
 pub const DOMAIN: &[u8] = b"exfilmon trail v1\0";
 /// `prev_hash` of the first row, and the head of an empty trail.
@@ -151,7 +151,7 @@ pub struct Event {
 
 impl Event {
     pub fn now(kind: EventKind, severity: Severity, summary: String, details: Value) -> Event {
-        Event { ts_us: crate::store::wall_clock_us(), kind, severity, summary, details }
+        Event { ts_us: crate::units::wall_clock_us(), kind, severity, summary, details }
     }
 }
 
@@ -175,7 +175,7 @@ impl Checkpoint {
     pub fn json(&self) -> Value {
         json!({
             "type": "checkpoint",
-            "ts": crate::report::table::rfc3339(self.ts_us),
+            "ts": crate::units::rfc3339(self.ts_us),
             "ts_us": self.ts_us,
             "rows": self.rows,
             "head": self.head,
@@ -196,6 +196,13 @@ impl Checkpoint {
             signature: v.get("signature")?.as_str()?.to_owned(),
         })
     }
+}
+
+/// A stored hash back from its hex text; `None` when it is not 32 bytes of hex.
+pub fn decode_hash(hex_text: &str) -> Option<[u8; 32]> {
+    let mut out = [0; 32];
+    hex::decode_to_slice(hex_text, &mut out).ok()?;
+    Some(out)
 }
 
 #[cfg(test)]

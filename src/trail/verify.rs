@@ -13,7 +13,7 @@ use rusqlite::types::ValueRef;
 use rusqlite::{Connection, Row};
 
 use super::{link_hash, sign, Checkpoint, GENESIS};
-use crate::store::trail::decode_hash;
+use super::decode_hash;
 
 /// A value as SQLite holds it, owned (text need not be valid UTF-8: it was maybe edited).
 #[derive(Debug, Clone, PartialEq)]

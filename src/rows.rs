@@ -1,0 +1,42 @@
+//! What the pipeline hands the store: per-minute aggregates. Domain types, so the store
+//! depends on them and not on the detectors or the flow table that make them.
+
+use crate::principal::{Dst, Principal};
+
+/// Aggregates are per minute of packet time.
+pub const MINUTE_US: i64 = 60_000_000;
+
+/// One stored egress aggregate: a principal's packets to one destination in one minute.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EgressRow {
+    pub principal: Principal,
+    pub gid: Option<u32>,
+    pub dst: Dst,
+    /// Start of the minute, microseconds since the epoch.
+    pub minute_us: i64,
+    pub packets: u64,
+    pub bytes: u64,
+    pub first_us: i64,
+    pub last_us: i64,
+}
+
+/// One stored aggregate: a principal's queries under one registered domain in one minute.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DnsRow {
+    pub principal: Principal,
+    pub gid: Option<u32>,
+    /// Registered domain, terminal-safe (see [`crate::escape`]).
+    pub domain: String,
+    pub minute_us: i64,
+    pub queries: u32,
+    /// Names not seen from this principal within the last half window or more.
+    pub unique: u32,
+    /// Bytes of those unique names left of the registered domain.
+    pub name_bytes: u64,
+    /// Unique names that were suspicious (see [`crate::detect::dns`]'s `row_flags::SUSPICIOUS`).
+    pub suspicious: u32,
+    pub flags: u32,
+    /// A few suspicious names, terminal-safe.
+    pub samples: Vec<String>,
+}
+
