@@ -4,7 +4,6 @@
 //! wired in [`pipeline`]. Live monitoring and replay differ only in the source.
 
 pub mod alert;
-pub mod audit;
 pub mod cli;
 pub mod config;
 pub mod decode;

@@ -5,20 +5,20 @@ use std::collections::BTreeMap;
 
 use serde_json::json;
 
-use crate::alert::{Alert, AlertKind};
-use crate::audit::{AuditEvent, FileRead};
 use crate::alert::Severity;
+use crate::alert::{Alert, AlertKind};
 use crate::config::Config;
+use crate::decode::Frame;
 use crate::decode::{self, DecodeError};
-use crate::detect::dns::{DnsCounters, DnsDetector};
-use crate::rows::{DnsRow, EgressRow, MINUTE_US};
 use crate::detect::crosscheck::{AuditCrossCheck, CrossCounters};
+use crate::detect::dns::{DnsCounters, DnsDetector};
 use crate::detect::icmp::{IcmpCounters, IcmpDetector};
 use crate::detect::sensitive::{SensitiveCounters, SensitiveDetector};
 use crate::detect::volume::{Crossing, VolumeCounters, VolumeDetector};
 use crate::flows::FlowTable;
 use crate::principal::{Dst, Principal};
-use crate::decode::Frame;
+use crate::rows::{DnsRow, EgressRow, MINUTE_US};
+use crate::source::audit::{AuditEvent, FileRead};
 use crate::source::FrameSink;
 use crate::store::RunTotals;
 use crate::units::{human_bytes, human_duration};
@@ -65,10 +65,14 @@ impl Stats {
     /// Frames that were damaged (as opposed to fine but not egress).
     pub fn malformed(&self) -> u64 {
         self.damaged_records
-            + [DecodeError::Truncated, DecodeError::BadIp, DecodeError::BadNflog]
-                .iter()
-                .map(|e| self.skipped.get(e.name()).copied().unwrap_or(0))
-                .sum::<u64>()
+            + [
+                DecodeError::Truncated,
+                DecodeError::BadIp,
+                DecodeError::BadNflog,
+            ]
+            .iter()
+            .map(|e| self.skipped.get(e.name()).copied().unwrap_or(0))
+            .sum::<u64>()
     }
 
     pub fn ignored(&self) -> u64 {
@@ -76,16 +80,31 @@ impl Stats {
     }
 
     pub fn totals(&self) -> RunTotals {
-        let mut counters: serde_json::Map<String, serde_json::Value> =
-            self.skipped.iter().map(|(k, v)| (k.to_string(), json!(v))).collect();
+        let mut counters: serde_json::Map<String, serde_json::Value> = self
+            .skipped
+            .iter()
+            .map(|(k, v)| (k.to_string(), json!(v)))
+            .collect();
         counters.insert("damaged_record".into(), json!(self.damaged_records));
-        self.dns.each(|k, v| drop(counters.insert(k.into(), json!(v))));
-        self.icmp.each(|k, v| drop(counters.insert(k.into(), json!(v))));
-        self.sensitive.each(|k, v| drop(counters.insert(k.into(), json!(v))));
-        self.crosscheck.each(|k, v| drop(counters.insert(k.into(), json!(v))));
-        self.volume.each(|k, v| drop(counters.insert(k.into(), json!(v))));
-        counters.insert("flows_early_flushes".into(), json!(self.flows_early_flushes));
-        counters.extend(self.audit_skipped.iter().map(|(k, v)| (k.to_string(), json!(v))));
+        self.dns
+            .each(|k, v| drop(counters.insert(k.into(), json!(v))));
+        self.icmp
+            .each(|k, v| drop(counters.insert(k.into(), json!(v))));
+        self.sensitive
+            .each(|k, v| drop(counters.insert(k.into(), json!(v))));
+        self.crosscheck
+            .each(|k, v| drop(counters.insert(k.into(), json!(v))));
+        self.volume
+            .each(|k, v| drop(counters.insert(k.into(), json!(v))));
+        counters.insert(
+            "flows_early_flushes".into(),
+            json!(self.flows_early_flushes),
+        );
+        counters.extend(
+            self.audit_skipped
+                .iter()
+                .map(|(k, v)| (k.to_string(), json!(v))),
+        );
         RunTotals {
             packets: self.packets,
             bytes: self.bytes,
@@ -129,7 +148,8 @@ impl<O: Output> Pipeline<O> {
             dns: config.dns.enabled.then(|| DnsDetector::new(&config.dns)),
             icmp: config.icmp.enabled.then(|| IcmpDetector::new(&config.icmp)),
             covert: Vec::new(),
-            sensitive: (!config.sensitive.paths.is_empty()).then(|| SensitiveDetector::new(&config.sensitive)),
+            sensitive: (!config.sensitive.paths.is_empty())
+                .then(|| SensitiveDetector::new(&config.sensitive)),
             crosscheck: None,
             latest_us: i64::MIN,
             out,
@@ -190,7 +210,10 @@ impl<O: Output> Pipeline<O> {
                 principal: Principal::Uid(n.by.unwrap_or(0)),
                 dst: None,
                 bytes: 0,
-                summary: format!("audit trail: {}; reads of sensitive files are no longer recorded", n.what),
+                summary: format!(
+                    "audit trail: {}; reads of sensitive files are no longer recorded",
+                    n.what
+                ),
                 details: json!({ "what": n.what }),
             }),
         }
@@ -249,14 +272,18 @@ impl<O: Output> Pipeline<O> {
             }
             self.emit_rows();
         }
-        self.flows.add(principal, p.gid, dst, p.ts_us, bytes, &mut self.pending);
+        self.flows
+            .add(principal, p.gid, dst, p.ts_us, bytes, &mut self.pending);
         self.stats.flows_early_flushes = self.flows.early_flushes;
         if self.pending.len() >= ROW_BATCH {
             self.emit_rows();
         }
 
         let mut crossings = Vec::new();
-        self.volume.observe(principal, p.ts_us, bytes, &mut self.stats.volume, |c| crossings.push(c));
+        self.volume
+            .observe(principal, p.ts_us, bytes, &mut self.stats.volume, |c| {
+                crossings.push(c)
+            });
         for c in crossings {
             let alert = self.volume_alert(c, dst);
             self.raise(alert);
@@ -312,6 +339,47 @@ impl<O: Output> Pipeline<O> {
         if let Some(dns) = self.dns.as_mut().filter(|d| d.pending_rows() > 0) {
             self.out.dns_rows(dns.take_rows());
         }
+    }
+}
+
+/// Feeds a pipeline frames and saved audit events in time order: before each frame, the
+/// events up to its time. [`Merge::finish`] hands over the rest.
+pub struct Merge<'a, O: Output> {
+    pipeline: &'a mut Pipeline<O>,
+    events: std::iter::Peekable<std::vec::IntoIter<AuditEvent>>,
+}
+
+impl<'a, O: Output> Merge<'a, O> {
+    /// `events` in any order; they are sorted by time (stable, so one event's order holds).
+    pub fn new(pipeline: &'a mut Pipeline<O>, mut events: Vec<AuditEvent>) -> Merge<'a, O> {
+        events.sort_by_key(AuditEvent::ts_us);
+        Merge {
+            pipeline,
+            events: events.into_iter().peekable(),
+        }
+    }
+
+    fn until(&mut self, ts_us: i64) {
+        while let Some(ev) = self.events.next_if(|e| e.ts_us() <= ts_us) {
+            self.pipeline.audit(ev);
+        }
+    }
+
+    /// Feeds the events after the last frame and flushes, so the pipeline's counters are final.
+    pub fn finish(mut self) {
+        self.until(i64::MAX);
+        self.pipeline.flush();
+    }
+}
+
+impl<O: Output> FrameSink for Merge<'_, O> {
+    fn frame(&mut self, frame: Frame<'_>) {
+        self.until(frame.ts_us);
+        self.pipeline.frame(frame);
+    }
+
+    fn damaged_record(&mut self) {
+        self.pipeline.damaged_record();
     }
 }
 

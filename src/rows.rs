@@ -33,10 +33,9 @@ pub struct DnsRow {
     pub unique: u32,
     /// Bytes of those unique names left of the registered domain.
     pub name_bytes: u64,
-    /// Unique names that were suspicious (see [`crate::detect::dns`]'s `row_flags::SUSPICIOUS`).
+    /// Unique names that were suspicious (the DNS detector's `row_flags::SUSPICIOUS`).
     pub suspicious: u32,
     pub flags: u32,
     /// A few suspicious names, terminal-safe.
     pub samples: Vec<String>,
 }
-

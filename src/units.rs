@@ -63,8 +63,75 @@ pub fn wall_clock_us() -> i64 {
 }
 
 pub fn rfc3339(us: i64) -> String {
-    chrono::DateTime::from_timestamp_micros(us)
-        .map_or_else(|| us.to_string(), |d| d.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+    chrono::DateTime::from_timestamp_micros(us).map_or_else(
+        || us.to_string(),
+        |d| d.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+    )
+}
+
+/// Deserializers for configuration values, shared by every component's config section.
+pub mod de {
+    use std::time::Duration;
+
+    use serde::{de, Deserialize, Deserializer};
+
+    pub fn positive<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+        match u32::deserialize(d)? {
+            0 => Err(de::Error::custom("must be at least 1")),
+            n => Ok(n),
+        }
+    }
+
+    pub fn positive_usize<'de, D: Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
+        match usize::deserialize(d)? {
+            0 => Err(de::Error::custom("must be at least 1")),
+            n => Ok(n),
+        }
+    }
+
+    /// Domain names, lower-cased, without a trailing dot.
+    pub fn domains<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+        Vec::<String>::deserialize(d)?
+            .into_iter()
+            .map(|s| {
+                let name = s.trim().trim_end_matches('.').to_ascii_lowercase();
+                let ok = !name.is_empty()
+                    && name.len() <= 253
+                    && name.split('.').all(|l| {
+                        !l.is_empty()
+                            && l.bytes()
+                                .all(|b| b.is_ascii_alphanumeric() || b"-_".contains(&b))
+                    });
+                if ok {
+                    Ok(name)
+                } else {
+                    Err(de::Error::custom(format!(
+                        "{:?} is not a domain name (labels of letters, digits, - and _)",
+                        crate::escape::printable(&s)
+                    )))
+                }
+            })
+            .collect()
+    }
+
+    pub fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let s = String::deserialize(d)?;
+        super::parse_duration(&s).map_err(de::Error::custom)
+    }
+
+    pub fn byte_size<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Size {
+            Number(u64),
+            Text(String),
+        }
+        match Size::deserialize(d)? {
+            Size::Number(0) => Err(de::Error::custom("size must be greater than zero")),
+            Size::Number(n) => Ok(n),
+            Size::Text(s) => super::parse_bytes(&s).map_err(de::Error::custom),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -91,4 +158,3 @@ mod tests {
         assert_eq!(human_bytes(10), "10 B");
     }
 }
-

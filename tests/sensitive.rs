@@ -45,7 +45,9 @@ struct Auditd {
 }
 
 fn status_field(status: &str, name: &str) -> Option<i64> {
-    status.lines().find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
 }
 
 impl Auditd {
@@ -88,7 +90,10 @@ impl Auditd {
                 _dir: None,
             });
         }
-        let dir = tempfile::Builder::new().prefix(AUDITD_MARK).tempdir().unwrap();
+        let dir = tempfile::Builder::new()
+            .prefix(AUDITD_MARK)
+            .tempdir()
+            .unwrap();
         let log = dir.path().join("audit.log");
         fs::write(
             dir.path().join("auditd.conf"),
@@ -101,7 +106,11 @@ impl Auditd {
             ),
         )
         .unwrap();
-        fs::set_permissions(dir.path().join("auditd.conf"), fs::Permissions::from_mode(0o640)).unwrap();
+        fs::set_permissions(
+            dir.path().join("auditd.conf"),
+            fs::Permissions::from_mode(0o640),
+        )
+        .unwrap();
         let child = Command::new("auditd")
             .args(["-n", "-c"])
             .arg(dir.path())
@@ -118,15 +127,22 @@ impl Auditd {
             was_disabled,
             _dir: Some(dir),
         };
-        wait_for(Duration::from_secs(15), "auditd to register with the kernel", || {
-            status_field(&must(&["auditctl", "-s"]), "pid") == Some(me) && log.exists()
-        });
+        wait_for(
+            Duration::from_secs(15),
+            "auditd to register with the kernel",
+            || status_field(&must(&["auditctl", "-s"]), "pid") == Some(me) && log.exists(),
+        );
         Some(d)
     }
 
     /// Loads the rules `exfilmon audit-rules` prints for `config`.
     fn load_rules(&self, config: &Path, dir: &Path) {
-        let rules = must(&[EXFILMON, "audit-rules", "--config", config.to_str().unwrap()]);
+        let rules = must(&[
+            EXFILMON,
+            "audit-rules",
+            "--config",
+            config.to_str().unwrap(),
+        ]);
         assert!(rules.contains(&format!("-p r -k {}", self.key)), "{rules}");
         let file = dir.join("exfilmon.rules");
         fs::write(&file, rules).unwrap();
@@ -182,7 +198,13 @@ impl Setup {
         )
         .unwrap();
         if apply {
-            let out = run(&[EXFILMON, "audit-rules", "--apply", "--config", cfg.to_str().unwrap()]);
+            let out = run(&[
+                EXFILMON,
+                "audit-rules",
+                "--apply",
+                "--config",
+                cfg.to_str().unwrap(),
+            ]);
             let said = String::from_utf8_lossy(&out.stderr).into_owned();
             assert!(out.status.success(), "audit-rules --apply: {said}");
             assert!(
@@ -190,7 +212,13 @@ impl Setup {
                 "{said}"
             );
             assert!(must(&["auditctl", "-l"]).contains(&key), "rules loaded");
-            let out = run(&[EXFILMON, "audit-rules", "--remove", "--config", cfg.to_str().unwrap()]);
+            let out = run(&[
+                EXFILMON,
+                "audit-rules",
+                "--remove",
+                "--config",
+                cfg.to_str().unwrap(),
+            ]);
             assert!(
                 out.status.success(),
                 "audit-rules --remove: {}",
@@ -296,7 +324,10 @@ impl Setup {
             "{a:#}"
         );
         assert_eq!(a["dst"], dst, "{a:#}");
-        assert!(a["bytes"].as_u64().unwrap() >= (CSV_BYTES / 4) as u64, "{a:#}");
+        assert!(
+            a["bytes"].as_u64().unwrap() >= (CSV_BYTES / 4) as u64,
+            "{a:#}"
+        );
         let file = &a["details"]["files"][0];
         assert_eq!(file["path"], self.csv.to_str().unwrap(), "{a:#}");
         assert!(file["exe"].as_str().unwrap().contains(exe), "{a:#}");
@@ -311,7 +342,12 @@ impl Setup {
 }
 
 fn start_monitor(lab: &Lab, cfg: &Path, db: &Path, audit_log: &Path) -> Monitor {
-    lab.start_monitor_with(cfg, db, "monitor.log", &["--audit-log".as_ref(), audit_log.as_os_str()])
+    lab.start_monitor_with(
+        cfg,
+        db,
+        "monitor.log",
+        &["--audit-log".as_ref(), audit_log.as_os_str()],
+    )
 }
 
 /// A customer table: ids, names, e-mail addresses, amounts, dates and a token per row, so it
@@ -362,11 +398,20 @@ fn scp_of_the_file_names_file_user_program_destination_and_bytes() {
         .expect("the read is in report files");
     assert_eq!(row["file"], s.csv.to_str().unwrap());
     assert_eq!(row["program"], "/usr/bin/scp");
-    assert!(row["sent_after"].as_u64().unwrap() >= CSV_BYTES as u64 / 4, "{row:#}");
-    assert!(row["destinations"].as_str().unwrap().contains(&dst), "{row:#}");
+    assert!(
+        row["sent_after"].as_u64().unwrap() >= CSV_BYTES as u64 / 4,
+        "{row:#}"
+    );
+    assert!(
+        row["destinations"].as_str().unwrap().contains(&dst),
+        "{row:#}"
+    );
     assert_eq!(row["alerts"], 1);
     // The audit trail's NETFILTER_PKT records matched what NFLOG delivered.
-    assert!(alerts.iter().all(|a| a["kind"] != "audit_mismatch"), "{alerts:#?}");
+    assert!(
+        alerts.iter().all(|a| a["kind"] != "audit_mismatch"),
+        "{alerts:#?}"
+    );
     let counters = &report(&s.db, "health")[0]["counters"]["skipped"];
     assert!(
         counters["audit_netfilter_pkt_matched"].as_u64().unwrap() >= 1,
@@ -387,13 +432,23 @@ fn a_trail_cut_or_stopped_is_a_health_alert() {
         "nft",
         "flush chain inet exfilmon egress; add rule inet exfilmon egress jump audit_trail",
     ]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     s.ssh_true(USERS[0]);
     wait_for(Duration::from_secs(20), "an audit_mismatch alert", || {
         !s.alerts("audit_mismatch").is_empty()
     });
     let a = &s.alerts("audit_mismatch")[0];
-    assert!(a["summary"].as_str().unwrap().contains("never reached NFLOG"), "{a:#}");
+    assert!(
+        a["summary"]
+            .as_str()
+            .unwrap()
+            .contains("never reached NFLOG"),
+        "{a:#}"
+    );
     // This kernel's NETFILTER_PKT records carry addresses and protocol; newer ones add ports.
     assert!(a["dst"].as_str().unwrap().starts_with(&s.lab.peer), "{a:#}");
     if let Some(c) = &mut s.audit.child {
@@ -403,7 +458,10 @@ fn a_trail_cut_or_stopped_is_a_health_alert() {
             !s.alerts("audit_off").is_empty()
         });
         let a = &s.alerts("audit_off")[0];
-        assert!(a["summary"].as_str().unwrap().contains("auditd stopped"), "{a:#}");
+        assert!(
+            a["summary"].as_str().unwrap().contains("auditd stopped"),
+            "{a:#}"
+        );
     }
     s.finish();
 }
@@ -417,8 +475,10 @@ fn cp_to_an_innocuous_name_then_scp_is_still_tied_to_the_file() {
     };
     let user = USERS[0];
     let copy = s.lab.path(user).join("notes.txt");
-    s.lab
-        .as_user(user, &["cp", s.csv.to_str().unwrap(), copy.to_str().unwrap()]);
+    s.lab.as_user(
+        user,
+        &["cp", s.csv.to_str().unwrap(), copy.to_str().unwrap()],
+    );
     s.scp(user, &copy);
     s.check_alert(user, "/usr/bin/cp", &format!("{}:22/tcp", s.lab.peer));
     s.finish();
@@ -445,9 +505,17 @@ fn python_script_compressing_and_sending_over_tcp_is_caught() {
         "sink.log",
     );
     wait_for(Duration::from_secs(10), "the TCP sink", || {
-        !must(&["ip", "netns", "exec", &outside, "ss", "-Hlnt", "sport = :9000"])
-            .trim()
-            .is_empty()
+        !must(&[
+            "ip",
+            "netns",
+            "exec",
+            &outside,
+            "ss",
+            "-Hlnt",
+            "sport = :9000",
+        ])
+        .trim()
+        .is_empty()
     });
     let script = s.lab.path("send.py");
     fs::write(
@@ -463,7 +531,12 @@ fn python_script_compressing_and_sending_over_tcp_is_caught() {
         .lab
         .as_user(
             user,
-            &["python3", script.to_str().unwrap(), s.csv.to_str().unwrap(), &peer],
+            &[
+                "python3",
+                script.to_str().unwrap(),
+                s.csv.to_str().unwrap(),
+                &peer,
+            ],
         )
         .trim()
         .parse()
@@ -495,7 +568,10 @@ fn reading_for_analysis_and_sending_nothing_raises_no_alert() {
     );
     s.wait_read(user);
     let (files, alerts) = s.finish();
-    assert!(alerts.iter().all(|a| a["kind"] != "sensitive_egress"), "{alerts:#?}");
+    assert!(
+        alerts.iter().all(|a| a["kind"] != "sensitive_egress"),
+        "{alerts:#?}"
+    );
     let rows: Vec<&Value> = files.iter().filter(|r| r["user"] == user).collect();
     assert_eq!(rows.len(), 2, "wc and python: {files:#?}");
     assert!(rows.iter().all(|r| r["sent_after"] == 0), "{rows:#?}");
@@ -508,11 +584,15 @@ fn reading_then_a_short_ssh_command_raises_no_alert() {
         return;
     };
     let user = USERS[0];
-    s.lab.as_user(user, &["head", "-n", "20", s.csv.to_str().unwrap()]);
+    s.lab
+        .as_user(user, &["head", "-n", "20", s.csv.to_str().unwrap()]);
     s.ssh_true(user);
     s.wait_read(user);
     let (files, alerts) = s.finish();
-    assert!(alerts.iter().all(|a| a["kind"] != "sensitive_egress"), "{alerts:#?}");
+    assert!(
+        alerts.iter().all(|a| a["kind"] != "sensitive_egress"),
+        "{alerts:#?}"
+    );
     let row = files.iter().find(|r| r["user"] == user).unwrap();
     let sent = row["sent_after"].as_u64().unwrap();
     assert!(
@@ -523,7 +603,9 @@ fn reading_then_a_short_ssh_command_raises_no_alert() {
 }
 
 fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("pcaps/sensitive").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("pcaps/sensitive")
+        .join(name)
 }
 
 /// `report <what> --format json` against a database and the fixtures' configuration.
@@ -553,7 +635,8 @@ fn report_with(db: &Path, what: &str) -> Vec<Value> {
 /// the recording an audit_off alert, and every NETFILTER_PKT record matched.
 #[test]
 fn replay_of_the_recorded_scenarios_in_both_log_formats() {
-    let meta: Value = serde_json::from_str(&fs::read_to_string(fixture("meta.json")).unwrap()).unwrap();
+    let meta: Value =
+        serde_json::from_str(&fs::read_to_string(fixture("meta.json")).unwrap()).unwrap();
     let uid = |user: &str| meta["uids"][user].as_u64().unwrap();
     for (log, enriched) in [("audit.log", true), ("audit-raw.log", false)] {
         let dir = tempfile::tempdir().unwrap();
@@ -569,15 +652,25 @@ fn replay_of_the_recorded_scenarios_in_both_log_formats() {
             .arg(&db)
             .output()
             .unwrap();
-        assert!(out.status.success(), "{log}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{log}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let alerts = report_with(&db, "alerts");
-        let sensitive: Vec<&Value> = alerts.iter().filter(|a| a["kind"] == "sensitive_egress").collect();
+        let sensitive: Vec<&Value> = alerts
+            .iter()
+            .filter(|a| a["kind"] == "sensitive_egress")
+            .collect();
         let mut got: Vec<(u64, String)> = sensitive
             .iter()
             .map(|a| {
                 (
                     a["uid"].as_u64().unwrap(),
-                    a["details"]["files"][0]["exe"].as_str().unwrap().to_string(),
+                    a["details"]["files"][0]["exe"]
+                        .as_str()
+                        .unwrap()
+                        .to_string(),
                 )
             })
             .collect();
@@ -597,13 +690,23 @@ fn replay_of_the_recorded_scenarios_in_both_log_formats() {
             );
         }
         for a in &sensitive {
-            assert_eq!(a["details"]["files"][0]["path"], meta["csv"], "{log}: {a:#}");
+            assert_eq!(
+                a["details"]["files"][0]["path"], meta["csv"],
+                "{log}: {a:#}"
+            );
             assert_eq!(
                 a["details"]["files"][0]["size"], meta["csv_size"],
                 "{log}: size from the config"
             );
-            assert_eq!(a["details"]["files"][0]["user"].is_string(), enriched, "{log}: {a:#}");
-            assert!(a["dst"].as_str().unwrap().starts_with("10.77.11.1:"), "{log}: {a:#}");
+            assert_eq!(
+                a["details"]["files"][0]["user"].is_string(),
+                enriched,
+                "{log}: {a:#}"
+            );
+            assert!(
+                a["dst"].as_str().unwrap().starts_with("10.77.11.1:"),
+                "{log}: {a:#}"
+            );
         }
         let kinds: Vec<&str> = alerts.iter().map(|a| a["kind"].as_str().unwrap()).collect();
         assert_eq!(
@@ -651,7 +754,11 @@ fn replay_counts_audit_lines_and_netfilter_records() {
         .arg(&db)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let out = Command::new("sqlite3")
         .arg(&db)
         .arg("SELECT counters FROM runs")
@@ -663,7 +770,10 @@ fn replay_counts_audit_lines_and_netfilter_records() {
     assert_eq!(counters["audit_no_type"], 2, "{counters:#}");
     assert_eq!(counters["audit_bad_stamp"], 1, "{counters:#}");
     assert_eq!(counters["audit_line_too_long"], 1, "{counters:#}");
-    assert!(counters["audit_netfilter_pkt"].as_u64().unwrap() >= 4, "{counters:#}");
+    assert!(
+        counters["audit_netfilter_pkt"].as_u64().unwrap() >= 4,
+        "{counters:#}"
+    );
     assert_eq!(
         counters["audit_netfilter_pkt"], counters["audit_netfilter_pkt_matched"],
         "{counters:#}"

@@ -1,7 +1,7 @@
 //! auditd log lines: the line parser and the event assembler, over the lines of the input.
 #![no_main]
 
-use exfilmon::audit::{parse::Record, Reader};
+use exfilmon::source::audit::{parse::Record, Reader};
 use exfilmon::config::SensitiveConfig;
 use libfuzzer_sys::fuzz_target;
 

@@ -3,7 +3,8 @@
 
 use std::path::Path;
 
-use exfilmon::source::{pcap, Frame, FrameSink};
+use exfilmon::decode::Frame;
+use exfilmon::source::{pcap, FrameSink};
 use libfuzzer_sys::fuzz_target;
 
 struct Discard;

@@ -4,7 +4,8 @@
 
 use exfilmon::decode::nflog;
 use exfilmon::source::nflog::{read_datagram, Sequence, SourceStats};
-use exfilmon::source::{Frame, FrameSink};
+use exfilmon::decode::Frame;
+use exfilmon::source::FrameSink;
 use libfuzzer_sys::fuzz_target;
 
 struct Parse;

@@ -15,7 +15,8 @@ use exfilmon::config::Config;
 use exfilmon::detect::dns::DnsRow;
 use exfilmon::flows::EgressRow;
 use exfilmon::pipeline::{Output, Pipeline};
-use exfilmon::source::{Frame, FrameSink, LinkType};
+use exfilmon::decode::{Frame, LinkType};
+use exfilmon::source::FrameSink;
 use libfuzzer_sys::fuzz_target;
 
 const LINKS: [LinkType; 7] = LinkType::ALL;

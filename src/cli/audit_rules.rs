@@ -4,8 +4,8 @@ use anyhow::Result;
 use clap::Args;
 
 use super::Common;
-use crate::audit::rules::{self, RULES_FILE};
 use crate::config::Config;
+use crate::source::audit::rules::{self, RULES_FILE};
 
 #[derive(Debug, Args)]
 #[command(after_help = "\
@@ -27,11 +27,14 @@ pub fn run(args: &AuditRulesArgs) -> Result<()> {
     let config = Config::load(args.common.config.as_deref())?;
     let file = std::path::Path::new(RULES_FILE);
     let done = if args.apply {
-        rules::apply(&config.sensitive, file)?
+        rules::apply(&config.sensitive.paths, &config.sensitive.audit_key, file)?
     } else if args.remove {
-        rules::remove(&config.sensitive, file)?
+        rules::remove(&config.sensitive.audit_key, file)?
     } else {
-        print!("{}", rules::render(&config.sensitive));
+        print!(
+            "{}",
+            rules::render(&config.sensitive.paths, &config.sensitive.audit_key)
+        );
         return Ok(());
     };
     for line in done {

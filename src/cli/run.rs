@@ -26,11 +26,11 @@ use crate::nft::{self, NftError};
 use crate::pipeline::Pipeline;
 use crate::source::nflog::{NflogSource, Poll};
 use crate::store::writer::{Delivery, Write, Writer};
+use crate::store::Store;
 use crate::trail::sign::Signer;
 use crate::trail::{Event, EventKind};
-use crate::watch::SelfWatch;
-use crate::store::Store;
 use crate::units::wall_clock_us;
+use crate::watch::SelfWatch;
 
 /// Aggregates and the heartbeat go to the writer this often: what a SIGKILL can lose.
 const HEARTBEAT: Duration = Duration::from_secs(1);
@@ -74,11 +74,20 @@ pub fn run(args: &RunArgs) -> Result<()> {
     }
     // Opened before dropping privileges: the log is readable by root (and auditd's log_group).
     let mut audit = match &args.audit_log {
-        Some(path) => Some((crate::audit::follow::Follower::open(path)?, crate::audit::Reader::new(&config.sensitive))),
+        Some(path) => Some((
+            crate::source::audit::follow::Follower::open(path)?,
+            config.sensitive.audit_reader(true),
+        )),
         None => None,
     };
     // The signing key is readable by root only: loaded before dropping privileges.
-    let signer = config.trail.signing_key.as_deref().map(Signer::load).transpose()?.map(Arc::new);
+    let signer = config
+        .trail
+        .signing_key
+        .as_deref()
+        .map(Signer::load)
+        .transpose()?
+        .map(Arc::new);
     let privileged = match &config.user {
         Some(name) => {
             become_user(name, &db)?;
@@ -86,7 +95,8 @@ pub fn run(args: &RunArgs) -> Result<()> {
         }
         None => true,
     };
-    let store = Store::open(&db).context("database not writable (fix its permissions or pass --db)")?;
+    let store =
+        Store::open(&db).context("database not writable (fix its permissions or pass --db)")?;
     let run_id = store.begin_run("run")?;
     let started_us = wall_clock_us();
     eprintln!(
@@ -100,7 +110,10 @@ pub fn run(args: &RunArgs) -> Result<()> {
     let mut watch = SelfWatch::start(&config, sinks.clone(), signer.is_some());
     let started = started_event(&config, &db, &source, signer.as_deref());
     let delivery = Delivery { sinks, signer };
-    let mut pipeline = Pipeline::new(&config, Writer::spawn_delivering(store, Some(run_id), delivery));
+    let mut pipeline = Pipeline::new(
+        &config,
+        Writer::spawn_delivering(store, Some(run_id), delivery),
+    );
     pipeline.output().send(Write::Event(Box::new(started)));
     if audit.is_some() {
         pipeline.enable_audit(&config);
@@ -110,7 +123,9 @@ pub fn run(args: &RunArgs) -> Result<()> {
     let mut failure = None;
     while !signals.term.load(Ordering::Relaxed) {
         match source.poll(&mut pipeline) {
-            Ok(Poll::Overrun) => tracing::debug!("receive buffer overrun: the kernel dropped a batch"),
+            Ok(Poll::Overrun) => {
+                tracing::debug!("receive buffer overrun: the kernel dropped a batch")
+            }
             Ok(Poll::Records(_) | Poll::Idle) => {}
             Err(e) => {
                 failure = Some(anyhow::Error::new(e));
@@ -121,16 +136,30 @@ pub fn run(args: &RunArgs) -> Result<()> {
             follow_audit(follower, reader, &mut pipeline, started_us);
         }
         if signals.hup.swap(false, Ordering::Relaxed) {
-            pipeline = reload(pipeline, &mut config, config_path.as_deref(), &mut source, privileged);
+            pipeline = reload(
+                pipeline,
+                &mut config,
+                config_path.as_deref(),
+                &mut source,
+                privileged,
+            );
             watch.reloaded(&config);
             if let Some((_, reader)) = &mut audit {
                 pipeline.enable_audit(&config);
-                *reader = crate::audit::Reader::new(&config.sensitive);
+                *reader = config.sensitive.audit_reader(true);
             }
         }
         if Instant::now() >= next_beat {
             next_beat = Instant::now() + HEARTBEAT;
-            heartbeat(&mut pipeline, &source, &mut alarm, run_id, started_us, None, watch.sink_stats());
+            heartbeat(
+                &mut pipeline,
+                &source,
+                &mut alarm,
+                run_id,
+                started_us,
+                None,
+                watch.sink_stats(),
+            );
             let (alerts, s) = (pipeline.stats.alerts, &source.stats);
             watch.tick(pipeline.output(), || {
                 json!({ "run": run_id, "pid": std::process::id(), "started": crate::units::rfc3339(started_us),
@@ -143,15 +172,33 @@ pub fn run(args: &RunArgs) -> Result<()> {
     }
 
     let stopped = wall_clock_us();
-    let why = failure.as_ref().map_or_else(|| "on a signal".to_string(), |e| format!("on an error: {e}"));
+    let why = failure.as_ref().map_or_else(
+        || "on a signal".to_string(),
+        |e| format!("on an error: {e}"),
+    );
     let (s, alerts) = (&source.stats, pipeline.stats.alerts);
     pipeline.output().send(Write::Event(Box::new(Event::now(
         EventKind::Stopped,
-        if failure.is_some() { Severity::High } else { Severity::Low },
-        format!("exfilmon stopped {why}: {} packets received, {} lost, {alerts} alerts", s.records, s.lost),
+        if failure.is_some() {
+            Severity::High
+        } else {
+            Severity::Low
+        },
+        format!(
+            "exfilmon stopped {why}: {} packets received, {} lost, {alerts} alerts",
+            s.records, s.lost
+        ),
         json!({ "packets": s.records, "lost": s.lost, "alerts": alerts }),
     ))));
-    heartbeat(&mut pipeline, &source, &mut alarm, run_id, started_us, Some(stopped), watch.sink_stats());
+    heartbeat(
+        &mut pipeline,
+        &source,
+        &mut alarm,
+        run_id,
+        started_us,
+        Some(stopped),
+        watch.sink_stats(),
+    );
     let stats = pipeline.stats.clone();
     let mut store = match pipeline.into_output().finish() {
         Ok(store) => store,
@@ -189,7 +236,8 @@ impl Signals {
                 .and_then(|_| signal_hook::flag::register(sig, Arc::clone(&term)))
                 .context("cannot install signal handlers")?;
         }
-        signal_hook::flag::register(SIGHUP, Arc::clone(&hup)).context("cannot install signal handlers")?;
+        signal_hook::flag::register(SIGHUP, Arc::clone(&hup))
+            .context("cannot install signal handlers")?;
         Ok(Signals { term, hup })
     }
 }
@@ -198,14 +246,14 @@ impl Signals {
 /// reads made shortly before a restart still open their windows; other records from before
 /// this run (NETFILTER_PKT, auditd stopping) are history and are not judged again.
 fn follow_audit(
-    follower: &mut crate::audit::follow::Follower,
-    reader: &mut crate::audit::Reader,
+    follower: &mut crate::source::audit::follow::Follower,
+    reader: &mut crate::source::audit::Reader,
     pipeline: &mut Pipeline<Writer>,
     started_us: i64,
 ) {
     let fed = follower.poll(&mut |line| {
         reader.line(line, &mut |ev| {
-            if matches!(ev, crate::audit::AuditEvent::Read(_)) || ev.ts_us() >= started_us {
+            if matches!(ev, crate::source::audit::AuditEvent::Read(_)) || ev.ts_us() >= started_us {
                 pipeline.audit(ev);
             }
         })
@@ -292,7 +340,10 @@ fn reload(
         }
     };
     if new.nflog.group != config.nflog.group {
-        tracing::warn!("[nflog] group changed: restart exfilmon to bind group {}", new.nflog.group);
+        tracing::warn!(
+            "[nflog] group changed: restart exfilmon to bind group {}",
+            new.nflog.group
+        );
     }
     if new.db != config.db {
         tracing::warn!("db changed: restart exfilmon to write to the new database");
@@ -309,10 +360,14 @@ fn reload(
     let stats = pipeline.stats.clone();
     let mut fresh = Pipeline::new(&new, pipeline.into_output());
     fresh.stats = stats;
-    let restart: Vec<&str> = [("sink", new.sink != config.sink), ("trail", new.trail != config.trail), ("monitor", new.monitor != config.monitor)]
-        .into_iter()
-        .filter_map(|(section, changed)| changed.then_some(section))
-        .collect();
+    let restart: Vec<&str> = [
+        ("sink", new.sink != config.sink),
+        ("trail", new.trail != config.trail),
+        ("monitor", new.monitor != config.monitor),
+    ]
+    .into_iter()
+    .filter_map(|(section, changed)| changed.then_some(section))
+    .collect();
     if !restart.is_empty() {
         tracing::warn!("{} changed: restart exfilmon to apply", restart.join(", "));
     }
@@ -333,7 +388,10 @@ fn become_user(name: &str, db: &Path) -> Result<()> {
         .ok()
         .flatten()
         .with_context(|| format!("config `user`: no user named {name:?} on this system"))?;
-    let dir = db.parent().filter(|d| !d.as_os_str().is_empty()).map_or_else(|| PathBuf::from("."), Path::to_owned);
+    let dir = db
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .map_or_else(|| PathBuf::from("."), Path::to_owned);
     std::fs::DirBuilder::new()
         .recursive(true)
         .mode(0o750)
@@ -348,8 +406,12 @@ fn become_user(name: &str, db: &Path) -> Result<()> {
         }
     }
     for p in &owned {
-        chown(p, Some(user.uid), Some(user.gid))
-            .with_context(|| format!("cannot hand {} to user {name} (needs CAP_CHOWN)", p.display()))?;
+        chown(p, Some(user.uid), Some(user.gid)).with_context(|| {
+            format!(
+                "cannot hand {} to user {name} (needs CAP_CHOWN)",
+                p.display()
+            )
+        })?;
     }
     setgroups(&[user.gid]).context("cannot drop supplementary groups (needs CAP_SETGID)")?;
     setgid(user.gid).with_context(|| format!("cannot switch to group {}", user.gid))?;
@@ -358,7 +420,12 @@ fn become_user(name: &str, db: &Path) -> Result<()> {
 }
 
 /// The trail's first word from a run: what is monitored, where alerts go, who signs.
-fn started_event(config: &Config, db: &Path, source: &NflogSource, signer: Option<&Signer>) -> Event {
+fn started_event(
+    config: &Config,
+    db: &Path,
+    source: &NflogSource,
+    signer: Option<&Signer>,
+) -> Event {
     let sinks: Vec<&str> = config.sink.iter().map(|s| s.name.as_str()).collect();
     Event::now(
         EventKind::Started,
@@ -369,7 +436,10 @@ fn started_event(config: &Config, db: &Path, source: &NflogSource, signer: Optio
             source.group(),
             db.display(),
             sinks.len(),
-            signer.map_or_else(|| "not signed".to_string(), |s| format!("signed by key {}", s.key_id()))
+            signer.map_or_else(
+                || "not signed".to_string(),
+                |s| format!("signed by key {}", s.key_id())
+            )
         ),
         json!({
             "version": env!("CARGO_PKG_VERSION"),

@@ -36,9 +36,18 @@ pub struct Packet<'a> {
 /// The transport layer, with whatever part of its payload was captured.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum L4<'a> {
-    Tcp { payload: &'a [u8] },
-    Udp { payload: &'a [u8] },
-    Icmp { v6: bool, kind: u8, code: u8, payload: &'a [u8] },
+    Tcp {
+        payload: &'a [u8],
+    },
+    Udp {
+        payload: &'a [u8],
+    },
+    Icmp {
+        v6: bool,
+        kind: u8,
+        code: u8,
+        payload: &'a [u8],
+    },
     /// Another protocol, a non-first fragment, or a transport header cut by the snaplen.
     Other,
 }
@@ -72,7 +81,10 @@ pub enum DecodeError {
 impl DecodeError {
     /// True for frames that are damaged, as opposed to frames that are fine but not egress.
     pub fn is_malformed(self) -> bool {
-        matches!(self, DecodeError::Truncated | DecodeError::BadIp | DecodeError::BadNflog)
+        matches!(
+            self,
+            DecodeError::Truncated | DecodeError::BadIp | DecodeError::BadNflog
+        )
     }
 
     /// Stable name for counters and reports.

@@ -3,7 +3,7 @@
 //! every packet to NFLOG. Each audit record should have NFLOG packets of the same connection
 //! around the same time; one that has none means NFLOG lost it, or someone changed the ruleset
 //! or the monitor's view (and the audit trail going silent is caught from auditd's own
-//! records, see [`crate::audit::AuditNote`]). Unmatched records raise an `audit_mismatch`
+//! records, see [`crate::source::audit::AuditNote`]). Unmatched records raise an `audit_mismatch`
 //! alert, at most one per [`ALERT_PERIOD_US`], covering every record since the last one.
 //!
 //! A record is judged [`GRACE_US`] after its time, so late NFLOG batches and a log read a little
@@ -19,11 +19,11 @@ use std::net::IpAddr;
 use rustc_hash::FxHashMap;
 use serde_json::json;
 
-use crate::alert::{Alert, AlertKind};
-use crate::audit::NetPkt;
 use crate::alert::Severity;
+use crate::alert::{Alert, AlertKind};
 use crate::decode::Packet;
 use crate::principal::{proto_name, Dst, Principal};
+use crate::source::audit::NetPkt;
 
 pub const GRACE_US: i64 = 5_000_000;
 pub const ALERT_PERIOD_US: i64 = 60_000_000;
@@ -74,7 +74,8 @@ pub struct AuditCrossCheck {
 impl AuditCrossCheck {
     /// A packet NFLOG delivered.
     pub fn packet(&mut self, p: &Packet<'_>) {
-        self.seen.insert((p.src, p.dst, p.proto, p.sport, p.dport), p.ts_us);
+        self.seen
+            .insert((p.src, p.dst, p.proto, p.sport, p.dport), p.ts_us);
         self.seen.insert((p.src, p.dst, p.proto, 0, 0), p.ts_us);
         if self.seen.len() > MAX_SEEN {
             let keep = p.ts_us - 2 * GRACE_US;
@@ -250,10 +251,20 @@ mod tests {
             c.packet(&p);
             assert!(c.seen.len() <= MAX_SEEN + 1);
         }
-        assert!(started.elapsed() < std::time::Duration::from_secs(60), "rescanned per packet");
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(60),
+            "rescanned per packet"
+        );
         c.check(10 * S, &mut alerts);
         assert!(alerts.is_empty(), "{alerts:?}");
-        assert_eq!((c.counters.matched, c.counters.unmatched, c.counters.unjudged), (0, 0, 1));
+        assert_eq!(
+            (
+                c.counters.matched,
+                c.counters.unmatched,
+                c.counters.unjudged
+            ),
+            (0, 0, 1)
+        );
         assert!(c.counters.seen_evicted > 0);
     }
 }

@@ -19,20 +19,22 @@
 use std::collections::BTreeMap;
 use std::hash::{BuildHasher, RandomState};
 use std::net::IpAddr;
+use std::time::Duration;
 
 use rustc_hash::{FxHashMap, FxHashSet};
 use serde_json::json;
 
 use super::names::{Alphabet, Shape};
 use super::tally::{Episode, Step, Tally, BUCKETS};
-use crate::alert::{Alert, AlertKind};
 use crate::alert::Severity;
-use crate::config::DnsConfig;
+use crate::alert::{Alert, AlertKind};
 use crate::decode::dns::{self, Flags, Query, MAX_NAME_LEN};
 use crate::decode::{Packet, L4};
-use crate::rows::{DnsRow, MINUTE_US};
 use crate::principal::{endpoint, Principal};
+use crate::rows::{DnsRow, MINUTE_US};
+use crate::units::de::{byte_size, domains, duration, positive, positive_usize};
 use crate::units::{human_bytes, human_duration};
+use serde::Deserialize;
 
 /// Bits of [`DnsRow::flags`].
 pub mod row_flags {
@@ -150,8 +152,15 @@ fn odd_type(qtype: u16) -> bool {
 
 impl DnsDetector {
     pub fn new(cfg: &DnsConfig) -> DnsDetector {
-        let window_us = i64::try_from(cfg.window.as_micros()).unwrap_or(i64::MAX).max(BUCKETS as i64);
-        let allow = cfg.allow.iter().chain(&cfg.allow_extra).map(|d| d.as_bytes().into()).collect();
+        let window_us = i64::try_from(cfg.window.as_micros())
+            .unwrap_or(i64::MAX)
+            .max(BUCKETS as i64);
+        let allow = cfg
+            .allow
+            .iter()
+            .chain(&cfg.allow_extra)
+            .map(|d| d.as_bytes().into())
+            .collect();
         DnsDetector {
             cfg: cfg.clone(),
             window_us,
@@ -169,7 +178,13 @@ impl DnsDetector {
     /// Looks at a UDP or TCP packet: port 53 always, other ports when the payload has the
     /// shape of a query (a few byte compares). Anything else returns at once.
     #[inline]
-    pub fn observe(&mut self, p: &Packet<'_>, who: Principal, c: &mut DnsCounters, alerts: &mut Vec<Alert>) {
+    pub fn observe(
+        &mut self,
+        p: &Packet<'_>,
+        who: Principal,
+        c: &mut DnsCounters,
+        alerts: &mut Vec<Alert>,
+    ) {
         match p.l4 {
             L4::Udp { payload } if p.dport == 53 => match dns::parse(payload) {
                 Ok(q) => self.query(p, who, &q, c, alerts),
@@ -192,7 +207,8 @@ impl DnsDetector {
             L4::Tcp { payload }
                 if self.cfg.other_ports
                     && payload.len() >= 20
-                    && usize::from(u16::from_be_bytes([payload[0], payload[1]])) == payload.len() - 2
+                    && usize::from(u16::from_be_bytes([payload[0], payload[1]]))
+                        == payload.len() - 2
                     && dns::looks_like_query(&payload[2..]) =>
             {
                 self.other_port(p, who, &payload[2..], c, alerts)
@@ -202,7 +218,14 @@ impl DnsDetector {
     }
 
     /// A DNS-shaped payload on another port counts only if it parses without any oddity.
-    fn other_port(&mut self, p: &Packet<'_>, who: Principal, msg: &[u8], c: &mut DnsCounters, alerts: &mut Vec<Alert>) {
+    fn other_port(
+        &mut self,
+        p: &Packet<'_>,
+        who: Principal,
+        msg: &[u8],
+        c: &mut DnsCounters,
+        alerts: &mut Vec<Alert>,
+    ) {
         if let Ok(q) = dns::parse(msg) {
             if q.is_clean_query() {
                 c.other_port += 1;
@@ -211,7 +234,14 @@ impl DnsDetector {
         }
     }
 
-    fn query(&mut self, p: &Packet<'_>, who: Principal, q: &Query<'_>, c: &mut DnsCounters, alerts: &mut Vec<Alert>) {
+    fn query(
+        &mut self,
+        p: &Packet<'_>,
+        who: Principal,
+        q: &Query<'_>,
+        c: &mut DnsCounters,
+        alerts: &mut Vec<Alert>,
+    ) {
         if q.flags.contains(Flags::RESPONSE) {
             c.responses += 1;
             return;
@@ -223,7 +253,9 @@ impl DnsDetector {
         let mut buf = [0u8; MAX_NAME_LEN];
         let mut n = 0;
         for (i, label) in q.qname.labels().enumerate() {
-            let Some(dot) = buf.get_mut(n..n + usize::from(i > 0) + label.len()) else { break };
+            let Some(dot) = buf.get_mut(n..n + usize::from(i > 0) + label.len()) else {
+                break;
+            };
             let (sep, rest) = dot.split_at_mut(usize::from(i > 0));
             sep.fill(b'.');
             rest.copy_from_slice(label);
@@ -236,7 +268,11 @@ impl DnsDetector {
             Some(d) => d.as_bytes(),
             None => name,
         };
-        let registered_labels = if registered.is_empty() { 0 } else { registered.iter().filter(|&&b| b == b'.').count() + 1 };
+        let registered_labels = if registered.is_empty() {
+            0
+        } else {
+            registered.iter().filter(|&&b| b == b'.').count() + 1
+        };
         let sub_labels = q.qname.label_count().saturating_sub(registered_labels);
         let shape = Shape::of(q.qname.labels().take(sub_labels));
         let sub_bytes = n.saturating_sub(registered.len() + 1) as u32;
@@ -249,8 +285,11 @@ impl DnsDetector {
             | Flags::MULTI_QUESTION;
         let malformed = q.flags.0 & wire_odd.0 != 0;
         let odd = odd_type(q.qtype) && shape.chars > 0;
-        let suspicious =
-            !allowed && (shape.looks_encoded(self.cfg.min_encoded_chars) || n > self.cfg.long_name || odd || malformed);
+        let suspicious = !allowed
+            && (shape.looks_encoded(self.cfg.min_encoded_chars)
+                || n > self.cfg.long_name
+                || odd
+                || malformed);
         let unique = self.remember(self.hasher.hash_one((who, name)), ts, c);
         if allowed {
             c.allowed += 1;
@@ -304,7 +343,11 @@ impl DnsDetector {
             | if suspicious { row_flags::SUSPICIOUS } else { 0 }
             | if odd { row_flags::ODD_TYPE } else { 0 }
             | if malformed { row_flags::MALFORMED } else { 0 }
-            | if shape.alphabet == Alphabet::Binary { row_flags::BINARY } else { 0 };
+            | if shape.alphabet == Alphabet::Binary {
+                row_flags::BINARY
+            } else {
+                0
+            };
         if allowed {
             pair.tally.add(ts, self.bucket_us, [1, 0, 0, 0, 0]);
             return;
@@ -319,7 +362,8 @@ impl DnsDetector {
         }
         if suspicious && unique {
             let want_alert = pair.samples.len() < ALERT_SAMPLES;
-            let want_row = row.samples.len() < ROW_SAMPLES && pair.stored_samples < STORED_SAMPLES_PER_PAIR;
+            let want_row =
+                row.samples.len() < ROW_SAMPLES && pair.stored_samples < STORED_SAMPLES_PER_PAIR;
             if want_alert || want_row {
                 let shown = display_name(q);
                 if want_row {
@@ -334,17 +378,26 @@ impl DnsDetector {
         let sums = pair.tally.add(
             ts,
             self.bucket_us,
-            [1, u32::from(counted), if counted { sub_bytes } else { 0 }, u32::from(counted && suspicious), u32::from(odd)],
+            [
+                1,
+                u32::from(counted),
+                if counted { sub_bytes } else { 0 },
+                u32::from(counted && suspicious),
+                u32::from(odd),
+            ],
         );
         let cfg = &self.cfg;
         let bytes = u64::from(sums[BYTES]);
-        let over =
-            sums[ENCODED] >= cfg.encoded_names || sums[UNIQUE] >= cfg.unique_names || bytes >= cfg.unique_bytes;
+        let over = sums[ENCODED] >= cfg.encoded_names
+            || sums[UNIQUE] >= cfg.unique_names
+            || bytes >= cfg.unique_bytes;
         let quiet = sums[ENCODED] < cfg.encoded_names.div_ceil(2)
             && sums[UNIQUE] < cfg.unique_names.div_ceil(2)
             && bytes < cfg.unique_bytes.div_ceil(2);
         let was_open = pair.episode.is_open();
-        let step = pair.episode.update(over, quiet, pair.carried, cfg.escalate_bytes);
+        let step = pair
+            .episode
+            .update(over, quiet, pair.carried, cfg.escalate_bytes);
         if was_open && !pair.episode.is_open() {
             // The episode ended: the next one starts its evidence afresh.
             pair.carried = 0;
@@ -354,7 +407,16 @@ impl DnsDetector {
             pair.row.flags |= row_flags::ALERTED;
         }
         if let Some(step) = step {
-            alerts.push(pair_alert(cfg, self.window_us, step, who, pair, sums, p, ts));
+            alerts.push(pair_alert(
+                cfg,
+                self.window_us,
+                step,
+                who,
+                pair,
+                sums,
+                p,
+                ts,
+            ));
         }
     }
 
@@ -397,8 +459,12 @@ impl DnsDetector {
             return true;
         }
         // Evict the idle half (by last activity), never an open episode.
-        let mut idle: Vec<i64> =
-            self.pairs.values().filter(|p| !p.episode.is_open()).map(|p| p.last_us).collect();
+        let mut idle: Vec<i64> = self
+            .pairs
+            .values()
+            .filter(|p| !p.episode.is_open())
+            .map(|p| p.last_us)
+            .collect();
         if idle.is_empty() {
             return false;
         }
@@ -417,7 +483,13 @@ impl DnsDetector {
         self.pairs.len() < self.cfg.max_pairs
     }
 
-    fn raw(&mut self, p: &Packet<'_>, who: Principal, c: &mut DnsCounters, alerts: &mut Vec<Alert>) {
+    fn raw(
+        &mut self,
+        p: &Packet<'_>,
+        who: Principal,
+        c: &mut DnsCounters,
+        alerts: &mut Vec<Alert>,
+    ) {
         c.not_dns += 1;
         let key = (who, p.dst);
         if !self.raw.contains_key(&key) && self.raw.len() >= self.cfg.max_pairs {
@@ -474,7 +546,8 @@ impl DnsDetector {
             if p.row.minute_us < minute_us && p.row.queries > 0 {
                 rows.push(p.take_row(minute_us));
             }
-            p.last_us >= horizon || p.episode.is_open() && p.last_us >= horizon.saturating_sub(self.window_us)
+            p.last_us >= horizon
+                || p.episode.is_open() && p.last_us >= horizon.saturating_sub(self.window_us)
         });
         self.raw.retain(|_, r| r.last_us >= horizon);
     }
@@ -516,7 +589,11 @@ impl Pair {
             unique: 0,
             name_bytes: 0,
             suspicious: 0,
-            flags: if self.episode.is_open() { row_flags::ALERTED } else { 0 },
+            flags: if self.episode.is_open() {
+                row_flags::ALERTED
+            } else {
+                0
+            },
             samples: Vec::new(),
         };
         let mut row = std::mem::replace(&mut self.row, empty);
@@ -564,14 +641,21 @@ fn pair_alert(
     }
     let mut types = BTreeMap::new();
     for (i, &n) in pair.types.iter().enumerate().filter(|(_, &n)| n > 0) {
-        let name = MIX.get(i).map_or_else(|| "other".into(), |&t| dns::type_name(t));
+        let name = MIX
+            .get(i)
+            .map_or_else(|| "other".into(), |&t| dns::type_name(t));
         types.insert(name.into_owned(), n);
     }
-    let alphabets: Vec<&str> = [Alphabet::Hex, Alphabet::Base32, Alphabet::Base64, Alphabet::Binary]
-        .into_iter()
-        .filter(|a| pair.alphabets & (1 << *a as u32) != 0)
-        .map(Alphabet::as_str)
-        .collect();
+    let alphabets: Vec<&str> = [
+        Alphabet::Hex,
+        Alphabet::Base32,
+        Alphabet::Base64,
+        Alphabet::Binary,
+    ]
+    .into_iter()
+    .filter(|a| pair.alphabets & (1 << *a as u32) != 0)
+    .map(Alphabet::as_str)
+    .collect();
     let minutes = (window_us as f64 / 60e6).max(1.0 / 60.0);
     Alert {
         ts_us: ts,
@@ -640,6 +724,107 @@ fn display_name(q: &Query<'_>) -> String {
     out
 }
 
+/// `[dns]`: DNS tunnel detection per (principal, registered domain) over a sliding window.
+/// An episode opens when any rule is met; see `exfilmon.example.toml` for the reasoning.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct DnsConfig {
+    pub enabled: bool,
+    #[serde(deserialize_with = "duration")]
+    pub window: Duration,
+    /// Unique names that look encoded (or are binary, over-long, or of a type ordinary
+    /// programs do not ask for) within the window.
+    #[serde(deserialize_with = "positive")]
+    pub encoded_names: u32,
+    /// Unique names within the window, whatever they look like (polling tunnels).
+    #[serde(deserialize_with = "positive")]
+    pub unique_names: u32,
+    /// Bytes of unique subdomain names within the window: the information carried out.
+    #[serde(deserialize_with = "byte_size")]
+    pub unique_bytes: u64,
+    /// Subdomain characters a name needs before its alphabet and entropy can call it encoded.
+    #[serde(deserialize_with = "positive_usize")]
+    pub min_encoded_chars: usize,
+    /// A name longer than this (presentation bytes) counts as suspicious by itself.
+    #[serde(deserialize_with = "positive_usize")]
+    pub long_name: usize,
+    /// UDP packets to port 53 that are not DNS, per destination, within the window.
+    #[serde(deserialize_with = "positive")]
+    pub raw_packets: u32,
+    /// An open episode escalates when its estimated carried bytes reach this, then 4x that...
+    #[serde(deserialize_with = "byte_size")]
+    pub escalate_bytes: u64,
+    /// Also parse payloads that look like DNS queries on ports other than 53.
+    pub other_ports: bool,
+    /// Domains (and their subdomains) never counted as suspicious; replaces the built-in list.
+    #[serde(deserialize_with = "domains")]
+    pub allow: Vec<String>,
+    /// Domains added to `allow`.
+    #[serde(deserialize_with = "domains")]
+    pub allow_extra: Vec<String>,
+    /// (principal, registered domain) states kept at most; idle ones are evicted first.
+    #[serde(deserialize_with = "positive_usize")]
+    pub max_pairs: usize,
+    /// Query names remembered for uniqueness at most.
+    #[serde(deserialize_with = "positive_usize")]
+    pub max_names: usize,
+}
+
+/// Heavy legitimate users of odd names: reverse lookups, CDNs, anti-virus and blocklists.
+pub const DEFAULT_DNS_ALLOW: &[&str] = &[
+    "arpa",
+    "local",
+    "akadns.net",
+    "akamai.net",
+    "akamaiedge.net",
+    "akamaihd.net",
+    "edgekey.net",
+    "edgesuite.net",
+    "cloudfront.net",
+    "fastly.net",
+    "azureedge.net",
+    "trafficmanager.net",
+    "cdn77.org",
+    "mcafee.com",
+    "e5.sk",
+    "eset.com",
+    "sophosxl.net",
+    "trendmicro.com",
+    "spamhaus.org",
+    "spamhaus.net",
+    "spamcop.net",
+    "surbl.org",
+    "uribl.com",
+    "barracudacentral.org",
+    "sorbs.net",
+    "dnswl.org",
+    "mailspike.net",
+    "senderbase.org",
+    "abuseat.org",
+    "cymru.com",
+];
+
+impl Default for DnsConfig {
+    fn default() -> Self {
+        DnsConfig {
+            enabled: true,
+            window: Duration::from_secs(3600),
+            encoded_names: 10,
+            unique_names: 100,
+            unique_bytes: 4096,
+            min_encoded_chars: 20,
+            long_name: 100,
+            raw_packets: 5,
+            escalate_bytes: 64 << 10,
+            other_ports: true,
+            allow: DEFAULT_DNS_ALLOW.iter().map(|d| d.to_string()).collect(),
+            allow_extra: Vec::new(),
+            max_pairs: 100_000,
+            max_names: 1_000_000,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::net::Ipv4Addr;
@@ -659,7 +844,11 @@ mod tests {
 
     impl Drive {
         fn new(cfg: DnsConfig) -> Drive {
-            Drive { d: DnsDetector::new(&cfg), c: DnsCounters::default(), alerts: Vec::new() }
+            Drive {
+                d: DnsDetector::new(&cfg),
+                c: DnsCounters::default(),
+                alerts: Vec::new(),
+            }
         }
 
         fn send(&mut self, ts: i64, who: Principal, dport: u16, payload: &[u8]) {
@@ -701,7 +890,12 @@ mod tests {
         let mut t = Drive::new(DnsConfig::default());
         for i in 0..200u64 {
             // One query every 7 s: far under any rate limit.
-            t.ask(i as i64 * 7 * S, ALICE, &format!("{}.x.exfil.co.uk", base32(i, 52)), 1);
+            t.ask(
+                i as i64 * 7 * S,
+                ALICE,
+                &format!("{}.x.exfil.co.uk", base32(i, 52)),
+                1,
+            );
             if i == 8 {
                 assert!(t.alerts.is_empty());
             }
@@ -709,7 +903,11 @@ mod tests {
         assert_eq!(t.alerts.len(), 1, "{:#?}", t.alerts);
         let a = &t.alerts[0];
         assert_eq!(a.kind.as_str(), "dns_tunnel");
-        assert_eq!(a.dst.as_deref(), Some("exfil.co.uk"), "registered domain from the suffix list");
+        assert_eq!(
+            a.dst.as_deref(),
+            Some("exfil.co.uk"),
+            "registered domain from the suffix list"
+        );
         assert_eq!(a.ts_us, 9 * 7 * S);
         assert_eq!(a.details["encoded_names"], 10);
         assert_eq!(a.details["samples"].as_array().unwrap().len(), 5);
@@ -718,13 +916,29 @@ mod tests {
 
     #[test]
     fn tunnel_escalates_as_it_grows() {
-        let cfg = DnsConfig { escalate_bytes: 4096, ..DnsConfig::default() };
+        let cfg = DnsConfig {
+            escalate_bytes: 4096,
+            ..DnsConfig::default()
+        };
         let mut t = Drive::new(cfg);
         for i in 0..2000u64 {
-            t.ask(i as i64 * S / 10, ALICE, &format!("{}.{}.t.tun.example", base32(i, 63), base32(i + 7, 63)), 10);
+            t.ask(
+                i as i64 * S / 10,
+                ALICE,
+                &format!("{}.{}.t.tun.example", base32(i, 63), base32(i + 7, 63)),
+                10,
+            );
         }
-        let steps: Vec<_> = t.alerts.iter().map(|a| a.details["escalation"].as_u64().unwrap()).collect();
-        assert_eq!(steps, vec![0, 1, 2, 3], "one alert, then escalations at 4, 16, 64 KiB");
+        let steps: Vec<_> = t
+            .alerts
+            .iter()
+            .map(|a| a.details["escalation"].as_u64().unwrap())
+            .collect();
+        assert_eq!(
+            steps,
+            vec![0, 1, 2, 3],
+            "one alert, then escalations at 4, 16, 64 KiB"
+        );
         assert_eq!(t.alerts[1].severity, Severity::High);
     }
 
@@ -741,7 +955,13 @@ mod tests {
     #[test]
     fn ordinary_browsing_does_not_alert() {
         let mut t = Drive::new(DnsConfig::default());
-        let sites = ["news.example.com", "shop.example.co.uk", "mail.example.org", "api.github.com", "fonts.gstatic.com"];
+        let sites = [
+            "news.example.com",
+            "shop.example.co.uk",
+            "mail.example.org",
+            "api.github.com",
+            "fonts.gstatic.com",
+        ];
         for round in 0..60 {
             for (i, s) in sites.iter().enumerate() {
                 t.ask(round * 60 * S + i as i64 * S, ALICE, s, 1);
@@ -749,7 +969,12 @@ mod tests {
             }
             // A browser burst: 40 different registered domains.
             for k in 0..40 {
-                t.ask(round * 60 * S + 10 * S, ALICE, &format!("www.site{k}.example"), 1);
+                t.ask(
+                    round * 60 * S + 10 * S,
+                    ALICE,
+                    &format!("www.site{k}.example"),
+                    1,
+                );
             }
         }
         assert!(t.alerts.is_empty(), "{:#?}", t.alerts);
@@ -760,14 +985,34 @@ mod tests {
         let mut t = Drive::new(DnsConfig::default());
         for i in 0..8u64 {
             // Long random host names under one CDN domain that is not allow-listed.
-            t.ask(i as i64 * S, ALICE, &format!("d{}.cdn-example.net", base32(i, 24)), 1);
+            t.ask(
+                i as i64 * S,
+                ALICE,
+                &format!("d{}.cdn-example.net", base32(i, 24)),
+                1,
+            );
         }
         for i in 0..500u64 {
             // Allow-listed CDN and reverse lookups, many unique names.
-            t.ask(i as i64 * S, ALICE, &format!("e{}.dscb.akamaiedge.net", base32(i, 30)), 1);
-            t.ask(i as i64 * S, ALICE, &format!("{}.{}.0.10.in-addr.arpa", i % 256, i / 256), 12);
+            t.ask(
+                i as i64 * S,
+                ALICE,
+                &format!("e{}.dscb.akamaiedge.net", base32(i, 30)),
+                1,
+            );
+            t.ask(
+                i as i64 * S,
+                ALICE,
+                &format!("{}.{}.0.10.in-addr.arpa", i % 256, i / 256),
+                12,
+            );
             // Telemetry: the same few names again and again.
-            t.ask(i as i64 * S, ALICE, &format!("v{}.events.data.microsoft.com", i % 3), 1);
+            t.ask(
+                i as i64 * S,
+                ALICE,
+                &format!("v{}.events.data.microsoft.com", i % 3),
+                1,
+            );
         }
         assert!(t.alerts.is_empty(), "{:#?}", t.alerts);
         assert_eq!(t.c.allowed, 1000);
@@ -775,19 +1020,35 @@ mod tests {
 
     #[test]
     fn allow_list_can_be_extended_and_replaced() {
-        let names: Vec<String> = (0..20).map(|i| format!("{}.tun.example", base32(i, 40))).collect();
+        let names: Vec<String> = (0..20)
+            .map(|i| format!("{}.tun.example", base32(i, 40)))
+            .collect();
         let run = |cfg: DnsConfig| {
             let mut t = Drive::new(cfg);
             for (i, n) in names.iter().enumerate() {
                 t.ask(i as i64 * S, ALICE, n, 1);
-                t.ask(i as i64 * S, ALICE, &format!("{}.sophosxl.net", base32(i as u64, 40)), 1);
+                t.ask(
+                    i as i64 * S,
+                    ALICE,
+                    &format!("{}.sophosxl.net", base32(i as u64, 40)),
+                    1,
+                );
             }
-            t.alerts.iter().map(|a| a.dst.clone().unwrap()).collect::<Vec<_>>()
+            t.alerts
+                .iter()
+                .map(|a| a.dst.clone().unwrap())
+                .collect::<Vec<_>>()
         };
         assert_eq!(run(DnsConfig::default()), ["tun.example"]);
-        let extended = DnsConfig { allow_extra: vec!["tun.example".into()], ..DnsConfig::default() };
+        let extended = DnsConfig {
+            allow_extra: vec!["tun.example".into()],
+            ..DnsConfig::default()
+        };
         assert!(run(extended).is_empty());
-        let replaced = DnsConfig { allow: vec![], ..DnsConfig::default() };
+        let replaced = DnsConfig {
+            allow: vec![],
+            ..DnsConfig::default()
+        };
         assert_eq!(run(replaced), ["tun.example", "sophosxl.net"]);
     }
 
@@ -796,10 +1057,18 @@ mod tests {
         let mut t = Drive::new(DnsConfig::default());
         for i in 0..9u64 {
             for uid in 1..=5 {
-                t.ask(i as i64 * S, Principal::Uid(uid), &format!("{}.tun.example", base32(i * 10 + u64::from(uid), 40)), 1);
+                t.ask(
+                    i as i64 * S,
+                    Principal::Uid(uid),
+                    &format!("{}.tun.example", base32(i * 10 + u64::from(uid), 40)),
+                    1,
+                );
             }
         }
-        assert!(t.alerts.is_empty(), "9 encoded names each is under the rule of 10");
+        assert!(
+            t.alerts.is_empty(),
+            "9 encoded names each is under the rule of 10"
+        );
     }
 
     #[test]
@@ -819,7 +1088,10 @@ mod tests {
             t.send(i64::from(i) * S, ALICE, 53, &message(1, 0, &body));
         }
         assert_eq!(t.alerts.len(), 1);
-        let sample = t.alerts[0].details["samples"][0].as_str().unwrap().to_string();
+        let sample = t.alerts[0].details["samples"][0]
+            .as_str()
+            .unwrap()
+            .to_string();
         assert_eq!(sample, "a\\x1b\\x00.tun.example");
         assert!(!t.alerts[0].summary.contains('\x1b'));
     }
@@ -845,7 +1117,13 @@ mod tests {
             let name: String = "www.example.com"
                 .chars()
                 .enumerate()
-                .map(|(k, ch)| if (i >> (k % 8)) & 1 == 1 { ch.to_ascii_uppercase() } else { ch })
+                .map(|(k, ch)| {
+                    if (i >> (k % 8)) & 1 == 1 {
+                        ch.to_ascii_uppercase()
+                    } else {
+                        ch
+                    }
+                })
                 .collect();
             t.ask(i * S, ALICE, &name, 1);
         }
@@ -858,7 +1136,12 @@ mod tests {
         let mut t = Drive::new(DnsConfig::default());
         for i in 0..20 {
             // iodine's raw mode header, then data.
-            t.send(i * S, ALICE, 53, &[0x10, 0xd1, 0x9e, 0x00, 0x20, 1, 2, 3, 4, 5]);
+            t.send(
+                i * S,
+                ALICE,
+                53,
+                &[0x10, 0xd1, 0x9e, 0x00, 0x20, 1, 2, 3, 4, 5],
+            );
         }
         assert_eq!(t.c.not_dns, 20);
         assert_eq!(t.alerts.len(), 1);
@@ -870,7 +1153,12 @@ mod tests {
     fn queries_on_other_ports_are_found() {
         let mut t = Drive::new(DnsConfig::default());
         for i in 0..12u64 {
-            t.send(i as i64 * S, ALICE, 5353 + i as u16, &wire_query(&format!("{}.tun.example", base32(i, 40)), 16));
+            t.send(
+                i as i64 * S,
+                ALICE,
+                5353 + i as u16,
+                &wire_query(&format!("{}.tun.example", base32(i, 40)), 16),
+            );
         }
         assert_eq!(t.c.other_port, 12);
         assert_eq!(t.alerts.len(), 1);
@@ -910,12 +1198,19 @@ mod tests {
     fn rows_per_minute_with_bounded_samples() {
         let mut t = Drive::new(DnsConfig::default());
         for i in 0..300u64 {
-            t.ask(i as i64 * S, ALICE, &format!("{}.tun.example", base32(i, 40)), 1);
+            t.ask(
+                i as i64 * S,
+                ALICE,
+                &format!("{}.tun.example", base32(i, 40)),
+                1,
+            );
         }
         t.d.sweep(5 * MINUTE_US);
         let rows = t.d.take_rows();
         assert_eq!(rows.len(), 5);
-        assert!(rows.iter().all(|r| r.domain == "tun.example" && r.queries == 60 && r.unique == 60));
+        assert!(rows
+            .iter()
+            .all(|r| r.domain == "tun.example" && r.queries == 60 && r.unique == 60));
         assert!(rows.iter().all(|r| r.samples.len() <= ROW_SAMPLES));
         assert!(rows[4].flags & row_flags::ALERTED != 0);
         assert!(rows[0].flags & row_flags::SUSPICIOUS != 0);
@@ -923,7 +1218,11 @@ mod tests {
 
     #[test]
     fn memory_is_bounded_by_pairs_and_names() {
-        let cfg = DnsConfig { max_pairs: 1000, max_names: 4000, ..DnsConfig::default() };
+        let cfg = DnsConfig {
+            max_pairs: 1000,
+            max_names: 4000,
+            ..DnsConfig::default()
+        };
         let mut t = Drive::new(cfg);
         for i in 0..20_000u64 {
             t.ask(i as i64 * 1000, ALICE, &format!("www.d{i}.example"), 1);

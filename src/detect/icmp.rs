@@ -15,17 +15,19 @@
 
 use std::hash::{BuildHasher, RandomState};
 use std::net::IpAddr;
+use std::time::Duration;
 
 use rustc_hash::FxHashMap;
 use serde_json::json;
 
 use super::tally::{Episode, Step, Tally};
-use crate::alert::{Alert, AlertKind};
 use crate::alert::Severity;
-use crate::config::IcmpConfig;
+use crate::alert::{Alert, AlertKind};
 use crate::decode::{Packet, L4};
 use crate::principal::Principal;
+use crate::units::de::{byte_size, duration, positive, positive_usize};
 use crate::units::{human_bytes, human_duration};
+use serde::Deserialize;
 
 /// Recent payload hashes remembered per peer.
 const RECENT: usize = 16;
@@ -53,10 +55,16 @@ impl Signature {
     pub fn find(payload: &[u8], len: usize) -> Option<Signature> {
         match payload {
             [0xd5, 0x20, 0x08, 0x80, ..] | [0xde, 0xad, 0xc0, 0xde, ..] => Some(Signature::Ptunnel),
-            [v, _, hi, lo, ..] if v >> 4 == 4 && v & 0x0f >= 5 && usize::from(u16::from_be_bytes([*hi, *lo])) == len => {
+            [v, _, hi, lo, ..]
+                if v >> 4 == 4
+                    && v & 0x0f >= 5
+                    && usize::from(u16::from_be_bytes([*hi, *lo])) == len =>
+            {
                 Some(Signature::IpInside)
             }
-            [v, _, _, _, hi, lo, ..] if v >> 4 == 6 && usize::from(u16::from_be_bytes([*hi, *lo])) + 40 == len => {
+            [v, _, _, _, hi, lo, ..]
+                if v >> 4 == 6 && usize::from(u16::from_be_bytes([*hi, *lo])) + 40 == len =>
+            {
                 Some(Signature::IpInside)
             }
             _ => None,
@@ -113,7 +121,9 @@ pub struct IcmpDetector {
 
 impl IcmpDetector {
     pub fn new(cfg: &IcmpConfig) -> IcmpDetector {
-        let window_us = i64::try_from(cfg.window.as_micros()).unwrap_or(i64::MAX).max(super::tally::BUCKETS as i64);
+        let window_us = i64::try_from(cfg.window.as_micros())
+            .unwrap_or(i64::MAX)
+            .max(super::tally::BUCKETS as i64);
         IcmpDetector {
             cfg: cfg.clone(),
             window_us,
@@ -124,8 +134,19 @@ impl IcmpDetector {
     }
 
     #[inline]
-    pub fn observe(&mut self, p: &Packet<'_>, who: Principal, c: &mut IcmpCounters, alerts: &mut Vec<Alert>) {
-        let L4::Icmp { v6, kind, payload, .. } = p.l4 else { return };
+    pub fn observe(
+        &mut self,
+        p: &Packet<'_>,
+        who: Principal,
+        c: &mut IcmpCounters,
+        alerts: &mut Vec<Alert>,
+    ) {
+        let L4::Icmp {
+            v6, kind, payload, ..
+        } = p.l4
+        else {
+            return;
+        };
         let reply = match (v6, kind) {
             (false, 8) | (true, 128) => false,
             (false, 0) | (true, 129) => true,
@@ -143,9 +164,14 @@ impl IcmpDetector {
             c.pairs_full += 1;
             return;
         }
-        let content = self.hasher.hash_one((len, payload.get(TIMESTAMP..).unwrap_or(payload)));
+        let content = self
+            .hasher
+            .hash_one((len, payload.get(TIMESTAMP..).unwrap_or(payload)));
         let ts = p.ts_us;
-        let peer = self.peers.entry(key).or_insert_with(|| Peer { min_payload: usize::MAX, ..Peer::default() });
+        let peer = self.peers.entry(key).or_insert_with(|| Peer {
+            min_payload: usize::MAX,
+            ..Peer::default()
+        });
         peer.last_us = peer.last_us.max(ts);
         let new = !peer.recent.contains(&content);
         if new {
@@ -157,19 +183,37 @@ impl IcmpDetector {
         peer.min_payload = peer.min_payload.min(len);
         peer.max_payload = peer.max_payload.max(len);
         peer.signature = signature.or(peer.signature);
-        let carried = if new { u32::try_from(len).unwrap_or(u32::MAX) } else { 0 };
+        let carried = if new {
+            u32::try_from(len).unwrap_or(u32::MAX)
+        } else {
+            0
+        };
         let sums = peer.tally.add(
             ts,
             self.bucket_us,
-            [u32::from(!reply), u32::from(reply), carried, u32::from(signature.is_some())],
+            [
+                u32::from(!reply),
+                u32::from(reply),
+                carried,
+                u32::from(signature.is_some()),
+            ],
         );
         let cfg = &self.cfg;
-        let over = u64::from(sums[CARRIED]) >= cfg.carried_bytes || sums[SIGNED] >= cfg.signature_packets;
+        let over =
+            u64::from(sums[CARRIED]) >= cfg.carried_bytes || sums[SIGNED] >= cfg.signature_packets;
         let quiet = u64::from(sums[CARRIED]) < cfg.carried_bytes.div_ceil(2) && sums[SIGNED] == 0;
         let was_open = peer.episode.is_open();
-        let step = peer.episode.update(over, quiet, peer.carried, cfg.escalate_bytes);
+        let step = peer
+            .episode
+            .update(over, quiet, peer.carried, cfg.escalate_bytes);
         if was_open && !peer.episode.is_open() {
-            *peer = Peer { recent: peer.recent, next: peer.next, last_us: peer.last_us, min_payload: usize::MAX, ..Peer::default() };
+            *peer = Peer {
+                recent: peer.recent,
+                next: peer.next,
+                last_us: peer.last_us,
+                min_payload: usize::MAX,
+                ..Peer::default()
+            };
         }
         let Some(step) = step else { return };
         let (severity, escalation) = match step {
@@ -177,7 +221,9 @@ impl IcmpDetector {
             Step::Escalate(n) => (Severity::High, n),
         };
         let family = if v6 { "ICMPv6" } else { "ICMP" };
-        let sign = peer.signature.map_or_else(String::new, |s| format!(", {} signature", s.as_str()));
+        let sign = peer
+            .signature
+            .map_or_else(String::new, |s| format!(", {} signature", s.as_str()));
         alerts.push(Alert {
             ts_us: ts,
             kind: AlertKind::IcmpTunnel,
@@ -226,6 +272,39 @@ impl IcmpDetector {
     }
 }
 
+/// `[icmp]`: ICMP tunnel detection per (principal, peer) over a sliding window.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct IcmpConfig {
+    pub enabled: bool,
+    #[serde(deserialize_with = "duration")]
+    pub window: Duration,
+    /// Echo payload bytes whose content differs from the peer's recent packets: data carried.
+    #[serde(deserialize_with = "byte_size")]
+    pub carried_bytes: u64,
+    /// Echo packets with a known tunnel signature (ptunnel magic, IP inside).
+    #[serde(deserialize_with = "positive")]
+    pub signature_packets: u32,
+    #[serde(deserialize_with = "byte_size")]
+    pub escalate_bytes: u64,
+    /// (principal, peer) states kept at most; idle ones are evicted first.
+    #[serde(deserialize_with = "positive_usize")]
+    pub max_pairs: usize,
+}
+
+impl Default for IcmpConfig {
+    fn default() -> Self {
+        IcmpConfig {
+            enabled: true,
+            window: Duration::from_secs(600),
+            carried_bytes: 8 << 10,
+            signature_packets: 3,
+            escalate_bytes: 256 << 10,
+            max_pairs: 65_536,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::net::Ipv4Addr;
@@ -235,7 +314,14 @@ mod tests {
     const S: i64 = 1_000_000;
     const WHO: Principal = Principal::Uid(1001);
 
-    fn echo(d: &mut IcmpDetector, c: &mut IcmpCounters, ts: i64, v6: bool, kind: u8, payload: &[u8]) -> Vec<Alert> {
+    fn echo(
+        d: &mut IcmpDetector,
+        c: &mut IcmpCounters,
+        ts: i64,
+        v6: bool,
+        kind: u8,
+        payload: &[u8],
+    ) -> Vec<Alert> {
         let p = Packet {
             ts_us: ts,
             uid: Some(1001),
@@ -246,7 +332,12 @@ mod tests {
             sport: 0,
             dport: 0,
             wire_len: payload.len() as u32 + 8 + if v6 { 40 } else { 20 },
-            l4: L4::Icmp { v6, kind, code: 0, payload },
+            l4: L4::Icmp {
+                v6,
+                kind,
+                code: 0,
+                payload,
+            },
         };
         let mut alerts = Vec::new();
         d.observe(&p, WHO, c, &mut alerts);
@@ -278,12 +369,36 @@ mod tests {
         let mut d = IcmpDetector::new(&IcmpConfig::default());
         let mut c = IcmpCounters::default();
         for seq in 0..5000 {
-            assert!(echo(&mut d, &mut c, seq as i64 * S / 5, false, 8, &linux_ping(seq, 56)).is_empty());
-            assert!(echo(&mut d, &mut c, seq as i64 * S / 5, true, 128, &b"abcdefghijklmnopqrstuvwabcdefghi"[..]).is_empty());
+            assert!(echo(
+                &mut d,
+                &mut c,
+                seq as i64 * S / 5,
+                false,
+                8,
+                &linux_ping(seq, 56)
+            )
+            .is_empty());
+            assert!(echo(
+                &mut d,
+                &mut c,
+                seq as i64 * S / 5,
+                true,
+                128,
+                &b"abcdefghijklmnopqrstuvwabcdefghi"[..]
+            )
+            .is_empty());
         }
         // MTU probing: large but constant.
         for seq in 0..1000 {
-            assert!(echo(&mut d, &mut c, seq as i64 * S, false, 8, &linux_ping(seq, 1472)).is_empty());
+            assert!(echo(
+                &mut d,
+                &mut c,
+                seq as i64 * S,
+                false,
+                8,
+                &linux_ping(seq, 1472)
+            )
+            .is_empty());
         }
         assert_eq!(c.echo, 11_000);
     }
@@ -294,7 +409,14 @@ mod tests {
         let mut c = IcmpCounters::default();
         let mut alerts = Vec::new();
         for seq in 0..400u64 {
-            alerts.extend(echo(&mut d, &mut c, seq as i64 * S / 10, false, 8, &noise(seq, 1000)));
+            alerts.extend(echo(
+                &mut d,
+                &mut c,
+                seq as i64 * S / 10,
+                false,
+                8,
+                &noise(seq, 1000),
+            ));
             if seq == 7 {
                 assert!(alerts.is_empty(), "8 KB carried is the threshold");
             }
@@ -302,8 +424,15 @@ mod tests {
         assert_eq!(alerts[0].kind.as_str(), "icmp_tunnel");
         assert_eq!(alerts[0].ts_us, 8 * S / 10);
         assert_eq!(alerts[0].details["requests"], 9);
-        let steps: Vec<_> = alerts.iter().map(|a| a.details["escalation"].as_u64().unwrap()).collect();
-        assert_eq!(steps, vec![0, 1], "escalation at 256 KiB, the next would be at 1 MiB");
+        let steps: Vec<_> = alerts
+            .iter()
+            .map(|a| a.details["escalation"].as_u64().unwrap())
+            .collect();
+        assert_eq!(
+            steps,
+            vec![0, 1],
+            "escalation at 256 KiB, the next would be at 1 MiB"
+        );
     }
 
     #[test]
@@ -337,7 +466,9 @@ mod tests {
     fn icmpv6_tunnels_are_caught_too() {
         let mut d = IcmpDetector::new(&IcmpConfig::default());
         let mut c = IcmpCounters::default();
-        let alerts: Vec<_> = (0..20u64).flat_map(|s| echo(&mut d, &mut c, s as i64 * S, true, 128, &noise(s, 900))).collect();
+        let alerts: Vec<_> = (0..20u64)
+            .flat_map(|s| echo(&mut d, &mut c, s as i64 * S, true, 128, &noise(s, 900)))
+            .collect();
         assert_eq!(alerts.len(), 1);
         assert_eq!(alerts[0].details["icmpv6"], true);
     }

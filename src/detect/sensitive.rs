@@ -33,18 +33,22 @@
 
 use std::collections::VecDeque;
 use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::Duration;
 
 use rustc_hash::FxHashMap;
 use serde_json::json;
 
-use crate::alert::{Alert, AlertKind};
-use crate::audit::FileRead;
 use crate::alert::Severity;
-use crate::config::SensitiveConfig;
+use crate::alert::{Alert, AlertKind};
 use crate::decode::{Packet, PROTO_TCP, PROTO_UDP};
 use crate::escape::printable_bytes;
 use crate::principal::{Dst, Principal};
+use crate::source::audit::FileRead;
+use crate::source::audit::{Reader, SensitivePath};
+use crate::units::de::{byte_size, duration};
 use crate::units::{human_bytes, human_duration};
+use serde::{de, Deserialize, Deserializer};
 
 /// How late a read may arrive after its first packets and still be credited with them.
 pub const LOOKBACK_US: i64 = 120_000_000;
@@ -192,7 +196,8 @@ impl SensitiveDetector {
 
     /// A packet: egress by its uid, or by its flow's uid when it has none.
     pub fn packet(&mut self, p: &Packet<'_>, dst: Dst, bytes: u64, alerts: &mut Vec<Alert>) {
-        let flow = (p.sport != 0 && matches!(p.proto, PROTO_TCP | PROTO_UDP)).then_some((p.src, p.sport, dst));
+        let flow = (p.sport != 0 && matches!(p.proto, PROTO_TCP | PROTO_UDP))
+            .then_some((p.src, p.sport, dst));
         let uid = match (p.uid, flow) {
             (Some(uid), Some(flow)) => {
                 if self.owners.len() >= MAX_FLOWS && !self.owners.contains_key(&flow) {
@@ -237,7 +242,10 @@ impl SensitiveDetector {
                 recent.push_back((ts_us, dst, bytes));
             }
         }
-        while recent.front().is_some_and(|(t, _, _)| *t < ts_us - LOOKBACK_US) {
+        while recent
+            .front()
+            .is_some_and(|(t, _, _)| *t < ts_us - LOOKBACK_US)
+        {
             recent.pop_front();
         }
         let Some(windows) = self.open.get_mut(&uid) else {
@@ -312,9 +320,17 @@ impl SensitiveDetector {
             Some(u) => format!("uid {uid} ({u})"),
             None => format!("uid {uid}"),
         };
-        let program = r.exe.as_deref().or(r.comm.as_deref()).unwrap_or("an unknown program");
-        let size = r.size.map_or_else(|| "size unknown".to_string(), human_bytes);
-        let after = human_duration(std::time::Duration::from_micros((ts_us - r.ts_us).max(0) as u64));
+        let program = r
+            .exe
+            .as_deref()
+            .or(r.comm.as_deref())
+            .unwrap_or("an unknown program");
+        let size = r
+            .size
+            .map_or_else(|| "size unknown".to_string(), human_bytes);
+        let after = human_duration(std::time::Duration::from_micros(
+            (ts_us - r.ts_us).max(0) as u64
+        ));
         let top = dsts.first().map(|(d, _)| d.to_string());
         let to = match (&top, dsts.len()) {
             (Some(d), 1) => format!("to {d}"),
@@ -340,6 +356,98 @@ impl SensitiveDetector {
                 "window_secs": self.window_us / 1_000_000,
             }),
         });
+    }
+}
+
+/// `[sensitive]`: files whose reads (recorded by auditd) open a window in which the reader's
+/// egress is weighed against the file's size. See `src/detect/sensitive.rs` for the threshold.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct SensitiveConfig {
+    /// Files or directories to watch (`-w PATH -p r` audit rules).
+    #[serde(deserialize_with = "sensitive_paths")]
+    pub paths: Vec<SensitivePath>,
+    /// The audit rules' key (`-k`): records with it are reads of these paths.
+    #[serde(deserialize_with = "audit_key")]
+    pub audit_key: String,
+    /// How long after a read the reader's egress counts.
+    #[serde(deserialize_with = "duration")]
+    pub window: Duration,
+    /// The threshold is a quarter of the file's size, but at least this...
+    #[serde(deserialize_with = "byte_size")]
+    pub min_bytes: u64,
+    /// ...and at most this (a part this large of any file is worth an alert).
+    #[serde(deserialize_with = "byte_size")]
+    pub max_bytes: u64,
+}
+
+impl Default for SensitiveConfig {
+    fn default() -> Self {
+        SensitiveConfig {
+            paths: Vec::new(),
+            audit_key: "exfilmon-sensitive".into(),
+            window: Duration::from_secs(1800),
+            min_bytes: 16 << 10,
+            max_bytes: 1 << 20,
+        }
+    }
+}
+
+/// Paths as plain strings or `{ path = "...", size = "20MiB" }`. They go into audit rules,
+/// which are split on whitespace: absolute, without whitespace or control characters.
+fn sensitive_paths<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<SensitivePath>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Entry {
+        Path(String),
+        Sized {
+            path: String,
+            #[serde(deserialize_with = "byte_size")]
+            size: u64,
+        },
+    }
+    Vec::<Entry>::deserialize(d)?
+        .into_iter()
+        .map(|e| {
+            let (path, size) = match e {
+                Entry::Path(p) => (p, None),
+                Entry::Sized { path, size } => (path, Some(size)),
+            };
+            let ok = path.starts_with('/')
+                && path.len() < 4096
+                && !path.bytes().any(|b| b.is_ascii_whitespace() || b.is_ascii_control());
+            if !ok {
+                return Err(de::Error::custom(format!(
+                    "{:?} is not usable in an audit rule: give an absolute path without spaces or control characters",
+                    crate::escape::printable(&path)
+                )));
+            }
+            Ok(SensitivePath { path: PathBuf::from(path), size })
+        })
+        .collect()
+}
+
+/// auditctl takes keys of up to 31 characters; letters, digits, - and _ keep them greppable.
+fn audit_key<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    let key = String::deserialize(d)?;
+    if key.is_empty()
+        || key.len() > 31
+        || !key
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
+        return Err(de::Error::custom(format!(
+            "audit_key {:?}: use 1 to 31 letters, digits, - or _",
+            crate::escape::printable(&key)
+        )));
+    }
+    Ok(key)
+}
+
+impl SensitiveConfig {
+    /// The audit source for these paths; `live` lets it ask the file system for sizes.
+    pub fn audit_reader(&self, live: bool) -> Reader {
+        Reader::new(&self.audit_key, &self.paths, live)
     }
 }
 
@@ -407,7 +515,11 @@ mod tests {
         let a = &alerts[0];
         assert_eq!(
             (a.kind.as_str(), a.principal, a.dst.as_deref()),
-            ("sensitive_egress", Principal::Uid(1001), Some("10.77.1.1:22/tcp"))
+            (
+                "sensitive_egress",
+                Principal::Uid(1001),
+                Some("10.77.1.1:22/tcp")
+            )
         );
         assert_eq!(a.bytes, 768 << 10);
         assert!(
@@ -467,7 +579,9 @@ mod tests {
         assert_eq!(alerts.len(), 1);
         assert_eq!(alerts[0].details["files"].as_array().unwrap().len(), 2);
         assert!(
-            alerts[0].summary.contains("sensitive1.csv, /data/sensitive2.csv"),
+            alerts[0]
+                .summary
+                .contains("sensitive1.csv, /data/sensitive2.csv"),
             "{}",
             alerts[0].summary
         );

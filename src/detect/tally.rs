@@ -19,7 +19,11 @@ pub struct Tally<const K: usize> {
 
 impl<const K: usize> Default for Tally<K> {
     fn default() -> Self {
-        Tally { head: i64::MIN, ring: [[0; K]; BUCKETS], sum: [0; K] }
+        Tally {
+            head: i64::MIN,
+            ring: [[0; K]; BUCKETS],
+            sum: [0; K],
+        }
     }
 }
 
@@ -40,7 +44,10 @@ impl<const K: usize> Tally<K> {
     pub fn advance(&mut self, ts_us: i64, bucket_us: i64) -> [u32; K] {
         let idx = ts_us.div_euclid(bucket_us.max(1));
         if self.head == i64::MIN || idx.saturating_sub(self.head) >= BUCKETS as i64 {
-            *self = Tally { head: idx, ..Tally::default() };
+            *self = Tally {
+                head: idx,
+                ..Tally::default()
+            };
         } else if idx > self.head {
             for i in self.head + 1..=idx {
                 let slot = i.rem_euclid(BUCKETS as i64) as usize;
@@ -85,10 +92,20 @@ impl Episode {
 
     /// Feeds the current verdict (`over`: a rule is met; `quiet`: the window has fallen well
     /// under the rules) and the evidence size.
-    pub fn update(&mut self, over: bool, quiet: bool, carried: u64, escalate_at: u64) -> Option<Step> {
+    pub fn update(
+        &mut self,
+        over: bool,
+        quiet: bool,
+        carried: u64,
+        escalate_at: u64,
+    ) -> Option<Step> {
         if !self.open {
             if over {
-                *self = Episode { open: true, escalations: 0, next_escalation: escalate_at.max(1) };
+                *self = Episode {
+                    open: true,
+                    escalations: 0,
+                    next_escalation: escalate_at.max(1),
+                };
                 return Some(Step::Open);
             }
             return None;

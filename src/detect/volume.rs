@@ -15,8 +15,9 @@ use rustc_hash::FxHashMap;
 
 use super::window::SlidingSum;
 use crate::alert::Severity;
-use crate::config::VolumeRule;
 use crate::principal::Principal;
+use crate::units::de::{byte_size, duration};
+use serde::Deserialize;
 
 /// A principal crossed a rule's threshold.
 #[derive(Debug, Clone, PartialEq)]
@@ -79,7 +80,12 @@ impl VolumeDetector {
     }
 
     fn with_cap(rules: &[VolumeRule], max: usize) -> VolumeDetector {
-        VolumeDetector { rules: rules.to_vec(), principals: FxHashMap::default(), max, created: 0 }
+        VolumeDetector {
+            rules: rules.to_vec(),
+            principals: FxHashMap::default(),
+            max,
+            created: 0,
+        }
     }
 
     /// Accounts `bytes` sent by `principal` at `ts_us`; calls `on_cross` for each rule whose
@@ -99,7 +105,13 @@ impl VolumeDetector {
         let rules = &self.rules;
         let state = self.principals.entry(principal).or_insert_with(|| State {
             last_us: ts_us,
-            rules: rules.iter().map(|r| RuleState { sum: SlidingSum::new(r.window), firing: false }).collect(),
+            rules: rules
+                .iter()
+                .map(|r| RuleState {
+                    sum: SlidingSum::new(r.window),
+                    firing: false,
+                })
+                .collect(),
         });
         state.last_us = state.last_us.max(ts_us);
         for (rule, state) in rules.iter().zip(state.rules.iter_mut()) {
@@ -132,19 +144,54 @@ impl VolumeDetector {
             return true;
         }
         // Evict the idle half (by last packet), never a principal over a threshold.
-        let mut idle: Vec<i64> = self.principals.values().filter(|s| !s.firing()).map(|s| s.last_us).collect();
+        let mut idle: Vec<i64> = self
+            .principals
+            .values()
+            .filter(|s| !s.firing())
+            .map(|s| s.last_us)
+            .collect();
         if idle.is_empty() {
             return false;
         }
         let mid = idle.len() / 2;
         let (_, &mut cutoff, _) = idle.select_nth_unstable(mid);
         let before = self.principals.len();
-        self.principals.retain(|_, s| s.firing() || s.last_us > cutoff);
+        self.principals
+            .retain(|_, s| s.firing() || s.last_us > cutoff);
         c.principals_evicted += (before - self.principals.len()) as u64;
         let room = self.principals.len() < self.max;
         self.created += usize::from(room);
         room
     }
+}
+
+/// Alert when a principal's outbound bytes within `window` reach `bytes`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct VolumeRule {
+    #[serde(deserialize_with = "duration")]
+    pub window: Duration,
+    #[serde(deserialize_with = "byte_size")]
+    pub bytes: u64,
+    #[serde(default = "Severity::medium")]
+    pub severity: Severity,
+}
+
+/// A few MB within minutes is a file leaving, not a user's terminal session; tens of MB over
+/// a day catches the same done slowly. Backup and update servers belong in the nft allow-list.
+pub fn default_rules() -> Vec<VolumeRule> {
+    vec![
+        VolumeRule {
+            window: Duration::from_secs(600),
+            bytes: 4 << 20,
+            severity: Severity::Medium,
+        },
+        VolumeRule {
+            window: Duration::from_secs(86_400),
+            bytes: 64 << 20,
+            severity: Severity::High,
+        },
+    ]
 }
 
 #[cfg(test)]
@@ -154,7 +201,11 @@ mod tests {
     const S: i64 = 1_000_000;
 
     fn detector() -> VolumeDetector {
-        VolumeDetector::new(&[VolumeRule { window: Duration::from_secs(600), bytes: 1000, severity: Severity::Medium }])
+        VolumeDetector::new(&[VolumeRule {
+            window: Duration::from_secs(600),
+            bytes: 1000,
+            severity: Severity::Medium,
+        }])
     }
 
     fn feed(d: &mut VolumeDetector, who: Principal, packets: &[(i64, u64)]) -> Vec<Crossing> {
@@ -168,7 +219,11 @@ mod tests {
     #[test]
     fn one_alert_per_episode() {
         let mut d = detector();
-        let alerts = feed(&mut d, Principal::Uid(1000), &[(0, 600), (S, 600), (2 * S, 600), (3 * S, 600)]);
+        let alerts = feed(
+            &mut d,
+            Principal::Uid(1000),
+            &[(0, 600), (S, 600), (2 * S, 600), (3 * S, 600)],
+        );
         assert_eq!(alerts.len(), 1);
         assert_eq!(alerts[0].bytes, 1200);
         assert_eq!(alerts[0].ts_us, S);

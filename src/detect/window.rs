@@ -21,7 +21,12 @@ pub struct SlidingSum {
 impl SlidingSum {
     pub fn new(window: Duration) -> SlidingSum {
         let window_us = i64::try_from(window.as_micros()).unwrap_or(i64::MAX);
-        SlidingSum { bucket_us: (window_us / BUCKETS as i64).max(1), head: i64::MIN, ring: [0; BUCKETS], sum: 0 }
+        SlidingSum {
+            bucket_us: (window_us / BUCKETS as i64).max(1),
+            head: i64::MIN,
+            ring: [0; BUCKETS],
+            sum: 0,
+        }
     }
 
     /// Adds `n` at time `ts_us` and returns the sum over the window ending then.

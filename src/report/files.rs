@@ -17,7 +17,12 @@ use crate::store::{Store, StoreError};
 /// Destinations listed per read.
 const TOP_DSTS: usize = 3;
 
-pub fn files(store: &Store, f: &Filter, names: &mut UserNames, window: Duration) -> Result<Table, StoreError> {
+pub fn files(
+    store: &Store,
+    f: &Filter,
+    names: &mut UserNames,
+    window: Duration,
+) -> Result<Table, StoreError> {
     let window_us = i64::try_from(window.as_micros()).unwrap_or(i64::MAX);
     let reads = rows(
         store,
@@ -94,13 +99,20 @@ pub fn files(store: &Store, f: &Filter, names: &mut UserNames, window: Duration)
             to.push_str(&format!(" (+{} more)", dsts.len() - TOP_DSTS));
         }
         // The local name of the uid; the name auditd resolved where it recorded, otherwise.
-        let user = match who.and_then(|u| u32::try_from(u).ok()).and_then(|u| names.get(u)) {
+        let user = match who
+            .and_then(|u| u32::try_from(u).ok())
+            .and_then(|u| names.get(u))
+        {
             Some(name) => Cell::Text(name),
             None => row[5].clone(),
         };
         row[5] = user;
         row.push(Cell::Bytes(sent));
-        row.push(if to.is_empty() { Cell::Null } else { Cell::Text(to) });
+        row.push(if to.is_empty() {
+            Cell::Null
+        } else {
+            Cell::Text(to)
+        });
         row.push(Cell::Int(n));
         out.push(row);
     }

@@ -15,9 +15,9 @@ use super::RecordKind;
 use crate::alert::Alert;
 use crate::alert::Severity;
 use crate::health::LossAlert;
-use crate::units::rfc3339;
 use crate::principal::UserNames;
 use crate::trail::{Checkpoint, Event, Link};
+use crate::units::rfc3339;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Record {
@@ -42,7 +42,9 @@ pub fn hostname() -> String {
 }
 
 fn trail(link: Option<&Link>) -> (Value, Value) {
-    link.map_or((Value::Null, Value::Null), |l| (json!(l.seq), json!(hex::encode(l.hash))))
+    link.map_or((Value::Null, Value::Null), |l| {
+        (json!(l.seq), json!(hex::encode(l.hash)))
+    })
 }
 
 pub fn alert_record(a: &Alert, link: &Link, names: &mut UserNames) -> Record {
@@ -160,5 +162,10 @@ pub fn checkpoint_record(c: &Checkpoint) -> Record {
 pub(super) fn heartbeat_record(mut status: Value) -> Record {
     status["type"] = json!("heartbeat");
     status["observer"] = json!(hostname());
-    Record { kind: RecordKind::Heartbeat, severity: Severity::Low, summary: "exfilmon is running".into(), json: status }
+    Record {
+        kind: RecordKind::Heartbeat,
+        severity: Severity::Low,
+        summary: "exfilmon is running".into(),
+        json: status,
+    }
 }

@@ -1,6 +1,7 @@
 //! Capture sources: where frames come from. Live NFLOG and capture files differ only here;
 //! everything after a [`Frame`] is the same pipeline.
 
+pub mod audit;
 pub mod nflog;
 pub mod pcap;
 

@@ -21,8 +21,12 @@ use std::io;
 use std::os::fd::AsFd;
 use std::time::Duration;
 
-use netlink_packet_core::{NetlinkBuffer, NetlinkMessage, NetlinkPayload, NLMSG_DONE, NLMSG_ERROR, NLMSG_NOOP};
-use netlink_packet_netfilter::nflog::{config_request, ConfigCmd, ConfigFlags, ConfigMode, ConfigNla, Timeout};
+use netlink_packet_core::{
+    NetlinkBuffer, NetlinkMessage, NetlinkPayload, NLMSG_DONE, NLMSG_ERROR, NLMSG_NOOP,
+};
+use netlink_packet_netfilter::nflog::{
+    config_request, ConfigCmd, ConfigFlags, ConfigMode, ConfigNla, Timeout,
+};
 use netlink_packet_netfilter::{NetfilterMessage, NetfilterProtoFamily};
 use netlink_sys::constants::NETLINK_NETFILTER;
 use netlink_sys::Socket;
@@ -31,9 +35,10 @@ use nix::sys::socket::{getsockopt, setsockopt, sockopt};
 use nix::sys::time::{TimeVal, TimeValLike};
 
 use super::FrameSink;
-use crate::decode::{Frame, LinkType};
-use crate::config::NflogConfig;
 use crate::decode::nflog;
+use crate::decode::{Frame, LinkType};
+use crate::units::de::{byte_size, duration};
+use serde::{de, Deserialize, Deserializer};
 
 /// `(NFNL_SUBSYS_ULOG << 8) | NFULNL_MSG_PACKET`
 const NFLOG_PACKET: u16 = 4 << 8;
@@ -110,8 +115,12 @@ impl NflogSource {
         }
         let mut sock = Socket::new(NETLINK_NETFILTER).map_err(NflogError::Socket)?;
         sock.bind_auto().map_err(NflogError::Socket)?;
-        setsockopt(&sock.as_fd(), sockopt::ReceiveTimeout, &TimeVal::milliseconds(TICK.as_millis() as i64))
-            .map_err(|e| NflogError::Socket(e.into()))?;
+        setsockopt(
+            &sock.as_fd(),
+            sockopt::ReceiveTimeout,
+            &TimeVal::milliseconds(TICK.as_millis() as i64),
+        )
+        .map_err(|e| NflogError::Socket(e.into()))?;
         let mut src = NflogSource {
             sock,
             group: cfg.group,
@@ -129,9 +138,15 @@ impl NflogSource {
             // Only the socket that bound a group may touch it; with CAP_NET_ADMIN held, EPERM
             // means another program got there first.
             Some(code) if code == Errno::EPERM as i32 || code == Errno::EBUSY as i32 => {
-                NflogError::GroupBusy { group: cfg.group, owner: group_owner(cfg.group) }
+                NflogError::GroupBusy {
+                    group: cfg.group,
+                    owner: group_owner(cfg.group),
+                }
             }
-            _ => NflogError::Config { group: cfg.group, source: e },
+            _ => NflogError::Config {
+                group: cfg.group,
+                source: e,
+            },
         })?;
         Ok(src)
     }
@@ -170,7 +185,12 @@ impl NflogSource {
         msg.header.sequence_number = self.request_seq;
         let mut bytes = vec![0; msg.buffer_len()];
         msg.serialize(&mut bytes);
-        self.sock.send(&bytes, 0).map_err(|source| NflogError::Config { group: self.group, source })?;
+        self.sock
+            .send(&bytes, 0)
+            .map_err(|source| NflogError::Config {
+                group: self.group,
+                source,
+            })?;
         Ok(())
     }
 
@@ -180,7 +200,14 @@ impl NflogSource {
         for _ in 0..50 {
             let n = match self.sock.recv(&mut &mut self.buf[..], 0) {
                 Ok(n) => n.min(self.buf.len()),
-                Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted) => continue,
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+                    ) =>
+                {
+                    continue
+                }
                 Err(e) => return Err(e),
             };
             let mut rest = &self.buf[..n];
@@ -191,7 +218,10 @@ impl NflogSource {
                 rest = rest.get(align(msg.length())..).unwrap_or(&[]);
             }
         }
-        Err(io::Error::new(io::ErrorKind::TimedOut, "no answer from the kernel within 10 s"))
+        Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            "no answer from the kernel within 10 s",
+        ))
     }
 
     /// Receives one batch (waiting at most [`TICK`]) and hands its packets to `sink`, each
@@ -206,12 +236,22 @@ impl NflogSource {
                         Ok(Poll::Overrun)
                     }
                     Errno::EAGAIN | Errno::EINTR => Ok(Poll::Idle),
-                    _ => Err(NflogError::Recv { group: self.group, source: e }),
+                    _ => Err(NflogError::Recv {
+                        group: self.group,
+                        source: e,
+                    }),
                 };
             }
         };
         let ts_us = crate::units::wall_clock_us();
-        let records = read_datagram(&self.buf[..n], ts_us, self.group, &mut self.seq, &mut self.stats, sink);
+        let records = read_datagram(
+            &self.buf[..n],
+            ts_us,
+            self.group,
+            &mut self.seq,
+            &mut self.stats,
+            sink,
+        );
         Ok(Poll::Records(records))
     }
 }
@@ -239,7 +279,11 @@ pub fn read_datagram(
             NFLOG_PACKET => {
                 let body = msg.payload();
                 seq.observe(nflog::parse(body).ok().and_then(|r| r.seq), stats);
-                sink.frame(Frame { ts_us, link: LinkType::Nflog, data: body });
+                sink.frame(Frame {
+                    ts_us,
+                    link: LinkType::Nflog,
+                    data: body,
+                });
                 records += 1;
             }
             NLMSG_DONE | NLMSG_NOOP => {}
@@ -299,17 +343,25 @@ fn align(len: u32) -> usize {
 /// The errno of an NLMSG_ERROR message (0 is an ack).
 fn ack_result(bytes: &[u8]) -> io::Result<()> {
     match NetlinkMessage::<NetfilterMessage>::deserialize(bytes) {
-        Ok(NetlinkMessage { payload: NetlinkPayload::Error(e), .. }) => match e.code {
+        Ok(NetlinkMessage {
+            payload: NetlinkPayload::Error(e),
+            ..
+        }) => match e.code {
             None => Ok(()),
             Some(code) => Err(io::Error::from_raw_os_error(-code.get())),
         },
-        _ => Err(io::Error::new(io::ErrorKind::InvalidData, "unreadable answer from the kernel")),
+        _ => Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "unreadable answer from the kernel",
+        )),
     }
 }
 
 /// CAP_NET_ADMIN in the effective set, from /proc/self/status.
 fn has_net_admin() -> bool {
-    let Ok(status) = std::fs::read_to_string("/proc/self/status") else { return true };
+    let Ok(status) = std::fs::read_to_string("/proc/self/status") else {
+        return true;
+    };
     status
         .lines()
         .find_map(|l| l.strip_prefix("CapEff:"))
@@ -320,7 +372,9 @@ fn has_net_admin() -> bool {
 /// Names the program holding `group`, from `/proc/net/netfilter/nfnetlink_log` (group and
 /// netlink port id per line); a process's first netlink socket has its pid as port id.
 fn group_owner(group: u16) -> String {
-    let Ok(table) = std::fs::read_to_string("/proc/net/netfilter/nfnetlink_log") else { return String::new() };
+    let Ok(table) = std::fs::read_to_string("/proc/net/netfilter/nfnetlink_log") else {
+        return String::new();
+    };
     let port = table.lines().find_map(|l| {
         let mut f = l.split_whitespace();
         (f.next()?.parse::<u16>().ok()? == group).then(|| f.next()?.parse::<u32>().ok())?
@@ -331,6 +385,65 @@ fn group_owner(group: u16) -> String {
             Err(_) => format!(" (netlink port {port})"),
         },
         None => String::new(),
+    }
+}
+
+/// `[nflog]`: the NFLOG group the ruleset logs to and how the kernel batches it to us.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct NflogConfig {
+    pub group: u16,
+    /// Socket receive buffer (SO_RCVBUFFORCE); what absorbs bursts while the reader is busy.
+    #[serde(deserialize_with = "rcvbuf")]
+    pub rcvbuf: u64,
+    /// Bytes of non-DNS packets copied to us: IP and transport headers are enough to count.
+    #[serde(deserialize_with = "snaplen")]
+    pub snaplen: u16,
+    /// Packets the kernel batches into one message before sending it.
+    #[serde(deserialize_with = "queue_threshold")]
+    pub queue_threshold: u16,
+    /// Longest a partial batch waits in the kernel (10 ms resolution).
+    #[serde(deserialize_with = "duration")]
+    pub timeout: Duration,
+}
+
+impl Default for NflogConfig {
+    fn default() -> Self {
+        NflogConfig {
+            group: 7,
+            rcvbuf: 16 << 20,
+            snaplen: 128,
+            queue_threshold: 64,
+            timeout: Duration::from_millis(100),
+        }
+    }
+}
+
+/// The kernel takes the buffer size as an int and doubles it; beyond 1 GiB is a typo.
+fn rcvbuf<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    let n = byte_size(d)?;
+    if n > 1 << 30 {
+        return Err(de::Error::custom(
+            "rcvbuf above 1GiB; a few MiB to a few hundred MiB is plenty",
+        ));
+    }
+    Ok(n)
+}
+
+/// IPv4 + TCP headers with options need 60 + 60 bytes; below 40 not even ports are seen.
+fn snaplen<'de, D: Deserializer<'de>>(d: D) -> Result<u16, D::Error> {
+    match u16::deserialize(d)? {
+        n @ 40.. => Ok(n),
+        n => Err(de::Error::custom(format!(
+            "snaplen {n} is too small to see IP and ports; use at least 40 (default 128)"
+        ))),
+    }
+}
+
+fn queue_threshold<'de, D: Deserializer<'de>>(d: D) -> Result<u16, D::Error> {
+    match u16::deserialize(d)? {
+        0 => Err(de::Error::custom("queue_threshold must be at least 1")),
+        n => Ok(n),
     }
 }
 

@@ -3,8 +3,8 @@
 use rusqlite::params;
 
 use super::{sql_err, Store, StoreError};
-use crate::audit::FileRead;
 use crate::escape::printable_bytes;
+use crate::source::audit::FileRead;
 
 impl Store {
     /// Stores reads in one transaction; a read stored before (same log replayed) is skipped.

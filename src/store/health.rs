@@ -8,7 +8,11 @@ use crate::health::{Health, LossAlert};
 impl Store {
     /// Replaces the run's heartbeat row and stores a loss alert, in one transaction; returns
     /// the alert's trail link.
-    pub fn write_health(&mut self, h: &Health, loss: Option<&LossAlert>) -> Result<Option<crate::trail::Link>, StoreError> {
+    pub fn write_health(
+        &mut self,
+        h: &Health,
+        loss: Option<&LossAlert>,
+    ) -> Result<Option<crate::trail::Link>, StoreError> {
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
@@ -54,7 +58,8 @@ impl Store {
                 run_id: Some(h.run_id),
             };
             let mut at = super::trail::head(&tx).map_err(|e| super::sql_err(&self.path, e))?;
-            super::trail::insert_alert(&tx, &mut at, &row).map_err(|e| super::sql_err(&self.path, e))?;
+            super::trail::insert_alert(&tx, &mut at, &row)
+                .map_err(|e| super::sql_err(&self.path, e))?;
             link = Some(at);
         }
         tx.commit().map_err(|e| super::sql_err(&self.path, e))?;

@@ -13,10 +13,10 @@ use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::thread::JoinHandle;
 
 use crate::alert::Alert;
-use crate::rows::DnsRow;
-use crate::rows::EgressRow;
 use crate::health::HealthUpdate;
 use crate::principal::UserNames;
+use crate::rows::DnsRow;
+use crate::rows::EgressRow;
 use crate::sink::{self, Dispatcher};
 use crate::store::{Store, StoreError};
 use crate::trail::sign::Signer;
@@ -36,7 +36,7 @@ pub enum Write {
     Alert(Alert),
     DnsRows(Vec<DnsRow>),
     /// A read of a sensitive file, stored before the alerts of its batch.
-    FileRead(Box<crate::audit::FileRead>),
+    FileRead(Box<crate::source::audit::FileRead>),
     /// Commit everything before this and answer.
     Sync(SyncSender<()>),
     /// The live monitor's heartbeat (and loss alert), stored after the batch it arrives in.
@@ -99,7 +99,10 @@ impl RowBudget {
     }
 
     fn close(&self) {
-        self.state.lock().unwrap_or_else(PoisonError::into_inner).closed = true;
+        self.state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .closed = true;
         self.freed.notify_all();
     }
 }
@@ -151,7 +154,13 @@ impl Writer {
         if thread.is_none() {
             budget.close();
         }
-        Writer { tx: Some(tx), thread, waits: 0, depth, budget }
+        Writer {
+            tx: Some(tx),
+            thread,
+            waits: 0,
+            depth,
+            budget,
+        }
     }
 
     pub fn send(&mut self, msg: Write) {
@@ -306,6 +315,9 @@ mod tests {
         budget.release(1);
         assert!(!budget.reserve(3 * MAX_QUEUED_ROWS));
         budget.close();
-        assert!(!budget.reserve(1), "nobody frees rows after the thread ended: no wait");
+        assert!(
+            !budget.reserve(1),
+            "nobody frees rows after the thread ended: no wait"
+        );
     }
 }

@@ -195,8 +195,15 @@ impl Assembler {
             return Some("auditing switched off (audit_enabled=0)".into());
         }
         let op = r.value("op")?.bytes()?;
-        if op.as_ref() == b"remove_rule" && r.value("key").and_then(|k| k.bytes()).is_some_and(|k| self.has_key(&k)) {
-            return Some(format!("audit rule with key {} removed", printable_bytes(&self.key)));
+        if op.as_ref() == b"remove_rule"
+            && r.value("key")
+                .and_then(|k| k.bytes())
+                .is_some_and(|k| self.has_key(&k))
+        {
+            return Some(format!(
+                "audit rule with key {} removed",
+                printable_bytes(&self.key)
+            ));
         }
         None
     }
@@ -230,7 +237,10 @@ impl Assembler {
                 self.open.len() - 1
             }
         };
-        let keyed = r.is("SYSCALL") && r.value("key").and_then(|k| k.bytes()).is_some_and(|k| self.has_key(&k));
+        let keyed = r.is("SYSCALL")
+            && r.value("key")
+                .and_then(|k| k.bytes())
+                .is_some_and(|k| self.has_key(&k));
         if let Some(Value::BadHex(_)) = r.value("name") {
             self.count("audit_bad_hex");
         }
@@ -240,7 +250,8 @@ impl Assembler {
                 p.keyed = Some(keyed);
                 p.success = r.raw("success") == Some(b"yes");
                 // openat(dirfd, "name") with a real dirfd: the name is relative to that directory.
-                p.relative_to_cwd = r.raw("syscall") != Some(b"257") || r.raw("a0") == Some(AT_FDCWD);
+                p.relative_to_cwd =
+                    r.raw("syscall") != Some(b"257") || r.raw("a0") == Some(AT_FDCWD);
                 p.uid = r.id("uid");
                 p.auid = r.id("auid");
                 p.fsuid = r.id("fsuid");
@@ -252,7 +263,12 @@ impl Assembler {
                 p.exe = text(r, "exe");
                 p.comm = text(r, "comm");
             }
-            b"CWD" => p.cwd = r.value("cwd").and_then(|v| v.bytes()).map(|c| c.into_owned()),
+            b"CWD" => {
+                p.cwd = r
+                    .value("cwd")
+                    .and_then(|v| v.bytes())
+                    .map(|c| c.into_owned())
+            }
             b"PATH" => {
                 let parent = r.raw("nametype") == Some(b"PARENT");
                 if let (false, Some(name)) = (parent, r.value("name").and_then(|v| v.bytes())) {
@@ -308,7 +324,9 @@ impl Assembler {
             any = true;
             let path = match (name.first(), &p.cwd) {
                 (Some(b'/'), _) => normalize(name),
-                (_, Some(cwd)) if p.relative_to_cwd => normalize(&[cwd.as_slice(), b"/", name].concat()),
+                (_, Some(cwd)) if p.relative_to_cwd => {
+                    normalize(&[cwd.as_slice(), b"/", name].concat())
+                }
                 _ => name.clone(),
             };
             out(AuditEvent::Read(FileRead {
@@ -344,8 +362,17 @@ fn text(r: &Record<'_>, name: &str) -> Option<String> {
 
 /// `saddr=10.77.1.2 daddr=10.77.1.1 proto=6 sport=40000 dport=22` (ports on newer kernels).
 fn net_pkt(r: &Record<'_>) -> Option<NetPkt> {
-    let addr = |name| std::str::from_utf8(r.raw(name)?).ok()?.parse::<IpAddr>().ok();
-    let port = |name| r.number(name).and_then(|n| u16::try_from(n).ok()).unwrap_or(0);
+    let addr = |name| {
+        std::str::from_utf8(r.raw(name)?)
+            .ok()?
+            .parse::<IpAddr>()
+            .ok()
+    };
+    let port = |name| {
+        r.number(name)
+            .and_then(|n| u16::try_from(n).ok())
+            .unwrap_or(0)
+    };
     Some(NetPkt {
         ts_us: r.ts_us,
         saddr: addr("saddr")?,
@@ -435,7 +462,9 @@ mod tests {
     #[test]
     fn enriched_event_with_hex_name_and_user() {
         let mut sys = syscall(11, "100.000", "");
-        sys.extend_from_slice(b"\x1dARCH=x86_64 SYSCALL=openat AUID=\"alice\" UID=\"alice\" FSUID=\"alice\"");
+        sys.extend_from_slice(
+            b"\x1dARCH=x86_64 SYSCALL=openat AUID=\"alice\" UID=\"alice\" FSUID=\"alice\"",
+        );
         let (ev, _) = events(&[
             &sys,
             b"type=CWD msg=audit(100.000:11): cwd=\"/home/alice\"",
@@ -549,7 +578,10 @@ mod tests {
         let refs: Vec<&[u8]> = lines.iter().map(Vec::as_slice).collect();
         let (_, a) = events(&refs);
         assert_eq!(a.skipped.get("audit_event_evicted"), Some(&5));
-        assert_eq!(a.skipped.get("audit_event_without_path"), Some(&(MAX_OPEN as u64 + 5)));
+        assert_eq!(
+            a.skipped.get("audit_event_without_path"),
+            Some(&(MAX_OPEN as u64 + 5))
+        );
     }
 
     #[test]
@@ -565,7 +597,10 @@ mod tests {
         assert_eq!(ev.len(), 5, "{ev:?}");
         match &ev[0] {
             AuditEvent::Packet(p) => {
-                assert_eq!((p.proto, p.sport, p.dport, p.ts_us), (6, 40000, 22, 7_500_000));
+                assert_eq!(
+                    (p.proto, p.sport, p.dport, p.ts_us),
+                    (6, 40000, 22, 7_500_000)
+                );
                 assert_eq!(p.daddr.to_string(), "10.77.1.1");
             }
             other => panic!("{other:?}"),
@@ -581,7 +616,11 @@ mod tests {
                 }
             })
             .collect();
-        assert!(notes[0].contains("switched off") && notes[1].contains("removed") && notes[2] == "auditd stopped");
+        assert!(
+            notes[0].contains("switched off")
+                && notes[1].contains("removed")
+                && notes[2] == "auditd stopped"
+        );
     }
 
     #[test]

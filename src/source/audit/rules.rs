@@ -11,43 +11,45 @@ use std::process::Command;
 
 use anyhow::{bail, Context, Result};
 
-use crate::config::SensitiveConfig;
+use super::SensitivePath;
 
 pub const RULES_FILE: &str = "/etc/audit/rules.d/exfilmon.rules";
 
-pub fn render(cfg: &SensitiveConfig) -> String {
+pub fn render(paths: &[SensitivePath], key: &str) -> String {
     let mut s = format!(
         "## exfilmon: reads of sensitive files ([sensitive] paths), rendered by `exfilmon audit-rules`.\n\
          ## `exfilmon run --audit-log /var/log/audit/audit.log` ties each read (key {key}) to the\n\
          ## reader's egress. Load: exfilmon audit-rules --apply (or augenrules --load).\n",
-        key = cfg.audit_key
+        key = key
     );
-    if cfg.paths.is_empty() {
+    if paths.is_empty() {
         s.push_str("## No [sensitive] paths configured: nothing to watch.\n");
     }
-    for p in &cfg.paths {
-        s.push_str(&format!("-w {} -p r -k {}\n", p.path.display(), cfg.audit_key));
+    for p in paths {
+        s.push_str(&format!("-w {} -p r -k {}\n", p.path.display(), key));
     }
     s
 }
 
 /// Writes the rules file and loads it; returns what was done, one line each.
-pub fn apply(cfg: &SensitiveConfig, file: &Path) -> Result<Vec<String>> {
-    if cfg.paths.is_empty() {
+pub fn apply(paths: &[SensitivePath], key: &str, file: &Path) -> Result<Vec<String>> {
+    if paths.is_empty() {
         bail!("no [sensitive] paths in the configuration: nothing to watch (see exfilmon.example.toml)");
     }
     let mut done = Vec::new();
     if let Some(dir) = file.parent() {
-        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {} (run as root)", dir.display()))?;
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("cannot create {} (run as root)", dir.display()))?;
     }
-    std::fs::write(file, render(cfg)).with_context(|| format!("cannot write {} (run as root)", file.display()))?;
+    std::fs::write(file, render(paths, key))
+        .with_context(|| format!("cannot write {} (run as root)", file.display()))?;
     done.push(format!(
         "wrote {} ({} watch rules, key {})",
         file.display(),
-        cfg.paths.len(),
-        cfg.audit_key
+        paths.len(),
+        key
     ));
-    for p in &cfg.paths {
+    for p in paths {
         if !p.path.exists() {
             done.push(format!(
                 "note: {} does not exist yet; the kernel watches it from when it appears",
@@ -71,26 +73,31 @@ pub fn apply(cfg: &SensitiveConfig, file: &Path) -> Result<Vec<String>> {
         done.push("warning: auditing is disabled (auditctl -e 1 enables it)".into());
     }
     if status.lines().any(|l| l.trim() == "pid 0") {
-        done.push("warning: auditd is not running: records go to the kernel log, not to audit.log".into());
+        done.push(
+            "warning: auditd is not running: records go to the kernel log, not to audit.log".into(),
+        );
     }
     Ok(done)
 }
 
 /// Removes the rules file and every loaded rule with the key.
-pub fn remove(cfg: &SensitiveConfig, file: &Path) -> Result<Vec<String>> {
+pub fn remove(key: &str, file: &Path) -> Result<Vec<String>> {
     let mut done = Vec::new();
     match std::fs::remove_file(file) {
         Ok(()) => done.push(format!("removed {}", file.display())),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(e).with_context(|| format!("cannot remove {} (run as root)", file.display())),
+        Err(e) => {
+            return Err(e)
+                .with_context(|| format!("cannot remove {} (run as root)", file.display()))
+        }
     }
     if which("augenrules") {
         // Regenerates /etc/audit/audit.rules without the file, so a reboot does not bring them back.
         tool(&["augenrules"])?;
         done.push("regenerated /etc/audit/audit.rules with `augenrules`".into());
     }
-    tool(&["auditctl", "-D", "-k", &cfg.audit_key])?;
-    done.push(format!("deleted the loaded rules with key {}", cfg.audit_key));
+    tool(&["auditctl", "-D", "-k", &key])?;
+    done.push(format!("deleted the loaded rules with key {}", key));
     Ok(done)
 }
 
@@ -103,13 +110,16 @@ fn which(tool: &str) -> bool {
 
 /// Runs an audit tool; its stdout, or an error quoting its stderr.
 fn tool(args: &[&str]) -> Result<String> {
-    let out = Command::new(args[0]).args(&args[1..]).output().map_err(|e| {
-        if e.kind() == std::io::ErrorKind::NotFound {
-            anyhow::anyhow!("{} is not installed (apt-get install auditd)", args[0])
-        } else {
-            anyhow::anyhow!("cannot run {}: {e}", args[0])
-        }
-    })?;
+    let out = Command::new(args[0])
+        .args(&args[1..])
+        .output()
+        .map_err(|e| {
+            if e.kind() == std::io::ErrorKind::NotFound {
+                anyhow::anyhow!("{} is not installed (apt-get install auditd)", args[0])
+            } else {
+                anyhow::anyhow!("cannot run {}: {e}", args[0])
+            }
+        })?;
     if !out.status.success() {
         bail!(
             "`{}` failed: {}",
@@ -123,24 +133,20 @@ fn tool(args: &[&str]) -> Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::SensitivePath;
 
     #[test]
     fn one_watch_per_path() {
-        let cfg = SensitiveConfig {
-            paths: vec![
-                SensitivePath {
-                    path: "/data/sensitive1.csv".into(),
-                    size: None,
-                },
-                SensitivePath {
-                    path: "/data/dir".into(),
-                    size: Some(5),
-                },
-            ],
-            ..SensitiveConfig::default()
-        };
-        let rules: Vec<String> = render(&cfg)
+        let paths = [
+            SensitivePath {
+                path: "/data/sensitive1.csv".into(),
+                size: None,
+            },
+            SensitivePath {
+                path: "/data/dir".into(),
+                size: Some(5),
+            },
+        ];
+        let rules: Vec<String> = render(&paths, "exfilmon-sensitive")
             .lines()
             .filter(|l| !l.starts_with('#'))
             .map(String::from)

@@ -112,7 +112,10 @@ impl Follower {
                         Err(e) => {
                             // E.g. the monitor dropped to a user the new file is not readable by.
                             if self.stats.reopen_failures == 0 {
-                                tracing::warn!("cannot open the rotated audit log {}: {e}", self.path.display());
+                                tracing::warn!(
+                                    "cannot open the rotated audit log {}: {e}",
+                                    self.path.display()
+                                );
                             }
                             self.stats.reopen_failures += 1;
                             return Ok(total);

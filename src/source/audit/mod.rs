@@ -3,9 +3,9 @@
 //!
 //! [`parse`] views one line, [`event`] assembles records into events by serial, [`follow`]
 //! tails a live log through rotation, [`rules`] renders the watch rules. [`Reader`] puts the
-//! first two together and adds what only the file system knows (a read file's size);
-//! [`Merge`] interleaves saved events with a capture's packets by time, so a replay sees them
-//! in the order they happened.
+//! first two together and adds a read file's size: live from the file system, from a saved
+//! log only from the configuration, so a replay gives the same verdicts on any machine.
+//! (`pipeline::Merge` interleaves saved events with a capture's packets by time.)
 
 pub mod event;
 pub mod follow;
@@ -17,34 +17,42 @@ use std::path::{Path, PathBuf};
 
 pub use event::{AuditEvent, AuditNote, FileRead, NetPkt};
 
-use crate::config::{SensitiveConfig, SensitivePath};
-use crate::pipeline::{Output, Pipeline};
-use crate::decode::Frame;
-use crate::source::FrameSink;
+/// A watched file, with the size to judge its reads by when the file system cannot say.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SensitivePath {
+    pub path: PathBuf,
+    pub size: Option<u64>,
+}
 
 /// Lines to events, with each read's file size filled in.
 pub struct Reader {
     assembler: event::Assembler,
     paths: Vec<SensitivePath>,
+    /// Ask the file system for sizes (a live log); a saved log may be replayed elsewhere.
+    live: bool,
 }
 
 impl Reader {
-    pub fn new(cfg: &SensitiveConfig) -> Reader {
+    /// Records carrying `key` are reads of `paths`.
+    pub fn new(key: &str, paths: &[SensitivePath], live: bool) -> Reader {
         Reader {
-            assembler: event::Assembler::new(&cfg.audit_key),
-            paths: cfg.paths.clone(),
+            assembler: event::Assembler::new(key),
+            paths: paths.to_vec(),
+            live,
         }
     }
 
     pub fn line(&mut self, line: &[u8], out: &mut dyn FnMut(AuditEvent)) {
-        let paths = &self.paths;
-        self.assembler.line(line, &mut |ev| out(complete(ev, paths)));
+        let (paths, live) = (&self.paths, self.live);
+        self.assembler
+            .line(line, &mut |ev| out(complete(ev, paths, live)));
     }
 
     /// Emits the events still being assembled (end of a saved log).
     pub fn finish(&mut self, out: &mut dyn FnMut(AuditEvent)) {
-        let paths = &self.paths;
-        self.assembler.finish(&mut |ev| out(complete(ev, paths)));
+        let (paths, live) = (&self.paths, self.live);
+        self.assembler
+            .finish(&mut |ev| out(complete(ev, paths, live)));
     }
 
     /// Lines read (`audit_lines`), and the lines and events not used, by reason.
@@ -77,7 +85,7 @@ impl Reader {
 /// A read's size: the file's, read now; else the size the config gives for that path. A name
 /// the record left relative (opened through a directory descriptor) is matched to the
 /// configured file of that name.
-fn complete(ev: AuditEvent, paths: &[SensitivePath]) -> AuditEvent {
+fn complete(ev: AuditEvent, paths: &[SensitivePath], live: bool) -> AuditEvent {
     let AuditEvent::Read(mut r) = ev else {
         return ev;
     };
@@ -94,53 +102,13 @@ fn complete(ev: AuditEvent, paths: &[SensitivePath]) -> AuditEvent {
         }
     }
     let path = PathBuf::from(std::ffi::OsStr::from_bytes(&r.path));
-    r.size = std::fs::metadata(&path)
-        .ok()
+    r.size = live
+        .then(|| std::fs::metadata(&path).ok())
+        .flatten()
         .filter(|m| m.is_file())
         .map(|m| m.len())
         .or_else(|| paths.iter().find(|p| p.path == path).and_then(|p| p.size));
     AuditEvent::Read(r)
-}
-
-/// Feeds a pipeline frames and saved audit events in time order: before each frame, the
-/// events up to its time. [`Merge::finish`] hands over the rest.
-pub struct Merge<'a, O: Output> {
-    pipeline: &'a mut Pipeline<O>,
-    events: std::iter::Peekable<std::vec::IntoIter<AuditEvent>>,
-}
-
-impl<'a, O: Output> Merge<'a, O> {
-    /// `events` in any order; they are sorted by time (stable, so one event's order holds).
-    pub fn new(pipeline: &'a mut Pipeline<O>, mut events: Vec<AuditEvent>) -> Merge<'a, O> {
-        events.sort_by_key(AuditEvent::ts_us);
-        Merge {
-            pipeline,
-            events: events.into_iter().peekable(),
-        }
-    }
-
-    fn until(&mut self, ts_us: i64) {
-        while let Some(ev) = self.events.next_if(|e| e.ts_us() <= ts_us) {
-            self.pipeline.audit(ev);
-        }
-    }
-
-    /// Feeds the events after the last frame and flushes, so the pipeline's counters are final.
-    pub fn finish(mut self) {
-        self.until(i64::MAX);
-        self.pipeline.flush();
-    }
-}
-
-impl<O: Output> FrameSink for Merge<'_, O> {
-    fn frame(&mut self, frame: Frame<'_>) {
-        self.until(frame.ts_us);
-        self.pipeline.frame(frame);
-    }
-
-    fn damaged_record(&mut self) {
-        self.pipeline.damaged_record();
-    }
 }
 
 #[cfg(test)]
@@ -153,20 +121,17 @@ mod tests {
         let here = dir.path().join("here.csv");
         std::fs::write(&here, vec![b'x'; 1234]).unwrap();
         let gone = dir.path().join("gone.csv");
-        let cfg = SensitiveConfig {
-            paths: vec![
-                SensitivePath {
-                    path: here.clone(),
-                    size: Some(5),
-                },
-                SensitivePath {
-                    path: gone.clone(),
-                    size: Some(99),
-                },
-            ],
-            ..SensitiveConfig::default()
-        };
-        let mut reader = Reader::new(&cfg);
+        let paths = vec![
+            SensitivePath {
+                path: here.clone(),
+                size: Some(5),
+            },
+            SensitivePath {
+                path: gone.clone(),
+                size: Some(99),
+            },
+        ];
+        let mut reader = Reader::new("exfilmon-sensitive", &paths, true);
         let mut got = Vec::new();
         for (serial, name) in [
             (1, here.to_str().unwrap()),
