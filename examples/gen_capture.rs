@@ -72,8 +72,7 @@ const MSS: u32 = 1448;
 
 fn main() -> Result<()> {
     let args = Args::parse();
-    let file =
-        File::create(&args.out).with_context(|| format!("cannot create {}", args.out.display()))?;
+    let file = File::create(&args.out).with_context(|| format!("cannot create {}", args.out.display()))?;
     let mut out = BufWriter::with_capacity(1 << 20, file);
     let linktype: u32 = match args.link {
         Link::Nflog => 239,
@@ -112,8 +111,7 @@ fn main() -> Result<()> {
         out.write_all(data)?;
         bytes += u64::from(p.wire_len);
     }
-    out.flush()
-        .with_context(|| format!("cannot write {}", args.out.display()))?;
+    out.flush().with_context(|| format!("cannot write {}", args.out.display()))?;
     eprintln!(
         "gen_capture: wrote {} packets ({} bytes on the wire, {:.0} s of packet time) to {}",
         args.packets,
@@ -209,14 +207,7 @@ enum Shape {
 const PROFILES: &[(u64, Option<u32>, Shape)] = &[
     (560, Some(33), Shape::WebReplies),
     (150, Some(0), Shape::Bulk { peer: 10, port: 22 }),
-    (
-        120,
-        Some(998),
-        Shape::Bulk {
-            peer: 12,
-            port: 5432,
-        },
-    ),
+    (120, Some(998), Shape::Bulk { peer: 12, port: 5432 }),
     (60, Some(1000), Shape::User),
     (40, Some(1001), Shape::User),
     (40, None, Shape::WebReplies), // kernel-made: final ACKs and RSTs of closed sockets
@@ -283,18 +274,10 @@ impl Generator {
         let (mut dst, dport, len) = match shape {
             Shape::WebReplies => {
                 let client = self.rng.skewed(CLIENTS);
-                (
-                    client_addr(client, v6),
-                    32_768 + (mix(client) % 28_000) as u16,
-                    self.tcp_len(),
-                )
+                (client_addr(client, v6), 32_768 + (mix(client) % 28_000) as u16, self.tcp_len())
             }
             Shape::Bulk { peer, port } => {
-                let len = if self.rng.percent(90) {
-                    self.tso_len()
-                } else {
-                    52
-                };
+                let len = if self.rng.percent(90) { self.tso_len() } else { 52 };
                 (peer_addr(peer, v6), port, len)
             }
             Shape::User => {
@@ -308,11 +291,7 @@ impl Generator {
             dst = unique_addr(self.next_dst % self.unique_dsts);
             self.next_dst += 1;
         }
-        let src = if dst.is_ipv4() {
-            IpAddr::V4(SERVER_V4)
-        } else {
-            IpAddr::V6(SERVER_V6)
-        };
+        let src = if dst.is_ipv4() { IpAddr::V4(SERVER_V4) } else { IpAddr::V6(SERVER_V6) };
         match shape {
             Shape::Ping => {
                 // Linux ping: 8-byte timestamp then the pattern 0x10.. up to 56 bytes.
@@ -325,14 +304,7 @@ impl Generator {
                 let mut icmp = vec![if dst.is_ipv4() { 8 } else { 128 }, 0, 0, 0, 0x12, 0x34];
                 icmp.extend_from_slice(&seq.to_be_bytes());
                 icmp.extend_from_slice(&payload);
-                ip_packet(
-                    ip,
-                    src,
-                    dst,
-                    if dst.is_ipv4() { 1 } else { 58 },
-                    &icmp,
-                    icmp.len() as u32,
-                );
+                ip_packet(ip, src, dst, if dst.is_ipv4() { 1 } else { 58 }, &icmp, icmp.len() as u32);
             }
             _ => {
                 let sport = match shape {
@@ -342,29 +314,17 @@ impl Generator {
                 // `len` counts a 20-byte IP header; the TCP segment is the rest.
                 let seg_len = len - 20;
                 let seg = self.tcp_segment(sport, dport);
-                ip_packet(
-                    ip,
-                    src,
-                    dst,
-                    6,
-                    &seg[..seg.len().min(seg_len as usize)],
-                    seg_len,
-                );
+                ip_packet(ip, src, dst, 6, &seg[..seg.len().min(seg_len as usize)], seg_len);
             }
         }
         let wire_len = ip_wire_len(ip);
         ip.truncate(SNAPLEN);
-        Meta {
-            uid,
-            v6: dst.is_ipv6(),
-            wire_len,
-        }
+        Meta { uid, v6: dst.is_ipv6(), wire_len }
     }
 
     /// A DNS query, captured whole.
     fn dns(&mut self, ip: &mut Vec<u8>) -> Meta {
-        let uid =
-            [Some(33), Some(1000), Some(0), Some(1001), Some(101)][self.rng.skewed(5) as usize];
+        let uid = [Some(33), Some(1000), Some(0), Some(1001), Some(101)][self.rng.skewed(5) as usize];
         let v6 = self.rng.percent(15);
         self.query_name();
         let qtype: u16 = match self.rng.below(10) {
@@ -372,11 +332,7 @@ impl Generator {
             6..=8 => 28, // AAAA
             _ => 16,     // TXT
         };
-        let qtype = if self.name.ends_with(b".in-addr.arpa") {
-            12
-        } else {
-            qtype
-        };
+        let qtype = if self.name.ends_with(b".in-addr.arpa") { 12 } else { qtype };
         let mut udp = Vec::with_capacity(8 + 12 + self.name.len() + 2 + 4 + 11);
         let sport = 32_768 + self.rng.below(28_000) as u16;
         udp.extend_from_slice(&sport.to_be_bytes());
@@ -401,11 +357,7 @@ impl Generator {
         };
         let len = udp.len() as u32;
         ip_packet(ip, src, dst, 17, &udp, len);
-        Meta {
-            uid,
-            v6,
-            wire_len: ip_wire_len(ip),
-        }
+        Meta { uid, v6, wire_len: ip_wire_len(ip) }
     }
 
     /// Sets `self.name` to the next query name.
@@ -434,13 +386,7 @@ impl Generator {
             .unwrap_or(&DOMAINS[0]);
         if suffix == "in-addr.arpa" {
             let a = self.rng.next();
-            let name = format!(
-                "{}.{}.{}.{}.in-addr.arpa",
-                a & 0xff,
-                (a >> 8) & 0xff,
-                (a >> 16) & 0xff,
-                203
-            );
+            let name = format!("{}.{}.{}.{}.in-addr.arpa", a & 0xff, (a >> 8) & 0xff, (a >> 16) & 0xff, 203);
             self.name.extend_from_slice(name.as_bytes());
             return;
         }
@@ -502,16 +448,7 @@ impl Generator {
 fn client_addr(n: u64, v6: bool) -> IpAddr {
     let h = mix(n);
     if v6 {
-        IpAddr::V6(Ipv6Addr::new(
-            0x2001,
-            0xdb8,
-            0x100,
-            (h >> 48) as u16,
-            0,
-            0,
-            (h >> 16) as u16,
-            h as u16,
-        ))
+        IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0x100, (h >> 48) as u16, 0, 0, (h >> 16) as u16, h as u16))
     } else {
         IpAddr::V4(Ipv4Addr::new(203, 0, (h >> 8) as u8, h as u8))
     }
@@ -571,11 +508,7 @@ fn ip_packet(out: &mut Vec<u8>, src: IpAddr, dst: IpAddr, proto: u8, captured: &
         };
         out[l4_start + 6..l4_start + 8].copy_from_slice(&sum.to_be_bytes());
     } else if proto == 1 || proto == 58 {
-        let pseudo = if proto == 58 {
-            pseudo_header(src, dst, proto, (out.len() - l4_start) as u32)
-        } else {
-            0
-        };
+        let pseudo = if proto == 58 { pseudo_header(src, dst, proto, (out.len() - l4_start) as u32) } else { 0 };
         let sum = checksum(pseudo, &out[l4_start..]);
         out[l4_start + 2..l4_start + 4].copy_from_slice(&sum.to_be_bytes());
     }
@@ -591,11 +524,7 @@ fn ip_wire_len(ip: &[u8]) -> u32 {
 
 /// The one's-complement sum of the pseudo-header, not yet folded.
 fn pseudo_header(src: IpAddr, dst: IpAddr, proto: u8, len: u32) -> u32 {
-    let words = |b: &[u8]| {
-        b.chunks(2)
-            .map(|c| u32::from(u16::from_be_bytes([c[0], c[1]])))
-            .sum::<u32>()
-    };
+    let words = |b: &[u8]| b.chunks(2).map(|c| u32::from(u16::from_be_bytes([c[0], c[1]]))).sum::<u32>();
     let addrs = match (src, dst) {
         (IpAddr::V4(s), IpAddr::V4(d)) => words(&s.octets()) + words(&d.octets()),
         (IpAddr::V6(s), IpAddr::V6(d)) => words(&s.octets()) + words(&d.octets()),

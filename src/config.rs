@@ -84,10 +84,7 @@ pub struct TrailConfig {
 
 impl Default for TrailConfig {
     fn default() -> Self {
-        TrailConfig {
-            signing_key: None,
-            checkpoint_interval: Duration::from_secs(300),
-        }
+        TrailConfig { signing_key: None, checkpoint_interval: Duration::from_secs(300) }
     }
 }
 
@@ -105,10 +102,7 @@ pub struct MonitorConfig {
 
 impl Default for MonitorConfig {
     fn default() -> Self {
-        MonitorConfig {
-            ruleset_check: Duration::from_secs(60),
-            delivery_grace: Duration::from_secs(5),
-        }
+        MonitorConfig { ruleset_check: Duration::from_secs(60), delivery_grace: Duration::from_secs(5) }
     }
 }
 
@@ -131,17 +125,9 @@ pub struct NftConfig {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config {}: {source}", path.display())]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Read { path: PathBuf, source: std::io::Error },
     #[error("{}:{line}:{column}: {message}", path.display())]
-    Invalid {
-        path: PathBuf,
-        line: usize,
-        column: usize,
-        message: String,
-    },
+    Invalid { path: PathBuf, line: usize, column: usize, message: String },
 }
 
 impl Config {
@@ -150,10 +136,8 @@ impl Config {
         let Some(path) = path else {
             return Ok(Config::default());
         };
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
+        let text =
+            std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
         Config::parse(&text, path)
     }
 
@@ -163,12 +147,7 @@ impl Config {
             let before = &text[..offset.min(text.len())];
             let line = before.matches('\n').count() + 1;
             let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
-            ConfigError::Invalid {
-                path: path.to_owned(),
-                line,
-                column,
-                message,
-            }
+            ConfigError::Invalid { path: path.to_owned(), line, column, message }
         };
         let config: Config = toml::from_str(text).map_err(|e| {
             let offset = e.span().map_or(0, |s| s.start);
@@ -197,21 +176,9 @@ fn ranges<'de, D: Deserializer<'de>, A: std::str::FromStr + std::fmt::Display>(
     Vec::<String>::deserialize(d)?
         .iter()
         .map(|s| {
-            let bad = || {
-                de::Error::custom(format!(
-                    "{s:?} is not an address or address/prefix of this family"
-                ))
-            };
+            let bad = || de::Error::custom(format!("{s:?} is not an address or address/prefix of this family"));
             let (addr, prefix) = match s.trim().split_once('/') {
-                Some((a, p)) => (
-                    a,
-                    Some(
-                        p.parse::<u8>()
-                            .ok()
-                            .filter(|p| *p <= max_prefix)
-                            .ok_or_else(bad)?,
-                    ),
-                ),
+                Some((a, p)) => (a, Some(p.parse::<u8>().ok().filter(|p| *p <= max_prefix).ok_or_else(bad)?)),
                 None => (s.trim(), None),
             };
             let addr = addr.parse::<A>().map_err(|_| bad())?;
@@ -225,13 +192,12 @@ fn interface_names<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Er
     let names = Vec::<String>::deserialize(d)?;
     for n in &names {
         let body = n.strip_suffix('*').unwrap_or(n);
-        let ok = !n.is_empty()
-            && n.len() <= 15
-            && body
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"._-:@".contains(&b));
+        let ok =
+            !n.is_empty() && n.len() <= 15 && body.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-:@".contains(&b));
         if !ok {
-            return Err(de::Error::custom(format!("{n:?} is not an interface name (letters, digits, . _ - : @, up to 15, optional trailing *)")));
+            return Err(de::Error::custom(format!(
+                "{n:?} is not an interface name (letters, digits, . _ - : @, up to 15, optional trailing *)"
+            )));
         }
     }
     Ok(names)
@@ -249,32 +215,23 @@ mod tests {
 
     #[test]
     fn issue_2_volume_form() {
-        let c = parse("[[volume]]\nwindow = \"10m\"      # sliding window\nbytes = \"256KiB\"\n")
-            .unwrap();
+        let c = parse("[[volume]]\nwindow = \"10m\"      # sliding window\nbytes = \"256KiB\"\n").unwrap();
         assert_eq!(
             c.volume,
-            vec![VolumeRule {
-                window: Duration::from_secs(600),
-                bytes: 262_144,
-                severity: Severity::Medium
-            }]
+            vec![VolumeRule { window: Duration::from_secs(600), bytes: 262_144, severity: Severity::Medium }]
         );
     }
 
     #[test]
     fn unknown_key_names_line() {
-        let err = parse("[[volume]]\nwindow = \"10m\"\nbytes = 5\nbites = 6\n")
-            .unwrap_err()
-            .to_string();
+        let err = parse("[[volume]]\nwindow = \"10m\"\nbytes = 5\nbites = 6\n").unwrap_err().to_string();
         assert!(err.starts_with("test.toml:4:1:"), "{err}");
         assert!(err.contains("bites"), "{err}");
     }
 
     #[test]
     fn bad_duration_names_line() {
-        let err = parse("[[volume]]\nwindow = \"soon\"\nbytes = 5\n")
-            .unwrap_err()
-            .to_string();
+        let err = parse("[[volume]]\nwindow = \"soon\"\nbytes = 5\n").unwrap_err().to_string();
         assert!(err.starts_with("test.toml:2:"), "{err}");
         assert!(err.contains("invalid duration"), "{err}");
     }
@@ -287,10 +244,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(c.user.as_deref(), Some("nobody"));
-        assert_eq!(
-            (c.nflog.group, c.nflog.rcvbuf, c.nflog.snaplen),
-            (9, 4 << 20, 128)
-        );
+        assert_eq!((c.nflog.group, c.nflog.rcvbuf, c.nflog.snaplen), (9, 4 << 20, 128));
         assert_eq!(c.nflog.timeout, Duration::from_secs(1));
         assert_eq!(c.nft.allow_v4, ["192.0.2.10", "198.51.100.0/24"]);
         assert_eq!(c.nft.allow_v6, ["2001:db8::/48"]);
@@ -299,17 +253,11 @@ mod tests {
 
     #[test]
     fn nft_injection_is_rejected_with_line() {
-        let err = parse("[nft]\nallow_v4 = [\"1.2.3.4 } ; flush ruleset\"]\n")
-            .unwrap_err()
-            .to_string();
+        let err = parse("[nft]\nallow_v4 = [\"1.2.3.4 } ; flush ruleset\"]\n").unwrap_err().to_string();
         assert!(err.starts_with("test.toml:2:"), "{err}");
-        let err = parse("[nft]\ninterfaces = [\"eth0\\\" accept\"]\n")
-            .unwrap_err()
-            .to_string();
+        let err = parse("[nft]\ninterfaces = [\"eth0\\\" accept\"]\n").unwrap_err().to_string();
         assert!(err.starts_with("test.toml:2:"), "{err}");
-        let err = parse("[nft]\nallow_v4 = [\"2001:db8::1\"]\n")
-            .unwrap_err()
-            .to_string();
+        let err = parse("[nft]\nallow_v4 = [\"2001:db8::1\"]\n").unwrap_err().to_string();
         assert!(err.contains("not an address"), "{err}");
         let err = parse("[nflog]\nsnaplen = 20\n").unwrap_err().to_string();
         assert!(err.starts_with("test.toml:2:"), "{err}");
@@ -317,19 +265,13 @@ mod tests {
 
     #[test]
     fn example_config_parses() {
-        let path = Path::new(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/exfilmon.example.toml"
-        ));
+        let path = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/exfilmon.example.toml"));
         Config::load(Some(path)).unwrap();
     }
 
     #[test]
     fn example_dns_and_icmp_sections_are_the_defaults() {
-        let path = Path::new(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/exfilmon.example.toml"
-        ));
+        let path = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/exfilmon.example.toml"));
         let c = Config::load(Some(path)).unwrap();
         assert_eq!(c.dns, DnsConfig::default());
         assert_eq!(c.icmp, IcmpConfig::default());
@@ -342,46 +284,23 @@ mod tests {
         )
         .unwrap();
         let s = &c.sensitive;
-        assert_eq!(
-            s.paths[0],
-            SensitivePath {
-                path: "/data/sensitive1.csv".into(),
-                size: None
-            }
-        );
+        assert_eq!(s.paths[0], SensitivePath { path: "/data/sensitive1.csv".into(), size: None });
         assert_eq!(s.paths[1].size, Some(20 << 20));
-        assert_eq!(
-            (s.audit_key.as_str(), s.window),
-            ("exfilmon-sensitive", Duration::from_secs(600))
-        );
-        for bad in [
-            "paths = [\"relative.csv\"]",
-            "paths = [\"/a b\"]",
-            "audit_key = \"a b\"",
-            "paths = [{ path = \"/x\" }]",
-        ] {
-            let err = parse(&format!("[sensitive]\n{bad}\n"))
-                .unwrap_err()
-                .to_string();
+        assert_eq!((s.audit_key.as_str(), s.window), ("exfilmon-sensitive", Duration::from_secs(600)));
+        for bad in
+            ["paths = [\"relative.csv\"]", "paths = [\"/a b\"]", "audit_key = \"a b\"", "paths = [{ path = \"/x\" }]"]
+        {
+            let err = parse(&format!("[sensitive]\n{bad}\n")).unwrap_err().to_string();
             assert!(err.starts_with("test.toml:2:"), "{bad}: {err}");
         }
     }
 
     #[test]
     fn example_sensitive_section_parses_with_default_knobs() {
-        let path = Path::new(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/exfilmon.example.toml"
-        ));
+        let path = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/exfilmon.example.toml"));
         let s = Config::load(Some(path)).unwrap().sensitive;
         assert_eq!(s.paths.len(), 2);
-        assert_eq!(
-            SensitiveConfig {
-                paths: Vec::new(),
-                ..s
-            },
-            SensitiveConfig::default()
-        );
+        assert_eq!(SensitiveConfig { paths: Vec::new(), ..s }, SensitiveConfig::default());
     }
 
     #[test]
@@ -391,16 +310,9 @@ mod tests {
         assert!(c.dns.allow.iter().any(|d| d == "arpa"));
         let c = parse("[dns]\nallow = [\"only.example\"]\n").unwrap();
         assert_eq!(c.dns.allow, ["only.example"]);
-        let err = parse("[dns]\nallow = [\"bad name\\u001b\"]\n")
-            .unwrap_err()
-            .to_string();
-        assert!(
-            err.starts_with("test.toml:2:") && err.contains("\\x1b"),
-            "{err}"
-        );
-        let err = parse("[icmp]\nsignature_packets = 0\n")
-            .unwrap_err()
-            .to_string();
+        let err = parse("[dns]\nallow = [\"bad name\\u001b\"]\n").unwrap_err().to_string();
+        assert!(err.starts_with("test.toml:2:") && err.contains("\\x1b"), "{err}");
+        let err = parse("[icmp]\nsignature_packets = 0\n").unwrap_err().to_string();
         assert!(err.contains("at least 1"), "{err}");
     }
 }

@@ -30,8 +30,7 @@ pub fn printable(s: &str) -> Cow<'_, str> {
 /// overrides that reorder what is shown. Other text, backslashes and non-ASCII letters
 /// included, is left alone, so messages stay readable; not reversible, unlike [`printable`].
 pub fn message(s: &str) -> Cow<'_, str> {
-    let acts =
-        |c: char| c.is_control() || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
+    let acts = |c: char| c.is_control() || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
     if !s.chars().any(acts) {
         return Cow::Borrowed(s);
     }
@@ -77,14 +76,8 @@ mod tests {
 
     #[test]
     fn message_escapes_only_what_a_terminal_acts_on() {
-        assert_eq!(
-            message("cannot open C:\\dos \u{e9}t\u{e9}.pcap"),
-            "cannot open C:\\dos \u{e9}t\u{e9}.pcap"
-        );
-        assert_eq!(
-            message("x\x1b[2J\ry\u{9b}z\u{202e}w"),
-            "x\\x1b[2J\\x0dy\\u{9b}z\\u{202e}w"
-        );
+        assert_eq!(message("cannot open C:\\dos \u{e9}t\u{e9}.pcap"), "cannot open C:\\dos \u{e9}t\u{e9}.pcap");
+        assert_eq!(message("x\x1b[2J\ry\u{9b}z\u{202e}w"), "x\\x1b[2J\\x0dy\\u{9b}z\\u{202e}w");
     }
 
     #[test]

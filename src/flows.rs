@@ -62,14 +62,7 @@ impl FlowTable {
             self.early_flushes += 1;
             self.drain(out);
         }
-        let fresh = Open {
-            gid,
-            minute_us,
-            packets: 1,
-            bytes,
-            first_us: ts_us,
-            last_us: ts_us,
-        };
+        let fresh = Open { gid, minute_us, packets: 1, bytes, first_us: ts_us, last_us: ts_us };
         match self.open.entry((principal, dst)) {
             std::collections::hash_map::Entry::Occupied(mut e) => {
                 let key = *e.key();
@@ -124,11 +117,7 @@ mod tests {
     use std::net::{IpAddr, Ipv4Addr};
 
     fn dst(port: u16) -> Dst {
-        Dst {
-            addr: IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1)),
-            port,
-            proto: 6,
-        }
+        Dst { addr: IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1)), port, proto: 6 }
     }
 
     #[test]
@@ -141,15 +130,7 @@ mod tests {
         assert!(out.is_empty());
         t.add(who, None, dst(22), MINUTE_US + 5, 7, &mut out);
         assert_eq!(out.len(), 1);
-        assert_eq!(
-            (
-                out[0].packets,
-                out[0].bytes,
-                out[0].first_us,
-                out[0].last_us
-            ),
-            (2, 150, 1_000, 2_000)
-        );
+        assert_eq!((out[0].packets, out[0].bytes, out[0].first_us, out[0].last_us), (2, 150, 1_000, 2_000));
         t.sweep(2 * MINUTE_US, &mut out);
         assert_eq!(out.len(), 2);
         assert_eq!(out[1].minute_us, MINUTE_US);
@@ -161,19 +142,12 @@ mod tests {
         let mut out = Vec::new();
         let n = MAX_FLOWS as u32 + 10;
         for i in 0..n {
-            let dst = Dst {
-                addr: IpAddr::V4(Ipv4Addr::from(i)),
-                port: 443,
-                proto: 6,
-            };
+            let dst = Dst { addr: IpAddr::V4(Ipv4Addr::from(i)), port: 443, proto: 6 };
             t.add(Principal::Uid(1), None, dst, 0, 1, &mut out);
         }
         assert_eq!(t.early_flushes, 1);
         assert_eq!(out.len(), MAX_FLOWS);
-        assert!(
-            t.open.capacity() < 2 * MAX_FLOWS,
-            "the table grew past its cap"
-        );
+        assert!(t.open.capacity() < 2 * MAX_FLOWS, "the table grew past its cap");
         t.drain(&mut out);
         assert_eq!(out.iter().map(|r| r.packets).sum::<u64>(), u64::from(n));
     }

@@ -70,22 +70,13 @@ impl LossAlarm {
 
     /// Given the running totals, an alert for what is not reported yet, if it is time for one
     /// (`force` at exit: nothing unreported may remain).
-    pub fn check(
-        &mut self,
-        now_us: i64,
-        lost: u64,
-        overruns: u64,
-        rcvbuf: u64,
-        force: bool,
-    ) -> Option<LossAlert> {
+    pub fn check(&mut self, now_us: i64, lost: u64, overruns: u64, rcvbuf: u64, force: bool) -> Option<LossAlert> {
         let new_lost = lost.saturating_sub(self.reported_lost);
         let new_overruns = overruns.saturating_sub(self.reported_overruns);
         if new_lost == 0 && new_overruns == 0 {
             return None;
         }
-        let due = self
-            .last_alert_us
-            .is_none_or(|t| now_us.saturating_sub(t) >= self.period_us);
+        let due = self.last_alert_us.is_none_or(|t| now_us.saturating_sub(t) >= self.period_us);
         if !due && !force {
             return None;
         }
@@ -96,9 +87,7 @@ impl LossAlarm {
         let period = match since {
             Some(t) => format!(
                 " in the last {}",
-                crate::units::human_duration(std::time::Duration::from_micros(
-                    (now_us - t).max(0) as u64
-                ))
+                crate::units::human_duration(std::time::Duration::from_micros((now_us - t).max(0) as u64))
             ),
             None => String::new(),
         };
@@ -128,26 +117,11 @@ mod tests {
         let mut a = LossAlarm::new(Duration::from_secs(60));
         assert_eq!(a.check(0, 0, 0, 1, false), None);
         let first = a.check(1_000_000, 100, 2, 1, false).unwrap();
-        assert_eq!(
-            (first.lost, first.overruns, first.kind.as_str()),
-            (100, 2, "monitor_loss")
-        );
-        assert_eq!(
-            a.check(2_000_000, 150, 3, 1, false),
-            None,
-            "within the period"
-        );
+        assert_eq!((first.lost, first.overruns, first.kind.as_str()), (100, 2, "monitor_loss"));
+        assert_eq!(a.check(2_000_000, 150, 3, 1, false), None, "within the period");
         let second = a.check(61_000_000, 170, 4, 1, false).unwrap();
-        assert_eq!(
-            (second.lost, second.overruns),
-            (70, 2),
-            "covers everything since the first"
-        );
-        assert!(
-            second.summary.contains("in the last 1m"),
-            "{}",
-            second.summary
-        );
+        assert_eq!((second.lost, second.overruns), (70, 2), "covers everything since the first");
+        assert!(second.summary.contains("in the last 1m"), "{}", second.summary);
         let last = a.check(62_000_000, 171, 4, 1, true).unwrap();
         assert_eq!(last.lost, 1);
         assert_eq!(a.check(63_000_000, 171, 4, 1, true), None);

@@ -75,20 +75,14 @@ table {TABLE} {{
     let interfaces = |w: &mut String, comment: &str| {
         if !t.interfaces.is_empty() {
             let names: Vec<String> = t.interfaces.iter().map(|i| format!("\"{i}\"")).collect();
-            let _ = writeln!(
-                w,
-                "\t\toifname != {{ {} }} accept comment \"{comment}\"",
-                names.join(", ")
-            );
+            let _ = writeln!(w, "\t\toifname != {{ {} }} accept comment \"{comment}\"", names.join(", "));
         }
     };
     let audit = |w: &mut String| {
         if t.audit {
             w.push_str("\t\tjump audit_trail\n");
         } else {
-            w.push_str(
-                "\t\t# audit = true in [nft] adds `jump audit_trail` here (kernel audit trail).\n",
-            );
+            w.push_str("\t\t# audit = true in [nft] adds `jump audit_trail` here (kernel audit trail).\n");
         }
     };
 
@@ -168,11 +162,7 @@ pub enum NftError {
 pub fn nft(args: &[&str], input: Option<&str>) -> Result<String, NftError> {
     let mut child = Command::new("nft")
         .args(args)
-        .stdin(if input.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
+        .stdin(if input.is_some() { Stdio::piped() } else { Stdio::null() })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -192,14 +182,8 @@ pub fn nft(args: &[&str], input: Option<&str>) -> Result<String, NftError> {
     if err.contains("Operation not permitted") {
         return Err(NftError::NotPermitted);
     }
-    let first = err
-        .lines()
-        .find(|l| !l.trim().is_empty())
-        .unwrap_or("no error message")
-        .trim();
-    Err(NftError::Failed(
-        crate::escape::printable(first).into_owned(),
-    ))
+    let first = err.lines().find(|l| !l.trim().is_empty()).unwrap_or("no error message").trim();
+    Err(NftError::Failed(crate::escape::printable(first).into_owned()))
 }
 
 /// Loads the ruleset atomically (one `nft -f` transaction).
@@ -250,20 +234,9 @@ mod tests {
                     [nft]\nallow_v4 = [\"192.0.2.0/24\", \"198.51.100.7\"]\nallow_v6 = [\"2001:db8::/32\"]\n\
                     interfaces = [\"eth0\", \"wg*\"]\naudit = true\n";
         let r = render(&Config::parse(text, Path::new("t.toml")).unwrap());
-        assert!(
-            r.contains(
-                "counter log group 12 snaplen 96 queue-threshold 8 comment \"exfilmon-egress\""
-            ),
-            "{r}"
-        );
-        assert!(
-            r.contains("udp dport 53 counter log group 12 accept"),
-            "{r}"
-        );
-        assert!(
-            r.contains("elements = { 192.0.2.0/24, 198.51.100.7 }"),
-            "{r}"
-        );
+        assert!(r.contains("counter log group 12 snaplen 96 queue-threshold 8 comment \"exfilmon-egress\""), "{r}");
+        assert!(r.contains("udp dport 53 counter log group 12 accept"), "{r}");
+        assert!(r.contains("elements = { 192.0.2.0/24, 198.51.100.7 }"), "{r}");
         assert!(r.contains("elements = { 2001:db8::/32 }"), "{r}");
         assert!(r.contains("oifname != { \"eth0\", \"wg*\" } accept"), "{r}");
         assert_eq!(r.matches("jump audit_trail\n").count(), 2, "{r}");

@@ -1,30 +1,57 @@
 //! The one place the stages meet: frames in (from any source), decode, detect, aggregate,
 //! and rows and alerts out to the store. Live capture and replay differ only in the source.
+//!
+//! The pipeline only routes: every detector sits behind [`Detector`] and is listed once, in
+//! [`registry`]. It decodes each frame, works out who sent it where ([`Seen`]), aggregates
+//! egress per minute ([`FlowTable`]), hands the packet, audit events and the passing of time
+//! to the detectors and passes on what they find, rows always before the alerts about them.
 
 use std::collections::BTreeMap;
 
 use serde_json::json;
 
-use crate::alert::Severity;
-use crate::alert::{Alert, AlertKind};
+use crate::alert::Alert;
 use crate::config::Config;
-use crate::decode::Frame;
-use crate::decode::{self, DecodeError};
-use crate::detect::crosscheck::{AuditCrossCheck, CrossCounters};
-use crate::detect::dns::{DnsCounters, DnsDetector};
-use crate::detect::icmp::{IcmpCounters, IcmpDetector};
-use crate::detect::sensitive::{SensitiveCounters, SensitiveDetector};
-use crate::detect::volume::{Crossing, VolumeCounters, VolumeDetector};
+use crate::decode::{self, DecodeError, Frame};
+use crate::detect::audit_off::AuditOff;
+use crate::detect::crosscheck::AuditCrossCheck;
+use crate::detect::dns::DnsDetector;
+use crate::detect::icmp::IcmpDetector;
+use crate::detect::sensitive::SensitiveDetector;
+use crate::detect::volume::VolumeDetector;
+use crate::detect::{Detector, Findings, Seen, Tick};
 use crate::flows::FlowTable;
 use crate::principal::{Dst, Principal};
 use crate::rows::{DnsRow, EgressRow, MINUTE_US};
 use crate::source::audit::{AuditEvent, FileRead};
 use crate::source::FrameSink;
 use crate::store::RunTotals;
-use crate::units::{human_bytes, human_duration};
 
 /// Rows are handed to the output in batches of about this many.
 const ROW_BATCH: usize = 4096;
+
+/// Every detector, in the order each sees a packet. `audit`: an audit source is attached.
+/// A new detector is one line here (and its config section in [`Config`]).
+fn registry(config: &Config, audit: bool) -> Vec<Box<dyn Detector>> {
+    let mut all: Vec<Box<dyn Detector>> = vec![Box::new(VolumeDetector::new(&config.volume))];
+    if config.dns.enabled {
+        all.push(Box::new(DnsDetector::new(&config.dns)));
+    }
+    if config.icmp.enabled {
+        all.push(Box::new(IcmpDetector::new(&config.icmp)));
+    }
+    // Sensitive paths without an audit source still tie uid-less packets to their flows.
+    if audit || !config.sensitive.paths.is_empty() {
+        all.push(Box::new(SensitiveDetector::new(&config.sensitive)));
+    }
+    if audit && config.nft.audit {
+        all.push(Box::new(AuditCrossCheck::default()));
+    }
+    if audit {
+        all.push(Box::new(AuditOff));
+    }
+    all
+}
 
 /// Where the pipeline's results go: the store's writer, or a test's collector.
 pub trait Output {
@@ -50,13 +77,11 @@ pub struct Stats {
     pub alerts: u64,
     pub damaged_records: u64,
     pub skipped: BTreeMap<&'static str, u64>,
-    pub dns: DnsCounters,
-    pub icmp: IcmpCounters,
-    pub sensitive: SensitiveCounters,
-    pub crosscheck: CrossCounters,
-    pub volume: VolumeCounters,
     /// Times the flow table's cap forced its rows out before their minute ended.
     pub flows_early_flushes: u64,
+    /// The detectors' counters as of the last flush, by stored name; with those of detectors
+    /// a reload replaced added in.
+    pub detectors: BTreeMap<&'static str, u64>,
     /// Audit log lines and events not used, by reason (set by the audit source).
     pub audit_skipped: BTreeMap<&'static str, u64>,
 }
@@ -65,14 +90,10 @@ impl Stats {
     /// Frames that were damaged (as opposed to fine but not egress).
     pub fn malformed(&self) -> u64 {
         self.damaged_records
-            + [
-                DecodeError::Truncated,
-                DecodeError::BadIp,
-                DecodeError::BadNflog,
-            ]
-            .iter()
-            .map(|e| self.skipped.get(e.name()).copied().unwrap_or(0))
-            .sum::<u64>()
+            + [DecodeError::Truncated, DecodeError::BadIp, DecodeError::BadNflog]
+                .iter()
+                .map(|e| self.skipped.get(e.name()).copied().unwrap_or(0))
+                .sum::<u64>()
     }
 
     pub fn ignored(&self) -> u64 {
@@ -80,31 +101,12 @@ impl Stats {
     }
 
     pub fn totals(&self) -> RunTotals {
-        let mut counters: serde_json::Map<String, serde_json::Value> = self
-            .skipped
-            .iter()
-            .map(|(k, v)| (k.to_string(), json!(v)))
-            .collect();
+        let mut counters: serde_json::Map<String, serde_json::Value> =
+            self.skipped.iter().map(|(k, v)| (k.to_string(), json!(v))).collect();
         counters.insert("damaged_record".into(), json!(self.damaged_records));
-        self.dns
-            .each(|k, v| drop(counters.insert(k.into(), json!(v))));
-        self.icmp
-            .each(|k, v| drop(counters.insert(k.into(), json!(v))));
-        self.sensitive
-            .each(|k, v| drop(counters.insert(k.into(), json!(v))));
-        self.crosscheck
-            .each(|k, v| drop(counters.insert(k.into(), json!(v))));
-        self.volume
-            .each(|k, v| drop(counters.insert(k.into(), json!(v))));
-        counters.insert(
-            "flows_early_flushes".into(),
-            json!(self.flows_early_flushes),
-        );
-        counters.extend(
-            self.audit_skipped
-                .iter()
-                .map(|(k, v)| (k.to_string(), json!(v))),
-        );
+        counters.extend(self.detectors.iter().map(|(k, v)| (k.to_string(), json!(v))));
+        counters.insert("flows_early_flushes".into(), json!(self.flows_early_flushes));
+        counters.extend(self.audit_skipped.iter().map(|(k, v)| (k.to_string(), json!(v))));
         RunTotals {
             packets: self.packets,
             bytes: self.bytes,
@@ -117,21 +119,15 @@ impl Stats {
 }
 
 pub struct Pipeline<O: Output> {
-    volume: VolumeDetector,
+    detectors: Vec<Box<dyn Detector>>,
+    /// Counters of detectors a reload replaced, so totals never go backwards.
+    retired: BTreeMap<&'static str, u64>,
     flows: FlowTable,
     pending: Vec<EgressRow>,
     /// Rows of minutes before this one have been swept out of the flow table.
     swept_minute: i64,
-    /// Covert-channel detectors; `None` when switched off in the config.
-    dns: Option<DnsDetector>,
-    icmp: Option<IcmpDetector>,
-    /// Their alerts from the current packet.
-    covert: Vec<Alert>,
-    /// Reads of sensitive files (audit trail) tied to egress; `None` without `[sensitive]`
-    /// paths until an audit source is attached.
-    sensitive: Option<SensitiveDetector>,
-    /// NETFILTER_PKT records against NFLOG; only with an audit source and `[nft] audit`.
-    crosscheck: Option<AuditCrossCheck>,
+    /// What the detectors found on the current input, not yet passed on.
+    found: Findings,
     /// Newest packet or audit event time.
     latest_us: i64,
     out: O,
@@ -141,83 +137,62 @@ pub struct Pipeline<O: Output> {
 impl<O: Output> Pipeline<O> {
     pub fn new(config: &Config, out: O) -> Pipeline<O> {
         Pipeline {
-            volume: VolumeDetector::new(&config.volume),
+            detectors: registry(config, false),
+            retired: BTreeMap::new(),
             flows: FlowTable::default(),
             pending: Vec::with_capacity(ROW_BATCH),
             swept_minute: i64::MIN,
-            dns: config.dns.enabled.then(|| DnsDetector::new(&config.dns)),
-            icmp: config.icmp.enabled.then(|| IcmpDetector::new(&config.icmp)),
-            covert: Vec::new(),
-            sensitive: (!config.sensitive.paths.is_empty())
-                .then(|| SensitiveDetector::new(&config.sensitive)),
-            crosscheck: None,
+            found: Findings::default(),
             latest_us: i64::MIN,
             out,
             stats: Stats::default(),
         }
     }
 
-    /// Closes all open aggregates and hands everything pending to the output.
-    pub fn flush(&mut self) {
-        if let Some(c) = &mut self.crosscheck {
-            c.check(self.latest_us, &mut self.covert);
-            self.stats.crosscheck = c.counters.clone();
-        }
-        if let Some(s) = &self.sensitive {
-            self.stats.sensitive = s.counters.clone();
-        }
-        self.raise_pending();
-        self.flows.drain(&mut self.pending);
-        if let Some(dns) = &mut self.dns {
-            dns.drain();
-        }
-        self.emit_rows();
-    }
-
     /// An audit source is attached: reads are tied to egress (with the configured or default
     /// `[sensitive]` settings) and, with `[nft] audit`, NETFILTER_PKT records checked.
     pub fn enable_audit(&mut self, config: &Config) {
-        if self.sensitive.is_none() {
-            self.sensitive = Some(SensitiveDetector::new(&config.sensitive));
+        self.configure(config, true);
+    }
+
+    /// Builds the detectors `config` asks for, keeping the state of those already running.
+    fn configure(&mut self, config: &Config, audit: bool) {
+        let mut old = std::mem::take(&mut self.detectors);
+        self.detectors = registry(config, audit)
+            .into_iter()
+            .map(|new| match old.iter().position(|d| d.name() == new.name()) {
+                Some(i) => old.swap_remove(i),
+                None => new,
+            })
+            .collect();
+        for d in old {
+            d.counters(&mut |k, v| *self.retired.entry(k).or_default() += v);
         }
-        if config.nft.audit && self.crosscheck.is_none() {
-            self.crosscheck = Some(AuditCrossCheck::default());
+    }
+
+    /// Closes all open aggregates and hands everything pending to the output.
+    pub fn flush(&mut self) {
+        self.tick(Tick::Flush(self.latest_us));
+        self.flows.drain(&mut self.pending);
+        self.pass_on();
+        let mut counters = self.retired.clone();
+        for d in &self.detectors {
+            d.counters(&mut |k, v| *counters.entry(k).or_default() += v);
         }
+        self.stats.detectors = counters;
     }
 
     /// One event from the audit trail, in time order with the packets (replay merges them;
     /// live, both are now).
     pub fn audit(&mut self, ev: AuditEvent) {
         self.latest_us = self.latest_us.max(ev.ts_us());
-        match ev {
-            AuditEvent::Read(r) => {
-                self.out.file_read(&r);
-                if let Some(s) = &mut self.sensitive {
-                    s.read(&r, &mut self.covert);
-                    self.stats.sensitive = s.counters.clone();
-                }
-            }
-            AuditEvent::Packet(n) => {
-                if let Some(c) = &mut self.crosscheck {
-                    c.audit(n);
-                }
-            }
-            AuditEvent::Note(n) => self.covert.push(Alert {
-                ts_us: n.ts_us,
-                kind: AlertKind::AuditOff,
-                severity: Severity::High,
-                // Only root changes the audit configuration; the record says which login did.
-                principal: Principal::Uid(n.by.unwrap_or(0)),
-                dst: None,
-                bytes: 0,
-                summary: format!(
-                    "audit trail: {}; reads of sensitive files are no longer recorded",
-                    n.what
-                ),
-                details: json!({ "what": n.what }),
-            }),
+        if let AuditEvent::Read(r) = &ev {
+            self.out.file_read(r);
         }
-        self.raise_pending();
+        for d in &mut self.detectors {
+            d.audit(&ev, &mut self.found);
+        }
+        self.pass_on();
     }
 
     /// Live: time has moved on to `now_us` even without packets, so audit records waiting for
@@ -226,17 +201,9 @@ impl<O: Output> Pipeline<O> {
         self.latest_us = self.latest_us.max(now_us);
     }
 
-    fn raise_pending(&mut self) {
-        if !self.covert.is_empty() {
-            for alert in std::mem::take(&mut self.covert) {
-                self.raise(alert);
-            }
-        }
-    }
-
-    /// Distinct principals seen so far.
-    pub fn principals(&self) -> usize {
-        self.volume.principals()
+    /// Distinct principals seen so far (the volume detector's count).
+    pub fn principals(&self) -> u64 {
+        self.stats.detectors.get("volume_principals").copied().unwrap_or(0)
     }
 
     pub fn output(&mut self) -> &mut O {
@@ -246,6 +213,12 @@ impl<O: Output> Pipeline<O> {
     pub fn into_output(mut self) -> O {
         self.flush();
         self.out
+    }
+
+    fn tick(&mut self, tick: Tick) {
+        for d in &mut self.detectors {
+            d.tick(tick, &mut self.found);
+        }
     }
 
     fn packet(&mut self, p: &decode::Packet<'_>) {
@@ -261,83 +234,34 @@ impl<O: Output> Pipeline<O> {
             // A new minute of packet time: earlier minutes' rows are complete.
             self.flows.sweep(minute, &mut self.pending);
             self.swept_minute = minute;
-            if let Some(dns) = &mut self.dns {
-                dns.sweep(minute);
-            }
-            if let Some(icmp) = &mut self.icmp {
-                icmp.sweep(minute);
-            }
-            if let Some(s) = &mut self.sensitive {
-                s.sweep(minute);
-            }
-            self.emit_rows();
+            self.tick(Tick::Minute(minute));
+            self.pass_on();
         }
-        self.flows
-            .add(principal, p.gid, dst, p.ts_us, bytes, &mut self.pending);
+        self.flows.add(principal, p.gid, dst, p.ts_us, bytes, &mut self.pending);
         self.stats.flows_early_flushes = self.flows.early_flushes;
-        if self.pending.len() >= ROW_BATCH {
-            self.emit_rows();
-        }
 
-        let mut crossings = Vec::new();
-        self.volume
-            .observe(principal, p.ts_us, bytes, &mut self.stats.volume, |c| {
-                crossings.push(c)
-            });
-        for c in crossings {
-            let alert = self.volume_alert(c, dst);
-            self.raise(alert);
+        let seen = Seen { packet: p, principal, dst, bytes, flows: &self.flows };
+        for d in &mut self.detectors {
+            d.packet(&seen, &mut self.found);
         }
-
-        if let Some(dns) = &mut self.dns {
-            dns.observe(p, principal, &mut self.stats.dns, &mut self.covert);
-        }
-        if let Some(icmp) = &mut self.icmp {
-            icmp.observe(p, principal, &mut self.stats.icmp, &mut self.covert);
-        }
-        if let Some(s) = &mut self.sensitive {
-            s.packet(p, dst, bytes, &mut self.covert);
-        }
-        if let Some(c) = &mut self.crosscheck {
-            c.packet(p);
-        }
-        self.raise_pending();
-    }
-
-    fn volume_alert(&self, c: Crossing, packet_dst: Dst) -> Alert {
-        let dst = self.flows.top_dst(c.principal).unwrap_or(packet_dst);
-        let window = human_duration(c.window);
-        Alert {
-            ts_us: c.ts_us,
-            kind: AlertKind::Volume,
-            severity: c.severity,
-            principal: c.principal,
-            dst: Some(dst.to_string()),
-            bytes: c.bytes,
-            summary: format!(
-                "{} sent {} within {window} (threshold {}), most to {dst}",
-                c.principal,
-                human_bytes(c.bytes),
-                human_bytes(c.threshold)
-            ),
-            details: json!({ "window_secs": c.window.as_secs(), "threshold_bytes": c.threshold }),
+        if self.pending.len() >= ROW_BATCH || !self.found.alerts.is_empty() || !self.found.dns_rows.is_empty() {
+            self.pass_on();
         }
     }
 
-    fn raise(&mut self, alert: Alert) {
-        self.stats.alerts += 1;
-        // Rows first, so an alert never refers to traffic the store has not seen.
-        self.emit_rows();
-        self.out.alert(&alert);
-    }
-
-    fn emit_rows(&mut self) {
+    /// Hands rows, then alerts, to the output: an alert never refers to traffic the store has
+    /// not seen.
+    fn pass_on(&mut self) {
         if !self.pending.is_empty() {
             let rows = std::mem::replace(&mut self.pending, Vec::with_capacity(ROW_BATCH));
             self.out.rows(rows);
         }
-        if let Some(dns) = self.dns.as_mut().filter(|d| d.pending_rows() > 0) {
-            self.out.dns_rows(dns.take_rows());
+        if !self.found.dns_rows.is_empty() {
+            self.out.dns_rows(std::mem::take(&mut self.found.dns_rows));
+        }
+        for alert in self.found.alerts.drain(..) {
+            self.stats.alerts += 1;
+            self.out.alert(&alert);
         }
     }
 }
@@ -353,10 +277,7 @@ impl<'a, O: Output> Merge<'a, O> {
     /// `events` in any order; they are sorted by time (stable, so one event's order holds).
     pub fn new(pipeline: &'a mut Pipeline<O>, mut events: Vec<AuditEvent>) -> Merge<'a, O> {
         events.sort_by_key(AuditEvent::ts_us);
-        Merge {
-            pipeline,
-            events: events.into_iter().peekable(),
-        }
+        Merge { pipeline, events: events.into_iter().peekable() }
     }
 
     fn until(&mut self, ts_us: i64) {

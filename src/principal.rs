@@ -56,11 +56,7 @@ pub struct Dst {
 
 impl Dst {
     pub fn of(p: &Packet<'_>) -> Dst {
-        Dst {
-            addr: p.dst,
-            port: p.dport,
-            proto: p.proto,
-        }
+        Dst { addr: p.dst, port: p.dport, proto: p.proto }
     }
 }
 
@@ -88,12 +84,7 @@ pub fn endpoint(addr: IpAddr, port: u16, proto: u8) -> String {
 
 impl fmt::Display for Dst {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{}/{}",
-            endpoint(self.addr, self.port, self.proto),
-            proto_name(self.proto)
-        )
+        write!(f, "{}/{}", endpoint(self.addr, self.port, self.proto), proto_name(self.proto))
     }
 }
 
@@ -106,10 +97,7 @@ impl UserNames {
         self.0
             .entry(uid)
             .or_insert_with(|| {
-                nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid))
-                    .ok()
-                    .flatten()
-                    .map(|u| u.name)
+                nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid)).ok().flatten().map(|u| u.name)
             })
             .clone()
     }

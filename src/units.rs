@@ -63,10 +63,8 @@ pub fn wall_clock_us() -> i64 {
 }
 
 pub fn rfc3339(us: i64) -> String {
-    chrono::DateTime::from_timestamp_micros(us).map_or_else(
-        || us.to_string(),
-        |d| d.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-    )
+    chrono::DateTime::from_timestamp_micros(us)
+        .map_or_else(|| us.to_string(), |d| d.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
 }
 
 /// Deserializers for configuration values, shared by every component's config section.
@@ -97,11 +95,9 @@ pub mod de {
                 let name = s.trim().trim_end_matches('.').to_ascii_lowercase();
                 let ok = !name.is_empty()
                     && name.len() <= 253
-                    && name.split('.').all(|l| {
-                        !l.is_empty()
-                            && l.bytes()
-                                .all(|b| b.is_ascii_alphanumeric() || b"-_".contains(&b))
-                    });
+                    && name
+                        .split('.')
+                        .all(|l| !l.is_empty() && l.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_".contains(&b)));
                 if ok {
                     Ok(name)
                 } else {

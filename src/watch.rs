@@ -113,37 +113,32 @@ enum Ruleset {
     Unchecked(String),
 }
 
-fn spawn_ruleset_check(
-    expected: String,
-    every: Duration,
-) -> Option<(Sender<String>, Receiver<Event>)> {
+fn spawn_ruleset_check(expected: String, every: Duration) -> Option<(Sender<String>, Receiver<Event>)> {
     let (expected_tx, expected_rx) = crossbeam_channel::unbounded::<String>();
     let (events_tx, events_rx) = crossbeam_channel::unbounded();
-    let thread = std::thread::Builder::new()
-        .name("exfilmon-ruleset".into())
-        .spawn(move || {
-            let mut expected = expected;
-            let mut last = Ruleset::Matches;
-            let mut wait = Duration::ZERO;
-            loop {
-                match expected_rx.recv_timeout(wait) {
-                    Ok(new) => expected = new,
-                    Err(RecvTimeoutError::Timeout) => {}
-                    // The monitor is gone.
-                    Err(RecvTimeoutError::Disconnected) => return,
-                }
-                wait = every;
-                let now = check(&expected);
-                if now != last {
-                    if let Some(e) = event(&now) {
-                        if events_tx.send(e).is_err() {
-                            return;
-                        }
-                    }
-                    last = now;
-                }
+    let thread = std::thread::Builder::new().name("exfilmon-ruleset".into()).spawn(move || {
+        let mut expected = expected;
+        let mut last = Ruleset::Matches;
+        let mut wait = Duration::ZERO;
+        loop {
+            match expected_rx.recv_timeout(wait) {
+                Ok(new) => expected = new,
+                Err(RecvTimeoutError::Timeout) => {}
+                // The monitor is gone.
+                Err(RecvTimeoutError::Disconnected) => return,
             }
-        });
+            wait = every;
+            let now = check(&expected);
+            if now != last {
+                if let Some(e) = event(&now) {
+                    if events_tx.send(e).is_err() {
+                        return;
+                    }
+                }
+                last = now;
+            }
+        }
+    });
     thread.ok().map(|_| (expected_tx, events_rx))
 }
 
@@ -192,9 +187,7 @@ fn check(expected: &str) -> Ruleset {
 /// The first difference between the rendered ruleset and `nft list table` output.
 pub fn difference(rendered: &str, listed: &str) -> Option<String> {
     // The rendering declares, deletes and re-creates the table; its definition is the last part.
-    let definition = rendered
-        .rfind("\ntable ")
-        .map_or(rendered, |i| &rendered[i..]);
+    let definition = rendered.rfind("\ntable ").map_or(rendered, |i| &rendered[i..]);
     let want = normalise(definition);
     let have = normalise(listed);
     for (i, (w, h)) in want.iter().zip(&have).enumerate() {
@@ -220,10 +213,7 @@ fn normalise(text: &str) -> Vec<String> {
             let mut i = 0;
             while i < words.len() {
                 out.push(words[i]);
-                if words[i] == "counter"
-                    && words.get(i + 1) == Some(&"packets")
-                    && words.get(i + 3) == Some(&"bytes")
-                {
+                if words[i] == "counter" && words.get(i + 1) == Some(&"packets") && words.get(i + 3) == Some(&"bytes") {
                     i += 5;
                 } else {
                     i += 1;
@@ -275,20 +265,11 @@ mod tests {
     fn listed_ruleset_matches_its_rendering_and_edits_show() {
         let rendered = nft::render(&Config::default());
         assert_eq!(difference(&rendered, LISTED), None);
-        let allowed = LISTED.replacen(
-            "flags interval\n",
-            "flags interval\n\t\telements = { 203.0.113.9 }\n",
-            1,
-        );
+        let allowed = LISTED.replacen("flags interval\n", "flags interval\n\t\telements = { 203.0.113.9 }\n", 1);
         let d = difference(&rendered, &allowed).unwrap();
         assert!(d.contains("elements = { 203.0.113.9 }"), "{d}");
-        let skipped = LISTED.replace(
-            "\t\toif \"lo\"",
-            "\t\tmeta skuid 1001 accept\n\t\toif \"lo\"",
-        );
-        assert!(difference(&rendered, &skipped)
-            .unwrap()
-            .contains("meta skuid 1001"));
+        let skipped = LISTED.replace("\t\toif \"lo\"", "\t\tmeta skuid 1001 accept\n\t\toif \"lo\"");
+        assert!(difference(&rendered, &skipped).unwrap().contains("meta skuid 1001"));
         let gone = LISTED.replace(
             "\t\tcounter packets 0 bytes 0 log group 7 snaplen 128 queue-threshold 64 comment \"exfilmon-egress\"\n",
             "",

@@ -24,15 +24,7 @@ fn pcap(linktype: u32, records: &[&[u8]]) -> Vec<u8> {
 /// A pcapng section with one interface of the given link type.
 fn pcapng(linktype: u16) -> Vec<u8> {
     let mut b = Vec::new();
-    for v in [
-        0x0a0d_0d0au32,
-        28,
-        0x1a2b_3c4d,
-        1,
-        0xffff_ffff,
-        0xffff_ffff,
-        28,
-    ] {
+    for v in [0x0a0d_0d0au32, 28, 0x1a2b_3c4d, 1, 0xffff_ffff, 0xffff_ffff, 28] {
         b.extend_from_slice(&v.to_le_bytes());
     }
     for v in [1u32, 20, u32::from(linktype), 65_535, 20] {
@@ -42,9 +34,7 @@ fn pcapng(linktype: u16) -> Vec<u8> {
 }
 
 /// An ICMP echo in raw IPv4, a valid record to put before damage.
-const PING: &[u8] = &[
-    0x45, 0, 0, 28, 0, 0, 0, 0, 64, 1, 0, 0, 192, 0, 2, 1, 198, 51, 100, 1, 8, 0, 0, 0, 0, 0, 0, 0,
-];
+const PING: &[u8] = &[0x45, 0, 0, 28, 0, 0, 0, 0, 64, 1, 0, 0, 192, 0, 2, 1, 198, 51, 100, 1, 8, 0, 0, 0, 0, 0, 0, 0];
 
 /// Files each case may name, created in a fresh directory: `@name` in a case's arguments
 /// becomes that file's path.
@@ -55,9 +45,7 @@ fn setup(dir: &Path) {
     w("text.pcap", b"this is not a capture file at all\n");
     w("short-header.pcap", &pcap(101, &[])[..10]);
     let mut huge = pcap(101, &[]);
-    huge.extend_from_slice(&[
-        0, 0, 0, 0, 0, 0, 0, 0, 0xf0, 0xff, 0xff, 0xff, 0xf0, 0xff, 0xff, 0xff,
-    ]);
+    huge.extend_from_slice(&[0, 0, 0, 0, 0, 0, 0, 0, 0xf0, 0xff, 0xff, 0xff, 0xf0, 0xff, 0xff, 0xff]);
     huge.extend_from_slice(&[0x45; 64]);
     w("huge-record.pcap", &huge);
     let cut = pcap(101, &[PING, PING]);
@@ -68,179 +56,59 @@ fn setup(dir: &Path) {
     w("not-utf8.toml", b"[dns]\nallow_extra = [\"\xff\xfe\"]\n");
     w("syntax.toml", b"[[volume]\nwindow = \"10m\"\n");
     w("unknown-key.toml", b"[dns]\nmax_pair = 3\n");
-    w(
-        "bad-size.toml",
-        b"[[volume]]\nwindow = \"10m\"\nbytes = \"lots\"\n",
-    );
-    w(
-        "bad-duration.toml",
-        b"[[volume]]\nwindow = \"soon\"\nbytes = \"1MiB\"\n",
-    );
+    w("bad-size.toml", b"[[volume]]\nwindow = \"10m\"\nbytes = \"lots\"\n");
+    w("bad-duration.toml", b"[[volume]]\nwindow = \"soon\"\nbytes = \"1MiB\"\n");
     w("zero.toml", b"[dns]\nmax_pairs = 0\n");
     w("wrong-type.toml", b"[nflog]\ngroup = \"seven\"\n");
     w("snaplen.toml", b"[nflog]\nsnaplen = 8\n");
     w("no-rules.toml", b"volume = []\n");
-    w(
-        "bad-domain.toml",
-        b"[dns]\nallow_extra = [\"evil\\u001b[2J.com\"]\n",
-    );
+    w("bad-domain.toml", b"[dns]\nallow_extra = [\"evil\\u001b[2J.com\"]\n");
     w("a-file", b"x");
     w("notes.txt", &[b'x'; 4096]);
-    let sqlite = |name: &str, sql: &str| {
-        rusqlite::Connection::open(dir.join(name))
-            .unwrap()
-            .execute_batch(sql)
-            .unwrap()
-    };
-    sqlite(
-        "other-app.db",
-        "CREATE TABLE notes (body TEXT); INSERT INTO notes VALUES ('keep me');",
-    );
-    sqlite(
-        "good.db",
-        &format!("{} PRAGMA user_version = 1;", include_str!("../schema.sql")),
-    );
-    sqlite(
-        "newer.db",
-        "CREATE TABLE future (x); PRAGMA user_version = 99;",
-    );
+    let sqlite =
+        |name: &str, sql: &str| rusqlite::Connection::open(dir.join(name)).unwrap().execute_batch(sql).unwrap();
+    sqlite("other-app.db", "CREATE TABLE notes (body TEXT); INSERT INTO notes VALUES ('keep me');");
+    sqlite("good.db", &format!("{} PRAGMA user_version = 1;", include_str!("../schema.sql")));
+    sqlite("newer.db", "CREATE TABLE future (x); PRAGMA user_version = 99;");
     // A database cut after its first page: the header says more pages follow.
-    sqlite(
-        "cut.db",
-        "CREATE TABLE a (x); CREATE TABLE b (y); CREATE TABLE c (z); PRAGMA user_version = 1;",
-    );
+    sqlite("cut.db", "CREATE TABLE a (x); CREATE TABLE b (y); CREATE TABLE c (z); PRAGMA user_version = 1;");
     let full = std::fs::read(dir.join("cut.db")).unwrap();
     w("cut.db", &full[..100]);
 }
 
 /// (what, arguments, exit status, text the one-line error must contain)
 const CASES: &[(&str, &[&str], i32, &str)] = &[
-    (
-        "missing capture",
-        &["replay", "@none.pcap"],
-        1,
-        "cannot open @none.pcap",
-    ),
-    (
-        "empty capture",
-        &["replay", "@empty.pcap"],
-        1,
-        "@empty.pcap is empty",
-    ),
-    (
-        "directory as capture",
-        &["replay", "@a-directory"],
-        1,
-        "@a-directory is a directory, not a capture file",
-    ),
-    (
-        "text as capture",
-        &["replay", "@text.pcap"],
-        1,
-        "not a pcap or pcapng capture",
-    ),
-    (
-        "truncated capture header",
-        &["replay", "@short-header.pcap"],
-        1,
-        "@short-header.pcap is not a pcap or pcapng",
-    ),
-    (
-        "huge record length",
-        &["replay", "@huge-record.pcap"],
-        1,
-        "record 1 claims more than 1 MiB",
-    ),
-    (
-        "record cut short",
-        &["replay", "@cut.pcap"],
-        1,
-        "record 2 is cut short",
-    ),
-    (
-        "unknown pcap link type",
-        &["replay", "@token-ring.pcap"],
-        1,
-        "unsupported link type 6 (IEEE 802.5 Token Ring)",
-    ),
-    (
-        "unknown pcapng link type",
-        &["replay", "@user0.pcapng"],
-        1,
-        "unsupported link type 147",
-    ),
-    (
-        "missing config",
-        &["replay", "--config", "@none.toml", "@good.pcap"],
-        1,
-        "cannot read config @none.toml",
-    ),
+    ("missing capture", &["replay", "@none.pcap"], 1, "cannot open @none.pcap"),
+    ("empty capture", &["replay", "@empty.pcap"], 1, "@empty.pcap is empty"),
+    ("directory as capture", &["replay", "@a-directory"], 1, "@a-directory is a directory, not a capture file"),
+    ("text as capture", &["replay", "@text.pcap"], 1, "not a pcap or pcapng capture"),
+    ("truncated capture header", &["replay", "@short-header.pcap"], 1, "@short-header.pcap is not a pcap or pcapng"),
+    ("huge record length", &["replay", "@huge-record.pcap"], 1, "record 1 claims more than 1 MiB"),
+    ("record cut short", &["replay", "@cut.pcap"], 1, "record 2 is cut short"),
+    ("unknown pcap link type", &["replay", "@token-ring.pcap"], 1, "unsupported link type 6 (IEEE 802.5 Token Ring)"),
+    ("unknown pcapng link type", &["replay", "@user0.pcapng"], 1, "unsupported link type 147"),
+    ("missing config", &["replay", "--config", "@none.toml", "@good.pcap"], 1, "cannot read config @none.toml"),
     (
         "directory as config",
         &["replay", "--config", "@a-directory", "@good.pcap"],
         1,
         "cannot read config @a-directory",
     ),
-    (
-        "config not UTF-8",
-        &["replay", "--config", "@not-utf8.toml", "@good.pcap"],
-        1,
-        "valid UTF-8",
-    ),
-    (
-        "config syntax",
-        &["replay", "--config", "@syntax.toml", "@good.pcap"],
-        1,
-        "@syntax.toml:1:",
-    ),
-    (
-        "config unknown key",
-        &["replay", "--config", "@unknown-key.toml", "@good.pcap"],
-        1,
-        "unknown field `max_pair`",
-    ),
-    (
-        "config bad size",
-        &["replay", "--config", "@bad-size.toml", "@good.pcap"],
-        1,
-        "@bad-size.toml:3:",
-    ),
-    (
-        "config bad duration",
-        &["replay", "--config", "@bad-duration.toml", "@good.pcap"],
-        1,
-        "@bad-duration.toml:2:",
-    ),
-    (
-        "config zero cap",
-        &["replay", "--config", "@zero.toml", "@good.pcap"],
-        1,
-        "must be at least 1",
-    ),
-    (
-        "config wrong type",
-        &["replay", "--config", "@wrong-type.toml", "@good.pcap"],
-        1,
-        "@wrong-type.toml:2:",
-    ),
-    (
-        "config snaplen",
-        &["replay", "--config", "@snaplen.toml", "@good.pcap"],
-        1,
-        "snaplen 8 is too small",
-    ),
+    ("config not UTF-8", &["replay", "--config", "@not-utf8.toml", "@good.pcap"], 1, "valid UTF-8"),
+    ("config syntax", &["replay", "--config", "@syntax.toml", "@good.pcap"], 1, "@syntax.toml:1:"),
+    ("config unknown key", &["replay", "--config", "@unknown-key.toml", "@good.pcap"], 1, "unknown field `max_pair`"),
+    ("config bad size", &["replay", "--config", "@bad-size.toml", "@good.pcap"], 1, "@bad-size.toml:3:"),
+    ("config bad duration", &["replay", "--config", "@bad-duration.toml", "@good.pcap"], 1, "@bad-duration.toml:2:"),
+    ("config zero cap", &["replay", "--config", "@zero.toml", "@good.pcap"], 1, "must be at least 1"),
+    ("config wrong type", &["replay", "--config", "@wrong-type.toml", "@good.pcap"], 1, "@wrong-type.toml:2:"),
+    ("config snaplen", &["replay", "--config", "@snaplen.toml", "@good.pcap"], 1, "snaplen 8 is too small"),
     (
         "config without rules",
         &["replay", "--config", "@no-rules.toml", "@good.pcap"],
         1,
         "at least one [[volume]] rule",
     ),
-    (
-        "config hostile domain",
-        &["replay", "--config", "@bad-domain.toml", "@good.pcap"],
-        1,
-        "is not a domain name",
-    ),
+    ("config hostile domain", &["replay", "--config", "@bad-domain.toml", "@good.pcap"], 1, "is not a domain name"),
     (
         "database under a file",
         &["replay", "--db", "@a-file/x.db", "@good.pcap"],
@@ -253,12 +121,7 @@ const CASES: &[(&str, &[&str], i32, &str)] = &[
         1,
         "cannot create database directory",
     ),
-    (
-        "directory as database",
-        &["replay", "--db", "@a-directory", "@good.pcap"],
-        1,
-        "is a directory",
-    ),
+    ("directory as database", &["replay", "--db", "@a-directory", "@good.pcap"], 1, "is a directory"),
     (
         "database not SQLite",
         &["replay", "--db", "@notes.txt", "@good.pcap"],
@@ -271,61 +134,16 @@ const CASES: &[(&str, &[&str], i32, &str)] = &[
         1,
         "another program's SQLite database",
     ),
-    (
-        "database from a newer schema",
-        &["replay", "--db", "@newer.db", "@good.pcap"],
-        1,
-        "newer than this exfilmon",
-    ),
-    (
-        "report on a newer schema",
-        &["report", "--db", "@newer.db"],
-        1,
-        "newer than this exfilmon",
-    ),
-    (
-        "report on a missing database",
-        &["report", "--db", "@none.db"],
-        1,
-        "@none.db does not exist",
-    ),
-    (
-        "report on another program's database",
-        &["report", "--db", "@other-app.db"],
-        1,
-        "another program's",
-    ),
-    (
-        "truncated database",
-        &["report", "--db", "@cut.db"],
-        1,
-        "database @cut.db is damaged",
-    ),
-    (
-        "report bad time",
-        &["report", "--db", "@good.db", "--since", "last tuesday"],
-        1,
-        "--since",
-    ),
-    (
-        "missing audit log",
-        &["replay", "--audit-log", "@none.log", "@good.pcap"],
-        1,
-        "@none.log",
-    ),
-    (
-        "verify a non-database",
-        &["verify", "--db", "@notes.txt"],
-        1,
-        "not an exfilmon database",
-    ),
+    ("database from a newer schema", &["replay", "--db", "@newer.db", "@good.pcap"], 1, "newer than this exfilmon"),
+    ("report on a newer schema", &["report", "--db", "@newer.db"], 1, "newer than this exfilmon"),
+    ("report on a missing database", &["report", "--db", "@none.db"], 1, "@none.db does not exist"),
+    ("report on another program's database", &["report", "--db", "@other-app.db"], 1, "another program's"),
+    ("truncated database", &["report", "--db", "@cut.db"], 1, "database @cut.db is damaged"),
+    ("report bad time", &["report", "--db", "@good.db", "--since", "last tuesday"], 1, "--since"),
+    ("missing audit log", &["replay", "--audit-log", "@none.log", "@good.pcap"], 1, "@none.log"),
+    ("verify a non-database", &["verify", "--db", "@notes.txt"], 1, "not an exfilmon database"),
     ("no capture named", &["replay"], 2, "required"),
-    (
-        "unknown format",
-        &["report", "--format", "xml"],
-        2,
-        "invalid value 'xml'",
-    ),
+    ("unknown format", &["report", "--format", "xml"], 2, "invalid value 'xml'"),
 ];
 
 #[test]
@@ -338,8 +156,7 @@ fn every_bad_input_is_a_one_line_error() {
         setup(dir.path());
         let at = |s: &str| s.replace('@', &format!("{}/", dir.path().display()));
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_exfilmon"));
-        cmd.args(args.iter().map(|a| at(a)))
-            .env("RUST_BACKTRACE", "1");
+        cmd.args(args.iter().map(|a| at(a))).env("RUST_BACKTRACE", "1");
         if !args.contains(&"--db") {
             cmd.args(["--db", &at("@fresh.db")]);
         }
@@ -353,9 +170,7 @@ fn every_bad_input_is_a_one_line_error() {
             Some("wrong exit status")
         } else if !err.contains(&needle) {
             Some("message does not name the problem")
-        } else if *status == 1
-            && !(first.starts_with("exfilmon: ") && err.trim_end().lines().count() == 1)
-        {
+        } else if *status == 1 && !(first.starts_with("exfilmon: ") && err.trim_end().lines().count() == 1) {
             Some("not one `exfilmon:` line")
         } else if *status == 2 && !first.starts_with("error: ") {
             Some("not clap's usage error")
@@ -366,19 +181,10 @@ fn every_bad_input_is_a_one_line_error() {
             eprintln!("{what}: {}", err.trim_end());
         }
         if let Some(problem) = problem {
-            failed.push(format!(
-                "{what}: {problem} (status {:?}, want {status}, {needle:?}):\n{err}",
-                o.status.code()
-            ));
+            failed.push(format!("{what}: {problem} (status {:?}, want {status}, {needle:?}):\n{err}", o.status.code()));
         }
     }
-    assert!(
-        failed.is_empty(),
-        "{} of {} cases failed:\n{}",
-        failed.len(),
-        CASES.len(),
-        failed.join("\n")
-    );
+    assert!(failed.is_empty(), "{} of {} cases failed:\n{}", failed.len(), CASES.len(), failed.join("\n"));
 }
 
 /// Refusing a database of another program leaves it exactly as it was: no exfilmon tables,
@@ -390,12 +196,7 @@ fn another_programs_database_is_left_untouched() {
     let db = dir.path().join("other-app.db");
     let before = std::fs::read(&db).unwrap();
     let o = Command::new(env!("CARGO_BIN_EXE_exfilmon"))
-        .args([
-            "replay",
-            "--db",
-            db.to_str().unwrap(),
-            dir.path().join("good.pcap").to_str().unwrap(),
-        ])
+        .args(["replay", "--db", db.to_str().unwrap(), dir.path().join("good.pcap").to_str().unwrap()])
         .output()
         .unwrap();
     assert_eq!(o.status.code(), Some(1));

@@ -20,27 +20,17 @@ use exfilmon::source::{pcap, FrameSink};
 use serde_json::Value;
 
 fn corpus(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("pcaps/covert")
-        .join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("pcaps/covert").join(name)
 }
 
 fn uid(user: &str) -> u64 {
-    let users: Value =
-        serde_json::from_str(&std::fs::read_to_string(corpus("users.json")).unwrap()).unwrap();
+    let users: Value = serde_json::from_str(&std::fs::read_to_string(corpus("users.json")).unwrap()).unwrap();
     users[user].as_u64().unwrap()
 }
 
 fn run(args: &[&str]) -> Output {
-    let o = Command::new(env!("CARGO_BIN_EXE_exfilmon"))
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        o.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    let o = Command::new(env!("CARGO_BIN_EXE_exfilmon")).args(args).output().unwrap();
+    assert!(o.status.success(), "{args:?}: {}", String::from_utf8_lossy(&o.stderr));
     o
 }
 
@@ -75,20 +65,13 @@ fn benign_capture_raises_nothing() {
     let (_d, db, alerts) = alerts_of(&[corpus("benign.pcap")]);
     assert!(alerts.is_empty(), "{alerts:#?}");
     // ...but its DNS is stored: ordinary domains, none marked.
-    let out = run(&[
-        "report", "dns", "--db", &db, "--format", "json", "--top", "50",
-    ]);
+    let out = run(&["report", "dns", "--db", &db, "--format", "json", "--top", "50"]);
     let rows: Value = serde_json::from_slice(&out.stdout).unwrap();
     let rows = rows.as_array().unwrap();
     assert!(rows.len() > 30, "{}", rows.len());
     assert!(rows.iter().all(|r| r["mark"] == ""), "{rows:#?}");
-    assert!(
-        rows.iter().any(|r| r["domain"] == "example.co.uk"),
-        "registered domains from the suffix list"
-    );
-    assert!(!rows
-        .iter()
-        .any(|r| r["domain"] == "co.uk" || r["domain"] == "com.br"));
+    assert!(rows.iter().any(|r| r["domain"] == "example.co.uk"), "registered domains from the suffix list");
+    assert!(!rows.iter().any(|r| r["domain"] == "co.uk" || r["domain"] == "com.br"));
 }
 
 #[test]
@@ -99,13 +82,7 @@ fn each_tunnel_raises_its_alert_once() {
         ("slow-dns.pcap", &[("dns_tunnel", cov, "cdn-metrics.test")]),
         // iodine opens its socket as root before dropping privileges, so root is the sender.
         ("iodine.pcap", &[("dns_tunnel", 0, "tun.test")]),
-        (
-            "iodine-raw.pcap",
-            &[
-                ("dns_tunnel", 0, "tun.test"),
-                ("dns_tunnel", 0, "10.77.9.1:53/udp"),
-            ],
-        ),
+        ("iodine-raw.pcap", &[("dns_tunnel", 0, "tun.test"), ("dns_tunnel", 0, "10.77.9.1:53/udp")]),
         ("dns2tcp.pcap", &[("dns_tunnel", cov, "tun.test")]),
         ("ptunnel.pcap", &[("icmp_tunnel", 0, "10.77.9.1")]),
         ("icmp6-exfil.pcap", &[("icmp_tunnel", cov, "fd77:9::1")]),
@@ -113,10 +90,7 @@ fn each_tunnel_raises_its_alert_once() {
     for (file, want) in cases {
         let (_d, _db, alerts) = alerts_of(&[corpus(file)]);
         let got = kinds(&alerts);
-        let want: Vec<_> = want
-            .iter()
-            .map(|(k, u, d)| (k.to_string(), *u, d.to_string()))
-            .collect();
+        let want: Vec<_> = want.iter().map(|(k, u, d)| (k.to_string(), *u, d.to_string())).collect();
         assert_eq!(got, want, "{file}: {alerts:#?}");
         for a in &alerts {
             let d = &a["details"];
@@ -135,10 +109,7 @@ fn report_dns_marks_tunnels() {
     let out = run(&["report", "dns", "--db", &db, "--format", "json"]);
     let rows: Value = serde_json::from_slice(&out.stdout).unwrap();
     let first = &rows[0];
-    assert_eq!(
-        (first["domain"].as_str(), first["mark"].as_str()),
-        (Some("tun.test"), Some("ALERT"))
-    );
+    assert_eq!((first["domain"].as_str(), first["mark"].as_str()), (Some("tun.test"), Some("ALERT")));
     assert_eq!(first["uid"].as_u64(), Some(uid("exfil-cov")));
     assert!(first["sample"].as_str().unwrap().ends_with(".d2t.tun.test"));
     let table = String::from_utf8(run(&["report", "dns", "--db", &db]).stdout).unwrap();
@@ -148,10 +119,7 @@ fn report_dns_marks_tunnels() {
 /// A raw-IP capture of one UDP DNS query per name, from 192.0.2.10 to 198.51.100.53.
 fn dns_capture(path: &Path, names: &[Vec<u8>]) {
     let mut f = std::fs::File::create(path).unwrap();
-    f.write_all(&[
-        0xd4, 0xc3, 0xb2, 0xa1, 2, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0, 0, 101, 0, 0, 0,
-    ])
-    .unwrap();
+    f.write_all(&[0xd4, 0xc3, 0xb2, 0xa1, 2, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0, 0, 101, 0, 0, 0]).unwrap();
     for (i, labels) in names.iter().enumerate() {
         let mut dns = vec![0, i as u8, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0];
         dns.extend_from_slice(labels);
@@ -208,19 +176,12 @@ fn hostile_names_are_escaped_in_table_csv_and_json() {
     for format in ["table", "csv", "json"] {
         for what in ["dns", "alerts"] {
             let out = run(&["report", what, "--db", &db, "--format", format]).stdout;
-            assert!(
-                !out.iter().any(|&b| b < 0x20 && b != b'\n' || b >= 0x7f),
-                "{what} {format}: raw control bytes"
-            );
+            assert!(!out.iter().any(|&b| b < 0x20 && b != b'\n' || b >= 0x7f), "{what} {format}: raw control bytes");
             let text = String::from_utf8(out).unwrap();
             // The alerts table and CSV leave the samples (in details) out.
             if what == "dns" || format == "json" {
                 // JSON writes the escape's backslash as `\\`.
-                let needle = if format == "json" {
-                    r"\\x1b[2J\\x00\\x8"
-                } else {
-                    r"\x1b[2J\x00\x8"
-                };
+                let needle = if format == "json" { r"\\x1b[2J\\x00\\x8" } else { r"\x1b[2J\x00\x8" };
                 assert!(text.contains(needle), "{what} {format}: {text}");
             }
             if format == "json" {
@@ -246,10 +207,7 @@ impl<O: pipeline::Output> FrameSink for Recorder<O> {
                     let n = dns::parse(payload).map_or(payload.len(), |q| q.qname.len());
                     self.seen.push((p.ts_us, who, "dns", n as u64));
                 }
-                L4::Icmp { kind: 8 | 128, .. } => {
-                    self.seen
-                        .push((p.ts_us, who, "icmp", u64::from(p.wire_len) - 28))
-                }
+                L4::Icmp { kind: 8 | 128, .. } => self.seen.push((p.ts_us, who, "icmp", u64::from(p.wire_len) - 28)),
                 _ => {}
             }
         }
@@ -273,21 +231,12 @@ impl pipeline::Output for Collect {
 
 #[test]
 fn every_tunnel_is_caught_within_30_s_or_10_kb() {
-    println!("| capture | detected | alert | sender | packets before alert | name/payload bytes before | seconds to alert |");
+    println!(
+        "| capture | detected | alert | sender | packets before alert | name/payload bytes before | seconds to alert |"
+    );
     println!("|---|---|---|---|---|---|---|");
-    for file in [
-        "slow-dns",
-        "iodine",
-        "iodine-raw",
-        "dns2tcp",
-        "ptunnel",
-        "icmp6-exfil",
-        "benign",
-    ] {
-        let mut r = Recorder {
-            pipeline: Pipeline::new(&Config::default(), Collect::default()),
-            seen: Vec::new(),
-        };
+    for file in ["slow-dns", "iodine", "iodine-raw", "dns2tcp", "ptunnel", "icmp6-exfil", "benign"] {
+        let mut r = Recorder { pipeline: Pipeline::new(&Config::default(), Collect::default()), seen: Vec::new() };
         pcap::read_file(&corpus(&format!("{file}.pcap")), &mut r, &mut |_| {}).unwrap();
         let alerts = r.pipeline.into_output().0;
         let Some(first) = alerts.first() else {
@@ -296,16 +245,8 @@ fn every_tunnel_is_caught_within_30_s_or_10_kb() {
             continue;
         };
         assert_ne!(file, "benign", "false alert: {first:#?}");
-        let channel = if first.kind.as_str() == "icmp_tunnel" {
-            "icmp"
-        } else {
-            "dns"
-        };
-        let mine: Vec<_> = r
-            .seen
-            .iter()
-            .filter(|s| s.1 == first.principal && s.2 == channel)
-            .collect();
+        let channel = if first.kind.as_str() == "icmp_tunnel" { "icmp" } else { "dns" };
+        let mine: Vec<_> = r.seen.iter().filter(|s| s.1 == first.principal && s.2 == channel).collect();
         let before: Vec<_> = mine.iter().filter(|s| s.0 <= first.ts_us).collect();
         let bytes: u64 = before.iter().map(|s| s.3).sum();
         let secs = (first.ts_us - mine[0].0) as f64 / 1e6;
@@ -315,9 +256,6 @@ fn every_tunnel_is_caught_within_30_s_or_10_kb() {
             first.principal,
             before.len()
         );
-        assert!(
-            secs <= 30.0 || bytes <= 10_240,
-            "{file}: {secs} s, {bytes} bytes before the alert"
-        );
+        assert!(secs <= 30.0 || bytes <= 10_240, "{file}: {secs} s, {bytes} bytes before the alert");
     }
 }

@@ -54,10 +54,7 @@ struct Rng(u64);
 
 impl Rng {
     fn below(&mut self, n: u64) -> u64 {
-        self.0 = self
-            .0
-            .wrapping_mul(6_364_136_223_846_793_005)
-            .wrapping_add(1_442_695_040_888_963_407);
+        self.0 = self.0.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
         (self.0 >> 33) % n
     }
 }
@@ -69,19 +66,14 @@ fn delivered(sink: &Path) -> BTreeSet<String> {
     let whole = text.rfind('\n').map_or("", |end| &text[..end]);
     whole
         .lines()
-        .map(|l| {
-            serde_json::from_str::<Value>(l).unwrap_or_else(|e| panic!("sink line {l:?}: {e}"))
-        })
+        .map(|l| serde_json::from_str::<Value>(l).unwrap_or_else(|e| panic!("sink line {l:?}: {e}")))
         .filter(|r| r["type"] == "alert")
         .map(|r| key(&r))
         .collect()
 }
 
 fn key(a: &Value) -> String {
-    format!(
-        "{} {} {} {} {}",
-        a["ts"], a["kind"], a["dst"], a["bytes"], a["summary"]
-    )
+    format!("{} {} {} {} {}", a["ts"], a["kind"], a["dst"], a["bytes"], a["summary"])
 }
 
 fn verify_exists() -> bool {
@@ -100,12 +92,7 @@ fn sigkill_under_load_twenty_times_loses_no_stored_alert() {
     let seed = std::env::var("CRASH_SEED")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .unwrap()
-                .as_nanos() as u64
-        });
+        .unwrap_or_else(|| SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos() as u64);
     println!("CRASH_SEED={seed}");
     let mut rng = Rng(seed);
     let sink = lab.path("alerts.jsonl");
@@ -124,11 +111,7 @@ fn sigkill_under_load_twenty_times_loses_no_stored_alert() {
     let verify = verify_exists();
     println!(
         "exfilmon verify {}",
-        if verify {
-            "exists: checked after every kill"
-        } else {
-            "does not exist yet: not checked"
-        }
+        if verify { "exists: checked after every kill" } else { "does not exist yet: not checked" }
     );
 
     let mut monitor = lab.start_monitor(&cfg, &db, "monitor-0.log");
@@ -137,21 +120,10 @@ fn sigkill_under_load_twenty_times_loses_no_stored_alert() {
     let inside = lab.inside.clone();
     for (i, user) in USERS.iter().enumerate() {
         let tag = format!("t{i}");
-        let args = [
-            "runuser",
-            "-u",
-            user,
-            "--",
-            "python3",
-            generator.to_str().unwrap(),
-            &peer,
-            &tag,
-        ];
+        let args = ["runuser", "-u", user, "--", "python3", generator.to_str().unwrap(), &peer, &tag];
         lab.spawn_in(&inside, &args, &format!("load-{i}.log"));
     }
-    wait_for(Duration::from_secs(20), "the first alerts", || {
-        !delivered(&sink).is_empty()
-    });
+    wait_for(Duration::from_secs(20), "the first alerts", || !delivered(&sink).is_empty());
 
     let mut last = 0;
     for kill in 1..=KILLS {
@@ -166,17 +138,11 @@ fn sigkill_under_load_twenty_times_loses_no_stored_alert() {
         wait_exit(&mut monitor.child, Duration::from_secs(5));
 
         let conn = rusqlite::Connection::open(&db).unwrap();
-        let check: String = conn
-            .query_row("PRAGMA integrity_check", [], |r| r.get(0))
-            .unwrap();
+        let check: String = conn.query_row("PRAGMA integrity_check", [], |r| r.get(0)).unwrap();
         assert_eq!(check, "ok", "integrity_check after kill {kill}");
         drop(conn);
         if verify {
-            let out = Command::new(EXFILMON)
-                .args(["verify", "--db"])
-                .arg(&db)
-                .output()
-                .unwrap();
+            let out = Command::new(EXFILMON).args(["verify", "--db"]).arg(&db).output().unwrap();
             assert!(
                 out.status.success(),
                 "verify after kill {kill}: {}{}",
@@ -184,32 +150,16 @@ fn sigkill_under_load_twenty_times_loses_no_stored_alert() {
                 String::from_utf8_lossy(&out.stderr)
             );
         }
-        let stored: BTreeSet<String> = report(&db, "alerts")
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(key)
-            .collect();
+        let stored: BTreeSet<String> = report(&db, "alerts").as_array().unwrap().iter().map(key).collect();
         let reported = delivered(&sink);
         let lost: Vec<&String> = reported.difference(&stored).collect();
-        assert!(
-            lost.is_empty(),
-            "kill {kill}: {} alerts reported as stored are gone: {lost:#?}",
-            lost.len()
-        );
-        println!(
-            "kill {kill}: integrity ok, {} alerts stored, {} reported by the sink",
-            stored.len(),
-            reported.len()
-        );
+        assert!(lost.is_empty(), "kill {kill}: {} alerts reported as stored are gone: {lost:#?}", lost.len());
+        println!("kill {kill}: integrity ok, {} alerts stored, {} reported by the sink", stored.len(), reported.len());
         last = reported.len();
 
         if kill < KILLS {
             monitor = lab.start_monitor(&cfg, &db, &format!("monitor-{kill}.log"));
         }
     }
-    assert!(
-        last >= KILLS,
-        "the load raised too few alerts to test anything: {last}"
-    );
+    assert!(last >= KILLS, "the load raised too few alerts to test anything: {last}");
 }

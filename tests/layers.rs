@@ -21,14 +21,8 @@ fn graph() -> BTreeMap<String, BTreeSet<String>> {
                 continue;
             }
             let rel = path.strip_prefix(&src).unwrap();
-            let module = rel
-                .components()
-                .next()
-                .unwrap()
-                .as_os_str()
-                .to_string_lossy()
-                .trim_end_matches(".rs")
-                .to_string();
+            let module =
+                rel.components().next().unwrap().as_os_str().to_string_lossy().trim_end_matches(".rs").to_string();
             if module == "main" || module == "lib" {
                 continue;
             }
@@ -39,21 +33,12 @@ fn graph() -> BTreeMap<String, BTreeSet<String>> {
             for (i, _) in code.match_indices("crate::") {
                 let rest = &code[i + "crate::".len()..];
                 let names: Vec<&str> = if let Some(inner) = rest.strip_prefix('{') {
-                    inner
-                        .split('}')
-                        .next()
-                        .unwrap()
-                        .split(',')
-                        .map(|s| s.trim())
-                        .collect()
+                    inner.split('}').next().unwrap().split(',').map(|s| s.trim()).collect()
                 } else {
                     vec![rest]
                 };
                 for n in names {
-                    let name: String = n
-                        .chars()
-                        .take_while(|c| c.is_alphanumeric() || *c == '_')
-                        .collect();
+                    let name: String = n.chars().take_while(|c| c.is_alphanumeric() || *c == '_').collect();
                     if !name.is_empty() && name != module {
                         deps.insert(name);
                     }
@@ -90,16 +75,8 @@ fn cycle_through(g: &BTreeMap<String, BTreeSet<String>>, from: &str) -> Option<V
 fn no_import_cycle_among_modules() {
     let g = graph();
     assert!(g.len() > 10, "read too few modules: {g:?}");
-    let cycles: Vec<String> = g
-        .keys()
-        .filter_map(|m| cycle_through(&g, m))
-        .map(|p| p.join(" → "))
-        .collect();
-    assert!(
-        cycles.is_empty(),
-        "import cycles in src/:\n{}",
-        cycles.join("\n")
-    );
+    let cycles: Vec<String> = g.keys().filter_map(|m| cycle_through(&g, m)).map(|p| p.join(" → ")).collect();
+    assert!(cycles.is_empty(), "import cycles in src/:\n{}", cycles.join("\n"));
 }
 
 #[test]
@@ -111,9 +88,6 @@ fn only_the_commands_use_reports() {
             .filter(|(m, deps)| !["cli", "daemon"].contains(&m.as_str()) && deps.contains(top))
             .map(|(m, _)| m)
             .collect();
-        assert!(
-            users.is_empty(),
-            "modules below the commands import `{top}`: {users:?}"
-        );
+        assert!(users.is_empty(), "modules below the commands import `{top}`: {users:?}");
     }
 }

@@ -24,11 +24,7 @@ fn config(lab: &Lab, text: &str) -> PathBuf {
 
 fn scp(lab: &Lab, ssh: &[String], user: &str, file: &Path) {
     let key = lab.path(user).join("id");
-    let dest = format!(
-        "{user}@{}:{}",
-        lab.peer,
-        lab.path("recv").join(format!("{user}.bin")).display()
-    );
+    let dest = format!("{user}@{}:{}", lab.peer, lab.path("recv").join(format!("{user}.bin")).display());
     let mut args = vec!["scp", "-q"];
     args.extend(ssh.iter().map(String::as_str));
     args.extend(["-i", key.to_str().unwrap(), file.to_str().unwrap(), &dest]);
@@ -51,11 +47,7 @@ fn dig(lab: &Lab, user: &str, name: &str, tcp: bool) {
         args.push("+tcp");
     }
     let answer = lab.as_user(user, &args);
-    assert_eq!(
-        answer.trim(),
-        lab.peer,
-        "dnsmasq answers *.example.test with the peer"
-    );
+    assert_eq!(answer.trim(), lab.peer, "dnsmasq answers *.example.test with the peer");
 }
 
 /// Sends `bytes` of zeros as 200-byte UDP datagrams to the peer's discard port, as fast as
@@ -66,36 +58,15 @@ fn flood(lab: &Lab, user: &str, bytes: usize) -> Command {
 
 /// [`flood`] from `senders` processes at once.
 fn flood_from(lab: &Lab, user: &str, bytes: usize, senders: usize) -> Command {
-    let one = format!(
-        "head -c {bytes} /dev/zero | socat -u -b 200 - UDP-SENDTO:{}:9 &",
-        lab.peer
-    );
+    let one = format!("head -c {bytes} /dev/zero | socat -u -b 200 - UDP-SENDTO:{}:9 &", lab.peer);
     let script = format!("{} wait", one.repeat(senders));
     let mut c = Command::new("ip");
-    c.args([
-        "netns",
-        "exec",
-        &lab.inside,
-        "runuser",
-        "-u",
-        user,
-        "--",
-        "sh",
-        "-c",
-        &script,
-    ])
-    .stdin(Stdio::null());
+    c.args(["netns", "exec", &lab.inside, "runuser", "-u", user, "--", "sh", "-c", &script]).stdin(Stdio::null());
     c
 }
 
 fn alerts_of(db: &Path, kind: &str) -> Vec<Value> {
-    report(db, "alerts")
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|a| a["kind"] == kind)
-        .cloned()
-        .collect()
+    report(db, "alerts").as_array().unwrap().iter().filter(|a| a["kind"] == kind).cloned().collect()
 }
 
 /// Issue 3, case 1: an scp of 5 MB raises a volume alert naming the uid and destination,
@@ -114,19 +85,11 @@ fn scp_of_5_mb_raises_a_volume_alert_within_seconds() {
 
     let dst = format!("{}:22/tcp", lab.peer);
     let waited = wait_for(Duration::from_secs(10), "a volume alert", || {
-        alerts_of(&db, "volume")
-            .iter()
-            .any(|a| a["uid"] == uid && a["dst"] == dst.as_str())
+        alerts_of(&db, "volume").iter().any(|a| a["uid"] == uid && a["dst"] == dst.as_str())
     });
     assert!(waited < Duration::from_secs(5), "alert took {waited:?}");
     let alert = &alerts_of(&db, "volume")[0];
-    assert!(
-        alert["summary"]
-            .as_str()
-            .unwrap()
-            .contains(&format!("uid {uid}")),
-        "{alert}"
-    );
+    assert!(alert["summary"].as_str().unwrap().contains(&format!("uid {uid}")), "{alert}");
 
     // The alert comes at 4 MiB; the rest of the scp may still sit in the kernel's batch (up to
     // `timeout`) or the socket on a loaded machine. TERM stops reading, so let it arrive.
@@ -134,12 +97,7 @@ fn scp_of_5_mb_raises_a_volume_alert_within_seconds() {
     let (status, log) = monitor.stop();
     assert!(status.success(), "{log}");
     let users = report(&db, "users");
-    let row = users
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|u| u["uid"] == uid)
-        .expect("the sender's uid is in the report");
+    let row = users.as_array().unwrap().iter().find(|u| u["uid"] == uid).expect("the sender's uid is in the report");
     assert!(row["bytes"].as_u64().unwrap() > 5 << 20, "{row}");
 }
 
@@ -155,11 +113,7 @@ fn dns_lookups_and_a_short_ssh_command_raise_no_alert() {
     lab.load_ruleset(&cfg);
     let user = USERS[1];
     let uid = Lab::uid(user);
-    for name in [
-        "www.example.test",
-        "mail.example.test",
-        "updates.example.test",
-    ] {
+    for name in ["www.example.test", "mail.example.test", "updates.example.test"] {
         dig(&lab, user, name, false);
     }
     dig(&lab, user, "tcp.example.test", true);
@@ -171,20 +125,10 @@ fn dns_lookups_and_a_short_ssh_command_raise_no_alert() {
     assert_eq!(report(&db, "alerts"), Value::Array(vec![]));
     let dsts = report(&db, "destinations");
     let dns = format!("{}:53", lab.peer);
-    let udp = dsts
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|d| d["dst"] == dns.as_str() && d["proto"] == "udp");
-    assert!(
-        udp.is_some_and(|d| d["packets"].as_u64() >= Some(3)),
-        "DNS queries seen: {dsts}"
-    );
+    let udp = dsts.as_array().unwrap().iter().find(|d| d["dst"] == dns.as_str() && d["proto"] == "udp");
+    assert!(udp.is_some_and(|d| d["packets"].as_u64() >= Some(3)), "DNS queries seen: {dsts}");
     let users = report(&db, "users");
-    assert!(
-        users.as_array().unwrap().iter().any(|u| u["uid"] == uid),
-        "{users}"
-    );
+    assert!(users.as_array().unwrap().iter().any(|u| u["uid"] == uid), "{users}");
 }
 
 /// Case 3: a flood against a tiny receive buffer. Loss is counted and reported, the daemon
@@ -212,33 +156,17 @@ fn flood_with_tiny_buffer_counts_exactly_what_was_lost() {
     let health = report(&db, "health");
     let h = &health[0];
     assert_eq!(h["state"], "running", "{h}");
-    assert!(
-        h["lost"].as_u64().unwrap() > 0 && h["overruns"].as_u64().unwrap() > 0,
-        "{h}"
-    );
-    assert!(
-        !alerts_of(&db, "monitor_loss").is_empty(),
-        "a monitor_loss alert"
-    );
+    assert!(h["lost"].as_u64().unwrap() > 0 && h["overruns"].as_u64().unwrap() > 0, "{h}");
+    assert!(!alerts_of(&db, "monitor_loss").is_empty(), "a monitor_loss alert");
 
     let logged = lab.logged_by_ruleset("exfilmon");
     let (status, log) = monitor.stop();
     assert!(status.success(), "{log}");
     let h = &report(&db, "health")[0];
     let (received, lost) = (h["packets"].as_u64().unwrap(), h["lost"].as_u64().unwrap());
-    eprintln!(
-        "logged {logged}, received {received}, lost {lost}, overruns {}",
-        h["overruns"]
-    );
-    assert_eq!(
-        lost,
-        logged - received,
-        "lost = logged by the rules - received; {h}"
-    );
-    let reported: u64 = alerts_of(&db, "monitor_loss")
-        .iter()
-        .map(|a| a["details"]["lost"].as_u64().unwrap())
-        .sum();
+    eprintln!("logged {logged}, received {received}, lost {lost}, overruns {}", h["overruns"]);
+    assert_eq!(lost, logged - received, "lost = logged by the rules - received; {h}");
+    let reported: u64 = alerts_of(&db, "monitor_loss").iter().map(|a| a["details"]["lost"].as_u64().unwrap()).sum();
     assert_eq!(reported, lost, "loss alerts add up to the loss");
 }
 
@@ -253,13 +181,9 @@ fn sigkill_during_traffic_leaves_an_intact_database() {
     let mut monitor = lab.start_monitor(&cfg, &db, "monitor.log");
     lab.load_ruleset(&cfg);
     scp(&lab, &ssh, USERS[0], &lab.secret(USERS[0], 5 << 20));
-    wait_for(Duration::from_secs(10), "a volume alert", || {
-        !alerts_of(&db, "volume").is_empty()
-    });
+    wait_for(Duration::from_secs(10), "a volume alert", || !alerts_of(&db, "volume").is_empty());
     // A heartbeat has committed the scp's rows: what the kill below may not take away.
-    wait_for(Duration::from_secs(5), "a heartbeat", || {
-        report(&db, "health")[0]["packets"].as_u64() > Some(100)
-    });
+    wait_for(Duration::from_secs(5), "a heartbeat", || report(&db, "health")[0]["packets"].as_u64() > Some(100));
 
     let mut traffic = flood(&lab, USERS[1], 40_000_000).spawn().unwrap();
     std::thread::sleep(Duration::from_millis(400));
@@ -270,42 +194,25 @@ fn sigkill_during_traffic_leaves_an_intact_database() {
     wait_exit(&mut traffic, Duration::from_secs(60));
 
     let conn = rusqlite::Connection::open(&db).unwrap();
-    let check: String = conn
-        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
-        .unwrap();
+    let check: String = conn.query_row("PRAGMA integrity_check", [], |r| r.get(0)).unwrap();
     assert_eq!(check, "ok");
     drop(conn);
     let after = report(&db, "alerts");
     for a in before.as_array().unwrap() {
-        assert!(
-            after.as_array().unwrap().contains(a),
-            "{a} was stored before the kill and must still be there"
-        );
+        assert!(after.as_array().unwrap().contains(a), "{a} was stored before the kill and must still be there");
     }
     let sent = |users: &Value, uid: u32| {
-        users
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|u| u["uid"] == uid)
-            .map(|u| u["bytes"].clone())
+        users.as_array().unwrap().iter().find(|u| u["uid"] == uid).map(|u| u["bytes"].clone())
     };
     let t1 = Lab::uid(USERS[0]);
-    assert_eq!(
-        sent(&report(&db, "users"), t1),
-        sent(&users_before, t1),
-        "the scp's rows survive"
-    );
+    assert_eq!(sent(&report(&db, "users"), t1), sent(&users_before, t1), "the scp's rows survive");
 
     let restarted = lab.start_monitor(&cfg, &db, "monitor2.log");
     std::thread::sleep(Duration::from_millis(1500));
     let health = report(&db, "health");
     assert_eq!(health[0]["state"], "running", "{health}");
     let killed_log = std::fs::read_to_string(lab.path("monitor.log")).unwrap_or_default();
-    assert_eq!(
-        health[1]["state"], "dead (no clean exit)",
-        "{health}\nkilled monitor's log: {killed_log}"
-    );
+    assert_eq!(health[1]["state"], "dead (no clean exit)", "{health}\nkilled monitor's log: {killed_log}");
     let (status, log) = restarted.stop();
     assert!(status.success(), "{log}");
     assert!(report(&db, "alerts").as_array().unwrap().len() >= before.as_array().unwrap().len());
@@ -323,37 +230,20 @@ fn tcpdump_capture_replayed_matches_the_live_totals() {
     let monitor = lab.start_monitor(&cfg, &db, "monitor.log");
     lab.load_ruleset(&cfg);
     let rendered = must(&[EXFILMON, "nft", "--config", cfg.to_str().unwrap()]);
-    let tap = rendered
-        .replace("inet exfilmon", "inet exfilmon_tap")
-        .replace("log group 7 ", "log group 8 ");
+    let tap = rendered.replace("inet exfilmon", "inet exfilmon_tap").replace("log group 7 ", "log group 8 ");
     std::fs::write(lab.path("tap.nft"), tap).unwrap();
     let out = lab.inside(&["nft", "-f", lab.path("tap.nft").to_str().unwrap()]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let pcap = lab.path("tap.pcap");
     let inside = lab.inside.clone();
     let tcpdump = lab.spawn_in(
         &inside,
-        &[
-            "tcpdump",
-            "-i",
-            "nflog:8",
-            "-U",
-            "-Z",
-            "root",
-            "-w",
-            pcap.to_str().unwrap(),
-        ],
+        &["tcpdump", "-i", "nflog:8", "-U", "-Z", "root", "-w", pcap.to_str().unwrap()],
         "tcpdump.log",
     );
     let tcpdump_log = lab.path("tcpdump.err");
     wait_for(Duration::from_secs(10), "tcpdump to listen", || {
-        std::fs::read_to_string(&tcpdump_log)
-            .unwrap_or_default()
-            .contains("listening on")
+        std::fs::read_to_string(&tcpdump_log).unwrap_or_default().contains("listening on")
     });
 
     scp(&lab, &ssh, USERS[0], &lab.secret(USERS[0], 5 << 20));
@@ -366,13 +256,7 @@ fn tcpdump_capture_replayed_matches_the_live_totals() {
     let (status, log) = monitor.stop();
     assert!(status.success(), "{log}");
     let replayed = lab.path("replayed.db");
-    must(&[
-        EXFILMON,
-        "replay",
-        pcap.to_str().unwrap(),
-        "--db",
-        replayed.to_str().unwrap(),
-    ]);
+    must(&[EXFILMON, "replay", pcap.to_str().unwrap(), "--db", replayed.to_str().unwrap()]);
 
     let totals = |db: &Path| -> BTreeMap<String, (u64, u64)> {
         report(db, "users")
@@ -380,10 +264,7 @@ fn tcpdump_capture_replayed_matches_the_live_totals() {
             .unwrap()
             .iter()
             .map(|u| {
-                (
-                    format!("{}/{}", u["uid"], u["host"]),
-                    (u["packets"].as_u64().unwrap(), u["bytes"].as_u64().unwrap()),
-                )
+                (format!("{}/{}", u["uid"], u["host"]), (u["packets"].as_u64().unwrap(), u["bytes"].as_u64().unwrap()))
             })
             .collect()
     };
@@ -403,14 +284,7 @@ fn startup_errors_say_what_failed_and_what_to_do() {
     let db = lab.path("live.db");
     let start = |lab: &Lab, prefix: &[&str], db: &Path| {
         let mut args = prefix.to_vec();
-        args.extend([
-            EXFILMON,
-            "run",
-            "--config",
-            cfg.to_str().unwrap(),
-            "--db",
-            db.to_str().unwrap(),
-        ]);
+        args.extend([EXFILMON, "run", "--config", cfg.to_str().unwrap(), "--db", db.to_str().unwrap()]);
         let out = lab.inside(&args);
         assert!(!out.status.success());
         let err = String::from_utf8_lossy(&out.stderr).into_owned();
@@ -418,55 +292,26 @@ fn startup_errors_say_what_failed_and_what_to_do() {
         err
     };
 
-    let err = start(
-        &lab,
-        &[
-            "setpriv",
-            "--reuid=nobody",
-            "--regid=nogroup",
-            "--clear-groups",
-            "--",
-        ],
-        &db,
-    );
+    let err = start(&lab, &["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", "--"], &db);
     assert!(err.contains("needs CAP_NET_ADMIN"), "{err}");
 
     let inside = lab.inside.clone();
-    let tcpdump = lab.spawn_in(
-        &inside,
-        &["tcpdump", "-i", "nflog:7", "-w", "/dev/null"],
-        "busy.log",
-    );
+    let tcpdump = lab.spawn_in(&inside, &["tcpdump", "-i", "nflog:7", "-w", "/dev/null"], "busy.log");
     let busy_log = lab.path("busy.err");
     wait_for(Duration::from_secs(10), "tcpdump to listen", || {
-        std::fs::read_to_string(&busy_log)
-            .unwrap_or_default()
-            .contains("listening on")
+        std::fs::read_to_string(&busy_log).unwrap_or_default().contains("listening on")
     });
     let err = start(&lab, &[], &db);
-    assert!(
-        err.contains("NFLOG group 7 is already bound by another program (tcpdump"),
-        "{err}"
-    );
+    assert!(err.contains("NFLOG group 7 is already bound by another program (tcpdump"), "{err}");
     lab.stop_child(tcpdump, "INT");
 
     std::fs::create_dir(lab.path("dir.db")).unwrap();
     let err = start(&lab, &[], &lab.path("dir.db"));
-    assert!(
-        err.contains("database not writable") && err.contains("dir.db"),
-        "{err}"
-    );
+    assert!(err.contains("database not writable") && err.contains("dir.db"), "{err}");
 
-    let out = Command::new(EXFILMON)
-        .args(["nft", "--apply"])
-        .env("PATH", "/nonexistent")
-        .output()
-        .unwrap();
+    let out = Command::new(EXFILMON).args(["nft", "--apply"]).env("PATH", "/nonexistent").output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        !out.status.success() && err.contains("nft is not installed"),
-        "{err}"
-    );
+    assert!(!out.status.success() && err.contains("nft is not installed"), "{err}");
 }
 
 /// SIGHUP applies a new configuration without a restart, also after the monitor switched to
@@ -482,33 +327,19 @@ fn sighup_reloads_the_configuration_as_an_unprivileged_user() {
     lab.load_ruleset(&cfg);
     let status = std::fs::read_to_string(format!("/proc/{}/status", monitor.child.id())).unwrap();
     let uid = Lab::uid(user).to_string();
-    assert!(
-        status
-            .lines()
-            .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some(&uid)),
-        "{status}"
-    );
+    assert!(status.lines().any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some(&uid)), "{status}");
 
     assert!(flood(&lab, USERS[0], 1_000_000).status().unwrap().success());
     std::thread::sleep(Duration::from_millis(1500));
-    assert!(
-        alerts_of(&db, "volume").is_empty(),
-        "1 MB is under the 1 GiB threshold"
-    );
+    assert!(alerts_of(&db, "volume").is_empty(), "1 MB is under the 1 GiB threshold");
 
     std::fs::write(&cfg, quiet.replace("1GiB", "256KiB")).unwrap();
     monitor.signal("HUP");
     wait_for(Duration::from_secs(5), "the reload", || {
-        std::fs::read_to_string(&monitor.log)
-            .unwrap_or_default()
-            .contains("configuration reloaded")
+        std::fs::read_to_string(&monitor.log).unwrap_or_default().contains("configuration reloaded")
     });
     assert!(flood(&lab, USERS[0], 1_000_000).status().unwrap().success());
-    wait_for(
-        Duration::from_secs(5),
-        "a volume alert under the new threshold",
-        || !alerts_of(&db, "volume").is_empty(),
-    );
+    wait_for(Duration::from_secs(5), "a volume alert under the new threshold", || !alerts_of(&db, "volume").is_empty());
     let (status, log) = monitor.stop();
     assert!(status.success(), "{log}");
 }

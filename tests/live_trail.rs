@@ -18,42 +18,27 @@ use lab::{report, wait_for, Lab, EXFILMON};
 use serde_json::Value;
 
 fn kinds(db: &std::path::Path) -> Vec<String> {
-    report(db, "events")
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["kind"].as_str().unwrap().to_owned())
-        .collect()
+    report(db, "events").as_array().unwrap().iter().map(|e| e["kind"].as_str().unwrap().to_owned()).collect()
 }
 
 #[test]
 fn monitor_events_heartbeats_and_checkpoints_reach_syslog_and_verify() {
     let Some(lab) = Lab::new() else { return };
     let key = lab.path("trail");
-    let out = std::process::Command::new(EXFILMON)
-        .args(["keygen", "--out"])
-        .arg(&key)
-        .output()
-        .unwrap();
+    let out = std::process::Command::new(EXFILMON).args(["keygen", "--out"]).arg(&key).output().unwrap();
     assert!(out.status.success());
     // A syslog collector on a socket in the lab's directory (reachable from any namespace).
     let sock_path = lab.path("log.sock");
     let sock = UnixDatagram::bind(&sock_path).unwrap();
-    sock.set_read_timeout(Some(Duration::from_millis(200)))
-        .unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
     let lines = Arc::new(Mutex::new(Vec::<String>::new()));
     let collected = Arc::clone(&lines);
     std::thread::spawn(move || {
         let mut buf = vec![0u8; 65536];
         loop {
             match sock.recv(&mut buf) {
-                Ok(n) => collected
-                    .lock()
-                    .unwrap()
-                    .push(String::from_utf8_lossy(&buf[..n]).into_owned()),
-                Err(e)
-                    if e.kind() == std::io::ErrorKind::WouldBlock
-                        || e.kind() == std::io::ErrorKind::TimedOut => {}
+                Ok(n) => collected.lock().unwrap().push(String::from_utf8_lossy(&buf[..n]).into_owned()),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock || e.kind() == std::io::ErrorKind::TimedOut => {}
                 Err(_) => return,
             }
         }
@@ -73,82 +58,31 @@ fn monitor_events_heartbeats_and_checkpoints_reach_syslog_and_verify() {
     let db = lab.path("live.db");
     let monitor = lab.start_monitor(&cfg, &db, "monitor.log");
     let syslog = |msgid: &str| -> Vec<String> {
-        lines
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|l| l.split(' ').nth(5) == Some(msgid))
-            .cloned()
-            .collect()
+        lines.lock().unwrap().iter().filter(|l| l.split(' ').nth(5) == Some(msgid)).cloned().collect()
     };
-    wait_for(Duration::from_secs(10), "two heartbeat lines", || {
-        syslog("heartbeat").len() >= 2
-    });
+    wait_for(Duration::from_secs(10), "two heartbeat lines", || syslog("heartbeat").len() >= 2);
     let beat = &syslog("heartbeat")[0];
     assert!(beat.starts_with("<86>1 "), "authpriv.info: {beat}");
     let json: Value = serde_json::from_str(beat.splitn(8, ' ').nth(7).unwrap()).unwrap();
     assert_eq!(json["type"], "heartbeat");
     assert!(json["packets"].is_u64(), "{json}");
-    assert!(
-        syslog("event")
-            .iter()
-            .any(|l| l.contains("\"kind\":\"started\"")),
-        "{:?}",
-        lines.lock().unwrap()
-    );
+    assert!(syslog("event").iter().any(|l| l.contains("\"kind\":\"started\"")), "{:?}", lines.lock().unwrap());
 
     // The ruleset removed, restored, then an address allow-listed behind the monitor's back.
-    assert!(lab
-        .inside(&["nft", "delete", "table", "inet", "exfilmon"])
-        .status
-        .success());
-    wait_for(Duration::from_secs(10), "ruleset_missing", || {
-        kinds(&db).iter().any(|k| k == "ruleset_missing")
-    });
+    assert!(lab.inside(&["nft", "delete", "table", "inet", "exfilmon"]).status.success());
+    wait_for(Duration::from_secs(10), "ruleset_missing", || kinds(&db).iter().any(|k| k == "ruleset_missing"));
     lab.load_ruleset(&cfg);
-    wait_for(Duration::from_secs(10), "ruleset_restored", || {
-        kinds(&db).iter().any(|k| k == "ruleset_restored")
-    });
-    assert!(lab
-        .inside(&[
-            "nft",
-            "add",
-            "element",
-            "inet",
-            "exfilmon",
-            "allow_v4",
-            "{ 203.0.113.9 }"
-        ])
-        .status
-        .success());
-    wait_for(Duration::from_secs(10), "ruleset_changed", || {
-        kinds(&db).iter().any(|k| k == "ruleset_changed")
-    });
-    let changed = report(&db, "events")
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|e| e["kind"] == "ruleset_changed")
-        .cloned()
-        .unwrap();
-    assert!(
-        changed["summary"].as_str().unwrap().contains("203.0.113.9"),
-        "{changed}"
-    );
-    assert!(
-        syslog("event")
-            .iter()
-            .any(|l| l.contains("ruleset_changed")),
-        "the event left the machine too"
-    );
+    wait_for(Duration::from_secs(10), "ruleset_restored", || kinds(&db).iter().any(|k| k == "ruleset_restored"));
+    assert!(lab.inside(&["nft", "add", "element", "inet", "exfilmon", "allow_v4", "{ 203.0.113.9 }"]).status.success());
+    wait_for(Duration::from_secs(10), "ruleset_changed", || kinds(&db).iter().any(|k| k == "ruleset_changed"));
+    let changed =
+        report(&db, "events").as_array().unwrap().iter().find(|e| e["kind"] == "ruleset_changed").cloned().unwrap();
+    assert!(changed["summary"].as_str().unwrap().contains("203.0.113.9"), "{changed}");
+    assert!(syslog("event").iter().any(|l| l.contains("ruleset_changed")), "the event left the machine too");
 
     monitor.signal("HUP");
-    wait_for(Duration::from_secs(10), "reloaded", || {
-        kinds(&db).iter().any(|k| k == "reloaded")
-    });
-    wait_for(Duration::from_secs(10), "a periodic checkpoint", || {
-        !syslog("checkpoint").is_empty()
-    });
+    wait_for(Duration::from_secs(10), "reloaded", || kinds(&db).iter().any(|k| k == "reloaded"));
+    wait_for(Duration::from_secs(10), "a periodic checkpoint", || !syslog("checkpoint").is_empty());
     let (status, log) = monitor.stop();
     assert!(status.success(), "{log}");
 
@@ -167,15 +101,8 @@ fn monitor_events_heartbeats_and_checkpoints_reach_syslog_and_verify() {
         .output()
         .unwrap();
     let out = String::from_utf8_lossy(&o.stdout);
-    assert!(
-        o.status.success(),
-        "{out}{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    assert!(
-        out.contains("links: intact") && !out.contains("rows after the newest"),
-        "{out}"
-    );
+    assert!(o.status.success(), "{out}{}", String::from_utf8_lossy(&o.stderr));
+    assert!(out.contains("links: intact") && !out.contains("rows after the newest"), "{out}");
     let health = report(&db, "health");
     assert!(health[0]["counters"]["sinks"].is_object(), "{health}");
 }

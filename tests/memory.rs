@@ -41,20 +41,7 @@ fn write_capture(path: &Path) {
             Vec::new()
         };
         let wire = if dns { 28 + payload.len() } else { 1028 } as u16;
-        p.extend_from_slice(&[
-            0x45,
-            0,
-            (wire >> 8) as u8,
-            wire as u8,
-            0,
-            0,
-            0,
-            0,
-            64,
-            17,
-            0,
-            0,
-        ]);
+        p.extend_from_slice(&[0x45, 0, (wire >> 8) as u8, wire as u8, 0, 0, 0, 0, 64, 17, 0, 0]);
         p.extend_from_slice(&src);
         p.extend_from_slice(&dst);
         p.extend_from_slice(&40_000u16.to_be_bytes());
@@ -78,10 +65,7 @@ fn a_million_unique_destinations_sources_and_names_stay_under_the_memory_bound()
     let time = Path::new("/usr/bin/time");
     if !time.exists() {
         let reason = "needs /usr/bin/time (Debian package `time`)";
-        assert!(
-            std::env::var("CI").map_or(true, |v| v != "true"),
-            "cannot run under CI=true: {reason}"
-        );
+        assert!(std::env::var("CI").map_or(true, |v| v != "true"), "cannot run under CI=true: {reason}");
         eprintln!("skipped: {reason}");
         return;
     }
@@ -107,35 +91,17 @@ fn a_million_unique_destinations_sources_and_names_stay_under_the_memory_bound()
         .and_then(|n| n.trim().parse().ok())
         .unwrap_or_else(|| panic!("no maxrss in {err}"));
     let summary = String::from_utf8_lossy(&out.stdout);
-    println!(
-        "{summary}peak RSS {:.1} MiB in {:.1} s",
-        kib as f64 / 1024.0,
-        started.elapsed().as_secs_f64()
-    );
+    println!("{summary}peak RSS {:.1} MiB in {:.1} s", kib as f64 / 1024.0, started.elapsed().as_secs_f64());
     assert!(summary.contains(&format!("{PACKETS} packets")), "{summary}");
 
     let conn = rusqlite::Connection::open(&db).unwrap();
-    let rows: i64 = conn
-        .query_row("SELECT count(*) FROM egress", [], |r| r.get(0))
-        .unwrap();
-    assert_eq!(
-        rows,
-        i64::from(PACKETS),
-        "one row per destination: nothing dropped for memory"
-    );
+    let rows: i64 = conn.query_row("SELECT count(*) FROM egress", [], |r| r.get(0)).unwrap();
+    assert_eq!(rows, i64::from(PACKETS), "one row per destination: nothing dropped for memory");
     // Every eviction is counted in the run's counters.
-    let counters: String = conn
-        .query_row("SELECT counters FROM runs", [], |r| r.get(0))
-        .unwrap();
+    let counters: String = conn.query_row("SELECT counters FROM runs", [], |r| r.get(0)).unwrap();
     let counters: serde_json::Value = serde_json::from_str(&counters).unwrap();
     for key in ["volume_principals_evicted", "flows_early_flushes"] {
-        assert!(
-            counters[key].as_u64() > Some(0),
-            "{key} not counted: {counters}"
-        );
+        assert!(counters[key].as_u64() > Some(0), "{key} not counted: {counters}");
     }
-    assert!(
-        kib < BOUND_MIB * 1024,
-        "peak RSS {kib} KiB over the {BOUND_MIB} MiB bound"
-    );
+    assert!(kib < BOUND_MIB * 1024, "peak RSS {kib} KiB over the {BOUND_MIB} MiB bound");
 }

@@ -15,15 +15,8 @@ use std::process::Command;
 fn shipped_unit_rates_ok_or_better_and_keeps_cap_net_admin() {
     let unit = Path::new(env!("CARGO_MANIFEST_DIR")).join("dist/exfilmon.service");
     let text = std::fs::read_to_string(&unit).unwrap();
-    for line in [
-        "CapabilityBoundingSet=CAP_NET_ADMIN",
-        "AmbientCapabilities=CAP_NET_ADMIN",
-        "NoNewPrivileges=yes",
-    ] {
-        assert!(
-            text.lines().any(|l| l == line),
-            "{line} missing from the unit"
-        );
+    for line in ["CapabilityBoundingSet=CAP_NET_ADMIN", "AmbientCapabilities=CAP_NET_ADMIN", "NoNewPrivileges=yes"] {
+        assert!(text.lines().any(|l| l == line), "{line} missing from the unit");
     }
     let out = match Command::new("systemd-analyze")
         .args(["security", "--offline=true", "--no-pager", "--threshold=49"])
@@ -33,28 +26,15 @@ fn shipped_unit_rates_ok_or_better_and_keeps_cap_net_admin() {
         Ok(out) => out,
         Err(e) => {
             let reason = format!("systemd-analyze: {e} (Debian package `systemd`)");
-            assert!(
-                std::env::var("CI").map_or(true, |v| v != "true"),
-                "cannot run under CI=true: {reason}"
-            );
+            assert!(std::env::var("CI").map_or(true, |v| v != "true"), "cannot run under CI=true: {reason}");
             eprintln!("skipped: {reason}");
             return;
         }
     };
     let report = String::from_utf8_lossy(&out.stdout);
-    let overall = report
-        .lines()
-        .find(|l| l.contains("Overall exposure level"))
-        .unwrap_or_default();
+    let overall = report.lines().find(|l| l.contains("Overall exposure level")).unwrap_or_default();
     println!("{overall}");
     // --threshold=49: exit status non-zero when the exposure is above 4.9, "MEDIUM" or worse.
-    assert!(
-        out.status.success(),
-        "{overall}\n{report}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        overall.contains(" OK") || overall.contains("SAFE") || overall.contains("PERFECT"),
-        "{overall}"
-    );
+    assert!(out.status.success(), "{overall}\n{report}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(overall.contains(" OK") || overall.contains("SAFE") || overall.contains("PERFECT"), "{overall}");
 }

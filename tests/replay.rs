@@ -12,9 +12,7 @@ fn bin() -> Command {
 }
 
 fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("pcaps")
-        .join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("pcaps").join(name)
 }
 
 fn expected() -> Value {
@@ -37,19 +35,12 @@ fn stderr(o: &Output) -> String {
 /// A fresh database path in its own temporary directory.
 fn temp_db() -> (tempfile::TempDir, String) {
     let dir = tempfile::tempdir().unwrap();
-    let db = dir
-        .path()
-        .join("exfilmon.db")
-        .to_string_lossy()
-        .into_owned();
+    let db = dir.path().join("exfilmon.db").to_string_lossy().into_owned();
     (dir, db)
 }
 
 fn replay(db: &str, files: &[&str], extra: &[&str]) -> Output {
-    let paths: Vec<String> = files
-        .iter()
-        .map(|f| fixture(f).to_string_lossy().into_owned())
-        .collect();
+    let paths: Vec<String> = files.iter().map(|f| fixture(f).to_string_lossy().into_owned()).collect();
     let mut args = vec!["replay", "--db", db];
     args.extend(paths.iter().map(String::as_str));
     args.extend(extra);
@@ -58,30 +49,18 @@ fn replay(db: &str, files: &[&str], extra: &[&str]) -> Output {
 
 fn query_i64(db: &str, sql: &str) -> i64 {
     let conn = rusqlite::Connection::open(db).unwrap();
-    conn.query_row(sql, [], |r| r.get::<_, Option<i64>>(0))
-        .unwrap()
-        .unwrap_or(0)
+    conn.query_row(sql, [], |r| r.get::<_, Option<i64>>(0)).unwrap().unwrap_or(0)
 }
 
 /// Asserts a command failed cleanly: non-zero status, a one-line `exfilmon:` message
 /// containing `needle`, and no panic.
 fn assert_clean_error(o: &Output, needle: &str) {
     let err = stderr(o);
-    assert!(
-        !o.status.success(),
-        "expected failure, got success; stderr: {err}"
-    );
+    assert!(!o.status.success(), "expected failure, got success; stderr: {err}");
     assert_eq!(o.status.code(), Some(1), "stderr: {err}");
-    assert!(
-        !err.contains("panicked") && !err.contains("RUST_BACKTRACE"),
-        "panic: {err}"
-    );
+    assert!(!err.contains("panicked") && !err.contains("RUST_BACKTRACE"), "panic: {err}");
     assert!(err.starts_with("exfilmon: "), "stderr: {err}");
-    assert_eq!(
-        err.trim_end().lines().count(),
-        1,
-        "one line expected: {err}"
-    );
+    assert_eq!(err.trim_end().lines().count(), 1, "one line expected: {err}");
     assert!(err.contains(needle), "{needle:?} not in: {err}");
 }
 
@@ -108,17 +87,10 @@ fn nflog_capture_attributes_bytes_to_uids() {
         let (_dir, db) = temp_db();
         assert!(replay(&db, &[name], &[]).status.success());
         for (uid, e) in exp["files"][name]["by_uid"].as_object().unwrap() {
-            let cond = if uid == "none" {
-                "p.uid IS NULL".to_string()
-            } else {
-                format!("p.uid = {uid}")
-            };
-            let sql = format!("SELECT sum(e.bytes) FROM egress e JOIN principals p ON p.id = e.principal_id WHERE {cond}");
-            assert_eq!(
-                query_i64(&db, &sql),
-                e["bytes"].as_i64().unwrap(),
-                "{name} uid {uid}"
-            );
+            let cond = if uid == "none" { "p.uid IS NULL".to_string() } else { format!("p.uid = {uid}") };
+            let sql =
+                format!("SELECT sum(e.bytes) FROM egress e JOIN principals p ON p.id = e.principal_id WHERE {cond}");
+            assert_eq!(query_i64(&db, &sql), e["bytes"].as_i64().unwrap(), "{name} uid {uid}");
         }
     }
 }
@@ -132,11 +104,7 @@ fn captures_without_uid_are_attributed_to_the_sender_address() {
         let sql = format!(
             "SELECT sum(e.bytes) FROM egress e JOIN principals p ON p.id = e.principal_id WHERE p.host = '{src}'"
         );
-        assert_eq!(
-            query_i64(&db, &sql),
-            e["bytes"].as_i64().unwrap(),
-            "host {src}"
-        );
+        assert_eq!(query_i64(&db, &sql), e["bytes"].as_i64().unwrap(), "host {src}");
     }
 }
 
@@ -151,9 +119,7 @@ fn scp_in_sample_raises_one_volume_alert_with_the_documented_json_fields() {
     let alerts = alerts.as_array().unwrap();
     assert_eq!(alerts.len(), 1, "{alerts:?}");
     let a = &alerts[0];
-    for key in [
-        "ts", "kind", "severity", "uid", "user", "host", "dst", "bytes", "summary",
-    ] {
+    for key in ["ts", "kind", "severity", "uid", "user", "host", "dst", "bytes", "summary"] {
         assert!(a.get(key).is_some(), "missing {key}: {a}");
     }
     assert_eq!(a["kind"], "volume");
@@ -161,11 +127,7 @@ fn scp_in_sample_raises_one_volume_alert_with_the_documented_json_fields() {
     assert_eq!(a["host"], Value::Null);
     assert_eq!(a["dst"], "10.77.0.1:22/tcp");
     assert!(a["bytes"].as_u64().unwrap() >= 4 << 20);
-    assert!(
-        a["ts"].as_str().unwrap().ends_with('Z'),
-        "RFC 3339 UTC: {}",
-        a["ts"]
-    );
+    assert!(a["ts"].as_str().unwrap().ends_with('Z'), "RFC 3339 UTC: {}", a["ts"]);
     assert!(a["summary"].as_str().unwrap().contains("uid 1001"));
 }
 
@@ -173,9 +135,7 @@ fn scp_in_sample_raises_one_volume_alert_with_the_documented_json_fields() {
 fn replay_is_deterministic() {
     let dump = || {
         let (_dir, db) = temp_db();
-        assert!(replay(&db, &["nflog-sample.pcap", "nflog-synth.pcap"], &[])
-            .status
-            .success());
+        assert!(replay(&db, &["nflog-sample.pcap", "nflog-synth.pcap"], &[]).status.success());
         let o = run(&["report", "alerts", "--db", &db, "--format", "csv"]);
         let u = run(&["report", "users", "--db", &db, "--format", "csv"]);
         (stdout(&o), stdout(&u))
@@ -204,13 +164,7 @@ fn summary_line_counts_everything() {
     assert_clean_error(&o, "damaged.pcap: record 4 claims more than 1 MiB");
     let line = stdout(&o);
     assert_eq!(line.lines().count(), 1, "{line}");
-    for part in [
-        "2 of 2 file(s)",
-        "255 packets",
-        "1 alerts",
-        "1 malformed skipped",
-        "packets/s",
-    ] {
+    for part in ["2 of 2 file(s)", "255 packets", "1 alerts", "1 malformed skipped", "packets/s"] {
         assert!(line.contains(part), "{part:?} not in {line}");
     }
 }
@@ -219,31 +173,15 @@ fn summary_line_counts_everything() {
 fn volume_config_from_the_issue_works() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("exfilmon.toml");
-    std::fs::write(
-        &config,
-        "[[volume]]\nwindow = \"10m\"      # sliding window\nbytes = \"256KiB\"    # alert\n",
-    )
-    .unwrap();
+    std::fs::write(&config, "[[volume]]\nwindow = \"10m\"      # sliding window\nbytes = \"256KiB\"    # alert\n")
+        .unwrap();
     let db = dir.path().join("x.db").to_string_lossy().into_owned();
-    let o = replay(
-        &db,
-        &["nflog-synth.pcap"],
-        &["--config", config.to_str().unwrap()],
-    );
+    let o = replay(&db, &["nflog-synth.pcap"], &["--config", config.to_str().unwrap()]);
     assert!(o.status.success(), "{}", stderr(&o));
     // nflog-synth has no principal over 256 KiB: no alert; the sample's scp is over it.
     assert_eq!(query_i64(&db, "SELECT count(*) FROM alerts"), 0);
-    assert!(replay(
-        &db,
-        &["nflog-sample.pcap"],
-        &["--config", config.to_str().unwrap()]
-    )
-    .status
-    .success());
-    assert_eq!(
-        query_i64(&db, "SELECT count(*) FROM alerts WHERE kind = 'volume'"),
-        1
-    );
+    assert!(replay(&db, &["nflog-sample.pcap"], &["--config", config.to_str().unwrap()]).status.success());
+    assert_eq!(query_i64(&db, "SELECT count(*) FROM alerts WHERE kind = 'volume'"), 1);
 }
 
 #[test]
@@ -262,35 +200,10 @@ fn reports_filter_by_time_and_user_and_render_all_formats() {
     let (_dir, db) = temp_db();
     assert!(replay(&db, &["nflog-sample.pcap"], &[]).status.success());
     // The sample was captured on 2026-11-22.
-    let o = run(&[
-        "report",
-        "alerts",
-        "--db",
-        &db,
-        "--since",
-        "2026-11-23T00:00:00Z",
-        "--format",
-        "json",
-    ]);
+    let o = run(&["report", "alerts", "--db", &db, "--since", "2026-11-23T00:00:00Z", "--format", "json"]);
     assert_eq!(stdout(&o).trim(), "[]");
-    let o = run(&[
-        "report",
-        "alerts",
-        "--db",
-        &db,
-        "--until",
-        "2026-11-23",
-        "--format",
-        "json",
-    ]);
-    assert_eq!(
-        serde_json::from_str::<Value>(&stdout(&o))
-            .unwrap()
-            .as_array()
-            .unwrap()
-            .len(),
-        1
-    );
+    let o = run(&["report", "alerts", "--db", &db, "--until", "2026-11-23", "--format", "json"]);
+    assert_eq!(serde_json::from_str::<Value>(&stdout(&o)).unwrap().as_array().unwrap().len(), 1);
     // uid 0 is root on every machine: the table shows the name.
     let o = run(&["report", "users", "--db", &db, "--user", "root"]);
     assert!(o.status.success(), "{}", stderr(&o));
@@ -298,11 +211,7 @@ fn reports_filter_by_time_and_user_and_render_all_formats() {
     assert!(table.contains("root"), "{table}");
     assert!(!table.contains("1001"), "{table}");
     let o = run(&["report", "destinations", "--db", &db, "--format", "csv"]);
-    assert!(
-        stdout(&o).starts_with("dst,proto,packets,bytes,senders,first,last\n"),
-        "{}",
-        stdout(&o)
-    );
+    assert!(stdout(&o).starts_with("dst,proto,packets,bytes,senders,first,last\n"), "{}", stdout(&o));
     assert!(stdout(&o).contains("10.77.0.1:22,tcp,"));
     let o = run(&["report", "--db", &db, "--format", "json"]);
     let summary: Value = serde_json::from_str(&stdout(&o)).unwrap();
@@ -340,10 +249,7 @@ fn bad_inputs_are_clean_errors() {
     write_pcap(Path::new(&p("token-ring.pcap")), 6, &[b"abc"]);
     write_pcap(Path::new(&p("usb.pcap")), 220, &[b"abc"]);
     let cases = [
-        (
-            "/nonexistent/capture.pcap".to_string(),
-            "cannot open /nonexistent/capture.pcap",
-        ),
+        ("/nonexistent/capture.pcap".to_string(), "cannot open /nonexistent/capture.pcap"),
         (p(""), "is a directory"),
         (p("empty.pcap"), "empty"),
         (p("text.pcap"), "not a pcap or pcapng"),
@@ -362,22 +268,8 @@ fn garbage_records_are_skipped_and_counted() {
     let path = dir.path().join("garbage.pcap");
     // Raw IP records: nonsense version, header length below 20, a lone byte, an empty record,
     // IPv4 claiming options past the end, and one good ICMP packet.
-    let good: &[u8] = &[
-        0x45, 0, 0, 28, 0, 0, 0, 0, 64, 1, 0, 0, 192, 0, 2, 1, 198, 51, 100, 1, 8, 0, 0, 0, 0, 0,
-        0, 0,
-    ];
-    write_pcap(
-        &path,
-        101,
-        &[
-            &[0x75; 40],
-            &[0x41; 40],
-            &[0x45],
-            &[],
-            &[0x4f, 0, 0, 20],
-            good,
-        ],
-    );
+    let good: &[u8] = &[0x45, 0, 0, 28, 0, 0, 0, 0, 64, 1, 0, 0, 192, 0, 2, 1, 198, 51, 100, 1, 8, 0, 0, 0, 0, 0, 0, 0];
+    write_pcap(&path, 101, &[&[0x75; 40], &[0x41; 40], &[0x45], &[], &[0x4f, 0, 0, 20], good]);
     let db = dir.path().join("x.db").to_string_lossy().into_owned();
     let o = run(&["replay", "--db", &db, path.to_str().unwrap()]);
     assert!(o.status.success(), "{}", stderr(&o));
@@ -394,16 +286,8 @@ fn damaged_and_cut_captures_keep_their_good_records() {
         let o = replay(&db, &[name], &[]);
         // The damage is an error (exit 1), but the good records before it are kept.
         assert_clean_error(&o, &format!("{name}: record {}", packets + 1));
-        assert!(
-            stdout(&o).contains("1 malformed skipped"),
-            "{name}: {}",
-            stdout(&o)
-        );
-        assert_eq!(
-            query_i64(&db, "SELECT sum(packets) FROM egress"),
-            packets,
-            "{name}"
-        );
+        assert!(stdout(&o).contains("1 malformed skipped"), "{name}: {}", stdout(&o));
+        assert_eq!(query_i64(&db, "SELECT sum(packets) FROM egress"), packets, "{name}");
     }
 }
 
@@ -412,25 +296,13 @@ fn database_errors_are_clean() {
     let dir = tempfile::tempdir().unwrap();
     let not_db = dir.path().join("notes.txt");
     std::fs::write(&not_db, "x".repeat(4096)).unwrap();
-    let o = run(&[
-        "replay",
-        "--db",
-        not_db.to_str().unwrap(),
-        fixture("raw.pcap").to_str().unwrap(),
-    ]);
+    let o = run(&["replay", "--db", not_db.to_str().unwrap(), fixture("raw.pcap").to_str().unwrap()]);
     assert_clean_error(&o, "not an exfilmon database");
-    let o = run(&[
-        "report",
-        "--db",
-        dir.path().join("missing.db").to_str().unwrap(),
-    ]);
+    let o = run(&["report", "--db", dir.path().join("missing.db").to_str().unwrap()]);
     assert_clean_error(&o, "does not exist");
     let (_d, db) = temp_db();
     assert!(replay(&db, &["raw.pcap"], &[]).status.success());
-    rusqlite::Connection::open(&db)
-        .unwrap()
-        .pragma_update(None, "user_version", 99)
-        .unwrap();
+    rusqlite::Connection::open(&db).unwrap().pragma_update(None, "user_version", 99).unwrap();
     let o = run(&["report", "--db", &db]);
     assert_clean_error(&o, "newer than this exfilmon");
 }
@@ -440,25 +312,10 @@ fn database_is_created_private() {
     use std::os::unix::fs::PermissionsExt;
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("state/sub/exfilmon.db");
-    let o = run(&[
-        "replay",
-        "--db",
-        db.to_str().unwrap(),
-        fixture("raw.pcap").to_str().unwrap(),
-    ]);
+    let o = run(&["replay", "--db", db.to_str().unwrap(), fixture("raw.pcap").to_str().unwrap()]);
     assert!(o.status.success(), "{}", stderr(&o));
-    assert_eq!(
-        std::fs::metadata(&db).unwrap().permissions().mode() & 0o777,
-        0o640
-    );
-    assert_eq!(
-        std::fs::metadata(db.parent().unwrap())
-            .unwrap()
-            .permissions()
-            .mode()
-            & 0o777,
-        0o750
-    );
+    assert_eq!(std::fs::metadata(&db).unwrap().permissions().mode() & 0o777, 0o640);
+    assert_eq!(std::fs::metadata(db.parent().unwrap()).unwrap().permissions().mode() & 0o777, 0o750);
 }
 
 #[test]

@@ -45,9 +45,7 @@ struct Auditd {
 }
 
 fn status_field(status: &str, name: &str) -> Option<i64> {
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
+    status.lines().find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
 }
 
 impl Auditd {
@@ -76,24 +74,13 @@ impl Auditd {
             let log = conf
                 .lines()
                 .find_map(|l| {
-                    Some(l.split_once('=')?)
-                        .filter(|(k, _)| k.trim() == "log_file")
-                        .map(|(_, v)| v.trim().to_string())
+                    Some(l.split_once('=')?).filter(|(k, _)| k.trim() == "log_file").map(|(_, v)| v.trim().to_string())
                 })
                 .unwrap_or_else(|| "/var/log/audit/audit.log".into());
             eprintln!("using the system's auditd (pid {pid}), log {log}");
-            return Some(Auditd {
-                child: None,
-                log: log.into(),
-                key: key.into(),
-                was_disabled,
-                _dir: None,
-            });
+            return Some(Auditd { child: None, log: log.into(), key: key.into(), was_disabled, _dir: None });
         }
-        let dir = tempfile::Builder::new()
-            .prefix(AUDITD_MARK)
-            .tempdir()
-            .unwrap();
+        let dir = tempfile::Builder::new().prefix(AUDITD_MARK).tempdir().unwrap();
         let log = dir.path().join("audit.log");
         fs::write(
             dir.path().join("auditd.conf"),
@@ -106,11 +93,7 @@ impl Auditd {
             ),
         )
         .unwrap();
-        fs::set_permissions(
-            dir.path().join("auditd.conf"),
-            fs::Permissions::from_mode(0o640),
-        )
-        .unwrap();
+        fs::set_permissions(dir.path().join("auditd.conf"), fs::Permissions::from_mode(0o640)).unwrap();
         let child = Command::new("auditd")
             .args(["-n", "-c"])
             .arg(dir.path())
@@ -120,29 +103,16 @@ impl Auditd {
             .spawn()
             .unwrap();
         let me = child.id() as i64;
-        let d = Auditd {
-            child: Some(child),
-            log: log.clone(),
-            key: key.into(),
-            was_disabled,
-            _dir: Some(dir),
-        };
-        wait_for(
-            Duration::from_secs(15),
-            "auditd to register with the kernel",
-            || status_field(&must(&["auditctl", "-s"]), "pid") == Some(me) && log.exists(),
-        );
+        let d = Auditd { child: Some(child), log: log.clone(), key: key.into(), was_disabled, _dir: Some(dir) };
+        wait_for(Duration::from_secs(15), "auditd to register with the kernel", || {
+            status_field(&must(&["auditctl", "-s"]), "pid") == Some(me) && log.exists()
+        });
         Some(d)
     }
 
     /// Loads the rules `exfilmon audit-rules` prints for `config`.
     fn load_rules(&self, config: &Path, dir: &Path) {
-        let rules = must(&[
-            EXFILMON,
-            "audit-rules",
-            "--config",
-            config.to_str().unwrap(),
-        ]);
+        let rules = must(&[EXFILMON, "audit-rules", "--config", config.to_str().unwrap()]);
         assert!(rules.contains(&format!("-p r -k {}", self.key)), "{rules}");
         let file = dir.join("exfilmon.rules");
         fs::write(&file, rules).unwrap();
@@ -198,32 +168,13 @@ impl Setup {
         )
         .unwrap();
         if apply {
-            let out = run(&[
-                EXFILMON,
-                "audit-rules",
-                "--apply",
-                "--config",
-                cfg.to_str().unwrap(),
-            ]);
+            let out = run(&[EXFILMON, "audit-rules", "--apply", "--config", cfg.to_str().unwrap()]);
             let said = String::from_utf8_lossy(&out.stderr).into_owned();
             assert!(out.status.success(), "audit-rules --apply: {said}");
-            assert!(
-                said.contains("wrote /etc/audit/rules.d/exfilmon.rules") && said.contains("loaded"),
-                "{said}"
-            );
+            assert!(said.contains("wrote /etc/audit/rules.d/exfilmon.rules") && said.contains("loaded"), "{said}");
             assert!(must(&["auditctl", "-l"]).contains(&key), "rules loaded");
-            let out = run(&[
-                EXFILMON,
-                "audit-rules",
-                "--remove",
-                "--config",
-                cfg.to_str().unwrap(),
-            ]);
-            assert!(
-                out.status.success(),
-                "audit-rules --remove: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
+            let out = run(&[EXFILMON, "audit-rules", "--remove", "--config", cfg.to_str().unwrap()]);
+            assert!(out.status.success(), "audit-rules --remove: {}", String::from_utf8_lossy(&out.stderr));
             assert!(!must(&["auditctl", "-l"]).contains(&key), "rules removed");
             assert!(!Path::new("/etc/audit/rules.d/exfilmon.rules").exists());
             // augenrules --load reset auditd's settings and rules: the test's own again.
@@ -232,23 +183,12 @@ impl Setup {
         let db = lab.path("live.db");
         let monitor = start_monitor(&lab, &cfg, &db, &audit.log);
         lab.load_ruleset(&cfg);
-        Some(Setup {
-            monitor: Some(monitor),
-            audit,
-            lab,
-            ssh,
-            csv,
-            db,
-        })
+        Some(Setup { monitor: Some(monitor), audit, lab, ssh, csv, db })
     }
 
     fn scp(&self, user: &str, file: &Path) {
         let key = self.lab.path(user).join("id");
-        let dest = format!(
-            "{user}@{}:{}",
-            self.lab.peer,
-            self.lab.path("recv").join(format!("{user}.out")).display()
-        );
+        let dest = format!("{user}@{}:{}", self.lab.peer, self.lab.path("recv").join(format!("{user}.out")).display());
         let mut args = vec!["scp", "-q"];
         args.extend(self.ssh.iter().map(String::as_str));
         args.extend(["-i", key.to_str().unwrap(), file.to_str().unwrap(), &dest]);
@@ -265,24 +205,14 @@ impl Setup {
     }
 
     fn alerts(&self, kind: &str) -> Vec<Value> {
-        report(&self.db, "alerts")
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|a| a["kind"] == kind)
-            .cloned()
-            .collect()
+        report(&self.db, "alerts").as_array().unwrap().iter().filter(|a| a["kind"] == kind).cloned().collect()
     }
 
     /// Waits for the monitor to have stored `user`'s read of the file.
     fn wait_read(&self, user: &str) {
         let uid = Lab::uid(user);
         wait_for(Duration::from_secs(15), "the read in report files", || {
-            report(&self.db, "files")
-                .as_array()
-                .unwrap()
-                .iter()
-                .any(|r| r["fsuid"] == uid)
+            report(&self.db, "files").as_array().unwrap().iter().any(|r| r["fsuid"] == uid)
         });
     }
 
@@ -318,44 +248,27 @@ impl Setup {
         let alerts = self.alerts("sensitive_egress");
         assert_eq!(alerts.len(), 1, "{alerts:#?}");
         let a = &alerts[0];
-        assert_eq!(
-            (a["uid"].as_u64(), a["user"].as_str()),
-            (Some(uid.into()), Some(user)),
-            "{a:#}"
-        );
+        assert_eq!((a["uid"].as_u64(), a["user"].as_str()), (Some(uid.into()), Some(user)), "{a:#}");
         assert_eq!(a["dst"], dst, "{a:#}");
-        assert!(
-            a["bytes"].as_u64().unwrap() >= (CSV_BYTES / 4) as u64,
-            "{a:#}"
-        );
+        assert!(a["bytes"].as_u64().unwrap() >= (CSV_BYTES / 4) as u64, "{a:#}");
         let file = &a["details"]["files"][0];
         assert_eq!(file["path"], self.csv.to_str().unwrap(), "{a:#}");
         assert!(file["exe"].as_str().unwrap().contains(exe), "{a:#}");
         assert_eq!(file["size"], CSV_BYTES, "{a:#}");
         let summary = a["summary"].as_str().unwrap();
-        assert!(
-            summary.contains(self.csv.to_str().unwrap()) && summary.contains(exe),
-            "{summary}"
-        );
+        assert!(summary.contains(self.csv.to_str().unwrap()) && summary.contains(exe), "{summary}");
         a.clone()
     }
 }
 
 fn start_monitor(lab: &Lab, cfg: &Path, db: &Path, audit_log: &Path) -> Monitor {
-    lab.start_monitor_with(
-        cfg,
-        db,
-        "monitor.log",
-        &["--audit-log".as_ref(), audit_log.as_os_str()],
-    )
+    lab.start_monitor_with(cfg, db, "monitor.log", &["--audit-log".as_ref(), audit_log.as_os_str()])
 }
 
 /// A customer table: ids, names, e-mail addresses, amounts, dates and a token per row, so it
 /// compresses the way real CSV does (zlib + base85 to about a third or more).
 fn csv_text(bytes: usize) -> String {
-    let names = [
-        "alice", "bob", "carol", "dave", "erin", "frank", "grace", "heidi", "ivan", "judy",
-    ];
+    let names = ["alice", "bob", "carol", "dave", "erin", "frank", "grace", "heidi", "ivan", "judy"];
     let mut out = String::from("id,name,email,amount,date,token\n");
     let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
     let mut i = 0;
@@ -392,31 +305,16 @@ fn scp_of_the_file_names_file_user_program_destination_and_bytes() {
     let dst = format!("{}:22/tcp", s.lab.peer);
     s.check_alert(user, "/usr/bin/scp", &dst);
     let (files, alerts) = s.finish();
-    let row = files
-        .iter()
-        .find(|r| r["user"] == user)
-        .expect("the read is in report files");
+    let row = files.iter().find(|r| r["user"] == user).expect("the read is in report files");
     assert_eq!(row["file"], s.csv.to_str().unwrap());
     assert_eq!(row["program"], "/usr/bin/scp");
-    assert!(
-        row["sent_after"].as_u64().unwrap() >= CSV_BYTES as u64 / 4,
-        "{row:#}"
-    );
-    assert!(
-        row["destinations"].as_str().unwrap().contains(&dst),
-        "{row:#}"
-    );
+    assert!(row["sent_after"].as_u64().unwrap() >= CSV_BYTES as u64 / 4, "{row:#}");
+    assert!(row["destinations"].as_str().unwrap().contains(&dst), "{row:#}");
     assert_eq!(row["alerts"], 1);
     // The audit trail's NETFILTER_PKT records matched what NFLOG delivered.
-    assert!(
-        alerts.iter().all(|a| a["kind"] != "audit_mismatch"),
-        "{alerts:#?}"
-    );
+    assert!(alerts.iter().all(|a| a["kind"] != "audit_mismatch"), "{alerts:#?}");
     let counters = &report(&s.db, "health")[0]["counters"]["skipped"];
-    assert!(
-        counters["audit_netfilter_pkt_matched"].as_u64().unwrap() >= 1,
-        "{counters:#}"
-    );
+    assert!(counters["audit_netfilter_pkt_matched"].as_u64().unwrap() >= 1, "{counters:#}");
     assert_eq!(counters["audit_netfilter_pkt_unmatched"], 0, "{counters:#}");
 }
 
@@ -428,40 +326,21 @@ fn a_trail_cut_or_stopped_is_a_health_alert() {
     let Some(mut s) = Setup::new(false) else {
         return;
     };
-    let out = s.lab.inside(&[
-        "nft",
-        "flush chain inet exfilmon egress; add rule inet exfilmon egress jump audit_trail",
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out =
+        s.lab.inside(&["nft", "flush chain inet exfilmon egress; add rule inet exfilmon egress jump audit_trail"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     s.ssh_true(USERS[0]);
-    wait_for(Duration::from_secs(20), "an audit_mismatch alert", || {
-        !s.alerts("audit_mismatch").is_empty()
-    });
+    wait_for(Duration::from_secs(20), "an audit_mismatch alert", || !s.alerts("audit_mismatch").is_empty());
     let a = &s.alerts("audit_mismatch")[0];
-    assert!(
-        a["summary"]
-            .as_str()
-            .unwrap()
-            .contains("never reached NFLOG"),
-        "{a:#}"
-    );
+    assert!(a["summary"].as_str().unwrap().contains("never reached NFLOG"), "{a:#}");
     // This kernel's NETFILTER_PKT records carry addresses and protocol; newer ones add ports.
     assert!(a["dst"].as_str().unwrap().starts_with(&s.lab.peer), "{a:#}");
     if let Some(c) = &mut s.audit.child {
         must(&["kill", &c.id().to_string()]);
         let _ = c.wait();
-        wait_for(Duration::from_secs(10), "an audit_off alert", || {
-            !s.alerts("audit_off").is_empty()
-        });
+        wait_for(Duration::from_secs(10), "an audit_off alert", || !s.alerts("audit_off").is_empty());
         let a = &s.alerts("audit_off")[0];
-        assert!(
-            a["summary"].as_str().unwrap().contains("auditd stopped"),
-            "{a:#}"
-        );
+        assert!(a["summary"].as_str().unwrap().contains("auditd stopped"), "{a:#}");
     }
     s.finish();
 }
@@ -475,10 +354,7 @@ fn cp_to_an_innocuous_name_then_scp_is_still_tied_to_the_file() {
     };
     let user = USERS[0];
     let copy = s.lab.path(user).join("notes.txt");
-    s.lab.as_user(
-        user,
-        &["cp", s.csv.to_str().unwrap(), copy.to_str().unwrap()],
-    );
+    s.lab.as_user(user, &["cp", s.csv.to_str().unwrap(), copy.to_str().unwrap()]);
     s.scp(user, &copy);
     s.check_alert(user, "/usr/bin/cp", &format!("{}:22/tcp", s.lab.peer));
     s.finish();
@@ -496,26 +372,11 @@ fn python_script_compressing_and_sending_over_tcp_is_caught() {
     let outside = s.lab.outside.clone();
     s.lab.spawn_in(
         &outside,
-        &[
-            "socat",
-            "-u",
-            &format!("TCP-LISTEN:9000,bind={peer},reuseaddr,fork"),
-            "OPEN:/dev/null",
-        ],
+        &["socat", "-u", &format!("TCP-LISTEN:9000,bind={peer},reuseaddr,fork"), "OPEN:/dev/null"],
         "sink.log",
     );
     wait_for(Duration::from_secs(10), "the TCP sink", || {
-        !must(&[
-            "ip",
-            "netns",
-            "exec",
-            &outside,
-            "ss",
-            "-Hlnt",
-            "sport = :9000",
-        ])
-        .trim()
-        .is_empty()
+        !must(&["ip", "netns", "exec", &outside, "ss", "-Hlnt", "sport = :9000"]).trim().is_empty()
     });
     let script = s.lab.path("send.py");
     fs::write(
@@ -529,22 +390,11 @@ fn python_script_compressing_and_sending_over_tcp_is_caught() {
     fs::set_permissions(&script, fs::Permissions::from_mode(0o644)).unwrap();
     let sent: usize = s
         .lab
-        .as_user(
-            user,
-            &[
-                "python3",
-                script.to_str().unwrap(),
-                s.csv.to_str().unwrap(),
-                &peer,
-            ],
-        )
+        .as_user(user, &["python3", script.to_str().unwrap(), s.csv.to_str().unwrap(), &peer])
         .trim()
         .parse()
         .unwrap();
-    eprintln!(
-        "zlib + base85: {sent} bytes of {CSV_BYTES} ({:.0}%)",
-        100.0 * sent as f64 / CSV_BYTES as f64
-    );
+    eprintln!("zlib + base85: {sent} bytes of {CSV_BYTES} ({:.0}%)", 100.0 * sent as f64 / CSV_BYTES as f64);
     s.check_alert(user, "python3", &format!("{peer}:9000/tcp"));
     s.finish();
 }
@@ -568,10 +418,7 @@ fn reading_for_analysis_and_sending_nothing_raises_no_alert() {
     );
     s.wait_read(user);
     let (files, alerts) = s.finish();
-    assert!(
-        alerts.iter().all(|a| a["kind"] != "sensitive_egress"),
-        "{alerts:#?}"
-    );
+    assert!(alerts.iter().all(|a| a["kind"] != "sensitive_egress"), "{alerts:#?}");
     let rows: Vec<&Value> = files.iter().filter(|r| r["user"] == user).collect();
     assert_eq!(rows.len(), 2, "wc and python: {files:#?}");
     assert!(rows.iter().all(|r| r["sent_after"] == 0), "{rows:#?}");
@@ -584,28 +431,19 @@ fn reading_then_a_short_ssh_command_raises_no_alert() {
         return;
     };
     let user = USERS[0];
-    s.lab
-        .as_user(user, &["head", "-n", "20", s.csv.to_str().unwrap()]);
+    s.lab.as_user(user, &["head", "-n", "20", s.csv.to_str().unwrap()]);
     s.ssh_true(user);
     s.wait_read(user);
     let (files, alerts) = s.finish();
-    assert!(
-        alerts.iter().all(|a| a["kind"] != "sensitive_egress"),
-        "{alerts:#?}"
-    );
+    assert!(alerts.iter().all(|a| a["kind"] != "sensitive_egress"), "{alerts:#?}");
     let row = files.iter().find(|r| r["user"] == user).unwrap();
     let sent = row["sent_after"].as_u64().unwrap();
-    assert!(
-        sent > 0 && sent < 16 << 10,
-        "a short ssh command sends a few KiB: {row:#}"
-    );
+    assert!(sent > 0 && sent < 16 << 10, "a short ssh command sends a few KiB: {row:#}");
     assert_eq!(row["program"], "/usr/bin/head");
 }
 
 fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("pcaps/sensitive")
-        .join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("pcaps/sensitive").join(name)
 }
 
 /// `report <what> --format json` against a database and the fixtures' configuration.
@@ -617,16 +455,8 @@ fn report_with(db: &Path, what: &str) -> Vec<Value> {
         .arg(fixture("exfilmon.toml"))
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "report {what}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice::<Value>(&out.stdout)
-        .unwrap()
-        .as_array()
-        .unwrap()
-        .clone()
+    assert!(out.status.success(), "report {what}: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice::<Value>(&out.stdout).unwrap().as_array().unwrap().clone()
 }
 
 /// The recorded scenarios (pcaps/sensitive.sh: scp; wc + python + ssh true; cp then scp;
@@ -635,8 +465,7 @@ fn report_with(db: &Path, what: &str) -> Vec<Value> {
 /// the recording an audit_off alert, and every NETFILTER_PKT record matched.
 #[test]
 fn replay_of_the_recorded_scenarios_in_both_log_formats() {
-    let meta: Value =
-        serde_json::from_str(&fs::read_to_string(fixture("meta.json")).unwrap()).unwrap();
+    let meta: Value = serde_json::from_str(&fs::read_to_string(fixture("meta.json")).unwrap()).unwrap();
     let uid = |user: &str| meta["uids"][user].as_u64().unwrap();
     for (log, enriched) in [("audit.log", true), ("audit-raw.log", false)] {
         let dir = tempfile::tempdir().unwrap();
@@ -652,27 +481,12 @@ fn replay_of_the_recorded_scenarios_in_both_log_formats() {
             .arg(&db)
             .output()
             .unwrap();
-        assert!(
-            out.status.success(),
-            "{log}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert!(out.status.success(), "{log}: {}", String::from_utf8_lossy(&out.stderr));
         let alerts = report_with(&db, "alerts");
-        let sensitive: Vec<&Value> = alerts
-            .iter()
-            .filter(|a| a["kind"] == "sensitive_egress")
-            .collect();
+        let sensitive: Vec<&Value> = alerts.iter().filter(|a| a["kind"] == "sensitive_egress").collect();
         let mut got: Vec<(u64, String)> = sensitive
             .iter()
-            .map(|a| {
-                (
-                    a["uid"].as_u64().unwrap(),
-                    a["details"]["files"][0]["exe"]
-                        .as_str()
-                        .unwrap()
-                        .to_string(),
-                )
-            })
+            .map(|a| (a["uid"].as_u64().unwrap(), a["details"]["files"][0]["exe"].as_str().unwrap().to_string()))
             .collect();
         got.sort();
         let mut want: Vec<(u64, String)> = meta["expected_alerts"]
@@ -684,36 +498,16 @@ fn replay_of_the_recorded_scenarios_in_both_log_formats() {
         want.sort();
         assert_eq!(got.len(), want.len(), "{log}: {alerts:#?}");
         for ((gu, ge), (wu, we)) in got.iter().zip(&want) {
-            assert!(
-                gu == wu && ge.contains(we.as_str()),
-                "{log}: {ge} for uid {gu}, want {we} for {wu}"
-            );
+            assert!(gu == wu && ge.contains(we.as_str()), "{log}: {ge} for uid {gu}, want {we} for {wu}");
         }
         for a in &sensitive {
-            assert_eq!(
-                a["details"]["files"][0]["path"], meta["csv"],
-                "{log}: {a:#}"
-            );
-            assert_eq!(
-                a["details"]["files"][0]["size"], meta["csv_size"],
-                "{log}: size from the config"
-            );
-            assert_eq!(
-                a["details"]["files"][0]["user"].is_string(),
-                enriched,
-                "{log}: {a:#}"
-            );
-            assert!(
-                a["dst"].as_str().unwrap().starts_with("10.77.11.1:"),
-                "{log}: {a:#}"
-            );
+            assert_eq!(a["details"]["files"][0]["path"], meta["csv"], "{log}: {a:#}");
+            assert_eq!(a["details"]["files"][0]["size"], meta["csv_size"], "{log}: size from the config");
+            assert_eq!(a["details"]["files"][0]["user"].is_string(), enriched, "{log}: {a:#}");
+            assert!(a["dst"].as_str().unwrap().starts_with("10.77.11.1:"), "{log}: {a:#}");
         }
         let kinds: Vec<&str> = alerts.iter().map(|a| a["kind"].as_str().unwrap()).collect();
-        assert_eq!(
-            kinds.iter().filter(|k| **k == "audit_off").count(),
-            1,
-            "{log}: {kinds:?}"
-        );
+        assert_eq!(kinds.iter().filter(|k| **k == "audit_off").count(), 1, "{log}: {kinds:?}");
         assert!(!kinds.contains(&"audit_mismatch"), "{log}: {alerts:#?}");
 
         let files = report_with(&db, "files");
@@ -723,10 +517,7 @@ fn replay_of_the_recorded_scenarios_in_both_log_formats() {
         assert_eq!(quiet.len(), 2, "wc and python: {files:#?}");
         for r in quiet {
             assert_eq!(r["alerts"], 0);
-            assert!(
-                r["sent_after"].as_u64().unwrap() < 16 << 10,
-                "a short ssh command: {r:#}"
-            );
+            assert!(r["sent_after"].as_u64().unwrap() < 16 << 10, "a short ssh command: {r:#}");
         }
     }
 }
@@ -754,15 +545,8 @@ fn replay_counts_audit_lines_and_netfilter_records() {
         .arg(&db)
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let out = Command::new("sqlite3")
-        .arg(&db)
-        .arg("SELECT counters FROM runs")
-        .output();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new("sqlite3").arg(&db).arg("SELECT counters FROM runs").output();
     let Ok(out) = out else {
         return skip("sqlite3 missing (apt-get install sqlite3)");
     };
@@ -770,12 +554,6 @@ fn replay_counts_audit_lines_and_netfilter_records() {
     assert_eq!(counters["audit_no_type"], 2, "{counters:#}");
     assert_eq!(counters["audit_bad_stamp"], 1, "{counters:#}");
     assert_eq!(counters["audit_line_too_long"], 1, "{counters:#}");
-    assert!(
-        counters["audit_netfilter_pkt"].as_u64().unwrap() >= 4,
-        "{counters:#}"
-    );
-    assert_eq!(
-        counters["audit_netfilter_pkt"], counters["audit_netfilter_pkt_matched"],
-        "{counters:#}"
-    );
+    assert!(counters["audit_netfilter_pkt"].as_u64().unwrap() >= 4, "{counters:#}");
+    assert_eq!(counters["audit_netfilter_pkt"], counters["audit_netfilter_pkt_matched"], "{counters:#}");
 }

@@ -27,9 +27,7 @@ struct Case {
 
 impl Case {
     fn new() -> Case {
-        Case {
-            dir: tempfile::tempdir().unwrap(),
-        }
+        Case { dir: tempfile::tempdir().unwrap() }
     }
 
     fn path(&self, name: &str) -> PathBuf {
@@ -65,45 +63,30 @@ impl Case {
     }
 
     fn report(&self, what: &str) -> Value {
-        let o = bin()
-            .args(["report", what, "--format", "json", "--db"])
-            .arg(self.db())
-            .output()
-            .unwrap();
+        let o = bin().args(["report", what, "--format", "json", "--db"]).arg(self.db()).output().unwrap();
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
         serde_json::from_slice(&o.stdout).unwrap()
     }
 
     fn lines(&self, name: &str) -> Vec<Value> {
         let text = std::fs::read_to_string(self.path(name)).unwrap_or_default();
-        text.lines()
-            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
-            .collect()
+        text.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}"))).collect()
     }
 }
 
 /// The fields `report alerts --format json` has, with the same values.
 fn assert_same_as_report(sent: &Value, reported: &Value) {
     for (key, value) in reported.as_object().unwrap() {
-        assert_eq!(
-            &sent[key], value,
-            "field {key}: sent {sent}, reported {reported}"
-        );
+        assert_eq!(&sent[key], value, "field {key}: sent {sent}, reported {reported}");
     }
     assert_eq!(sent["type"], "alert");
-    assert!(
-        sent["hash"].as_str().is_some_and(|h| h.len() == 64),
-        "{sent}"
-    );
+    assert!(sent["hash"].as_str().is_some_and(|h| h.len() == 64), "{sent}");
 }
 
 #[test]
 fn jsonl_lines_carry_the_report_fields_and_the_trail_position() {
     let c = Case::new();
-    c.replay(&format!(
-        "[[sink]]\ntype = \"jsonl\"\npath = {:?}\n",
-        c.path("alerts.jsonl")
-    ));
+    c.replay(&format!("[[sink]]\ntype = \"jsonl\"\npath = {:?}\n", c.path("alerts.jsonl")));
     let sent = c.lines("alerts.jsonl");
     let reported = c.report("alerts");
     assert_eq!(sent.len(), 2, "{sent:?}");
@@ -111,10 +94,7 @@ fn jsonl_lines_carry_the_report_fields_and_the_trail_position() {
     for (s, r) in sent.iter().zip(reported.as_array().unwrap()) {
         assert_same_as_report(s, r);
     }
-    assert_eq!(
-        (sent[0]["seq"].as_i64(), sent[1]["seq"].as_i64()),
-        (Some(1), Some(2))
-    );
+    assert_eq!((sent[0]["seq"].as_i64(), sent[1]["seq"].as_i64()), (Some(1), Some(2)));
 }
 
 #[test]
@@ -131,8 +111,7 @@ fn syslog_over_udp_and_tcp_is_rfc5424() {
     );
     let collector = std::thread::spawn(move || {
         let (mut conn, _) = tcp.accept().unwrap();
-        conn.set_read_timeout(Some(Duration::from_secs(10)))
-            .unwrap();
+        conn.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
         let mut all = Vec::new();
         let _ = conn.read_to_end(&mut all);
         String::from_utf8(all).unwrap()
@@ -169,11 +148,7 @@ fn syslog_over_udp_and_tcp_is_rfc5424() {
         rest = &after[len..];
     }
     assert_eq!(frames.len(), 2, "{stream}");
-    assert!(
-        frames[0].starts_with("<82>1 ") && frames[0].contains(" exfil-test "),
-        "{}",
-        frames[0]
-    );
+    assert!(frames[0].starts_with("<82>1 ") && frames[0].contains(" exfil-test "), "{}", frames[0]);
 }
 
 #[test]
@@ -199,32 +174,17 @@ fn exec_hook_gets_each_alert_as_json_on_stdin_without_a_shell() {
 #[test]
 fn email_goes_through_the_sendmail_program() {
     let c = Case::new();
-    let sendmail = c.script(
-        "sendmail",
-        "echo \"$@\" >> \"$(dirname \"$0\")/argv\"; cat >> \"$(dirname \"$0\")/mail\"",
-    );
+    let sendmail = c.script("sendmail", "echo \"$@\" >> \"$(dirname \"$0\")/argv\"; cat >> \"$(dirname \"$0\")/mail\"");
     c.replay(&format!(
         "[[sink]]\ntype = \"email\"\nsendmail = {sendmail:?}\nto = [\"soc@example.org\", \"oncall@example.org\"]\nfrom = \"exfilmon@example.org\"\nmin_severity = \"high\"\n"
     ));
     let argv = std::fs::read_to_string(c.path("argv")).unwrap();
-    assert_eq!(
-        argv, "-oi -- soc@example.org oncall@example.org\n",
-        "only the high alert is mailed"
-    );
+    assert_eq!(argv, "-oi -- soc@example.org oncall@example.org\n", "only the high alert is mailed");
     let mail = std::fs::read_to_string(c.path("mail")).unwrap();
     let (headers, body) = mail.split_once("\n\n").unwrap();
-    assert!(
-        headers.contains("From: exfilmon@example.org\nTo: soc@example.org, oncall@example.org\n"),
-        "{headers}"
-    );
-    assert!(
-        headers.contains("Subject: [exfilmon ") && headers.contains("] high volume: uid 1001 sent"),
-        "{headers}"
-    );
-    assert!(
-        body.starts_with("uid 1001 sent 517.4 KiB within 1m"),
-        "{body}"
-    );
+    assert!(headers.contains("From: exfilmon@example.org\nTo: soc@example.org, oncall@example.org\n"), "{headers}");
+    assert!(headers.contains("Subject: [exfilmon ") && headers.contains("] high volume: uid 1001 sent"), "{headers}");
+    assert!(body.starts_with("uid 1001 sent 517.4 KiB within 1m"), "{body}");
     assert!(body.contains("\"kind\": \"volume\""), "{body}");
 }
 
@@ -245,55 +205,23 @@ fn hanging_receiver_times_out_is_counted_and_blocks_nothing() {
     let took = started.elapsed();
     assert!(took < Duration::from_secs(8), "replay took {took:?}");
     let stderr = String::from_utf8_lossy(&o.stderr);
-    assert!(
-        stderr.contains("did not finish within 300ms and was killed"),
-        "{stderr}"
-    );
-    assert_eq!(
-        c.report("alerts").as_array().unwrap().len(),
-        2,
-        "capture and storage went on"
-    );
+    assert!(stderr.contains("did not finish within 300ms and was killed"), "{stderr}");
+    assert_eq!(c.report("alerts").as_array().unwrap().len(), 2, "capture and storage went on");
     assert_eq!(c.lines("alerts.jsonl").len(), 2, "the other sink delivered");
 
     let events = c.report("events");
-    let kinds: Vec<&str> = events
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["kind"].as_str().unwrap())
-        .collect();
+    let kinds: Vec<&str> = events.as_array().unwrap().iter().map(|e| e["kind"].as_str().unwrap()).collect();
     assert!(kinds.contains(&"sink_failed"), "{events}");
-    let undelivered = events
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|e| e["kind"] == "sink_undelivered")
-        .unwrap();
+    let undelivered = events.as_array().unwrap().iter().find(|e| e["kind"] == "sink_undelivered").unwrap();
     let stats = &undelivered["details"]["stats"];
-    let lost = stats["failed"].as_u64().unwrap()
-        + stats["abandoned"].as_u64().unwrap()
-        + stats["overflow"].as_u64().unwrap();
-    assert_eq!(
-        (lost, stats["delivered"].as_u64()),
-        (2, Some(0)),
-        "both alerts counted: {undelivered}"
-    );
-    assert!(undelivered["summary"]
-        .as_str()
-        .unwrap()
-        .contains(&format!("sink exec:{}", hang.display())));
+    let lost =
+        stats["failed"].as_u64().unwrap() + stats["abandoned"].as_u64().unwrap() + stats["overflow"].as_u64().unwrap();
+    assert_eq!((lost, stats["delivered"].as_u64()), (2, Some(0)), "both alerts counted: {undelivered}");
+    assert!(undelivered["summary"].as_str().unwrap().contains(&format!("sink exec:{}", hang.display())));
 
-    let table = bin()
-        .args(["report", "health", "--db"])
-        .arg(c.db())
-        .output()
-        .unwrap();
+    let table = bin().args(["report", "health", "--db"]).arg(c.db()).output().unwrap();
     let table = String::from_utf8_lossy(&table.stdout);
-    assert!(
-        table.contains("Monitor events") && table.contains("sink_undelivered"),
-        "{table}"
-    );
+    assert!(table.contains("Monitor events") && table.contains("sink_undelivered"), "{table}");
 }
 
 /// A full queue drops on arrival; every record is still accounted for.
@@ -302,10 +230,7 @@ fn full_queue_and_failing_receivers_drop_nothing_uncounted() {
     let c = Case::new();
     let hang = c.script("hang", "sleep 30");
     // Nothing listens on this port: connecting fails at once.
-    let closed = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
+    let closed = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
     c.replay(&format!(
         "[monitor]\ndelivery_grace = \"200ms\"\n\
          [[sink]]\ntype = \"exec\"\nprogram = {hang:?}\ntimeout = \"200ms\"\nqueue = 1\n\
@@ -314,52 +239,21 @@ fn full_queue_and_failing_receivers_drop_nothing_uncounted() {
     ));
     let events = c.report("events");
     let events = events.as_array().unwrap();
-    for name in [
-        format!("exec:{}", hang.display()),
-        "exec:/bin/false".into(),
-        format!("syslog:tcp:{closed}"),
-    ] {
-        let mine: Vec<&Value> = events
-            .iter()
-            .filter(|e| e["details"]["sink"] == name.as_str())
-            .collect();
-        let failed = mine
-            .iter()
-            .find(|e| e["kind"] == "sink_failed")
-            .unwrap_or_else(|| panic!("{name}: {events:?}"));
-        let undelivered = mine
-            .iter()
-            .find(|e| e["kind"] == "sink_undelivered")
-            .unwrap();
+    for name in [format!("exec:{}", hang.display()), "exec:/bin/false".into(), format!("syslog:tcp:{closed}")] {
+        let mine: Vec<&Value> = events.iter().filter(|e| e["details"]["sink"] == name.as_str()).collect();
+        let failed = mine.iter().find(|e| e["kind"] == "sink_failed").unwrap_or_else(|| panic!("{name}: {events:?}"));
+        let undelivered = mine.iter().find(|e| e["kind"] == "sink_undelivered").unwrap();
         let s = &undelivered["details"]["stats"];
-        let total: u64 = ["delivered", "failed", "overflow", "abandoned"]
-            .iter()
-            .map(|k| s[k].as_u64().unwrap())
-            .sum();
+        let total: u64 = ["delivered", "failed", "overflow", "abandoned"].iter().map(|k| s[k].as_u64().unwrap()).sum();
         assert_eq!(total, 2, "{name}: every alert delivered or counted: {s}");
         if name.starts_with("syslog") {
-            assert!(
-                failed["summary"]
-                    .as_str()
-                    .unwrap()
-                    .contains("cannot connect"),
-                "{failed}"
-            );
+            assert!(failed["summary"].as_str().unwrap().contains("cannot connect"), "{failed}");
         }
         if name == "exec:/bin/false" {
-            assert_eq!(
-                (s["failed"].as_u64(), s["retries"].as_u64()),
-                (Some(2), Some(4)),
-                "{s}"
-            );
+            assert_eq!((s["failed"].as_u64(), s["retries"].as_u64()), (Some(2), Some(4)), "{s}");
         }
     }
     // The trail with the sink events in it verifies.
-    let o = bin()
-        .arg("verify")
-        .arg("--db")
-        .arg(c.db())
-        .output()
-        .unwrap();
+    let o = bin().arg("verify").arg("--db").arg(c.db()).output().unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stdout));
 }

@@ -34,10 +34,7 @@ impl Trail {
         let copy = self.path("tampered.db");
         let _ = std::fs::remove_file(&copy);
         let path = copy.to_str().unwrap().replace('\'', "''");
-        Connection::open(self.db())
-            .unwrap()
-            .execute_batch(&format!("VACUUM INTO '{path}'"))
-            .unwrap();
+        Connection::open(self.db()).unwrap().execute_batch(&format!("VACUUM INTO '{path}'")).unwrap();
         Connection::open(copy).unwrap()
     }
 
@@ -50,11 +47,7 @@ impl Trail {
 
     fn verify_tampered(&self, extra: &[&str]) -> (i32, String) {
         let o = self.verify(self.path("tampered.db").to_str().unwrap(), extra);
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&o.stdout),
-            String::from_utf8_lossy(&o.stderr)
-        );
+        let text = format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
         assert!(!text.contains("panicked"), "{text}");
         (o.status.code().unwrap_or(-1), text)
     }
@@ -63,15 +56,8 @@ impl Trail {
 fn trail() -> Trail {
     let dir = tempfile::tempdir().unwrap();
     let t = Trail { dir };
-    let out = bin()
-        .args(["keygen", "--out", t.path("trail").to_str().unwrap()])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = bin().args(["keygen", "--out", t.path("trail").to_str().unwrap()]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let config = format!(
         "[trail]\nsigning_key = {:?}\n\
          [[volume]]\nwindow = \"1m\"\nbytes = \"256KiB\"\n\
@@ -86,28 +72,14 @@ fn trail() -> Trail {
     std::fs::write(t.path("exfilmon.toml"), config).unwrap();
     let sample = Path::new(env!("CARGO_MANIFEST_DIR")).join("pcaps/nflog-sample.pcap");
     let out = bin()
-        .args([
-            "replay",
-            "--db",
-            &t.db(),
-            "-c",
-            t.path("exfilmon.toml").to_str().unwrap(),
-        ])
+        .args(["replay", "--db", &t.db(), "-c", t.path("exfilmon.toml").to_str().unwrap()])
         .arg(sample)
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let conn = Connection::open(t.db()).unwrap();
     let count = |sql: &str| conn.query_row(sql, [], |r| r.get::<_, i64>(0)).unwrap();
-    assert_eq!(
-        count("SELECT count(*) FROM alerts"),
-        4,
-        "four volume rules, four alerts"
-    );
+    assert_eq!(count("SELECT count(*) FROM alerts"), 4, "four volume rules, four alerts");
     t
 }
 
@@ -115,16 +87,11 @@ fn trail() -> Trail {
 fn layout(conn: &Connection) -> (Vec<i64>, Vec<i64>, i64) {
     let seqs = |sql: &str| -> Vec<i64> {
         let mut s = conn.prepare(sql).unwrap();
-        s.query_map([], |r| r.get(0))
-            .unwrap()
-            .map(Result::unwrap)
-            .collect()
+        s.query_map([], |r| r.get(0)).unwrap().map(Result::unwrap).collect()
     };
     let alerts = seqs("SELECT seq FROM alerts ORDER BY seq");
     let events = seqs("SELECT seq FROM events ORDER BY seq");
-    let rows = conn
-        .query_row("SELECT max(rows) FROM checkpoints", [], |r| r.get(0))
-        .unwrap();
+    let rows = conn.query_row("SELECT max(rows) FROM checkpoints", [], |r| r.get(0)).unwrap();
     (alerts, events, rows)
 }
 
@@ -134,115 +101,65 @@ fn intact_trail_verifies_with_stored_and_shipped_checkpoints() {
     let conn = t.copy();
     let (alerts, events, checkpoint) = layout(&conn);
     assert_eq!(alerts, [1, 2, 3, 4]);
-    assert_eq!(
-        checkpoint, 4,
-        "the checkpoint is signed when the writer finishes, before the sink events"
-    );
-    assert_eq!(
-        events,
-        [5, 6, 7],
-        "sink_failed, sink_dropping, sink_undelivered"
-    );
+    assert_eq!(checkpoint, 4, "the checkpoint is signed when the writer finishes, before the sink events");
+    assert_eq!(events, [5, 6, 7], "sink_failed, sink_dropping, sink_undelivered");
     let shipped = t.path("shipped.jsonl");
     let o = t.verify(&t.db(), &["--checkpoint", shipped.to_str().unwrap()]);
     let out = String::from_utf8_lossy(&o.stdout);
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "{out}{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    assert_eq!(o.status.code(), Some(0), "{out}{}", String::from_utf8_lossy(&o.stderr));
     assert!(out.contains("trail: 7 rows (4 alerts, 3 events)"), "{out}");
     assert!(out.contains("links: intact"), "{out}");
-    assert!(
-        out.contains("(stored): 4 rows") && out.contains("(from file): 4 rows"),
-        "{out}"
-    );
+    assert!(out.contains("(stored): 4 rows") && out.contains("(from file): 4 rows"), "{out}");
     assert!(out.contains("signature good, reached"), "{out}");
-    assert!(
-        out.contains("3 rows after the newest stored checkpoint"),
-        "{out}"
-    );
+    assert!(out.contains("3 rows after the newest stored checkpoint"), "{out}");
 }
 
 #[test]
 fn editing_one_byte_of_an_alert_or_event_is_caught() {
     let t = trail();
     let conn = t.copy();
-    conn.execute(
-        "UPDATE alerts SET summary = replace(summary, 'uid 1001', 'uid 1002') WHERE seq = 2",
-        [],
-    )
-    .unwrap();
+    conn.execute("UPDATE alerts SET summary = replace(summary, 'uid 1001', 'uid 1002') WHERE seq = 2", []).unwrap();
     let (code, text) = t.verify_tampered(&[]);
     assert_eq!(code, 1, "{text}");
-    assert!(
-        text.contains("trail row 2: alerts.id 2 does not match its hash: the row was edited"),
-        "{text}"
-    );
+    assert!(text.contains("trail row 2: alerts.id 2 does not match its hash: the row was edited"), "{text}");
 
     let conn = t.copy();
-    conn.execute("UPDATE alerts SET bytes = bytes - 1 WHERE seq = 4", [])
-        .unwrap();
+    conn.execute("UPDATE alerts SET bytes = bytes - 1 WHERE seq = 4", []).unwrap();
     let (code, text) = t.verify_tampered(&[]);
     assert_eq!(code, 1, "{text}");
-    assert!(
-        text.contains("trail row 4: alerts.id 4 does not match its hash"),
-        "{text}"
-    );
+    assert!(text.contains("trail row 4: alerts.id 4 does not match its hash"), "{text}");
 
     let conn = t.copy();
-    conn.execute(
-        "UPDATE events SET summary = summary || ' ' WHERE seq = 6",
-        [],
-    )
-    .unwrap();
+    conn.execute("UPDATE events SET summary = summary || ' ' WHERE seq = 6", []).unwrap();
     let (code, text) = t.verify_tampered(&[]);
     assert_eq!(code, 1, "{text}");
-    assert!(
-        text.contains("trail row 6: events.seq 6 does not match its hash"),
-        "{text}"
-    );
+    assert!(text.contains("trail row 6: events.seq 6 does not match its hash"), "{text}");
 
     // Re-pointing an alert at another user is an edit too, though no alerts column changes.
     let conn = t.copy();
-    conn.execute("INSERT INTO principals (uid) VALUES (4242)", [])
-        .unwrap();
+    conn.execute("INSERT INTO principals (uid) VALUES (4242)", []).unwrap();
     conn.execute("UPDATE alerts SET principal_id = (SELECT id FROM principals WHERE uid = 4242) WHERE seq = 1", [])
         .unwrap();
     let (code, text) = t.verify_tampered(&[]);
     assert_eq!(code, 1, "{text}");
-    assert!(
-        text.contains("trail row 1: alerts.id 1 does not match its hash"),
-        "{text}"
-    );
+    assert!(text.contains("trail row 1: alerts.id 1 does not match its hash"), "{text}");
 }
 
 #[test]
 fn deleting_a_middle_row_is_caught() {
     let t = trail();
     let conn = t.copy();
-    conn.execute("DELETE FROM alerts WHERE seq = 2", [])
-        .unwrap();
+    conn.execute("DELETE FROM alerts WHERE seq = 2", []).unwrap();
     let (code, text) = t.verify_tampered(&[]);
     assert_eq!(code, 1, "{text}");
-    assert!(
-        text.contains("trail row 2: row 2 is missing before alerts.id 3 (row 3): deleted"),
-        "{text}"
-    );
+    assert!(text.contains("trail row 2: row 2 is missing before alerts.id 3 (row 3): deleted"), "{text}");
 
     // Renumbering the rows after it to close the gap breaks the next link instead.
     let conn = t.copy();
-    conn.execute_batch(
-        "DELETE FROM alerts WHERE seq = 2; UPDATE alerts SET seq = seq - 1 WHERE seq > 2;",
-    )
-    .unwrap();
+    conn.execute_batch("DELETE FROM alerts WHERE seq = 2; UPDATE alerts SET seq = seq - 1 WHERE seq > 2;").unwrap();
     let (code, text) = t.verify_tampered(&[]);
     assert_eq!(code, 1, "{text}");
-    assert!(
-        text.contains("trail row 2: alerts.id 3 does not link to row 1"),
-        "{text}"
-    );
+    assert!(text.contains("trail row 2: alerts.id 3 does not link to row 1"), "{text}");
 }
 
 #[test]
@@ -255,10 +172,7 @@ fn reordering_two_rows_is_caught() {
     .unwrap();
     let (code, text) = t.verify_tampered(&[]);
     assert_eq!(code, 1, "{text}");
-    assert!(
-        text.contains("trail row 2: alerts.id 3 does not link to row 1: rows were reordered"),
-        "{text}"
-    );
+    assert!(text.contains("trail row 2: alerts.id 3 does not link to row 1: rows were reordered"), "{text}");
 }
 
 #[test]
@@ -272,10 +186,7 @@ fn inserting_a_row_is_caught() {
     .unwrap();
     let (code, text) = t.verify_tampered(&[]);
     assert_eq!(code, 1, "{text}");
-    assert!(
-        text.contains("trail row 8: events.seq 8 does not match its hash"),
-        "{text}"
-    );
+    assert!(text.contains("trail row 8: events.seq 8 does not match its hash"), "{text}");
 }
 
 #[test]
@@ -285,34 +196,21 @@ fn deleting_the_tail_is_caught_by_a_checkpoint_and_only_by_one() {
     let shipped = shipped.to_str().unwrap();
     // Rows 4 to 7: the last alert (covered by the checkpoint) and the events after it.
     let conn = t.copy();
-    conn.execute_batch("DELETE FROM alerts WHERE seq = 4; DELETE FROM events;")
-        .unwrap();
+    conn.execute_batch("DELETE FROM alerts WHERE seq = 4; DELETE FROM events;").unwrap();
     let (code, text) = t.verify_tampered(&[]);
     assert_eq!(code, 1, "{text}");
-    assert!(
-        text.contains("links: intact"),
-        "the remaining links hold: {text}"
-    );
-    assert!(
-        text.contains("it covers 4 rows but the trail has 3: rows were cut off the end"),
-        "{text}"
-    );
+    assert!(text.contains("links: intact"), "the remaining links hold: {text}");
+    assert!(text.contains("it covers 4 rows but the trail has 3: rows were cut off the end"), "{text}");
 
     // The stored checkpoint deleted too: nothing left in the database can tell...
     conn.execute("DELETE FROM checkpoints", []).unwrap();
     let (code, text) = t.verify_tampered(&[]);
     assert_eq!(code, 0, "{text}");
-    assert!(
-        text.contains("checkpoints: none; rows cut off the end would go unnoticed"),
-        "{text}"
-    );
+    assert!(text.contains("checkpoints: none; rows cut off the end would go unnoticed"), "{text}");
     // ...but the checkpoint that left the machine does.
     let (code, text) = t.verify_tampered(&["--checkpoint", shipped]);
     assert_eq!(code, 1, "{text}");
-    assert!(
-        text.contains("(from file): 4 rows") && text.contains("rows were cut off the end"),
-        "{text}"
-    );
+    assert!(text.contains("(from file): 4 rows") && text.contains("rows were cut off the end"), "{text}");
 
     // A checkpoint forged to match the shorter trail fails its signature.
     let conn = t.copy();
@@ -332,16 +230,12 @@ fn deleting_the_tail_is_caught_by_a_checkpoint_and_only_by_one() {
 fn a_recomputed_chain_no_longer_reaches_the_checkpoint() {
     let t = trail();
     let conn = t.copy();
-    conn.execute("UPDATE alerts SET bytes = 1 WHERE seq = 1", [])
-        .unwrap();
+    conn.execute("UPDATE alerts SET bytes = 1 WHERE seq = 1", []).unwrap();
     rechain(&conn);
     let (code, text) = t.verify_tampered(&[]);
     assert_eq!(code, 1, "{text}");
     assert!(text.contains("links: intact"), "{text}");
-    assert!(
-        text.contains("the trail's first 4 rows no longer hash to its head: they were rewritten"),
-        "{text}"
-    );
+    assert!(text.contains("the trail's first 4 rows no longer hash to its head: they were rewritten"), "{text}");
 }
 
 /// Recomputes every link, as the module documentation of `exfilmon::trail` describes them.
@@ -372,8 +266,7 @@ fn rechain(conn: &Connection) {
         } else {
             "UPDATE events SET prev_hash = ?1, hash = ?2 WHERE seq = ?3"
         };
-        conn.execute(sql, rusqlite::params![hex(&prev), hex(&hash), seq])
-            .unwrap();
+        conn.execute(sql, rusqlite::params![hex(&prev), hex(&hash), seq]).unwrap();
         prev = hash;
     }
 }
@@ -386,31 +279,16 @@ fn hex(b: &[u8]) -> String {
 fn verify_errors_are_clean() {
     let dir = tempfile::tempdir().unwrap();
     let missing = dir.path().join("none.db");
-    let o = bin()
-        .args(["verify", "--db", missing.to_str().unwrap()])
-        .output()
-        .unwrap();
+    let o = bin().args(["verify", "--db", missing.to_str().unwrap()]).output().unwrap();
     assert_eq!(o.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&o.stderr).contains("does not exist"));
     let notes = dir.path().join("notes.txt");
     std::fs::write(&notes, "no checkpoint here\n").unwrap();
     let t = trail();
-    let o = bin()
-        .args([
-            "verify",
-            "--db",
-            &t.db(),
-            "--checkpoint",
-            notes.to_str().unwrap(),
-        ])
-        .output()
-        .unwrap();
+    let o = bin().args(["verify", "--db", &t.db(), "--checkpoint", notes.to_str().unwrap()]).output().unwrap();
     assert_eq!(o.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&o.stderr).contains("holds no checkpoint"));
-    let o = bin()
-        .args(["keygen", "--out", t.path("trail").to_str().unwrap()])
-        .output()
-        .unwrap();
+    let o = bin().args(["keygen", "--out", t.path("trail").to_str().unwrap()]).output().unwrap();
     assert_eq!(o.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&o.stderr).contains("never overwritten"));
 }

@@ -14,17 +14,12 @@ fn bin() -> Command {
 }
 
 fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("pcaps")
-        .join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("pcaps").join(name)
 }
 
 /// The first byte a terminal could act on: anything but printable ASCII, newline and tab.
 fn unsafe_byte(out: &[u8]) -> Option<(usize, u8)> {
-    out.iter()
-        .copied()
-        .enumerate()
-        .find(|&(_, b)| !((0x20..0x7f).contains(&b) || b == b'\n' || b == b'\t'))
+    out.iter().copied().enumerate().find(|&(_, b)| !((0x20..0x7f).contains(&b) || b == b'\n' || b == b'\t'))
 }
 
 fn assert_safe(what: &str, out: &[u8]) {
@@ -42,20 +37,13 @@ fn assert_safe(what: &str, out: &[u8]) {
 fn assert_safe_message(what: &str, err: &[u8]) {
     let text = String::from_utf8_lossy(err);
     let bidi = |c: char| matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
-    if let Some(c) = text
-        .chars()
-        .find(|&c| (c.is_control() && c != '\n') || bidi(c))
-    {
+    if let Some(c) = text.chars().find(|&c| (c.is_control() && c != '\n') || bidi(c)) {
         panic!("{what}: raw {c:?} in {text:?}");
     }
 }
 
 fn ok(what: &str, o: &Output) {
-    assert!(
-        o.status.success(),
-        "{what}: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    assert!(o.status.success(), "{what}: {}", String::from_utf8_lossy(&o.stderr));
 }
 
 /// Runs every report in every format and checks each output; returns the JSON of `what`.
@@ -63,17 +51,12 @@ fn check_reports(db: &Path, reports: &[&str]) {
     for report in reports {
         for format in ["table", "csv", "json"] {
             let what = format!("report {report} --format {format}");
-            let o = bin()
-                .args(["report", report, "--format", format, "--db"])
-                .arg(db)
-                .output()
-                .unwrap();
+            let o = bin().args(["report", report, "--format", format, "--db"]).arg(db).output().unwrap();
             ok(&what, &o);
             assert_safe(&what, &o.stdout);
             assert_safe_message(&format!("{what} (stderr)"), &o.stderr);
             if format == "json" {
-                serde_json::from_slice::<Value>(&o.stdout)
-                    .unwrap_or_else(|e| panic!("{what}: invalid JSON: {e}"));
+                serde_json::from_slice::<Value>(&o.stdout).unwrap_or_else(|e| panic!("{what}: invalid JSON: {e}"));
             }
         }
     }
@@ -89,28 +72,8 @@ fn dns_packet(labels: &[&[u8]], id: u16) -> Vec<u8> {
     dns.extend_from_slice(&[0, 0, 1, 0, 1]);
     let udp_len = 8 + dns.len();
     let ip_len = 20 + udp_len;
-    let mut p = vec![
-        0x45,
-        0,
-        (ip_len >> 8) as u8,
-        ip_len as u8,
-        0,
-        0,
-        0,
-        0,
-        64,
-        17,
-        0,
-        0,
-        192,
-        0,
-        2,
-        10,
-        198,
-        51,
-        100,
-        53,
-    ];
+    let mut p =
+        vec![0x45, 0, (ip_len >> 8) as u8, ip_len as u8, 0, 0, 0, 0, 64, 17, 0, 0, 192, 0, 2, 10, 198, 51, 100, 53];
     p.extend_from_slice(&(40_000 + id).to_be_bytes());
     p.extend_from_slice(&53u16.to_be_bytes());
     p.extend_from_slice(&(udp_len as u16).to_be_bytes());
@@ -172,53 +135,23 @@ fn hostile_dns_names_never_reach_the_terminal() {
     )
     .unwrap();
     let db = dir.path().join("x.db");
-    let o = bin()
-        .arg("replay")
-        .arg(&capture)
-        .arg("--config")
-        .arg(&config)
-        .arg("--db")
-        .arg(&db)
-        .output()
-        .unwrap();
+    let o = bin().arg("replay").arg(&capture).arg("--config").arg(&config).arg("--db").arg(&db).output().unwrap();
     ok("replay", &o);
     assert_safe("replay", &o.stdout);
 
     let conn = rusqlite::Connection::open(&db).unwrap();
-    let alerts: i64 = conn
-        .query_row(
-            "SELECT count(*) FROM alerts WHERE kind = 'dns_tunnel'",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
-    assert!(
-        alerts >= 2,
-        "the hostile names must reach the alerts to test their rendering: {alerts}"
-    );
+    let alerts: i64 =
+        conn.query_row("SELECT count(*) FROM alerts WHERE kind = 'dns_tunnel'", [], |r| r.get(0)).unwrap();
+    assert!(alerts >= 2, "the hostile names must reach the alerts to test their rendering: {alerts}");
     check_reports(&db, &["summary", "alerts", "users", "destinations", "dns"]);
 
     // The names are there, escaped: the JSON holds the escapes, not the bytes.
-    let o = bin()
-        .args(["report", "dns", "--format", "json", "--db"])
-        .arg(&db)
-        .output()
-        .unwrap();
+    let o = bin().args(["report", "dns", "--format", "json", "--db"]).arg(&db).output().unwrap();
     let text = String::from_utf8(o.stdout).unwrap();
-    assert!(
-        text.contains(r"\\x1b[8mil"),
-        "escaped domain missing: {text}"
-    );
-    let o = bin()
-        .args(["report", "alerts", "--format", "json", "--db"])
-        .arg(&db)
-        .output()
-        .unwrap();
+    assert!(text.contains(r"\\x1b[8mil"), "escaped domain missing: {text}");
+    let o = bin().args(["report", "alerts", "--format", "json", "--db"]).arg(&db).output().unwrap();
     let text = String::from_utf8(o.stdout).unwrap();
-    assert!(
-        text.contains(r"\\x1b[2J"),
-        "escaped sample name missing: {text}"
-    );
+    assert!(text.contains(r"\\x1b[2J"), "escaped sample name missing: {text}");
 }
 
 /// Hex-encodes a value the way auditd writes untrusted strings in RAW logs.
@@ -267,17 +200,9 @@ fn hostile_audit_fields_never_reach_the_terminal() {
     assert_safe("replay", &o.stdout);
     assert_safe_message("replay (stderr)", &o.stderr);
     let conn = rusqlite::Connection::open(&db).unwrap();
-    let hits: i64 = conn
-        .query_row(
-            "SELECT count(*) FROM alerts WHERE details LIKE '%pwned%'",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
-    assert!(
-        hits > 0,
-        "the renamed program must reach an alert to test its rendering"
-    );
+    let hits: i64 =
+        conn.query_row("SELECT count(*) FROM alerts WHERE details LIKE '%pwned%'", [], |r| r.get(0)).unwrap();
+    assert!(hits > 0, "the renamed program must reach an alert to test its rendering");
     check_reports(&db, &["summary", "alerts", "files"]);
 }
 
@@ -290,30 +215,15 @@ fn hostile_capture_file_names_are_escaped() {
     let db = dir.path().join("x.db");
     // Replayed, then skipped as already seen (the message names both files), then forced.
     for extra in [None, None, Some("--force")] {
-        let o = bin()
-            .arg("replay")
-            .arg(&capture)
-            .args(extra)
-            .arg("--db")
-            .arg(&db)
-            .output()
-            .unwrap();
+        let o = bin().arg("replay").arg(&capture).args(extra).arg("--db").arg(&db).output().unwrap();
         ok("replay", &o);
         assert_safe("replay", &o.stdout);
         assert_safe_message("replay (stderr)", &o.stderr);
     }
     // Errors naming the file: a directory of that name, then a missing file.
-    let missing = dir
-        .path()
-        .join(std::ffi::OsStr::from_bytes(b"gone\x1b[31m\r.pcap"));
+    let missing = dir.path().join(std::ffi::OsStr::from_bytes(b"gone\x1b[31m\r.pcap"));
     for path in [dir.path().join(name).join(""), missing] {
-        let o = bin()
-            .arg("replay")
-            .arg(&path)
-            .arg("--db")
-            .arg(&db)
-            .output()
-            .unwrap();
+        let o = bin().arg("replay").arg(&path).arg("--db").arg(&db).output().unwrap();
         assert_eq!(o.status.code(), Some(1));
         assert_safe_message("replay error (stderr)", &o.stderr);
     }

@@ -31,10 +31,7 @@ pub fn run(args: &AuditRulesArgs) -> Result<()> {
     } else if args.remove {
         rules::remove(&config.sensitive.audit_key, file)?
     } else {
-        print!(
-            "{}",
-            rules::render(&config.sensitive.paths, &config.sensitive.audit_key)
-        );
+        print!("{}", rules::render(&config.sensitive.paths, &config.sensitive.audit_key));
         return Ok(());
     };
     for line in done {

@@ -28,10 +28,7 @@ pub fn run(args: &KeygenArgs) -> Result<()> {
             PathBuf::from("exfilmon-trail")
         }
     });
-    if let Some(dir) = prefix
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty() && !d.exists())
-    {
+    if let Some(dir) = prefix.parent().filter(|d| !d.as_os_str().is_empty() && !d.exists()) {
         std::fs::DirBuilder::new()
             .recursive(true)
             .mode(0o750)
@@ -39,14 +36,7 @@ pub fn run(args: &KeygenArgs) -> Result<()> {
             .with_context(|| format!("cannot create {}", dir.display()))?;
     }
     let (private, public, id) = sign::keygen(&prefix)?;
-    println!(
-        "private key: {} (mode 0600)\npublic key:  {}\nkey id:      {id}",
-        private.display(),
-        public.display()
-    );
-    println!(
-        "\nIn the configuration:\n[trail]\nsigning_key = {:?}",
-        private.display().to_string()
-    );
+    println!("private key: {} (mode 0600)\npublic key:  {}\nkey id:      {id}", private.display(), public.display());
+    println!("\nIn the configuration:\n[trail]\nsigning_key = {:?}", private.display().to_string());
     Ok(())
 }

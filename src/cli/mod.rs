@@ -82,10 +82,7 @@ pub struct Common {
 impl Common {
     /// The database path: --db, else the config's `db`, else the default location.
     pub fn db_path(&self, config: &crate::config::Config) -> PathBuf {
-        self.db
-            .clone()
-            .or_else(|| config.db.clone())
-            .unwrap_or_else(default_db)
+        self.db.clone().or_else(|| config.db.clone()).unwrap_or_else(default_db)
     }
 }
 

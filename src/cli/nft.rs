@@ -29,22 +29,13 @@ pub fn run(args: &NftArgs) -> Result<()> {
     let config = Config::load(args.config.as_deref())?;
     if args.remove {
         if !nft::remove()? {
-            eprintln!(
-                "exfilmon: table {} was not loaded; nothing to remove",
-                nft::TABLE
-            );
+            eprintln!("exfilmon: table {} was not loaded; nothing to remove", nft::TABLE);
         }
     } else if args.apply {
         nft::apply(&config)?;
-        eprintln!(
-            "exfilmon: loaded table {} (NFLOG group {})",
-            nft::TABLE,
-            config.nflog.group
-        );
+        eprintln!("exfilmon: loaded table {} (NFLOG group {})", nft::TABLE, config.nflog.group);
     } else {
-        std::io::stdout()
-            .lock()
-            .write_all(nft::render(&config).as_bytes())?;
+        std::io::stdout().lock().write_all(nft::render(&config).as_bytes())?;
     }
     Ok(())
 }

@@ -121,17 +121,11 @@ pub fn run(args: &ReplayArgs) -> Result<()> {
 
     let started = Instant::now();
     // A run is recorded only when there is something to replay.
-    let run_id = if todo.is_empty() {
-        None
-    } else {
-        Some(store.begin_run("replay")?)
-    };
+    let run_id = if todo.is_empty() { None } else { Some(store.begin_run("replay")?) };
     let total_bytes: u64 = todo.iter().map(|c| c.size).sum();
     let bar = ProgressBar::new(total_bytes).with_style(
-        ProgressStyle::with_template(
-            "{spinner} {msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
-        )
-        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        ProgressStyle::with_template("{spinner} {msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     let mut audit = config.sensitive.audit_reader(false);
     let mut events = Vec::new();
@@ -149,16 +143,8 @@ pub fn run(args: &ReplayArgs) -> Result<()> {
     let mut done_bytes = 0;
     let mut replayed = Vec::new();
     for capture in &todo {
-        bar.set_message(
-            capture
-                .path
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default(),
-        );
-        let result = replay(capture, &mut merged, &mut |n| {
-            bar.set_position(done_bytes + n)
-        });
+        bar.set_message(capture.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default());
+        let result = replay(capture, &mut merged, &mut |n| bar.set_position(done_bytes + n));
         done_bytes += capture.size;
         match result {
             Ok((stats, sha256)) => replayed.push((capture, stats, sha256)),
@@ -171,23 +157,12 @@ pub fn run(args: &ReplayArgs) -> Result<()> {
     let principals = pipeline.principals();
     let stats = pipeline.stats.clone();
     let mut store = pipeline.into_output().finish()?;
-    crate::sink::finish(
-        sinks.as_deref(),
-        config.monitor.delivery_grace,
-        &mut store,
-        run_id,
-    )?;
+    crate::sink::finish(sinks.as_deref(), config.monitor.delivery_grace, &mut store, run_id)?;
     if let Some(run_id) = run_id {
         for (c, s, sha256) in &replayed {
             let path = c.path.to_string_lossy();
             store.record_capture(
-                &CaptureRecord {
-                    sha256,
-                    path: &path,
-                    size: c.size,
-                    records: s.records,
-                    damaged: s.damaged,
-                },
+                &CaptureRecord { sha256, path: &path, size: c.size, records: s.records, damaged: s.damaged },
                 run_id,
             )?;
         }
@@ -226,37 +201,25 @@ pub fn run(args: &ReplayArgs) -> Result<()> {
             for e in &failures {
                 eprintln!("exfilmon: {}", message(&format!("{e:#}")));
             }
-            anyhow::bail!(
-                "{n} of {} capture files could not be read in full",
-                args.files.len()
-            )
+            anyhow::bail!("{n} of {} capture files could not be read in full", args.files.len())
         }
     }
 }
 
 /// Opens the file to surface missing or unreadable files before anything is written.
 fn identify(path: &Path) -> Result<Capture> {
-    let meta =
-        std::fs::metadata(path).with_context(|| format!("cannot open {}", path.display()))?;
+    let meta = std::fs::metadata(path).with_context(|| format!("cannot open {}", path.display()))?;
     if meta.is_dir() {
         anyhow::bail!("{} is a directory, not a capture file", path.display());
     }
     File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
-    Ok(Capture {
-        path: path.to_owned(),
-        size: meta.len(),
-        sha256: None,
-    })
+    Ok(Capture { path: path.to_owned(), size: meta.len(), sha256: None })
 }
 
 fn hash_file(path: &Path) -> Result<String> {
     let file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
-    let mut input = Hashing {
-        inner: file,
-        hasher: Sha256::new(),
-    };
-    std::io::copy(&mut input, &mut std::io::sink())
-        .with_context(|| format!("cannot read {}", path.display()))?;
+    let mut input = Hashing { inner: file, hasher: Sha256::new() };
+    std::io::copy(&mut input, &mut std::io::sink()).with_context(|| format!("cannot read {}", path.display()))?;
     Ok(hex(input.hasher))
 }
 
@@ -270,20 +233,12 @@ fn replay(
     if let Some(sha256) = &c.sha256 {
         return Ok((pcap::read_file(&c.path, sink, progress)?, sha256.clone()));
     }
-    let file = File::open(&c.path).map_err(|source| CaptureError::Open {
-        path: c.path.clone(),
-        source,
-    })?;
-    let mut input = Hashing {
-        inner: file,
-        hasher: Sha256::new(),
-    };
+    let file = File::open(&c.path).map_err(|source| CaptureError::Open { path: c.path.clone(), source })?;
+    let mut input = Hashing { inner: file, hasher: Sha256::new() };
     let stats = pcap::read(&c.path, &mut input, sink, progress)?;
     // Reading stops at a damaged record; the identity still covers the whole file.
-    std::io::copy(&mut input, &mut std::io::sink()).map_err(|e| CaptureError::Read {
-        path: c.path.clone(),
-        message: e.to_string(),
-    })?;
+    std::io::copy(&mut input, &mut std::io::sink())
+        .map_err(|e| CaptureError::Read { path: c.path.clone(), message: e.to_string() })?;
     Ok((stats, hex(input.hasher)))
 }
 
@@ -303,11 +258,7 @@ impl<R: Read> Read for Hashing<R> {
 }
 
 fn hex(hasher: Sha256) -> String {
-    hasher
-        .finalize()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    hasher.finalize().iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]
@@ -329,49 +280,28 @@ mod tests {
     #[test]
     fn hash_on_the_way_through_covers_the_whole_file() {
         for name in ["ipv4.pcap", "truncated-tail.pcap", "sample.pcapng"] {
-            let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("pcaps")
-                .join(name);
+            let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("pcaps").join(name);
             let size = std::fs::metadata(&path).unwrap().len();
             let (mut once, mut twice) = (Count(0), Count(0));
-            let c = Capture {
-                path: path.clone(),
-                size,
-                sha256: None,
-            };
+            let c = Capture { path: path.clone(), size, sha256: None };
             let (_, streamed) = replay(&c, &mut once, &mut |_| {}).unwrap();
             let before = hash_file(&path).unwrap();
             assert_eq!(streamed, before, "{name}");
-            let c = Capture {
-                sha256: Some(before.clone()),
-                ..c
-            };
-            assert_eq!(
-                replay(&c, &mut twice, &mut |_| {}).unwrap().1,
-                before,
-                "{name}"
-            );
+            let c = Capture { sha256: Some(before.clone()), ..c };
+            assert_eq!(replay(&c, &mut twice, &mut |_| {}).unwrap().1, before, "{name}");
             assert_eq!(once.0, twice.0, "{name}");
         }
     }
 
     #[test]
     fn hash_covers_bytes_after_an_early_damaged_record() {
-        let mut data = vec![
-            0xd4, 0xc3, 0xb2, 0xa1, 2, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 4, 0, 101, 0, 0, 0,
-        ];
+        let mut data = vec![0xd4, 0xc3, 0xb2, 0xa1, 2, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 4, 0, 101, 0, 0, 0];
         // A record claiming 4 GB, then far more bytes than one read takes.
-        data.extend_from_slice(&[
-            0, 0, 0, 0, 0, 0, 0, 0, 0xf0, 0xff, 0xff, 0xff, 0xf0, 0xff, 0xff, 0xff,
-        ]);
+        data.extend_from_slice(&[0, 0, 0, 0, 0, 0, 0, 0, 0xf0, 0xff, 0xff, 0xff, 0xf0, 0xff, 0xff, 0xff]);
         data.extend((0..4 * HASH_CHUNK).map(|i| i as u8));
         let file = tempfile::NamedTempFile::new().unwrap();
         std::fs::write(file.path(), &data).unwrap();
-        let c = Capture {
-            path: file.path().to_owned(),
-            size: data.len() as u64,
-            sha256: None,
-        };
+        let c = Capture { path: file.path().to_owned(), size: data.len() as u64, sha256: None };
         let (stats, streamed) = replay(&c, &mut Count(0), &mut |_| {}).unwrap();
         assert_eq!(stats.damaged, 1);
         assert_eq!(streamed, hash_file(file.path()).unwrap());

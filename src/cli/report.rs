@@ -83,9 +83,7 @@ pub fn run(args: &ReportArgs) -> Result<()> {
     let store = Store::open_read(&o.common.db_path(&config))?;
     let now = chrono::Local::now();
     let bound = |flag: &str, v: &Option<String>| -> Result<Option<i64>> {
-        v.as_deref()
-            .map(|s| when::parse(s, now).map_err(|e| anyhow::anyhow!("--{flag}: {e}")))
-            .transpose()
+        v.as_deref().map(|s| when::parse(s, now).map_err(|e| anyhow::anyhow!("--{flag}: {e}"))).transpose()
     };
     let uid = match (&o.user, o.uid) {
         (Some(name), _) => Some(
@@ -93,20 +91,11 @@ pub fn run(args: &ReportArgs) -> Result<()> {
                 .ok()
                 .flatten()
                 .map(|u| u.uid.as_raw())
-                .with_context(|| {
-                    format!(
-                        "--user: no user named {:?} on this system (try --uid)",
-                        name
-                    )
-                })?,
+                .with_context(|| format!("--user: no user named {:?} on this system (try --uid)", name))?,
         ),
         (None, uid) => uid,
     };
-    let filter = Filter {
-        since_us: bound("since", &o.since)?,
-        until_us: bound("until", &o.until)?,
-        uid,
-    };
+    let filter = Filter { since_us: bound("since", &o.since)?, until_us: bound("until", &o.until)?, uid };
     let mut names = UserNames::default();
     let format = o.format.format;
     let mut out = std::io::stdout().lock();
@@ -136,16 +125,14 @@ pub fn run(args: &ReportArgs) -> Result<()> {
             // People also get the latest events; programs ask `report events`.
             if format == Format::Table {
                 writeln!(out)?;
-                report::events::events(&store, &filter, Some(RECENT_EVENTS))?
-                    .write(format, &mut out)?;
+                report::events::events(&store, &filter, Some(RECENT_EVENTS))?.write(format, &mut out)?;
             }
         }
         What::Events => report::events::events(&store, &filter, None)?.write(format, &mut out)?,
-        What::Dns(a) => {
-            report::dns::dns(&store, &filter, &mut names, a.top)?.write(format, &mut out)?
+        What::Dns(a) => report::dns::dns(&store, &filter, &mut names, a.top)?.write(format, &mut out)?,
+        What::Files => {
+            report::files::files(&store, &filter, &mut names, config.sensitive.window)?.write(format, &mut out)?
         }
-        What::Files => report::files::files(&store, &filter, &mut names, config.sensitive.window)?
-            .write(format, &mut out)?,
     }
     out.flush()?;
     Ok(())

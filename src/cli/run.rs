@@ -74,20 +74,11 @@ pub fn run(args: &RunArgs) -> Result<()> {
     }
     // Opened before dropping privileges: the log is readable by root (and auditd's log_group).
     let mut audit = match &args.audit_log {
-        Some(path) => Some((
-            crate::source::audit::follow::Follower::open(path)?,
-            config.sensitive.audit_reader(true),
-        )),
+        Some(path) => Some((crate::source::audit::follow::Follower::open(path)?, config.sensitive.audit_reader(true))),
         None => None,
     };
     // The signing key is readable by root only: loaded before dropping privileges.
-    let signer = config
-        .trail
-        .signing_key
-        .as_deref()
-        .map(Signer::load)
-        .transpose()?
-        .map(Arc::new);
+    let signer = config.trail.signing_key.as_deref().map(Signer::load).transpose()?.map(Arc::new);
     let privileged = match &config.user {
         Some(name) => {
             become_user(name, &db)?;
@@ -95,8 +86,7 @@ pub fn run(args: &RunArgs) -> Result<()> {
         }
         None => true,
     };
-    let store =
-        Store::open(&db).context("database not writable (fix its permissions or pass --db)")?;
+    let store = Store::open(&db).context("database not writable (fix its permissions or pass --db)")?;
     let run_id = store.begin_run("run")?;
     let started_us = wall_clock_us();
     eprintln!(
@@ -110,10 +100,7 @@ pub fn run(args: &RunArgs) -> Result<()> {
     let mut watch = SelfWatch::start(&config, sinks.clone(), signer.is_some());
     let started = started_event(&config, &db, &source, signer.as_deref());
     let delivery = Delivery { sinks, signer };
-    let mut pipeline = Pipeline::new(
-        &config,
-        Writer::spawn_delivering(store, Some(run_id), delivery),
-    );
+    let mut pipeline = Pipeline::new(&config, Writer::spawn_delivering(store, Some(run_id), delivery));
     pipeline.output().send(Write::Event(Box::new(started)));
     if audit.is_some() {
         pipeline.enable_audit(&config);
@@ -136,13 +123,7 @@ pub fn run(args: &RunArgs) -> Result<()> {
             follow_audit(follower, reader, &mut pipeline, started_us);
         }
         if signals.hup.swap(false, Ordering::Relaxed) {
-            pipeline = reload(
-                pipeline,
-                &mut config,
-                config_path.as_deref(),
-                &mut source,
-                privileged,
-            );
+            pipeline = reload(pipeline, &mut config, config_path.as_deref(), &mut source, privileged);
             watch.reloaded(&config);
             if let Some((_, reader)) = &mut audit {
                 pipeline.enable_audit(&config);
@@ -151,15 +132,7 @@ pub fn run(args: &RunArgs) -> Result<()> {
         }
         if Instant::now() >= next_beat {
             next_beat = Instant::now() + HEARTBEAT;
-            heartbeat(
-                &mut pipeline,
-                &source,
-                &mut alarm,
-                run_id,
-                started_us,
-                None,
-                watch.sink_stats(),
-            );
+            heartbeat(&mut pipeline, &source, &mut alarm, run_id, started_us, None, watch.sink_stats());
             let (alerts, s) = (pipeline.stats.alerts, &source.stats);
             watch.tick(pipeline.output(), || {
                 json!({ "run": run_id, "pid": std::process::id(), "started": crate::units::rfc3339(started_us),
@@ -172,33 +145,15 @@ pub fn run(args: &RunArgs) -> Result<()> {
     }
 
     let stopped = wall_clock_us();
-    let why = failure.as_ref().map_or_else(
-        || "on a signal".to_string(),
-        |e| format!("on an error: {e}"),
-    );
+    let why = failure.as_ref().map_or_else(|| "on a signal".to_string(), |e| format!("on an error: {e}"));
     let (s, alerts) = (&source.stats, pipeline.stats.alerts);
     pipeline.output().send(Write::Event(Box::new(Event::now(
         EventKind::Stopped,
-        if failure.is_some() {
-            Severity::High
-        } else {
-            Severity::Low
-        },
-        format!(
-            "exfilmon stopped {why}: {} packets received, {} lost, {alerts} alerts",
-            s.records, s.lost
-        ),
+        if failure.is_some() { Severity::High } else { Severity::Low },
+        format!("exfilmon stopped {why}: {} packets received, {} lost, {alerts} alerts", s.records, s.lost),
         json!({ "packets": s.records, "lost": s.lost, "alerts": alerts }),
     ))));
-    heartbeat(
-        &mut pipeline,
-        &source,
-        &mut alarm,
-        run_id,
-        started_us,
-        Some(stopped),
-        watch.sink_stats(),
-    );
+    heartbeat(&mut pipeline, &source, &mut alarm, run_id, started_us, Some(stopped), watch.sink_stats());
     let stats = pipeline.stats.clone();
     let mut store = match pipeline.into_output().finish() {
         Ok(store) => store,
@@ -236,8 +191,7 @@ impl Signals {
                 .and_then(|_| signal_hook::flag::register(sig, Arc::clone(&term)))
                 .context("cannot install signal handlers")?;
         }
-        signal_hook::flag::register(SIGHUP, Arc::clone(&hup))
-            .context("cannot install signal handlers")?;
+        signal_hook::flag::register(SIGHUP, Arc::clone(&hup)).context("cannot install signal handlers")?;
         Ok(Signals { term, hup })
     }
 }
@@ -340,10 +294,7 @@ fn reload(
         }
     };
     if new.nflog.group != config.nflog.group {
-        tracing::warn!(
-            "[nflog] group changed: restart exfilmon to bind group {}",
-            new.nflog.group
-        );
+        tracing::warn!("[nflog] group changed: restart exfilmon to bind group {}", new.nflog.group);
     }
     if new.db != config.db {
         tracing::warn!("db changed: restart exfilmon to write to the new database");
@@ -388,10 +339,7 @@ fn become_user(name: &str, db: &Path) -> Result<()> {
         .ok()
         .flatten()
         .with_context(|| format!("config `user`: no user named {name:?} on this system"))?;
-    let dir = db
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .map_or_else(|| PathBuf::from("."), Path::to_owned);
+    let dir = db.parent().filter(|d| !d.as_os_str().is_empty()).map_or_else(|| PathBuf::from("."), Path::to_owned);
     std::fs::DirBuilder::new()
         .recursive(true)
         .mode(0o750)
@@ -406,12 +354,8 @@ fn become_user(name: &str, db: &Path) -> Result<()> {
         }
     }
     for p in &owned {
-        chown(p, Some(user.uid), Some(user.gid)).with_context(|| {
-            format!(
-                "cannot hand {} to user {name} (needs CAP_CHOWN)",
-                p.display()
-            )
-        })?;
+        chown(p, Some(user.uid), Some(user.gid))
+            .with_context(|| format!("cannot hand {} to user {name} (needs CAP_CHOWN)", p.display()))?;
     }
     setgroups(&[user.gid]).context("cannot drop supplementary groups (needs CAP_SETGID)")?;
     setgid(user.gid).with_context(|| format!("cannot switch to group {}", user.gid))?;
@@ -420,12 +364,7 @@ fn become_user(name: &str, db: &Path) -> Result<()> {
 }
 
 /// The trail's first word from a run: what is monitored, where alerts go, who signs.
-fn started_event(
-    config: &Config,
-    db: &Path,
-    source: &NflogSource,
-    signer: Option<&Signer>,
-) -> Event {
+fn started_event(config: &Config, db: &Path, source: &NflogSource, signer: Option<&Signer>) -> Event {
     let sinks: Vec<&str> = config.sink.iter().map(|s| s.name.as_str()).collect();
     Event::now(
         EventKind::Started,
@@ -436,10 +375,7 @@ fn started_event(
             source.group(),
             db.display(),
             sinks.len(),
-            signer.map_or_else(
-                || "not signed".to_string(),
-                |s| format!("signed by key {}", s.key_id())
-            )
+            signer.map_or_else(|| "not signed".to_string(), |s| format!("signed by key {}", s.key_id()))
         ),
         json!({
             "version": env!("CARGO_PKG_VERSION"),

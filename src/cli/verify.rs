@@ -38,8 +38,7 @@ pub fn run(args: &VerifyArgs) -> Result<()> {
     let key = args.pubkey.as_deref().map(sign::load_public).transpose()?;
     let mut external = Vec::new();
     for path in &args.checkpoint {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("cannot read {}", path.display()))?;
+        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
         let found = checkpoints_in(&text);
         if found.is_empty() {
             anyhow::bail!(
@@ -49,23 +48,16 @@ pub fn run(args: &VerifyArgs) -> Result<()> {
         }
         external.extend(found);
     }
-    let out = verify(store.conn(), key.as_ref(), &external).map_err(|source| StoreError::Sql {
-        path: store.path().to_owned(),
-        source,
-    })?;
+    let out = verify(store.conn(), key.as_ref(), &external)
+        .map_err(|source| StoreError::Sql { path: store.path().to_owned(), source })?;
 
-    println!(
-        "trail: {} rows ({} alerts, {} events), head {}",
-        out.rows, out.alerts, out.events, out.head
-    );
+    println!("trail: {} rows ({} alerts, {} events), head {}", out.rows, out.alerts, out.events, out.head);
     match &out.first_break {
         None => println!("links: intact"),
         Some(b) => println!("links: BROKEN at {b} ({} broken links in all)", out.breaks),
     }
     if out.checkpoints.is_empty() {
-        println!(
-            "checkpoints: none; rows cut off the end would go unnoticed (set [trail] signing_key)"
-        );
+        println!("checkpoints: none; rows cut off the end would go unnoticed (set [trail] signing_key)");
     }
     for r in &out.checkpoints {
         let c = &r.checkpoint;
@@ -80,41 +72,27 @@ pub fn run(args: &VerifyArgs) -> Result<()> {
             if r.stored { "stored" } else { "from file" },
             c.rows,
             c.key_id,
-            r.problem
-                .as_deref()
-                .map_or_else(|| "reached".to_string(), |p| format!("NOT REACHED: {p}"))
+            r.problem.as_deref().map_or_else(|| "reached".to_string(), |p| format!("NOT REACHED: {p}"))
         );
     }
-    if let Some(newest) = out
-        .checkpoints
-        .iter()
-        .filter(|r| r.stored)
-        .map(|r| r.checkpoint.rows)
-        .max()
-    {
+    if let Some(newest) = out.checkpoints.iter().filter(|r| r.stored).map(|r| r.checkpoint.rows).max() {
         if out.rows > newest {
-            println!(
-                "{} rows after the newest stored checkpoint are covered by their links only",
-                out.rows - newest
-            );
+            println!("{} rows after the newest stored checkpoint are covered by their links only", out.rows - newest);
         }
     }
     if out.intact() {
         return Ok(());
     }
-    let why = match (
-        &out.first_break,
-        out.checkpoints
-            .iter()
-            .find(|r| r.problem.is_some() || r.signature_ok == Some(false)),
-    ) {
-        (Some(b), _) => b.to_string(),
-        (None, Some(r)) => format!(
-            "checkpoint {}: {}",
-            rfc3339(r.checkpoint.ts_us),
-            r.problem.as_deref().unwrap_or("its signature is bad")
-        ),
-        (None, None) => "unknown".into(),
-    };
+    let why =
+        match (&out.first_break, out.checkpoints.iter().find(|r| r.problem.is_some() || r.signature_ok == Some(false)))
+        {
+            (Some(b), _) => b.to_string(),
+            (None, Some(r)) => format!(
+                "checkpoint {}: {}",
+                rfc3339(r.checkpoint.ts_us),
+                r.problem.as_deref().unwrap_or("its signature is bad")
+            ),
+            (None, None) => "unknown".into(),
+        };
     anyhow::bail!("the trail is not intact: {why}")
 }

@@ -132,11 +132,7 @@ impl<'a> Name<'a> {
 
     /// The labels, left to right, as raw bytes.
     pub fn labels(&self) -> Labels<'a> {
-        Labels {
-            msg: self.msg,
-            pos: self.start,
-            left: self.labels,
-        }
+        Labels { msg: self.msg, pos: self.start, left: self.labels }
     }
 }
 
@@ -212,8 +208,7 @@ pub fn parse(msg: &[u8]) -> Result<Query<'_>, NotDns> {
     if msg.len() < HEADER_LEN {
         return Err(NotDns::Short);
     }
-    let [id_hi, id_lo, b2, _, qd_hi, qd_lo, an_hi, an_lo, ns_hi, ns_lo, ar_hi, ar_lo, ..] = *msg
-    else {
+    let [id_hi, id_lo, b2, _, qd_hi, qd_lo, an_hi, an_lo, ns_hi, ns_lo, ar_hi, ar_lo, ..] = *msg else {
         return Err(NotDns::Short);
     };
     let qdcount = u16::from_be_bytes([qd_hi, qd_lo]);
@@ -282,11 +277,7 @@ pub fn parse(msg: &[u8]) -> Result<Query<'_>, NotDns> {
 }
 
 /// Reads the name at `start`; returns it and the offset after it in the message.
-fn read_name<'a>(
-    msg: &'a [u8],
-    start: usize,
-    flags: &mut Flags,
-) -> Result<(Name<'a>, usize), NotDns> {
+fn read_name<'a>(msg: &'a [u8], start: usize, flags: &mut Flags) -> Result<(Name<'a>, usize), NotDns> {
     let mut pos = start;
     // Where parsing continues after the name: after the first pointer, else after the root.
     let mut after = None;
@@ -304,15 +295,10 @@ fn read_name<'a>(
             0x00 => {
                 let n = usize::from(b);
                 let label = msg.get(pos + 1..pos + 1 + n).ok_or(NotDns::BadName)?;
-                if usize::from(labels) >= MAX_LABELS
-                    || len + usize::from(labels > 0) + n > MAX_NAME_LEN
-                {
+                if usize::from(labels) >= MAX_LABELS || len + usize::from(labels > 0) + n > MAX_NAME_LEN {
                     // Keep what fits; find where the name ends so the question still parses.
-                    *flags |= if usize::from(labels) >= MAX_LABELS {
-                        Flags::TOO_MANY_LABELS
-                    } else {
-                        Flags::NAME_TOO_LONG
-                    };
+                    *flags |=
+                        if usize::from(labels) >= MAX_LABELS { Flags::TOO_MANY_LABELS } else { Flags::NAME_TOO_LONG };
                     let end = match after {
                         Some(a) => a,
                         None => skip_name(msg, pos).ok_or(NotDns::BadName)?,
@@ -339,10 +325,7 @@ fn read_name<'a>(
                 }
                 if target >= pos {
                     *flags |= Flags::POINTER_LOOP;
-                    return Ok((
-                        finish(msg, start, labels, len, longest),
-                        after.unwrap_or(pos + 2),
-                    ));
+                    return Ok((finish(msg, start, labels, len, longest), after.unwrap_or(pos + 2)));
                 }
                 pos = target;
             }
@@ -353,13 +336,7 @@ fn read_name<'a>(
 }
 
 fn finish(msg: &[u8], start: usize, labels: u16, len: usize, longest: u8) -> Name<'_> {
-    Name {
-        msg,
-        start,
-        labels,
-        len: len as u16,
-        longest,
-    }
+    Name { msg, start, labels, len: len as u16, longest }
 }
 
 /// The offset after the name at `pos`, without following pointers.
@@ -472,28 +449,18 @@ pub(crate) mod tests {
 
     // A real `dig www.example.test A` query from pcaps/nflog-sample.pcap (EDNS, cookie).
     const DIG_A: &[u8] = &[
-        0x5c, 0x1f, 0x01, 0x20, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x01, 0x03, b'w', b'w',
-        b'w', 0x07, b'e', b'x', b'a', b'm', b'p', b'l', b'e', 0x04, b't', b'e', b's', b't', 0x00,
-        0x00, 0x01, 0x00, 0x01, 0x00, 0x00, 0x29, 0x04, 0xd0, 0x00, 0x00, 0x00, 0x00, 0x00, 0x0c,
-        0x00, 0x0a, 0x00, 0x08, 0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07, 0x08,
+        0x5c, 0x1f, 0x01, 0x20, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x01, 0x03, b'w', b'w', b'w', 0x07, b'e',
+        b'x', b'a', b'm', b'p', b'l', b'e', 0x04, b't', b'e', b's', b't', 0x00, 0x00, 0x01, 0x00, 0x01, 0x00, 0x00,
+        0x29, 0x04, 0xd0, 0x00, 0x00, 0x00, 0x00, 0x00, 0x0c, 0x00, 0x0a, 0x00, 0x08, 0x01, 0x02, 0x03, 0x04, 0x05,
+        0x06, 0x07, 0x08,
     ];
 
     #[test]
     fn dig_query_with_edns_cookie() {
         let q = parse(DIG_A).unwrap();
         assert_eq!(dotted(&q.qname), "www.example.test");
-        assert_eq!(
-            (q.qtype, q.qclass, q.edns_size, q.id),
-            (1, 1, Some(1232), 0x5c1f)
-        );
-        assert_eq!(
-            (
-                q.qname.len(),
-                q.qname.label_count(),
-                q.qname.longest_label()
-            ),
-            (16, 3, 7)
-        );
+        assert_eq!((q.qtype, q.qclass, q.edns_size, q.id), (1, 1, Some(1232), 0x5c1f));
+        assert_eq!((q.qname.len(), q.qname.label_count(), q.qname.longest_label()), (16, 3, 7));
         assert!(q.is_clean_query(), "{:?}", q.flags);
         assert!(looks_like_query(DIG_A));
     }
@@ -501,23 +468,14 @@ pub(crate) mod tests {
     #[test]
     fn agrees_with_simple_dns() {
         let long = format!("{}.{}.t.example.test", "a".repeat(63), "b2c3".repeat(15));
-        for (name, qtype) in [
-            ("www.example.test", 1u16),
-            ("x.co.uk", 16),
-            (long.as_str(), 10),
-            ("a.b.c.d.e.f", 255),
-        ] {
+        for (name, qtype) in [("www.example.test", 1u16), ("x.co.uk", 16), (long.as_str(), 10), ("a.b.c.d.e.f", 255)] {
             let m = query(name, qtype);
             let ours = parse(&m).unwrap();
             let theirs = simple_dns::Packet::parse(&m).unwrap();
             let q = &theirs.questions[0];
             assert_eq!(dotted(&ours.qname), q.qname.to_string(), "{name}");
             assert_eq!(ours.qtype, u16::from(q.qtype), "{name}");
-            assert_eq!(
-                ours.qname.label_count(),
-                q.qname.get_labels().len(),
-                "{name}"
-            );
+            assert_eq!(ours.qname.label_count(), q.qname.get_labels().len(), "{name}");
         }
         let ours = parse(DIG_A).unwrap();
         let theirs = simple_dns::Packet::parse(DIG_A).unwrap();
@@ -591,34 +549,22 @@ pub(crate) mod tests {
         let q = parse(&m).unwrap();
         assert!(q.flags.contains(Flags::NAME_TOO_LONG));
         assert!(q.qname.len() <= MAX_NAME_LEN);
-        assert_eq!(
-            q.qname.labels().map(|l| l.len() + 1).sum::<usize>() - 1,
-            q.qname.len()
-        );
+        assert_eq!(q.qname.labels().map(|l| l.len() + 1).sum::<usize>() - 1, q.qname.len());
     }
 
     #[test]
     fn hostile_reserved_label_type_is_not_dns() {
-        assert_eq!(
-            parse(&message(1, 0, &[0x41, 0, 0, 1, 0, 1])),
-            Err(NotDns::BadName)
-        );
+        assert_eq!(parse(&message(1, 0, &[0x41, 0, 0, 1, 0, 1])), Err(NotDns::BadName));
     }
 
     #[test]
     fn hostile_label_past_the_end_is_not_dns() {
-        assert_eq!(
-            parse(&message(1, 0, &[60, b'a', b'b'])),
-            Err(NotDns::BadName)
-        );
+        assert_eq!(parse(&message(1, 0, &[60, b'a', b'b'])), Err(NotDns::BadName));
     }
 
     #[test]
     fn hostile_question_cut_before_type() {
-        assert_eq!(
-            parse(&message(1, 0, &[1, b'a', 0, 0])),
-            Err(NotDns::Truncated)
-        );
+        assert_eq!(parse(&message(1, 0, &[1, b'a', 0, 0])), Err(NotDns::Truncated));
     }
 
     #[test]
@@ -635,10 +581,7 @@ pub(crate) mod tests {
     fn hostile_dot_inside_label_is_flagged() {
         let mut body = vec![3, b'a', b'.', b'b', 0];
         body.extend_from_slice(&[0, 1, 0, 1]);
-        assert!(parse(&message(1, 0, &body))
-            .unwrap()
-            .flags
-            .contains(Flags::DOT_IN_LABEL));
+        assert!(parse(&message(1, 0, &body)).unwrap().flags.contains(Flags::DOT_IN_LABEL));
     }
 
     #[test]

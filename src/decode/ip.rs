@@ -6,12 +6,7 @@ use etherparse::LaxIpSlice;
 
 use super::{DecodeError, Packet, L4, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP};
 
-pub fn decode(
-    ip: &[u8],
-    ts_us: i64,
-    uid: Option<u32>,
-    gid: Option<u32>,
-) -> Result<Packet<'_>, DecodeError> {
+pub fn decode(ip: &[u8], ts_us: i64, uid: Option<u32>, gid: Option<u32>) -> Result<Packet<'_>, DecodeError> {
     let (slice, _ext_err) = LaxIpSlice::from_slice(ip).map_err(|e| match e {
         etherparse::err::ip::LaxHeaderSliceError::Len(_) => DecodeError::Truncated,
         etherparse::err::ip::LaxHeaderSliceError::Content(_) => DecodeError::BadIp,
@@ -25,11 +20,7 @@ pub fn decode(
         LaxIpSlice::Ipv4(v4) => v4.header().fragments_offset().value() == 0,
         LaxIpSlice::Ipv6(_) => !payload.fragmented,
     };
-    let (sport, dport, l4) = if first_fragment {
-        transport(proto, payload.payload)
-    } else {
-        (0, 0, L4::Other)
-    };
+    let (sport, dport, l4) = if first_fragment { transport(proto, payload.payload) } else { (0, 0, L4::Other) };
     Ok(Packet {
         ts_us,
         uid,
@@ -81,28 +72,13 @@ fn transport(proto: u8, p: &[u8]) -> (u16, u16, L4<'_>) {
             None => (0, 0, L4::Other),
         },
         PROTO_UDP => match ports(p) {
-            Some((s, d)) => (
-                s,
-                d,
-                L4::Udp {
-                    payload: p.get(8..).unwrap_or(&[]),
-                },
-            ),
+            Some((s, d)) => (s, d, L4::Udp { payload: p.get(8..).unwrap_or(&[]) }),
             None => (0, 0, L4::Other),
         },
         PROTO_ICMP | PROTO_ICMPV6 => match p {
             [kind, code, ..] => {
                 let payload = p.get(8..).unwrap_or(&[]);
-                (
-                    0,
-                    0,
-                    L4::Icmp {
-                        v6: proto == PROTO_ICMPV6,
-                        kind: *kind,
-                        code: *code,
-                        payload,
-                    },
-                )
+                (0, 0, L4::Icmp { v6: proto == PROTO_ICMPV6, kind: *kind, code: *code, payload })
             }
             _ => (0, 0, L4::Other),
         },
@@ -116,9 +92,7 @@ mod tests {
 
     /// IPv4 header (no options) for `proto` with the given total length, then `rest`.
     fn v4(proto: u8, total_len: u16, rest: &[u8]) -> Vec<u8> {
-        let mut p = vec![
-            0x45, 0, 0, 0, 0, 0, 0, 0, 64, proto, 0, 0, 192, 0, 2, 1, 198, 51, 100, 7,
-        ];
+        let mut p = vec![0x45, 0, 0, 0, 0, 0, 0, 0, 64, proto, 0, 0, 192, 0, 2, 1, 198, 51, 100, 7];
         p[2..4].copy_from_slice(&total_len.to_be_bytes());
         p.extend_from_slice(rest);
         p
@@ -190,23 +164,10 @@ mod tests {
         let buf = v4(17, 33, &[0x30, 0x39, 0, 53, 0, 13, 0, 0, 1, 2, 3, 4, 5]);
         let p = decode(&buf, 0, None, None).unwrap();
         assert_eq!((p.sport, p.dport), (12345, 53));
-        assert_eq!(
-            p.l4,
-            L4::Udp {
-                payload: &[1, 2, 3, 4, 5]
-            }
-        );
+        assert_eq!(p.l4, L4::Udp { payload: &[1, 2, 3, 4, 5] });
         let buf = v4(1, 30, &[8, 0, 0, 0, 0, 1, 0, 1, 0xd5, 0x20]);
         let p = decode(&buf, 0, None, None).unwrap();
-        assert_eq!(
-            p.l4,
-            L4::Icmp {
-                v6: false,
-                kind: 8,
-                code: 0,
-                payload: &[0xd5, 0x20]
-            }
-        );
+        assert_eq!(p.l4, L4::Icmp { v6: false, kind: 8, code: 0, payload: &[0xd5, 0x20] });
     }
 
     #[test]
@@ -226,10 +187,7 @@ mod tests {
         assert_eq!(decode(&[0x45], 0, None, None), Err(DecodeError::Truncated));
         assert_eq!(decode(&[0x41; 40], 0, None, None), Err(DecodeError::BadIp));
         assert_eq!(decode(&[0x75; 40], 0, None, None), Err(DecodeError::BadIp));
-        assert_eq!(
-            decode(&[0x60; 20], 0, None, None),
-            Err(DecodeError::Truncated)
-        );
+        assert_eq!(decode(&[0x60; 20], 0, None, None), Err(DecodeError::Truncated));
         for len in 0..64 {
             let junk: Vec<u8> = (0..len).map(|i| (i * 37 + 0x45) as u8).collect();
             let _ = decode(&junk, 0, None, None);

@@ -25,12 +25,7 @@ pub struct Layer3<'a> {
 
 impl<'a> Layer3<'a> {
     fn plain(ip: &'a [u8]) -> Self {
-        Layer3 {
-            ip,
-            uid: None,
-            gid: None,
-            ts_us: None,
-        }
+        Layer3 { ip, uid: None, gid: None, ts_us: None }
     }
 }
 
@@ -54,12 +49,7 @@ pub fn strip<'a>(frame: &Frame<'a>) -> Result<Layer3<'a>, DecodeError> {
         LinkType::Nflog => {
             let rec = nflog::parse(d)?;
             let ip = rec.payload.ok_or(DecodeError::Truncated)?;
-            Ok(Layer3 {
-                ip,
-                uid: rec.uid,
-                gid: rec.gid,
-                ts_us: rec.ts_us,
-            })
+            Ok(Layer3 { ip, uid: rec.uid, gid: rec.gid, ts_us: rec.ts_us })
         }
     }
 }
@@ -77,10 +67,7 @@ fn ethernet(d: &[u8]) -> Result<Layer3<'_>, DecodeError> {
     let mut ethertype = u16::from_be_bytes([hdr[12], hdr[13]]);
     let mut rest = &d[14..];
     for _ in 0..=MAX_VLAN_TAGS {
-        if !matches!(
-            ethertype,
-            ETHERTYPE_VLAN | ETHERTYPE_QINQ | ETHERTYPE_QINQ_OLD
-        ) {
+        if !matches!(ethertype, ETHERTYPE_VLAN | ETHERTYPE_QINQ | ETHERTYPE_QINQ_OLD) {
             return by_ethertype(ethertype, rest);
         }
         let tag = rest.get(..4).ok_or(DecodeError::Truncated)?;
@@ -104,11 +91,7 @@ mod tests {
     const IP: &[u8] = &[0x45, 0, 0, 20];
 
     fn frame(link: LinkType, data: &[u8]) -> Result<Layer3<'_>, DecodeError> {
-        strip(&Frame {
-            ts_us: 0,
-            link,
-            data,
-        })
+        strip(&Frame { ts_us: 0, link, data })
     }
 
     #[test]
@@ -123,29 +106,17 @@ mod tests {
     fn ethernet_arp_is_not_ip_and_endless_tags_stop() {
         let mut f = vec![0; 12];
         f.extend_from_slice(&[0x08, 0x06, 0, 1]);
-        assert_eq!(
-            frame(LinkType::Ethernet, &f).err(),
-            Some(DecodeError::NotIp)
-        );
+        assert_eq!(frame(LinkType::Ethernet, &f).err(), Some(DecodeError::NotIp));
         let mut f = vec![0; 12];
         for _ in 0..10 {
             f.extend_from_slice(&[0x81, 0x00, 0, 1]);
         }
         f.extend_from_slice(&[0x08, 0x00]);
-        assert_eq!(
-            frame(LinkType::Ethernet, &f).err(),
-            Some(DecodeError::NotIp)
-        );
-        assert_eq!(
-            frame(LinkType::Ethernet, &[0; 13]).err(),
-            Some(DecodeError::Truncated)
-        );
+        assert_eq!(frame(LinkType::Ethernet, &f).err(), Some(DecodeError::NotIp));
+        assert_eq!(frame(LinkType::Ethernet, &[0; 13]).err(), Some(DecodeError::Truncated));
         let mut cut_tag = vec![0; 12];
         cut_tag.extend_from_slice(&[0x81, 0x00, 0]);
-        assert_eq!(
-            frame(LinkType::Ethernet, &cut_tag).err(),
-            Some(DecodeError::Truncated)
-        );
+        assert_eq!(frame(LinkType::Ethernet, &cut_tag).err(), Some(DecodeError::Truncated));
     }
 
     #[test]
@@ -154,20 +125,12 @@ mod tests {
         sll.extend_from_slice(IP);
         assert_eq!(frame(LinkType::LinuxSll, &sll).unwrap().ip, IP);
         sll[1] = 0; // PACKET_HOST: received
-        assert_eq!(
-            frame(LinkType::LinuxSll, &sll).err(),
-            Some(DecodeError::Inbound)
-        );
+        assert_eq!(frame(LinkType::LinuxSll, &sll).err(), Some(DecodeError::Inbound));
 
-        let mut sll2 = vec![
-            0x86, 0xdd, 0, 0, 0, 0, 0, 2, 0, 1, 4, 6, 0, 0, 0, 0, 0, 0, 0, 0,
-        ];
+        let mut sll2 = vec![0x86, 0xdd, 0, 0, 0, 0, 0, 2, 0, 1, 4, 6, 0, 0, 0, 0, 0, 0, 0, 0];
         sll2.extend_from_slice(IP);
         assert_eq!(frame(LinkType::LinuxSll2, &sll2).unwrap().ip, IP);
-        assert_eq!(
-            frame(LinkType::LinuxSll2, &sll2[..19]).err(),
-            Some(DecodeError::Truncated)
-        );
+        assert_eq!(frame(LinkType::LinuxSll2, &sll2[..19]).err(), Some(DecodeError::Truncated));
     }
 
     #[test]
@@ -176,9 +139,6 @@ mod tests {
         let l3 = frame(LinkType::Nflog, &rec).unwrap();
         assert_eq!((l3.ip, l3.uid), (IP, Some(1001)));
         let no_payload = nflog::tests::record(2, 7, &[(11, &1001u32.to_be_bytes())]);
-        assert_eq!(
-            frame(LinkType::Nflog, &no_payload).err(),
-            Some(DecodeError::Truncated)
-        );
+        assert_eq!(frame(LinkType::Nflog, &no_payload).err(), Some(DecodeError::Truncated));
     }
 }

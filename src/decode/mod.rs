@@ -81,10 +81,7 @@ pub enum DecodeError {
 impl DecodeError {
     /// True for frames that are damaged, as opposed to frames that are fine but not egress.
     pub fn is_malformed(self) -> bool {
-        matches!(
-            self,
-            DecodeError::Truncated | DecodeError::BadIp | DecodeError::BadNflog
-        )
+        matches!(self, DecodeError::Truncated | DecodeError::BadIp | DecodeError::BadNflog)
     }
 
     /// Stable name for counters and reports.

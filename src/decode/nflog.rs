@@ -46,14 +46,8 @@ pub struct NflogRecord<'a> {
 
 /// Parses one NFLOG record.
 pub fn parse(data: &[u8]) -> Result<NflogRecord<'_>, DecodeError> {
-    let (&[family, _version, g0, g1], mut rest) = data
-        .split_first_chunk::<4>()
-        .ok_or(DecodeError::Truncated)?;
-    let mut rec = NflogRecord {
-        family,
-        group: u16::from_be_bytes([g0, g1]),
-        ..Default::default()
-    };
+    let (&[family, _version, g0, g1], mut rest) = data.split_first_chunk::<4>().ok_or(DecodeError::Truncated)?;
+    let mut rec = NflogRecord { family, group: u16::from_be_bytes([g0, g1]), ..Default::default() };
     while rest.len() >= 4 {
         let len = usize::from(u16::from_ne_bytes([rest[0], rest[1]]));
         let kind = u16::from_ne_bytes([rest[2], rest[3]]) & NLA_TYPE_MASK;

@@ -19,10 +19,12 @@ use std::net::IpAddr;
 use rustc_hash::FxHashMap;
 use serde_json::json;
 
+use super::{counters, Detector, Findings, Seen, Tick};
 use crate::alert::Severity;
 use crate::alert::{Alert, AlertKind};
 use crate::decode::Packet;
 use crate::principal::{proto_name, Dst, Principal};
+use crate::source::audit::AuditEvent;
 use crate::source::audit::NetPkt;
 
 pub const GRACE_US: i64 = 5_000_000;
@@ -35,27 +37,19 @@ const SAMPLES: usize = 5;
 /// record has none.
 type Conn = (IpAddr, IpAddr, u8, u16, u16);
 
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct CrossCounters {
-    /// NETFILTER_PKT records received.
-    pub audit_packets: u64,
-    /// ... that NFLOG saw the connection of.
-    pub matched: u64,
-    /// ... that NFLOG did not.
-    pub unmatched: u64,
-    /// ... that could not be judged: NFLOG connections of their time were evicted in a flood.
-    pub unjudged: u64,
-    /// NFLOG connections evicted before their grace periods ended.
-    pub seen_evicted: u64,
-}
-
-impl CrossCounters {
-    pub fn each(&self, mut f: impl FnMut(&'static str, u64)) {
-        f("audit_netfilter_pkt", self.audit_packets);
-        f("audit_netfilter_pkt_matched", self.matched);
-        f("audit_netfilter_pkt_unmatched", self.unmatched);
-        f("audit_netfilter_pkt_unjudged", self.unjudged);
-        f("audit_seen_evicted", self.seen_evicted);
+counters! {
+    ///
+    pub struct CrossCounters {
+        /// NETFILTER_PKT records received.
+        audit_packets => "audit_netfilter_pkt",
+        /// ... that NFLOG saw the connection of.
+        matched => "audit_netfilter_pkt_matched",
+        /// ... that NFLOG did not.
+        unmatched => "audit_netfilter_pkt_unmatched",
+        /// ... that could not be judged: NFLOG connections of their time were evicted in a flood.
+        unjudged => "audit_netfilter_pkt_unjudged",
+        /// NFLOG connections evicted before their grace periods ended.
+        seen_evicted => "audit_seen_evicted",
     }
 }
 
@@ -74,8 +68,7 @@ pub struct AuditCrossCheck {
 impl AuditCrossCheck {
     /// A packet NFLOG delivered.
     pub fn packet(&mut self, p: &Packet<'_>) {
-        self.seen
-            .insert((p.src, p.dst, p.proto, p.sport, p.dport), p.ts_us);
+        self.seen.insert((p.src, p.dst, p.proto, p.sport, p.dport), p.ts_us);
         self.seen.insert((p.src, p.dst, p.proto, 0, 0), p.ts_us);
         if self.seen.len() > MAX_SEEN {
             let keep = p.ts_us - 2 * GRACE_US;
@@ -124,19 +117,13 @@ impl AuditCrossCheck {
         self.unreported_count += missed.len() as u64;
         let room = SAMPLES.saturating_sub(self.unreported.len());
         self.unreported.extend(missed.into_iter().take(room));
-        let due = self
-            .last_alert_us
-            .is_none_or(|t| now_us.saturating_sub(t) >= ALERT_PERIOD_US);
+        let due = self.last_alert_us.is_none_or(|t| now_us.saturating_sub(t) >= ALERT_PERIOD_US);
         if self.unreported_count == 0 || !due {
             return;
         }
         self.last_alert_us = Some(now_us);
         let first = self.unreported.first().copied();
-        let samples: Vec<String> = self
-            .unreported
-            .drain(..)
-            .map(|n| format!("{} -> {}", n.saddr, peer(&n)))
-            .collect();
+        let samples: Vec<String> = self.unreported.drain(..).map(|n| format!("{} -> {}", n.saddr, peer(&n))).collect();
         let n = std::mem::take(&mut self.unreported_count);
         alerts.push(Alert {
             ts_us: now_us,
@@ -165,12 +152,33 @@ impl AuditCrossCheck {
 fn peer(n: &NetPkt) -> String {
     match n.dport {
         0 => format!("{}/{}", n.daddr, proto_name(n.proto)),
-        port => Dst {
-            addr: n.daddr,
-            port,
-            proto: n.proto,
+        port => Dst { addr: n.daddr, port, proto: n.proto }.to_string(),
+    }
+}
+
+impl Detector for AuditCrossCheck {
+    fn name(&self) -> &'static str {
+        "crosscheck"
+    }
+
+    fn packet(&mut self, seen: &Seen<'_, '_>, _out: &mut Findings) {
+        self.packet(seen.packet);
+    }
+
+    fn audit(&mut self, event: &AuditEvent, _out: &mut Findings) {
+        if let AuditEvent::Packet(n) = event {
+            self.audit(*n);
         }
-        .to_string(),
+    }
+
+    fn tick(&mut self, tick: Tick, out: &mut Findings) {
+        if let Tick::Flush(now_us) = tick {
+            self.check(now_us, &mut out.alerts);
+        }
+    }
+
+    fn counters(&self, f: &mut dyn FnMut(&'static str, u64)) {
+        self.counters.each(f)
     }
 }
 
@@ -201,14 +209,7 @@ mod tests {
     fn record(ts_us: i64, sport: u16) -> NetPkt {
         let p = packet(ts_us, sport);
         // Records without ports have neither.
-        NetPkt {
-            ts_us,
-            saddr: p.src,
-            daddr: p.dst,
-            proto: 6,
-            sport,
-            dport: if sport == 0 { 0 } else { 22 },
-        }
+        NetPkt { ts_us, saddr: p.src, daddr: p.dst, proto: 6, sport, dport: if sport == 0 { 0 } else { 22 } }
     }
 
     #[test]
@@ -251,20 +252,10 @@ mod tests {
             c.packet(&p);
             assert!(c.seen.len() <= MAX_SEEN + 1);
         }
-        assert!(
-            started.elapsed() < std::time::Duration::from_secs(60),
-            "rescanned per packet"
-        );
+        assert!(started.elapsed() < std::time::Duration::from_secs(60), "rescanned per packet");
         c.check(10 * S, &mut alerts);
         assert!(alerts.is_empty(), "{alerts:?}");
-        assert_eq!(
-            (
-                c.counters.matched,
-                c.counters.unmatched,
-                c.counters.unjudged
-            ),
-            (0, 0, 1)
-        );
+        assert_eq!((c.counters.matched, c.counters.unmatched, c.counters.unjudged), (0, 0, 1));
         assert!(c.counters.seen_evicted > 0);
     }
 }

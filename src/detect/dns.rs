@@ -26,6 +26,7 @@ use serde_json::json;
 
 use super::names::{Alphabet, Shape};
 use super::tally::{Episode, Step, Tally, BUCKETS};
+use super::{counters, Detector, Findings, Seen, Tick};
 use crate::alert::Severity;
 use crate::alert::{Alert, AlertKind};
 use crate::decode::dns::{self, Flags, Query, MAX_NAME_LEN};
@@ -58,40 +59,27 @@ const STORED_SAMPLES_PER_PAIR: u32 = 30;
 /// Sample names carried in an alert.
 const ALERT_SAMPLES: usize = 5;
 
-/// What the DNS path counted; every payload it did not analyse is under a reason.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct DnsCounters {
-    /// Queries analysed.
-    pub queries: u64,
-    /// Of those, found on a port other than 53.
-    pub other_port: u64,
-    /// Of those, under an allow-listed domain.
-    pub allowed: u64,
-    /// Responses leaving (this host answers DNS): not analysed.
-    pub responses: u64,
-    /// UDP payloads to port 53 that are not DNS (raw-mode tunnel evidence).
-    pub not_dns: u64,
-    /// TCP payloads to port 53 that do not start a DNS message (continuations).
-    pub tcp_unparsed: u64,
-    /// Pair states evicted early because the table was full.
-    pub pairs_evicted: u64,
-    /// Queries not judged because the table was full even after eviction.
-    pub pairs_full: u64,
-    /// Name generations retired before their time because they were full.
-    pub names_rotated_early: u64,
-}
-
-impl DnsCounters {
-    pub fn each(&self, mut f: impl FnMut(&'static str, u64)) {
-        f("dns_queries", self.queries);
-        f("dns_other_port", self.other_port);
-        f("dns_allowed", self.allowed);
-        f("dns_responses", self.responses);
-        f("dns_not_dns_port53", self.not_dns);
-        f("dns_tcp_unparsed", self.tcp_unparsed);
-        f("dns_pairs_evicted", self.pairs_evicted);
-        f("dns_pairs_full", self.pairs_full);
-        f("dns_names_rotated_early", self.names_rotated_early);
+counters! {
+    /// What the DNS path counted; every payload it did not analyse is under a reason.
+    pub struct DnsCounters {
+        /// Queries analysed.
+        queries => "dns_queries",
+        /// Of those, found on a port other than 53.
+        other_port => "dns_other_port",
+        /// Of those, under an allow-listed domain.
+        allowed => "dns_allowed",
+        /// Responses leaving (this host answers DNS): not analysed.
+        responses => "dns_responses",
+        /// UDP payloads to port 53 that are not DNS (raw-mode tunnel evidence).
+        not_dns => "dns_not_dns_port53",
+        /// TCP payloads to port 53 that do not start a DNS message (continuations).
+        tcp_unparsed => "dns_tcp_unparsed",
+        /// Pair states evicted early because the table was full.
+        pairs_evicted => "dns_pairs_evicted",
+        /// Queries not judged because the table was full even after eviction.
+        pairs_full => "dns_pairs_full",
+        /// Name generations retired before their time because they were full.
+        names_rotated_early => "dns_names_rotated_early",
     }
 }
 
@@ -143,6 +131,7 @@ pub struct DnsDetector {
     seen_since: i64,
     raw: FxHashMap<(Principal, IpAddr), Raw>,
     rows: Vec<DnsRow>,
+    counters: DnsCounters,
 }
 
 /// Types ordinary programs do not ask for, but tunnels do: they carry more data in answers.
@@ -152,15 +141,8 @@ fn odd_type(qtype: u16) -> bool {
 
 impl DnsDetector {
     pub fn new(cfg: &DnsConfig) -> DnsDetector {
-        let window_us = i64::try_from(cfg.window.as_micros())
-            .unwrap_or(i64::MAX)
-            .max(BUCKETS as i64);
-        let allow = cfg
-            .allow
-            .iter()
-            .chain(&cfg.allow_extra)
-            .map(|d| d.as_bytes().into())
-            .collect();
+        let window_us = i64::try_from(cfg.window.as_micros()).unwrap_or(i64::MAX).max(BUCKETS as i64);
+        let allow = cfg.allow.iter().chain(&cfg.allow_extra).map(|d| d.as_bytes().into()).collect();
         DnsDetector {
             cfg: cfg.clone(),
             window_us,
@@ -172,19 +154,14 @@ impl DnsDetector {
             seen_since: i64::MIN,
             raw: FxHashMap::default(),
             rows: Vec::new(),
+            counters: DnsCounters::default(),
         }
     }
 
     /// Looks at a UDP or TCP packet: port 53 always, other ports when the payload has the
     /// shape of a query (a few byte compares). Anything else returns at once.
     #[inline]
-    pub fn observe(
-        &mut self,
-        p: &Packet<'_>,
-        who: Principal,
-        c: &mut DnsCounters,
-        alerts: &mut Vec<Alert>,
-    ) {
+    pub fn observe(&mut self, p: &Packet<'_>, who: Principal, c: &mut DnsCounters, alerts: &mut Vec<Alert>) {
         match p.l4 {
             L4::Udp { payload } if p.dport == 53 => match dns::parse(payload) {
                 Ok(q) => self.query(p, who, &q, c, alerts),
@@ -207,8 +184,7 @@ impl DnsDetector {
             L4::Tcp { payload }
                 if self.cfg.other_ports
                     && payload.len() >= 20
-                    && usize::from(u16::from_be_bytes([payload[0], payload[1]]))
-                        == payload.len() - 2
+                    && usize::from(u16::from_be_bytes([payload[0], payload[1]])) == payload.len() - 2
                     && dns::looks_like_query(&payload[2..]) =>
             {
                 self.other_port(p, who, &payload[2..], c, alerts)
@@ -218,14 +194,7 @@ impl DnsDetector {
     }
 
     /// A DNS-shaped payload on another port counts only if it parses without any oddity.
-    fn other_port(
-        &mut self,
-        p: &Packet<'_>,
-        who: Principal,
-        msg: &[u8],
-        c: &mut DnsCounters,
-        alerts: &mut Vec<Alert>,
-    ) {
+    fn other_port(&mut self, p: &Packet<'_>, who: Principal, msg: &[u8], c: &mut DnsCounters, alerts: &mut Vec<Alert>) {
         if let Ok(q) = dns::parse(msg) {
             if q.is_clean_query() {
                 c.other_port += 1;
@@ -234,14 +203,7 @@ impl DnsDetector {
         }
     }
 
-    fn query(
-        &mut self,
-        p: &Packet<'_>,
-        who: Principal,
-        q: &Query<'_>,
-        c: &mut DnsCounters,
-        alerts: &mut Vec<Alert>,
-    ) {
+    fn query(&mut self, p: &Packet<'_>, who: Principal, q: &Query<'_>, c: &mut DnsCounters, alerts: &mut Vec<Alert>) {
         if q.flags.contains(Flags::RESPONSE) {
             c.responses += 1;
             return;
@@ -268,11 +230,8 @@ impl DnsDetector {
             Some(d) => d.as_bytes(),
             None => name,
         };
-        let registered_labels = if registered.is_empty() {
-            0
-        } else {
-            registered.iter().filter(|&&b| b == b'.').count() + 1
-        };
+        let registered_labels =
+            if registered.is_empty() { 0 } else { registered.iter().filter(|&&b| b == b'.').count() + 1 };
         let sub_labels = q.qname.label_count().saturating_sub(registered_labels);
         let shape = Shape::of(q.qname.labels().take(sub_labels));
         let sub_bytes = n.saturating_sub(registered.len() + 1) as u32;
@@ -285,11 +244,8 @@ impl DnsDetector {
             | Flags::MULTI_QUESTION;
         let malformed = q.flags.0 & wire_odd.0 != 0;
         let odd = odd_type(q.qtype) && shape.chars > 0;
-        let suspicious = !allowed
-            && (shape.looks_encoded(self.cfg.min_encoded_chars)
-                || n > self.cfg.long_name
-                || odd
-                || malformed);
+        let suspicious =
+            !allowed && (shape.looks_encoded(self.cfg.min_encoded_chars) || n > self.cfg.long_name || odd || malformed);
         let unique = self.remember(self.hasher.hash_one((who, name)), ts, c);
         if allowed {
             c.allowed += 1;
@@ -343,11 +299,7 @@ impl DnsDetector {
             | if suspicious { row_flags::SUSPICIOUS } else { 0 }
             | if odd { row_flags::ODD_TYPE } else { 0 }
             | if malformed { row_flags::MALFORMED } else { 0 }
-            | if shape.alphabet == Alphabet::Binary {
-                row_flags::BINARY
-            } else {
-                0
-            };
+            | if shape.alphabet == Alphabet::Binary { row_flags::BINARY } else { 0 };
         if allowed {
             pair.tally.add(ts, self.bucket_us, [1, 0, 0, 0, 0]);
             return;
@@ -362,8 +314,7 @@ impl DnsDetector {
         }
         if suspicious && unique {
             let want_alert = pair.samples.len() < ALERT_SAMPLES;
-            let want_row =
-                row.samples.len() < ROW_SAMPLES && pair.stored_samples < STORED_SAMPLES_PER_PAIR;
+            let want_row = row.samples.len() < ROW_SAMPLES && pair.stored_samples < STORED_SAMPLES_PER_PAIR;
             if want_alert || want_row {
                 let shown = display_name(q);
                 if want_row {
@@ -388,16 +339,12 @@ impl DnsDetector {
         );
         let cfg = &self.cfg;
         let bytes = u64::from(sums[BYTES]);
-        let over = sums[ENCODED] >= cfg.encoded_names
-            || sums[UNIQUE] >= cfg.unique_names
-            || bytes >= cfg.unique_bytes;
+        let over = sums[ENCODED] >= cfg.encoded_names || sums[UNIQUE] >= cfg.unique_names || bytes >= cfg.unique_bytes;
         let quiet = sums[ENCODED] < cfg.encoded_names.div_ceil(2)
             && sums[UNIQUE] < cfg.unique_names.div_ceil(2)
             && bytes < cfg.unique_bytes.div_ceil(2);
         let was_open = pair.episode.is_open();
-        let step = pair
-            .episode
-            .update(over, quiet, pair.carried, cfg.escalate_bytes);
+        let step = pair.episode.update(over, quiet, pair.carried, cfg.escalate_bytes);
         if was_open && !pair.episode.is_open() {
             // The episode ended: the next one starts its evidence afresh.
             pair.carried = 0;
@@ -407,16 +354,7 @@ impl DnsDetector {
             pair.row.flags |= row_flags::ALERTED;
         }
         if let Some(step) = step {
-            alerts.push(pair_alert(
-                cfg,
-                self.window_us,
-                step,
-                who,
-                pair,
-                sums,
-                p,
-                ts,
-            ));
+            alerts.push(pair_alert(cfg, self.window_us, step, who, pair, sums, p, ts));
         }
     }
 
@@ -459,12 +397,7 @@ impl DnsDetector {
             return true;
         }
         // Evict the idle half (by last activity), never an open episode.
-        let mut idle: Vec<i64> = self
-            .pairs
-            .values()
-            .filter(|p| !p.episode.is_open())
-            .map(|p| p.last_us)
-            .collect();
+        let mut idle: Vec<i64> = self.pairs.values().filter(|p| !p.episode.is_open()).map(|p| p.last_us).collect();
         if idle.is_empty() {
             return false;
         }
@@ -483,13 +416,7 @@ impl DnsDetector {
         self.pairs.len() < self.cfg.max_pairs
     }
 
-    fn raw(
-        &mut self,
-        p: &Packet<'_>,
-        who: Principal,
-        c: &mut DnsCounters,
-        alerts: &mut Vec<Alert>,
-    ) {
+    fn raw(&mut self, p: &Packet<'_>, who: Principal, c: &mut DnsCounters, alerts: &mut Vec<Alert>) {
         c.not_dns += 1;
         let key = (who, p.dst);
         if !self.raw.contains_key(&key) && self.raw.len() >= self.cfg.max_pairs {
@@ -546,8 +473,7 @@ impl DnsDetector {
             if p.row.minute_us < minute_us && p.row.queries > 0 {
                 rows.push(p.take_row(minute_us));
             }
-            p.last_us >= horizon
-                || p.episode.is_open() && p.last_us >= horizon.saturating_sub(self.window_us)
+            p.last_us >= horizon || p.episode.is_open() && p.last_us >= horizon.saturating_sub(self.window_us)
         });
         self.raw.retain(|_, r| r.last_us >= horizon);
     }
@@ -562,18 +488,42 @@ impl DnsDetector {
         }
     }
 
-    /// Rows closed so far, handed over.
+    /// Rows closed so far, handed over in a stable order: pairs are keyed by a per-process
+    /// random hash, so their table's order is not, and the store numbers principals in the
+    /// order rows arrive.
     pub fn take_rows(&mut self) -> Vec<DnsRow> {
+        self.rows
+            .sort_unstable_by(|a, b| (a.minute_us, a.principal, &a.domain).cmp(&(b.minute_us, b.principal, &b.domain)));
         std::mem::take(&mut self.rows)
-    }
-
-    pub fn pending_rows(&self) -> usize {
-        self.rows.len()
     }
 
     /// (principal, domain) states held.
     pub fn pairs(&self) -> usize {
         self.pairs.len()
+    }
+}
+
+impl Detector for DnsDetector {
+    fn name(&self) -> &'static str {
+        "dns"
+    }
+
+    fn packet(&mut self, seen: &Seen<'_, '_>, out: &mut Findings) {
+        let mut c = self.counters;
+        self.observe(seen.packet, seen.principal, &mut c, &mut out.alerts);
+        self.counters = c;
+    }
+
+    fn tick(&mut self, tick: Tick, out: &mut Findings) {
+        match tick {
+            Tick::Minute(minute_us) => self.sweep(minute_us),
+            Tick::Flush(_) => self.drain(),
+        }
+        out.dns_rows.append(&mut self.take_rows());
+    }
+
+    fn counters(&self, f: &mut dyn FnMut(&'static str, u64)) {
+        self.counters.each(f)
     }
 }
 
@@ -589,11 +539,7 @@ impl Pair {
             unique: 0,
             name_bytes: 0,
             suspicious: 0,
-            flags: if self.episode.is_open() {
-                row_flags::ALERTED
-            } else {
-                0
-            },
+            flags: if self.episode.is_open() { row_flags::ALERTED } else { 0 },
             samples: Vec::new(),
         };
         let mut row = std::mem::replace(&mut self.row, empty);
@@ -641,21 +587,14 @@ fn pair_alert(
     }
     let mut types = BTreeMap::new();
     for (i, &n) in pair.types.iter().enumerate().filter(|(_, &n)| n > 0) {
-        let name = MIX
-            .get(i)
-            .map_or_else(|| "other".into(), |&t| dns::type_name(t));
+        let name = MIX.get(i).map_or_else(|| "other".into(), |&t| dns::type_name(t));
         types.insert(name.into_owned(), n);
     }
-    let alphabets: Vec<&str> = [
-        Alphabet::Hex,
-        Alphabet::Base32,
-        Alphabet::Base64,
-        Alphabet::Binary,
-    ]
-    .into_iter()
-    .filter(|a| pair.alphabets & (1 << *a as u32) != 0)
-    .map(Alphabet::as_str)
-    .collect();
+    let alphabets: Vec<&str> = [Alphabet::Hex, Alphabet::Base32, Alphabet::Base64, Alphabet::Binary]
+        .into_iter()
+        .filter(|a| pair.alphabets & (1 << *a as u32) != 0)
+        .map(Alphabet::as_str)
+        .collect();
     let minutes = (window_us as f64 / 60e6).max(1.0 / 60.0);
     Alert {
         ts_us: ts,
@@ -844,11 +783,7 @@ mod tests {
 
     impl Drive {
         fn new(cfg: DnsConfig) -> Drive {
-            Drive {
-                d: DnsDetector::new(&cfg),
-                c: DnsCounters::default(),
-                alerts: Vec::new(),
-            }
+            Drive { d: DnsDetector::new(&cfg), c: DnsCounters::default(), alerts: Vec::new() }
         }
 
         fn send(&mut self, ts: i64, who: Principal, dport: u16, payload: &[u8]) {
@@ -890,12 +825,7 @@ mod tests {
         let mut t = Drive::new(DnsConfig::default());
         for i in 0..200u64 {
             // One query every 7 s: far under any rate limit.
-            t.ask(
-                i as i64 * 7 * S,
-                ALICE,
-                &format!("{}.x.exfil.co.uk", base32(i, 52)),
-                1,
-            );
+            t.ask(i as i64 * 7 * S, ALICE, &format!("{}.x.exfil.co.uk", base32(i, 52)), 1);
             if i == 8 {
                 assert!(t.alerts.is_empty());
             }
@@ -903,11 +833,7 @@ mod tests {
         assert_eq!(t.alerts.len(), 1, "{:#?}", t.alerts);
         let a = &t.alerts[0];
         assert_eq!(a.kind.as_str(), "dns_tunnel");
-        assert_eq!(
-            a.dst.as_deref(),
-            Some("exfil.co.uk"),
-            "registered domain from the suffix list"
-        );
+        assert_eq!(a.dst.as_deref(), Some("exfil.co.uk"), "registered domain from the suffix list");
         assert_eq!(a.ts_us, 9 * 7 * S);
         assert_eq!(a.details["encoded_names"], 10);
         assert_eq!(a.details["samples"].as_array().unwrap().len(), 5);
@@ -916,29 +842,13 @@ mod tests {
 
     #[test]
     fn tunnel_escalates_as_it_grows() {
-        let cfg = DnsConfig {
-            escalate_bytes: 4096,
-            ..DnsConfig::default()
-        };
+        let cfg = DnsConfig { escalate_bytes: 4096, ..DnsConfig::default() };
         let mut t = Drive::new(cfg);
         for i in 0..2000u64 {
-            t.ask(
-                i as i64 * S / 10,
-                ALICE,
-                &format!("{}.{}.t.tun.example", base32(i, 63), base32(i + 7, 63)),
-                10,
-            );
+            t.ask(i as i64 * S / 10, ALICE, &format!("{}.{}.t.tun.example", base32(i, 63), base32(i + 7, 63)), 10);
         }
-        let steps: Vec<_> = t
-            .alerts
-            .iter()
-            .map(|a| a.details["escalation"].as_u64().unwrap())
-            .collect();
-        assert_eq!(
-            steps,
-            vec![0, 1, 2, 3],
-            "one alert, then escalations at 4, 16, 64 KiB"
-        );
+        let steps: Vec<_> = t.alerts.iter().map(|a| a.details["escalation"].as_u64().unwrap()).collect();
+        assert_eq!(steps, vec![0, 1, 2, 3], "one alert, then escalations at 4, 16, 64 KiB");
         assert_eq!(t.alerts[1].severity, Severity::High);
     }
 
@@ -955,13 +865,8 @@ mod tests {
     #[test]
     fn ordinary_browsing_does_not_alert() {
         let mut t = Drive::new(DnsConfig::default());
-        let sites = [
-            "news.example.com",
-            "shop.example.co.uk",
-            "mail.example.org",
-            "api.github.com",
-            "fonts.gstatic.com",
-        ];
+        let sites =
+            ["news.example.com", "shop.example.co.uk", "mail.example.org", "api.github.com", "fonts.gstatic.com"];
         for round in 0..60 {
             for (i, s) in sites.iter().enumerate() {
                 t.ask(round * 60 * S + i as i64 * S, ALICE, s, 1);
@@ -969,12 +874,7 @@ mod tests {
             }
             // A browser burst: 40 different registered domains.
             for k in 0..40 {
-                t.ask(
-                    round * 60 * S + 10 * S,
-                    ALICE,
-                    &format!("www.site{k}.example"),
-                    1,
-                );
+                t.ask(round * 60 * S + 10 * S, ALICE, &format!("www.site{k}.example"), 1);
             }
         }
         assert!(t.alerts.is_empty(), "{:#?}", t.alerts);
@@ -985,34 +885,14 @@ mod tests {
         let mut t = Drive::new(DnsConfig::default());
         for i in 0..8u64 {
             // Long random host names under one CDN domain that is not allow-listed.
-            t.ask(
-                i as i64 * S,
-                ALICE,
-                &format!("d{}.cdn-example.net", base32(i, 24)),
-                1,
-            );
+            t.ask(i as i64 * S, ALICE, &format!("d{}.cdn-example.net", base32(i, 24)), 1);
         }
         for i in 0..500u64 {
             // Allow-listed CDN and reverse lookups, many unique names.
-            t.ask(
-                i as i64 * S,
-                ALICE,
-                &format!("e{}.dscb.akamaiedge.net", base32(i, 30)),
-                1,
-            );
-            t.ask(
-                i as i64 * S,
-                ALICE,
-                &format!("{}.{}.0.10.in-addr.arpa", i % 256, i / 256),
-                12,
-            );
+            t.ask(i as i64 * S, ALICE, &format!("e{}.dscb.akamaiedge.net", base32(i, 30)), 1);
+            t.ask(i as i64 * S, ALICE, &format!("{}.{}.0.10.in-addr.arpa", i % 256, i / 256), 12);
             // Telemetry: the same few names again and again.
-            t.ask(
-                i as i64 * S,
-                ALICE,
-                &format!("v{}.events.data.microsoft.com", i % 3),
-                1,
-            );
+            t.ask(i as i64 * S, ALICE, &format!("v{}.events.data.microsoft.com", i % 3), 1);
         }
         assert!(t.alerts.is_empty(), "{:#?}", t.alerts);
         assert_eq!(t.c.allowed, 1000);
@@ -1020,35 +900,19 @@ mod tests {
 
     #[test]
     fn allow_list_can_be_extended_and_replaced() {
-        let names: Vec<String> = (0..20)
-            .map(|i| format!("{}.tun.example", base32(i, 40)))
-            .collect();
+        let names: Vec<String> = (0..20).map(|i| format!("{}.tun.example", base32(i, 40))).collect();
         let run = |cfg: DnsConfig| {
             let mut t = Drive::new(cfg);
             for (i, n) in names.iter().enumerate() {
                 t.ask(i as i64 * S, ALICE, n, 1);
-                t.ask(
-                    i as i64 * S,
-                    ALICE,
-                    &format!("{}.sophosxl.net", base32(i as u64, 40)),
-                    1,
-                );
+                t.ask(i as i64 * S, ALICE, &format!("{}.sophosxl.net", base32(i as u64, 40)), 1);
             }
-            t.alerts
-                .iter()
-                .map(|a| a.dst.clone().unwrap())
-                .collect::<Vec<_>>()
+            t.alerts.iter().map(|a| a.dst.clone().unwrap()).collect::<Vec<_>>()
         };
         assert_eq!(run(DnsConfig::default()), ["tun.example"]);
-        let extended = DnsConfig {
-            allow_extra: vec!["tun.example".into()],
-            ..DnsConfig::default()
-        };
+        let extended = DnsConfig { allow_extra: vec!["tun.example".into()], ..DnsConfig::default() };
         assert!(run(extended).is_empty());
-        let replaced = DnsConfig {
-            allow: vec![],
-            ..DnsConfig::default()
-        };
+        let replaced = DnsConfig { allow: vec![], ..DnsConfig::default() };
         assert_eq!(run(replaced), ["tun.example", "sophosxl.net"]);
     }
 
@@ -1065,10 +929,7 @@ mod tests {
                 );
             }
         }
-        assert!(
-            t.alerts.is_empty(),
-            "9 encoded names each is under the rule of 10"
-        );
+        assert!(t.alerts.is_empty(), "9 encoded names each is under the rule of 10");
     }
 
     #[test]
@@ -1088,10 +949,7 @@ mod tests {
             t.send(i64::from(i) * S, ALICE, 53, &message(1, 0, &body));
         }
         assert_eq!(t.alerts.len(), 1);
-        let sample = t.alerts[0].details["samples"][0]
-            .as_str()
-            .unwrap()
-            .to_string();
+        let sample = t.alerts[0].details["samples"][0].as_str().unwrap().to_string();
         assert_eq!(sample, "a\\x1b\\x00.tun.example");
         assert!(!t.alerts[0].summary.contains('\x1b'));
     }
@@ -1117,13 +975,7 @@ mod tests {
             let name: String = "www.example.com"
                 .chars()
                 .enumerate()
-                .map(|(k, ch)| {
-                    if (i >> (k % 8)) & 1 == 1 {
-                        ch.to_ascii_uppercase()
-                    } else {
-                        ch
-                    }
-                })
+                .map(|(k, ch)| if (i >> (k % 8)) & 1 == 1 { ch.to_ascii_uppercase() } else { ch })
                 .collect();
             t.ask(i * S, ALICE, &name, 1);
         }
@@ -1136,12 +988,7 @@ mod tests {
         let mut t = Drive::new(DnsConfig::default());
         for i in 0..20 {
             // iodine's raw mode header, then data.
-            t.send(
-                i * S,
-                ALICE,
-                53,
-                &[0x10, 0xd1, 0x9e, 0x00, 0x20, 1, 2, 3, 4, 5],
-            );
+            t.send(i * S, ALICE, 53, &[0x10, 0xd1, 0x9e, 0x00, 0x20, 1, 2, 3, 4, 5]);
         }
         assert_eq!(t.c.not_dns, 20);
         assert_eq!(t.alerts.len(), 1);
@@ -1153,12 +1000,7 @@ mod tests {
     fn queries_on_other_ports_are_found() {
         let mut t = Drive::new(DnsConfig::default());
         for i in 0..12u64 {
-            t.send(
-                i as i64 * S,
-                ALICE,
-                5353 + i as u16,
-                &wire_query(&format!("{}.tun.example", base32(i, 40)), 16),
-            );
+            t.send(i as i64 * S, ALICE, 5353 + i as u16, &wire_query(&format!("{}.tun.example", base32(i, 40)), 16));
         }
         assert_eq!(t.c.other_port, 12);
         assert_eq!(t.alerts.len(), 1);
@@ -1198,19 +1040,12 @@ mod tests {
     fn rows_per_minute_with_bounded_samples() {
         let mut t = Drive::new(DnsConfig::default());
         for i in 0..300u64 {
-            t.ask(
-                i as i64 * S,
-                ALICE,
-                &format!("{}.tun.example", base32(i, 40)),
-                1,
-            );
+            t.ask(i as i64 * S, ALICE, &format!("{}.tun.example", base32(i, 40)), 1);
         }
         t.d.sweep(5 * MINUTE_US);
         let rows = t.d.take_rows();
         assert_eq!(rows.len(), 5);
-        assert!(rows
-            .iter()
-            .all(|r| r.domain == "tun.example" && r.queries == 60 && r.unique == 60));
+        assert!(rows.iter().all(|r| r.domain == "tun.example" && r.queries == 60 && r.unique == 60));
         assert!(rows.iter().all(|r| r.samples.len() <= ROW_SAMPLES));
         assert!(rows[4].flags & row_flags::ALERTED != 0);
         assert!(rows[0].flags & row_flags::SUSPICIOUS != 0);
@@ -1218,11 +1053,7 @@ mod tests {
 
     #[test]
     fn memory_is_bounded_by_pairs_and_names() {
-        let cfg = DnsConfig {
-            max_pairs: 1000,
-            max_names: 4000,
-            ..DnsConfig::default()
-        };
+        let cfg = DnsConfig { max_pairs: 1000, max_names: 4000, ..DnsConfig::default() };
         let mut t = Drive::new(cfg);
         for i in 0..20_000u64 {
             t.ask(i as i64 * 1000, ALICE, &format!("www.d{i}.example"), 1);

@@ -21,6 +21,7 @@ use rustc_hash::FxHashMap;
 use serde_json::json;
 
 use super::tally::{Episode, Step, Tally};
+use super::{counters, Detector, Findings, Seen, Tick};
 use crate::alert::Severity;
 use crate::alert::{Alert, AlertKind};
 use crate::decode::{Packet, L4};
@@ -56,15 +57,11 @@ impl Signature {
         match payload {
             [0xd5, 0x20, 0x08, 0x80, ..] | [0xde, 0xad, 0xc0, 0xde, ..] => Some(Signature::Ptunnel),
             [v, _, hi, lo, ..]
-                if v >> 4 == 4
-                    && v & 0x0f >= 5
-                    && usize::from(u16::from_be_bytes([*hi, *lo])) == len =>
+                if v >> 4 == 4 && v & 0x0f >= 5 && usize::from(u16::from_be_bytes([*hi, *lo])) == len =>
             {
                 Some(Signature::IpInside)
             }
-            [v, _, _, _, hi, lo, ..]
-                if v >> 4 == 6 && usize::from(u16::from_be_bytes([*hi, *lo])) + 40 == len =>
-            {
+            [v, _, _, _, hi, lo, ..] if v >> 4 == 6 && usize::from(u16::from_be_bytes([*hi, *lo])) + 40 == len => {
                 Some(Signature::IpInside)
             }
             _ => None,
@@ -72,21 +69,15 @@ impl Signature {
     }
 }
 
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct IcmpCounters {
-    /// Echo requests and replies analysed.
-    pub echo: u64,
-    /// Of those, with a tunnel signature.
-    pub signatures: u64,
-    /// Echoes not judged because the peer table was full.
-    pub pairs_full: u64,
-}
-
-impl IcmpCounters {
-    pub fn each(&self, mut f: impl FnMut(&'static str, u64)) {
-        f("icmp_echo", self.echo);
-        f("icmp_signatures", self.signatures);
-        f("icmp_pairs_full", self.pairs_full);
+counters! {
+    /// What the ICMP path counted.
+    pub struct IcmpCounters {
+        /// Echo requests and replies analysed.
+        echo => "icmp_echo",
+        /// Of those, with a tunnel signature.
+        signatures => "icmp_signatures",
+        /// Echoes not judged because the peer table was full.
+        pairs_full => "icmp_pairs_full",
     }
 }
 
@@ -117,34 +108,25 @@ pub struct IcmpDetector {
     bucket_us: i64,
     hasher: RandomState,
     peers: FxHashMap<(Principal, IpAddr), Peer>,
+    counters: IcmpCounters,
 }
 
 impl IcmpDetector {
     pub fn new(cfg: &IcmpConfig) -> IcmpDetector {
-        let window_us = i64::try_from(cfg.window.as_micros())
-            .unwrap_or(i64::MAX)
-            .max(super::tally::BUCKETS as i64);
+        let window_us = i64::try_from(cfg.window.as_micros()).unwrap_or(i64::MAX).max(super::tally::BUCKETS as i64);
         IcmpDetector {
             cfg: cfg.clone(),
             window_us,
             bucket_us: window_us / super::tally::BUCKETS as i64,
             hasher: RandomState::new(),
             peers: FxHashMap::default(),
+            counters: IcmpCounters::default(),
         }
     }
 
     #[inline]
-    pub fn observe(
-        &mut self,
-        p: &Packet<'_>,
-        who: Principal,
-        c: &mut IcmpCounters,
-        alerts: &mut Vec<Alert>,
-    ) {
-        let L4::Icmp {
-            v6, kind, payload, ..
-        } = p.l4
-        else {
+    pub fn observe(&mut self, p: &Packet<'_>, who: Principal, c: &mut IcmpCounters, alerts: &mut Vec<Alert>) {
+        let L4::Icmp { v6, kind, payload, .. } = p.l4 else {
             return;
         };
         let reply = match (v6, kind) {
@@ -164,14 +146,9 @@ impl IcmpDetector {
             c.pairs_full += 1;
             return;
         }
-        let content = self
-            .hasher
-            .hash_one((len, payload.get(TIMESTAMP..).unwrap_or(payload)));
+        let content = self.hasher.hash_one((len, payload.get(TIMESTAMP..).unwrap_or(payload)));
         let ts = p.ts_us;
-        let peer = self.peers.entry(key).or_insert_with(|| Peer {
-            min_payload: usize::MAX,
-            ..Peer::default()
-        });
+        let peer = self.peers.entry(key).or_insert_with(|| Peer { min_payload: usize::MAX, ..Peer::default() });
         peer.last_us = peer.last_us.max(ts);
         let new = !peer.recent.contains(&content);
         if new {
@@ -183,29 +160,17 @@ impl IcmpDetector {
         peer.min_payload = peer.min_payload.min(len);
         peer.max_payload = peer.max_payload.max(len);
         peer.signature = signature.or(peer.signature);
-        let carried = if new {
-            u32::try_from(len).unwrap_or(u32::MAX)
-        } else {
-            0
-        };
+        let carried = if new { u32::try_from(len).unwrap_or(u32::MAX) } else { 0 };
         let sums = peer.tally.add(
             ts,
             self.bucket_us,
-            [
-                u32::from(!reply),
-                u32::from(reply),
-                carried,
-                u32::from(signature.is_some()),
-            ],
+            [u32::from(!reply), u32::from(reply), carried, u32::from(signature.is_some())],
         );
         let cfg = &self.cfg;
-        let over =
-            u64::from(sums[CARRIED]) >= cfg.carried_bytes || sums[SIGNED] >= cfg.signature_packets;
+        let over = u64::from(sums[CARRIED]) >= cfg.carried_bytes || sums[SIGNED] >= cfg.signature_packets;
         let quiet = u64::from(sums[CARRIED]) < cfg.carried_bytes.div_ceil(2) && sums[SIGNED] == 0;
         let was_open = peer.episode.is_open();
-        let step = peer
-            .episode
-            .update(over, quiet, peer.carried, cfg.escalate_bytes);
+        let step = peer.episode.update(over, quiet, peer.carried, cfg.escalate_bytes);
         if was_open && !peer.episode.is_open() {
             *peer = Peer {
                 recent: peer.recent,
@@ -221,9 +186,7 @@ impl IcmpDetector {
             Step::Escalate(n) => (Severity::High, n),
         };
         let family = if v6 { "ICMPv6" } else { "ICMP" };
-        let sign = peer
-            .signature
-            .map_or_else(String::new, |s| format!(", {} signature", s.as_str()));
+        let sign = peer.signature.map_or_else(String::new, |s| format!(", {} signature", s.as_str()));
         alerts.push(Alert {
             ts_us: ts,
             kind: AlertKind::IcmpTunnel,
@@ -305,6 +268,28 @@ impl Default for IcmpConfig {
     }
 }
 
+impl Detector for IcmpDetector {
+    fn name(&self) -> &'static str {
+        "icmp"
+    }
+
+    fn packet(&mut self, seen: &Seen<'_, '_>, out: &mut Findings) {
+        let mut c = self.counters;
+        self.observe(seen.packet, seen.principal, &mut c, &mut out.alerts);
+        self.counters = c;
+    }
+
+    fn tick(&mut self, tick: Tick, _out: &mut Findings) {
+        if let Tick::Minute(minute_us) = tick {
+            self.sweep(minute_us);
+        }
+    }
+
+    fn counters(&self, f: &mut dyn FnMut(&'static str, u64)) {
+        self.counters.each(f)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::net::Ipv4Addr;
@@ -314,14 +299,7 @@ mod tests {
     const S: i64 = 1_000_000;
     const WHO: Principal = Principal::Uid(1001);
 
-    fn echo(
-        d: &mut IcmpDetector,
-        c: &mut IcmpCounters,
-        ts: i64,
-        v6: bool,
-        kind: u8,
-        payload: &[u8],
-    ) -> Vec<Alert> {
+    fn echo(d: &mut IcmpDetector, c: &mut IcmpCounters, ts: i64, v6: bool, kind: u8, payload: &[u8]) -> Vec<Alert> {
         let p = Packet {
             ts_us: ts,
             uid: Some(1001),
@@ -332,12 +310,7 @@ mod tests {
             sport: 0,
             dport: 0,
             wire_len: payload.len() as u32 + 8 + if v6 { 40 } else { 20 },
-            l4: L4::Icmp {
-                v6,
-                kind,
-                code: 0,
-                payload,
-            },
+            l4: L4::Icmp { v6, kind, code: 0, payload },
         };
         let mut alerts = Vec::new();
         d.observe(&p, WHO, c, &mut alerts);
@@ -369,36 +342,13 @@ mod tests {
         let mut d = IcmpDetector::new(&IcmpConfig::default());
         let mut c = IcmpCounters::default();
         for seq in 0..5000 {
-            assert!(echo(
-                &mut d,
-                &mut c,
-                seq as i64 * S / 5,
-                false,
-                8,
-                &linux_ping(seq, 56)
-            )
-            .is_empty());
-            assert!(echo(
-                &mut d,
-                &mut c,
-                seq as i64 * S / 5,
-                true,
-                128,
-                &b"abcdefghijklmnopqrstuvwabcdefghi"[..]
-            )
-            .is_empty());
+            assert!(echo(&mut d, &mut c, seq as i64 * S / 5, false, 8, &linux_ping(seq, 56)).is_empty());
+            assert!(echo(&mut d, &mut c, seq as i64 * S / 5, true, 128, &b"abcdefghijklmnopqrstuvwabcdefghi"[..])
+                .is_empty());
         }
         // MTU probing: large but constant.
         for seq in 0..1000 {
-            assert!(echo(
-                &mut d,
-                &mut c,
-                seq as i64 * S,
-                false,
-                8,
-                &linux_ping(seq, 1472)
-            )
-            .is_empty());
+            assert!(echo(&mut d, &mut c, seq as i64 * S, false, 8, &linux_ping(seq, 1472)).is_empty());
         }
         assert_eq!(c.echo, 11_000);
     }
@@ -409,14 +359,7 @@ mod tests {
         let mut c = IcmpCounters::default();
         let mut alerts = Vec::new();
         for seq in 0..400u64 {
-            alerts.extend(echo(
-                &mut d,
-                &mut c,
-                seq as i64 * S / 10,
-                false,
-                8,
-                &noise(seq, 1000),
-            ));
+            alerts.extend(echo(&mut d, &mut c, seq as i64 * S / 10, false, 8, &noise(seq, 1000)));
             if seq == 7 {
                 assert!(alerts.is_empty(), "8 KB carried is the threshold");
             }
@@ -424,15 +367,8 @@ mod tests {
         assert_eq!(alerts[0].kind.as_str(), "icmp_tunnel");
         assert_eq!(alerts[0].ts_us, 8 * S / 10);
         assert_eq!(alerts[0].details["requests"], 9);
-        let steps: Vec<_> = alerts
-            .iter()
-            .map(|a| a.details["escalation"].as_u64().unwrap())
-            .collect();
-        assert_eq!(
-            steps,
-            vec![0, 1],
-            "escalation at 256 KiB, the next would be at 1 MiB"
-        );
+        let steps: Vec<_> = alerts.iter().map(|a| a.details["escalation"].as_u64().unwrap()).collect();
+        assert_eq!(steps, vec![0, 1], "escalation at 256 KiB, the next would be at 1 MiB");
     }
 
     #[test]
@@ -466,9 +402,8 @@ mod tests {
     fn icmpv6_tunnels_are_caught_too() {
         let mut d = IcmpDetector::new(&IcmpConfig::default());
         let mut c = IcmpCounters::default();
-        let alerts: Vec<_> = (0..20u64)
-            .flat_map(|s| echo(&mut d, &mut c, s as i64 * S, true, 128, &noise(s, 900)))
-            .collect();
+        let alerts: Vec<_> =
+            (0..20u64).flat_map(|s| echo(&mut d, &mut c, s as i64 * S, true, 128, &noise(s, 900))).collect();
         assert_eq!(alerts.len(), 1);
         assert_eq!(alerts[0].details["icmpv6"], true);
     }

@@ -1,6 +1,13 @@
-//! Detectors: state machines driven by decoded packets and their own timestamps, never the
-//! wall clock, so a test or a replay drives them deterministically.
+//! Detectors: state machines driven by decoded packets, audit events and their own timestamps,
+//! never the wall clock, so a test or a replay drives them deterministically.
+//!
+//! Every detector sits behind [`Detector`]: the pipeline hands each one every packet
+//! ([`Seen`]), every audit event and the passing of time ([`Tick`]), and each builds its own
+//! alerts (and stored rows) into [`Findings`]. A detector owns its config section (declared
+//! beside it), its state, its [`counters!`] and its alert wording; the pipeline only routes.
+//! Adding one is a new file here plus a line in `pipeline::registry` (and its config field).
 
+pub mod audit_off;
 pub mod crosscheck;
 pub mod dns;
 pub mod icmp;
@@ -8,4 +15,82 @@ pub mod names;
 pub mod sensitive;
 pub mod tally;
 pub mod volume;
-pub mod window;
+
+use crate::alert::Alert;
+use crate::decode::Packet;
+use crate::flows::FlowTable;
+use crate::principal::{Dst, Principal};
+use crate::rows::DnsRow;
+use crate::source::audit::AuditEvent;
+
+/// One decoded packet and what the pipeline already worked out about it.
+pub struct Seen<'a, 'p> {
+    pub packet: &'a Packet<'p>,
+    /// Who sent it (see [`Principal::of`]).
+    pub principal: Principal,
+    pub dst: Dst,
+    /// Bytes on the wire, from the IP length.
+    pub bytes: u64,
+    /// This minute's flows, the packet included: where a principal's bytes went.
+    pub flows: &'a FlowTable,
+}
+
+/// Time passing, in packet (or audit event) time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tick {
+    /// Packet time entered the minute starting at this time: earlier minutes are complete.
+    Minute(i64),
+    /// Everything is handed on (live: every heartbeat; replay: at the end). Time is at least
+    /// this; what waits for packets that can no longer come late may be judged.
+    Flush(i64),
+}
+
+/// What detectors produce: alerts, and rows of their own to store.
+#[derive(Debug, Default)]
+pub struct Findings {
+    pub alerts: Vec<Alert>,
+    pub dns_rows: Vec<DnsRow>,
+}
+
+/// A detector. Every method but [`name`](Detector::name) and
+/// [`counters`](Detector::counters) has a do-nothing default, so each implements only the
+/// inputs it reads.
+pub trait Detector: Send {
+    /// A stable name (logs, and which detector a reload keeps).
+    fn name(&self) -> &'static str;
+
+    fn packet(&mut self, seen: &Seen<'_, '_>, out: &mut Findings) {
+        let _ = (seen, out);
+    }
+
+    fn audit(&mut self, event: &AuditEvent, out: &mut Findings) {
+        let _ = (event, out);
+    }
+
+    fn tick(&mut self, tick: Tick, out: &mut Findings) {
+        let _ = (tick, out);
+    }
+
+    /// Each counter with its stored name (see [`counters!`]).
+    fn counters(&self, f: &mut dyn FnMut(&'static str, u64));
+}
+
+/// Declares a counter struct once: each field with the name it is stored and reported under.
+/// Generates the struct (all `u64`, `Default`, `Copy`) and `each`, which visits them in order.
+macro_rules! counters {
+    ($(#[$meta:meta])* pub struct $name:ident { $($(#[$fmeta:meta])* $field:ident => $key:literal,)* }) => {
+        $(#[$meta])*
+        #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+        pub struct $name {
+            $($(#[$fmeta])* pub $field: u64,)*
+        }
+
+        impl $name {
+            /// Each counter with its stored name.
+            pub fn each(&self, f: &mut dyn FnMut(&'static str, u64)) {
+                $(f($key, self.$field);)*
+            }
+        }
+    };
+}
+pub(crate) use counters;

@@ -110,25 +110,10 @@ impl Shape {
         } else {
             Alphabet::Base32
         };
-        let entropy = entropy(
-            distinct[..ndistinct]
-                .iter()
-                .map(|&k| counts[usize::from(k)]),
-            chars,
-        );
+        let entropy = entropy(distinct[..ndistinct].iter().map(|&k| counts[usize::from(k)]), chars);
         let ceiling = (chars as f32).min(alphabet.size()).log2();
-        let fairness = if ceiling > 0.0 {
-            (entropy / ceiling).min(1.0)
-        } else {
-            0.0
-        };
-        Shape {
-            alphabet,
-            chars,
-            nonprint,
-            entropy,
-            fairness,
-        }
+        let fairness = if ceiling > 0.0 { (entropy / ceiling).min(1.0) } else { 0.0 };
+        Shape { alphabet, chars, nonprint, entropy, fairness }
     }
 
     /// Looks like encoded data: binary bytes, or at least `min_chars` characters of a
@@ -136,9 +121,7 @@ impl Shape {
     pub fn looks_encoded(&self, min_chars: usize) -> bool {
         match self.alphabet {
             Alphabet::Binary => true,
-            Alphabet::Hex | Alphabet::Base32 | Alphabet::Base64 => {
-                self.chars >= min_chars && self.fairness >= 0.75
-            }
+            Alphabet::Hex | Alphabet::Base32 | Alphabet::Base64 => self.chars >= min_chars && self.fairness >= 0.75,
             Alphabet::Empty | Alphabet::Ldh => false,
         }
     }
@@ -235,10 +218,7 @@ mod tests {
         // Same alphabet, random content: similar fairness whatever the length.
         let short = shape("k3j5m2q7");
         let long = shape("k3j5m2q7xv4tn6bw2hc5pd7rf3gz6ya4se5ul2ow7ie3");
-        assert!(
-            (short.fairness - long.fairness).abs() < 0.15,
-            "{short:?} {long:?}"
-        );
+        assert!((short.fairness - long.fairness).abs() < 0.15, "{short:?} {long:?}");
         // Repetition is not information.
         assert!(shape("aaaaaaaaaaaaaaaaaaaaaaaa2").fairness < 0.2);
     }
@@ -253,9 +233,6 @@ mod tests {
 
     #[test]
     fn carried_bytes_follow_the_alphabet() {
-        assert_eq!(
-            shape("00112233445566778899aabbccddeeff").carried_bytes(),
-            16
-        );
+        assert_eq!(shape("00112233445566778899aabbccddeeff").carried_bytes(), 16);
     }
 }

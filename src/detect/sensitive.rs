@@ -39,11 +39,13 @@ use std::time::Duration;
 use rustc_hash::FxHashMap;
 use serde_json::json;
 
+use super::{counters, Detector, Findings, Seen, Tick};
 use crate::alert::Severity;
 use crate::alert::{Alert, AlertKind};
 use crate::decode::{Packet, PROTO_TCP, PROTO_UDP};
 use crate::escape::printable_bytes;
 use crate::principal::{Dst, Principal};
+use crate::source::audit::AuditEvent;
 use crate::source::audit::FileRead;
 use crate::source::audit::{Reader, SensitivePath};
 use crate::units::de::{byte_size, duration};
@@ -61,28 +63,18 @@ const MAX_DSTS: usize = 16;
 /// A quarter: see the module documentation.
 const SIZE_DIVISOR: u64 = 4;
 
-/// What the detector counted.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct SensitiveCounters {
-    pub reads: u64,
-    /// Reads without any uid to attribute them to.
-    pub reads_without_uid: u64,
-    pub windows_opened: u64,
-    pub alerts: u64,
-    /// Recent-egress entries dropped because a uid had more than MAX_RECENT.
-    pub recent_evicted: u64,
-    /// Packets without a uid counted for their flow's uid (sent after the socket was closed).
-    pub orphans_attributed: u64,
-}
-
-impl SensitiveCounters {
-    pub fn each(&self, mut f: impl FnMut(&'static str, u64)) {
-        f("sensitive_reads", self.reads);
-        f("sensitive_reads_without_uid", self.reads_without_uid);
-        f("sensitive_windows", self.windows_opened);
-        f("sensitive_alerts", self.alerts);
-        f("sensitive_recent_evicted", self.recent_evicted);
-        f("sensitive_orphans_attributed", self.orphans_attributed);
+counters! {
+    /// What the detector counted.
+    pub struct SensitiveCounters {
+        reads => "sensitive_reads",
+        /// Reads without any uid to attribute them to.
+        reads_without_uid => "sensitive_reads_without_uid",
+        windows_opened => "sensitive_windows",
+        alerts => "sensitive_alerts",
+        /// Recent-egress entries dropped because a uid had more than MAX_RECENT.
+        recent_evicted => "sensitive_recent_evicted",
+        /// Packets without a uid counted for their flow's uid (sent after the socket was closed).
+        orphans_attributed => "sensitive_orphans_attributed",
     }
 }
 
@@ -143,9 +135,7 @@ impl SensitiveDetector {
 
     /// The bytes of egress that make a read of a file of `size` bytes an alert.
     pub fn threshold(&self, size: Option<u64>) -> u64 {
-        size.map_or(self.max_bytes, |s| {
-            (s / SIZE_DIVISOR).clamp(self.min_bytes, self.max_bytes)
-        })
+        size.map_or(self.max_bytes, |s| (s / SIZE_DIVISOR).clamp(self.min_bytes, self.max_bytes))
     }
 
     /// A read: opens (or extends) the reader's window, credits egress already seen after it.
@@ -162,10 +152,7 @@ impl SensitiveDetector {
         let threshold = self.threshold(r.size);
         for uid in uids {
             let windows = self.open.entry(uid).or_default();
-            if let Some(w) = windows
-                .iter_mut()
-                .find(|w| w.read.path == r.path && w.end_us >= r.ts_us)
-            {
+            if let Some(w) = windows.iter_mut().find(|w| w.read.path == r.path && w.end_us >= r.ts_us) {
                 w.end_us = w.end_us.max(end_us);
                 continue;
             }
@@ -196,8 +183,7 @@ impl SensitiveDetector {
 
     /// A packet: egress by its uid, or by its flow's uid when it has none.
     pub fn packet(&mut self, p: &Packet<'_>, dst: Dst, bytes: u64, alerts: &mut Vec<Alert>) {
-        let flow = (p.sport != 0 && matches!(p.proto, PROTO_TCP | PROTO_UDP))
-            .then_some((p.src, p.sport, dst));
+        let flow = (p.sport != 0 && matches!(p.proto, PROTO_TCP | PROTO_UDP)).then_some((p.src, p.sport, dst));
         let uid = match (p.uid, flow) {
             (Some(uid), Some(flow)) => {
                 if self.owners.len() >= MAX_FLOWS && !self.owners.contains_key(&flow) {
@@ -242,20 +228,14 @@ impl SensitiveDetector {
                 recent.push_back((ts_us, dst, bytes));
             }
         }
-        while recent
-            .front()
-            .is_some_and(|(t, _, _)| *t < ts_us - LOOKBACK_US)
-        {
+        while recent.front().is_some_and(|(t, _, _)| *t < ts_us - LOOKBACK_US) {
             recent.pop_front();
         }
         let Some(windows) = self.open.get_mut(&uid) else {
             return;
         };
-        let crossed: Vec<usize> = windows
-            .iter_mut()
-            .enumerate()
-            .filter_map(|(i, w)| w.add(ts_us, dst, bytes).then_some(i))
-            .collect();
+        let crossed: Vec<usize> =
+            windows.iter_mut().enumerate().filter_map(|(i, w)| w.add(ts_us, dst, bytes).then_some(i)).collect();
         if !crossed.is_empty() {
             self.alert(uid, &crossed, ts_us, alerts);
         }
@@ -267,8 +247,7 @@ impl SensitiveDetector {
             ws.retain(|w| w.end_us >= now_us);
             !ws.is_empty()
         });
-        self.recent
-            .retain(|_, r| r.back().is_some_and(|(t, _, _)| *t >= now_us - LOOKBACK_US));
+        self.recent.retain(|_, r| r.back().is_some_and(|(t, _, _)| *t >= now_us - LOOKBACK_US));
         self.owners.retain(|_, (_, t)| *t >= now_us - LOOKBACK_US);
     }
 
@@ -312,25 +291,14 @@ impl SensitiveDetector {
         dsts.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
         let first = &windows[crossed[0]];
         let r = &first.read;
-        let names: Vec<String> = crossed
-            .iter()
-            .map(|&i| printable_bytes(&windows[i].read.path).into_owned())
-            .collect();
+        let names: Vec<String> = crossed.iter().map(|&i| printable_bytes(&windows[i].read.path).into_owned()).collect();
         let who = match &r.user {
             Some(u) => format!("uid {uid} ({u})"),
             None => format!("uid {uid}"),
         };
-        let program = r
-            .exe
-            .as_deref()
-            .or(r.comm.as_deref())
-            .unwrap_or("an unknown program");
-        let size = r
-            .size
-            .map_or_else(|| "size unknown".to_string(), human_bytes);
-        let after = human_duration(std::time::Duration::from_micros(
-            (ts_us - r.ts_us).max(0) as u64
-        ));
+        let program = r.exe.as_deref().or(r.comm.as_deref()).unwrap_or("an unknown program");
+        let size = r.size.map_or_else(|| "size unknown".to_string(), human_bytes);
+        let after = human_duration(std::time::Duration::from_micros((ts_us - r.ts_us).max(0) as u64));
         let top = dsts.first().map(|(d, _)| d.to_string());
         let to = match (&top, dsts.len()) {
             (Some(d), 1) => format!("to {d}"),
@@ -430,12 +398,7 @@ fn sensitive_paths<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<SensitivePath>
 /// auditctl takes keys of up to 31 characters; letters, digits, - and _ keep them greppable.
 fn audit_key<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
     let key = String::deserialize(d)?;
-    if key.is_empty()
-        || key.len() > 31
-        || !key
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-    {
+    if key.is_empty() || key.len() > 31 || !key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
         return Err(de::Error::custom(format!(
             "audit_key {:?}: use 1 to 31 letters, digits, - or _",
             crate::escape::printable(&key)
@@ -451,6 +414,32 @@ impl SensitiveConfig {
     }
 }
 
+impl Detector for SensitiveDetector {
+    fn name(&self) -> &'static str {
+        "sensitive"
+    }
+
+    fn packet(&mut self, seen: &Seen<'_, '_>, out: &mut Findings) {
+        self.packet(seen.packet, seen.dst, seen.bytes, &mut out.alerts);
+    }
+
+    fn audit(&mut self, event: &AuditEvent, out: &mut Findings) {
+        if let AuditEvent::Read(r) = event {
+            self.read(r, &mut out.alerts);
+        }
+    }
+
+    fn tick(&mut self, tick: Tick, _out: &mut Findings) {
+        if let Tick::Minute(minute_us) = tick {
+            self.sweep(minute_us);
+        }
+    }
+
+    fn counters(&self, f: &mut dyn FnMut(&'static str, u64)) {
+        self.counters.each(f)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::net::Ipv4Addr;
@@ -463,10 +452,7 @@ mod tests {
     const S: i64 = 1_000_000;
 
     fn det() -> SensitiveDetector {
-        SensitiveDetector::new(&SensitiveConfig {
-            window: Duration::from_secs(1800),
-            ..SensitiveConfig::default()
-        })
+        SensitiveDetector::new(&SensitiveConfig { window: Duration::from_secs(1800), ..SensitiveConfig::default() })
     }
 
     fn read(ts_us: i64, fsuid: u32, auid: Option<u32>, size: Option<u64>) -> FileRead {
@@ -487,11 +473,7 @@ mod tests {
     }
 
     fn dst(last: u8) -> Dst {
-        Dst {
-            addr: IpAddr::V4(Ipv4Addr::new(10, 77, 1, last)),
-            port: 22,
-            proto: 6,
-        }
+        Dst { addr: IpAddr::V4(Ipv4Addr::new(10, 77, 1, last)), port: 22, proto: 6 }
     }
 
     #[test]
@@ -515,18 +497,10 @@ mod tests {
         let a = &alerts[0];
         assert_eq!(
             (a.kind.as_str(), a.principal, a.dst.as_deref()),
-            (
-                "sensitive_egress",
-                Principal::Uid(1001),
-                Some("10.77.1.1:22/tcp")
-            )
+            ("sensitive_egress", Principal::Uid(1001), Some("10.77.1.1:22/tcp"))
         );
         assert_eq!(a.bytes, 768 << 10);
-        assert!(
-            a.summary.contains("/data/sensitive1.csv") && a.summary.contains("/usr/bin/scp"),
-            "{}",
-            a.summary
-        );
+        assert!(a.summary.contains("/data/sensitive1.csv") && a.summary.contains("/usr/bin/scp"), "{}", a.summary);
         assert!(a.summary.contains("uid 1001 (alice)"), "{}", a.summary);
         assert_eq!(a.details["files"][0]["exe"], "/usr/bin/scp");
     }
@@ -551,10 +525,7 @@ mod tests {
         // The read (at 10 s) reaches the detector after the packets.
         d.read(&read(10 * S, 1001, None, Some(2 << 20)), &mut alerts);
         assert_eq!(alerts.len(), 1);
-        assert_eq!(
-            (alerts[0].bytes, alerts[0].dst.as_deref()),
-            (1 << 20, Some("10.77.1.2:22/tcp"))
-        );
+        assert_eq!((alerts[0].bytes, alerts[0].dst.as_deref()), (1 << 20, Some("10.77.1.2:22/tcp")));
     }
 
     #[test]
@@ -578,13 +549,7 @@ mod tests {
         d.egress(7, 2 * S, dst(1), 40 << 10, &mut alerts);
         assert_eq!(alerts.len(), 1);
         assert_eq!(alerts[0].details["files"].as_array().unwrap().len(), 2);
-        assert!(
-            alerts[0]
-                .summary
-                .contains("sensitive1.csv, /data/sensitive2.csv"),
-            "{}",
-            alerts[0].summary
-        );
+        assert!(alerts[0].summary.contains("sensitive1.csv, /data/sensitive2.csv"), "{}", alerts[0].summary);
         d.sweep(4000 * S);
         assert!(d.open.is_empty() && d.recent.is_empty());
     }
@@ -622,16 +587,7 @@ mod tests {
         let mut d = det();
         let mut alerts = Vec::new();
         for i in 0..(MAX_RECENT as i64 + 10) {
-            d.egress(
-                1,
-                S,
-                Dst {
-                    port: i as u16,
-                    ..dst(1)
-                },
-                1,
-                &mut alerts,
-            );
+            d.egress(1, S, Dst { port: i as u16, ..dst(1) }, 1, &mut alerts);
         }
         assert_eq!(d.recent[&1].len(), MAX_RECENT);
         assert_eq!(d.counters.recent_evicted, 10);

@@ -1,66 +1,115 @@
-//! Small building blocks the covert-channel detectors share: several counters summed over
-//! one sliding window, and the one-alert-per-episode rule with escalations.
+//! Small building blocks the detectors share: counters summed over one sliding window, and
+//! the one-alert-per-episode rule with escalations.
 //!
-//! [`Tally`] differs from [`super::window::SlidingSum`] in size, not in idea: the covert
-//! detectors keep one per (principal, domain) or (principal, peer), possibly a hundred
-//! thousand of them, so it holds `K` counters in 12 buckets of `u32` (a few hundred bytes)
-//! instead of 60 buckets of `u64` per counter.
+//! One ring of buckets serves both sizes: the covert detectors keep a [`Tally`] per
+//! (principal, domain) or (principal, peer), possibly a hundred thousand of them, so theirs
+//! holds `K` counters in 12 buckets of `u32` (a few hundred bytes) and is told the bucket width
+//! on each call; the volume detector keeps a [`SlidingSum`] of bytes per principal and rule, a
+//! `u64` in 60 buckets for a finer edge. Time only moves forward: a packet older than the
+//! newest bucket counts in the newest bucket (capture reordering is small).
 
-/// Buckets per window: the window slides in steps of 1/12 of its length.
+use std::time::Duration;
+
+/// Buckets per covert-detector window: it slides in steps of 1/12 of its length.
 pub const BUCKETS: usize = 12;
 
-#[derive(Debug, Clone)]
-pub struct Tally<const K: usize> {
-    /// Index (time / bucket_us) of the newest bucket.
-    head: i64,
-    ring: [[u32; K]; BUCKETS],
-    sum: [u32; K],
+/// A counter in a bucket: adds and removes saturate, so extreme values cannot panic.
+pub trait Count: Copy + Default {
+    fn plus(self, other: Self) -> Self;
+    fn minus(self, other: Self) -> Self;
 }
 
-impl<const K: usize> Default for Tally<K> {
-    fn default() -> Self {
-        Tally {
-            head: i64::MIN,
-            ring: [[0; K]; BUCKETS],
-            sum: [0; K],
-        }
+impl Count for u32 {
+    fn plus(self, other: Self) -> Self {
+        self.saturating_add(other)
+    }
+    fn minus(self, other: Self) -> Self {
+        self.saturating_sub(other)
     }
 }
 
-impl<const K: usize> Tally<K> {
-    /// Adds `values` at `ts_us` and returns the sums over the window ending then. Packets
-    /// older than the newest bucket count in the newest bucket (capture reordering is small).
-    pub fn add(&mut self, ts_us: i64, bucket_us: i64, values: [u32; K]) -> [u32; K] {
+impl Count for u64 {
+    fn plus(self, other: Self) -> Self {
+        self.saturating_add(other)
+    }
+    fn minus(self, other: Self) -> Self {
+        self.saturating_sub(other)
+    }
+}
+
+/// `K` counters summed over the last `B` buckets.
+#[derive(Debug, Clone)]
+pub struct Ring<T: Count, const K: usize, const B: usize> {
+    /// Index (time / bucket_us) of the newest bucket.
+    head: i64,
+    ring: [[T; K]; B],
+    sum: [T; K],
+}
+
+/// The covert detectors' window: `K` counters of `u32` in [`BUCKETS`] buckets.
+pub type Tally<const K: usize> = Ring<u32, K, BUCKETS>;
+
+impl<T: Count, const K: usize, const B: usize> Default for Ring<T, K, B> {
+    fn default() -> Self {
+        Ring { head: i64::MIN, ring: [[T::default(); K]; B], sum: [T::default(); K] }
+    }
+}
+
+impl<T: Count, const K: usize, const B: usize> Ring<T, K, B> {
+    /// Adds `values` at `ts_us` and returns the sums over the window ending then.
+    pub fn add(&mut self, ts_us: i64, bucket_us: i64, values: [T; K]) -> [T; K] {
         self.advance(ts_us, bucket_us);
-        let slot = self.head.rem_euclid(BUCKETS as i64) as usize;
+        let slot = self.head.rem_euclid(B as i64) as usize;
         for (k, v) in values.into_iter().enumerate() {
-            self.ring[slot][k] = self.ring[slot][k].saturating_add(v);
-            self.sum[k] = self.sum[k].saturating_add(v);
+            self.ring[slot][k] = self.ring[slot][k].plus(v);
+            self.sum[k] = self.sum[k].plus(v);
         }
         self.sum
     }
 
     /// Moves the window's end to `ts_us`, dropping buckets that fell out of it.
-    pub fn advance(&mut self, ts_us: i64, bucket_us: i64) -> [u32; K] {
+    pub fn advance(&mut self, ts_us: i64, bucket_us: i64) -> [T; K] {
         let idx = ts_us.div_euclid(bucket_us.max(1));
-        if self.head == i64::MIN || idx.saturating_sub(self.head) >= BUCKETS as i64 {
-            *self = Tally {
-                head: idx,
-                ..Tally::default()
-            };
+        if self.head == i64::MIN || idx.saturating_sub(self.head) >= B as i64 {
+            *self = Ring { head: idx, ..Ring::default() };
         } else if idx > self.head {
             for i in self.head + 1..=idx {
-                let slot = i.rem_euclid(BUCKETS as i64) as usize;
+                let slot = i.rem_euclid(B as i64) as usize;
                 for k in 0..K {
                     // The sum includes every bucket, so it cannot underflow; saturate anyway
                     // because a saturated bucket may have added less than it holds.
-                    self.sum[k] = self.sum[k].saturating_sub(self.ring[slot][k]);
+                    self.sum[k] = self.sum[k].minus(self.ring[slot][k]);
                 }
-                self.ring[slot] = [0; K];
+                self.ring[slot] = [T::default(); K];
             }
             self.head = idx;
         }
         self.sum
+    }
+}
+
+/// Bytes over a fixed window in 60 buckets (1/60 of the window each), which is what a
+/// threshold alert needs; memory is constant per window.
+#[derive(Debug, Clone)]
+pub struct SlidingSum {
+    bucket_us: i64,
+    ring: Ring<u64, 1, 60>,
+}
+
+impl SlidingSum {
+    pub fn new(window: Duration) -> SlidingSum {
+        let window_us = i64::try_from(window.as_micros()).unwrap_or(i64::MAX);
+        SlidingSum { bucket_us: (window_us / 60).max(1), ring: Ring::default() }
+    }
+
+    /// Adds `n` at time `ts_us` and returns the sum over the window ending then.
+    pub fn add(&mut self, ts_us: i64, n: u64) -> u64 {
+        self.ring.add(ts_us, self.bucket_us, [n])[0]
+    }
+
+    /// Moves the window's end to `ts_us` and returns what is left in it.
+    pub fn advance(&mut self, ts_us: i64) -> u64 {
+        self.ring.advance(ts_us, self.bucket_us)[0]
     }
 }
 
@@ -92,20 +141,10 @@ impl Episode {
 
     /// Feeds the current verdict (`over`: a rule is met; `quiet`: the window has fallen well
     /// under the rules) and the evidence size.
-    pub fn update(
-        &mut self,
-        over: bool,
-        quiet: bool,
-        carried: u64,
-        escalate_at: u64,
-    ) -> Option<Step> {
+    pub fn update(&mut self, over: bool, quiet: bool, carried: u64, escalate_at: u64) -> Option<Step> {
         if !self.open {
             if over {
-                *self = Episode {
-                    open: true,
-                    escalations: 0,
-                    next_escalation: escalate_at.max(1),
-                };
+                *self = Episode { open: true, escalations: 0, next_escalation: escalate_at.max(1) };
                 return Some(Step::Open);
             }
             return None;
@@ -163,5 +202,30 @@ mod tests {
         assert!(e.is_open(), "not quiet yet: still the same episode");
         assert_eq!(e.update(false, true, 5000, 100), None);
         assert_eq!(e.update(true, false, 1, 100), Some(Step::Open));
+    }
+
+    #[test]
+    fn sliding_sum_within_window_and_forgets_after() {
+        let mut w = SlidingSum::new(Duration::from_secs(60));
+        assert_eq!(w.add(0, 100), 100);
+        assert_eq!(w.add(30 * S, 50), 150);
+        // At 61 s the first bucket has left the window.
+        assert_eq!(w.add(61 * S, 1), 51);
+        assert_eq!(w.advance(200 * S), 0);
+    }
+
+    #[test]
+    fn sliding_sum_late_packet_counts_in_newest_bucket() {
+        let mut w = SlidingSum::new(Duration::from_secs(60));
+        w.add(10 * S, 1);
+        assert_eq!(w.add(9 * S, 1), 2);
+    }
+
+    #[test]
+    fn sliding_sum_negative_and_huge_times_do_not_panic() {
+        let mut w = SlidingSum::new(Duration::from_secs(1));
+        w.add(-5 * S, 1);
+        w.add(i64::MAX, 1);
+        w.add(i64::MIN + 1, 1);
     }
 }

@@ -13,10 +13,14 @@ use std::time::Duration;
 
 use rustc_hash::FxHashMap;
 
-use super::window::SlidingSum;
-use crate::alert::Severity;
+use serde_json::json;
+
+use super::tally::SlidingSum;
+use super::{counters, Detector, Findings, Seen};
+use crate::alert::{Alert, AlertKind, Severity};
 use crate::principal::Principal;
 use crate::units::de::{byte_size, duration};
+use crate::units::{human_bytes, human_duration};
 use serde::Deserialize;
 
 /// A principal crossed a rule's threshold.
@@ -50,19 +54,15 @@ impl State {
     }
 }
 
-/// What the bound on principals cost.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct VolumeCounters {
-    /// Principal states dropped early because the table was full.
-    pub principals_evicted: u64,
-    /// Packets not judged because the table was full of principals over a threshold.
-    pub principals_full: u64,
-}
-
-impl VolumeCounters {
-    pub fn each(&self, mut f: impl FnMut(&'static str, u64)) {
-        f("volume_principals_evicted", self.principals_evicted);
-        f("volume_principals_full", self.principals_full);
+counters! {
+    /// Principals seen, and what the bound on them cost.
+    pub struct VolumeCounters {
+        /// Principal states created (one evicted and seen again counts twice).
+        principals => "volume_principals",
+        /// Principal states dropped early because the table was full.
+        principals_evicted => "volume_principals_evicted",
+        /// Packets not judged because the table was full of principals over a threshold.
+        principals_full => "volume_principals_full",
     }
 }
 
@@ -70,8 +70,7 @@ pub struct VolumeDetector {
     rules: Vec<VolumeRule>,
     principals: FxHashMap<Principal, State>,
     max: usize,
-    /// Principal states created, evicted ones that came back counted again.
-    created: usize,
+    counters: VolumeCounters,
 }
 
 impl VolumeDetector {
@@ -84,7 +83,7 @@ impl VolumeDetector {
             rules: rules.to_vec(),
             principals: FxHashMap::default(),
             max,
-            created: 0,
+            counters: VolumeCounters::default(),
         }
     }
 
@@ -105,13 +104,7 @@ impl VolumeDetector {
         let rules = &self.rules;
         let state = self.principals.entry(principal).or_insert_with(|| State {
             last_us: ts_us,
-            rules: rules
-                .iter()
-                .map(|r| RuleState {
-                    sum: SlidingSum::new(r.window),
-                    firing: false,
-                })
-                .collect(),
+            rules: rules.iter().map(|r| RuleState { sum: SlidingSum::new(r.window), firing: false }).collect(),
         });
         state.last_us = state.last_us.max(ts_us);
         for (rule, state) in rules.iter().zip(state.rules.iter_mut()) {
@@ -132,36 +125,63 @@ impl VolumeDetector {
         }
     }
 
-    /// Principals seen: states created (a principal evicted and seen again counts twice).
-    pub fn principals(&self) -> usize {
-        self.created
-    }
-
     /// Makes room for one more principal: true if there is room.
     fn make_room(&mut self, c: &mut VolumeCounters) -> bool {
         if self.principals.len() < self.max {
-            self.created += 1;
+            c.principals += 1;
             return true;
         }
         // Evict the idle half (by last packet), never a principal over a threshold.
-        let mut idle: Vec<i64> = self
-            .principals
-            .values()
-            .filter(|s| !s.firing())
-            .map(|s| s.last_us)
-            .collect();
+        let mut idle: Vec<i64> = self.principals.values().filter(|s| !s.firing()).map(|s| s.last_us).collect();
         if idle.is_empty() {
             return false;
         }
         let mid = idle.len() / 2;
         let (_, &mut cutoff, _) = idle.select_nth_unstable(mid);
         let before = self.principals.len();
-        self.principals
-            .retain(|_, s| s.firing() || s.last_us > cutoff);
+        self.principals.retain(|_, s| s.firing() || s.last_us > cutoff);
         c.principals_evicted += (before - self.principals.len()) as u64;
         let room = self.principals.len() < self.max;
-        self.created += usize::from(room);
+        c.principals += u64::from(room);
         room
+    }
+}
+
+impl Detector for VolumeDetector {
+    fn name(&self) -> &'static str {
+        "volume"
+    }
+
+    fn packet(&mut self, seen: &Seen<'_, '_>, out: &mut Findings) {
+        let mut c = self.counters;
+        let ts_us = seen.packet.ts_us;
+        self.observe(seen.principal, ts_us, seen.bytes, &mut c, |cross| out.alerts.push(alert(cross, seen)));
+        self.counters = c;
+    }
+
+    fn counters(&self, f: &mut dyn FnMut(&'static str, u64)) {
+        self.counters.each(f)
+    }
+}
+
+/// The alert names where most of the principal's bytes went this minute.
+fn alert(c: Crossing, seen: &Seen<'_, '_>) -> Alert {
+    let dst = seen.flows.top_dst(c.principal).unwrap_or(seen.dst);
+    let window = human_duration(c.window);
+    Alert {
+        ts_us: c.ts_us,
+        kind: AlertKind::Volume,
+        severity: c.severity,
+        principal: c.principal,
+        dst: Some(dst.to_string()),
+        bytes: c.bytes,
+        summary: format!(
+            "{} sent {} within {window} (threshold {}), most to {dst}",
+            c.principal,
+            human_bytes(c.bytes),
+            human_bytes(c.threshold)
+        ),
+        details: json!({ "window_secs": c.window.as_secs(), "threshold_bytes": c.threshold }),
     }
 }
 
@@ -181,16 +201,8 @@ pub struct VolumeRule {
 /// a day catches the same done slowly. Backup and update servers belong in the nft allow-list.
 pub fn default_rules() -> Vec<VolumeRule> {
     vec![
-        VolumeRule {
-            window: Duration::from_secs(600),
-            bytes: 4 << 20,
-            severity: Severity::Medium,
-        },
-        VolumeRule {
-            window: Duration::from_secs(86_400),
-            bytes: 64 << 20,
-            severity: Severity::High,
-        },
+        VolumeRule { window: Duration::from_secs(600), bytes: 4 << 20, severity: Severity::Medium },
+        VolumeRule { window: Duration::from_secs(86_400), bytes: 64 << 20, severity: Severity::High },
     ]
 }
 
@@ -201,17 +213,15 @@ mod tests {
     const S: i64 = 1_000_000;
 
     fn detector() -> VolumeDetector {
-        VolumeDetector::new(&[VolumeRule {
-            window: Duration::from_secs(600),
-            bytes: 1000,
-            severity: Severity::Medium,
-        }])
+        VolumeDetector::new(&[VolumeRule { window: Duration::from_secs(600), bytes: 1000, severity: Severity::Medium }])
     }
 
     fn feed(d: &mut VolumeDetector, who: Principal, packets: &[(i64, u64)]) -> Vec<Crossing> {
         let mut out = Vec::new();
         for &(ts, n) in packets {
-            d.observe(who, ts, n, &mut VolumeCounters::default(), |c| out.push(c));
+            let mut c = d.counters;
+            d.observe(who, ts, n, &mut c, |cross| out.push(cross));
+            d.counters = c;
         }
         out
     }
@@ -219,11 +229,7 @@ mod tests {
     #[test]
     fn one_alert_per_episode() {
         let mut d = detector();
-        let alerts = feed(
-            &mut d,
-            Principal::Uid(1000),
-            &[(0, 600), (S, 600), (2 * S, 600), (3 * S, 600)],
-        );
+        let alerts = feed(&mut d, Principal::Uid(1000), &[(0, 600), (S, 600), (2 * S, 600), (3 * S, 600)]);
         assert_eq!(alerts.len(), 1);
         assert_eq!(alerts[0].bytes, 1200);
         assert_eq!(alerts[0].ts_us, S);
@@ -242,7 +248,7 @@ mod tests {
         let mut d = detector();
         assert!(feed(&mut d, Principal::Uid(1), &[(0, 600)]).is_empty());
         assert!(feed(&mut d, Principal::Uid(2), &[(0, 600)]).is_empty());
-        assert_eq!(d.principals(), 2);
+        assert_eq!(d.counters.principals, 2);
     }
 
     #[test]

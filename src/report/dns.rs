@@ -15,12 +15,7 @@ const SUSPICIOUS_NAMES: i64 = 3;
 /// `mark` is `ALERT` where a dns_tunnel episode was open, `suspicious` where at least
 /// [`SUSPICIOUS_NAMES`] names were, else empty. Domains and names were escaped when stored,
 /// so they are shown as they are.
-pub fn dns(
-    store: &Store,
-    f: &Filter,
-    names: &mut UserNames,
-    top: usize,
-) -> Result<Table, StoreError> {
+pub fn dns(store: &Store, f: &Filter, names: &mut UserNames, top: usize) -> Result<Table, StoreError> {
     let rows = rows(
         store,
         "WITH agg AS (

@@ -17,12 +17,7 @@ use crate::store::{Store, StoreError};
 /// Destinations listed per read.
 const TOP_DSTS: usize = 3;
 
-pub fn files(
-    store: &Store,
-    f: &Filter,
-    names: &mut UserNames,
-    window: Duration,
-) -> Result<Table, StoreError> {
+pub fn files(store: &Store, f: &Filter, names: &mut UserNames, window: Duration) -> Result<Table, StoreError> {
     let window_us = i64::try_from(window.as_micros()).unwrap_or(i64::MAX);
     let reads = rows(
         store,
@@ -64,12 +59,8 @@ pub fn files(
     let mut out = Vec::with_capacity(reads.len());
     for mut row in reads {
         let int = |c: &Cell| if let Cell::Int(n) = c { Some(*n) } else { None };
-        let (ts, uid, auid, fsuid) = (
-            if let Cell::Time(t) = row[1] { t } else { 0 },
-            int(&row[2]),
-            int(&row[3]),
-            int(&row[4]),
-        );
+        let (ts, uid, auid, fsuid) =
+            (if let Cell::Time(t) = row[1] { t } else { 0 }, int(&row[2]), int(&row[3]), int(&row[4]));
         let who = fsuid.or(uid);
         // The detector's uids: fsuid, and the login uid when set.
         let (a, b) = (who.unwrap_or(-1), auid.or(who).unwrap_or(-1));
@@ -77,21 +68,13 @@ pub fn files(
         let dsts: Vec<(String, i64)> = egress
             .query_map(params![a, b, ts, end], |r| {
                 let (addr, port, proto): (String, u16, u8) = (r.get(0)?, r.get(1)?, r.get(2)?);
-                let dst = addr
-                    .parse()
-                    .map_or(addr.clone(), |addr| Dst { addr, port, proto }.to_string());
+                let dst = addr.parse().map_or(addr.clone(), |addr| Dst { addr, port, proto }.to_string());
                 Ok((dst, r.get(3)?))
             })
             .and_then(|m| m.collect::<Result<_, _>>())
             .map_err(|e| sql(store, e))?;
-        let path = if let Cell::Escaped(p) = &row[0] {
-            p.clone()
-        } else {
-            String::new()
-        };
-        let n: i64 = alerts
-            .query_row(params![a, b, ts, end, path], |r| r.get(0))
-            .map_err(|e| sql(store, e))?;
+        let path = if let Cell::Escaped(p) = &row[0] { p.clone() } else { String::new() };
+        let n: i64 = alerts.query_row(params![a, b, ts, end, path], |r| r.get(0)).map_err(|e| sql(store, e))?;
         let sent: i64 = dsts.iter().map(|(_, b)| b).sum();
         let listed: Vec<String> = dsts.iter().take(TOP_DSTS).map(|(d, _)| d.clone()).collect();
         let mut to = listed.join(", ");
@@ -99,28 +82,18 @@ pub fn files(
             to.push_str(&format!(" (+{} more)", dsts.len() - TOP_DSTS));
         }
         // The local name of the uid; the name auditd resolved where it recorded, otherwise.
-        let user = match who
-            .and_then(|u| u32::try_from(u).ok())
-            .and_then(|u| names.get(u))
-        {
+        let user = match who.and_then(|u| u32::try_from(u).ok()).and_then(|u| names.get(u)) {
             Some(name) => Cell::Text(name),
             None => row[5].clone(),
         };
         row[5] = user;
         row.push(Cell::Bytes(sent));
-        row.push(if to.is_empty() {
-            Cell::Null
-        } else {
-            Cell::Text(to)
-        });
+        row.push(if to.is_empty() { Cell::Null } else { Cell::Text(to) });
         row.push(Cell::Int(n));
         out.push(row);
     }
     Ok(Table {
-        title: format!(
-            "Sensitive file reads and the egress within {} after",
-            crate::units::human_duration(window)
-        ),
+        title: format!("Sensitive file reads and the egress within {} after", crate::units::human_duration(window)),
         columns: vec![
             col("file"),
             col("read_at"),

@@ -22,10 +22,7 @@ pub fn health(store: &Store, f: &Filter) -> Result<Table, StoreError> {
     let newest: Option<i64> = store
         .conn()
         .query_row("SELECT max(run_id) FROM health", [], |r| r.get(0))
-        .map_err(|e| StoreError::Sql {
-            path: store.path().to_owned(),
-            source: e,
-        })?;
+        .map_err(|e| StoreError::Sql { path: store.path().to_owned(), source: e })?;
     let rows = rows(
         store,
         "SELECT h.run_id, h.pid, h.nflog_group, h.rcvbuf, h.started_at, h.updated_at, h.stopped_at, h.received,
@@ -74,10 +71,7 @@ pub fn health(store: &Store, f: &Filter) -> Result<Table, StoreError> {
         },
     )?;
     Ok(Table {
-        title: format!(
-            "Monitor health (database {})",
-            human_bytes(db_bytes.max(0) as u64)
-        ),
+        title: format!("Monitor health (database {})", human_bytes(db_bytes.max(0) as u64)),
         columns: vec![
             col("run"),
             col("state"),
@@ -106,9 +100,5 @@ pub fn health(store: &Store, f: &Filter) -> Result<Table, StoreError> {
 fn database_size(path: &Path) -> i64 {
     let mut wal = path.as_os_str().to_owned();
     wal.push("-wal");
-    [path, Path::new(&wal)]
-        .iter()
-        .filter_map(|p| std::fs::metadata(p).ok())
-        .map(|m| m.len() as i64)
-        .sum()
+    [path, Path::new(&wal)].iter().filter_map(|p| std::fs::metadata(p).ok()).map(|m| m.len() as i64).sum()
 }

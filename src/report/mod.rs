@@ -41,18 +41,12 @@ impl Filter {
 
 impl UserNames {
     fn cell(&mut self, uid: Option<i64>) -> Cell {
-        Cell::opt_text(
-            uid.and_then(|u| u32::try_from(u).ok())
-                .and_then(|u| self.get(u)),
-        )
+        Cell::opt_text(uid.and_then(|u| u32::try_from(u).ok()).and_then(|u| self.get(u)))
     }
 }
 
 fn sql(store: &Store, e: rusqlite::Error) -> StoreError {
-    StoreError::Sql {
-        path: store.path().to_owned(),
-        source: e,
-    }
+    StoreError::Sql { path: store.path().to_owned(), source: e }
 }
 
 /// Runs `query` with `params` and maps each row.
@@ -63,9 +57,7 @@ fn rows<P: rusqlite::Params>(
     mut map: impl FnMut(&Row<'_>) -> rusqlite::Result<Vec<Cell>>,
 ) -> Result<Vec<Vec<Cell>>, StoreError> {
     let mut stmt = store.conn().prepare(query).map_err(|e| sql(store, e))?;
-    let mapped = stmt
-        .query_map(params, |r| map(r))
-        .map_err(|e| sql(store, e))?;
+    let mapped = stmt.query_map(params, |r| map(r)).map_err(|e| sql(store, e))?;
     mapped.collect::<Result<_, _>>().map_err(|e| sql(store, e))
 }
 
@@ -88,8 +80,7 @@ pub fn alerts(store: &Store, f: &Filter, names: &mut UserNames) -> Result<Table,
                 names.cell(uid),
                 Cell::opt_text(r.get(4)?),
                 // Detectors escape what came from the wire (DNS names) in dst and summary.
-                r.get::<_, Option<String>>(5)?
-                    .map_or(Cell::Null, Cell::Escaped),
+                r.get::<_, Option<String>>(5)?.map_or(Cell::Null, Cell::Escaped),
                 Cell::Bytes(r.get(6)?),
                 Cell::Escaped(r.get(7)?),
                 Cell::Json(serde_json::from_str(&details).unwrap_or(Value::Null)),
@@ -224,17 +215,12 @@ pub fn summary(store: &Store, f: &Filter, names: &mut UserNames) -> Result<Summa
         bounds,
         |r| Ok(vec![Cell::Text(r.get(0)?), Cell::Int(r.get(1)?)]),
     )?;
-    let alerts: i64 = by_kind
-        .iter()
-        .map(|r| if let Cell::Int(n) = r[1] { n } else { 0 })
-        .sum();
+    let alerts: i64 = by_kind.iter().map(|r| if let Cell::Int(n) = r[1] { n } else { 0 }).sum();
     let (runs, malformed, ignored): (i64, Option<i64>, Option<i64>) = store
         .conn()
-        .query_row(
-            "SELECT count(*), sum(malformed), sum(ignored) FROM runs",
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-        )
+        .query_row("SELECT count(*), sum(malformed), sum(ignored) FROM runs", [], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })
         .map_err(|e| sql(store, e))?;
 
     let item = |name: &str, value: Cell| vec![Cell::Text(name.into()), value];
@@ -248,14 +234,8 @@ pub fn summary(store: &Store, f: &Filter, names: &mut UserNames) -> Result<Summa
     ];
     totals.extend(by_kind);
     totals.push(item("runs recorded", Cell::Int(runs)));
-    totals.push(item(
-        "malformed frames skipped",
-        Cell::Int(malformed.unwrap_or(0)),
-    ));
-    totals.push(item(
-        "frames ignored (not IP, inbound)",
-        Cell::Int(ignored.unwrap_or(0)),
-    ));
+    totals.push(item("malformed frames skipped", Cell::Int(malformed.unwrap_or(0))));
+    totals.push(item("frames ignored (not IP, inbound)", Cell::Int(ignored.unwrap_or(0))));
 
     let mut top_users = users(store, f, names)?;
     top_users.rows.truncate(5);
@@ -264,11 +244,7 @@ pub fn summary(store: &Store, f: &Filter, names: &mut UserNames) -> Result<Summa
     top_destinations.rows.truncate(5);
     top_destinations.title = "Top destinations".into();
     Ok(Summary {
-        totals: Table {
-            title: "Egress summary".into(),
-            columns: vec![col("item"), col("value")],
-            rows: totals,
-        },
+        totals: Table { title: "Egress summary".into(), columns: vec![col("item"), col("value")], rows: totals },
         top_users,
         top_destinations,
     })

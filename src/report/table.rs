@@ -61,10 +61,8 @@ impl Cell {
         match self {
             Cell::Null => "-".into(),
             Cell::Bytes(n) => human_bytes((*n).max(0) as u64),
-            Cell::Time(t) => chrono::DateTime::from_timestamp_micros(*t).map_or_else(
-                || t.to_string(),
-                |d| d.format("%Y-%m-%d %H:%M:%S").to_string(),
-            ),
+            Cell::Time(t) => chrono::DateTime::from_timestamp_micros(*t)
+                .map_or_else(|| t.to_string(), |d| d.format("%Y-%m-%d %H:%M:%S").to_string()),
             other => other.plain(),
         }
     }
@@ -78,17 +76,11 @@ pub struct Column {
 }
 
 pub const fn col(name: &'static str) -> Column {
-    Column {
-        name,
-        in_table: true,
-    }
+    Column { name, in_table: true }
 }
 
 pub const fn hidden(name: &'static str) -> Column {
-    Column {
-        name,
-        in_table: false,
-    }
+    Column { name, in_table: false }
 }
 
 #[derive(Debug, Clone)]
@@ -111,12 +103,8 @@ impl Table {
             self.rows
                 .iter()
                 .map(|row| {
-                    let obj: Map<String, Value> = self
-                        .columns
-                        .iter()
-                        .zip(row)
-                        .map(|(c, cell)| (c.name.to_string(), cell.json()))
-                        .collect();
+                    let obj: Map<String, Value> =
+                        self.columns.iter().zip(row).map(|(c, cell)| (c.name.to_string(), cell.json())).collect();
                     Value::Object(obj)
                 })
                 .collect(),
@@ -126,28 +114,17 @@ impl Table {
     pub fn write_csv(&self, out: &mut dyn Write) -> io::Result<()> {
         let mut w = csv::Writer::from_writer(out);
         let csv_err = |e: csv::Error| io::Error::other(e.to_string());
-        w.write_record(self.columns.iter().map(|c| c.name))
-            .map_err(csv_err)?;
+        w.write_record(self.columns.iter().map(|c| c.name)).map_err(csv_err)?;
         for row in &self.rows {
-            w.write_record(row.iter().map(Cell::plain))
-                .map_err(csv_err)?;
+            w.write_record(row.iter().map(Cell::plain)).map_err(csv_err)?;
         }
         w.flush()
     }
 
     pub fn write_table(&self, out: &mut dyn Write) -> io::Result<()> {
-        let shown: Vec<usize> = (0..self.columns.len())
-            .filter(|&i| self.columns[i].in_table)
-            .collect();
-        let cells: Vec<Vec<String>> = self
-            .rows
-            .iter()
-            .map(|r| shown.iter().map(|&i| r[i].human()).collect())
-            .collect();
-        let headers: Vec<String> = shown
-            .iter()
-            .map(|&i| self.columns[i].name.to_uppercase())
-            .collect();
+        let shown: Vec<usize> = (0..self.columns.len()).filter(|&i| self.columns[i].in_table).collect();
+        let cells: Vec<Vec<String>> = self.rows.iter().map(|r| shown.iter().map(|&i| r[i].human()).collect()).collect();
+        let headers: Vec<String> = shown.iter().map(|&i| self.columns[i].name.to_uppercase()).collect();
         let mut widths: Vec<usize> = headers.iter().map(String::len).collect();
         for row in &cells {
             for (w, c) in widths.iter_mut().zip(row) {
@@ -199,11 +176,7 @@ mod tests {
         Table {
             title: String::new(),
             columns: vec![col("name"), col("bytes"), hidden("extra")],
-            rows: vec![vec![
-                Cell::Text("evil\x1b[2J".into()),
-                Cell::Bytes(2048),
-                Cell::Int(1),
-            ]],
+            rows: vec![vec![Cell::Text("evil\x1b[2J".into()), Cell::Bytes(2048), Cell::Int(1)]],
         }
     }
 

@@ -20,11 +20,7 @@ pub fn parse(s: &str, now: DateTime<Local>) -> Result<i64, String> {
         "recent" => return Ok((now - Duration::minutes(10)).timestamp_micros()),
         "today" => return midnight(today),
         "yesterday" => return midnight(today - Duration::days(1)),
-        "this-week" => {
-            return midnight(
-                today - Duration::days(i64::from(today.weekday().num_days_from_monday())),
-            )
-        }
+        "this-week" => return midnight(today - Duration::days(i64::from(today.weekday().num_days_from_monday()))),
         "this-month" => return midnight(today.with_day(1).unwrap_or(today)),
         "this-year" => return midnight(today.with_ordinal(1).unwrap_or(today)),
         _ => {}
@@ -50,9 +46,7 @@ mod tests {
     use super::*;
 
     fn now() -> DateTime<Local> {
-        DateTime::parse_from_rfc3339("2026-11-22T12:00:00Z")
-            .unwrap()
-            .with_timezone(&Local)
+        DateTime::parse_from_rfc3339("2026-11-22T12:00:00Z").unwrap().with_timezone(&Local)
     }
 
     #[test]
@@ -61,10 +55,7 @@ mod tests {
         assert_eq!(parse("now", now()).unwrap(), n);
         assert_eq!(parse("2h", now()).unwrap(), n - 7_200_000_000);
         assert_eq!(parse("recent", now()).unwrap(), n - 600_000_000);
-        assert_eq!(
-            parse("2026-11-22T11:00:00Z", now()).unwrap(),
-            n - 3_600_000_000
-        );
+        assert_eq!(parse("2026-11-22T11:00:00Z", now()).unwrap(), n - 3_600_000_000);
         assert!(parse("today", now()).unwrap() <= n);
         assert!(parse("yesterday", now()).unwrap() < parse("today", now()).unwrap());
         assert!(parse("2026-11-01", now()).is_ok());

@@ -43,24 +43,10 @@ pub enum SyslogTarget {
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum SinkKind {
-    Jsonl {
-        path: PathBuf,
-    },
-    Syslog {
-        target: SyslogTarget,
-        facility: u8,
-        app_name: String,
-        heartbeat: Option<Duration>,
-    },
-    Exec {
-        program: PathBuf,
-        args: Vec<String>,
-    },
-    Email {
-        sendmail: PathBuf,
-        to: Vec<String>,
-        from: Option<String>,
-    },
+    Jsonl { path: PathBuf },
+    Syslog { target: SyslogTarget, facility: u8, app_name: String, heartbeat: Option<Duration> },
+    Exec { program: PathBuf, args: Vec<String> },
+    Email { sendmail: PathBuf, to: Vec<String>, from: Option<String> },
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -122,9 +108,7 @@ const FACILITIES: &[(&str, u8)] = &[
 ];
 
 fn duration(key: &str, v: Option<String>, default: Duration) -> Result<Duration, String> {
-    v.map_or(Ok(default), |s| {
-        parse_duration(&s).map_err(|e| format!("{key}: {e}"))
-    })
+    v.map_or(Ok(default), |s| parse_duration(&s).map_err(|e| format!("{key}: {e}")))
 }
 
 /// A mail address sendmail takes as an argument: no spaces, controls or leading dash.
@@ -132,13 +116,11 @@ fn address_ok(a: &str) -> bool {
     !a.starts_with('-')
         && a.contains('@')
         && a.len() <= 254
-        && a.bytes()
-            .all(|b| b.is_ascii_graphic() && b != b'<' && b != b'>' && b != b',')
+        && a.bytes().all(|b| b.is_ascii_graphic() && b != b'<' && b != b'>' && b != b',')
 }
 
 fn host_port(s: &str) -> bool {
-    s.rsplit_once(':')
-        .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0))
+    s.rsplit_once(':').is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0))
 }
 
 impl TryFrom<RawSink> for SinkConfig {
@@ -152,11 +134,7 @@ impl TryFrom<RawSink> for SinkConfig {
             "syslog" => &["address", "facility", "app_name", "heartbeat"],
             "exec" => &["program", "args"],
             "email" => &["sendmail", "to", "from"],
-            other => {
-                return Err(format!(
-                    "sink type {other:?} is not one of jsonl, syslog, exec, email"
-                ))
-            }
+            other => return Err(format!("sink type {other:?} is not one of jsonl, syslog, exec, email")),
         };
         let given = [
             ("path", r.path.is_some()),
@@ -171,27 +149,17 @@ impl TryFrom<RawSink> for SinkConfig {
             ("from", r.from.is_some()),
         ];
         if let Some((key, _)) = given.iter().find(|(k, set)| *set && !allowed.contains(k)) {
-            return Err(format!(
-                "`{key}` does not apply to a {kind_name} sink (it takes {})",
-                allowed.join(", ")
-            ));
+            return Err(format!("`{key}` does not apply to a {kind_name} sink (it takes {})", allowed.join(", ")));
         }
-        let (kind, default_name, default_records): (SinkKind, String, &[RecordKind]) =
-            match kind_name {
-                "jsonl" => {
-                    let path = r
-                        .path
-                        .ok_or("a jsonl sink needs `path`, the file to append to")?;
-                    let name = format!("jsonl:{}", path.display());
-                    (
-                        SinkKind::Jsonl { path },
-                        name,
-                        &[RecordKind::Alert, RecordKind::Event, RecordKind::Checkpoint],
-                    )
-                }
-                "syslog" => {
-                    let address = r.address.unwrap_or_else(|| "unix:/dev/log".into());
-                    let target = match address.split_once(':') {
+        let (kind, default_name, default_records): (SinkKind, String, &[RecordKind]) = match kind_name {
+            "jsonl" => {
+                let path = r.path.ok_or("a jsonl sink needs `path`, the file to append to")?;
+                let name = format!("jsonl:{}", path.display());
+                (SinkKind::Jsonl { path }, name, &[RecordKind::Alert, RecordKind::Event, RecordKind::Checkpoint])
+            }
+            "syslog" => {
+                let address = r.address.unwrap_or_else(|| "unix:/dev/log".into());
+                let target = match address.split_once(':') {
                     Some(("unix", p)) if p.starts_with('/') => SyslogTarget::Unix(PathBuf::from(p)),
                     Some(("udp", hp)) if host_port(hp) => SyslogTarget::Udp(hp.to_owned()),
                     Some(("tcp", hp)) if host_port(hp) => SyslogTarget::Tcp(hp.to_owned()),
@@ -201,78 +169,51 @@ impl TryFrom<RawSink> for SinkConfig {
                         ))
                     }
                 };
-                    let facility_name = r.facility.unwrap_or_else(|| "authpriv".into());
-                    let facility = FACILITIES.iter().find(|(n, _)| *n == facility_name).map(|(_, f)| *f).ok_or_else(|| {
+                let facility_name = r.facility.unwrap_or_else(|| "authpriv".into());
+                let facility = FACILITIES.iter().find(|(n, _)| *n == facility_name).map(|(_, f)| *f).ok_or_else(|| {
                     format!("syslog facility {facility_name:?} is not one of user, daemon, auth, authpriv, local0 .. local7")
                 })?;
-                    let app_name = r.app_name.unwrap_or_else(|| "exfilmon".into());
-                    if app_name.is_empty()
-                        || app_name.len() > 48
-                        || !app_name.bytes().all(|b| b.is_ascii_graphic())
-                    {
-                        return Err("app_name: 1 to 48 printable ASCII characters without spaces (RFC 5424)".into());
-                    }
-                    let heartbeat = match r.heartbeat {
-                        Some(s) => Some(parse_duration(&s).map_err(|e| format!("heartbeat: {e}"))?)
-                            .filter(|d| !d.is_zero()),
-                        None => None,
-                    };
-                    (
-                        SinkKind::Syslog {
-                            target,
-                            facility,
-                            app_name,
-                            heartbeat,
-                        },
-                        format!("syslog:{address}"),
-                        &[RecordKind::Alert, RecordKind::Event, RecordKind::Checkpoint],
-                    )
+                let app_name = r.app_name.unwrap_or_else(|| "exfilmon".into());
+                if app_name.is_empty() || app_name.len() > 48 || !app_name.bytes().all(|b| b.is_ascii_graphic()) {
+                    return Err("app_name: 1 to 48 printable ASCII characters without spaces (RFC 5424)".into());
                 }
-                "exec" => {
-                    let program = r.program.ok_or(
-                        "an exec sink needs `program` (an absolute path; no shell is used)",
-                    )?;
-                    if !program.is_absolute() {
-                        return Err(format!(
-                            "program {:?} must be an absolute path",
-                            program.display().to_string()
-                        ));
+                let heartbeat = match r.heartbeat {
+                    Some(s) => {
+                        Some(parse_duration(&s).map_err(|e| format!("heartbeat: {e}"))?).filter(|d| !d.is_zero())
                     }
-                    let name = format!("exec:{}", program.display());
-                    (
-                        SinkKind::Exec {
-                            program,
-                            args: r.args.unwrap_or_default(),
-                        },
-                        name,
-                        &[RecordKind::Alert, RecordKind::Event],
-                    )
+                    None => None,
+                };
+                (
+                    SinkKind::Syslog { target, facility, app_name, heartbeat },
+                    format!("syslog:{address}"),
+                    &[RecordKind::Alert, RecordKind::Event, RecordKind::Checkpoint],
+                )
+            }
+            "exec" => {
+                let program = r.program.ok_or("an exec sink needs `program` (an absolute path; no shell is used)")?;
+                if !program.is_absolute() {
+                    return Err(format!("program {:?} must be an absolute path", program.display().to_string()));
                 }
-                _ => {
-                    let to =
-                        r.to.filter(|t| !t.is_empty())
-                            .ok_or("an email sink needs `to`, a list of addresses")?;
-                    if let Some(bad) = to.iter().chain(r.from.as_ref()).find(|a| !address_ok(a)) {
-                        return Err(format!(
-                            "{:?} is not a mail address (user@host, no spaces)",
-                            crate::escape::printable(bad)
-                        ));
-                    }
-                    let sendmail = r
-                        .sendmail
-                        .unwrap_or_else(|| PathBuf::from("/usr/sbin/sendmail"));
-                    let name = format!("email:{}", to.join(","));
-                    (
-                        SinkKind::Email {
-                            sendmail,
-                            to,
-                            from: r.from,
-                        },
-                        name,
-                        &[RecordKind::Alert],
-                    )
+                let name = format!("exec:{}", program.display());
+                (
+                    SinkKind::Exec { program, args: r.args.unwrap_or_default() },
+                    name,
+                    &[RecordKind::Alert, RecordKind::Event],
+                )
+            }
+            _ => {
+                let to = r.to.filter(|t| !t.is_empty()).ok_or("an email sink needs `to`, a list of addresses")?;
+                if let Some(bad) = to.iter().chain(r.from.as_ref()).find(|a| !address_ok(a)) {
+                    return Err(format!(
+                        "{:?} is not a mail address (user@host, no spaces)",
+                        crate::escape::printable(bad)
+                    ));
                 }
-            };
+                let sendmail = r.sendmail.unwrap_or_else(|| PathBuf::from("/usr/sbin/sendmail"));
+                let name = format!("email:{}", to.join(","));
+                (SinkKind::Email { sendmail, to, from: r.from }, name, &[RecordKind::Alert])
+            }
+        };
         let queue = r.queue.unwrap_or(10_000);
         if queue == 0 {
             return Err("queue must be at least 1".into());
@@ -285,8 +226,7 @@ impl TryFrom<RawSink> for SinkConfig {
             queue,
             retries: r.retries.unwrap_or(5),
             backoff: duration("backoff", r.backoff, Duration::from_secs(1))?,
-            timeout: duration("timeout", r.timeout, Duration::from_secs(10))?
-                .max(Duration::from_millis(1)),
+            timeout: duration("timeout", r.timeout, Duration::from_secs(10))?.max(Duration::from_millis(1)),
         })
     }
 }
@@ -300,17 +240,12 @@ mod tests {
         struct One {
             sink: SinkConfig,
         }
-        toml::from_str::<One>(text)
-            .map(|o| o.sink)
-            .map_err(|e| e.to_string())
+        toml::from_str::<One>(text).map(|o| o.sink).map_err(|e| e.to_string())
     }
 
     #[test]
     fn each_type_with_defaults() {
-        let s = parse(
-            "[sink]\ntype = \"syslog\"\naddress = \"udp:127.0.0.1:5514\"\nheartbeat = \"1m\"\n",
-        )
-        .unwrap();
+        let s = parse("[sink]\ntype = \"syslog\"\naddress = \"udp:127.0.0.1:5514\"\nheartbeat = \"1m\"\n").unwrap();
         assert_eq!(
             s.kind,
             SinkKind::Syslog {
@@ -320,27 +255,17 @@ mod tests {
                 heartbeat: Some(Duration::from_secs(60))
             }
         );
-        assert_eq!(
-            (s.retries, s.queue, s.name.as_str()),
-            (5, 10_000, "syslog:udp:127.0.0.1:5514")
-        );
+        assert_eq!((s.retries, s.queue, s.name.as_str()), (5, 10_000, "syslog:udp:127.0.0.1:5514"));
         let s = parse("[sink]\ntype = \"email\"\nto = [\"soc@example.org\"]\n").unwrap();
         assert_eq!(s.records, [RecordKind::Alert]);
-        let s = parse(
-            "[sink]\ntype = \"exec\"\nprogram = \"/bin/true\"\nargs = [\"-x\"]\ntimeout = \"2s\"\n",
-        )
-        .unwrap();
+        let s = parse("[sink]\ntype = \"exec\"\nprogram = \"/bin/true\"\nargs = [\"-x\"]\ntimeout = \"2s\"\n").unwrap();
         assert_eq!(s.timeout, Duration::from_secs(2));
     }
 
     /// The commented-out examples in exfilmon.example.toml are valid sinks.
     #[test]
     fn example_config_sinks_parse() {
-        let text = std::fs::read_to_string(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/exfilmon.example.toml"
-        ))
-        .unwrap();
+        let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/exfilmon.example.toml")).unwrap();
         let mut toml_text = String::new();
         let mut inside = false;
         for line in text.lines() {
@@ -359,10 +284,7 @@ mod tests {
             sink: Vec<SinkConfig>,
         }
         let sinks = toml::from_str::<Sinks>(&toml_text).unwrap().sink;
-        let types: Vec<&str> = sinks
-            .iter()
-            .map(|s| s.name.split(':').next().unwrap())
-            .collect();
+        let types: Vec<&str> = sinks.iter().map(|s| s.name.split(':').next().unwrap()).collect();
         assert_eq!(types, ["jsonl", "syslog", "exec", "email"], "{toml_text}");
     }
 
@@ -370,12 +292,8 @@ mod tests {
     fn mistakes_are_named() {
         let err = parse("[sink]\ntype = \"exec\"\nprogram = \"hook.sh\"\n").unwrap_err();
         assert!(err.contains("absolute"), "{err}");
-        let err = parse("[sink]\ntype = \"jsonl\"\npath = \"/x\"\nprogram = \"/bin/true\"\n")
-            .unwrap_err();
-        assert!(
-            err.contains("`program` does not apply to a jsonl sink"),
-            "{err}"
-        );
+        let err = parse("[sink]\ntype = \"jsonl\"\npath = \"/x\"\nprogram = \"/bin/true\"\n").unwrap_err();
+        assert!(err.contains("`program` does not apply to a jsonl sink"), "{err}");
         let err = parse("[sink]\ntype = \"email\"\nto = [\"-oQ/tmp evil@x\"]\n").unwrap_err();
         assert!(err.contains("not a mail address"), "{err}");
         let err = parse("[sink]\ntype = \"syslog\"\naddress = \"udp:nowhere\"\n").unwrap_err();

@@ -16,13 +16,7 @@ use std::time::{Duration, Instant};
 use super::{Deliver, Record};
 
 /// Runs `program` with `args`, feeding `input`; Ok when it exits 0 within `timeout`.
-fn run(
-    program: &PathBuf,
-    args: &[String],
-    input: Vec<u8>,
-    timeout: Duration,
-    kind: &str,
-) -> Result<(), String> {
+fn run(program: &PathBuf, args: &[String], input: Vec<u8>, timeout: Duration, kind: &str) -> Result<(), String> {
     let name = program.display();
     let mut child = Command::new(program)
         .args(args)
@@ -36,11 +30,9 @@ fn run(
         .map_err(|e| format!("cannot run {name}: {e}"))?;
     if let Some(mut stdin) = child.stdin.take() {
         // Ends with the program at the latest (a broken pipe).
-        let _ = std::thread::Builder::new()
-            .name("exfilmon-sink-stdin".into())
-            .spawn(move || {
-                let _ = stdin.write_all(&input);
-            });
+        let _ = std::thread::Builder::new().name("exfilmon-sink-stdin".into()).spawn(move || {
+            let _ = stdin.write_all(&input);
+        });
     }
     let deadline = Instant::now() + timeout;
     let mut pause = Duration::from_millis(1);
@@ -50,10 +42,8 @@ fn run(
             Ok(Some(status)) => return Err(format!("{name} failed ({status})")),
             Ok(None) if Instant::now() >= deadline => {
                 if let Ok(pid) = i32::try_from(child.id()) {
-                    let _ = nix::sys::signal::killpg(
-                        nix::unistd::Pid::from_raw(pid),
-                        nix::sys::signal::Signal::SIGKILL,
-                    );
+                    let _ =
+                        nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
                 }
                 let _ = child.kill();
                 let _ = child.wait();
@@ -79,11 +69,7 @@ pub(super) struct Exec {
 
 impl Exec {
     pub(super) fn new(program: PathBuf, args: Vec<String>, timeout: Duration) -> Exec {
-        Exec {
-            program,
-            args,
-            timeout,
-        }
+        Exec { program, args, timeout }
     }
 }
 
@@ -91,13 +77,7 @@ impl Deliver for Exec {
     fn deliver(&mut self, r: &Record) -> Result<(), String> {
         let mut input = r.json.to_string().into_bytes();
         input.push(b'\n');
-        run(
-            &self.program,
-            &self.args,
-            input,
-            self.timeout,
-            r.kind.as_str(),
-        )
+        run(&self.program, &self.args, input, self.timeout, r.kind.as_str())
     }
 }
 
@@ -117,32 +97,20 @@ impl Email {
         hostname: String,
         timeout: Duration,
     ) -> Email {
-        Email {
-            sendmail,
-            to,
-            from,
-            hostname,
-            timeout,
-        }
+        Email { sendmail, to, from, hostname, timeout }
     }
 
     /// The message: headers cannot be broken by what a summary holds (it is escaped to
     /// printable ASCII and cut to a subject's length).
     fn message(&self, r: &Record) -> String {
         let severity = r.severity.as_str();
-        let kind = r
-            .json
-            .get("kind")
-            .and_then(|k| k.as_str())
-            .unwrap_or(r.kind.as_str());
-        let subject: String = crate::escape::printable(&format!(
-            "[exfilmon {}] {severity} {kind}: {}",
-            self.hostname, r.summary
-        ))
-        .chars()
-        .filter(|c| c.is_ascii() && !c.is_ascii_control())
-        .take(200)
-        .collect();
+        let kind = r.json.get("kind").and_then(|k| k.as_str()).unwrap_or(r.kind.as_str());
+        let subject: String =
+            crate::escape::printable(&format!("[exfilmon {}] {severity} {kind}: {}", self.hostname, r.summary))
+                .chars()
+                .filter(|c| c.is_ascii() && !c.is_ascii_control())
+                .take(200)
+                .collect();
         let mut m = String::new();
         if let Some(from) = &self.from {
             m.push_str(&format!("From: {from}\n"));
@@ -166,13 +134,7 @@ impl Deliver for Email {
         // -oi: a line holding only "." does not end the message; `--`: addresses are not options.
         let mut args = vec!["-oi".to_string(), "--".to_string()];
         args.extend(self.to.iter().cloned());
-        run(
-            &self.sendmail,
-            &args,
-            self.message(r).into_bytes(),
-            self.timeout,
-            r.kind.as_str(),
-        )
+        run(&self.sendmail, &args, self.message(r).into_bytes(), self.timeout, r.kind.as_str())
     }
 }
 
@@ -186,13 +148,7 @@ mod tests {
 
     #[test]
     fn subject_cannot_inject_headers() {
-        let e = Email::new(
-            "/x".into(),
-            vec!["a@b".into()],
-            None,
-            "box".into(),
-            Duration::from_secs(1),
-        );
+        let e = Email::new("/x".into(), vec!["a@b".into()], None, "box".into(), Duration::from_secs(1));
         let r = Record {
             kind: RecordKind::Alert,
             severity: Severity::High,
@@ -202,42 +158,18 @@ mod tests {
         let m = e.message(&r);
         let headers = m.split("\n\n").next().unwrap();
         assert!(!headers.lines().any(|l| l.starts_with("Bcc")), "{headers}");
-        assert!(
-            headers
-                .contains("Subject: [exfilmon box] high dns_tunnel: evil\\x0d\\x0aBcc: x@y\\x1b"),
-            "{headers}"
-        );
+        assert!(headers.contains("Subject: [exfilmon box] high dns_tunnel: evil\\x0d\\x0aBcc: x@y\\x1b"), "{headers}");
     }
 
     #[test]
     fn hanging_program_is_killed_at_the_timeout() {
         let started = Instant::now();
-        let err = run(
-            &"/bin/sleep".into(),
-            &["30".into()],
-            Vec::new(),
-            Duration::from_millis(200),
-            "alert",
-        )
-        .unwrap_err();
+        let err =
+            run(&"/bin/sleep".into(), &["30".into()], Vec::new(), Duration::from_millis(200), "alert").unwrap_err();
         assert!(err.contains("killed"), "{err}");
         assert!(started.elapsed() < Duration::from_secs(5));
-        let err = run(
-            &"/bin/false".into(),
-            &[],
-            b"x".to_vec(),
-            Duration::from_secs(5),
-            "alert",
-        )
-        .unwrap_err();
+        let err = run(&"/bin/false".into(), &[], b"x".to_vec(), Duration::from_secs(5), "alert").unwrap_err();
         assert!(err.contains("failed"), "{err}");
-        run(
-            &"/bin/cat".into(),
-            &[],
-            vec![b'x'; 1 << 20],
-            Duration::from_secs(5),
-            "alert",
-        )
-        .unwrap();
+        run(&"/bin/cat".into(), &[], vec![b'x'; 1 << 20], Duration::from_secs(5), "alert").unwrap();
     }
 }

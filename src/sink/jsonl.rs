@@ -29,21 +29,14 @@ fn open(path: &Path) -> Result<(File, u64), String> {
 
 impl Jsonl {
     pub(super) fn open(path: &Path) -> Result<Jsonl, String> {
-        Ok(Jsonl {
-            path: path.to_owned(),
-            file: Some(open(path)?),
-        })
+        Ok(Jsonl { path: path.to_owned(), file: Some(open(path)?) })
     }
 }
 
 impl Deliver for Jsonl {
     fn deliver(&mut self, r: &Record) -> Result<(), String> {
         let current = std::fs::metadata(&self.path).map(|m| m.ino()).ok();
-        if self
-            .file
-            .as_ref()
-            .is_none_or(|(_, ino)| current != Some(*ino))
-        {
+        if self.file.as_ref().is_none_or(|(_, ino)| current != Some(*ino)) {
             self.file = Some(open(&self.path)?);
         }
         let mut line = r.json.to_string();

@@ -36,10 +36,7 @@ pub fn delivery(config: &crate::config::Config) -> anyhow::Result<crate::store::
         Some(path) => Some(Arc::new(crate::trail::sign::Signer::load(path)?)),
         None => None,
     };
-    Ok(crate::store::writer::Delivery {
-        sinks: Dispatcher::start(&config.sink)?,
-        signer,
-    })
+    Ok(crate::store::writer::Delivery { sinks: Dispatcher::start(&config.sink)?, signer })
 }
 
 /// Lets the sinks finish (for up to `grace`) and appends the events they raised since the last
@@ -131,23 +128,12 @@ impl Queue {
         self.changed.notify_all();
     }
 
-    fn notice(
-        &self,
-        kind: EventKind,
-        severity: Severity,
-        summary: String,
-        s: &State,
-        extra: Value,
-    ) {
-        let mut details =
-            json!({ "sink": self.config.name, "queued": s.items.len(), "stats": s.stats });
+    fn notice(&self, kind: EventKind, severity: Severity, summary: String, s: &State, extra: Value) {
+        let mut details = json!({ "sink": self.config.name, "queued": s.items.len(), "stats": s.stats });
         if let (Some(d), Value::Object(extra)) = (details.as_object_mut(), extra) {
             d.extend(extra);
         }
-        self.notices
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .push(Event::now(kind, severity, summary, details));
+        self.notices.lock().unwrap_or_else(PoisonError::into_inner).push(Event::now(kind, severity, summary, details));
     }
 
     fn notice_drop(&self, s: &mut State, why: &str) {
@@ -158,13 +144,7 @@ impl Queue {
                 self.config.name,
                 s.stats.dropped()
             );
-            self.notice(
-                EventKind::SinkDropping,
-                Severity::High,
-                summary,
-                s,
-                Value::Null,
-            );
+            self.notice(EventKind::SinkDropping, Severity::High, summary, s, Value::Null);
         }
     }
 
@@ -215,13 +195,7 @@ impl Queue {
                             self.config.name,
                             s.stats.dropped()
                         );
-                        self.notice(
-                            EventKind::SinkRecovered,
-                            Severity::Medium,
-                            summary,
-                            &s,
-                            Value::Null,
-                        );
+                        self.notice(EventKind::SinkRecovered, Severity::Medium, summary, &s, Value::Null);
                     }
                     if s.items.is_empty() {
                         s.drop_noticed = false;
@@ -237,13 +211,7 @@ impl Queue {
                             self.config.name,
                             crate::escape::printable(&e)
                         );
-                        self.notice(
-                            EventKind::SinkFailed,
-                            Severity::High,
-                            summary,
-                            &s,
-                            json!({ "error": e }),
-                        );
+                        self.notice(EventKind::SinkFailed, Severity::High, summary, &s, json!({ "error": e }));
                     }
                     if attempt > self.config.retries {
                         s.stats.failed += 1;
@@ -262,11 +230,7 @@ impl Queue {
                             break;
                         }
                         let wake = s.deadline.map_or(until, |d| d.min(until));
-                        s = self
-                            .changed
-                            .wait_timeout(s, wake - now)
-                            .unwrap_or_else(PoisonError::into_inner)
-                            .0;
+                        s = self.changed.wait_timeout(s, wake - now).unwrap_or_else(PoisonError::into_inner).0;
                     }
                     s.stats.retries += 1;
                     delay = (delay * 2).min(MAX_BACKOFF);
@@ -302,41 +266,18 @@ impl Dispatcher {
         let mut queues = Vec::new();
         let mut threads = Vec::new();
         for c in configs {
-            let err = |message: String| SinkError {
-                name: c.name.clone(),
-                message,
-            };
+            let err = |message: String| SinkError { name: c.name.clone(), message };
             let (mut sink, heartbeat): (Box<dyn Deliver>, _) = match &c.kind {
-                SinkKind::Jsonl { path } => {
-                    (Box::new(jsonl::Jsonl::open(path).map_err(err)?), None)
-                }
-                SinkKind::Syslog {
-                    target,
-                    facility,
-                    app_name,
-                    heartbeat,
-                } => (
-                    Box::new(syslog::Syslog::new(
-                        target.clone(),
-                        *facility,
-                        app_name.clone(),
-                        host.clone(),
-                        c.timeout,
-                    )),
+                SinkKind::Jsonl { path } => (Box::new(jsonl::Jsonl::open(path).map_err(err)?), None),
+                SinkKind::Syslog { target, facility, app_name, heartbeat } => (
+                    Box::new(syslog::Syslog::new(target.clone(), *facility, app_name.clone(), host.clone(), c.timeout)),
                     *heartbeat,
                 ),
-                SinkKind::Exec { program, args } => (
-                    Box::new(exec::Exec::new(program.clone(), args.clone(), c.timeout)),
-                    None,
-                ),
+                SinkKind::Exec { program, args } => {
+                    (Box::new(exec::Exec::new(program.clone(), args.clone(), c.timeout)), None)
+                }
                 SinkKind::Email { sendmail, to, from } => (
-                    Box::new(exec::Email::new(
-                        sendmail.clone(),
-                        to.clone(),
-                        from.clone(),
-                        host.clone(),
-                        c.timeout,
-                    )),
+                    Box::new(exec::Email::new(sendmail.clone(), to.clone(), from.clone(), host.clone(), c.timeout)),
                     None,
                 ),
             };
@@ -364,11 +305,7 @@ impl Dispatcher {
             queues.push(queue);
             threads.push(thread);
         }
-        Ok(Some(Arc::new(Dispatcher {
-            queues,
-            threads: Mutex::new(threads),
-            notices,
-        })))
+        Ok(Some(Arc::new(Dispatcher { queues, threads: Mutex::new(threads), notices })))
     }
 
     /// Queues `record` for every sink that takes it; never waits.
@@ -445,15 +382,10 @@ impl Dispatcher {
                     s.done = true;
                     break;
                 }
-                s = q
-                    .changed
-                    .wait_timeout(s, until - now)
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .0;
+                s = q.changed.wait_timeout(s, until - now).unwrap_or_else(PoisonError::into_inner).0;
             }
         }
-        let threads =
-            std::mem::take(&mut *self.threads.lock().unwrap_or_else(PoisonError::into_inner));
+        let threads = std::mem::take(&mut *self.threads.lock().unwrap_or_else(PoisonError::into_inner));
         for t in threads.into_iter().filter(JoinHandle::is_finished) {
             let _ = t.join();
         }
@@ -467,12 +399,7 @@ impl Dispatcher {
                     q.config.name, s.stats.abandoned, s.stats.failed, s.stats.overflow
                 );
                 let details = json!({ "sink": q.config.name, "stats": s.stats });
-                events.push(Event::now(
-                    EventKind::SinkUndelivered,
-                    Severity::High,
-                    summary,
-                    details,
-                ));
+                events.push(Event::now(EventKind::SinkUndelivered, Severity::High, summary, details));
             }
         }
         events

@@ -42,9 +42,7 @@ pub fn hostname() -> String {
 }
 
 fn trail(link: Option<&Link>) -> (Value, Value) {
-    link.map_or((Value::Null, Value::Null), |l| {
-        (json!(l.seq), json!(hex::encode(l.hash)))
-    })
+    link.map_or((Value::Null, Value::Null), |l| (json!(l.seq), json!(hex::encode(l.hash))))
 }
 
 pub fn alert_record(a: &Alert, link: &Link, names: &mut UserNames) -> Record {
@@ -162,10 +160,5 @@ pub fn checkpoint_record(c: &Checkpoint) -> Record {
 pub(super) fn heartbeat_record(mut status: Value) -> Record {
     status["type"] = json!("heartbeat");
     status["observer"] = json!(hostname());
-    Record {
-        kind: RecordKind::Heartbeat,
-        severity: Severity::Low,
-        summary: "exfilmon is running".into(),
-        json: status,
-    }
+    Record { kind: RecordKind::Heartbeat, severity: Severity::Low, summary: "exfilmon is running".into(), json: status }
 }

@@ -31,14 +31,7 @@ impl Syslog {
         hostname: String,
         timeout: Duration,
     ) -> Self {
-        Syslog {
-            target,
-            facility,
-            app_name,
-            hostname,
-            timeout,
-            tcp: None,
-        }
+        Syslog { target, facility, app_name, hostname, timeout, tcp: None }
     }
 
     fn message(&self, r: &Record) -> String {
@@ -64,10 +57,8 @@ impl Syslog {
     }
 
     fn resolve(host_port: &str) -> Result<Vec<std::net::SocketAddr>, String> {
-        let addrs: Vec<_> = host_port
-            .to_socket_addrs()
-            .map_err(|e| format!("cannot resolve {host_port}: {e}"))?
-            .collect();
+        let addrs: Vec<_> =
+            host_port.to_socket_addrs().map_err(|e| format!("cannot resolve {host_port}: {e}"))?.collect();
         if addrs.is_empty() {
             return Err(format!("{host_port} resolves to no address"));
         }
@@ -80,24 +71,15 @@ impl Deliver for Syslog {
         let msg = self.message(r);
         match &self.target {
             SyslogTarget::Unix(path) => {
-                let sock =
-                    UnixDatagram::unbound().map_err(|e| format!("cannot make a socket: {e}"))?;
-                sock.set_write_timeout(Some(self.timeout))
-                    .map_err(|e| e.to_string())?;
-                sock.send_to(msg.as_bytes(), path)
-                    .map_err(|e| format!("cannot send to {}: {e}", path.display()))?;
+                let sock = UnixDatagram::unbound().map_err(|e| format!("cannot make a socket: {e}"))?;
+                sock.set_write_timeout(Some(self.timeout)).map_err(|e| e.to_string())?;
+                sock.send_to(msg.as_bytes(), path).map_err(|e| format!("cannot send to {}: {e}", path.display()))?;
             }
             SyslogTarget::Udp(hp) => {
                 let addr = Self::resolve(hp)?[0];
-                let local = if addr.is_ipv4() {
-                    "0.0.0.0:0"
-                } else {
-                    "[::]:0"
-                };
-                let sock =
-                    UdpSocket::bind(local).map_err(|e| format!("cannot make a socket: {e}"))?;
-                sock.send_to(msg.as_bytes(), addr)
-                    .map_err(|e| format!("cannot send to {hp}: {e}"))?;
+                let local = if addr.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" };
+                let sock = UdpSocket::bind(local).map_err(|e| format!("cannot make a socket: {e}"))?;
+                sock.send_to(msg.as_bytes(), addr).map_err(|e| format!("cannot send to {hp}: {e}"))?;
             }
             SyslogTarget::Tcp(hp) => {
                 if self.tcp.is_none() {
@@ -105,8 +87,7 @@ impl Deliver for Syslog {
                     for addr in Self::resolve(hp)? {
                         match TcpStream::connect_timeout(&addr, self.timeout) {
                             Ok(s) => {
-                                s.set_write_timeout(Some(self.timeout))
-                                    .map_err(|e| e.to_string())?;
+                                s.set_write_timeout(Some(self.timeout)).map_err(|e| e.to_string())?;
                                 self.tcp = Some(s);
                                 break;
                             }
@@ -154,16 +135,7 @@ mod tests {
         let m = s.message(&r);
         assert!(m.starts_with("<82>1 "), "{m}");
         let fields: Vec<&str> = m.splitn(8, ' ').collect();
-        assert_eq!(
-            &fields[2..7],
-            [
-                "box",
-                "exfilmon",
-                &std::process::id().to_string(),
-                "alert",
-                "-"
-            ]
-        );
+        assert_eq!(&fields[2..7], ["box", "exfilmon", &std::process::id().to_string(), "alert", "-"]);
         assert!(!m.contains('\n') && !m.contains('\x1b'), "{m}");
     }
 }

@@ -21,12 +21,8 @@ use std::io;
 use std::os::fd::AsFd;
 use std::time::Duration;
 
-use netlink_packet_core::{
-    NetlinkBuffer, NetlinkMessage, NetlinkPayload, NLMSG_DONE, NLMSG_ERROR, NLMSG_NOOP,
-};
-use netlink_packet_netfilter::nflog::{
-    config_request, ConfigCmd, ConfigFlags, ConfigMode, ConfigNla, Timeout,
-};
+use netlink_packet_core::{NetlinkBuffer, NetlinkMessage, NetlinkPayload, NLMSG_DONE, NLMSG_ERROR, NLMSG_NOOP};
+use netlink_packet_netfilter::nflog::{config_request, ConfigCmd, ConfigFlags, ConfigMode, ConfigNla, Timeout};
 use netlink_packet_netfilter::{NetfilterMessage, NetfilterProtoFamily};
 use netlink_sys::constants::NETLINK_NETFILTER;
 use netlink_sys::Socket;
@@ -115,12 +111,8 @@ impl NflogSource {
         }
         let mut sock = Socket::new(NETLINK_NETFILTER).map_err(NflogError::Socket)?;
         sock.bind_auto().map_err(NflogError::Socket)?;
-        setsockopt(
-            &sock.as_fd(),
-            sockopt::ReceiveTimeout,
-            &TimeVal::milliseconds(TICK.as_millis() as i64),
-        )
-        .map_err(|e| NflogError::Socket(e.into()))?;
+        setsockopt(&sock.as_fd(), sockopt::ReceiveTimeout, &TimeVal::milliseconds(TICK.as_millis() as i64))
+            .map_err(|e| NflogError::Socket(e.into()))?;
         let mut src = NflogSource {
             sock,
             group: cfg.group,
@@ -138,15 +130,9 @@ impl NflogSource {
             // Only the socket that bound a group may touch it; with CAP_NET_ADMIN held, EPERM
             // means another program got there first.
             Some(code) if code == Errno::EPERM as i32 || code == Errno::EBUSY as i32 => {
-                NflogError::GroupBusy {
-                    group: cfg.group,
-                    owner: group_owner(cfg.group),
-                }
+                NflogError::GroupBusy { group: cfg.group, owner: group_owner(cfg.group) }
             }
-            _ => NflogError::Config {
-                group: cfg.group,
-                source: e,
-            },
+            _ => NflogError::Config { group: cfg.group, source: e },
         })?;
         Ok(src)
     }
@@ -185,12 +171,7 @@ impl NflogSource {
         msg.header.sequence_number = self.request_seq;
         let mut bytes = vec![0; msg.buffer_len()];
         msg.serialize(&mut bytes);
-        self.sock
-            .send(&bytes, 0)
-            .map_err(|source| NflogError::Config {
-                group: self.group,
-                source,
-            })?;
+        self.sock.send(&bytes, 0).map_err(|source| NflogError::Config { group: self.group, source })?;
         Ok(())
     }
 
@@ -200,14 +181,7 @@ impl NflogSource {
         for _ in 0..50 {
             let n = match self.sock.recv(&mut &mut self.buf[..], 0) {
                 Ok(n) => n.min(self.buf.len()),
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
-                    ) =>
-                {
-                    continue
-                }
+                Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted) => continue,
                 Err(e) => return Err(e),
             };
             let mut rest = &self.buf[..n];
@@ -218,10 +192,7 @@ impl NflogSource {
                 rest = rest.get(align(msg.length())..).unwrap_or(&[]);
             }
         }
-        Err(io::Error::new(
-            io::ErrorKind::TimedOut,
-            "no answer from the kernel within 10 s",
-        ))
+        Err(io::Error::new(io::ErrorKind::TimedOut, "no answer from the kernel within 10 s"))
     }
 
     /// Receives one batch (waiting at most [`TICK`]) and hands its packets to `sink`, each
@@ -236,22 +207,12 @@ impl NflogSource {
                         Ok(Poll::Overrun)
                     }
                     Errno::EAGAIN | Errno::EINTR => Ok(Poll::Idle),
-                    _ => Err(NflogError::Recv {
-                        group: self.group,
-                        source: e,
-                    }),
+                    _ => Err(NflogError::Recv { group: self.group, source: e }),
                 };
             }
         };
         let ts_us = crate::units::wall_clock_us();
-        let records = read_datagram(
-            &self.buf[..n],
-            ts_us,
-            self.group,
-            &mut self.seq,
-            &mut self.stats,
-            sink,
-        );
+        let records = read_datagram(&self.buf[..n], ts_us, self.group, &mut self.seq, &mut self.stats, sink);
         Ok(Poll::Records(records))
     }
 }
@@ -279,11 +240,7 @@ pub fn read_datagram(
             NFLOG_PACKET => {
                 let body = msg.payload();
                 seq.observe(nflog::parse(body).ok().and_then(|r| r.seq), stats);
-                sink.frame(Frame {
-                    ts_us,
-                    link: LinkType::Nflog,
-                    data: body,
-                });
+                sink.frame(Frame { ts_us, link: LinkType::Nflog, data: body });
                 records += 1;
             }
             NLMSG_DONE | NLMSG_NOOP => {}
@@ -343,17 +300,11 @@ fn align(len: u32) -> usize {
 /// The errno of an NLMSG_ERROR message (0 is an ack).
 fn ack_result(bytes: &[u8]) -> io::Result<()> {
     match NetlinkMessage::<NetfilterMessage>::deserialize(bytes) {
-        Ok(NetlinkMessage {
-            payload: NetlinkPayload::Error(e),
-            ..
-        }) => match e.code {
+        Ok(NetlinkMessage { payload: NetlinkPayload::Error(e), .. }) => match e.code {
             None => Ok(()),
             Some(code) => Err(io::Error::from_raw_os_error(-code.get())),
         },
-        _ => Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            "unreadable answer from the kernel",
-        )),
+        _ => Err(io::Error::new(io::ErrorKind::InvalidData, "unreadable answer from the kernel")),
     }
 }
 
@@ -423,9 +374,7 @@ impl Default for NflogConfig {
 fn rcvbuf<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
     let n = byte_size(d)?;
     if n > 1 << 30 {
-        return Err(de::Error::custom(
-            "rcvbuf above 1GiB; a few MiB to a few hundred MiB is plenty",
-        ));
+        return Err(de::Error::custom("rcvbuf above 1GiB; a few MiB to a few hundred MiB is plenty"));
     }
     Ok(n)
 }

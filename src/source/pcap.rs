@@ -22,10 +22,7 @@ const BUFFER: usize = 1 << 20;
 #[derive(Debug, thiserror::Error)]
 pub enum CaptureError {
     #[error("cannot open {}: {source}", path.display())]
-    Open {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Open { path: PathBuf, source: std::io::Error },
     #[error("{} is a directory, not a capture file", path.display())]
     Directory { path: PathBuf },
     #[error("{} is empty", path.display())]
@@ -67,15 +64,10 @@ pub fn read_file(
     sink: &mut dyn FrameSink,
     progress: &mut dyn FnMut(u64),
 ) -> Result<ReadStats, CaptureError> {
-    let open_err = |source| CaptureError::Open {
-        path: path.to_owned(),
-        source,
-    };
+    let open_err = |source| CaptureError::Open { path: path.to_owned(), source };
     let meta = std::fs::metadata(path).map_err(open_err)?;
     if meta.is_dir() {
-        return Err(CaptureError::Directory {
-            path: path.to_owned(),
-        });
+        return Err(CaptureError::Directory { path: path.to_owned() });
     }
     let file = File::open(path).map_err(open_err)?;
     read(path, file, sink, progress)
@@ -91,22 +83,11 @@ pub fn read<R: Read + Send>(
 ) -> Result<ReadStats, CaptureError> {
     let mut reader = match create_reader(BUFFER, input) {
         Ok(r) => r,
-        Err(PcapError::Eof) => {
-            return Err(CaptureError::Empty {
-                path: path.to_owned(),
-            })
-        }
+        Err(PcapError::Eof) => return Err(CaptureError::Empty { path: path.to_owned() }),
         Err(PcapError::ReadError) => {
-            return Err(CaptureError::Read {
-                path: path.to_owned(),
-                message: "read failed".into(),
-            })
+            return Err(CaptureError::Read { path: path.to_owned(), message: "read failed".into() })
         }
-        Err(_) => {
-            return Err(CaptureError::NotCapture {
-                path: path.to_owned(),
-            })
-        }
+        Err(_) => return Err(CaptureError::NotCapture { path: path.to_owned() }),
     };
     let mut stats = ReadStats::default();
     // pcap: one link type and resolution for the file. pcapng: per interface, per section.
@@ -120,36 +101,24 @@ pub fn read<R: Read + Send>(
                 match block {
                     PcapBlockOwned::LegacyHeader(h) => {
                         let lt = h.network.0;
-                        let link = LinkType::from_linktype(lt).ok_or_else(|| {
-                            CaptureError::UnsupportedLinkType {
-                                path: path.to_owned(),
-                                linktype: lt,
-                            }
-                        })?;
+                        let link = LinkType::from_linktype(lt)
+                            .ok_or_else(|| CaptureError::UnsupportedLinkType { path: path.to_owned(), linktype: lt })?;
                         let nanos = if h.is_nanosecond_precision() { 1 } else { 1000 };
                         legacy = Some((link, nanos));
                     }
                     PcapBlockOwned::Legacy(rec) => {
                         stats.records += 1;
                         if let Some((link, nanos_per_unit)) = legacy {
-                            let ts_us = i64::from(rec.ts_sec) * 1_000_000
-                                + i64::from(rec.ts_usec) * nanos_per_unit / 1000;
-                            sink.frame(Frame {
-                                ts_us,
-                                link,
-                                data: rec.data,
-                            });
+                            let ts_us =
+                                i64::from(rec.ts_sec) * 1_000_000 + i64::from(rec.ts_usec) * nanos_per_unit / 1000;
+                            sink.frame(Frame { ts_us, link, data: rec.data });
                         }
                     }
                     PcapBlockOwned::NG(Block::SectionHeader(_)) => interfaces.clear(),
                     PcapBlockOwned::NG(Block::InterfaceDescription(idb)) => {
                         let lt = idb.linktype.0;
-                        let link = LinkType::from_linktype(lt).ok_or_else(|| {
-                            CaptureError::UnsupportedLinkType {
-                                path: path.to_owned(),
-                                linktype: lt,
-                            }
-                        })?;
+                        let link = LinkType::from_linktype(lt)
+                            .ok_or_else(|| CaptureError::UnsupportedLinkType { path: path.to_owned(), linktype: lt })?;
                         interfaces.push(Interface {
                             link,
                             resolution: idb.ts_resolution().unwrap_or(1_000_000).max(1),
@@ -161,15 +130,10 @@ pub fn read<R: Read + Send>(
                         match interfaces.get(epb.if_id as usize) {
                             Some(ifc) => {
                                 let (secs, frac) = epb.decode_ts(ifc.offset, ifc.resolution);
-                                let frac_us =
-                                    u128::from(frac) * 1_000_000 / u128::from(ifc.resolution);
+                                let frac_us = u128::from(frac) * 1_000_000 / u128::from(ifc.resolution);
                                 let ts_us = i64::from(secs) * 1_000_000 + frac_us as i64;
                                 last_ts_us = ts_us;
-                                sink.frame(Frame {
-                                    ts_us,
-                                    link: ifc.link,
-                                    data: epb.data,
-                                });
+                                sink.frame(Frame { ts_us, link: ifc.link, data: epb.data });
                             }
                             None => sink.damaged_record(),
                         }
@@ -177,11 +141,7 @@ pub fn read<R: Read + Send>(
                     PcapBlockOwned::NG(Block::SimplePacket(spb)) => {
                         stats.records += 1;
                         if let Some(ifc) = interfaces.first() {
-                            sink.frame(Frame {
-                                ts_us: last_ts_us,
-                                link: ifc.link,
-                                data: spb.data,
-                            });
+                            sink.frame(Frame { ts_us: last_ts_us, link: ifc.link, data: spb.data });
                         }
                     }
                     PcapBlockOwned::NG(_) => {}
@@ -195,17 +155,11 @@ pub fn read<R: Read + Send>(
             Err(PcapError::Eof) => break,
             Err(PcapError::Incomplete(_)) => {
                 if reader.refill().is_err() {
-                    return Err(CaptureError::Read {
-                        path: path.to_owned(),
-                        message: "read failed".into(),
-                    });
+                    return Err(CaptureError::Read { path: path.to_owned(), message: "read failed".into() });
                 }
             }
             Err(PcapError::ReadError) => {
-                return Err(CaptureError::Read {
-                    path: path.to_owned(),
-                    message: "read failed".into(),
-                })
+                return Err(CaptureError::Read { path: path.to_owned(), message: "read failed".into() })
             }
             // Truncated last record, absurd record length, or a corrupt block: count it and stop.
             Err(e) => {

@@ -58,8 +58,7 @@ impl Store {
                 run_id: Some(h.run_id),
             };
             let mut at = super::trail::head(&tx).map_err(|e| super::sql_err(&self.path, e))?;
-            super::trail::insert_alert(&tx, &mut at, &row)
-                .map_err(|e| super::sql_err(&self.path, e))?;
+            super::trail::insert_alert(&tx, &mut at, &row).map_err(|e| super::sql_err(&self.path, e))?;
             link = Some(at);
         }
         tx.commit().map_err(|e| super::sql_err(&self.path, e))?;

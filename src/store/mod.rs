@@ -32,15 +32,9 @@ const MAX_CACHED_PRINCIPALS: usize = 1 << 16;
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("cannot create database directory {}: {source}", path.display())]
-    CreateDir {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    CreateDir { path: PathBuf, source: std::io::Error },
     #[error("cannot open database {}: {source}", path.display())]
-    Open {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Open { path: PathBuf, source: std::io::Error },
     #[error("database {} does not exist (replay a capture or start the monitor first, or pass --db)", path.display())]
     Missing { path: PathBuf },
     #[error("{} is not an exfilmon database (not SQLite)", path.display())]
@@ -52,10 +46,7 @@ pub enum StoreError {
     #[error("database {} has schema version {found}, newer than this exfilmon understands ({SCHEMA_VERSION}); upgrade exfilmon", path.display())]
     TooNew { path: PathBuf, found: i64 },
     #[error("database {}: {source}", path.display())]
-    Sql {
-        path: PathBuf,
-        source: rusqlite::Error,
-    },
+    Sql { path: PathBuf, source: rusqlite::Error },
 }
 
 pub struct Store {
@@ -68,40 +59,24 @@ pub struct Store {
 impl Store {
     /// Opens (creating, with mode 0640 in a 0750 directory, if needed) and migrates.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
-        if let Some(dir) = path
-            .parent()
-            .filter(|d| !d.as_os_str().is_empty() && !d.exists())
-        {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty() && !d.exists()) {
             DirBuilder::new()
                 .recursive(true)
                 .mode(0o750)
                 .create(dir)
-                .map_err(|source| StoreError::CreateDir {
-                    path: dir.to_owned(),
-                    source,
-                })?;
+                .map_err(|source| StoreError::CreateDir { path: dir.to_owned(), source })?;
         }
         if path.is_dir() {
-            return Err(StoreError::Open {
-                path: path.to_owned(),
-                source: std::io::Error::other("is a directory"),
-            });
+            return Err(StoreError::Open { path: path.to_owned(), source: std::io::Error::other("is a directory") });
         }
         OpenOptions::new()
             .create(true)
             .append(true)
             .mode(0o640)
             .open(path)
-            .map_err(|source| StoreError::Open {
-                path: path.to_owned(),
-                source,
-            })?;
+            .map_err(|source| StoreError::Open { path: path.to_owned(), source })?;
         let conn = Connection::open(path).map_err(|e| sql_err(path, e))?;
-        let mut store = Store {
-            conn,
-            path: path.to_owned(),
-            principal_ids: FxHashMap::default(),
-        };
+        let mut store = Store { conn, path: path.to_owned(), principal_ids: FxHashMap::default() };
         store.refuse_foreign()?;
         store.configure()?;
         store.migrate()?;
@@ -111,26 +86,15 @@ impl Store {
     /// Opens an existing database for reading (reports).
     pub fn open_read(path: &Path) -> Result<Store, StoreError> {
         if !path.exists() {
-            return Err(StoreError::Missing {
-                path: path.to_owned(),
-            });
+            return Err(StoreError::Missing { path: path.to_owned() });
         }
-        let conn = Connection::open_with_flags(
-            path,
-            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )
-        .map_err(|e| sql_err(path, e))?;
-        let store = Store {
-            conn,
-            path: path.to_owned(),
-            principal_ids: FxHashMap::default(),
-        };
+        let conn =
+            Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)
+                .map_err(|e| sql_err(path, e))?;
+        let store = Store { conn, path: path.to_owned(), principal_ids: FxHashMap::default() };
         let version = store.version()?;
         if version > SCHEMA_VERSION {
-            return Err(StoreError::TooNew {
-                path: path.to_owned(),
-                found: version,
-            });
+            return Err(StoreError::TooNew { path: path.to_owned(), found: version });
         }
         if version < SCHEMA_VERSION {
             // An older database: migrate through a writable connection first.
@@ -158,40 +122,27 @@ impl Store {
     /// A database at schema version 0 with tables belongs to some other program: adding our
     /// schema (and WAL mode) to it would damage it, so it is left untouched.
     fn refuse_foreign(&self) -> Result<(), StoreError> {
-        let objects: i64 = self
-            .conn
-            .query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get(0))
-            .map_err(|e| self.err(e))?;
+        let objects: i64 =
+            self.conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get(0)).map_err(|e| self.err(e))?;
         if self.version()? == 0 && objects > 0 {
-            return Err(StoreError::Foreign {
-                path: self.path.clone(),
-            });
+            return Err(StoreError::Foreign { path: self.path.clone() });
         }
         Ok(())
     }
 
     fn version(&self) -> Result<i64, StoreError> {
-        self.conn
-            .query_row("PRAGMA user_version", [], |r| r.get(0))
-            .map_err(|e| self.err(e))
+        self.conn.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(|e| self.err(e))
     }
 
     fn migrate(&mut self) -> Result<(), StoreError> {
         let version = self.version()?;
         if version > SCHEMA_VERSION {
-            return Err(StoreError::TooNew {
-                path: self.path.clone(),
-                found: version,
-            });
+            return Err(StoreError::TooNew { path: self.path.clone(), found: version });
         }
         for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
-            let tx = self
-                .conn
-                .transaction()
-                .map_err(|e| sql_err(&self.path, e))?;
+            let tx = self.conn.transaction().map_err(|e| sql_err(&self.path, e))?;
             tx.execute_batch(sql).map_err(|e| sql_err(&self.path, e))?;
-            tx.pragma_update(None, "user_version", i as i64 + 1)
-                .map_err(|e| sql_err(&self.path, e))?;
+            tx.pragma_update(None, "user_version", i as i64 + 1).map_err(|e| sql_err(&self.path, e))?;
             tx.commit().map_err(|e| sql_err(&self.path, e))?;
         }
         Ok(())
@@ -209,20 +160,15 @@ impl Store {
         run_id: Option<i64>,
     ) -> Result<Vec<crate::trail::Link>, StoreError> {
         // Immediate: the trail head read below must still be the head when the alerts land.
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(|e| sql_err(&self.path, e))?;
+        let tx =
+            self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(|e| sql_err(&self.path, e))?;
         let mut links = Vec::with_capacity(alerts.len());
         {
             // A cache: when a flood of source addresses fills it, start over from the table.
             if self.principal_ids.len() > MAX_CACHED_PRINCIPALS {
                 self.principal_ids.clear();
             }
-            let mut ids = PrincipalIds {
-                cache: &mut self.principal_ids,
-                tx: &tx,
-            };
+            let mut ids = PrincipalIds { cache: &mut self.principal_ids, tx: &tx };
             let mut upsert = tx
                 .prepare_cached(
                     "INSERT INTO egress (principal_id, minute, proto, dst, dport, packets, bytes, first_seen, last_seen)
@@ -236,15 +182,9 @@ impl Store {
             // instead of splitting pages in its middle.
             let mut keyed = Vec::with_capacity(rows.len());
             for row in rows {
-                keyed.push((
-                    ids.get(row.principal, row.gid)
-                        .map_err(|e| sql_err(&self.path, e))?,
-                    row,
-                ));
+                keyed.push((ids.get(row.principal, row.gid).map_err(|e| sql_err(&self.path, e))?, row));
             }
-            keyed.sort_unstable_by_key(|(pid, r)| {
-                (r.minute_us, *pid, r.dst.proto, r.dst.addr, r.dst.port)
-            });
+            keyed.sort_unstable_by_key(|(pid, r)| (r.minute_us, *pid, r.dst.proto, r.dst.addr, r.dst.port));
             let mut addr = String::with_capacity(48);
             for (pid, row) in keyed {
                 addr.clear();
@@ -269,9 +209,7 @@ impl Store {
                 trail::head(&tx).map_err(|e| sql_err(&self.path, e))?
             };
             for a in alerts {
-                let pid = ids
-                    .get(a.principal, None)
-                    .map_err(|e| sql_err(&self.path, e))?;
+                let pid = ids.get(a.principal, None).map_err(|e| sql_err(&self.path, e))?;
                 let row = trail::AlertRow {
                     ts_us: a.ts_us,
                     kind: a.kind.as_str(),
@@ -307,10 +245,7 @@ impl Store {
             if self.principal_ids.len() > MAX_CACHED_PRINCIPALS {
                 self.principal_ids.clear();
             }
-            let mut ids = PrincipalIds {
-                cache: &mut self.principal_ids,
-                tx: &tx,
-            };
+            let mut ids = PrincipalIds { cache: &mut self.principal_ids, tx: &tx };
             let mut upsert = tx
                 .prepare_cached(
                     "INSERT INTO dns (minute, principal_id, domain, queries, unique_names, name_bytes, suspicious, flags)
@@ -321,7 +256,9 @@ impl Store {
                 )
                 .map_err(err)?;
             let mut sample = tx
-                .prepare_cached("INSERT OR IGNORE INTO dns_samples (principal_id, domain, name, minute) VALUES (?1, ?2, ?3, ?4)")
+                .prepare_cached(
+                    "INSERT OR IGNORE INTO dns_samples (principal_id, domain, name, minute) VALUES (?1, ?2, ?3, ?4)",
+                )
                 .map_err(err)?;
             for row in rows {
                 let pid = ids.get(row.principal, row.gid).map_err(err)?;
@@ -338,9 +275,7 @@ impl Store {
                     ])
                     .map_err(err)?;
                 for name in &row.samples {
-                    sample
-                        .execute(params![pid, row.domain, name, row.minute_us])
-                        .map_err(err)?;
+                    sample.execute(params![pid, row.domain, name, row.minute_us]).map_err(err)?;
                 }
             }
         }
@@ -381,11 +316,9 @@ impl Store {
     /// When and from where a capture with this content hash was replayed before.
     pub fn capture_seen(&self, sha256: &str) -> Result<Option<(String, i64)>, StoreError> {
         self.conn
-            .query_row(
-                "SELECT path, replayed_at FROM captures WHERE sha256 = ?1",
-                [sha256],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
+            .query_row("SELECT path, replayed_at FROM captures WHERE sha256 = ?1", [sha256], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
             .optional()
             .map_err(|e| self.err(e))
     }
@@ -394,11 +327,7 @@ impl Store {
     /// file have the same content, so only then must it be hashed before it is replayed.
     pub fn capture_size_seen(&self, size: u64) -> Result<bool, StoreError> {
         self.conn
-            .query_row(
-                "SELECT 1 FROM captures WHERE size = ?1 LIMIT 1",
-                [size as i64],
-                |_| Ok(()),
-            )
+            .query_row("SELECT 1 FROM captures WHERE size = ?1 LIMIT 1", [size as i64], |_| Ok(()))
             .optional()
             .map(|found| found.is_some())
             .map_err(|e| self.err(e))
@@ -466,18 +395,11 @@ impl PrincipalIds<'_, '_> {
 fn sql_err(path: &Path, e: rusqlite::Error) -> StoreError {
     if let rusqlite::Error::SqliteFailure(f, _) = &e {
         if f.code == rusqlite::ErrorCode::NotADatabase {
-            return StoreError::NotSqlite {
-                path: path.to_owned(),
-            };
+            return StoreError::NotSqlite { path: path.to_owned() };
         }
         if f.code == rusqlite::ErrorCode::DatabaseCorrupt {
-            return StoreError::Corrupt {
-                path: path.to_owned(),
-            };
+            return StoreError::Corrupt { path: path.to_owned() };
         }
     }
-    StoreError::Sql {
-        path: path.to_owned(),
-        source: e,
-    }
+    StoreError::Sql { path: path.to_owned(), source: e }
 }

@@ -12,19 +12,14 @@ use crate::trail::{decode_hash, link_hash, Checkpoint, Event, Link, GENESIS};
 /// writing transaction, which must be immediate so no other writer moves the head meanwhile.
 pub(super) fn head(tx: &Transaction<'_>) -> rusqlite::Result<Link> {
     let last = |sql: &str| -> rusqlite::Result<Option<(i64, String)>> {
-        tx.prepare_cached(sql)?
-            .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))
-            .optional()
+        tx.prepare_cached(sql)?.query_row([], |r| Ok((r.get(0)?, r.get(1)?))).optional()
     };
     let a = last("SELECT seq, hash FROM alerts ORDER BY seq DESC LIMIT 1")?;
     let e = last("SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1")?;
     Ok(match a.into_iter().chain(e).max_by_key(|(seq, _)| *seq) {
         // An edited head hash cannot be linked to; the next link then breaks where verify
         // reports the edit anyway.
-        Some((seq, hash)) => Link {
-            seq,
-            hash: decode_hash(&hash).unwrap_or(GENESIS),
-        },
+        Some((seq, hash)) => Link { seq, hash: decode_hash(&hash).unwrap_or(GENESIS) },
         None => Link::genesis(),
     })
 }
@@ -53,15 +48,9 @@ fn text(v: Option<&str>) -> ValueRef<'_> {
 }
 
 /// Inserts an alert as the link after `head`, and advances `head`.
-pub(super) fn insert_alert(
-    tx: &Transaction<'_>,
-    head: &mut Link,
-    a: &AlertRow<'_>,
-) -> rusqlite::Result<()> {
+pub(super) fn insert_alert(tx: &Transaction<'_>, head: &mut Link, a: &AlertRow<'_>) -> rusqlite::Result<()> {
     let seq = head.seq + 1;
-    let id: i64 = tx
-        .prepare_cached("SELECT ifnull(max(id), 0) + 1 FROM alerts")?
-        .query_row([], |r| r.get(0))?;
+    let id: i64 = tx.prepare_cached("SELECT ifnull(max(id), 0) + 1 FROM alerts")?.query_row([], |r| r.get(0))?;
     let hash = link_hash(
         &head.hash,
         "alert",
@@ -103,12 +92,7 @@ pub(super) fn insert_alert(
     Ok(())
 }
 
-fn insert_event(
-    tx: &Transaction<'_>,
-    head: &mut Link,
-    e: &Event,
-    run_id: Option<i64>,
-) -> rusqlite::Result<()> {
+fn insert_event(tx: &Transaction<'_>, head: &mut Link, e: &Event, run_id: Option<i64>) -> rusqlite::Result<()> {
     let seq = head.seq + 1;
     let details = e.details.to_string();
     let hash = link_hash(
@@ -145,20 +129,13 @@ fn insert_event(
 
 impl Store {
     /// Appends monitor events to the trail in one transaction; returns their links.
-    pub fn append_events(
-        &mut self,
-        events: &[Event],
-        run_id: Option<i64>,
-    ) -> Result<Vec<Link>, StoreError> {
+    pub fn append_events(&mut self, events: &[Event], run_id: Option<i64>) -> Result<Vec<Link>, StoreError> {
         if events.is_empty() {
             return Ok(Vec::new());
         }
         let path = self.path.clone();
         let err = |e| sql_err(&path, e);
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(err)?;
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(err)?;
         let mut at = head(&tx).map_err(err)?;
         let mut links = Vec::with_capacity(events.len());
         for e in events {
@@ -173,10 +150,7 @@ impl Store {
     pub fn checkpoint(&mut self, signer: &Signer) -> Result<Checkpoint, StoreError> {
         let path = self.path.clone();
         let err = |e| sql_err(&path, e);
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(err)?;
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(err)?;
         let at = head(&tx).map_err(err)?;
         let c = signer.sign(crate::units::wall_clock_us(), at.seq, &hex::encode(at.hash));
         tx.prepare_cached("INSERT INTO checkpoints (ts, rows, head, key_id, signature) VALUES (?1, ?2, ?3, ?4, ?5)")

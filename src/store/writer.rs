@@ -99,10 +99,7 @@ impl RowBudget {
     }
 
     fn close(&self) {
-        self.state
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .closed = true;
+        self.state.lock().unwrap_or_else(PoisonError::into_inner).closed = true;
         self.freed.notify_all();
     }
 }
@@ -154,13 +151,7 @@ impl Writer {
         if thread.is_none() {
             budget.close();
         }
-        Writer {
-            tx: Some(tx),
-            thread,
-            waits: 0,
-            depth,
-            budget,
-        }
+        Writer { tx: Some(tx), thread, waits: 0, depth, budget }
     }
 
     pub fn send(&mut self, msg: Write) {
@@ -315,9 +306,6 @@ mod tests {
         budget.release(1);
         assert!(!budget.reserve(3 * MAX_QUEUED_ROWS));
         budget.close();
-        assert!(
-            !budget.reserve(1),
-            "nobody frees rows after the thread ended: no wait"
-        );
+        assert!(!budget.reserve(1), "nobody frees rows after the thread ended: no wait");
     }
 }

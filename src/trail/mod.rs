@@ -41,13 +41,9 @@ pub const DOMAIN: &[u8] = b"exfilmon trail v1\0";
 pub const GENESIS: [u8; 32] = [0; 32];
 
 /// Columns hashed for an alert, after the table name; `uid`, `host` are the principal's.
-pub const ALERT_COLUMNS: &[&str] = &[
-    "seq", "id", "ts", "kind", "severity", "uid", "host", "dst", "bytes", "summary", "details",
-    "run_id",
-];
-pub const EVENT_COLUMNS: &[&str] = &[
-    "seq", "ts", "kind", "severity", "run_id", "summary", "details",
-];
+pub const ALERT_COLUMNS: &[&str] =
+    &["seq", "id", "ts", "kind", "severity", "uid", "host", "dst", "bytes", "summary", "details", "run_id"];
+pub const EVENT_COLUMNS: &[&str] = &["seq", "ts", "kind", "severity", "run_id", "summary", "details"];
 
 /// The hash of a row whose previous row hashed to `prev`.
 pub fn link_hash(prev: &[u8; 32], table: &str, values: &[ValueRef<'_>]) -> [u8; 32] {
@@ -94,10 +90,7 @@ pub struct Link {
 
 impl Link {
     pub fn genesis() -> Link {
-        Link {
-            seq: 0,
-            hash: GENESIS,
-        }
+        Link { seq: 0, hash: GENESIS }
     }
 }
 
@@ -158,13 +151,7 @@ pub struct Event {
 
 impl Event {
     pub fn now(kind: EventKind, severity: Severity, summary: String, details: Value) -> Event {
-        Event {
-            ts_us: crate::units::wall_clock_us(),
-            kind,
-            severity,
-            summary,
-            details,
-        }
+        Event { ts_us: crate::units::wall_clock_us(), kind, severity, summary, details }
     }
 }
 
@@ -225,15 +212,7 @@ mod tests {
     /// The encoding is part of the on-disk format: a change here breaks every stored trail.
     #[test]
     fn link_hash_is_stable() {
-        let h = link_hash(
-            &GENESIS,
-            "event",
-            &[
-                ValueRef::Integer(1),
-                ValueRef::Null,
-                ValueRef::Text(b"started"),
-            ],
-        );
+        let h = link_hash(&GENESIS, "event", &[ValueRef::Integer(1), ValueRef::Null, ValueRef::Text(b"started")]);
         let mut manual = Sha256::new();
         manual.update(b"exfilmon trail v1\0");
         manual.update([0; 32]);
@@ -243,28 +222,14 @@ mod tests {
         manual.update(b"started");
         assert_eq!(h, <[u8; 32]>::from(manual.finalize()));
         // Field boundaries count: "ab","c" is not "a","bc".
-        let a = link_hash(
-            &GENESIS,
-            "event",
-            &[ValueRef::Text(b"ab"), ValueRef::Text(b"c")],
-        );
-        let b = link_hash(
-            &GENESIS,
-            "event",
-            &[ValueRef::Text(b"a"), ValueRef::Text(b"bc")],
-        );
+        let a = link_hash(&GENESIS, "event", &[ValueRef::Text(b"ab"), ValueRef::Text(b"c")]);
+        let b = link_hash(&GENESIS, "event", &[ValueRef::Text(b"a"), ValueRef::Text(b"bc")]);
         assert_ne!(a, b);
     }
 
     #[test]
     fn checkpoint_json_round_trips() {
-        let c = Checkpoint {
-            ts_us: 5,
-            rows: 3,
-            head: "ab".into(),
-            key_id: "k".into(),
-            signature: "s".into(),
-        };
+        let c = Checkpoint { ts_us: 5, rows: 3, head: "ab".into(), key_id: "k".into(), signature: "s".into() };
         assert_eq!(Checkpoint::from_json(&c.json()), Some(c));
         assert_eq!(Checkpoint::from_json(&json!({"type": "alert"})), None);
     }

@@ -18,19 +18,13 @@ use super::Checkpoint;
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
     #[error("cannot read key {}: {source}", path.display())]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Read { path: PathBuf, source: std::io::Error },
     #[error("{} is not an Ed25519 {what} key in PEM form (make one with `exfilmon keygen`)", path.display())]
     Format { path: PathBuf, what: &'static str },
     #[error("{} already exists; remove it first or choose another --out (a key is never overwritten)", path.display())]
     Exists { path: PathBuf },
     #[error("cannot write key {}: {source}", path.display())]
-    Write {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Write { path: PathBuf, source: std::io::Error },
     #[error("no randomness from the operating system: {0}")]
     Random(String),
 }
@@ -49,24 +43,13 @@ impl std::fmt::Debug for Signer {
 
 impl Signer {
     pub fn load(path: &Path) -> Result<Signer, KeyError> {
-        let text = std::fs::read_to_string(path).map_err(|source| KeyError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
-        let key = SigningKey::from_pkcs8_pem(&text).map_err(|_| KeyError::Format {
-            path: path.to_owned(),
-            what: "private",
-        })?;
+        let text = std::fs::read_to_string(path).map_err(|source| KeyError::Read { path: path.to_owned(), source })?;
+        let key = SigningKey::from_pkcs8_pem(&text)
+            .map_err(|_| KeyError::Format { path: path.to_owned(), what: "private" })?;
         if std::fs::metadata(path).is_ok_and(|m| m.permissions().mode() & 0o077 != 0) {
-            tracing::warn!(
-                "signing key {} is readable by others: chmod 600 it",
-                path.display()
-            );
+            tracing::warn!("signing key {} is readable by others: chmod 600 it", path.display());
         }
-        Ok(Signer {
-            key_id: key_id(&key.verifying_key()),
-            key,
-        })
+        Ok(Signer { key_id: key_id(&key.verifying_key()), key })
     }
 
     pub fn key_id(&self) -> &str {
@@ -74,9 +57,7 @@ impl Signer {
     }
 
     pub fn sign(&self, ts_us: i64, rows: i64, head: &str) -> Checkpoint {
-        let sig = self
-            .key
-            .sign(Checkpoint::message(ts_us, rows, head).as_bytes());
+        let sig = self.key.sign(Checkpoint::message(ts_us, rows, head).as_bytes());
         Checkpoint {
             ts_us,
             rows,
@@ -88,14 +69,8 @@ impl Signer {
 }
 
 pub fn load_public(path: &Path) -> Result<VerifyingKey, KeyError> {
-    let text = std::fs::read_to_string(path).map_err(|source| KeyError::Read {
-        path: path.to_owned(),
-        source,
-    })?;
-    VerifyingKey::from_public_key_pem(&text).map_err(|_| KeyError::Format {
-        path: path.to_owned(),
-        what: "public",
-    })
+    let text = std::fs::read_to_string(path).map_err(|source| KeyError::Read { path: path.to_owned(), source })?;
+    VerifyingKey::from_public_key_pem(&text).map_err(|_| KeyError::Format { path: path.to_owned(), what: "public" })
 }
 
 pub fn key_id(key: &VerifyingKey) -> String {
@@ -110,11 +85,7 @@ pub fn check(key: &VerifyingKey, c: &Checkpoint) -> bool {
     let Ok(sig) = Signature::from_slice(&bytes) else {
         return false;
     };
-    key.verify(
-        Checkpoint::message(c.ts_us, c.rows, &c.head).as_bytes(),
-        &sig,
-    )
-    .is_ok()
+    key.verify(Checkpoint::message(c.ts_us, c.rows, &c.head).as_bytes(), &sig).is_ok()
 }
 
 /// Writes a new key pair to `prefix.key` (0600) and `prefix.pub` (0644); returns their paths.
@@ -133,29 +104,17 @@ pub fn keygen(prefix: &Path) -> Result<(PathBuf, PathBuf, String), KeyError> {
     let mut seed = [0u8; 32];
     getrandom::fill(&mut seed).map_err(|e| KeyError::Random(e.to_string()))?;
     let key = SigningKey::from_bytes(&seed);
-    let pem = key
-        .to_pkcs8_pem(Default::default())
-        .map_err(|e| KeyError::Random(e.to_string()))?;
-    let public_pem = key
-        .verifying_key()
-        .to_public_key_pem(Default::default())
-        .map_err(|e| KeyError::Random(e.to_string()))?;
+    let pem = key.to_pkcs8_pem(Default::default()).map_err(|e| KeyError::Random(e.to_string()))?;
+    let public_pem =
+        key.verifying_key().to_public_key_pem(Default::default()).map_err(|e| KeyError::Random(e.to_string()))?;
     write_new(&private, pem.as_bytes(), 0o600)?;
     write_new(&public, public_pem.as_bytes(), 0o644)?;
     Ok((private, public, key_id(&key.verifying_key())))
 }
 
 fn write_new(path: &Path, data: &[u8], mode: u32) -> Result<(), KeyError> {
-    let err = |source| KeyError::Write {
-        path: path.to_owned(),
-        source,
-    };
-    let mut f = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(mode)
-        .open(path)
-        .map_err(err)?;
+    let err = |source| KeyError::Write { path: path.to_owned(), source };
+    let mut f = OpenOptions::new().write(true).create_new(true).mode(mode).open(path).map_err(err)?;
     f.write_all(data).and_then(|()| f.sync_all()).map_err(err)
 }
 
@@ -168,33 +127,15 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let prefix = dir.path().join("trail");
         let (private, public, id) = keygen(&prefix).unwrap();
-        assert_eq!(
-            std::fs::metadata(&private).unwrap().permissions().mode() & 0o777,
-            0o600
-        );
+        assert_eq!(std::fs::metadata(&private).unwrap().permissions().mode() & 0o777, 0o600);
         let signer = Signer::load(&private).unwrap();
         assert_eq!(signer.key_id(), id);
         let vk = load_public(&public).unwrap();
         let c = signer.sign(1, 2, "ab");
         assert!(check(&vk, &c));
-        assert!(!check(
-            &vk,
-            &Checkpoint {
-                rows: 1,
-                ..c.clone()
-            }
-        ));
-        assert!(!check(
-            &vk,
-            &Checkpoint {
-                signature: "zz".into(),
-                ..c
-            }
-        ));
+        assert!(!check(&vk, &Checkpoint { rows: 1, ..c.clone() }));
+        assert!(!check(&vk, &Checkpoint { signature: "zz".into(), ..c }));
         assert!(matches!(keygen(&prefix), Err(KeyError::Exists { .. })));
-        assert!(matches!(
-            load_public(&private),
-            Err(KeyError::Format { .. })
-        ));
+        assert!(matches!(load_public(&private), Err(KeyError::Format { .. })));
     }
 }

@@ -102,10 +102,7 @@ impl Outcome {
     /// Intact: no broken link, every checkpoint reached, every checked signature good.
     pub fn intact(&self) -> bool {
         self.first_break.is_none()
-            && self
-                .checkpoints
-                .iter()
-                .all(|c| c.problem.is_none() && c.signature_ok != Some(false))
+            && self.checkpoints.iter().all(|c| c.problem.is_none() && c.signature_ok != Some(false))
     }
 }
 
@@ -147,20 +144,14 @@ fn show(v: &Value) -> String {
 }
 
 /// Walks the trail of `conn`; `external` checkpoints came from outside the database.
-pub fn verify(
-    conn: &Connection,
-    key: Option<&VerifyingKey>,
-    external: &[Checkpoint],
-) -> rusqlite::Result<Outcome> {
+pub fn verify(conn: &Connection, key: Option<&VerifyingKey>, external: &[Checkpoint]) -> rusqlite::Result<Outcome> {
     let mut stored = Vec::new();
     {
-        let mut s =
-            conn.prepare("SELECT ts, rows, head, key_id, signature FROM checkpoints ORDER BY id")?;
+        let mut s = conn.prepare("SELECT ts, rows, head, key_id, signature FROM checkpoints ORDER BY id")?;
         let mut rows = s.query([])?;
         while let Some(r) = rows.next()? {
             // Read loosely: an edited checkpoint is a finding, not an error.
-            let text =
-                |i: usize| -> rusqlite::Result<String> { Ok(show(&Value::from(r.get_ref(i)?))) };
+            let text = |i: usize| -> rusqlite::Result<String> { Ok(show(&Value::from(r.get_ref(i)?))) };
             let int = |i: usize| -> rusqlite::Result<i64> {
                 Ok(match r.get_ref(i)? {
                     ValueRef::Integer(n) => n,
@@ -263,11 +254,7 @@ pub fn verify(
             }
         }
         // Resynchronise on what is stored, so the walk can go on past one broken row.
-        running = if trusted {
-            computed
-        } else {
-            stored_hash.unwrap_or(computed)
-        };
+        running = if trusted { computed } else { stored_hash.unwrap_or(computed) };
         expected = match row.seq {
             Value::Integer(seq) => seq.max(expected - 1) + 1,
             _ => expected + 1,
@@ -279,34 +266,19 @@ pub fn verify(
     out.head = hex::encode(running);
 
     let last = expected - 1;
-    let results = stored
-        .into_iter()
-        .map(|c| (c, true))
-        .chain(external.iter().cloned().map(|c| (c, false)));
+    let results = stored.into_iter().map(|c| (c, true)).chain(external.iter().cloned().map(|c| (c, false)));
     for (c, from_db) in results {
         let signature_ok = key.map(|k| sign::check(k, &c));
         let problem = if c.rows > last {
-            Some(format!(
-                "it covers {} rows but the trail has {last}: rows were cut off the end",
-                c.rows
-            ))
+            Some(format!("it covers {} rows but the trail has {last}: rows were cut off the end", c.rows))
         } else if let Some((_, h)) = at.iter().find(|(n, _)| *n == c.rows) {
-            (hex::encode(h) != c.head).then(|| {
-                format!(
-                    "the trail's first {} rows no longer hash to its head: they were rewritten",
-                    c.rows
-                )
-            })
+            (hex::encode(h) != c.head)
+                .then(|| format!("the trail's first {} rows no longer hash to its head: they were rewritten", c.rows))
         } else {
             // Not reached through trusted links: the break above already fails the trail.
             None
         };
-        out.checkpoints.push(CheckpointResult {
-            checkpoint: c,
-            stored: from_db,
-            signature_ok,
-            problem,
-        });
+        out.checkpoints.push(CheckpointResult { checkpoint: c, stored: from_db, signature_ok, problem });
     }
     Ok(out)
 }

@@ -41,16 +41,9 @@ fn unavailable() -> Option<String> {
     if !nix_is_root() {
         return Some("needs root (network namespaces, nftables, test users)".into());
     }
-    let missing: Vec<&str> = TOOLS
-        .iter()
-        .copied()
-        .filter(|t| which(t).is_none())
-        .collect();
+    let missing: Vec<&str> = TOOLS.iter().copied().filter(|t| which(t).is_none()).collect();
     if !missing.is_empty() {
-        return Some(format!(
-            "missing tools: {} (see scripts/test.sh for the packages)",
-            missing.join(", ")
-        ));
+        return Some(format!("missing tools: {} (see scripts/test.sh for the packages)", missing.join(", ")));
     }
     let probe = format!("exfmon-probe-{}", std::process::id());
     if !run_ok(&["ip", "netns", "add", &probe]) {
@@ -72,11 +65,7 @@ pub fn skip(reason: &str) {
 fn nix_is_root() -> bool {
     fs::read_to_string("/proc/self/status")
         .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("Uid:"))
-                .map(|u| u.split_whitespace().nth(1) == Some("0"))
-        })
+        .and_then(|s| s.lines().find_map(|l| l.strip_prefix("Uid:")).map(|u| u.split_whitespace().nth(1) == Some("0")))
         .unwrap_or(false)
 }
 
@@ -89,11 +78,7 @@ fn which(tool: &str) -> Option<PathBuf> {
 }
 
 pub fn run(args: &[&str]) -> Output {
-    Command::new(args[0])
-        .args(&args[1..])
-        .stdin(Stdio::null())
-        .output()
-        .unwrap_or_else(|e| panic!("{args:?}: {e}"))
+    Command::new(args[0]).args(&args[1..]).stdin(Stdio::null()).output().unwrap_or_else(|e| panic!("{args:?}: {e}"))
 }
 
 fn run_ok(args: &[&str]) -> bool {
@@ -143,10 +128,7 @@ impl Lab {
             inside: format!("exfmon-{id}-in"),
             outside: format!("exfmon-{id}-out"),
             peer: format!("10.77.{net}.1"),
-            dir: tempfile::Builder::new()
-                .prefix("exfmon-live")
-                .tempdir()
-                .unwrap(),
+            dir: tempfile::Builder::new().prefix("exfmon-live").tempdir().unwrap(),
             children: Vec::new(),
             _lock: lock,
         };
@@ -157,10 +139,7 @@ impl Lab {
         for args in [
             vec!["ip", "netns", "add", i],
             vec!["ip", "netns", "add", o],
-            vec![
-                "ip", "link", "add", &vin, "netns", i, "type", "veth", "peer", "name", &vout,
-                "netns", o,
-            ],
+            vec!["ip", "link", "add", &vin, "netns", i, "type", "veth", "peer", "name", &vout, "netns", o],
             vec!["ip", "-n", i, "link", "set", "lo", "up"],
             vec!["ip", "-n", o, "link", "set", "lo", "up"],
         ] {
@@ -169,51 +148,15 @@ impl Lab {
         // IPv4 only: no router or neighbour solicitations logged behind the tests' backs, so
         // rule counters and the monitor's totals can be compared exactly.
         for ns in [i, o] {
-            must(&[
-                "ip",
-                "netns",
-                "exec",
-                ns,
-                "sysctl",
-                "-qw",
-                "net.ipv6.conf.all.disable_ipv6=1",
-            ]);
-            must(&[
-                "ip",
-                "netns",
-                "exec",
-                ns,
-                "sysctl",
-                "-qw",
-                "net.ipv6.conf.default.disable_ipv6=1",
-            ]);
+            must(&["ip", "netns", "exec", ns, "sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1"]);
+            must(&["ip", "netns", "exec", ns, "sysctl", "-qw", "net.ipv6.conf.default.disable_ipv6=1"]);
         }
-        must(&[
-            "ip",
-            "-n",
-            i,
-            "addr",
-            "add",
-            &format!("10.77.{net}.2/24"),
-            "dev",
-            &vin,
-        ]);
-        must(&[
-            "ip",
-            "-n",
-            o,
-            "addr",
-            "add",
-            &format!("10.77.{net}.1/24"),
-            "dev",
-            &vout,
-        ]);
+        must(&["ip", "-n", i, "addr", "add", &format!("10.77.{net}.2/24"), "dev", &vin]);
+        must(&["ip", "-n", o, "addr", "add", &format!("10.77.{net}.1/24"), "dev", &vout]);
         must(&["ip", "-n", i, "link", "set", &vin, "up"]);
         must(&["ip", "-n", o, "link", "set", &vout, "up"]);
         assert!(
-            must(&["ip", "-n", i, "route", "show", "default"])
-                .trim()
-                .is_empty(),
+            must(&["ip", "-n", i, "route", "show", "default"]).trim().is_empty(),
             "inside must have no default route"
         );
         for u in USERS {
@@ -243,16 +186,7 @@ impl Lab {
 
     /// Runs `args` inside as `user`; panics when it fails.
     pub fn as_user(&self, user: &str, args: &[&str]) -> String {
-        let mut full = vec![
-            "ip",
-            "netns",
-            "exec",
-            &self.inside,
-            "runuser",
-            "-u",
-            user,
-            "--",
-        ];
+        let mut full = vec!["ip", "netns", "exec", &self.inside, "runuser", "-u", user, "--"];
         full.extend_from_slice(args);
         must(&full)
     }
@@ -288,18 +222,8 @@ impl Lab {
 
     /// Loads the project's ruleset (as `exfilmon nft --apply` renders it) inside.
     pub fn load_ruleset(&self, config: &Path) {
-        let out = self.inside(&[
-            EXFILMON,
-            "nft",
-            "--apply",
-            "--config",
-            config.to_str().unwrap(),
-        ]);
-        assert!(
-            out.status.success(),
-            "nft --apply: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let out = self.inside(&[EXFILMON, "nft", "--apply", "--config", config.to_str().unwrap()]);
+        assert!(out.status.success(), "nft --apply: {}", String::from_utf8_lossy(&out.stderr));
     }
 
     /// Starts `exfilmon run` inside and waits until it has bound its group.
@@ -308,13 +232,7 @@ impl Lab {
     }
 
     /// [`Lab::start_monitor`] with further arguments to `exfilmon run`.
-    pub fn start_monitor_with(
-        &self,
-        config: &Path,
-        db: &Path,
-        log: &str,
-        extra: &[&std::ffi::OsStr],
-    ) -> Monitor {
+    pub fn start_monitor_with(&self, config: &Path, db: &Path, log: &str, extra: &[&std::ffi::OsStr]) -> Monitor {
         let log = self.path(log);
         let child = Command::new("ip")
             .args(["netns", "exec", &self.inside, EXFILMON, "run", "--config"])
@@ -328,15 +246,9 @@ impl Lab {
             .spawn()
             .unwrap();
         let m = Monitor { child, log };
-        wait_for(
-            Duration::from_secs(10),
-            "the monitor to bind its group",
-            || {
-                fs::read_to_string(&m.log)
-                    .unwrap_or_default()
-                    .contains("monitoring NFLOG group")
-            },
-        );
+        wait_for(Duration::from_secs(10), "the monitor to bind its group", || {
+            fs::read_to_string(&m.log).unwrap_or_default().contains("monitoring NFLOG group")
+        });
         m
     }
 
@@ -344,16 +256,7 @@ impl Lab {
     pub fn start_sshd(&mut self) -> Vec<String> {
         fs::create_dir_all("/run/sshd").unwrap();
         let host_key = self.path("hostkey");
-        must(&[
-            "ssh-keygen",
-            "-q",
-            "-t",
-            "ed25519",
-            "-N",
-            "",
-            "-f",
-            host_key.to_str().unwrap(),
-        ]);
+        must(&["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", host_key.to_str().unwrap()]);
         let keys = self.path("keys");
         fs::create_dir_all(&keys).unwrap();
         fs::set_permissions(&keys, fs::Permissions::from_mode(0o755)).unwrap();
@@ -361,16 +264,7 @@ impl Lab {
             let home = self.path(u);
             fs::create_dir_all(&home).unwrap();
             let id = home.join("id");
-            must(&[
-                "ssh-keygen",
-                "-q",
-                "-t",
-                "ed25519",
-                "-N",
-                "",
-                "-f",
-                id.to_str().unwrap(),
-            ]);
+            must(&["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", id.to_str().unwrap()]);
             fs::copy(home.join("id.pub"), keys.join(u)).unwrap();
             must(&["chown", "-R", &format!("{u}:"), home.to_str().unwrap()]);
             fs::set_permissions(&home, fs::Permissions::from_mode(0o700)).unwrap();
@@ -395,17 +289,7 @@ impl Lab {
         .unwrap();
         let sshd = which("sshd").unwrap();
         let outside = self.outside.clone();
-        self.spawn_in(
-            &outside,
-            &[
-                sshd.to_str().unwrap(),
-                "-D",
-                "-e",
-                "-f",
-                config.to_str().unwrap(),
-            ],
-            "sshd.log",
-        );
+        self.spawn_in(&outside, &[sshd.to_str().unwrap(), "-D", "-e", "-f", config.to_str().unwrap()], "sshd.log");
         self.wait_listening("t", 22);
         [
             "BatchMode=yes",
@@ -447,25 +331,16 @@ impl Lab {
     fn wait_listening(&self, proto: &str, port: u16) {
         let flag = format!("-Hln{proto}");
         let filter = format!("sport = :{port}");
-        wait_for(
-            Duration::from_secs(10),
-            &format!("a listener on {proto}/{port}"),
-            || {
-                !must(&["ip", "netns", "exec", &self.outside, "ss", &flag, &filter])
-                    .trim()
-                    .is_empty()
-            },
-        );
+        wait_for(Duration::from_secs(10), &format!("a listener on {proto}/{port}"), || {
+            !must(&["ip", "netns", "exec", &self.outside, "ss", &flag, &filter]).trim().is_empty()
+        });
     }
 
     /// A file of `bytes` pseudo-random bytes owned by `user`, in the user's directory.
     pub fn secret(&self, user: &str, bytes: usize) -> PathBuf {
         let path = self.path(user).join("secret.bin");
         let mut data = vec![0u8; bytes];
-        fs::File::open("/dev/urandom")
-            .unwrap()
-            .read_exact(&mut data)
-            .unwrap();
+        fs::File::open("/dev/urandom").unwrap().read_exact(&mut data).unwrap();
         fs::write(&path, data).unwrap();
         must(&["chown", &format!("{user}:"), path.to_str().unwrap()]);
         path
@@ -474,11 +349,7 @@ impl Lab {
     /// Sum of the packets counted by every logging rule of the table, per `nft -j`.
     pub fn logged_by_ruleset(&self, table: &str) -> u64 {
         let out = self.inside(&["nft", "-j", "list", "table", "inet", table]);
-        assert!(
-            out.status.success(),
-            "nft list: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert!(out.status.success(), "nft list: {}", String::from_utf8_lossy(&out.stderr));
         let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
         v["nftables"]
             .as_array()
@@ -534,11 +405,7 @@ pub fn wait_exit(child: &mut Child, limit: Duration) -> std::process::ExitStatus
         if let Some(s) = child.try_wait().unwrap() {
             return s;
         }
-        assert!(
-            start.elapsed() < limit,
-            "process {} did not exit within {limit:?}",
-            child.id()
-        );
+        assert!(start.elapsed() < limit, "process {} did not exit within {limit:?}", child.id());
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -546,10 +413,7 @@ pub fn wait_exit(child: &mut Child, limit: Duration) -> std::process::ExitStatus
 pub fn wait_for(limit: Duration, what: &str, mut ok: impl FnMut() -> bool) -> Duration {
     let start = Instant::now();
     while !ok() {
-        assert!(
-            start.elapsed() < limit,
-            "timed out after {limit:?} waiting for {what}"
-        );
+        assert!(start.elapsed() < limit, "timed out after {limit:?} waiting for {what}");
         std::thread::sleep(Duration::from_millis(100));
     }
     start.elapsed()
@@ -557,15 +421,7 @@ pub fn wait_for(limit: Duration, what: &str, mut ok: impl FnMut() -> bool) -> Du
 
 /// `exfilmon report <what> --format json` on `db`.
 pub fn report(db: &Path, what: &str) -> serde_json::Value {
-    let out = Command::new(EXFILMON)
-        .args(["report", what, "--format", "json", "--db"])
-        .arg(db)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "report {what}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = Command::new(EXFILMON).args(["report", what, "--format", "json", "--db"]).arg(db).output().unwrap();
+    assert!(out.status.success(), "report {what}: {}", String::from_utf8_lossy(&out.stderr));
     serde_json::from_slice(&out.stdout).unwrap()
 }

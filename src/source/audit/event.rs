@@ -170,18 +170,12 @@ impl Assembler {
                 Some(p) => out(AuditEvent::Packet(p)),
                 None => self.count("audit_netfilter_pkt_malformed"),
             },
-            b"DAEMON_END" | b"DAEMON_ABORT" => out(AuditEvent::Note(AuditNote {
-                ts_us: r.ts_us,
-                what: "auditd stopped".into(),
-                by: by(r),
-            })),
+            b"DAEMON_END" | b"DAEMON_ABORT" => {
+                out(AuditEvent::Note(AuditNote { ts_us: r.ts_us, what: "auditd stopped".into(), by: by(r) }))
+            }
             b"CONFIG_CHANGE" => {
                 if let Some(what) = self.config_change(r) {
-                    out(AuditEvent::Note(AuditNote {
-                        ts_us: r.ts_us,
-                        what,
-                        by: by(r),
-                    }));
+                    out(AuditEvent::Note(AuditNote { ts_us: r.ts_us, what, by: by(r) }));
                 }
             }
             b"SYSCALL" | b"CWD" | b"PATH" | b"PROCTITLE" | b"EOE" => self.part(r, out),
@@ -195,15 +189,8 @@ impl Assembler {
             return Some("auditing switched off (audit_enabled=0)".into());
         }
         let op = r.value("op")?.bytes()?;
-        if op.as_ref() == b"remove_rule"
-            && r.value("key")
-                .and_then(|k| k.bytes())
-                .is_some_and(|k| self.has_key(&k))
-        {
-            return Some(format!(
-                "audit rule with key {} removed",
-                printable_bytes(&self.key)
-            ));
+        if op.as_ref() == b"remove_rule" && r.value("key").and_then(|k| k.bytes()).is_some_and(|k| self.has_key(&k)) {
+            return Some(format!("audit rule with key {} removed", printable_bytes(&self.key)));
         }
         None
     }
@@ -214,11 +201,7 @@ impl Assembler {
     }
 
     fn part(&mut self, r: &Record<'_>, out: &mut dyn FnMut(AuditEvent)) {
-        let i = match self
-            .open
-            .iter()
-            .position(|p| p.serial == r.serial && p.ts_us == r.ts_us)
-        {
+        let i = match self.open.iter().position(|p| p.serial == r.serial && p.ts_us == r.ts_us) {
             Some(i) => i,
             None => {
                 if r.is("EOE") {
@@ -229,18 +212,11 @@ impl Assembler {
                     let oldest = self.open.remove(0);
                     self.emit(oldest, out);
                 }
-                self.open.push(Partial {
-                    ts_us: r.ts_us,
-                    serial: r.serial,
-                    ..Partial::default()
-                });
+                self.open.push(Partial { ts_us: r.ts_us, serial: r.serial, ..Partial::default() });
                 self.open.len() - 1
             }
         };
-        let keyed = r.is("SYSCALL")
-            && r.value("key")
-                .and_then(|k| k.bytes())
-                .is_some_and(|k| self.has_key(&k));
+        let keyed = r.is("SYSCALL") && r.value("key").and_then(|k| k.bytes()).is_some_and(|k| self.has_key(&k));
         if let Some(Value::BadHex(_)) = r.value("name") {
             self.count("audit_bad_hex");
         }
@@ -250,25 +226,16 @@ impl Assembler {
                 p.keyed = Some(keyed);
                 p.success = r.raw("success") == Some(b"yes");
                 // openat(dirfd, "name") with a real dirfd: the name is relative to that directory.
-                p.relative_to_cwd =
-                    r.raw("syscall") != Some(b"257") || r.raw("a0") == Some(AT_FDCWD);
+                p.relative_to_cwd = r.raw("syscall") != Some(b"257") || r.raw("a0") == Some(AT_FDCWD);
                 p.uid = r.id("uid");
                 p.auid = r.id("auid");
                 p.fsuid = r.id("fsuid");
-                p.user = r
-                    .enriched("FSUID")
-                    .or_else(|| r.enriched("UID"))
-                    .map(|u| printable_bytes(u).into_owned());
+                p.user = r.enriched("FSUID").or_else(|| r.enriched("UID")).map(|u| printable_bytes(u).into_owned());
                 p.pid = r.number("pid").and_then(|n| u32::try_from(n).ok());
                 p.exe = text(r, "exe");
                 p.comm = text(r, "comm");
             }
-            b"CWD" => {
-                p.cwd = r
-                    .value("cwd")
-                    .and_then(|v| v.bytes())
-                    .map(|c| c.into_owned())
-            }
+            b"CWD" => p.cwd = r.value("cwd").and_then(|v| v.bytes()).map(|c| c.into_owned()),
             b"PATH" => {
                 let parent = r.raw("nametype") == Some(b"PARENT");
                 if let (false, Some(name)) = (parent, r.value("name").and_then(|v| v.bytes())) {
@@ -281,11 +248,7 @@ impl Assembler {
             }
             b"PROCTITLE" => {
                 p.proctitle = r.value("proctitle").and_then(|v| v.bytes()).map(|t| {
-                    let t: Vec<u8> = t
-                        .iter()
-                        .take(MAX_PROCTITLE)
-                        .map(|&b| if b == 0 { b' ' } else { b })
-                        .collect();
+                    let t: Vec<u8> = t.iter().take(MAX_PROCTITLE).map(|&b| if b == 0 { b' ' } else { b }).collect();
                     printable_bytes(t.trim_ascii_end()).into_owned()
                 });
             }
@@ -324,9 +287,7 @@ impl Assembler {
             any = true;
             let path = match (name.first(), &p.cwd) {
                 (Some(b'/'), _) => normalize(name),
-                (_, Some(cwd)) if p.relative_to_cwd => {
-                    normalize(&[cwd.as_slice(), b"/", name].concat())
-                }
+                (_, Some(cwd)) if p.relative_to_cwd => normalize(&[cwd.as_slice(), b"/", name].concat()),
                 _ => name.clone(),
             };
             out(AuditEvent::Read(FileRead {
@@ -355,24 +316,13 @@ fn by(r: &Record<'_>) -> Option<u32> {
 }
 
 fn text(r: &Record<'_>, name: &str) -> Option<String> {
-    r.value(name)
-        .and_then(|v| v.bytes())
-        .map(|b| printable_bytes(&b).into_owned())
+    r.value(name).and_then(|v| v.bytes()).map(|b| printable_bytes(&b).into_owned())
 }
 
 /// `saddr=10.77.1.2 daddr=10.77.1.1 proto=6 sport=40000 dport=22` (ports on newer kernels).
 fn net_pkt(r: &Record<'_>) -> Option<NetPkt> {
-    let addr = |name| {
-        std::str::from_utf8(r.raw(name)?)
-            .ok()?
-            .parse::<IpAddr>()
-            .ok()
-    };
-    let port = |name| {
-        r.number(name)
-            .and_then(|n| u16::try_from(n).ok())
-            .unwrap_or(0)
-    };
+    let addr = |name| std::str::from_utf8(r.raw(name)?).ok()?.parse::<IpAddr>().ok();
+    let port = |name| r.number(name).and_then(|n| u16::try_from(n).ok()).unwrap_or(0);
     Some(NetPkt {
         ts_us: r.ts_us,
         saddr: addr("saddr")?,
@@ -450,10 +400,7 @@ mod tests {
         assert_eq!(ev.len(), 1);
         let r = read(&ev[0]);
         assert_eq!(r.path, b"/data/sensitive1.csv");
-        assert_eq!(
-            (r.uid, r.auid, r.fsuid, r.pid),
-            (Some(1001), Some(1001), Some(1001), Some(4242))
-        );
+        assert_eq!((r.uid, r.auid, r.fsuid, r.pid), (Some(1001), Some(1001), Some(1001), Some(4242)));
         assert_eq!(r.exe.as_deref(), Some("/usr/bin/python3.11"));
         assert_eq!(r.proctitle.as_deref(), Some("python3 set.py"));
         assert_eq!(r.ts_us, 100_250_000);
@@ -462,9 +409,7 @@ mod tests {
     #[test]
     fn enriched_event_with_hex_name_and_user() {
         let mut sys = syscall(11, "100.000", "");
-        sys.extend_from_slice(
-            b"\x1dARCH=x86_64 SYSCALL=openat AUID=\"alice\" UID=\"alice\" FSUID=\"alice\"",
-        );
+        sys.extend_from_slice(b"\x1dARCH=x86_64 SYSCALL=openat AUID=\"alice\" UID=\"alice\" FSUID=\"alice\"");
         let (ev, _) = events(&[
             &sys,
             b"type=CWD msg=audit(100.000:11): cwd=\"/home/alice\"",
@@ -507,9 +452,7 @@ mod tests {
 
     #[test]
     fn failed_reads_directories_and_parents_are_not_reads() {
-        let failed = String::from_utf8(syscall(40, "1.000", ""))
-            .unwrap()
-            .replace("success=yes", "success=no");
+        let failed = String::from_utf8(syscall(40, "1.000", "")).unwrap().replace("success=yes", "success=no");
         let (ev, a) = events(&[
             failed.as_bytes(),
             b"type=PATH msg=audit(1.000:40): item=0 name=\"/data/s.csv\" nametype=NORMAL",
@@ -530,9 +473,7 @@ mod tests {
 
     #[test]
     fn openat_relative_to_a_directory_fd_is_not_joined_with_cwd() {
-        let sys = String::from_utf8(syscall(50, "1.000", ""))
-            .unwrap()
-            .replace("a0=ffffff9c", "a0=5");
+        let sys = String::from_utf8(syscall(50, "1.000", "")).unwrap().replace("a0=ffffff9c", "a0=5");
         let (ev, _) = events(&[
             sys.as_bytes(),
             b"type=CWD msg=audit(1.000:50): cwd=\"/home/u\"",
@@ -578,10 +519,7 @@ mod tests {
         let refs: Vec<&[u8]> = lines.iter().map(Vec::as_slice).collect();
         let (_, a) = events(&refs);
         assert_eq!(a.skipped.get("audit_event_evicted"), Some(&5));
-        assert_eq!(
-            a.skipped.get("audit_event_without_path"),
-            Some(&(MAX_OPEN as u64 + 5))
-        );
+        assert_eq!(a.skipped.get("audit_event_without_path"), Some(&(MAX_OPEN as u64 + 5)));
     }
 
     #[test]
@@ -597,40 +535,21 @@ mod tests {
         assert_eq!(ev.len(), 5, "{ev:?}");
         match &ev[0] {
             AuditEvent::Packet(p) => {
-                assert_eq!(
-                    (p.proto, p.sport, p.dport, p.ts_us),
-                    (6, 40000, 22, 7_500_000)
-                );
+                assert_eq!((p.proto, p.sport, p.dport, p.ts_us), (6, 40000, 22, 7_500_000));
                 assert_eq!(p.daddr.to_string(), "10.77.1.1");
             }
             other => panic!("{other:?}"),
         }
         assert!(matches!(&ev[1], AuditEvent::Packet(p) if p.sport == 0 && p.saddr.is_ipv6()));
-        let notes: Vec<String> = ev[2..]
-            .iter()
-            .map(|e| {
-                if let AuditEvent::Note(t) = e {
-                    t.what.clone()
-                } else {
-                    panic!()
-                }
-            })
-            .collect();
-        assert!(
-            notes[0].contains("switched off")
-                && notes[1].contains("removed")
-                && notes[2] == "auditd stopped"
-        );
+        let notes: Vec<String> =
+            ev[2..].iter().map(|e| if let AuditEvent::Note(t) = e { t.what.clone() } else { panic!() }).collect();
+        assert!(notes[0].contains("switched off") && notes[1].contains("removed") && notes[2] == "auditd stopped");
     }
 
     #[test]
     fn several_keys_on_one_rule() {
         // "audit" 0x01 KEY, hex-encoded as the kernel writes several keys.
-        let hex: String = [b"audit\x01", KEY.as_bytes()]
-            .concat()
-            .iter()
-            .map(|b| format!("{b:02X}"))
-            .collect();
+        let hex: String = [b"audit\x01", KEY.as_bytes()].concat().iter().map(|b| format!("{b:02X}")).collect();
         let sys = String::from_utf8(syscall(80, "1.000", ""))
             .unwrap()
             .replace(&format!("key=\"{KEY}\""), &format!("key={hex}"));

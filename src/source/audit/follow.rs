@@ -71,14 +71,8 @@ impl Follower {
     /// Opens `path` at its start: the records already there are read too (the caller decides
     /// what is too old to matter), so a restart does not forget a read made just before it.
     pub fn open(path: &Path) -> Result<Follower, FollowError> {
-        let file = File::open(path).map_err(|source| FollowError {
-            path: path.to_owned(),
-            source,
-        })?;
-        let meta = file.metadata().map_err(|source| FollowError {
-            path: path.to_owned(),
-            source,
-        })?;
+        let file = File::open(path).map_err(|source| FollowError { path: path.to_owned(), source })?;
+        let meta = file.metadata().map_err(|source| FollowError { path: path.to_owned(), source })?;
         Ok(Follower {
             path: path.to_owned(),
             file: Some(file),
@@ -112,10 +106,7 @@ impl Follower {
                         Err(e) => {
                             // E.g. the monitor dropped to a user the new file is not readable by.
                             if self.stats.reopen_failures == 0 {
-                                tracing::warn!(
-                                    "cannot open the rotated audit log {}: {e}",
-                                    self.path.display()
-                                );
+                                tracing::warn!("cannot open the rotated audit log {}: {e}", self.path.display());
                             }
                             self.stats.reopen_failures += 1;
                             return Ok(total);
@@ -200,19 +191,12 @@ mod tests {
 
     fn collect(f: &mut Follower) -> Vec<String> {
         let mut out = Vec::new();
-        f.poll(&mut |l| out.push(String::from_utf8_lossy(l).into_owned()))
-            .unwrap();
+        f.poll(&mut |l| out.push(String::from_utf8_lossy(l).into_owned())).unwrap();
         out
     }
 
     fn append(path: &Path, text: &str) {
-        std::fs::OpenOptions::new()
-            .append(true)
-            .create(true)
-            .open(path)
-            .unwrap()
-            .write_all(text.as_bytes())
-            .unwrap();
+        std::fs::OpenOptions::new().append(true).create(true).open(path).unwrap().write_all(text.as_bytes()).unwrap();
     }
 
     #[test]

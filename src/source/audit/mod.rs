@@ -35,24 +35,18 @@ pub struct Reader {
 impl Reader {
     /// Records carrying `key` are reads of `paths`.
     pub fn new(key: &str, paths: &[SensitivePath], live: bool) -> Reader {
-        Reader {
-            assembler: event::Assembler::new(key),
-            paths: paths.to_vec(),
-            live,
-        }
+        Reader { assembler: event::Assembler::new(key), paths: paths.to_vec(), live }
     }
 
     pub fn line(&mut self, line: &[u8], out: &mut dyn FnMut(AuditEvent)) {
         let (paths, live) = (&self.paths, self.live);
-        self.assembler
-            .line(line, &mut |ev| out(complete(ev, paths, live)));
+        self.assembler.line(line, &mut |ev| out(complete(ev, paths, live)));
     }
 
     /// Emits the events still being assembled (end of a saved log).
     pub fn finish(&mut self, out: &mut dyn FnMut(AuditEvent)) {
         let (paths, live) = (&self.paths, self.live);
-        self.assembler
-            .finish(&mut |ev| out(complete(ev, paths, live)));
+        self.assembler.finish(&mut |ev| out(complete(ev, paths, live)));
     }
 
     /// Lines read (`audit_lines`), and the lines and events not used, by reason.
@@ -69,10 +63,7 @@ impl Reader {
         loop {
             let n = f
                 .poll(&mut |line| self.line(line, &mut |ev| events.push(ev)))
-                .map_err(|source| follow::FollowError {
-                    path: path.to_owned(),
-                    source,
-                })?;
+                .map_err(|source| follow::FollowError { path: path.to_owned(), source })?;
             if n == 0 {
                 break;
             }
@@ -91,12 +82,8 @@ fn complete(ev: AuditEvent, paths: &[SensitivePath], live: bool) -> AuditEvent {
     };
     use std::os::unix::ffi::OsStrExt;
     if r.path.first() != Some(&b'/') {
-        let name = Path::new(std::ffi::OsStr::from_bytes(&r.path))
-            .file_name()
-            .map(|n| n.as_bytes().to_vec());
-        let mut same = paths
-            .iter()
-            .filter(|p| p.path.file_name().map(|n| n.as_bytes().to_vec()) == name);
+        let name = Path::new(std::ffi::OsStr::from_bytes(&r.path)).file_name().map(|n| n.as_bytes().to_vec());
+        let mut same = paths.iter().filter(|p| p.path.file_name().map(|n| n.as_bytes().to_vec()) == name);
         if let (Some(p), None) = (same.next(), same.next()) {
             r.path = p.path.as_os_str().as_bytes().to_vec();
         }
@@ -122,22 +109,12 @@ mod tests {
         std::fs::write(&here, vec![b'x'; 1234]).unwrap();
         let gone = dir.path().join("gone.csv");
         let paths = vec![
-            SensitivePath {
-                path: here.clone(),
-                size: Some(5),
-            },
-            SensitivePath {
-                path: gone.clone(),
-                size: Some(99),
-            },
+            SensitivePath { path: here.clone(), size: Some(5) },
+            SensitivePath { path: gone.clone(), size: Some(99) },
         ];
         let mut reader = Reader::new("exfilmon-sensitive", &paths, true);
         let mut got = Vec::new();
-        for (serial, name) in [
-            (1, here.to_str().unwrap()),
-            (2, gone.to_str().unwrap()),
-            (3, "here.csv"),
-        ] {
+        for (serial, name) in [(1, here.to_str().unwrap()), (2, gone.to_str().unwrap()), (3, "here.csv")] {
             for line in [
                 format!("type=SYSCALL msg=audit(1.000:{serial}): syscall=257 success=yes a0=4 uid=7 fsuid=7 key=\"exfilmon-sensitive\""),
                 format!("type=PATH msg=audit(1.000:{serial}): item=0 name=\"{name}\" nametype=NORMAL"),

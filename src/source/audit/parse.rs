@@ -69,28 +69,17 @@ impl<'a> Record<'a> {
         }
         let line = trim_end(line);
         let line = match line.strip_prefix(b"node=") {
-            Some(rest) => rest
-                .iter()
-                .position(|&b| b == b' ')
-                .map_or(&[][..], |i| &rest[i + 1..]),
+            Some(rest) => rest.iter().position(|&b| b == b' ').map_or(&[][..], |i| &rest[i + 1..]),
             None => line,
         };
         let rest = line.strip_prefix(b"type=").ok_or(LineError::NoType)?;
-        let sp = rest
-            .iter()
-            .position(|&b| b == b' ')
-            .ok_or(LineError::NoStamp)?;
+        let sp = rest.iter().position(|&b| b == b' ').ok_or(LineError::NoStamp)?;
         let kind = &rest[..sp];
         if kind.is_empty() {
             return Err(LineError::NoType);
         }
-        let rest = rest[sp + 1..]
-            .strip_prefix(b"msg=audit(")
-            .ok_or(LineError::NoStamp)?;
-        let close = rest
-            .iter()
-            .position(|&b| b == b')')
-            .ok_or(LineError::BadStamp)?;
+        let rest = rest[sp + 1..].strip_prefix(b"msg=audit(").ok_or(LineError::NoStamp)?;
+        let close = rest.iter().position(|&b| b == b')').ok_or(LineError::BadStamp)?;
         let (ts_us, serial) = stamp(&rest[..close]).ok_or(LineError::BadStamp)?;
         let rest = &rest[close + 1..];
         let rest = rest.strip_prefix(b":").unwrap_or(rest);
@@ -98,13 +87,7 @@ impl<'a> Record<'a> {
             Some(i) => (&rest[..i], &rest[i + 1..]),
             None => (rest, &[][..]),
         };
-        Ok(Record {
-            kind,
-            ts_us,
-            serial,
-            body,
-            enriched,
-        })
+        Ok(Record { kind, ts_us, serial, body, enriched })
     }
 
     pub fn is(&self, kind: &str) -> bool {
@@ -113,9 +96,7 @@ impl<'a> Record<'a> {
 
     /// The raw value of the first field `name` (quotes kept; see [`value`](Self::value)).
     pub fn raw(&self, name: &str) -> Option<&'a [u8]> {
-        Fields(self.body)
-            .find(|(k, _)| *k == name.as_bytes())
-            .map(|(_, v)| v)
+        Fields(self.body).find(|(k, _)| *k == name.as_bytes()).map(|(_, v)| v)
     }
 
     pub fn value(&self, name: &str) -> Option<Value<'a>> {
@@ -129,16 +110,12 @@ impl<'a> Record<'a> {
 
     /// An id field (`uid`, `auid`, ...); the unset id `4294967295` (-1) is `None`.
     pub fn id(&self, name: &str) -> Option<u32> {
-        self.number(name)
-            .and_then(|n| u32::try_from(n).ok())
-            .filter(|&n| n != u32::MAX)
+        self.number(name).and_then(|n| u32::try_from(n).ok()).filter(|&n| n != u32::MAX)
     }
 
     /// A resolved ENRICHED field (`UID`), unquoted; `None` in RAW logs.
     pub fn enriched(&self, name: &str) -> Option<&'a [u8]> {
-        Fields(self.enriched)
-            .find(|(k, _)| *k == name.as_bytes())
-            .map(|(_, v)| unquote(v))
+        Fields(self.enriched).find(|(k, _)| *k == name.as_bytes()).map(|(_, v)| unquote(v))
     }
 
     /// Every raw field in order.
@@ -170,9 +147,7 @@ impl<'a> Value<'a> {
         if raw == b"(null)" || raw == b"?" || raw.is_empty() {
             return Value::Null;
         }
-        let hexish = raw
-            .iter()
-            .all(|b| b.is_ascii_digit() || (b'A'..=b'F').contains(b));
+        let hexish = raw.iter().all(|b| b.is_ascii_digit() || (b'A'..=b'F').contains(b));
         if !hexish {
             return Value::Text(raw);
         }
@@ -215,10 +190,7 @@ impl<'a> Iterator for Fields<'a> {
             let key = &s[..eq];
             let v = &s[eq + 1..];
             let end = match v.first() {
-                Some(&q @ (b'"' | b'\'')) => v[1..]
-                    .iter()
-                    .position(|&b| b == q)
-                    .map_or(v.len(), |i| i + 2),
+                Some(&q @ (b'"' | b'\'')) => v[1..].iter().position(|&b| b == q).map_or(v.len(), |i| i + 2),
                 _ => v.iter().position(|&b| b == b' ').unwrap_or(v.len()),
             };
             self.0 = &v[end..];
@@ -241,10 +213,7 @@ fn stamp(s: &[u8]) -> Option<(i64, u64)> {
     for _ in frac.len()..6 {
         micros *= 10;
     }
-    Some((
-        secs.checked_mul(1_000_000)?.checked_add(micros)?,
-        number(serial)?,
-    ))
+    Some((secs.checked_mul(1_000_000)?.checked_add(micros)?, number(serial)?))
 }
 
 fn number(s: &[u8]) -> Option<u64> {
@@ -259,9 +228,7 @@ fn hex(s: &[u8]) -> Option<Vec<u8>> {
         return None;
     }
     let digit = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
-    s.chunks_exact(2)
-        .map(|p| Some(digit(p[0])? << 4 | digit(p[1])?))
-        .collect()
+    s.chunks_exact(2).map(|p| Some(digit(p[0])? << 4 | digit(p[1])?)).collect()
 }
 
 fn unquote(v: &[u8]) -> &[u8] {
@@ -312,22 +279,11 @@ key=\"exfilmon-test\"\x1dARCH=x86_64 SYSCALL=openat AUID=\"unset\" UID=\"nobody\
 
     #[test]
     fn hex_encoded_values_are_decoded() {
-        let r = Record::parse(
-            b"type=PATH msg=audit(1.5:9): item=0 name=2F746D702F61206220 nametype=NORMAL",
-        )
-        .unwrap();
-        assert_eq!(
-            r.value("name").unwrap().bytes().unwrap().as_ref(),
-            b"/tmp/a b "
-        );
-        let r = Record::parse(
-            b"type=PROCTITLE msg=audit(1.5:9): proctitle=636174002F6574632F686F73746E616D65",
-        )
-        .unwrap();
-        assert_eq!(
-            r.value("proctitle").unwrap().bytes().unwrap().as_ref(),
-            b"cat\0/etc/hostname"
-        );
+        let r = Record::parse(b"type=PATH msg=audit(1.5:9): item=0 name=2F746D702F61206220 nametype=NORMAL").unwrap();
+        assert_eq!(r.value("name").unwrap().bytes().unwrap().as_ref(), b"/tmp/a b ");
+        let r =
+            Record::parse(b"type=PROCTITLE msg=audit(1.5:9): proctitle=636174002F6574632F686F73746E616D65").unwrap();
+        assert_eq!(r.value("proctitle").unwrap().bytes().unwrap().as_ref(), b"cat\0/etc/hostname");
         assert_eq!(r.ts_us, 1_500_000);
     }
 
@@ -353,39 +309,15 @@ key=\"exfilmon-test\"\x1dARCH=x86_64 SYSCALL=openat AUID=\"unset\" UID=\"nobody\
         assert_eq!(Record::parse(b""), Err(LineError::NoType));
         assert_eq!(Record::parse(b"hello world"), Err(LineError::NoType));
         assert_eq!(Record::parse(b"type=SYSCALL"), Err(LineError::NoStamp));
-        assert_eq!(
-            Record::parse(b"type= msg=audit(1.0:1):"),
-            Err(LineError::NoType)
-        );
-        assert_eq!(
-            Record::parse(b"type=SYSCALL arch=x"),
-            Err(LineError::NoStamp)
-        );
-        assert_eq!(
-            Record::parse(b"type=SYSCALL msg=audit(1.0:1"),
-            Err(LineError::BadStamp)
-        );
-        assert_eq!(
-            Record::parse(b"type=SYSCALL msg=audit(abc):"),
-            Err(LineError::BadStamp)
-        );
-        assert_eq!(
-            Record::parse(b"type=SYSCALL msg=audit(1:2):"),
-            Err(LineError::BadStamp)
-        );
-        assert_eq!(
-            Record::parse(b"type=SYSCALL msg=audit(99999999999999999999.0:2):"),
-            Err(LineError::BadStamp)
-        );
-        assert_eq!(
-            Record::parse(b"type=SYSCALL msg=audit(1.0000001:2):"),
-            Err(LineError::BadStamp)
-        );
+        assert_eq!(Record::parse(b"type= msg=audit(1.0:1):"), Err(LineError::NoType));
+        assert_eq!(Record::parse(b"type=SYSCALL arch=x"), Err(LineError::NoStamp));
+        assert_eq!(Record::parse(b"type=SYSCALL msg=audit(1.0:1"), Err(LineError::BadStamp));
+        assert_eq!(Record::parse(b"type=SYSCALL msg=audit(abc):"), Err(LineError::BadStamp));
+        assert_eq!(Record::parse(b"type=SYSCALL msg=audit(1:2):"), Err(LineError::BadStamp));
+        assert_eq!(Record::parse(b"type=SYSCALL msg=audit(99999999999999999999.0:2):"), Err(LineError::BadStamp));
+        assert_eq!(Record::parse(b"type=SYSCALL msg=audit(1.0000001:2):"), Err(LineError::BadStamp));
         let r = Record::parse(b"type=SYSCALL msg=audit(1.000:2):").unwrap();
-        assert_eq!(
-            (r.raw("uid"), r.id("uid"), r.fields().count()),
-            (None, None, 0)
-        );
+        assert_eq!((r.raw("uid"), r.id("uid"), r.fields().count()), (None, None, 0));
         let r = Record::parse(b"type=SYSCALL msg=audit(1.000:2): uid=abc fsuid= =5 bare").unwrap();
         assert_eq!((r.id("uid"), r.id("fsuid")), (None, None));
     }
@@ -399,9 +331,7 @@ key=\"exfilmon-test\"\x1dARCH=x86_64 SYSCALL=openat AUID=\"unset\" UID=\"nobody\
 
     #[test]
     fn invalid_utf8_is_carried_as_bytes() {
-        let r =
-            Record::parse(b"type=PATH msg=audit(1.000:2): name=\"/tmp/\xff\xfe\" nametype=NORMAL")
-                .unwrap();
+        let r = Record::parse(b"type=PATH msg=audit(1.000:2): name=\"/tmp/\xff\xfe\" nametype=NORMAL").unwrap();
         assert_eq!(r.value("name"), Some(Value::Text(b"/tmp/\xff\xfe")));
         let r = Record::parse(b"type=\xff msg=audit(1.000:2): a=\xc3").unwrap();
         assert_eq!(r.kind, b"\xff");
@@ -415,11 +345,7 @@ key=\"exfilmon-test\"\x1dARCH=x86_64 SYSCALL=openat AUID=\"unset\" UID=\"nobody\
 exe=\"/usr/sbin/runuser\" res=success'\x1dUID=\"root\"";
         let r = Record::parse(line).unwrap();
         assert!(r.is("USER_START"));
-        assert_eq!(
-            r.raw("exe"),
-            None,
-            "inside msg='...', not a field of its own"
-        );
+        assert_eq!(r.raw("exe"), None, "inside msg='...', not a field of its own");
         assert_eq!(r.enriched("UID"), Some(&b"root"[..]));
         let r = Record::parse(b"type=CWD msg=audit(1.000:5): cwd=\"/never/closed x=1").unwrap();
         assert_eq!(r.raw("cwd"), Some(&b"\"/never/closed x=1"[..]));

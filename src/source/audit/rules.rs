@@ -38,17 +38,11 @@ pub fn apply(paths: &[SensitivePath], key: &str, file: &Path) -> Result<Vec<Stri
     }
     let mut done = Vec::new();
     if let Some(dir) = file.parent() {
-        std::fs::create_dir_all(dir)
-            .with_context(|| format!("cannot create {} (run as root)", dir.display()))?;
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {} (run as root)", dir.display()))?;
     }
     std::fs::write(file, render(paths, key))
         .with_context(|| format!("cannot write {} (run as root)", file.display()))?;
-    done.push(format!(
-        "wrote {} ({} watch rules, key {})",
-        file.display(),
-        paths.len(),
-        key
-    ));
+    done.push(format!("wrote {} ({} watch rules, key {})", file.display(), paths.len(), key));
     for p in paths {
         if !p.path.exists() {
             done.push(format!(
@@ -63,19 +57,14 @@ pub fn apply(paths: &[SensitivePath], key: &str, file: &Path) -> Result<Vec<Stri
         done.push("loaded the rules with `augenrules --load`".into());
     } else {
         tool(&["auditctl", "-R", &file.to_string_lossy()])?;
-        done.push(format!(
-            "loaded the rules with `auditctl -R {}` (augenrules not found)",
-            file.display()
-        ));
+        done.push(format!("loaded the rules with `auditctl -R {}` (augenrules not found)", file.display()));
     }
     let status = tool(&["auditctl", "-s"])?;
     if status.lines().any(|l| l.trim() == "enabled 0") {
         done.push("warning: auditing is disabled (auditctl -e 1 enables it)".into());
     }
     if status.lines().any(|l| l.trim() == "pid 0") {
-        done.push(
-            "warning: auditd is not running: records go to the kernel log, not to audit.log".into(),
-        );
+        done.push("warning: auditd is not running: records go to the kernel log, not to audit.log".into());
     }
     Ok(done)
 }
@@ -86,10 +75,7 @@ pub fn remove(key: &str, file: &Path) -> Result<Vec<String>> {
     match std::fs::remove_file(file) {
         Ok(()) => done.push(format!("removed {}", file.display())),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => {
-            return Err(e)
-                .with_context(|| format!("cannot remove {} (run as root)", file.display()))
-        }
+        Err(e) => return Err(e).with_context(|| format!("cannot remove {} (run as root)", file.display())),
     }
     if which("augenrules") {
         // Regenerates /etc/audit/audit.rules without the file, so a reboot does not bring them back.
@@ -103,29 +89,20 @@ pub fn remove(key: &str, file: &Path) -> Result<Vec<String>> {
 
 fn which(tool: &str) -> bool {
     let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .chain(["/usr/sbin".into(), "/sbin".into()])
-        .any(|d| d.join(tool).is_file())
+    std::env::split_paths(&path).chain(["/usr/sbin".into(), "/sbin".into()]).any(|d| d.join(tool).is_file())
 }
 
 /// Runs an audit tool; its stdout, or an error quoting its stderr.
 fn tool(args: &[&str]) -> Result<String> {
-    let out = Command::new(args[0])
-        .args(&args[1..])
-        .output()
-        .map_err(|e| {
-            if e.kind() == std::io::ErrorKind::NotFound {
-                anyhow::anyhow!("{} is not installed (apt-get install auditd)", args[0])
-            } else {
-                anyhow::anyhow!("cannot run {}: {e}", args[0])
-            }
-        })?;
+    let out = Command::new(args[0]).args(&args[1..]).output().map_err(|e| {
+        if e.kind() == std::io::ErrorKind::NotFound {
+            anyhow::anyhow!("{} is not installed (apt-get install auditd)", args[0])
+        } else {
+            anyhow::anyhow!("cannot run {}: {e}", args[0])
+        }
+    })?;
     if !out.status.success() {
-        bail!(
-            "`{}` failed: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
+        bail!("`{}` failed: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim());
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
@@ -137,26 +114,14 @@ mod tests {
     #[test]
     fn one_watch_per_path() {
         let paths = [
-            SensitivePath {
-                path: "/data/sensitive1.csv".into(),
-                size: None,
-            },
-            SensitivePath {
-                path: "/data/dir".into(),
-                size: Some(5),
-            },
+            SensitivePath { path: "/data/sensitive1.csv".into(), size: None },
+            SensitivePath { path: "/data/dir".into(), size: Some(5) },
         ];
-        let rules: Vec<String> = render(&paths, "exfilmon-sensitive")
-            .lines()
-            .filter(|l| !l.starts_with('#'))
-            .map(String::from)
-            .collect();
+        let rules: Vec<String> =
+            render(&paths, "exfilmon-sensitive").lines().filter(|l| !l.starts_with('#')).map(String::from).collect();
         assert_eq!(
             rules,
-            [
-                "-w /data/sensitive1.csv -p r -k exfilmon-sensitive",
-                "-w /data/dir -p r -k exfilmon-sensitive"
-            ]
+            ["-w /data/sensitive1.csv -p r -k exfilmon-sensitive", "-w /data/dir -p r -k exfilmon-sensitive"]
         );
     }
 }
