@@ -1,6 +1,7 @@
--- exfilmon database schema, version 1.
--- Applied by `exfilmon` itself when it opens a new database (PRAGMA user_version records the
--- version; later versions add migrations and never edit this file's meaning).
+-- exfilmon database schema, version 2: the whole current schema, for reading.
+-- Not applied by anything: databases are built and upgraded by the files in migrations/, and
+-- tests/migrations.rs checks that this file builds exactly the same schema. To change the
+-- schema, add a migration (migrations/README.md) and bring this file up to date with it.
 -- Times are integers: microseconds since the Unix epoch, UTC, taken from packet time.
 
 -- Who sent traffic: a uid (with its last seen gid) or, when no uid is known, a host address.
@@ -164,3 +165,13 @@ CREATE TABLE file_reads (
     size      INTEGER,
     PRIMARY KEY (ts, serial, path)
 ) WITHOUT ROWID;
+
+-- Marks the file as exfilmon's: exfilmon refuses an SQLite file without this row (or, made
+-- before this table existed, without exfilmon's version-1 tables) before writing to it.
+CREATE TABLE exfilmon_meta (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+INSERT INTO exfilmon_meta (key, value) VALUES ('schema', 'exfilmon');
+
+PRAGMA user_version = 2;

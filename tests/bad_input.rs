@@ -68,8 +68,12 @@ fn setup(dir: &Path) {
     let sqlite =
         |name: &str, sql: &str| rusqlite::Connection::open(dir.join(name)).unwrap().execute_batch(sql).unwrap();
     sqlite("other-app.db", "CREATE TABLE notes (body TEXT); INSERT INTO notes VALUES ('keep me');");
-    sqlite("good.db", &format!("{} PRAGMA user_version = 1;", include_str!("../schema.sql")));
-    sqlite("newer.db", "CREATE TABLE future (x); PRAGMA user_version = 99;");
+    sqlite("good.db", include_str!("../schema.sql"));
+    sqlite(
+        "newer.db",
+        "CREATE TABLE exfilmon_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+         INSERT INTO exfilmon_meta VALUES ('schema', 'exfilmon'); CREATE TABLE future (x); PRAGMA user_version = 99;",
+    );
     // A database cut after its first page: the header says more pages follow.
     sqlite("cut.db", "CREATE TABLE a (x); CREATE TABLE b (y); CREATE TABLE c (z); PRAGMA user_version = 1;");
     let full = std::fs::read(dir.join("cut.db")).unwrap();

@@ -5,6 +5,7 @@
 
 mod files;
 mod health;
+mod migrate;
 pub mod trail;
 pub mod writer;
 
@@ -22,9 +23,7 @@ use crate::rows::DnsRow;
 use crate::rows::EgressRow;
 use crate::units::wall_clock_us;
 
-/// Schema migrations, in order; entry N brings the database to version N + 1.
-const MIGRATIONS: &[&str] = &[include_str!("../../schema.sql")];
-pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+pub use migrate::SCHEMA_VERSION;
 
 /// Principal ids kept in memory at most (about 40 bytes each).
 const MAX_CACHED_PRINCIPALS: usize = 1 << 16;
@@ -75,11 +74,16 @@ impl Store {
             .mode(0o640)
             .open(path)
             .map_err(|source| StoreError::Open { path: path.to_owned(), source })?;
-        let conn = Connection::open(path).map_err(|e| sql_err(path, e))?;
-        let mut store = Store { conn, path: path.to_owned(), principal_ids: FxHashMap::default() };
-        store.refuse_foreign()?;
+        let mut conn = Connection::open(path).map_err(|e| sql_err(path, e))?;
+        // Wait for a process creating or migrating the same file, from the first read on.
+        conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(|e| sql_err(path, e))?;
+        // Judged before anything is written: WAL mode alone would change another program's file.
+        // A current database skips migrate's write lock, which a running monitor may hold.
+        if migrate::check(&conn, path)? < SCHEMA_VERSION {
+            migrate::migrate(&mut conn, path)?;
+        }
+        let store = Store { conn, path: path.to_owned(), principal_ids: FxHashMap::default() };
         store.configure()?;
-        store.migrate()?;
         Ok(store)
     }
 
@@ -92,11 +96,7 @@ impl Store {
             Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)
                 .map_err(|e| sql_err(path, e))?;
         let store = Store { conn, path: path.to_owned(), principal_ids: FxHashMap::default() };
-        let version = store.version()?;
-        if version > SCHEMA_VERSION {
-            return Err(StoreError::TooNew { path: path.to_owned(), found: version });
-        }
-        if version < SCHEMA_VERSION {
+        if migrate::check(&store.conn, path)? < SCHEMA_VERSION {
             // An older database: migrate through a writable connection first.
             drop(store);
             drop(Store::open(path)?);
@@ -117,35 +117,6 @@ impl Store {
         self.conn
             .execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;")
             .map_err(|e| self.err(e))
-    }
-
-    /// A database at schema version 0 with tables belongs to some other program: adding our
-    /// schema (and WAL mode) to it would damage it, so it is left untouched.
-    fn refuse_foreign(&self) -> Result<(), StoreError> {
-        let objects: i64 =
-            self.conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get(0)).map_err(|e| self.err(e))?;
-        if self.version()? == 0 && objects > 0 {
-            return Err(StoreError::Foreign { path: self.path.clone() });
-        }
-        Ok(())
-    }
-
-    fn version(&self) -> Result<i64, StoreError> {
-        self.conn.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(|e| self.err(e))
-    }
-
-    fn migrate(&mut self) -> Result<(), StoreError> {
-        let version = self.version()?;
-        if version > SCHEMA_VERSION {
-            return Err(StoreError::TooNew { path: self.path.clone(), found: version });
-        }
-        for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
-            let tx = self.conn.transaction().map_err(|e| sql_err(&self.path, e))?;
-            tx.execute_batch(sql).map_err(|e| sql_err(&self.path, e))?;
-            tx.pragma_update(None, "user_version", i as i64 + 1).map_err(|e| sql_err(&self.path, e))?;
-            tx.commit().map_err(|e| sql_err(&self.path, e))?;
-        }
-        Ok(())
     }
 
     fn err(&self, e: rusqlite::Error) -> StoreError {

@@ -1,0 +1,166 @@
+-- exfilmon database schema, version 1.
+-- Applied by `exfilmon` itself when it opens a new database (PRAGMA user_version records the
+-- version; later versions add migrations and never edit this file's meaning).
+-- Times are integers: microseconds since the Unix epoch, UTC, taken from packet time.
+
+-- Who sent traffic: a uid (with its last seen gid) or, when no uid is known, a host address.
+CREATE TABLE principals (
+    id    INTEGER PRIMARY KEY,
+    uid   INTEGER,
+    gid   INTEGER,
+    host  TEXT,
+    CHECK ((uid IS NULL) <> (host IS NULL))
+);
+CREATE UNIQUE INDEX principals_key ON principals (ifnull(uid, -1), ifnull(host, ''));
+
+-- Outbound traffic aggregated per principal, destination and minute: the table grows with
+-- flows and minutes, not with packets. bytes are from IP length fields.
+CREATE TABLE egress (
+    principal_id INTEGER NOT NULL REFERENCES principals (id),
+    minute       INTEGER NOT NULL,  -- start of the minute
+    proto        INTEGER NOT NULL,
+    dst          TEXT    NOT NULL,  -- address
+    dport        INTEGER NOT NULL,  -- 0 for protocols without ports
+    packets      INTEGER NOT NULL,
+    bytes        INTEGER NOT NULL,
+    first_seen   INTEGER NOT NULL,
+    last_seen    INTEGER NOT NULL,
+    -- Minute first: rows arrive minute by minute, so inserts append, and reports select minutes.
+    PRIMARY KEY (minute, principal_id, proto, dst, dport)
+) WITHOUT ROWID;
+
+-- One row per alert. details holds the detector's evidence as JSON.
+CREATE TABLE alerts (
+    id           INTEGER PRIMARY KEY,
+    ts           INTEGER NOT NULL,
+    kind         TEXT    NOT NULL,
+    severity     TEXT    NOT NULL,
+    principal_id INTEGER REFERENCES principals (id),
+    dst          TEXT,
+    bytes        INTEGER NOT NULL DEFAULT 0,
+    summary      TEXT    NOT NULL,
+    details      TEXT    NOT NULL DEFAULT '{}',
+    run_id       INTEGER REFERENCES runs (id),
+    -- The tamper-evident trail (src/trail): position, previous row's hash, own hash (hex).
+    seq          INTEGER NOT NULL UNIQUE,
+    prev_hash    TEXT    NOT NULL,
+    hash         TEXT    NOT NULL
+);
+CREATE INDEX alerts_ts ON alerts (ts);
+
+-- The monitor's own events (started, stopped, reloaded, ruleset changed, sink failed ...),
+-- append-only and chained with the alerts into one trail: seq runs over both tables.
+CREATE TABLE events (
+    seq       INTEGER PRIMARY KEY,
+    ts        INTEGER NOT NULL,  -- wall clock
+    kind      TEXT    NOT NULL,
+    severity  TEXT    NOT NULL,
+    run_id    INTEGER REFERENCES runs (id),
+    summary   TEXT    NOT NULL,
+    details   TEXT    NOT NULL DEFAULT '{}',
+    prev_hash TEXT    NOT NULL,
+    hash      TEXT    NOT NULL
+);
+
+-- Signed statements of the trail's head, also sent to the sinks: a trail cut short after one
+-- left the machine no longer reaches it. signature is Ed25519 over the text in src/trail.
+CREATE TABLE checkpoints (
+    id         INTEGER PRIMARY KEY,
+    ts         INTEGER NOT NULL,  -- wall clock
+    rows       INTEGER NOT NULL,  -- trail rows covered (the head's seq)
+    head       TEXT    NOT NULL,  -- hash of row `rows` (64 zeros for an empty trail)
+    key_id     TEXT    NOT NULL,
+    signature  TEXT    NOT NULL   -- hex
+);
+
+-- Each invocation that wrote data: what it read and what it could not use.
+CREATE TABLE runs (
+    id          INTEGER PRIMARY KEY,
+    mode        TEXT    NOT NULL,  -- replay | run
+    version     TEXT    NOT NULL,
+    started_at  INTEGER NOT NULL,  -- wall clock
+    finished_at INTEGER,
+    packets     INTEGER NOT NULL DEFAULT 0,
+    bytes       INTEGER NOT NULL DEFAULT 0,
+    malformed   INTEGER NOT NULL DEFAULT 0,
+    ignored     INTEGER NOT NULL DEFAULT 0,
+    alerts      INTEGER NOT NULL DEFAULT 0,
+    counters    TEXT    NOT NULL DEFAULT '{}'  -- every skipped frame by reason, as JSON
+);
+
+-- DNS queries per principal, registered domain (public suffix list) and minute. unique_names
+-- counts names this principal had not asked within the detector's last half window or more;
+-- name_bytes is their length left of the registered domain: the data a tunnel carries out.
+-- domain is escaped for terminals (\xNN); flags: 1 suspicious names, 2 allow-listed names,
+-- 4 dns_tunnel episode open, 8 unusual query types, 16 wire oddities, 32 binary bytes in names.
+CREATE TABLE dns (
+    minute       INTEGER NOT NULL,
+    principal_id INTEGER NOT NULL REFERENCES principals (id),
+    domain       TEXT    NOT NULL,
+    queries      INTEGER NOT NULL,
+    unique_names INTEGER NOT NULL,
+    name_bytes   INTEGER NOT NULL,
+    suspicious   INTEGER NOT NULL,  -- unique names that looked encoded, over-long or odd-typed
+    flags        INTEGER NOT NULL,
+    PRIMARY KEY (minute, principal_id, domain)
+) WITHOUT ROWID;
+
+-- A bounded sample of suspicious names (at most 3 per dns row, 30 per pair state), escaped.
+CREATE TABLE dns_samples (
+    principal_id INTEGER NOT NULL REFERENCES principals (id),
+    domain       TEXT    NOT NULL,
+    name         TEXT    NOT NULL,
+    minute       INTEGER NOT NULL,  -- first seen
+    PRIMARY KEY (principal_id, domain, name)
+) WITHOUT ROWID;
+
+-- Capture files already replayed, by content hash, so a second replay does not count twice.
+CREATE TABLE captures (
+    sha256      TEXT PRIMARY KEY,
+    path        TEXT    NOT NULL,
+    size        INTEGER NOT NULL,
+    run_id      INTEGER NOT NULL REFERENCES runs (id),
+    records     INTEGER NOT NULL,
+    damaged     INTEGER NOT NULL,
+    replayed_at INTEGER NOT NULL   -- wall clock
+);
+
+-- The live monitor's health: one row per `exfilmon run`, rewritten every second and at exit, so
+-- a killed daemon leaves its last heartbeat. `received + lost` is what the ruleset logged.
+CREATE TABLE health (
+    run_id       INTEGER PRIMARY KEY REFERENCES runs (id),
+    pid          INTEGER NOT NULL,
+    nflog_group  INTEGER NOT NULL,
+    rcvbuf       INTEGER NOT NULL,  -- receive buffer the kernel granted, bytes
+    started_at   INTEGER NOT NULL,  -- wall clock, as every time here
+    updated_at   INTEGER NOT NULL,  -- last heartbeat
+    stopped_at   INTEGER,           -- set on a clean exit
+    received     INTEGER NOT NULL,  -- NFLOG records received
+    lost         INTEGER NOT NULL,  -- records the kernel dropped (sequence gaps)
+    overruns     INTEGER NOT NULL,  -- ENOBUFS: batches dropped on a full receive buffer
+    last_packet  INTEGER,           -- receipt time of the last record
+    queue_depth  INTEGER NOT NULL,  -- writes waiting for the database at the heartbeat
+    queue_waits  INTEGER NOT NULL,  -- times the reader waited for a full write queue
+    counters     TEXT    NOT NULL DEFAULT '{}'  -- source and pipeline counters, as JSON
+);
+
+-- Reads of sensitive files ([sensitive] paths), from the kernel audit trail: who read what,
+-- when, with which program. path, user, exe, comm and proctitle are escaped for terminals
+-- (\xNN). fsuid is the uid egress is matched on (NFLOG's); auid the login uid (NULL: unset).
+-- size: the file's size when the record was read, else the configured one. Replaying the same
+-- log again is harmless: (ts, serial, path) is the record's identity.
+CREATE TABLE file_reads (
+    ts        INTEGER NOT NULL,  -- audit record time
+    serial    INTEGER NOT NULL,  -- audit event serial
+    path      TEXT    NOT NULL,
+    uid       INTEGER,
+    auid      INTEGER,
+    fsuid     INTEGER,
+    user      TEXT,              -- resolved by auditd on the recording host (ENRICHED logs)
+    pid       INTEGER,
+    exe       TEXT,
+    comm      TEXT,
+    proctitle TEXT,
+    size      INTEGER,
+    PRIMARY KEY (ts, serial, path)
+) WITHOUT ROWID;
