@@ -16,48 +16,29 @@
 //! and a window). States idle for a window are dropped at the minute sweep; when the table is
 //! still full, idle-longest states are evicted early and counted.
 
-use std::collections::BTreeMap;
-use std::hash::{BuildHasher, RandomState};
+mod alert;
+mod config;
+mod pair;
+mod raw;
+mod rows;
+
+use std::hash::RandomState;
 use std::net::IpAddr;
-use std::time::Duration;
 
 use rustc_hash::{FxHashMap, FxHashSet};
-use serde_json::json;
 
-use super::names::{Alphabet, Shape};
-use super::tally::{Episode, Step, Tally, BUCKETS};
+use super::tally::BUCKETS;
 use super::{counters, Detector, Findings, Seen, Tick};
-use crate::alert::Severity;
-use crate::alert::{Alert, AlertKind};
-use crate::decode::dns::{self, Flags, Query, MAX_NAME_LEN};
+use crate::alert::Alert;
+use crate::decode::dns;
 use crate::decode::{Packet, L4};
-use crate::principal::{endpoint, Principal};
-use crate::rows::{DnsRow, MINUTE_US};
-use crate::units::de::{byte_size, domains, duration, positive, positive_usize};
-use crate::units::{human_bytes, human_duration};
-use serde::Deserialize;
+use crate::principal::Principal;
+use crate::rows::DnsRow;
 
-/// Bits of [`DnsRow::flags`].
-pub mod row_flags {
-    /// Some names looked encoded, over-long, or were of an unusual type.
-    pub const SUSPICIOUS: u32 = 1;
-    /// Some names were under an allow-listed domain.
-    pub const ALLOWED: u32 = 2;
-    /// A dns_tunnel episode was open for this pair.
-    pub const ALERTED: u32 = 4;
-    /// Some queries had an unusual type (NULL, KEY, private ...).
-    pub const ODD_TYPE: u32 = 8;
-    /// Some queries had wire oddities (pointer loops, over-long names, several questions).
-    pub const MALFORMED: u32 = 16;
-    /// Some names held bytes outside printable ASCII.
-    pub const BINARY: u32 = 32;
-}
-
-/// Samples of suspicious names per stored row, and per pair state in all.
-const ROW_SAMPLES: usize = 3;
-const STORED_SAMPLES_PER_PAIR: u32 = 30;
-/// Sample names carried in an alert.
-const ALERT_SAMPLES: usize = 5;
+pub use config::{DnsConfig, DEFAULT_DNS_ALLOW};
+use pair::Pair;
+use raw::Raw;
+pub use rows::row_flags;
 
 counters! {
     /// What the DNS path counted; every payload it did not analyse is under a reason.
@@ -83,40 +64,6 @@ counters! {
     }
 }
 
-// Tally slots of a pair.
-const QUERIES: usize = 0;
-const UNIQUE: usize = 1;
-const BYTES: usize = 2;
-const ENCODED: usize = 3;
-const ODD: usize = 4;
-
-/// Query types in a pair's type mix; the last slot is "other".
-const MIX: [u16; 7] = [1, 28, 16, 10, 5, 15, 33];
-
-struct Pair {
-    domain: String,
-    gid: Option<u32>,
-    tally: Tally<5>,
-    episode: Episode,
-    /// Estimated data bytes in unique names since the episode (or the state) began.
-    carried: u64,
-    types: [u32; MIX.len() + 1],
-    longest_name: usize,
-    alphabets: u32,
-    samples: Vec<String>,
-    stored_samples: u32,
-    row: DnsRow,
-    last_us: i64,
-}
-
-#[derive(Default)]
-struct Raw {
-    tally: Tally<2>,
-    episode: Episode,
-    bytes: u64,
-    last_us: i64,
-}
-
 pub struct DnsDetector {
     cfg: DnsConfig,
     window_us: i64,
@@ -132,11 +79,6 @@ pub struct DnsDetector {
     raw: FxHashMap<(Principal, IpAddr), Raw>,
     rows: Vec<DnsRow>,
     counters: DnsCounters,
-}
-
-/// Types ordinary programs do not ask for, but tunnels do: they carry more data in answers.
-fn odd_type(qtype: u16) -> bool {
-    matches!(qtype, 0 | 10 | 13 | 25 | 99 | 65280..=65534)
 }
 
 impl DnsDetector {
@@ -203,161 +145,6 @@ impl DnsDetector {
         }
     }
 
-    fn query(&mut self, p: &Packet<'_>, who: Principal, q: &Query<'_>, c: &mut DnsCounters, alerts: &mut Vec<Alert>) {
-        if q.flags.contains(Flags::RESPONSE) {
-            c.responses += 1;
-            return;
-        }
-        c.queries += 1;
-        let ts = p.ts_us;
-
-        // Lower-cased presentation form: for the suffix list, the allow-list and uniqueness.
-        let mut buf = [0u8; MAX_NAME_LEN];
-        let mut n = 0;
-        for (i, label) in q.qname.labels().enumerate() {
-            let Some(dot) = buf.get_mut(n..n + usize::from(i > 0) + label.len()) else {
-                break;
-            };
-            let (sep, rest) = dot.split_at_mut(usize::from(i > 0));
-            sep.fill(b'.');
-            rest.copy_from_slice(label);
-            rest.make_ascii_lowercase();
-            n += usize::from(i > 0) + label.len();
-        }
-        let name = &buf[..n];
-        let allowed = self.is_allowed(name);
-        let registered: &[u8] = match psl::domain(name) {
-            Some(d) => d.as_bytes(),
-            None => name,
-        };
-        let registered_labels =
-            if registered.is_empty() { 0 } else { registered.iter().filter(|&&b| b == b'.').count() + 1 };
-        let sub_labels = q.qname.label_count().saturating_sub(registered_labels);
-        let shape = Shape::of(q.qname.labels().take(sub_labels));
-        let sub_bytes = n.saturating_sub(registered.len() + 1) as u32;
-
-        let wire_odd = Flags::POINTER_LOOP
-            | Flags::TOO_MANY_LABELS
-            | Flags::NAME_TOO_LONG
-            | Flags::OVERSIZED_NAME
-            | Flags::DOT_IN_LABEL
-            | Flags::MULTI_QUESTION;
-        let malformed = q.flags.0 & wire_odd.0 != 0;
-        let odd = odd_type(q.qtype) && shape.chars > 0;
-        let suspicious =
-            !allowed && (shape.looks_encoded(self.cfg.min_encoded_chars) || n > self.cfg.long_name || odd || malformed);
-        let unique = self.remember(self.hasher.hash_one((who, name)), ts, c);
-        if allowed {
-            c.allowed += 1;
-        }
-
-        let key = (who, self.hasher.hash_one(registered));
-        if !self.pairs.contains_key(&key) && !self.make_room(ts, c) {
-            c.pairs_full += 1;
-            return;
-        }
-        let minute_us = ts.div_euclid(MINUTE_US) * MINUTE_US;
-        let pair = self.pairs.entry(key).or_insert_with(|| Pair {
-            domain: display(registered),
-            gid: p.gid,
-            tally: Tally::default(),
-            episode: Episode::default(),
-            carried: 0,
-            types: [0; MIX.len() + 1],
-            longest_name: 0,
-            alphabets: 0,
-            samples: Vec::new(),
-            stored_samples: 0,
-            row: DnsRow {
-                principal: who,
-                gid: p.gid,
-                domain: String::new(),
-                minute_us,
-                queries: 0,
-                unique: 0,
-                name_bytes: 0,
-                suspicious: 0,
-                flags: 0,
-                samples: Vec::new(),
-            },
-            last_us: ts,
-        });
-        pair.last_us = pair.last_us.max(ts);
-        pair.gid = p.gid.or(pair.gid);
-
-        if pair.row.minute_us != minute_us && pair.row.queries > 0 {
-            self.rows.push(pair.take_row(minute_us));
-        }
-        pair.row.minute_us = minute_us;
-        let counted = unique && !allowed;
-        let row = &mut pair.row;
-        row.queries += 1;
-        row.unique += u32::from(unique);
-        row.name_bytes += if unique { u64::from(sub_bytes) } else { 0 };
-        row.suspicious += u32::from(unique && suspicious);
-        row.flags |= if allowed { row_flags::ALLOWED } else { 0 }
-            | if suspicious { row_flags::SUSPICIOUS } else { 0 }
-            | if odd { row_flags::ODD_TYPE } else { 0 }
-            | if malformed { row_flags::MALFORMED } else { 0 }
-            | if shape.alphabet == Alphabet::Binary { row_flags::BINARY } else { 0 };
-        if allowed {
-            pair.tally.add(ts, self.bucket_us, [1, 0, 0, 0, 0]);
-            return;
-        }
-
-        let slot = MIX.iter().position(|&t| t == q.qtype).unwrap_or(MIX.len());
-        pair.types[slot] = pair.types[slot].saturating_add(1);
-        pair.longest_name = pair.longest_name.max(n);
-        pair.alphabets |= 1 << shape.alphabet as u32;
-        if counted {
-            pair.carried += shape.carried_bytes();
-        }
-        if suspicious && unique {
-            let want_alert = pair.samples.len() < ALERT_SAMPLES;
-            let want_row = row.samples.len() < ROW_SAMPLES && pair.stored_samples < STORED_SAMPLES_PER_PAIR;
-            if want_alert || want_row {
-                let shown = display_name(q);
-                if want_row {
-                    pair.stored_samples += 1;
-                    row.samples.push(shown.clone());
-                }
-                if want_alert {
-                    pair.samples.push(shown);
-                }
-            }
-        }
-        let sums = pair.tally.add(
-            ts,
-            self.bucket_us,
-            [
-                1,
-                u32::from(counted),
-                if counted { sub_bytes } else { 0 },
-                u32::from(counted && suspicious),
-                u32::from(odd),
-            ],
-        );
-        let cfg = &self.cfg;
-        let bytes = u64::from(sums[BYTES]);
-        let over = sums[ENCODED] >= cfg.encoded_names || sums[UNIQUE] >= cfg.unique_names || bytes >= cfg.unique_bytes;
-        let quiet = sums[ENCODED] < cfg.encoded_names.div_ceil(2)
-            && sums[UNIQUE] < cfg.unique_names.div_ceil(2)
-            && bytes < cfg.unique_bytes.div_ceil(2);
-        let was_open = pair.episode.is_open();
-        let step = pair.episode.update(over, quiet, pair.carried, cfg.escalate_bytes);
-        if was_open && !pair.episode.is_open() {
-            // The episode ended: the next one starts its evidence afresh.
-            pair.carried = 0;
-            pair.samples.clear();
-        }
-        if pair.episode.is_open() {
-            pair.row.flags |= row_flags::ALERTED;
-        }
-        if let Some(step) = step {
-            alerts.push(pair_alert(cfg, self.window_us, step, who, pair, sums, p, ts));
-        }
-    }
-
     /// Remembers a (principal, name) hash; true if it was not seen within the last half
     /// window or more.
     fn remember(&mut self, key: u64, ts: i64, c: &mut DnsCounters) -> bool {
@@ -414,55 +201,6 @@ impl DnsDetector {
         });
         c.pairs_evicted += (before - self.pairs.len()) as u64;
         self.pairs.len() < self.cfg.max_pairs
-    }
-
-    fn raw(&mut self, p: &Packet<'_>, who: Principal, c: &mut DnsCounters, alerts: &mut Vec<Alert>) {
-        c.not_dns += 1;
-        let key = (who, p.dst);
-        if !self.raw.contains_key(&key) && self.raw.len() >= self.cfg.max_pairs {
-            c.pairs_full += 1;
-            return;
-        }
-        let ts = p.ts_us;
-        let r = self.raw.entry(key).or_default();
-        r.last_us = r.last_us.max(ts);
-        r.bytes += u64::from(p.wire_len);
-        let sums = r.tally.add(ts, self.bucket_us, [1, p.wire_len]);
-        let cfg = &self.cfg;
-        let over = sums[0] >= cfg.raw_packets;
-        let quiet = sums[0] < cfg.raw_packets.div_ceil(2);
-        let was_open = r.episode.is_open();
-        let step = r.episode.update(over, quiet, r.bytes, cfg.escalate_bytes);
-        if was_open && !r.episode.is_open() {
-            r.bytes = 0;
-        }
-        let Some(step) = step else { return };
-        let dst = endpoint(p.dst, 53, p.proto) + "/udp";
-        let (severity, escalation) = severity(step);
-        alerts.push(Alert {
-            ts_us: ts,
-            kind: AlertKind::DnsTunnel,
-            severity,
-            principal: who,
-            dst: Some(dst.clone()),
-            bytes: r.bytes,
-            summary: format!(
-                "{who} sent {} packets ({}) to {dst} within {} that are not DNS: a raw DNS tunnel{}",
-                sums[0],
-                human_bytes(u64::from(sums[1])),
-                human_duration(cfg.window),
-                escalated(escalation, r.bytes),
-            ),
-            details: json!({
-                "raw": true,
-                "resolver": p.dst.to_string(),
-                "window_secs": cfg.window.as_secs(),
-                "packets": sums[0],
-                "bytes": sums[1],
-                "estimated_bytes": r.bytes,
-                "escalation": escalation,
-            }),
-        });
     }
 
     /// Closes the rows of minutes before `minute_us` and forgets states idle for a window.
@@ -527,249 +265,17 @@ impl Detector for DnsDetector {
     }
 }
 
-impl Pair {
-    /// The finished row, leaving an empty one for `next_minute`.
-    fn take_row(&mut self, next_minute: i64) -> DnsRow {
-        let empty = DnsRow {
-            principal: self.row.principal,
-            gid: self.gid,
-            domain: String::new(),
-            minute_us: next_minute,
-            queries: 0,
-            unique: 0,
-            name_bytes: 0,
-            suspicious: 0,
-            flags: if self.episode.is_open() { row_flags::ALERTED } else { 0 },
-            samples: Vec::new(),
-        };
-        let mut row = std::mem::replace(&mut self.row, empty);
-        row.domain = self.domain.clone();
-        row.gid = self.gid;
-        row
-    }
-}
-
-fn severity(step: Step) -> (Severity, u32) {
-    match step {
-        Step::Open => (Severity::Medium, 0),
-        Step::Escalate(n) => (Severity::High, n),
-    }
-}
-
-fn escalated(escalation: u32, bytes: u64) -> String {
-    match escalation {
-        0 => String::new(),
-        n => format!(" (escalation {n}: ~{} carried so far)", human_bytes(bytes)),
-    }
-}
-
-#[allow(clippy::too_many_arguments)]
-fn pair_alert(
-    cfg: &DnsConfig,
-    window_us: i64,
-    step: Step,
-    who: Principal,
-    pair: &Pair,
-    sums: [u32; 5],
-    p: &Packet<'_>,
-    ts: i64,
-) -> Alert {
-    let (severity, escalation) = severity(step);
-    let mut rules = Vec::new();
-    if sums[ENCODED] >= cfg.encoded_names {
-        rules.push("encoded_names");
-    }
-    if sums[UNIQUE] >= cfg.unique_names {
-        rules.push("unique_names");
-    }
-    if u64::from(sums[BYTES]) >= cfg.unique_bytes {
-        rules.push("unique_bytes");
-    }
-    let mut types = BTreeMap::new();
-    for (i, &n) in pair.types.iter().enumerate().filter(|(_, &n)| n > 0) {
-        let name = MIX.get(i).map_or_else(|| "other".into(), |&t| dns::type_name(t));
-        types.insert(name.into_owned(), n);
-    }
-    let alphabets: Vec<&str> = [Alphabet::Hex, Alphabet::Base32, Alphabet::Base64, Alphabet::Binary]
-        .into_iter()
-        .filter(|a| pair.alphabets & (1 << *a as u32) != 0)
-        .map(Alphabet::as_str)
-        .collect();
-    let minutes = (window_us as f64 / 60e6).max(1.0 / 60.0);
-    Alert {
-        ts_us: ts,
-        kind: AlertKind::DnsTunnel,
-        severity,
-        principal: who,
-        dst: Some(pair.domain.clone()),
-        bytes: pair.carried,
-        summary: format!(
-            "{who} sent {} unique names ({} of names, {} encoded-looking) under {} within {}: ~{} carried out through DNS{}",
-            sums[UNIQUE],
-            human_bytes(u64::from(sums[BYTES])),
-            sums[ENCODED],
-            pair.domain,
-            human_duration(cfg.window),
-            human_bytes(pair.carried),
-            escalated(escalation, pair.carried),
-        ),
-        details: json!({
-            "domain": pair.domain,
-            "resolver": p.dst.to_string(),
-            "window_secs": cfg.window.as_secs(),
-            "rules": rules,
-            "queries": sums[QUERIES],
-            "unique_names": sums[UNIQUE],
-            "unique_name_bytes": sums[BYTES],
-            "encoded_names": sums[ENCODED],
-            "odd_type_queries": sums[ODD],
-            "queries_per_min": (f64::from(sums[QUERIES]) / minutes * 10.0).round() / 10.0,
-            "types": types,
-            "alphabets": alphabets,
-            "longest_name": pair.longest_name,
-            "samples": pair.samples,
-            "estimated_bytes": pair.carried,
-            "escalation": escalation,
-        }),
-    }
-}
-
-/// Terminal-safe text of raw name bytes.
-fn display(name: &[u8]) -> String {
-    if name.is_empty() {
-        return ".".into();
-    }
-    crate::escape::printable_bytes(name).into_owned()
-}
-
-/// Terminal-safe text of a query name: each label escaped, a `.` inside a label as `\x2e` so
-/// the label boundaries stay visible.
-fn display_name(q: &Query<'_>) -> String {
-    let mut out = String::with_capacity(q.qname.len() + 8);
-    for (i, label) in q.qname.labels().enumerate() {
-        if i > 0 {
-            out.push('.');
-        }
-        for part in label.split(|&b| b == b'.').enumerate() {
-            if part.0 > 0 {
-                out.push_str("\\x2e");
-            }
-            out.push_str(&crate::escape::printable_bytes(part.1));
-        }
-    }
-    if out.is_empty() {
-        out.push('.');
-    }
-    out
-}
-
-/// `[dns]`: DNS tunnel detection per (principal, registered domain) over a sliding window.
-/// An episode opens when any rule is met; see `exfilmon.example.toml` for the reasoning.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields, default)]
-pub struct DnsConfig {
-    pub enabled: bool,
-    #[serde(deserialize_with = "duration")]
-    pub window: Duration,
-    /// Unique names that look encoded (or are binary, over-long, or of a type ordinary
-    /// programs do not ask for) within the window.
-    #[serde(deserialize_with = "positive")]
-    pub encoded_names: u32,
-    /// Unique names within the window, whatever they look like (polling tunnels).
-    #[serde(deserialize_with = "positive")]
-    pub unique_names: u32,
-    /// Bytes of unique subdomain names within the window: the information carried out.
-    #[serde(deserialize_with = "byte_size")]
-    pub unique_bytes: u64,
-    /// Subdomain characters a name needs before its alphabet and entropy can call it encoded.
-    #[serde(deserialize_with = "positive_usize")]
-    pub min_encoded_chars: usize,
-    /// A name longer than this (presentation bytes) counts as suspicious by itself.
-    #[serde(deserialize_with = "positive_usize")]
-    pub long_name: usize,
-    /// UDP packets to port 53 that are not DNS, per destination, within the window.
-    #[serde(deserialize_with = "positive")]
-    pub raw_packets: u32,
-    /// An open episode escalates when its estimated carried bytes reach this, then 4x that...
-    #[serde(deserialize_with = "byte_size")]
-    pub escalate_bytes: u64,
-    /// Also parse payloads that look like DNS queries on ports other than 53.
-    pub other_ports: bool,
-    /// Domains (and their subdomains) never counted as suspicious; replaces the built-in list.
-    #[serde(deserialize_with = "domains")]
-    pub allow: Vec<String>,
-    /// Domains added to `allow`.
-    #[serde(deserialize_with = "domains")]
-    pub allow_extra: Vec<String>,
-    /// (principal, registered domain) states kept at most; idle ones are evicted first.
-    #[serde(deserialize_with = "positive_usize")]
-    pub max_pairs: usize,
-    /// Query names remembered for uniqueness at most.
-    #[serde(deserialize_with = "positive_usize")]
-    pub max_names: usize,
-}
-
-/// Heavy legitimate users of odd names: reverse lookups, CDNs, anti-virus and blocklists.
-pub const DEFAULT_DNS_ALLOW: &[&str] = &[
-    "arpa",
-    "local",
-    "akadns.net",
-    "akamai.net",
-    "akamaiedge.net",
-    "akamaihd.net",
-    "edgekey.net",
-    "edgesuite.net",
-    "cloudfront.net",
-    "fastly.net",
-    "azureedge.net",
-    "trafficmanager.net",
-    "cdn77.org",
-    "mcafee.com",
-    "e5.sk",
-    "eset.com",
-    "sophosxl.net",
-    "trendmicro.com",
-    "spamhaus.org",
-    "spamhaus.net",
-    "spamcop.net",
-    "surbl.org",
-    "uribl.com",
-    "barracudacentral.org",
-    "sorbs.net",
-    "dnswl.org",
-    "mailspike.net",
-    "senderbase.org",
-    "abuseat.org",
-    "cymru.com",
-];
-
-impl Default for DnsConfig {
-    fn default() -> Self {
-        DnsConfig {
-            enabled: true,
-            window: Duration::from_secs(3600),
-            encoded_names: 10,
-            unique_names: 100,
-            unique_bytes: 4096,
-            min_encoded_chars: 20,
-            long_name: 100,
-            raw_packets: 5,
-            escalate_bytes: 64 << 10,
-            other_ports: true,
-            allow: DEFAULT_DNS_ALLOW.iter().map(|d| d.to_string()).collect(),
-            allow_extra: Vec::new(),
-            max_pairs: 100_000,
-            max_names: 1_000_000,
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use std::net::Ipv4Addr;
 
+    use serde_json::json;
+
+    use super::rows::ROW_SAMPLES;
     use super::*;
+    use crate::alert::Severity;
     use crate::decode::dns::tests::{message, query as wire_query};
+    use crate::rows::MINUTE_US;
 
     const S: i64 = 1_000_000;
     const ALICE: Principal = Principal::Uid(1001);

@@ -1,0 +1,210 @@
+//! Pair state: one (principal, registered domain), its sliding tallies, its episode and its
+//! minute row; a query updates it and may open or escalate the episode.
+
+use super::alert::{display, display_name, pair_alert};
+use super::rows::{row_flags, ALERT_SAMPLES, ROW_SAMPLES, STORED_SAMPLES_PER_PAIR};
+use super::{DnsCounters, DnsDetector};
+use std::hash::BuildHasher;
+
+use crate::alert::Alert;
+use crate::decode::dns::{Flags, Query, MAX_NAME_LEN};
+use crate::decode::Packet;
+use crate::detect::names::{Alphabet, Shape};
+use crate::detect::tally::{Episode, Tally};
+use crate::principal::Principal;
+use crate::rows::{DnsRow, MINUTE_US};
+
+// Tally slots of a pair.
+pub(super) const QUERIES: usize = 0;
+pub(super) const UNIQUE: usize = 1;
+pub(super) const BYTES: usize = 2;
+pub(super) const ENCODED: usize = 3;
+pub(super) const ODD: usize = 4;
+
+/// Query types in a pair's type mix; the last slot is "other".
+pub(super) const MIX: [u16; 7] = [1, 28, 16, 10, 5, 15, 33];
+
+pub(super) struct Pair {
+    pub(super) domain: String,
+    pub(super) gid: Option<u32>,
+    pub(super) tally: Tally<5>,
+    pub(super) episode: Episode,
+    /// Estimated data bytes in unique names since the episode (or the state) began.
+    pub(super) carried: u64,
+    pub(super) types: [u32; MIX.len() + 1],
+    pub(super) longest_name: usize,
+    pub(super) alphabets: u32,
+    pub(super) samples: Vec<String>,
+    pub(super) stored_samples: u32,
+    pub(super) row: DnsRow,
+    pub(super) last_us: i64,
+}
+
+/// Types ordinary programs do not ask for, but tunnels do: they carry more data in answers.
+pub(super) fn odd_type(qtype: u16) -> bool {
+    matches!(qtype, 0 | 10 | 13 | 25 | 99 | 65280..=65534)
+}
+
+impl DnsDetector {
+    pub(super) fn query(
+        &mut self,
+        p: &Packet<'_>,
+        who: Principal,
+        q: &Query<'_>,
+        c: &mut DnsCounters,
+        alerts: &mut Vec<Alert>,
+    ) {
+        if q.flags.contains(Flags::RESPONSE) {
+            c.responses += 1;
+            return;
+        }
+        c.queries += 1;
+        let ts = p.ts_us;
+
+        // Lower-cased presentation form: for the suffix list, the allow-list and uniqueness.
+        let mut buf = [0u8; MAX_NAME_LEN];
+        let mut n = 0;
+        for (i, label) in q.qname.labels().enumerate() {
+            let Some(dot) = buf.get_mut(n..n + usize::from(i > 0) + label.len()) else {
+                break;
+            };
+            let (sep, rest) = dot.split_at_mut(usize::from(i > 0));
+            sep.fill(b'.');
+            rest.copy_from_slice(label);
+            rest.make_ascii_lowercase();
+            n += usize::from(i > 0) + label.len();
+        }
+        let name = &buf[..n];
+        let allowed = self.is_allowed(name);
+        let registered: &[u8] = match psl::domain(name) {
+            Some(d) => d.as_bytes(),
+            None => name,
+        };
+        let registered_labels =
+            if registered.is_empty() { 0 } else { registered.iter().filter(|&&b| b == b'.').count() + 1 };
+        let sub_labels = q.qname.label_count().saturating_sub(registered_labels);
+        let shape = Shape::of(q.qname.labels().take(sub_labels));
+        let sub_bytes = n.saturating_sub(registered.len() + 1) as u32;
+
+        let wire_odd = Flags::POINTER_LOOP
+            | Flags::TOO_MANY_LABELS
+            | Flags::NAME_TOO_LONG
+            | Flags::OVERSIZED_NAME
+            | Flags::DOT_IN_LABEL
+            | Flags::MULTI_QUESTION;
+        let malformed = q.flags.0 & wire_odd.0 != 0;
+        let odd = odd_type(q.qtype) && shape.chars > 0;
+        let suspicious =
+            !allowed && (shape.looks_encoded(self.cfg.min_encoded_chars) || n > self.cfg.long_name || odd || malformed);
+        let unique = self.remember(self.hasher.hash_one((who, name)), ts, c);
+        if allowed {
+            c.allowed += 1;
+        }
+
+        let key = (who, self.hasher.hash_one(registered));
+        if !self.pairs.contains_key(&key) && !self.make_room(ts, c) {
+            c.pairs_full += 1;
+            return;
+        }
+        let minute_us = ts.div_euclid(MINUTE_US) * MINUTE_US;
+        let pair = self.pairs.entry(key).or_insert_with(|| Pair {
+            domain: display(registered),
+            gid: p.gid,
+            tally: Tally::default(),
+            episode: Episode::default(),
+            carried: 0,
+            types: [0; MIX.len() + 1],
+            longest_name: 0,
+            alphabets: 0,
+            samples: Vec::new(),
+            stored_samples: 0,
+            row: DnsRow {
+                principal: who,
+                gid: p.gid,
+                domain: String::new(),
+                minute_us,
+                queries: 0,
+                unique: 0,
+                name_bytes: 0,
+                suspicious: 0,
+                flags: 0,
+                samples: Vec::new(),
+            },
+            last_us: ts,
+        });
+        pair.last_us = pair.last_us.max(ts);
+        pair.gid = p.gid.or(pair.gid);
+
+        if pair.row.minute_us != minute_us && pair.row.queries > 0 {
+            self.rows.push(pair.take_row(minute_us));
+        }
+        pair.row.minute_us = minute_us;
+        let counted = unique && !allowed;
+        let row = &mut pair.row;
+        row.queries += 1;
+        row.unique += u32::from(unique);
+        row.name_bytes += if unique { u64::from(sub_bytes) } else { 0 };
+        row.suspicious += u32::from(unique && suspicious);
+        row.flags |= if allowed { row_flags::ALLOWED } else { 0 }
+            | if suspicious { row_flags::SUSPICIOUS } else { 0 }
+            | if odd { row_flags::ODD_TYPE } else { 0 }
+            | if malformed { row_flags::MALFORMED } else { 0 }
+            | if shape.alphabet == Alphabet::Binary { row_flags::BINARY } else { 0 };
+        if allowed {
+            pair.tally.add(ts, self.bucket_us, [1, 0, 0, 0, 0]);
+            return;
+        }
+
+        let slot = MIX.iter().position(|&t| t == q.qtype).unwrap_or(MIX.len());
+        pair.types[slot] = pair.types[slot].saturating_add(1);
+        pair.longest_name = pair.longest_name.max(n);
+        pair.alphabets |= 1 << shape.alphabet as u32;
+        if counted {
+            pair.carried += shape.carried_bytes();
+        }
+        if suspicious && unique {
+            let want_alert = pair.samples.len() < ALERT_SAMPLES;
+            let want_row = row.samples.len() < ROW_SAMPLES && pair.stored_samples < STORED_SAMPLES_PER_PAIR;
+            if want_alert || want_row {
+                let shown = display_name(q);
+                if want_row {
+                    pair.stored_samples += 1;
+                    row.samples.push(shown.clone());
+                }
+                if want_alert {
+                    pair.samples.push(shown);
+                }
+            }
+        }
+        let sums = pair.tally.add(
+            ts,
+            self.bucket_us,
+            [
+                1,
+                u32::from(counted),
+                if counted { sub_bytes } else { 0 },
+                u32::from(counted && suspicious),
+                u32::from(odd),
+            ],
+        );
+        let cfg = &self.cfg;
+        let bytes = u64::from(sums[BYTES]);
+        let over = sums[ENCODED] >= cfg.encoded_names || sums[UNIQUE] >= cfg.unique_names || bytes >= cfg.unique_bytes;
+        let quiet = sums[ENCODED] < cfg.encoded_names.div_ceil(2)
+            && sums[UNIQUE] < cfg.unique_names.div_ceil(2)
+            && bytes < cfg.unique_bytes.div_ceil(2);
+        let was_open = pair.episode.is_open();
+        let step = pair.episode.update(over, quiet, pair.carried, cfg.escalate_bytes);
+        if was_open && !pair.episode.is_open() {
+            // The episode ended: the next one starts its evidence afresh.
+            pair.carried = 0;
+            pair.samples.clear();
+        }
+        if pair.episode.is_open() {
+            pair.row.flags |= row_flags::ALERTED;
+        }
+        if let Some(step) = step {
+            alerts.push(pair_alert(cfg, self.window_us, step, who, pair, sums, p, ts));
+        }
+    }
+}
