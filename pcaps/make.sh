@@ -14,7 +14,8 @@
 # (exf-in 10.77.0.2 / fd77::2  <-veth->  exf-out 10.77.0.1 / fd77::1).
 # Neither namespace has a default route or any other interface but lo, so
 # nothing can leave the machine. Everything started here is killed and both
-# namespaces are deleted on EXIT (trap).
+# namespaces are deleted on EXIT (trap). The steps the capture scripts share
+# (namespaces, processes, users, sshd, tcpdump) are in pcaps/lib.sh.
 #
 # Needs: nftables, tcpdump, tshark, openssh-server/-client, socat,
 #        bind9-dnsutils (dig), dnsmasq-base, python3 (stdlib only).
@@ -65,15 +66,13 @@
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-REPO="$(cd "$HERE/.." && pwd)"
-PY=/usr/bin/python3          # system python: test users must be able to run it
 NS_IN=exf-in
 NS_OUT=exf-out
+# shellcheck source=lib.sh
+. "$HERE/lib.sh"
 USER_A=exfil-alice
 USER_B=exfil-bob
 WHAT="${1:-all}"
-
-log() { printf '[make.sh] %s\n' "$*" >&2; }
 
 make_synth() {
 	log "synthetic captures"
@@ -86,160 +85,63 @@ make_expected() {
 }
 
 # ---------------------------------------------------------------- real capture
-TMP=""
-PIDS=()
-
 cleanup() {
-	local p
-	for p in "${PIDS[@]:-}"; do
-		[ -n "$p" ] && kill "$p" 2>/dev/null || true
-	done
-	for p in "${PIDS[@]:-}"; do
-		[ -n "$p" ] && wait "$p" 2>/dev/null || true
-	done
-	# daemons that fork/daemonize write pid files
-	if [ -n "$TMP" ]; then
-		for f in "$TMP"/*.pid; do
-			[ -f "$f" ] && kill "$(cat "$f")" 2>/dev/null || true
-		done
-	fi
-	ip netns del "$NS_IN" 2>/dev/null || true
-	ip netns del "$NS_OUT" 2>/dev/null || true
+	stop_pids PIDS
+	netns_del "$NS_IN" "$NS_OUT"
 	[ -n "$TMP" ] && rm -rf "$TMP"
 	return 0
 }
 
-ensure_user() {
-	local u="$1"
-	if ! id "$u" >/dev/null 2>&1; then
-		useradd -m -s /bin/bash "$u"
-	fi
-	# OpenSSH (UsePAM no) refuses accounts whose password field starts with
-	# "!" (useradd's default = locked). "*" = no password, but not locked.
-	usermod -p '*' "$u"
-}
-
-wait_port() { # ns proto port  - wait until something listens
-	local i
-	for i in $(seq 1 50); do
-		if ip netns exec "$1" ss -Hln"$2" "sport = :$3" | grep -q .; then return 0; fi
-		sleep 0.1
-	done
-	log "nothing listening on $2/$3 in $1"; return 1
-}
-
 capture_real() {
-	[ "$(id -u)" = 0 ] || { log "real capture needs root"; exit 1; }
-	trap cleanup EXIT
-	trap 'exit 130' INT TERM   # make sure the EXIT trap runs on signals too
+	need_root "the real capture: network namespaces, nft, tcpdump, test users"
+	cleanup_on_exit cleanup
 	cleanup   # stale state from an aborted run
 	TMP="$(mktemp -d /tmp/exfilmon-pcap.XXXXXX)"
 	chmod 711 "$TMP"
 
 	log "namespaces + veth"
-	ip netns add "$NS_IN"
-	ip netns add "$NS_OUT"
-	ip link add exf-veth-in netns "$NS_IN" type veth peer name exf-veth-out netns "$NS_OUT"
-	ip -n "$NS_IN"  link set lo up
-	ip -n "$NS_OUT" link set lo up
-	ip -n "$NS_IN"  addr add 10.77.0.2/24 dev exf-veth-in
-	ip -n "$NS_OUT" addr add 10.77.0.1/24 dev exf-veth-out
-	ip -n "$NS_IN"  addr add fd77::2/64 dev exf-veth-in nodad
-	ip -n "$NS_OUT" addr add fd77::1/64 dev exf-veth-out nodad
-	ip -n "$NS_IN"  link set exf-veth-in up
-	ip -n "$NS_OUT" link set exf-veth-out up
-	# belt and braces: no default route exists in either namespace
-	if ip -n "$NS_IN" route show default | grep -q . || ip -n "$NS_IN" -6 route show default | grep -q .; then
-		log "unexpected default route in $NS_IN"; exit 1
-	fi
+	netns_pair "$NS_IN" "$NS_OUT" exf-veth-in exf-veth-out 10.77.0.2/24 10.77.0.1/24 fd77::2/64 fd77::1/64
 
 	log "users"
-	ensure_user "$USER_A"
-	ensure_user "$USER_B"
-	mkdir -p "$TMP/keys"
-	chmod 755 "$TMP/keys"
-	local u
-	for u in "$USER_A" "$USER_B"; do
-		mkdir -p "$TMP/$u"
-		ssh-keygen -q -t ed25519 -N '' -C "$u@exfilmon-test" -f "$TMP/$u/id"
-		cp "$TMP/$u/id.pub" "$TMP/keys/$u"
-		chown -R "$u:" "$TMP/$u"
-		chmod 700 "$TMP/$u"
-	done
+	ensure_user "$USER_A" "$USER_B"
+
+	log "servers in $NS_OUT"
+	sshd_start "$NS_OUT" "10.77.0.1 fd77::1" "$USER_A" "$USER_B"
 	# alice's 5 MiB "secret": seeded pseudo-random bytes (reproducible content)
 	"$PY" -c 'import random,sys; r=random.Random(7); sys.stdout.buffer.write(r.randbytes(5*1024*1024))' >"$TMP/$USER_A/secret.bin"
 	chown "$USER_A:" "$TMP/$USER_A/secret.bin"
-	mkdir -p "$TMP/recv"
-	chmod 1777 "$TMP/recv"
-
-	log "servers in $NS_OUT"
-	mkdir -p /run/sshd
-	ssh-keygen -q -t ed25519 -N '' -f "$TMP/hostkey"
-	cat >"$TMP/sshd_config" <<-EOF
-		Port 22
-		ListenAddress 10.77.0.1
-		ListenAddress fd77::1
-		HostKey $TMP/hostkey
-		PidFile $TMP/sshd.pid
-		AuthorizedKeysFile $TMP/keys/%u
-		StrictModes no
-		UsePAM no
-		PubkeyAuthentication yes
-		PasswordAuthentication no
-		KbdInteractiveAuthentication no
-		PermitRootLogin no
-		AllowUsers $USER_A $USER_B
-		Subsystem sftp /usr/lib/openssh/sftp-server
-	EOF
-	ip netns exec "$NS_OUT" /usr/sbin/sshd -t -f "$TMP/sshd_config"
-	ip netns exec "$NS_OUT" /usr/sbin/sshd -D -e -f "$TMP/sshd_config" 2>"$TMP/sshd.log" &
-	PIDS+=($!)
-	ip netns exec "$NS_OUT" dnsmasq --keep-in-foreground --conf-file=/dev/null \
+	spawn ip netns exec "$NS_OUT" dnsmasq --keep-in-foreground --conf-file=/dev/null \
 		--no-resolv --no-hosts --no-dhcp-interface=exf-veth-out \
 		--bind-interfaces --listen-address=10.77.0.1 --listen-address=fd77::1 \
 		--address=/example.test/10.77.0.1 --address=/example.test/fd77::1 \
-		--pid-file="$TMP/dnsmasq.pid" --log-facility=- --log-queries 2>"$TMP/dnsmasq.log" &
-	PIDS+=($!)
-	ip netns exec "$NS_OUT" socat -u 'TCP6-LISTEN:9000,bind=[fd77::1],reuseaddr,fork' OPEN:/dev/null 2>"$TMP/socat.log" &
-	PIDS+=($!)
-	wait_port "$NS_OUT" t 22
+		--pid-file="$TMP/dnsmasq.pid" --log-facility=- --log-queries 2>"$TMP/dnsmasq.log"
+	spawn ip netns exec "$NS_OUT" socat -u 'TCP6-LISTEN:9000,bind=[fd77::1],reuseaddr,fork' OPEN:/dev/null 2>"$TMP/socat.log"
 	wait_port "$NS_OUT" u 53
 	wait_port "$NS_OUT" t 9000
 
 	log "ruleset + tcpdump in $NS_IN"
 	# neighbour discovery before the ruleset/capture start (keeps the file
 	# tidy; ND entries may still expire and be refreshed during the run)
-	ip netns exec "$NS_IN" "$PY" "$HERE/ping.py" -c 1 10.77.0.1
-	ip netns exec "$NS_IN" "$PY" "$HERE/ping.py" -c 1 fd77::1
-	ip netns exec "$NS_IN" nft -f "$REPO/nft/exfilmon.nft"
+	inside "$PY" "$HERE/ping.py" -c 1 10.77.0.1
+	inside "$PY" "$HERE/ping.py" -c 1 fd77::1
+	inside nft -f "$REPO/nft/exfilmon.nft"
 
 	local out="$HERE/nflog-sample.pcap"
-	ip netns exec "$NS_IN" tcpdump -i nflog:7 -U -Z root -w "$TMP/nflog.pcap" 2>"$TMP/tcpdump.log" &
-	local tcpdump_pid=$!
-	PIDS+=($tcpdump_pid)
-	for _ in $(seq 1 50); do
-		grep -q 'listening on' "$TMP/tcpdump.log" 2>/dev/null && break
-		sleep 0.1
-	done
+	capture_start "$TMP/nflog.pcap"
 	sleep 0.5
 
-	local SSHOPT=(-o BatchMode=yes -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null
-		-o IdentitiesOnly=yes -o LogLevel=ERROR)
-	local IN=(ip netns exec "$NS_IN")
-
 	log "traffic: root ping"
-	"${IN[@]}" "$PY" "$HERE/ping.py" -c 3 10.77.0.1
-	"${IN[@]}" "$PY" "$HERE/ping.py" -c 2 fd77::1
+	inside "$PY" "$HERE/ping.py" -c 3 10.77.0.1
+	inside "$PY" "$HERE/ping.py" -c 2 fd77::1
 
 	log "traffic: $USER_B dig / ssh / python IPv6 send"
-	local B=("${IN[@]}" runuser -u "$USER_B" --)
-	"${B[@]}" dig +short +tries=1 +time=2 @10.77.0.1 www.example.test A
-	"${B[@]}" dig +short +tries=1 +time=2 @10.77.0.1 mail.example.test AAAA
-	"${B[@]}" dig +short +tries=1 +time=2 @10.77.0.1 nbswy3dpeb3w64tmmqqq.c2.example.test TXT >/dev/null || true
-	"${B[@]}" dig +short +tries=1 +time=2 @fd77::1 v6.example.test A
-	"${B[@]}" dig +short +tcp +tries=1 +time=2 @10.77.0.1 tcp.example.test A
-	"${B[@]}" ssh "${SSHOPT[@]}" -i "$TMP/$USER_B/id" "$USER_B@10.77.0.1" true
-	"${B[@]}" "$PY" -c '
+	as_user "$USER_B" dig +short +tries=1 +time=2 @10.77.0.1 www.example.test A
+	as_user "$USER_B" dig +short +tries=1 +time=2 @10.77.0.1 mail.example.test AAAA
+	as_user "$USER_B" dig +short +tries=1 +time=2 @10.77.0.1 nbswy3dpeb3w64tmmqqq.c2.example.test TXT >/dev/null || true
+	as_user "$USER_B" dig +short +tries=1 +time=2 @fd77::1 v6.example.test A
+	as_user "$USER_B" dig +short +tcp +tries=1 +time=2 @10.77.0.1 tcp.example.test A
+	as_user "$USER_B" ssh "${SSH_OPTS[@]}" -i "$TMP/$USER_B/id" "$USER_B@10.77.0.1" true
+	as_user "$USER_B" "$PY" -c '
 import socket
 s = socket.create_connection(("fd77::1", 9000), timeout=5)
 s.sendall(bytes(range(250)) * 16)   # 4000 bytes
@@ -248,15 +150,14 @@ s.close()
 '
 
 	log "traffic: $USER_A scp 5 MiB"
-	"${IN[@]}" runuser -u "$USER_A" -- scp -q "${SSHOPT[@]}" -i "$TMP/$USER_A/id" \
+	as_user "$USER_A" scp -q "${SSH_OPTS[@]}" -i "$TMP/$USER_A/id" \
 		"$TMP/$USER_A/secret.bin" "$USER_A@10.77.0.1:$TMP/recv/secret.bin"
 	cmp "$TMP/$USER_A/secret.bin" "$TMP/recv/secret.bin"
 
 	sleep 2   # NFLOG flush timeout is 1 s; let the last batch arrive
-	kill -INT "$tcpdump_pid"
-	wait "$tcpdump_pid" || true
+	capture_stop
 	cat "$TMP/tcpdump.log" >&2
-	"${IN[@]}" nft -j list table inet exfilmon >"$TMP/nft.json"
+	inside nft -j list table inet exfilmon >"$TMP/nft.json"
 	mv "$TMP/nflog.pcap" "$out"
 	chmod 644 "$out"
 	# side file: who is who, and what nft's rule counters said at the end

@@ -25,41 +25,36 @@
 #
 # SAFETY: traffic stays between two namespaces made here (exfsen-in 10.77.11.2 <-veth->
 # exfsen-out 10.77.11.1), neither with a default route. Everything started here is stopped,
-# the namespaces deleted and the audit rules removed on EXIT.
+# the namespaces deleted and the audit rules removed on EXIT. The steps the capture scripts
+# share (namespaces, processes, users, sshd, tcpdump) are in pcaps/lib.sh.
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-REPO="$(cd "$HERE/.." && pwd)"
-OUT="$HERE/sensitive"
-EXFILMON="$REPO/target/debug/exfilmon"
 NS_IN=exfsen-in
 NS_OUT=exfsen-out
+# shellcheck source=lib.sh
+. "$HERE/lib.sh"
+OUT="$HERE/sensitive"
+EXFILMON="$REPO/target/debug/exfilmon"
 PEER=10.77.11.1
 DATA=/tmp/exfsen-data
 CSV=$DATA/sensitive1.csv
 USERS=(exfil-alice exfil-bob exfil-carol exfil-dave)
 
-log() { printf '[sensitive.sh] %s\n' "$*" >&2; }
-
-TMP=""
-PIDS=()
 AUDITD=""
 cleanup() {
-	local p
-	for p in "${PIDS[@]:-}"; do [ -n "$p" ] && kill "$p" 2>/dev/null || true; done
-	for p in "${PIDS[@]:-}"; do [ -n "$p" ] && wait "$p" 2>/dev/null || true; done
+	stop_pids PIDS
 	auditctl -D -k exfilmon-sensitive >/dev/null 2>&1 || true
 	if [ -n "$AUDITD" ]; then kill "$AUDITD" 2>/dev/null || true; wait "$AUDITD" 2>/dev/null || true; fi
-	ip netns del "$NS_IN" 2>/dev/null || true
-	ip netns del "$NS_OUT" 2>/dev/null || true
+	netns_del "$NS_IN" "$NS_OUT"
 	rm -rf "$DATA"
 	for u in "${USERS[@]}"; do rm -f "/home/$u/notes.txt"; done
 	[ -n "$TMP" ] && rm -rf "$TMP"
 	return 0
 }
-trap cleanup EXIT
+cleanup_on_exit cleanup
 
-[ "$(id -u)" -eq 0 ] || { log "run as root"; exit 1; }
+need_root "auditd, network namespaces, nft, tcpdump, test users"
 [ -x "$EXFILMON" ] || (cd "$REPO" && cargo build -q)
 pid=$(auditctl -s | awk '$1 == "pid" { print $2 }')
 if [ "${pid:-0}" != 0 ] && [ -e "/proc/$pid" ]; then
@@ -70,10 +65,7 @@ TMP=$(mktemp -d /tmp/exfsen.XXXXXX)
 chmod 711 "$TMP"
 mkdir -p "$OUT" "$DATA"
 
-for u in "${USERS[@]}"; do
-	id "$u" >/dev/null 2>&1 || useradd -m -s /bin/bash "$u"
-	usermod -p '*' "$u"
-done
+ensure_user "${USERS[@]}"
 
 # The CSV: rows of names, e-mail addresses, amounts, dates and tokens (compresses like real CSV).
 python3 - "$CSV" <<'PY'
@@ -135,73 +127,27 @@ done
 "$EXFILMON" audit-rules --config "$OUT/exfilmon.toml" >"$TMP/exfilmon.rules"
 auditctl -R "$TMP/exfilmon.rules" >/dev/null
 
-# Namespaces, sshd outside, a TCP sink on :9000, the ruleset and tcpdump inside.
-ip netns add "$NS_IN"
-ip netns add "$NS_OUT"
-ip link add exfsen-i netns "$NS_IN" type veth peer name exfsen-o netns "$NS_OUT"
-for ns in "$NS_IN" "$NS_OUT"; do
-	ip -n "$ns" link set lo up
-	ip netns exec "$ns" sysctl -qw net.ipv6.conf.all.disable_ipv6=1
-done
-ip -n "$NS_IN" addr add 10.77.11.2/24 dev exfsen-i
-ip -n "$NS_OUT" addr add "$PEER/24" dev exfsen-o
-ip -n "$NS_IN" link set exfsen-i up
-ip -n "$NS_OUT" link set exfsen-o up
+# Namespaces (IPv4 only), sshd outside, a TCP sink on :9000, the ruleset and tcpdump inside.
+netns_pair "$NS_IN" "$NS_OUT" exfsen-i exfsen-o 10.77.11.2/24 "$PEER/24"
+sshd_start "$NS_OUT" "$PEER" "${USERS[@]}"
+spawn ip netns exec "$NS_OUT" socat -u "TCP-LISTEN:9000,bind=$PEER,reuseaddr,fork" OPEN:/dev/null
+wait_port "$NS_OUT" t 9000
 
-mkdir -p /run/sshd "$TMP/keys" "$TMP/recv"
-chmod 755 "$TMP/keys"
-chmod 1777 "$TMP/recv"
-ssh-keygen -q -t ed25519 -N '' -f "$TMP/hostkey"
-for u in "${USERS[@]}"; do
-	mkdir -p "$TMP/$u"
-	ssh-keygen -q -t ed25519 -N '' -f "$TMP/$u/id"
-	cp "$TMP/$u/id.pub" "$TMP/keys/$u"
-	chown -R "$u:" "$TMP/$u"
-	chmod 700 "$TMP/$u"
-done
-cat >"$TMP/sshd_config" <<EOF
-ListenAddress $PEER
-HostKey $TMP/hostkey
-PidFile $TMP/sshd.pid
-AuthorizedKeysFile $TMP/keys/%u
-StrictModes no
-UsePAM no
-PasswordAuthentication no
-KbdInteractiveAuthentication no
-AllowUsers ${USERS[*]}
-Subsystem sftp /usr/lib/openssh/sftp-server
-EOF
-ip netns exec "$NS_OUT" /usr/sbin/sshd -D -e -f "$TMP/sshd_config" 2>"$TMP/sshd.log" &
-PIDS+=($!)
-ip netns exec "$NS_OUT" socat -u "TCP-LISTEN:9000,bind=$PEER,reuseaddr,fork" OPEN:/dev/null &
-PIDS+=($!)
-for port in 22 9000; do
-	for _ in $(seq 1 100); do
-		ip netns exec "$NS_OUT" ss -Hlnt "sport = :$port" | grep -q . && break
-		sleep 0.1
-	done
-done
-
-ip netns exec "$NS_IN" "$EXFILMON" nft --apply --config "$OUT/exfilmon.toml"
-ip netns exec "$NS_IN" tcpdump -q -i nflog:7 -w "$TMP/egress.pcap" 2>"$TMP/tcpdump.log" &
-PIDS+=($!)
-TCPDUMP=$!
+inside "$EXFILMON" nft --apply --config "$OUT/exfilmon.toml"
+capture_start "$TMP/egress.pcap"
 sleep 1
-
-SSH=(-o BatchMode=yes -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o IdentitiesOnly=yes -o LogLevel=ERROR)
-as() { local u=$1; shift; ip netns exec "$NS_IN" runuser -u "$u" -- "$@"; }
 
 log "1. exfil-alice: scp of the file"
-as exfil-alice scp -q "${SSH[@]}" -i "$TMP/exfil-alice/id" "$CSV" "exfil-alice@$PEER:$TMP/recv/alice.csv"
+as_user exfil-alice scp -q "${SSH_OPTS[@]}" -i "$TMP/exfil-alice/id" "$CSV" "exfil-alice@$PEER:$TMP/recv/alice.csv"
 sleep 1
 log "2. exfil-bob: reads it for analysis, then a short ssh command"
-as exfil-bob wc -l "$CSV" >/dev/null
-as exfil-bob python3 -c "import csv,sys; print(sum(float(r['amount']) for r in csv.DictReader(open(sys.argv[1]))))" "$CSV" >/dev/null
-as exfil-bob ssh "${SSH[@]}" -i "$TMP/exfil-bob/id" "exfil-bob@$PEER" true
+as_user exfil-bob wc -l "$CSV" >/dev/null
+as_user exfil-bob python3 -c "import csv,sys; print(sum(float(r['amount']) for r in csv.DictReader(open(sys.argv[1]))))" "$CSV" >/dev/null
+as_user exfil-bob ssh "${SSH_OPTS[@]}" -i "$TMP/exfil-bob/id" "exfil-bob@$PEER" true
 sleep 1
 log "3. exfil-carol: cp to ~/notes.txt, then scp of notes.txt"
-as exfil-carol cp "$CSV" /home/exfil-carol/notes.txt
-as exfil-carol scp -q "${SSH[@]}" -i "$TMP/exfil-carol/id" /home/exfil-carol/notes.txt "exfil-carol@$PEER:$TMP/recv/carol.txt"
+as_user exfil-carol cp "$CSV" /home/exfil-carol/notes.txt
+as_user exfil-carol scp -q "${SSH_OPTS[@]}" -i "$TMP/exfil-carol/id" /home/exfil-carol/notes.txt "exfil-carol@$PEER:$TMP/recv/carol.txt"
 sleep 1
 log "4. exfil-dave: python reads, compresses (zlib + base85) and sends over TCP"
 cat >"$TMP/send.py" <<'PY'
@@ -211,11 +157,10 @@ with socket.create_connection((sys.argv[2], 9000)) as s:
     s.sendall(data)
 PY
 chmod 644 "$TMP/send.py"
-as exfil-dave python3 "$TMP/send.py" "$CSV" "$PEER"
+as_user exfil-dave python3 "$TMP/send.py" "$CSV" "$PEER"
 # NFLOG batches for up to the ruleset's timeout; auditd writes a little behind.
 sleep 2
-kill "$TCPDUMP"
-wait "$TCPDUMP" 2>/dev/null || true
+capture_stop
 auditctl -D -k exfilmon-sensitive >/dev/null
 
 # A fresh auditd instance: its log holds only this run (its start, the rules loaded, the cases).

@@ -3,23 +3,11 @@
 //! naming the problem and exit status 1 (2 for invalid arguments, clap's own message) —
 //! never a panic, a stack trace, or a silent success.
 
-use std::path::Path;
-use std::process::Command;
+mod common;
 
-/// Writes a legacy pcap with the given link type and records.
-fn pcap(linktype: u32, records: &[&[u8]]) -> Vec<u8> {
-    let mut b = Vec::new();
-    for v in [0xa1b2_c3d4u32, 0x0004_0002, 0, 0, 262_144, linktype] {
-        b.extend_from_slice(&v.to_le_bytes());
-    }
-    for (i, r) in records.iter().enumerate() {
-        for v in [1_700_000_000 + i as u32, 0, r.len() as u32, r.len() as u32] {
-            b.extend_from_slice(&v.to_le_bytes());
-        }
-        b.extend_from_slice(r);
-    }
-    b
-}
+use std::path::Path;
+
+use common::{bin, pcap, Scratch};
 
 /// A pcapng section with one interface of the given link type.
 fn pcapng(linktype: u16) -> Vec<u8> {
@@ -156,10 +144,10 @@ fn every_bad_input_is_a_one_line_error() {
     let mut failed = Vec::new();
     for (what, args, status, needle) in CASES {
         // A fresh directory per case: a case that wrongly succeeded must not change the next.
-        let dir = tempfile::tempdir().unwrap();
-        setup(dir.path());
-        let at = |s: &str| s.replace('@', &format!("{}/", dir.path().display()));
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_exfilmon"));
+        let dir = Scratch::new();
+        setup(dir.root());
+        let at = |s: &str| s.replace('@', &format!("{}/", dir.root().display()));
+        let mut cmd = bin();
         cmd.args(args.iter().map(|a| at(a))).env("RUST_BACKTRACE", "1");
         if !args.contains(&"--db") {
             cmd.args(["--db", &at("@fresh.db")]);
@@ -195,15 +183,13 @@ fn every_bad_input_is_a_one_line_error() {
 /// no WAL mode.
 #[test]
 fn another_programs_database_is_left_untouched() {
-    let dir = tempfile::tempdir().unwrap();
-    setup(dir.path());
-    let db = dir.path().join("other-app.db");
+    let dir = Scratch::new();
+    setup(dir.root());
+    let db = dir.path("other-app.db");
     let before = std::fs::read(&db).unwrap();
-    let o = Command::new(env!("CARGO_BIN_EXE_exfilmon"))
-        .args(["replay", "--db", db.to_str().unwrap(), dir.path().join("good.pcap").to_str().unwrap()])
-        .output()
-        .unwrap();
+    let o =
+        bin().args(["replay", "--db", db.to_str().unwrap(), dir.path("good.pcap").to_str().unwrap()]).output().unwrap();
     assert_eq!(o.status.code(), Some(1));
     assert_eq!(std::fs::read(&db).unwrap(), before);
-    assert!(!dir.path().join("other-app.db-wal").exists());
+    assert!(!dir.path("other-app.db-wal").exists());
 }

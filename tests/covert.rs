@@ -5,10 +5,11 @@
 //! 10 KB of carried data. `cargo test --test covert -- --nocapture` prints the detection table
 //! that BENCHMARKS.md ("Covert channels") records.
 
-use std::io::Write as _;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
 
+use std::path::{Path, PathBuf};
+
+use common::{fixture, pcap, report, report_with, run_ok, temp_db, Scratch};
 use exfilmon::alert::Alert;
 use exfilmon::config::Config;
 use exfilmon::decode::Frame;
@@ -20,7 +21,7 @@ use exfilmon::source::{pcap, FrameSink};
 use serde_json::Value;
 
 fn corpus(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("pcaps/covert").join(name)
+    fixture("covert").join(name)
 }
 
 fn uid(user: &str) -> u64 {
@@ -28,22 +29,14 @@ fn uid(user: &str) -> u64 {
     users[user].as_u64().unwrap()
 }
 
-fn run(args: &[&str]) -> Output {
-    let o = Command::new(env!("CARGO_BIN_EXE_exfilmon")).args(args).output().unwrap();
-    assert!(o.status.success(), "{args:?}: {}", String::from_utf8_lossy(&o.stderr));
-    o
-}
-
 /// Replays `files` into a fresh database and returns its alerts as JSON.
-fn alerts_of(files: &[PathBuf]) -> (tempfile::TempDir, String, Vec<Value>) {
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("x.db").to_string_lossy().into_owned();
+fn replay_alerts(files: &[PathBuf]) -> (Scratch, String, Vec<Value>) {
+    let (dir, db) = temp_db();
     let mut args = vec!["replay".to_string(), "--db".into(), db.clone()];
     args.extend(files.iter().map(|f| f.to_string_lossy().into_owned()));
-    run(&args.iter().map(String::as_str).collect::<Vec<_>>());
-    let out = run(&["report", "alerts", "--db", &db, "--format", "json"]);
-    let alerts: Value = serde_json::from_slice(&out.stdout).unwrap();
-    (dir, db, alerts.as_array().unwrap().clone())
+    run_ok(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let alerts = report(&db, "alerts").as_array().unwrap().clone();
+    (dir, db, alerts)
 }
 
 /// (kind, uid, dst) of every alert.
@@ -62,11 +55,10 @@ fn kinds(alerts: &[Value]) -> Vec<(String, u64, String)> {
 
 #[test]
 fn benign_capture_raises_nothing() {
-    let (_d, db, alerts) = alerts_of(&[corpus("benign.pcap")]);
+    let (_d, db, alerts) = replay_alerts(&[corpus("benign.pcap")]);
     assert!(alerts.is_empty(), "{alerts:#?}");
     // ...but its DNS is stored: ordinary domains, none marked.
-    let out = run(&["report", "dns", "--db", &db, "--format", "json", "--top", "50"]);
-    let rows: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let rows = report_with(&db, "dns", &["--top", "50"]);
     let rows = rows.as_array().unwrap();
     assert!(rows.len() > 30, "{}", rows.len());
     assert!(rows.iter().all(|r| r["mark"] == ""), "{rows:#?}");
@@ -88,7 +80,7 @@ fn each_tunnel_raises_its_alert_once() {
         ("icmp6-exfil.pcap", &[("icmp_tunnel", cov, "fd77:9::1")]),
     ];
     for (file, want) in cases {
-        let (_d, _db, alerts) = alerts_of(&[corpus(file)]);
+        let (_d, _db, alerts) = replay_alerts(&[corpus(file)]);
         let got = kinds(&alerts);
         let want: Vec<_> = want.iter().map(|(k, u, d)| (k.to_string(), *u, d.to_string())).collect();
         assert_eq!(got, want, "{file}: {alerts:#?}");
@@ -105,63 +97,39 @@ fn each_tunnel_raises_its_alert_once() {
 
 #[test]
 fn report_dns_marks_tunnels() {
-    let (_d, db, _) = alerts_of(&[corpus("dns2tcp.pcap"), corpus("benign.pcap")]);
-    let out = run(&["report", "dns", "--db", &db, "--format", "json"]);
-    let rows: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let (_d, db, _) = replay_alerts(&[corpus("dns2tcp.pcap"), corpus("benign.pcap")]);
+    let rows = report(&db, "dns");
     let first = &rows[0];
     assert_eq!((first["domain"].as_str(), first["mark"].as_str()), (Some("tun.test"), Some("ALERT")));
     assert_eq!(first["uid"].as_u64(), Some(uid("exfil-cov")));
     assert!(first["sample"].as_str().unwrap().ends_with(".d2t.tun.test"));
-    let table = String::from_utf8(run(&["report", "dns", "--db", &db]).stdout).unwrap();
+    let table = String::from_utf8(run_ok(&["report", "dns", "--db", &db]).stdout).unwrap();
     assert!(table.contains("ALERT"), "{table}");
 }
 
 /// A raw-IP capture of one UDP DNS query per name, from 192.0.2.10 to 198.51.100.53.
 fn dns_capture(path: &Path, names: &[Vec<u8>]) {
-    let mut f = std::fs::File::create(path).unwrap();
-    f.write_all(&[0xd4, 0xc3, 0xb2, 0xa1, 2, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0, 0, 101, 0, 0, 0]).unwrap();
+    let mut records = Vec::new();
     for (i, labels) in names.iter().enumerate() {
         let mut dns = vec![0, i as u8, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0];
         dns.extend_from_slice(labels);
         dns.extend_from_slice(&[0, 1, 0, 1]);
         let udp_len = 8 + dns.len();
         let total = 20 + udp_len;
-        let mut ip = vec![
-            0x45,
-            0,
-            (total >> 8) as u8,
-            total as u8,
-            0,
-            0,
-            0x40,
-            0,
-            64,
-            17,
-            0,
-            0,
-            192,
-            0,
-            2,
-            10,
-            198,
-            51,
-            100,
-            53,
-        ];
+        let mut ip = vec![0x45, 0, (total >> 8) as u8, total as u8, 0, 0, 0x40, 0, 64, 17, 0, 0];
+        ip.extend_from_slice(&[192, 0, 2, 10, 198, 51, 100, 53]);
         ip.extend_from_slice(&[0x9c, 0x40, 0, 53, (udp_len >> 8) as u8, udp_len as u8, 0, 0]);
         ip.extend_from_slice(&dns);
-        let ts = 1_700_000_000u32 + i as u32;
-        for v in [ts, 0, ip.len() as u32, ip.len() as u32] {
-            f.write_all(&v.to_le_bytes()).unwrap();
-        }
-        f.write_all(&ip).unwrap();
+        records.push(ip);
     }
+    let records: Vec<&[u8]> = records.iter().map(Vec::as_slice).collect();
+    std::fs::write(path, pcap(101, &records)).unwrap();
 }
 
 #[test]
 fn hostile_names_are_escaped_in_table_csv_and_json() {
-    let dir = tempfile::tempdir().unwrap();
-    let cap = dir.path().join("hostile.pcap");
+    let (dir, db) = temp_db();
+    let cap = dir.path("hostile.pcap");
     // Twelve names whose first label holds an ANSI escape, a NUL and a high byte.
     let names: Vec<Vec<u8>> = (0..12u8)
         .map(|i| {
@@ -171,11 +139,10 @@ fn hostile_names_are_escaped_in_table_csv_and_json() {
         })
         .collect();
     dns_capture(&cap, &names);
-    let db = dir.path().join("x.db").to_string_lossy().into_owned();
-    run(&["replay", "--db", &db, &cap.to_string_lossy()]);
+    run_ok(&["replay", "--db", &db, &cap.to_string_lossy()]);
     for format in ["table", "csv", "json"] {
         for what in ["dns", "alerts"] {
-            let out = run(&["report", what, "--db", &db, "--format", format]).stdout;
+            let out = run_ok(&["report", what, "--db", &db, "--format", format]).stdout;
             assert!(!out.iter().any(|&b| b < 0x20 && b != b'\n' || b >= 0x7f), "{what} {format}: raw control bytes");
             let text = String::from_utf8(out).unwrap();
             // The alerts table and CSV leave the samples (in details) out.

@@ -12,16 +12,15 @@
 //! Run: `sudo -E cargo test --test crash -- --nocapture` (prints the seed of the kill times;
 //! CRASH_SEED=N repeats them).
 
-#[path = "live/lab.rs"]
-#[allow(dead_code)] // helpers the other live tests use
-mod lab;
+mod common;
 
 use std::collections::BTreeSet;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use lab::{report, wait_exit, wait_for, Lab, EXFILMON, USERS};
+use common::lab::{wait_exit, wait_for, Lab, USERS};
+use common::{bin, report};
 use serde_json::Value;
 
 const KILLS: usize = 20;
@@ -77,13 +76,7 @@ fn key(a: &Value) -> String {
 }
 
 fn verify_exists() -> bool {
-    Command::new(EXFILMON)
-        .args(["verify", "--help"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .unwrap()
-        .success()
+    bin().args(["verify", "--help"]).stdout(Stdio::null()).stderr(Stdio::null()).status().unwrap().success()
 }
 
 #[test]
@@ -142,7 +135,7 @@ fn sigkill_under_load_twenty_times_loses_no_stored_alert() {
         assert_eq!(check, "ok", "integrity_check after kill {kill}");
         drop(conn);
         if verify {
-            let out = Command::new(EXFILMON).args(["verify", "--db"]).arg(&db).output().unwrap();
+            let out = bin().args(["verify", "--db"]).arg(&db).output().unwrap();
             assert!(
                 out.status.success(),
                 "verify after kill {kill}: {}{}",

@@ -2,12 +2,13 @@
 //! layers point one way (ARCHITECTURE.md). Read from the source text, so a new `use` that runs
 //! back up the layers fails here with the path that closes the loop.
 
+mod common;
+
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
 
 /// Top-level module of each file → the top-level modules its non-test code names as `crate::x`.
 fn graph() -> BTreeMap<String, BTreeSet<String>> {
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let src = common::repo_file("src");
     let mut g: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     let mut stack = vec![src.clone()];
     while let Some(dir) = stack.pop() {

@@ -5,39 +5,21 @@
 //!
 //! Run: `sudo -E cargo test --test live -- --nocapture` (the tests serialize among themselves).
 
-#[path = "live/lab.rs"]
-mod lab;
+mod common;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use lab::{must, report, wait_exit, wait_for, Lab, EXFILMON, USERS};
+use common::lab::{must, wait_exit, wait_for, Lab, USERS};
+use common::{alerts_of, bin, report, EXFILMON};
 use serde_json::Value;
 
 fn config(lab: &Lab, text: &str) -> PathBuf {
     let path = lab.path("exfilmon.toml");
     std::fs::write(&path, text).unwrap();
     path
-}
-
-fn scp(lab: &Lab, ssh: &[String], user: &str, file: &Path) {
-    let key = lab.path(user).join("id");
-    let dest = format!("{user}@{}:{}", lab.peer, lab.path("recv").join(format!("{user}.bin")).display());
-    let mut args = vec!["scp", "-q"];
-    args.extend(ssh.iter().map(String::as_str));
-    args.extend(["-i", key.to_str().unwrap(), file.to_str().unwrap(), &dest]);
-    lab.as_user(user, &args);
-}
-
-fn ssh_true(lab: &Lab, ssh: &[String], user: &str) {
-    let key = lab.path(user).join("id");
-    let host = format!("{user}@{}", lab.peer);
-    let mut args = vec!["ssh"];
-    args.extend(ssh.iter().map(String::as_str));
-    args.extend(["-i", key.to_str().unwrap(), &host, "true"]);
-    lab.as_user(user, &args);
 }
 
 fn dig(lab: &Lab, user: &str, name: &str, tcp: bool) {
@@ -65,10 +47,6 @@ fn flood_from(lab: &Lab, user: &str, bytes: usize, senders: usize) -> Command {
     c
 }
 
-fn alerts_of(db: &Path, kind: &str) -> Vec<Value> {
-    report(db, "alerts").as_array().unwrap().iter().filter(|a| a["kind"] == kind).cloned().collect()
-}
-
 /// Issue 3, case 1: an scp of 5 MB raises a volume alert naming the uid and destination,
 /// visible in `report alerts` within seconds.
 #[test]
@@ -81,7 +59,7 @@ fn scp_of_5_mb_raises_a_volume_alert_within_seconds() {
     lab.load_ruleset(&cfg);
     let user = USERS[0];
     let uid = Lab::uid(user);
-    scp(&lab, &ssh, user, &lab.secret(user, 5 << 20));
+    lab.scp(&ssh, user, &lab.secret(user, 5 << 20));
 
     let dst = format!("{}:22/tcp", lab.peer);
     let waited = wait_for(Duration::from_secs(10), "a volume alert", || {
@@ -117,7 +95,7 @@ fn dns_lookups_and_a_short_ssh_command_raise_no_alert() {
         dig(&lab, user, name, false);
     }
     dig(&lab, user, "tcp.example.test", true);
-    ssh_true(&lab, &ssh, user);
+    lab.ssh_true(&ssh, user);
     std::thread::sleep(Duration::from_millis(1500));
 
     let (status, log) = monitor.stop();
@@ -180,7 +158,7 @@ fn sigkill_during_traffic_leaves_an_intact_database() {
     let db = lab.path("live.db");
     let mut monitor = lab.start_monitor(&cfg, &db, "monitor.log");
     lab.load_ruleset(&cfg);
-    scp(&lab, &ssh, USERS[0], &lab.secret(USERS[0], 5 << 20));
+    lab.scp(&ssh, USERS[0], &lab.secret(USERS[0], 5 << 20));
     wait_for(Duration::from_secs(10), "a volume alert", || !alerts_of(&db, "volume").is_empty());
     // A heartbeat has committed the scp's rows: what the kill below may not take away.
     wait_for(Duration::from_secs(5), "a heartbeat", || report(&db, "health")[0]["packets"].as_u64() > Some(100));
@@ -246,10 +224,10 @@ fn tcpdump_capture_replayed_matches_the_live_totals() {
         std::fs::read_to_string(&tcpdump_log).unwrap_or_default().contains("listening on")
     });
 
-    scp(&lab, &ssh, USERS[0], &lab.secret(USERS[0], 5 << 20));
+    lab.scp(&ssh, USERS[0], &lab.secret(USERS[0], 5 << 20));
     dig(&lab, USERS[1], "www.example.test", false);
     dig(&lab, USERS[1], "tcp.example.test", true);
-    ssh_true(&lab, &ssh, USERS[1]);
+    lab.ssh_true(&ssh, USERS[1]);
     std::thread::sleep(Duration::from_millis(1500));
 
     lab.stop_child(tcpdump, "INT");
@@ -309,7 +287,7 @@ fn startup_errors_say_what_failed_and_what_to_do() {
     let err = start(&lab, &[], &lab.path("dir.db"));
     assert!(err.contains("database not writable") && err.contains("dir.db"), "{err}");
 
-    let out = Command::new(EXFILMON).args(["nft", "--apply"]).env("PATH", "/nonexistent").output().unwrap();
+    let out = bin().args(["nft", "--apply"]).env("PATH", "/nonexistent").output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && err.contains("nft is not installed"), "{err}");
 }

@@ -5,16 +5,14 @@
 //!
 //! Run: `sudo -E cargo test --test live_trail -- --nocapture`
 
-// Not every lab helper is used here.
-#[allow(dead_code)]
-#[path = "live/lab.rs"]
-mod lab;
+mod common;
 
 use std::os::unix::net::UnixDatagram;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use lab::{report, wait_for, Lab, EXFILMON};
+use common::lab::{wait_for, Lab};
+use common::{bin, report};
 use serde_json::Value;
 
 fn kinds(db: &std::path::Path) -> Vec<String> {
@@ -25,7 +23,7 @@ fn kinds(db: &std::path::Path) -> Vec<String> {
 fn monitor_events_heartbeats_and_checkpoints_reach_syslog_and_verify() {
     let Some(lab) = Lab::new() else { return };
     let key = lab.path("trail");
-    let out = std::process::Command::new(EXFILMON).args(["keygen", "--out"]).arg(&key).output().unwrap();
+    let out = bin().args(["keygen", "--out"]).arg(&key).output().unwrap();
     assert!(out.status.success());
     // A syslog collector on a socket in the lab's directory (reachable from any namespace).
     let sock_path = lab.path("log.sock");
@@ -91,7 +89,7 @@ fn monitor_events_heartbeats_and_checkpoints_reach_syslog_and_verify() {
     assert_eq!(k.last().map(String::as_str), Some("stopped"), "{k:?}");
     // The last checkpoint is signed at exit and covers the stopped event.
     let shipped = lab.path("shipped.jsonl");
-    let o = std::process::Command::new(EXFILMON)
+    let o = bin()
         .args(["verify", "--db"])
         .arg(&db)
         .arg("--pubkey")

@@ -3,22 +3,16 @@
 //! row and its trail, processes creating one database at once all succeed, and another
 //! program's SQLite file is refused without a byte of it changing.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
 
+use std::process::Output;
+
+use common::{bin, fixture, repo_file as repo, Scratch};
 use exfilmon::store::{Store, StoreError, SCHEMA_VERSION};
 use rusqlite::Connection;
 
-fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_exfilmon"))
-}
-
-fn repo(rel: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)
-}
-
 fn text(o: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+    format!("{}{}", common::stdout(o), common::stderr(o))
 }
 
 fn version(conn: &Connection) -> i64 {
@@ -45,8 +39,8 @@ fn marker(conn: &Connection) -> Vec<(String, String)> {
 
 #[test]
 fn migrations_build_what_schema_sql_describes() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("new.db");
+    let dir = Scratch::new();
+    let db = dir.path("new.db");
     drop(Store::open(&db).unwrap());
     let migrated = Connection::open(&db).unwrap();
     let described = Connection::open_in_memory().unwrap();
@@ -77,8 +71,8 @@ fn counts(conn: &Connection) -> Vec<(String, i64)> {
 /// verifies, signatures included.
 #[test]
 fn schema1_database_is_migrated_with_every_row_and_an_intact_trail() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("schema1.db");
+    let dir = Scratch::new();
+    let db = dir.path("schema1.db");
     std::fs::copy(repo("tests/fixtures/schema1.db"), &db).unwrap();
     let (before, packets) = {
         let conn = Connection::open(&db).unwrap();
@@ -123,14 +117,14 @@ fn schema1_database_is_migrated_with_every_row_and_an_intact_trail() {
 #[test]
 fn processes_creating_one_database_at_once_all_succeed() {
     for round in 0..3 {
-        let dir = tempfile::tempdir().unwrap();
-        let db = dir.path().join("new.db");
+        let dir = Scratch::new();
+        let db = dir.path("new.db");
         let children: Vec<_> = ["raw.pcap", "ipv4.pcap", "ipv6.pcap", "sll.pcap"]
             .iter()
             .map(|p| {
                 bin()
                     .args(["replay", "--db", db.to_str().unwrap()])
-                    .arg(repo("pcaps").join(p))
+                    .arg(fixture(p))
                     .stdout(std::process::Stdio::piped())
                     .stderr(std::process::Stdio::piped())
                     .spawn()
@@ -153,8 +147,8 @@ fn processes_creating_one_database_at_once_all_succeed() {
 #[test]
 fn another_programs_database_is_refused_and_left_untouched() {
     for user_version in [0, 1, 2, 99] {
-        let dir = tempfile::tempdir().unwrap();
-        let db = dir.path().join("other.db");
+        let dir = Scratch::new();
+        let db = dir.path("other.db");
         Connection::open(&db)
             .unwrap()
             .execute_batch(&format!(
@@ -174,7 +168,7 @@ fn another_programs_database_is_refused_and_left_untouched() {
                 Ok(()) => panic!("user_version {user_version}, {how}: accepted"),
             }
             assert_eq!(std::fs::read(&db).unwrap(), bytes, "user_version {user_version}, {how}: changed");
-            assert!(!dir.path().join("other.db-wal").exists(), "user_version {user_version}, {how}: WAL");
+            assert!(!dir.path("other.db-wal").exists(), "user_version {user_version}, {how}: WAL");
         }
         let conn = Connection::open(&db).unwrap();
         let mode: String = conn.query_row("PRAGMA journal_mode", [], |r| r.get(0)).unwrap();

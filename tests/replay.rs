@@ -2,41 +2,16 @@
 //! run through the built binary. Expected totals come from pcaps/expected.json, which
 //! pcaps/expected.py computes independently (and checks against tshark).
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
 
+use std::process::Output;
+
+use common::{fixture, pcap, run, stderr, stdout, temp_db, Scratch};
 use serde_json::Value;
-
-fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_exfilmon"))
-}
-
-fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("pcaps").join(name)
-}
 
 fn expected() -> Value {
     let text = std::fs::read_to_string(fixture("expected.json")).unwrap();
     serde_json::from_str(&text).unwrap()
-}
-
-fn run(args: &[&str]) -> Output {
-    bin().args(args).output().unwrap()
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-/// A fresh database path in its own temporary directory.
-fn temp_db() -> (tempfile::TempDir, String) {
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("exfilmon.db").to_string_lossy().into_owned();
-    (dir, db)
 }
 
 fn replay(db: &str, files: &[&str], extra: &[&str]) -> Output {
@@ -171,11 +146,10 @@ fn summary_line_counts_everything() {
 
 #[test]
 fn volume_config_from_the_issue_works() {
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("exfilmon.toml");
+    let (dir, db) = temp_db();
+    let config = dir.path("exfilmon.toml");
     std::fs::write(&config, "[[volume]]\nwindow = \"10m\"      # sliding window\nbytes = \"256KiB\"    # alert\n")
         .unwrap();
-    let db = dir.path().join("x.db").to_string_lossy().into_owned();
     let o = replay(&db, &["nflog-synth.pcap"], &["--config", config.to_str().unwrap()]);
     assert!(o.status.success(), "{}", stderr(&o));
     // nflog-synth has no principal over 256 KiB: no alert; the sample's scp is over it.
@@ -186,10 +160,9 @@ fn volume_config_from_the_issue_works() {
 
 #[test]
 fn bad_config_names_file_and_line() {
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("bad.toml");
+    let (dir, db) = temp_db();
+    let config = dir.path("bad.toml");
     std::fs::write(&config, "[[volume]]\nwindow = \"10m\"\nbytes = \"lots\"\n").unwrap();
-    let db = dir.path().join("x.db").to_string_lossy().into_owned();
     let o = replay(&db, &["raw.pcap"], &["--config", config.to_str().unwrap()]);
     assert_clean_error(&o, "bad.toml:3:");
     assert!(stderr(&o).contains("invalid size"));
@@ -222,32 +195,14 @@ fn reports_filter_by_time_and_user_and_render_all_formats() {
     assert_clean_error(&o, "--since");
 }
 
-/// Writes a legacy pcap with the given link type and records.
-fn write_pcap(path: &Path, linktype: u32, records: &[&[u8]]) {
-    let mut b = Vec::new();
-    for v in [0xa1b2c3d4u32, 0x0004_0002, 0, 0, 262_144, linktype] {
-        b.extend_from_slice(&v.to_le_bytes());
-    }
-    // (the second word is version 2.4 as two u16s, little-endian)
-    b[4..8].copy_from_slice(&[2, 0, 4, 0]);
-    for (i, r) in records.iter().enumerate() {
-        for v in [1_700_000_000 + i as u32, 0, r.len() as u32, r.len() as u32] {
-            b.extend_from_slice(&v.to_le_bytes());
-        }
-        b.extend_from_slice(r);
-    }
-    std::fs::write(path, b).unwrap();
-}
-
 #[test]
 fn bad_inputs_are_clean_errors() {
-    let dir = tempfile::tempdir().unwrap();
-    let p = |name: &str| dir.path().join(name).to_string_lossy().into_owned();
-    let db = p("x.db");
+    let (dir, db) = temp_db();
+    let p = |name: &str| dir.path(name).to_string_lossy().into_owned();
     std::fs::write(p("empty.pcap"), b"").unwrap();
     std::fs::write(p("text.pcap"), b"this is not a capture file at all\n").unwrap();
-    write_pcap(Path::new(&p("token-ring.pcap")), 6, &[b"abc"]);
-    write_pcap(Path::new(&p("usb.pcap")), 220, &[b"abc"]);
+    std::fs::write(p("token-ring.pcap"), pcap(6, &[b"abc"])).unwrap();
+    std::fs::write(p("usb.pcap"), pcap(220, &[b"abc"])).unwrap();
     let cases = [
         ("/nonexistent/capture.pcap".to_string(), "cannot open /nonexistent/capture.pcap"),
         (p(""), "is a directory"),
@@ -264,13 +219,12 @@ fn bad_inputs_are_clean_errors() {
 
 #[test]
 fn garbage_records_are_skipped_and_counted() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("garbage.pcap");
+    let (dir, db) = temp_db();
+    let path = dir.path("garbage.pcap");
     // Raw IP records: nonsense version, header length below 20, a lone byte, an empty record,
     // IPv4 claiming options past the end, and one good ICMP packet.
     let good: &[u8] = &[0x45, 0, 0, 28, 0, 0, 0, 0, 64, 1, 0, 0, 192, 0, 2, 1, 198, 51, 100, 1, 8, 0, 0, 0, 0, 0, 0, 0];
-    write_pcap(&path, 101, &[&[0x75; 40], &[0x41; 40], &[0x45], &[], &[0x4f, 0, 0, 20], good]);
-    let db = dir.path().join("x.db").to_string_lossy().into_owned();
+    std::fs::write(&path, pcap(101, &[&[0x75; 40], &[0x41; 40], &[0x45], &[], &[0x4f, 0, 0, 20], good])).unwrap();
     let o = run(&["replay", "--db", &db, path.to_str().unwrap()]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(stdout(&o).contains("1 packets"), "{}", stdout(&o));
@@ -293,12 +247,12 @@ fn damaged_and_cut_captures_keep_their_good_records() {
 
 #[test]
 fn database_errors_are_clean() {
-    let dir = tempfile::tempdir().unwrap();
-    let not_db = dir.path().join("notes.txt");
+    let dir = Scratch::new();
+    let not_db = dir.path("notes.txt");
     std::fs::write(&not_db, "x".repeat(4096)).unwrap();
     let o = run(&["replay", "--db", not_db.to_str().unwrap(), fixture("raw.pcap").to_str().unwrap()]);
     assert_clean_error(&o, "not an exfilmon database");
-    let o = run(&["report", "--db", dir.path().join("missing.db").to_str().unwrap()]);
+    let o = run(&["report", "--db", dir.path("missing.db").to_str().unwrap()]);
     assert_clean_error(&o, "does not exist");
     let (_d, db) = temp_db();
     assert!(replay(&db, &["raw.pcap"], &[]).status.success());
@@ -310,8 +264,8 @@ fn database_errors_are_clean() {
 #[test]
 fn database_is_created_private() {
     use std::os::unix::fs::PermissionsExt;
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("state/sub/exfilmon.db");
+    let dir = Scratch::new();
+    let db = dir.path("state/sub/exfilmon.db");
     let o = run(&["replay", "--db", db.to_str().unwrap(), fixture("raw.pcap").to_str().unwrap()]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(std::fs::metadata(&db).unwrap().permissions().mode() & 0o777, 0o640);

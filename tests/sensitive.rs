@@ -16,9 +16,7 @@
 //!
 //! Run: `sudo -E cargo test --test sensitive -- --nocapture`
 
-#[path = "live/lab.rs"]
-#[allow(dead_code)] // helpers the other live tests use
-mod lab;
+mod common;
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
@@ -26,7 +24,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use lab::{must, report, run, skip, wait_for, Lab, Monitor, EXFILMON, USERS};
+use common::lab::{exec, must, wait_for, Lab, Monitor, USERS};
+use common::{alerts_of, bin, fixture, report, report_with, run, skip, temp_db, EXFILMON};
 use serde_json::Value;
 
 /// Marks auditd processes started by these tests (their config directory's name).
@@ -50,7 +49,7 @@ fn status_field(status: &str, name: &str) -> Option<i64> {
 
 impl Auditd {
     fn start(key: &str) -> Option<Auditd> {
-        let status = run(&["sh", "-c", "command -v auditd >/dev/null && auditctl -s"]);
+        let status = exec(&["sh", "-c", "command -v auditd >/dev/null && auditctl -s"]);
         if !status.status.success() {
             skip(&format!(
                 "auditd/auditctl missing or the kernel audit subsystem unavailable (apt-get install auditd): {}",
@@ -123,13 +122,13 @@ impl Auditd {
 
 impl Drop for Auditd {
     fn drop(&mut self) {
-        let _ = run(&["auditctl", "-D", "-k", &self.key]);
+        let _ = exec(&["auditctl", "-D", "-k", &self.key]);
         if let Some(c) = &mut self.child {
-            let _ = run(&["kill", &c.id().to_string()]);
+            let _ = exec(&["kill", &c.id().to_string()]);
             let _ = c.wait();
         }
         if self.was_disabled {
-            let _ = run(&["auditctl", "-e", "0"]);
+            let _ = exec(&["auditctl", "-e", "0"]);
         }
     }
 }
@@ -168,12 +167,12 @@ impl Setup {
         )
         .unwrap();
         if apply {
-            let out = run(&[EXFILMON, "audit-rules", "--apply", "--config", cfg.to_str().unwrap()]);
+            let out = run(&["audit-rules", "--apply", "--config", cfg.to_str().unwrap()]);
             let said = String::from_utf8_lossy(&out.stderr).into_owned();
             assert!(out.status.success(), "audit-rules --apply: {said}");
             assert!(said.contains("wrote /etc/audit/rules.d/exfilmon.rules") && said.contains("loaded"), "{said}");
             assert!(must(&["auditctl", "-l"]).contains(&key), "rules loaded");
-            let out = run(&[EXFILMON, "audit-rules", "--remove", "--config", cfg.to_str().unwrap()]);
+            let out = run(&["audit-rules", "--remove", "--config", cfg.to_str().unwrap()]);
             assert!(out.status.success(), "audit-rules --remove: {}", String::from_utf8_lossy(&out.stderr));
             assert!(!must(&["auditctl", "-l"]).contains(&key), "rules removed");
             assert!(!Path::new("/etc/audit/rules.d/exfilmon.rules").exists());
@@ -184,28 +183,6 @@ impl Setup {
         let monitor = start_monitor(&lab, &cfg, &db, &audit.log);
         lab.load_ruleset(&cfg);
         Some(Setup { monitor: Some(monitor), audit, lab, ssh, csv, db })
-    }
-
-    fn scp(&self, user: &str, file: &Path) {
-        let key = self.lab.path(user).join("id");
-        let dest = format!("{user}@{}:{}", self.lab.peer, self.lab.path("recv").join(format!("{user}.out")).display());
-        let mut args = vec!["scp", "-q"];
-        args.extend(self.ssh.iter().map(String::as_str));
-        args.extend(["-i", key.to_str().unwrap(), file.to_str().unwrap(), &dest]);
-        self.lab.as_user(user, &args);
-    }
-
-    fn ssh_true(&self, user: &str) {
-        let key = self.lab.path(user).join("id");
-        let host = format!("{user}@{}", self.lab.peer);
-        let mut args = vec!["ssh"];
-        args.extend(self.ssh.iter().map(String::as_str));
-        args.extend(["-i", key.to_str().unwrap(), &host, "true"]);
-        self.lab.as_user(user, &args);
-    }
-
-    fn alerts(&self, kind: &str) -> Vec<Value> {
-        report(&self.db, "alerts").as_array().unwrap().iter().filter(|a| a["kind"] == kind).cloned().collect()
     }
 
     /// Waits for the monitor to have stored `user`'s read of the file.
@@ -231,7 +208,7 @@ impl Setup {
     fn check_alert(&self, user: &str, exe: &str, dst: &str) -> Value {
         let uid = Lab::uid(user);
         let start = std::time::Instant::now();
-        while self.alerts("sensitive_egress").is_empty() {
+        while alerts_of(&self.db, "sensitive_egress").is_empty() {
             assert!(
                 start.elapsed() < Duration::from_secs(15),
                 "no sensitive_egress alert within 15 s; files: {:#}\nusers: {:#}\naudit records: {}",
@@ -245,7 +222,7 @@ impl Setup {
             );
             std::thread::sleep(Duration::from_millis(100));
         }
-        let alerts = self.alerts("sensitive_egress");
+        let alerts = alerts_of(&self.db, "sensitive_egress");
         assert_eq!(alerts.len(), 1, "{alerts:#?}");
         let a = &alerts[0];
         assert_eq!((a["uid"].as_u64(), a["user"].as_str()), (Some(uid.into()), Some(user)), "{a:#}");
@@ -301,7 +278,7 @@ fn scp_of_the_file_names_file_user_program_destination_and_bytes() {
         return;
     };
     let user = USERS[0];
-    s.scp(user, &s.csv);
+    s.lab.scp(&s.ssh, user, &s.csv);
     let dst = format!("{}:22/tcp", s.lab.peer);
     s.check_alert(user, "/usr/bin/scp", &dst);
     let (files, alerts) = s.finish();
@@ -329,17 +306,17 @@ fn a_trail_cut_or_stopped_is_a_health_alert() {
     let out =
         s.lab.inside(&["nft", "flush chain inet exfilmon egress; add rule inet exfilmon egress jump audit_trail"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    s.ssh_true(USERS[0]);
-    wait_for(Duration::from_secs(20), "an audit_mismatch alert", || !s.alerts("audit_mismatch").is_empty());
-    let a = &s.alerts("audit_mismatch")[0];
+    s.lab.ssh_true(&s.ssh, USERS[0]);
+    wait_for(Duration::from_secs(20), "an audit_mismatch alert", || !alerts_of(&s.db, "audit_mismatch").is_empty());
+    let a = &alerts_of(&s.db, "audit_mismatch")[0];
     assert!(a["summary"].as_str().unwrap().contains("never reached NFLOG"), "{a:#}");
     // This kernel's NETFILTER_PKT records carry addresses and protocol; newer ones add ports.
     assert!(a["dst"].as_str().unwrap().starts_with(&s.lab.peer), "{a:#}");
     if let Some(c) = &mut s.audit.child {
         must(&["kill", &c.id().to_string()]);
         let _ = c.wait();
-        wait_for(Duration::from_secs(10), "an audit_off alert", || !s.alerts("audit_off").is_empty());
-        let a = &s.alerts("audit_off")[0];
+        wait_for(Duration::from_secs(10), "an audit_off alert", || !alerts_of(&s.db, "audit_off").is_empty());
+        let a = &alerts_of(&s.db, "audit_off")[0];
         assert!(a["summary"].as_str().unwrap().contains("auditd stopped"), "{a:#}");
     }
     s.finish();
@@ -355,7 +332,7 @@ fn cp_to_an_innocuous_name_then_scp_is_still_tied_to_the_file() {
     let user = USERS[0];
     let copy = s.lab.path(user).join("notes.txt");
     s.lab.as_user(user, &["cp", s.csv.to_str().unwrap(), copy.to_str().unwrap()]);
-    s.scp(user, &copy);
+    s.lab.scp(&s.ssh, user, &copy);
     s.check_alert(user, "/usr/bin/cp", &format!("{}:22/tcp", s.lab.peer));
     s.finish();
 }
@@ -375,9 +352,7 @@ fn python_script_compressing_and_sending_over_tcp_is_caught() {
         &["socat", "-u", &format!("TCP-LISTEN:9000,bind={peer},reuseaddr,fork"), "OPEN:/dev/null"],
         "sink.log",
     );
-    wait_for(Duration::from_secs(10), "the TCP sink", || {
-        !must(&["ip", "netns", "exec", &outside, "ss", "-Hlnt", "sport = :9000"]).trim().is_empty()
-    });
+    s.lab.wait_listening("t", 9000);
     let script = s.lab.path("send.py");
     fs::write(
         &script,
@@ -432,7 +407,7 @@ fn reading_then_a_short_ssh_command_raises_no_alert() {
     };
     let user = USERS[0];
     s.lab.as_user(user, &["head", "-n", "20", s.csv.to_str().unwrap()]);
-    s.ssh_true(user);
+    s.lab.ssh_true(&s.ssh, user);
     s.wait_read(user);
     let (files, alerts) = s.finish();
     assert!(alerts.iter().all(|a| a["kind"] != "sensitive_egress"), "{alerts:#?}");
@@ -442,21 +417,15 @@ fn reading_then_a_short_ssh_command_raises_no_alert() {
     assert_eq!(row["program"], "/usr/bin/head");
 }
 
-fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("pcaps/sensitive").join(name)
+/// A file recorded by pcaps/sensitive.sh.
+fn recorded(name: &str) -> PathBuf {
+    fixture("sensitive").join(name)
 }
 
-/// `report <what> --format json` against a database and the fixtures' configuration.
-fn report_with(db: &Path, what: &str) -> Vec<Value> {
-    let out = Command::new(EXFILMON)
-        .args(["report", what, "--format", "json", "--db"])
-        .arg(db)
-        .arg("--config")
-        .arg(fixture("exfilmon.toml"))
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "report {what}: {}", String::from_utf8_lossy(&out.stderr));
-    serde_json::from_slice::<Value>(&out.stdout).unwrap().as_array().unwrap().clone()
+/// `report <what> --format json` against a database and the recording's configuration.
+fn report_recorded(db: &str, what: &str) -> Vec<Value> {
+    let config = recorded("exfilmon.toml");
+    report_with(db, what, &["--config", config.to_str().unwrap()]).as_array().unwrap().clone()
 }
 
 /// The recorded scenarios (pcaps/sensitive.sh: scp; wc + python + ssh true; cp then scp;
@@ -465,24 +434,23 @@ fn report_with(db: &Path, what: &str) -> Vec<Value> {
 /// the recording an audit_off alert, and every NETFILTER_PKT record matched.
 #[test]
 fn replay_of_the_recorded_scenarios_in_both_log_formats() {
-    let meta: Value = serde_json::from_str(&fs::read_to_string(fixture("meta.json")).unwrap()).unwrap();
+    let meta: Value = serde_json::from_str(&fs::read_to_string(recorded("meta.json")).unwrap()).unwrap();
     let uid = |user: &str| meta["uids"][user].as_u64().unwrap();
     for (log, enriched) in [("audit.log", true), ("audit-raw.log", false)] {
-        let dir = tempfile::tempdir().unwrap();
-        let db = dir.path().join("r.db");
-        let out = Command::new(EXFILMON)
+        let (_dir, db) = temp_db();
+        let out = bin()
             .arg("replay")
-            .arg(fixture("egress.pcap"))
+            .arg(recorded("egress.pcap"))
             .arg("--audit-log")
-            .arg(fixture(log))
+            .arg(recorded(log))
             .arg("--config")
-            .arg(fixture("exfilmon.toml"))
+            .arg(recorded("exfilmon.toml"))
             .arg("--db")
             .arg(&db)
             .output()
             .unwrap();
         assert!(out.status.success(), "{log}: {}", String::from_utf8_lossy(&out.stderr));
-        let alerts = report_with(&db, "alerts");
+        let alerts = report_recorded(&db, "alerts");
         let sensitive: Vec<&Value> = alerts.iter().filter(|a| a["kind"] == "sensitive_egress").collect();
         let mut got: Vec<(u64, String)> = sensitive
             .iter()
@@ -510,7 +478,7 @@ fn replay_of_the_recorded_scenarios_in_both_log_formats() {
         assert_eq!(kinds.iter().filter(|k| **k == "audit_off").count(), 1, "{log}: {kinds:?}");
         assert!(!kinds.contains(&"audit_mismatch"), "{log}: {alerts:#?}");
 
-        let files = report_with(&db, "files");
+        let files = report_recorded(&db, "files");
         assert_eq!(files.len(), 5, "{log}: {files:#?}");
         let bob = uid("exfil-bob");
         let quiet: Vec<&Value> = files.iter().filter(|r| r["fsuid"] == bob).collect();
@@ -525,22 +493,21 @@ fn replay_of_the_recorded_scenarios_in_both_log_formats() {
 /// The monitor's counters: every line of the fixture log is used or counted.
 #[test]
 fn replay_counts_audit_lines_and_netfilter_records() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("r.db");
-    let mut log = fs::read(fixture("audit.log")).unwrap();
+    let (dir, db) = temp_db();
+    let mut log = fs::read(recorded("audit.log")).unwrap();
     // Hostile lines among the real ones: garbage, invalid UTF-8, a huge line, a bad stamp.
     log.extend_from_slice(b"garbage\n\xff\xfe\ntype=SYSCALL msg=audit(x):\n");
     log.extend(std::iter::repeat_n(b'A', 70_000));
     log.push(b'\n');
-    let path = dir.path().join("audit.log");
+    let path = dir.path("audit.log");
     fs::write(&path, log).unwrap();
-    let out = Command::new(EXFILMON)
+    let out = bin()
         .arg("replay")
-        .arg(fixture("egress.pcap"))
+        .arg(recorded("egress.pcap"))
         .arg("--audit-log")
         .arg(&path)
         .arg("--config")
-        .arg(fixture("exfilmon.toml"))
+        .arg(recorded("exfilmon.toml"))
         .arg("--db")
         .arg(&db)
         .output()

@@ -6,55 +6,47 @@
 //! Alerts come from replaying pcaps/nflog-sample.pcap (one volume alert by default; the
 //! config here adds a second rule, so two), which is deterministic.
 
+mod common;
+
 use std::io::Read as _;
 use std::net::{TcpListener, UdpSocket};
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::PathBuf;
+use std::process::Output;
 use std::time::{Duration, Instant};
 
+use common::{bin, fixture, report, Scratch};
 use serde_json::Value;
 
 const RULES: &str = "[[volume]]\nwindow = \"10m\"\nbytes = \"4MiB\"\n[[volume]]\nwindow = \"1m\"\nbytes = \"512KiB\"\nseverity = \"high\"\n";
 
-fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_exfilmon"))
-}
-
+/// One test's directory: its config, scripts, receivers' files and the database.
 struct Case {
-    dir: tempfile::TempDir,
+    dir: Scratch,
 }
 
 impl Case {
     fn new() -> Case {
-        Case { dir: tempfile::tempdir().unwrap() }
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
-    fn db(&self) -> PathBuf {
-        self.path("exfilmon.db")
+        Case { dir: Scratch::new() }
     }
 
     /// An executable shell script (the sinks themselves use no shell).
     fn script(&self, name: &str, body: &str) -> PathBuf {
-        let path = self.path(name);
+        let path = self.dir.path(name);
         std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
         path
     }
 
     fn replay(&self, sinks: &str) -> Output {
-        std::fs::write(self.path("exfilmon.toml"), format!("{RULES}{sinks}")).unwrap();
-        let sample = Path::new(env!("CARGO_MANIFEST_DIR")).join("pcaps/nflog-sample.pcap");
+        std::fs::write(self.dir.path("exfilmon.toml"), format!("{RULES}{sinks}")).unwrap();
+        let sample = fixture("nflog-sample.pcap");
         let o = bin()
             .arg("replay")
             .arg("--db")
-            .arg(self.db())
+            .arg(self.dir.db())
             .arg("-c")
-            .arg(self.path("exfilmon.toml"))
+            .arg(self.dir.path("exfilmon.toml"))
             .arg(sample)
             .output()
             .unwrap();
@@ -62,14 +54,8 @@ impl Case {
         o
     }
 
-    fn report(&self, what: &str) -> Value {
-        let o = bin().args(["report", what, "--format", "json", "--db"]).arg(self.db()).output().unwrap();
-        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-        serde_json::from_slice(&o.stdout).unwrap()
-    }
-
     fn lines(&self, name: &str) -> Vec<Value> {
-        let text = std::fs::read_to_string(self.path(name)).unwrap_or_default();
+        let text = std::fs::read_to_string(self.dir.path(name)).unwrap_or_default();
         text.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}"))).collect()
     }
 }
@@ -86,9 +72,9 @@ fn assert_same_as_report(sent: &Value, reported: &Value) {
 #[test]
 fn jsonl_lines_carry_the_report_fields_and_the_trail_position() {
     let c = Case::new();
-    c.replay(&format!("[[sink]]\ntype = \"jsonl\"\npath = {:?}\n", c.path("alerts.jsonl")));
+    c.replay(&format!("[[sink]]\ntype = \"jsonl\"\npath = {:?}\n", c.dir.path("alerts.jsonl")));
     let sent = c.lines("alerts.jsonl");
-    let reported = c.report("alerts");
+    let reported = report(c.dir.db(), "alerts");
     assert_eq!(sent.len(), 2, "{sent:?}");
     // Report order is by time then id; the trail's is by seq: the same here.
     for (s, r) in sent.iter().zip(reported.as_array().unwrap()) {
@@ -124,7 +110,7 @@ fn syslog_over_udp_and_tcp_is_rfc5424() {
         let n = udp.recv(&mut buf).unwrap();
         datagrams.push(String::from_utf8(buf[..n].to_vec()).unwrap());
     }
-    let reported = c.report("alerts");
+    let reported = report(c.dir.db(), "alerts");
     // local3 (19) * 8 + crit (2) for the high alert, + warning (4) for the medium one.
     let first: Vec<&str> = datagrams[0].splitn(8, ' ').collect();
     assert_eq!(first[0], "<154>1", "{}", datagrams[0]);
@@ -162,10 +148,10 @@ fn exec_hook_gets_each_alert_as_json_on_stdin_without_a_shell() {
     c.replay(&format!(
         "[[sink]]\ntype = \"exec\"\nprogram = {hook:?}\nargs = [\"--team\", \"sec; rm -rf /tmp/x $(id)\"]\n"
     ));
-    let args = std::fs::read_to_string(c.path("args")).unwrap();
+    let args = std::fs::read_to_string(c.dir.path("args")).unwrap();
     assert_eq!(args, "alert --team sec; rm -rf /tmp/x $(id)\n".repeat(2));
     let sent = c.lines("stdin");
-    for (s, r) in sent.iter().zip(c.report("alerts").as_array().unwrap()) {
+    for (s, r) in sent.iter().zip(report(c.dir.db(), "alerts").as_array().unwrap()) {
         assert_same_as_report(s, r);
     }
     assert_eq!(sent.len(), 2);
@@ -178,9 +164,9 @@ fn email_goes_through_the_sendmail_program() {
     c.replay(&format!(
         "[[sink]]\ntype = \"email\"\nsendmail = {sendmail:?}\nto = [\"soc@example.org\", \"oncall@example.org\"]\nfrom = \"exfilmon@example.org\"\nmin_severity = \"high\"\n"
     ));
-    let argv = std::fs::read_to_string(c.path("argv")).unwrap();
+    let argv = std::fs::read_to_string(c.dir.path("argv")).unwrap();
     assert_eq!(argv, "-oi -- soc@example.org oncall@example.org\n", "only the high alert is mailed");
-    let mail = std::fs::read_to_string(c.path("mail")).unwrap();
+    let mail = std::fs::read_to_string(c.dir.path("mail")).unwrap();
     let (headers, body) = mail.split_once("\n\n").unwrap();
     assert!(headers.contains("From: exfilmon@example.org\nTo: soc@example.org, oncall@example.org\n"), "{headers}");
     assert!(headers.contains("Subject: [exfilmon ") && headers.contains("] high volume: uid 1001 sent"), "{headers}");
@@ -200,16 +186,16 @@ fn hanging_receiver_times_out_is_counted_and_blocks_nothing() {
         "[monitor]\ndelivery_grace = \"1s\"\n\
          [[sink]]\ntype = \"exec\"\nprogram = {hang:?}\ntimeout = \"300ms\"\nretries = 1\nbackoff = \"100ms\"\n\
          [[sink]]\ntype = \"jsonl\"\npath = {:?}\n",
-        c.path("alerts.jsonl")
+        c.dir.path("alerts.jsonl")
     ));
     let took = started.elapsed();
     assert!(took < Duration::from_secs(8), "replay took {took:?}");
     let stderr = String::from_utf8_lossy(&o.stderr);
     assert!(stderr.contains("did not finish within 300ms and was killed"), "{stderr}");
-    assert_eq!(c.report("alerts").as_array().unwrap().len(), 2, "capture and storage went on");
+    assert_eq!(report(c.dir.db(), "alerts").as_array().unwrap().len(), 2, "capture and storage went on");
     assert_eq!(c.lines("alerts.jsonl").len(), 2, "the other sink delivered");
 
-    let events = c.report("events");
+    let events = report(c.dir.db(), "events");
     let kinds: Vec<&str> = events.as_array().unwrap().iter().map(|e| e["kind"].as_str().unwrap()).collect();
     assert!(kinds.contains(&"sink_failed"), "{events}");
     let undelivered = events.as_array().unwrap().iter().find(|e| e["kind"] == "sink_undelivered").unwrap();
@@ -219,7 +205,7 @@ fn hanging_receiver_times_out_is_counted_and_blocks_nothing() {
     assert_eq!((lost, stats["delivered"].as_u64()), (2, Some(0)), "both alerts counted: {undelivered}");
     assert!(undelivered["summary"].as_str().unwrap().contains(&format!("sink exec:{}", hang.display())));
 
-    let table = bin().args(["report", "health", "--db"]).arg(c.db()).output().unwrap();
+    let table = bin().args(["report", "health", "--db"]).arg(c.dir.db()).output().unwrap();
     let table = String::from_utf8_lossy(&table.stdout);
     assert!(table.contains("Monitor events") && table.contains("sink_undelivered"), "{table}");
 }
@@ -237,7 +223,7 @@ fn full_queue_and_failing_receivers_drop_nothing_uncounted() {
          [[sink]]\ntype = \"exec\"\nprogram = \"/bin/false\"\nretries = 2\nbackoff = \"10ms\"\n\
          [[sink]]\ntype = \"syslog\"\naddress = \"tcp:{closed}\"\nretries = 0\n"
     ));
-    let events = c.report("events");
+    let events = report(c.dir.db(), "events");
     let events = events.as_array().unwrap();
     for name in [format!("exec:{}", hang.display()), "exec:/bin/false".into(), format!("syslog:tcp:{closed}")] {
         let mine: Vec<&Value> = events.iter().filter(|e| e["details"]["sink"] == name.as_str()).collect();
@@ -254,6 +240,6 @@ fn full_queue_and_failing_receivers_drop_nothing_uncounted() {
         }
     }
     // The trail with the sink events in it verifies.
-    let o = bin().arg("verify").arg("--db").arg(c.db()).output().unwrap();
+    let o = bin().arg("verify").arg("--db").arg(c.dir.db()).output().unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stdout));
 }

@@ -6,47 +6,38 @@
 //! i.e. "left the machine") and an exec sink that always fails (its sink_failed, sink_dropping
 //! and sink_undelivered events are rows 5-7, after the checkpoint).
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
 
+use std::process::Output;
+
+use common::{bin, fixture, Scratch};
 use rusqlite::types::ValueRef;
 use rusqlite::Connection;
 
-fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_exfilmon"))
-}
-
+/// The directory with the trail's database, keys, config and shipped checkpoints.
 struct Trail {
-    dir: tempfile::TempDir,
+    dir: Scratch,
 }
 
 impl Trail {
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
-    fn db(&self) -> String {
-        self.path("exfilmon.db").to_string_lossy().into_owned()
-    }
-
     /// A copy of the pristine database to tamper with.
     fn copy(&self) -> Connection {
-        let copy = self.path("tampered.db");
+        let copy = self.dir.path("tampered.db");
         let _ = std::fs::remove_file(&copy);
         let path = copy.to_str().unwrap().replace('\'', "''");
-        Connection::open(self.db()).unwrap().execute_batch(&format!("VACUUM INTO '{path}'")).unwrap();
+        Connection::open(self.dir.db()).unwrap().execute_batch(&format!("VACUUM INTO '{path}'")).unwrap();
         Connection::open(copy).unwrap()
     }
 
     fn verify(&self, db: &str, extra: &[&str]) -> Output {
-        let pubkey = self.path("trail.pub");
+        let pubkey = self.dir.path("trail.pub");
         let mut args = vec!["verify", "--db", db, "--pubkey", pubkey.to_str().unwrap()];
         args.extend(extra);
         bin().args(&args).output().unwrap()
     }
 
     fn verify_tampered(&self, extra: &[&str]) -> (i32, String) {
-        let o = self.verify(self.path("tampered.db").to_str().unwrap(), extra);
+        let o = self.verify(self.dir.path("tampered.db").to_str().unwrap(), extra);
         let text = format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
         assert!(!text.contains("panicked"), "{text}");
         (o.status.code().unwrap_or(-1), text)
@@ -54,9 +45,8 @@ impl Trail {
 }
 
 fn trail() -> Trail {
-    let dir = tempfile::tempdir().unwrap();
-    let t = Trail { dir };
-    let out = bin().args(["keygen", "--out", t.path("trail").to_str().unwrap()]).output().unwrap();
+    let t = Trail { dir: Scratch::new() };
+    let out = bin().args(["keygen", "--out", t.dir.path("trail").to_str().unwrap()]).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let config = format!(
         "[trail]\nsigning_key = {:?}\n\
@@ -66,18 +56,18 @@ fn trail() -> Trail {
          [[volume]]\nwindow = \"10m\"\nbytes = \"2MiB\"\n\
          [[sink]]\ntype = \"jsonl\"\npath = {:?}\n\
          [[sink]]\ntype = \"exec\"\nprogram = \"/bin/false\"\nretries = 0\n",
-        t.path("trail.key"),
-        t.path("shipped.jsonl")
+        t.dir.path("trail.key"),
+        t.dir.path("shipped.jsonl")
     );
-    std::fs::write(t.path("exfilmon.toml"), config).unwrap();
-    let sample = Path::new(env!("CARGO_MANIFEST_DIR")).join("pcaps/nflog-sample.pcap");
+    std::fs::write(t.dir.path("exfilmon.toml"), config).unwrap();
+    let sample = fixture("nflog-sample.pcap");
     let out = bin()
-        .args(["replay", "--db", &t.db(), "-c", t.path("exfilmon.toml").to_str().unwrap()])
+        .args(["replay", "--db", &t.dir.db(), "-c", t.dir.path("exfilmon.toml").to_str().unwrap()])
         .arg(sample)
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let conn = Connection::open(t.db()).unwrap();
+    let conn = Connection::open(t.dir.db()).unwrap();
     let count = |sql: &str| conn.query_row(sql, [], |r| r.get::<_, i64>(0)).unwrap();
     assert_eq!(count("SELECT count(*) FROM alerts"), 4, "four volume rules, four alerts");
     t
@@ -103,8 +93,8 @@ fn intact_trail_verifies_with_stored_and_shipped_checkpoints() {
     assert_eq!(alerts, [1, 2, 3, 4]);
     assert_eq!(checkpoint, 4, "the checkpoint is signed when the writer finishes, before the sink events");
     assert_eq!(events, [5, 6, 7], "sink_failed, sink_dropping, sink_undelivered");
-    let shipped = t.path("shipped.jsonl");
-    let o = t.verify(&t.db(), &["--checkpoint", shipped.to_str().unwrap()]);
+    let shipped = t.dir.path("shipped.jsonl");
+    let o = t.verify(&t.dir.db(), &["--checkpoint", shipped.to_str().unwrap()]);
     let out = String::from_utf8_lossy(&o.stdout);
     assert_eq!(o.status.code(), Some(0), "{out}{}", String::from_utf8_lossy(&o.stderr));
     assert!(out.contains("trail: 7 rows (4 alerts, 3 events)"), "{out}");
@@ -192,7 +182,7 @@ fn inserting_a_row_is_caught() {
 #[test]
 fn deleting_the_tail_is_caught_by_a_checkpoint_and_only_by_one() {
     let t = trail();
-    let shipped = t.path("shipped.jsonl");
+    let shipped = t.dir.path("shipped.jsonl");
     let shipped = shipped.to_str().unwrap();
     // Rows 4 to 7: the last alert (covered by the checkpoint) and the events after it.
     let conn = t.copy();
@@ -277,18 +267,18 @@ fn hex(b: &[u8]) -> String {
 
 #[test]
 fn verify_errors_are_clean() {
-    let dir = tempfile::tempdir().unwrap();
-    let missing = dir.path().join("none.db");
+    let dir = Scratch::new();
+    let missing = dir.path("none.db");
     let o = bin().args(["verify", "--db", missing.to_str().unwrap()]).output().unwrap();
     assert_eq!(o.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&o.stderr).contains("does not exist"));
-    let notes = dir.path().join("notes.txt");
+    let notes = dir.path("notes.txt");
     std::fs::write(&notes, "no checkpoint here\n").unwrap();
     let t = trail();
-    let o = bin().args(["verify", "--db", &t.db(), "--checkpoint", notes.to_str().unwrap()]).output().unwrap();
+    let o = bin().args(["verify", "--db", &t.dir.db(), "--checkpoint", notes.to_str().unwrap()]).output().unwrap();
     assert_eq!(o.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&o.stderr).contains("holds no checkpoint"));
-    let o = bin().args(["keygen", "--out", t.path("trail").to_str().unwrap()]).output().unwrap();
+    let o = bin().args(["keygen", "--out", t.dir.path("trail").to_str().unwrap()]).output().unwrap();
     assert_eq!(o.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&o.stderr).contains("never overwritten"));
 }

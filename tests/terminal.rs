@@ -3,19 +3,13 @@
 //! returns and invalid UTF-8 here, and none of those raw bytes may reach a terminal through
 //! any human-readable output. JSON must stay valid JSON.
 
+mod common;
+
 use std::os::unix::ffi::OsStrExt;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
+use common::{bin, fixture, pcap, Scratch};
 use serde_json::Value;
-
-fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_exfilmon"))
-}
-
-fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("pcaps").join(name)
-}
 
 /// The first byte a terminal could act on: anything but printable ASCII, newline and tab.
 fn unsafe_byte(out: &[u8]) -> Option<(usize, u8)> {
@@ -47,7 +41,7 @@ fn ok(what: &str, o: &Output) {
 }
 
 /// Runs every report in every format and checks each output; returns the JSON of `what`.
-fn check_reports(db: &Path, reports: &[&str]) {
+fn check_reports(db: &str, reports: &[&str]) {
     for report in reports {
         for format in ["table", "csv", "json"] {
             let what = format!("report {report} --format {format}");
@@ -82,21 +76,6 @@ fn dns_packet(labels: &[&[u8]], id: u16) -> Vec<u8> {
     p
 }
 
-/// A raw-IP pcap, one record a second.
-fn pcap(records: &[Vec<u8>]) -> Vec<u8> {
-    let mut b = Vec::new();
-    for v in [0xa1b2_c3d4u32, 0x0004_0002, 0, 0, 262_144, 101] {
-        b.extend_from_slice(&v.to_le_bytes());
-    }
-    for (i, r) in records.iter().enumerate() {
-        for v in [1_700_000_000 + i as u32, 0, r.len() as u32, r.len() as u32] {
-            b.extend_from_slice(&v.to_le_bytes());
-        }
-        b.extend_from_slice(r);
-    }
-    b
-}
-
 /// Hostile labels: screen clear and colour, an OSC title set ended by BEL, a carriage return
 /// that would overwrite the line, C1 CSI, invalid UTF-8, a newline, a backslash.
 const HOSTILE: &[&[u8]] = &[
@@ -111,7 +90,7 @@ const HOSTILE: &[&[u8]] = &[
 
 #[test]
 fn hostile_dns_names_never_reach_the_terminal() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = Scratch::new();
     let mut records = Vec::new();
     let mut id = 0;
     // Under a plain domain, under one whose own label is hostile, and as the whole name.
@@ -125,16 +104,17 @@ fn hostile_dns_names_never_reach_the_terminal() {
             records.push(dns_packet(&labels, id));
         }
     }
-    let capture = dir.path().join("dns.pcap");
-    std::fs::write(&capture, pcap(&records)).unwrap();
+    let capture = dir.path("dns.pcap");
+    let records: Vec<&[u8]> = records.iter().map(Vec::as_slice).collect();
+    std::fs::write(&capture, pcap(101, &records)).unwrap();
     // Thresholds low enough that these few names raise dns_tunnel alerts carrying them.
-    let config = dir.path().join("exfilmon.toml");
+    let config = dir.path("exfilmon.toml");
     std::fs::write(
         &config,
         "[dns]\nencoded_names = 2\nunique_names = 3\nunique_bytes = \"64B\"\nescalate_bytes = \"128B\"\n",
     )
     .unwrap();
-    let db = dir.path().join("x.db");
+    let db = dir.db();
     let o = bin().arg("replay").arg(&capture).arg("--config").arg(&config).arg("--db").arg(&db).output().unwrap();
     ok("replay", &o);
     assert_safe("replay", &o.stdout);
@@ -161,7 +141,7 @@ fn audit_hex(b: &[u8]) -> String {
 
 #[test]
 fn hostile_audit_fields_never_reach_the_terminal() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = Scratch::new();
     let log = std::fs::read_to_string(fixture("sensitive/audit-raw.log")).unwrap();
     // The user controls the program's name, path and command line, and the working directory.
     let exe = audit_hex(b"/tmp/\x1b[2J\x1b]0;pwned\x07sc\rp\xff");
@@ -182,9 +162,9 @@ fn hostile_audit_fields_never_reach_the_terminal() {
         hostile.push('\n');
     }
     assert!(hostile.contains(&exe), "the fixture has no scp to rename");
-    let audit_log = dir.path().join("audit.log");
+    let audit_log = dir.path("audit.log");
     std::fs::write(&audit_log, hostile).unwrap();
-    let db = dir.path().join("x.db");
+    let db = dir.db();
     let o = bin()
         .arg("replay")
         .arg(fixture("sensitive/egress.pcap"))
@@ -208,11 +188,11 @@ fn hostile_audit_fields_never_reach_the_terminal() {
 
 #[test]
 fn hostile_capture_file_names_are_escaped() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = Scratch::new();
     let name = std::ffi::OsStr::from_bytes(b"\x1b[2J\x1b]0;pwned\x07\rcap\xff.pcap");
-    let capture = dir.path().join(name);
+    let capture = dir.root().join(name);
     std::fs::copy(fixture("raw.pcap"), &capture).unwrap();
-    let db = dir.path().join("x.db");
+    let db = dir.db();
     // Replayed, then skipped as already seen (the message names both files), then forced.
     for extra in [None, None, Some("--force")] {
         let o = bin().arg("replay").arg(&capture).args(extra).arg("--db").arg(&db).output().unwrap();
@@ -221,8 +201,8 @@ fn hostile_capture_file_names_are_escaped() {
         assert_safe_message("replay (stderr)", &o.stderr);
     }
     // Errors naming the file: a directory of that name, then a missing file.
-    let missing = dir.path().join(std::ffi::OsStr::from_bytes(b"gone\x1b[31m\r.pcap"));
-    for path in [dir.path().join(name).join(""), missing] {
+    let missing = dir.root().join(std::ffi::OsStr::from_bytes(b"gone\x1b[31m\r.pcap"));
+    for path in [dir.root().join(name).join(""), missing] {
         let o = bin().arg("replay").arg(&path).arg("--db").arg(&db).output().unwrap();
         assert_eq!(o.status.code(), Some(1));
         assert_safe_message("replay error (stderr)", &o.stderr);

@@ -1,0 +1,138 @@
+//! Scaffolding shared by the integration tests: the built binary, the files in pcaps/, a
+//! temporary directory holding a database, `report --format json`, legacy pcap files, and the
+//! one rule for a test that cannot run here ([`skip`]). [`lab`] is the two-namespace lab of the
+//! tests on the real kernel.
+//!
+//! Every file in tests/ is a crate of its own that declares `mod common;` and uses a part of
+//! this; in each the rest is dead code, which is not worth a warning.
+#![allow(dead_code)]
+
+pub mod lab;
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+/// The binary Cargo built for these tests.
+pub const EXFILMON: &str = env!("CARGO_BIN_EXE_exfilmon");
+
+/// `exfilmon`, for the caller's arguments.
+pub fn bin() -> Command {
+    Command::new(EXFILMON)
+}
+
+/// Runs `exfilmon <args>`; checking the status is the caller's business.
+pub fn run(args: &[&str]) -> Output {
+    bin().args(args).output().unwrap()
+}
+
+/// Runs `exfilmon <args>` and panics with its stderr when it fails.
+pub fn run_ok(args: &[&str]) -> Output {
+    let o = run(args);
+    assert!(o.status.success(), "{args:?}: {}", stderr(&o));
+    o
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// A file of the repository, e.g. `dist/exfilmon.service`.
+pub fn repo_file(path: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
+}
+
+/// A file under pcaps/: a capture fixture (`raw.pcap`), or one in its subdirectories
+/// (`covert/iodine.pcap`, `sensitive/audit.log`).
+pub fn fixture(name: &str) -> PathBuf {
+    repo_file("pcaps").join(name)
+}
+
+/// A temporary directory for one test's files, removed when dropped.
+pub struct Scratch {
+    dir: tempfile::TempDir,
+}
+
+impl Scratch {
+    pub fn new() -> Scratch {
+        Scratch { dir: tempfile::tempdir().unwrap() }
+    }
+
+    /// The directory itself.
+    pub fn root(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// `name` in the directory (not created).
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// `exfilmon.db` in the directory; exfilmon creates it.
+    pub fn db(&self) -> String {
+        self.path("exfilmon.db").to_string_lossy().into_owned()
+    }
+}
+
+/// A fresh database path in a temporary directory of its own, which lives as long as the
+/// returned [`Scratch`].
+pub fn temp_db() -> (Scratch, String) {
+    let scratch = Scratch::new();
+    let db = scratch.db();
+    (scratch, db)
+}
+
+/// `exfilmon report <what> --format json` on `db`, which must succeed.
+pub fn report(db: impl AsRef<Path>, what: &str) -> Value {
+    report_with(db, what, &[])
+}
+
+/// [`report`] with further arguments.
+pub fn report_with(db: impl AsRef<Path>, what: &str, extra: &[&str]) -> Value {
+    let out = bin().args(["report", what, "--format", "json", "--db"]).arg(db.as_ref()).args(extra).output().unwrap();
+    assert!(out.status.success(), "report {what}: {}", stderr(&out));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// The alerts of one kind in `report alerts`.
+pub fn alerts_of(db: impl AsRef<Path>, kind: &str) -> Vec<Value> {
+    report(db, "alerts").as_array().unwrap().iter().filter(|a| a["kind"] == kind).cloned().collect()
+}
+
+/// The header of a little-endian legacy pcap (version 2.4, snaplen 256 KiB).
+pub fn pcap_header(linktype: u32) -> Vec<u8> {
+    [0xa1b2_c3d4u32, 0x0004_0002, 0, 0, 262_144, linktype].iter().flat_map(|v| v.to_le_bytes()).collect()
+}
+
+/// One record of such a pcap: its time and `data`, captured whole.
+pub fn pcap_record(sec: u32, usec: u32, data: &[u8]) -> Vec<u8> {
+    let mut b: Vec<u8> =
+        [sec, usec, data.len() as u32, data.len() as u32].iter().flat_map(|v| v.to_le_bytes()).collect();
+    b.extend_from_slice(data);
+    b
+}
+
+/// A legacy pcap of `records`, one a second from 2023-11-14T22:13:20Z.
+pub fn pcap(linktype: u32, records: &[&[u8]]) -> Vec<u8> {
+    let mut b = pcap_header(linktype);
+    for (i, r) in records.iter().enumerate() {
+        b.extend(pcap_record(1_700_000_000 + i as u32, 0, r));
+    }
+    b
+}
+
+/// A test that cannot run here (no root, a tool missing) skips with the reason printed; under
+/// CI=true, where everything must run, the skip is a failure.
+pub fn skip(reason: &str) {
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!("cannot run under CI=true: {reason}");
+    }
+    // Straight to stderr: the test harness hides eprintln! output of passing tests.
+    let _ = writeln!(std::io::stderr(), "SKIPPED: {reason}");
+}
