@@ -22,36 +22,59 @@ use crate::detect::volume::VolumeDetector;
 use crate::detect::{Detector, Findings, Seen, Tick};
 use crate::flows::FlowTable;
 use crate::principal::{Dst, Principal};
-use crate::rows::{DnsRow, EgressRow, MINUTE_US};
+use crate::rows::{DnsRow, EgressRow, RunTotals, MINUTE_US};
 use crate::source::audit::{AuditEvent, FileRead};
 use crate::source::FrameSink;
-use crate::store::RunTotals;
 
 /// Rows are handed to the output in batches of about this many.
 const ROW_BATCH: usize = 4096;
 
-/// Every detector, in the order each sees a packet. `audit`: an audit source is attached.
-/// A new detector is one line here (and its config section in [`Config`]).
-fn registry(config: &Config, audit: bool) -> Vec<Box<dyn Detector>> {
-    let mut all: Vec<Box<dyn Detector>> = vec![Box::new(VolumeDetector::new(&config.volume))];
-    if config.dns.enabled {
-        all.push(Box::new(DnsDetector::new(&config.dns)));
-    }
-    if config.icmp.enabled {
-        all.push(Box::new(IcmpDetector::new(&config.icmp)));
-    }
-    // Sensitive paths without an audit source still tie uid-less packets to their flows.
-    if audit || !config.sensitive.paths.is_empty() {
-        all.push(Box::new(SensitiveDetector::new(&config.sensitive)));
-    }
-    if audit && config.nft.audit {
-        all.push(Box::new(AuditCrossCheck::default()));
-    }
-    if audit {
-        all.push(Box::new(AuditOff));
-    }
-    all
+/// One registered detector: when the configuration wants it, how to build it, and whether
+/// a running one can carry on under a new configuration (a reload keeps its state then).
+struct Entry {
+    name: &'static str,
+    /// `audit`: an audit source is attached.
+    wanted: fn(&Config, bool) -> bool,
+    build: fn(&Config) -> Box<dyn Detector>,
+    same: fn(&Config, &Config) -> bool,
 }
+
+/// Every detector, in the order each sees a packet. A new detector is one entry here (and its
+/// config section in [`Config`]).
+const REGISTRY: &[Entry] = &[
+    Entry {
+        name: "volume",
+        wanted: |_, _| true,
+        build: |c| Box::new(VolumeDetector::new(&c.volume)),
+        same: |a, b| a.volume == b.volume,
+    },
+    Entry {
+        name: "dns",
+        wanted: |c, _| c.dns.enabled,
+        build: |c| Box::new(DnsDetector::new(&c.dns)),
+        same: |a, b| a.dns == b.dns,
+    },
+    Entry {
+        name: "icmp",
+        wanted: |c, _| c.icmp.enabled,
+        build: |c| Box::new(IcmpDetector::new(&c.icmp)),
+        same: |a, b| a.icmp == b.icmp,
+    },
+    // Sensitive paths without an audit source still tie uid-less packets to their flows.
+    Entry {
+        name: "sensitive",
+        wanted: |c, audit| audit || !c.sensitive.paths.is_empty(),
+        build: |c| Box::new(SensitiveDetector::new(&c.sensitive)),
+        same: |a, b| a.sensitive == b.sensitive,
+    },
+    Entry {
+        name: "crosscheck",
+        wanted: |c, audit| audit && c.nft.audit,
+        build: |_| Box::new(AuditCrossCheck::default()),
+        same: |_, _| true,
+    },
+    Entry { name: "audit_off", wanted: |_, audit| audit, build: |_| Box::new(AuditOff), same: |_, _| true },
+];
 
 /// Where the pipeline's results go: the store's writer, or a test's collector.
 pub trait Output {
@@ -119,7 +142,11 @@ impl Stats {
 }
 
 pub struct Pipeline<O: Output> {
-    detectors: Vec<Box<dyn Detector>>,
+    /// The registry's entries in use, with their detectors.
+    detectors: Vec<(&'static Entry, Box<dyn Detector>)>,
+    /// What they were built from.
+    config: Config,
+    audit: bool,
     /// Counters of detectors a reload replaced, so totals never go backwards.
     retired: BTreeMap<&'static str, u64>,
     flows: FlowTable,
@@ -136,8 +163,10 @@ pub struct Pipeline<O: Output> {
 
 impl<O: Output> Pipeline<O> {
     pub fn new(config: &Config, out: O) -> Pipeline<O> {
-        Pipeline {
-            detectors: registry(config, false),
+        let mut pipeline = Pipeline {
+            detectors: Vec::new(),
+            config: config.clone(),
+            audit: false,
             retired: BTreeMap::new(),
             flows: FlowTable::default(),
             pending: Vec::with_capacity(ROW_BATCH),
@@ -146,7 +175,9 @@ impl<O: Output> Pipeline<O> {
             latest_us: i64::MIN,
             out,
             stats: Stats::default(),
-        }
+        };
+        pipeline.configure(config, false);
+        pipeline
     }
 
     /// An audit source is attached: reads are tied to egress (with the configured or default
@@ -155,19 +186,27 @@ impl<O: Output> Pipeline<O> {
         self.configure(config, true);
     }
 
-    /// Builds the detectors `config` asks for, keeping the state of those already running.
+    /// A new configuration (SIGHUP): detectors whose settings did not change carry on with
+    /// their windows and episodes; the others start afresh.
+    pub fn reconfigure(&mut self, config: &Config) {
+        self.configure(config, self.audit);
+    }
+
     fn configure(&mut self, config: &Config, audit: bool) {
         let mut old = std::mem::take(&mut self.detectors);
-        self.detectors = registry(config, audit)
-            .into_iter()
-            .map(|new| match old.iter().position(|d| d.name() == new.name()) {
-                Some(i) => old.swap_remove(i),
-                None => new,
-            })
-            .collect();
-        for d in old {
+        for entry in REGISTRY.iter().filter(|e| (e.wanted)(config, audit)) {
+            let running = old.iter().position(|(e, _)| e.name == entry.name && (e.same)(&self.config, config));
+            let detector = match running {
+                Some(i) => old.swap_remove(i).1,
+                None => (entry.build)(config),
+            };
+            self.detectors.push((entry, detector));
+        }
+        for (_, d) in old {
             d.counters(&mut |k, v| *self.retired.entry(k).or_default() += v);
         }
+        self.config = config.clone();
+        self.audit = audit;
     }
 
     /// Closes all open aggregates and hands everything pending to the output.
@@ -176,7 +215,7 @@ impl<O: Output> Pipeline<O> {
         self.flows.drain(&mut self.pending);
         self.pass_on();
         let mut counters = self.retired.clone();
-        for d in &self.detectors {
+        for (_, d) in &self.detectors {
             d.counters(&mut |k, v| *counters.entry(k).or_default() += v);
         }
         self.stats.detectors = counters;
@@ -189,7 +228,7 @@ impl<O: Output> Pipeline<O> {
         if let AuditEvent::Read(r) = &ev {
             self.out.file_read(r);
         }
-        for d in &mut self.detectors {
+        for (_, d) in &mut self.detectors {
             d.audit(&ev, &mut self.found);
         }
         self.pass_on();
@@ -216,7 +255,7 @@ impl<O: Output> Pipeline<O> {
     }
 
     fn tick(&mut self, tick: Tick) {
-        for d in &mut self.detectors {
+        for (_, d) in &mut self.detectors {
             d.tick(tick, &mut self.found);
         }
     }
@@ -241,7 +280,7 @@ impl<O: Output> Pipeline<O> {
         self.stats.flows_early_flushes = self.flows.early_flushes;
 
         let seen = Seen { packet: p, principal, dst, bytes, flows: &self.flows };
-        for d in &mut self.detectors {
+        for (_, d) in &mut self.detectors {
             d.packet(&seen, &mut self.found);
         }
         if self.pending.len() >= ROW_BATCH || !self.found.alerts.is_empty() || !self.found.dns_rows.is_empty() {

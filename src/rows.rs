@@ -1,4 +1,4 @@
-//! What the pipeline hands the store: per-minute aggregates. Domain types, so the store
+//! What the pipeline hands the store: per-minute aggregates and a run's totals. Domain types, so the store
 //! depends on them and not on the detectors or the flow table that make them.
 
 use crate::principal::{Dst, Principal};
@@ -38,4 +38,15 @@ pub struct DnsRow {
     pub flags: u32,
     /// A few suspicious names, terminal-safe.
     pub samples: Vec<String>,
+}
+
+/// What a run counted, for the `runs` table.
+#[derive(Debug, Default, Clone)]
+pub struct RunTotals {
+    pub packets: u64,
+    pub bytes: u64,
+    pub malformed: u64,
+    pub ignored: u64,
+    pub alerts: u64,
+    pub counters: serde_json::Value,
 }

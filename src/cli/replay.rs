@@ -11,17 +11,16 @@ use indicatif::{ProgressBar, ProgressStyle};
 use sha2::{Digest, Sha256};
 
 use super::Common;
-use crate::alert::Alert;
 use crate::config::Config;
 use crate::escape::message;
-use crate::pipeline::{Output, Pipeline};
-use crate::rows::EgressRow;
+use crate::pipeline::Merge;
+use crate::session::{self, Session};
+use crate::source::audit::follow::{FollowError, FollowStats, Follower};
+use crate::source::audit::{AuditEvent, Reader};
 use crate::source::pcap::{self, CaptureError, ReadStats};
 use crate::source::FrameSink;
-use crate::store::writer::{Write, Writer};
-use crate::store::{CaptureRecord, Store};
-use crate::units::human_bytes;
-use crate::units::rfc3339;
+use crate::store::CaptureRecord;
+use crate::units::{human_bytes, rfc3339};
 
 #[derive(Debug, Args)]
 pub struct ReplayArgs {
@@ -37,24 +36,6 @@ pub struct ReplayArgs {
     pub force: bool,
     #[command(flatten)]
     pub common: Common,
-}
-
-impl Output for Writer {
-    fn rows(&mut self, rows: Vec<EgressRow>) {
-        self.send(Write::Rows(rows));
-    }
-
-    fn alert(&mut self, alert: &Alert) {
-        self.send(Write::Alert(alert.clone()));
-    }
-
-    fn dns_rows(&mut self, rows: Vec<crate::rows::DnsRow>) {
-        self.send(Write::DnsRows(rows));
-    }
-
-    fn file_read(&mut self, read: &crate::source::audit::FileRead) {
-        self.send(Write::FileRead(Box::new(read.clone())));
-    }
 }
 
 /// Bytes hashed at a time, small enough to still be in the CPU cache when they are parsed
@@ -73,7 +54,8 @@ struct Capture {
 pub fn run(args: &ReplayArgs) -> Result<()> {
     let config = Config::load(args.common.config.as_deref())?;
     let db = args.common.db_path(&config);
-    let store = Store::open(&db)?;
+    let opened = Session::open(&db)?;
+    let store = opened.store();
 
     let mut failures = Vec::new();
     let mut found = Vec::new();
@@ -120,8 +102,6 @@ pub fn run(args: &ReplayArgs) -> Result<()> {
     }
 
     let started = Instant::now();
-    // A run is recorded only when there is something to replay.
-    let run_id = if todo.is_empty() { None } else { Some(store.begin_run("replay")?) };
     let total_bytes: u64 = todo.iter().map(|c| c.size).sum();
     let bar = ProgressBar::new(total_bytes).with_style(
         ProgressStyle::with_template("{spinner} {msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}")
@@ -129,17 +109,18 @@ pub fn run(args: &ReplayArgs) -> Result<()> {
     );
     let mut audit = config.sensitive.audit_reader(false);
     let mut events = Vec::new();
+    let mut logs = Vec::new();
     for path in &args.audit_log {
-        events.extend(audit.read_file(path)?);
+        logs.push(read_audit_log(&mut audit, path, &mut events)?);
     }
-    let delivery = crate::sink::delivery(&config)?;
-    let sinks = delivery.sinks.clone();
-    let mut pipeline = Pipeline::new(&config, Writer::spawn_delivering(store, run_id, delivery));
+    // A run is recorded only when there is something to replay.
+    let mode = (!todo.is_empty()).then_some("replay");
+    let mut session = opened.start(&config, mode, session::signer(&config)?)?;
     if !args.audit_log.is_empty() {
-        pipeline.enable_audit(&config);
-        pipeline.stats.audit_skipped = audit.counters();
+        session.pipeline.enable_audit(&config);
+        session.count_audit(&audit, &logs);
     }
-    let mut merged = crate::pipeline::Merge::new(&mut pipeline, events);
+    let mut merged = Merge::new(&mut session.pipeline, events);
     let mut done_bytes = 0;
     let mut replayed = Vec::new();
     for capture in &todo {
@@ -154,20 +135,20 @@ pub fn run(args: &ReplayArgs) -> Result<()> {
     bar.finish_and_clear();
     merged.finish();
 
-    let principals = pipeline.principals();
-    let stats = pipeline.stats.clone();
-    let mut store = pipeline.into_output().finish()?;
-    crate::sink::finish(sinks.as_deref(), config.monitor.delivery_grace, &mut store, run_id)?;
-    if let Some(run_id) = run_id {
-        for (c, s, sha256) in &replayed {
-            let path = c.path.to_string_lossy();
-            store.record_capture(
-                &CaptureRecord { sha256, path: &path, size: c.size, records: s.records, damaged: s.damaged },
-                run_id,
-            )?;
-        }
-        store.finish_run(run_id, &stats.totals())?;
-    }
+    let principals = session.pipeline.principals();
+    let paths: Vec<_> = replayed.iter().map(|(c, _, _)| c.path.to_string_lossy()).collect();
+    let records: Vec<CaptureRecord> = replayed
+        .iter()
+        .zip(&paths)
+        .map(|((c, s, sha256), path)| CaptureRecord {
+            sha256,
+            path,
+            size: c.size,
+            records: s.records,
+            damaged: s.damaged,
+        })
+        .collect();
+    let stats = session.finish(&records)?;
 
     // A damaged capture still counts what came before the damage, but the replay fails, as
     // tshark does: its owner should know part of it was never seen.
@@ -214,6 +195,15 @@ fn identify(path: &Path) -> Result<Capture> {
     }
     File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
     Ok(Capture { path: path.to_owned(), size: meta.len(), sha256: None })
+}
+
+/// Every event of a saved audit log, in file order, and what its follower counted.
+fn read_audit_log(reader: &mut Reader, path: &Path, events: &mut Vec<AuditEvent>) -> Result<FollowStats, FollowError> {
+    let mut log = Follower::open(path)?;
+    let mut out = |line: &[u8]| reader.line(line, &mut |ev| events.push(ev));
+    while log.poll(&mut out).map_err(|source| FollowError { path: path.to_owned(), source })? > 0 {}
+    reader.finish(&mut |ev| events.push(ev));
+    Ok(log.stats)
 }
 
 fn hash_file(path: &Path) -> Result<String> {

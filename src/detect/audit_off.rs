@@ -13,10 +13,6 @@ use crate::source::audit::AuditEvent;
 pub struct AuditOff;
 
 impl Detector for AuditOff {
-    fn name(&self) -> &'static str {
-        "audit_off"
-    }
-
     fn audit(&mut self, event: &AuditEvent, out: &mut Findings) {
         let AuditEvent::Note(n) = event else { return };
         out.alerts.push(Alert {

@@ -157,10 +157,6 @@ fn peer(n: &NetPkt) -> String {
 }
 
 impl Detector for AuditCrossCheck {
-    fn name(&self) -> &'static str {
-        "crosscheck"
-    }
-
     fn packet(&mut self, seen: &Seen<'_, '_>, _out: &mut Findings) {
         self.packet(seen.packet);
     }

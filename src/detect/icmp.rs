@@ -269,10 +269,6 @@ impl Default for IcmpConfig {
 }
 
 impl Detector for IcmpDetector {
-    fn name(&self) -> &'static str {
-        "icmp"
-    }
-
     fn packet(&mut self, seen: &Seen<'_, '_>, out: &mut Findings) {
         let mut c = self.counters;
         self.observe(seen.packet, seen.principal, &mut c, &mut out.alerts);

@@ -5,7 +5,7 @@
 //! ([`Seen`]), every audit event and the passing of time ([`Tick`]), and each builds its own
 //! alerts (and stored rows) into [`Findings`]. A detector owns its config section (declared
 //! beside it), its state, its [`counters!`] and its alert wording; the pipeline only routes.
-//! Adding one is a new file here plus a line in `pipeline::registry` (and its config field).
+//! Adding one is a new file here plus an entry in `pipeline::REGISTRY` (and its config field).
 
 pub mod audit_off;
 pub mod crosscheck;
@@ -52,13 +52,9 @@ pub struct Findings {
     pub dns_rows: Vec<DnsRow>,
 }
 
-/// A detector. Every method but [`name`](Detector::name) and
-/// [`counters`](Detector::counters) has a do-nothing default, so each implements only the
-/// inputs it reads.
+/// A detector. Every method but [`counters`](Detector::counters) has a do-nothing default, so
+/// each implements only the inputs it reads.
 pub trait Detector: Send {
-    /// A stable name (logs, and which detector a reload keeps).
-    fn name(&self) -> &'static str;
-
     fn packet(&mut self, seen: &Seen<'_, '_>, out: &mut Findings) {
         let _ = (seen, out);
     }

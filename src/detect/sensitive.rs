@@ -415,10 +415,6 @@ impl SensitiveConfig {
 }
 
 impl Detector for SensitiveDetector {
-    fn name(&self) -> &'static str {
-        "sensitive"
-    }
-
     fn packet(&mut self, seen: &Seen<'_, '_>, out: &mut Findings) {
         self.packet(seen.packet, seen.dst, seen.bytes, &mut out.alerts);
     }

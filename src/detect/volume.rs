@@ -148,10 +148,6 @@ impl VolumeDetector {
 }
 
 impl Detector for VolumeDetector {
-    fn name(&self) -> &'static str {
-        "volume"
-    }
-
     fn packet(&mut self, seen: &Seen<'_, '_>, out: &mut Findings) {
         let mut c = self.counters;
         let ts_us = seen.packet.ts_us;

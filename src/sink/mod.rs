@@ -30,31 +30,6 @@ pub use record::{alert_record, checkpoint_record, event_record, hostname, loss_r
 use crate::alert::Severity;
 use crate::trail::{Event, EventKind};
 
-/// Sinks and signing key of `config`, for [`crate::store::writer::Writer::spawn_delivering`].
-pub fn delivery(config: &crate::config::Config) -> anyhow::Result<crate::store::writer::Delivery> {
-    let signer = match &config.trail.signing_key {
-        Some(path) => Some(Arc::new(crate::trail::sign::Signer::load(path)?)),
-        None => None,
-    };
-    Ok(crate::store::writer::Delivery { sinks: Dispatcher::start(&config.sink)?, signer })
-}
-
-/// Lets the sinks finish (for up to `grace`) and appends the events they raised since the last
-/// look, which can no longer be delivered, to the trail; they are also printed.
-pub fn finish(
-    sinks: Option<&Dispatcher>,
-    grace: Duration,
-    store: &mut crate::store::Store,
-    run_id: Option<i64>,
-) -> Result<(), crate::store::StoreError> {
-    let Some(d) = sinks else { return Ok(()) };
-    let left = d.close(grace);
-    for e in &left {
-        eprintln!("exfilmon: {}", e.summary);
-    }
-    store.append_events(&left, run_id).map(drop)
-}
-
 /// The longest wait between two attempts.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(60);
 

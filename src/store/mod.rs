@@ -19,8 +19,7 @@ use rustc_hash::FxHashMap;
 
 use crate::alert::Alert;
 use crate::principal::Principal;
-use crate::rows::DnsRow;
-use crate::rows::EgressRow;
+use crate::rows::{DnsRow, EgressRow, RunTotals};
 use crate::units::wall_clock_us;
 
 pub use migrate::SCHEMA_VERSION;
@@ -314,17 +313,6 @@ impl Store {
             .map_err(|e| self.err(e))?;
         Ok(())
     }
-}
-
-/// What a run counted, for the `runs` table.
-#[derive(Debug, Default, Clone)]
-pub struct RunTotals {
-    pub packets: u64,
-    pub bytes: u64,
-    pub malformed: u64,
-    pub ignored: u64,
-    pub alerts: u64,
-    pub counters: serde_json::Value,
 }
 
 pub struct CaptureRecord<'a> {

@@ -242,10 +242,6 @@ impl DnsDetector {
 }
 
 impl Detector for DnsDetector {
-    fn name(&self) -> &'static str {
-        "dns"
-    }
-
     fn packet(&mut self, seen: &Seen<'_, '_>, out: &mut Findings) {
         let mut c = self.counters;
         self.observe(seen.packet, seen.principal, &mut c, &mut out.alerts);

@@ -18,9 +18,8 @@ use serde_json::{json, Value};
 use crate::alert::Severity;
 use crate::config::Config;
 use crate::nft::{self, NftError};
-use crate::sink::{self, Dispatcher};
+use crate::sink::Dispatcher;
 use crate::store::writer::{Write, Writer};
-use crate::store::StoreError;
 use crate::trail::{Event, EventKind};
 
 pub struct SelfWatch {
@@ -28,7 +27,6 @@ pub struct SelfWatch {
     checkpoint_every: Option<Duration>,
     next_checkpoint: Instant,
     ruleset: Option<(Sender<String>, Receiver<Event>)>,
-    grace: Duration,
 }
 
 impl SelfWatch {
@@ -40,7 +38,6 @@ impl SelfWatch {
             checkpoint_every: signing.then_some(every),
             next_checkpoint: Instant::now() + every,
             ruleset: spawn_ruleset_check(nft::render(config), config.monitor.ruleset_check),
-            grace: config.monitor.delivery_grace,
         }
     }
 
@@ -81,27 +78,6 @@ impl SelfWatch {
     /// Per-sink counters, for the health row.
     pub fn sink_stats(&self) -> Value {
         self.sinks.as_ref().map_or(Value::Null, |d| d.stats())
-    }
-
-    /// After the writer finished: the sinks deliver what is left, their last events are stored.
-    pub fn finish(self, store: &mut crate::store::Store, run_id: i64) -> Result<(), StoreError> {
-        sink::finish(self.sinks.as_deref(), self.grace, store, Some(run_id))
-    }
-
-    /// The database failed: the event cannot be stored, but it can still leave the machine.
-    pub fn database_failed(self, error: &dyn std::fmt::Display, run_id: i64) {
-        if let Some(d) = &self.sinks {
-            let e = Event::now(
-                EventKind::DatabaseError,
-                Severity::High,
-                format!("exfilmon stopped on a database error: {error}"),
-                json!({ "error": error.to_string() }),
-            );
-            d.push(sink::event_record(&e, None, Some(run_id)));
-            for left in d.close(self.grace) {
-                eprintln!("exfilmon: {}", left.summary);
-            }
-        }
     }
 }
 
