@@ -12,8 +12,7 @@ use std::sync::OnceLock;
 
 use exfilmon::alert::Alert;
 use exfilmon::config::Config;
-use exfilmon::detect::dns::DnsRow;
-use exfilmon::flows::EgressRow;
+use exfilmon::rows::{DnsRow, EgressRow};
 use exfilmon::pipeline::{Output, Pipeline};
 use exfilmon::decode::{Frame, LinkType};
 use exfilmon::source::FrameSink;
