@@ -122,6 +122,27 @@ impl Store {
         sql_err(&self.path, e)
     }
 
+    /// Gives principals their ids in this order (those new to the table), in one transaction.
+    /// A replay's ids then follow the packets, whatever batches the writer made of them.
+    pub fn name_principals(&mut self, principals: &[(Principal, Option<u32>)]) -> Result<(), StoreError> {
+        if principals.iter().all(|(p, _)| self.principal_ids.contains_key(p)) {
+            return Ok(());
+        }
+        let path = self.path.clone();
+        let err = |e| sql_err(&path, e);
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(err)?;
+        {
+            if self.principal_ids.len() > MAX_CACHED_PRINCIPALS {
+                self.principal_ids.clear();
+            }
+            let mut ids = PrincipalIds { cache: &mut self.principal_ids, tx: &tx };
+            for &(p, gid) in principals {
+                ids.get(p, gid).map_err(err)?;
+            }
+        }
+        tx.commit().map_err(err)
+    }
+
     /// Writes a batch in one transaction; returns the alerts' trail links, in order.
     pub fn write(
         &mut self,

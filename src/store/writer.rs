@@ -12,6 +12,8 @@ use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::thread::JoinHandle;
 
+use rustc_hash::FxHashSet;
+
 use crate::alert::Alert;
 use crate::health::HealthUpdate;
 use crate::principal::UserNames;
@@ -219,6 +221,10 @@ fn drain(
     let mut health = Vec::new();
     let mut dns = Vec::new();
     let mut reads = Vec::new();
+    // Principals in the order the pipeline first named them: ids are given in that order, not
+    // in the order tables are written, which depends on how messages fell into batches.
+    let mut named = Vec::new();
+    let mut seen = FxHashSet::default();
     while let Ok(first) = rx.recv() {
         let mut next = Some(first);
         let mut n = 0;
@@ -226,6 +232,17 @@ fn drain(
         while let Some(msg) = next.take() {
             depth.fetch_sub(1, Ordering::Relaxed);
             taken_rows += msg.rows();
+            let mut name = |p, gid| {
+                if seen.insert(p) {
+                    named.push((p, gid));
+                }
+            };
+            match &msg {
+                Write::Rows(r) => r.iter().for_each(|r| name(r.principal, r.gid)),
+                Write::DnsRows(r) => r.iter().for_each(|r| name(r.principal, r.gid)),
+                Write::Alert(a) => name(a.principal, None),
+                _ => {}
+            }
             match msg {
                 Write::Rows(mut r) => rows.append(&mut r),
                 Write::Alert(a) => alerts.push(a),
@@ -241,6 +258,9 @@ fn drain(
                 next = rx.try_recv().ok();
             }
         }
+        store.name_principals(&named)?;
+        named.clear();
+        seen.clear();
         // DNS rows before alerts, so a dns_tunnel alert never refers to rows not yet stored.
         store.write_dns(&dns)?;
         dns.clear();
