@@ -6,6 +6,7 @@
 //! [`daemon`].
 
 pub mod alert;
+pub mod attribute;
 pub mod cli;
 pub mod config;
 pub mod daemon;

@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 use serde_json::json;
 
 use crate::alert::Alert;
+use crate::attribute::Attribution;
 use crate::config::Config;
 use crate::decode::{self, DecodeError, Frame};
 use crate::detect::audit_off::AuditOff;
@@ -21,7 +22,7 @@ use crate::detect::sensitive::SensitiveDetector;
 use crate::detect::volume::VolumeDetector;
 use crate::detect::{Detector, Findings, Seen, Tick};
 use crate::flows::FlowTable;
-use crate::principal::{Dst, Principal};
+use crate::principal::Dst;
 use crate::rows::{DnsRow, EgressRow, RunTotals, MINUTE_US};
 use crate::source::audit::{AuditEvent, FileRead};
 use crate::source::FrameSink;
@@ -149,6 +150,7 @@ pub struct Pipeline<O: Output> {
     audit: bool,
     /// Counters of detectors a reload replaced, so totals never go backwards.
     retired: BTreeMap<&'static str, u64>,
+    attribution: Attribution,
     flows: FlowTable,
     pending: Vec<EgressRow>,
     /// Rows of minutes before this one have been swept out of the flow table.
@@ -168,6 +170,7 @@ impl<O: Output> Pipeline<O> {
             config: config.clone(),
             audit: false,
             retired: BTreeMap::new(),
+            attribution: Attribution::default(),
             flows: FlowTable::default(),
             pending: Vec::with_capacity(ROW_BATCH),
             swept_minute: i64::MIN,
@@ -215,6 +218,7 @@ impl<O: Output> Pipeline<O> {
         self.flows.drain(&mut self.pending);
         self.pass_on();
         let mut counters = self.retired.clone();
+        self.attribution.counters.each(&mut |k, v| *counters.entry(k).or_default() += v);
         for (_, d) in &self.detectors {
             d.counters(&mut |k, v| *counters.entry(k).or_default() += v);
         }
@@ -261,7 +265,7 @@ impl<O: Output> Pipeline<O> {
     }
 
     fn packet(&mut self, p: &decode::Packet<'_>) {
-        let principal = Principal::of(p);
+        let principal = self.attribution.principal(p);
         let dst = Dst::of(p);
         let bytes = u64::from(p.wire_len);
         self.stats.packets += 1;
@@ -273,6 +277,7 @@ impl<O: Output> Pipeline<O> {
             // A new minute of packet time: earlier minutes' rows are complete.
             self.flows.sweep(minute, &mut self.pending);
             self.swept_minute = minute;
+            self.attribution.sweep(minute);
             self.tick(Tick::Minute(minute));
             self.pass_on();
         }

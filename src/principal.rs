@@ -15,13 +15,6 @@ pub enum Principal {
 }
 
 impl Principal {
-    pub fn of(p: &Packet<'_>) -> Principal {
-        match p.uid {
-            Some(uid) => Principal::Uid(uid),
-            None => Principal::Host(p.src),
-        }
-    }
-
     pub fn uid(self) -> Option<u32> {
         match self {
             Principal::Uid(u) => Some(u),

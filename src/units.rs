@@ -130,6 +130,26 @@ pub mod de {
     }
 }
 
+/// Declares a counter struct once: each field with the name it is stored and reported under.
+/// Generates the struct (all `u64`, `Default`, `Copy`) and `each`, which visits them in order.
+macro_rules! counters {
+    ($(#[$meta:meta])* pub struct $name:ident { $($(#[$fmeta:meta])* $field:ident => $key:literal,)* }) => {
+        $(#[$meta])*
+        #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+        pub struct $name {
+            $($(#[$fmeta])* pub $field: u64,)*
+        }
+
+        impl $name {
+            /// Each counter with its stored name.
+            pub fn each(&self, f: &mut dyn FnMut(&'static str, u64)) {
+                $(f($key, self.$field);)*
+            }
+        }
+    };
+}
+pub(crate) use counters;
+
 #[cfg(test)]
 mod tests {
     use super::*;

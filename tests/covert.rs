@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 
 use common::{fixture, pcap, report, report_with, run_ok, temp_db, Scratch};
 use exfilmon::alert::Alert;
+use exfilmon::attribute::Attribution;
 use exfilmon::config::Config;
 use exfilmon::decode::Frame;
 use exfilmon::decode::{self, dns, L4};
@@ -162,13 +163,15 @@ fn hostile_names_are_escaped_in_table_csv_and_json() {
 /// name bytes and each echo's time and payload bytes.
 struct Recorder<O: pipeline::Output> {
     pipeline: Pipeline<O>,
+    /// Who sent each packet, worked out as the pipeline does.
+    who: Attribution,
     seen: Vec<(i64, Principal, &'static str, u64)>,
 }
 
 impl<O: pipeline::Output> FrameSink for Recorder<O> {
     fn frame(&mut self, frame: Frame<'_>) {
         if let Ok(p) = decode::decode(&frame) {
-            let who = Principal::of(&p);
+            let who = self.who.principal(&p);
             match p.l4 {
                 L4::Udp { payload } if p.dport == 53 => {
                     let n = dns::parse(payload).map_or(payload.len(), |q| q.qname.len());
@@ -203,7 +206,11 @@ fn every_tunnel_is_caught_within_30_s_or_10_kb() {
     );
     println!("|---|---|---|---|---|---|---|");
     for file in ["slow-dns", "iodine", "iodine-raw", "dns2tcp", "ptunnel", "icmp6-exfil", "benign"] {
-        let mut r = Recorder { pipeline: Pipeline::new(&Config::default(), Collect::default()), seen: Vec::new() };
+        let mut r = Recorder {
+            pipeline: Pipeline::new(&Config::default(), Collect::default()),
+            who: Attribution::default(),
+            seen: Vec::new(),
+        };
         pcap::read_file(&corpus(&format!("{file}.pcap")), &mut r, &mut |_| {}).unwrap();
         let alerts = r.pipeline.into_output().0;
         let Some(first) = alerts.first() else {

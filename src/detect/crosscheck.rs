@@ -19,13 +19,14 @@ use std::net::IpAddr;
 use rustc_hash::FxHashMap;
 use serde_json::json;
 
-use super::{counters, Detector, Findings, Seen, Tick};
+use super::{Detector, Findings, Seen, Tick};
 use crate::alert::Severity;
 use crate::alert::{Alert, AlertKind};
 use crate::decode::Packet;
 use crate::principal::{proto_name, Dst, Principal};
 use crate::source::audit::AuditEvent;
 use crate::source::audit::NetPkt;
+use crate::units::counters;
 
 pub const GRACE_US: i64 = 5_000_000;
 pub const ALERT_PERIOD_US: i64 = 60_000_000;

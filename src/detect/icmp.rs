@@ -21,11 +21,12 @@ use rustc_hash::FxHashMap;
 use serde_json::json;
 
 use super::tally::{Episode, Step, Tally};
-use super::{counters, Detector, Findings, Seen, Tick};
+use super::{Detector, Findings, Seen, Tick};
 use crate::alert::Severity;
 use crate::alert::{Alert, AlertKind};
 use crate::decode::{Packet, L4};
 use crate::principal::Principal;
+use crate::units::counters;
 use crate::units::de::{byte_size, duration, positive, positive_usize};
 use crate::units::{human_bytes, human_duration};
 use serde::Deserialize;

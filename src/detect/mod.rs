@@ -4,7 +4,7 @@
 //! Every detector sits behind [`Detector`]: the pipeline hands each one every packet
 //! ([`Seen`]), every audit event and the passing of time ([`Tick`]), and each builds its own
 //! alerts (and stored rows) into [`Findings`]. A detector owns its config section (declared
-//! beside it), its state, its [`counters!`] and its alert wording; the pipeline only routes.
+//! beside it), its state, its [`counters!`](crate::units::counters) and its alert wording; the pipeline only routes.
 //! Adding one is a new file here plus an entry in `pipeline::REGISTRY` (and its config field).
 
 pub mod audit_off;
@@ -26,7 +26,7 @@ use crate::source::audit::AuditEvent;
 /// One decoded packet and what the pipeline already worked out about it.
 pub struct Seen<'a, 'p> {
     pub packet: &'a Packet<'p>,
-    /// Who sent it (see [`Principal::of`]).
+    /// Who sent it (see [`crate::attribute`]).
     pub principal: Principal,
     pub dst: Dst,
     /// Bytes on the wire, from the IP length.
@@ -67,26 +67,6 @@ pub trait Detector: Send {
         let _ = (tick, out);
     }
 
-    /// Each counter with its stored name (see [`counters!`]).
+    /// Each counter with its stored name (see [`counters!`](crate::units::counters)).
     fn counters(&self, f: &mut dyn FnMut(&'static str, u64));
 }
-
-/// Declares a counter struct once: each field with the name it is stored and reported under.
-/// Generates the struct (all `u64`, `Default`, `Copy`) and `each`, which visits them in order.
-macro_rules! counters {
-    ($(#[$meta:meta])* pub struct $name:ident { $($(#[$fmeta:meta])* $field:ident => $key:literal,)* }) => {
-        $(#[$meta])*
-        #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-        pub struct $name {
-            $($(#[$fmeta])* pub $field: u64,)*
-        }
-
-        impl $name {
-            /// Each counter with its stored name.
-            pub fn each(&self, f: &mut dyn FnMut(&'static str, u64)) {
-                $(f($key, self.$field);)*
-            }
-        }
-    };
-}
-pub(crate) use counters;

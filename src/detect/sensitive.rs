@@ -20,11 +20,9 @@
 //! When the login uid (`auid`) is set and differs (`sudo cat f | nc ...`: cat runs as root,
 //! nc as the user), a window opens for it too. `uid`/`euid` are kept for the report only.
 //!
-//! **Closed sockets.** A program that sends and closes at once (`with socket...: sendall()`)
-//! leaves most of its data in the socket's queue; the kernel sends it after the close, from a
-//! socket without a file, and NFLOG gives those packets no uid. Each TCP/UDP flow's uid is
-//! remembered (at most [`MAX_FLOWS`], for [`LOOKBACK_US`] after its last packet) and such
-//! packets count for it; without this a Python script's upload was mostly uid-less.
+//! **Closed sockets.** Packets a program's socket sends after close() carry no uid; the
+//! pipeline credits them to their flow's uid before any detector sees them
+//! ([`crate::attribute`]), so a script's send-and-close upload counts here whole.
 //!
 //! **Order.** The live monitor reads auditd's log a little after the kernel wrote it, so a read
 //! may arrive after the first packets it explains. Each uid's egress of the last [`LOOKBACK_US`]
@@ -32,22 +30,21 @@
 //! to a window opened late. Replays merge both sources by time and never need it.
 
 use std::collections::VecDeque;
-use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use rustc_hash::FxHashMap;
 use serde_json::json;
 
-use super::{counters, Detector, Findings, Seen, Tick};
+use super::{Detector, Findings, Seen, Tick};
 use crate::alert::Severity;
 use crate::alert::{Alert, AlertKind};
-use crate::decode::{Packet, PROTO_TCP, PROTO_UDP};
 use crate::escape::printable_bytes;
 use crate::principal::{Dst, Principal};
 use crate::source::audit::AuditEvent;
 use crate::source::audit::FileRead;
 use crate::source::audit::{Reader, SensitivePath};
+use crate::units::counters;
 use crate::units::de::{byte_size, duration};
 use crate::units::{human_bytes, human_duration};
 use serde::{de, Deserialize, Deserializer};
@@ -56,8 +53,6 @@ use serde::{de, Deserialize, Deserializer};
 pub const LOOKBACK_US: i64 = 120_000_000;
 /// Recent-egress entries kept per uid (one per second and destination).
 pub const MAX_RECENT: usize = 4096;
-/// Flows whose uid is remembered for their uid-less packets.
-pub const MAX_FLOWS: usize = 1 << 16;
 /// Destinations kept per window; the rest are added up as "other".
 const MAX_DSTS: usize = 16;
 /// A quarter: see the module documentation.
@@ -73,8 +68,6 @@ counters! {
         alerts => "sensitive_alerts",
         /// Recent-egress entries dropped because a uid had more than MAX_RECENT.
         recent_evicted => "sensitive_recent_evicted",
-        /// Packets without a uid counted for their flow's uid (sent after the socket was closed).
-        orphans_attributed => "sensitive_orphans_attributed",
     }
 }
 
@@ -115,8 +108,6 @@ pub struct SensitiveDetector {
     max_bytes: u64,
     open: FxHashMap<u32, Vec<Window>>,
     recent: FxHashMap<u32, VecDeque<(i64, Dst, u64)>>,
-    /// (source, source port, destination) → (uid, last packet time).
-    owners: FxHashMap<(IpAddr, u16, Dst), (u32, i64)>,
     pub counters: SensitiveCounters,
 }
 
@@ -128,7 +119,6 @@ impl SensitiveDetector {
             max_bytes: cfg.max_bytes.max(cfg.min_bytes),
             open: FxHashMap::default(),
             recent: FxHashMap::default(),
-            owners: FxHashMap::default(),
             counters: SensitiveCounters::default(),
         }
     }
@@ -181,35 +171,6 @@ impl SensitiveDetector {
         }
     }
 
-    /// A packet: egress by its uid, or by its flow's uid when it has none.
-    pub fn packet(&mut self, p: &Packet<'_>, dst: Dst, bytes: u64, alerts: &mut Vec<Alert>) {
-        let flow = (p.sport != 0 && matches!(p.proto, PROTO_TCP | PROTO_UDP)).then_some((p.src, p.sport, dst));
-        let uid = match (p.uid, flow) {
-            (Some(uid), Some(flow)) => {
-                if self.owners.len() >= MAX_FLOWS && !self.owners.contains_key(&flow) {
-                    let keep = p.ts_us - LOOKBACK_US;
-                    self.owners.retain(|_, (_, t)| *t >= keep);
-                    if self.owners.len() >= MAX_FLOWS {
-                        self.owners.clear();
-                    }
-                }
-                self.owners.insert(flow, (uid, p.ts_us));
-                uid
-            }
-            (Some(uid), None) => uid,
-            (None, Some(flow)) => match self.owners.get_mut(&flow) {
-                Some((uid, t)) if p.ts_us - *t <= LOOKBACK_US => {
-                    *t = (*t).max(p.ts_us);
-                    self.counters.orphans_attributed += 1;
-                    *uid
-                }
-                _ => return,
-            },
-            (None, None) => return,
-        };
-        self.egress(uid, p.ts_us, dst, bytes, alerts);
-    }
-
     /// Egress by `uid`.
     pub fn egress(&mut self, uid: u32, ts_us: i64, dst: Dst, bytes: u64, alerts: &mut Vec<Alert>) {
         let recent = self.recent.entry(uid).or_default();
@@ -248,7 +209,6 @@ impl SensitiveDetector {
             !ws.is_empty()
         });
         self.recent.retain(|_, r| r.back().is_some_and(|(t, _, _)| *t >= now_us - LOOKBACK_US));
-        self.owners.retain(|_, (_, t)| *t >= now_us - LOOKBACK_US);
     }
 
     fn alert(&mut self, uid: u32, crossed: &[usize], ts_us: i64, alerts: &mut Vec<Alert>) {
@@ -416,7 +376,9 @@ impl SensitiveConfig {
 
 impl Detector for SensitiveDetector {
     fn packet(&mut self, seen: &Seen<'_, '_>, out: &mut Findings) {
-        self.packet(seen.packet, seen.dst, seen.bytes, &mut out.alerts);
+        if let Some(uid) = seen.principal.uid() {
+            self.egress(uid, seen.packet.ts_us, seen.dst, seen.bytes, &mut out.alerts);
+        }
     }
 
     fn audit(&mut self, event: &AuditEvent, out: &mut Findings) {
@@ -438,9 +400,7 @@ impl Detector for SensitiveDetector {
 
 #[cfg(test)]
 mod tests {
-    use std::net::Ipv4Addr;
-
-    use crate::decode::L4;
+    use std::net::{IpAddr, Ipv4Addr};
     use std::time::Duration;
 
     use super::*;
@@ -548,34 +508,6 @@ mod tests {
         assert!(alerts[0].summary.contains("sensitive1.csv, /data/sensitive2.csv"), "{}", alerts[0].summary);
         d.sweep(4000 * S);
         assert!(d.open.is_empty() && d.recent.is_empty());
-    }
-
-    #[test]
-    fn packets_sent_after_close_count_for_the_flows_uid() {
-        let mut d = det();
-        let mut alerts = Vec::new();
-        d.read(&read(0, 1004, None, Some(2 << 20)), &mut alerts);
-        let mut p = Packet {
-            ts_us: S,
-            uid: Some(1004),
-            gid: None,
-            src: IpAddr::V4(Ipv4Addr::new(10, 77, 1, 2)),
-            dst: dst(1).addr,
-            proto: 6,
-            sport: 40000,
-            dport: 22,
-            wire_len: 100,
-            l4: L4::Other,
-        };
-        d.packet(&p, dst(1), 100 << 10, &mut alerts);
-        p.uid = None;
-        d.packet(&p, dst(1), 500 << 10, &mut alerts);
-        assert_eq!(alerts.len(), 1);
-        assert_eq!(d.counters.orphans_attributed, 1);
-        // Another flow without a uid stays unattributed.
-        p.sport = 40001;
-        d.packet(&p, dst(1), 500 << 10, &mut alerts);
-        assert_eq!(d.counters.orphans_attributed, 1);
     }
 
     #[test]

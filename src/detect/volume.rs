@@ -16,9 +16,10 @@ use rustc_hash::FxHashMap;
 use serde_json::json;
 
 use super::tally::SlidingSum;
-use super::{counters, Detector, Findings, Seen};
+use super::{Detector, Findings, Seen};
 use crate::alert::{Alert, AlertKind, Severity};
 use crate::principal::Principal;
+use crate::units::counters;
 use crate::units::de::{byte_size, duration};
 use crate::units::{human_bytes, human_duration};
 use serde::Deserialize;

@@ -28,12 +28,13 @@ use std::net::IpAddr;
 use rustc_hash::{FxHashMap, FxHashSet};
 
 use super::tally::BUCKETS;
-use super::{counters, Detector, Findings, Seen, Tick};
+use super::{Detector, Findings, Seen, Tick};
 use crate::alert::Alert;
 use crate::decode::dns;
 use crate::decode::{Packet, L4};
 use crate::principal::Principal;
 use crate::rows::DnsRow;
+use crate::units::counters;
 
 pub use config::{DnsConfig, DEFAULT_DNS_ALLOW};
 use pair::Pair;
