@@ -124,6 +124,14 @@ def main():
         lines = [l.rstrip(b'\\ "') .replace(b'\\"', b'"') for l in lines]
         for i in range(0, len(lines), 4):
             put("audit", b"\n".join(lines[i:i + 4]) + b"\n")
+    # Durations and time bounds as people write them; report filters, one per line.
+    for text in ["10m", "1h30m", "2d", "100y", "500000000000y", "90s 500ms", "1w"]:
+        put("duration", text.encode())
+    for text in ["now", "recent", "today", "this-week", "this-year", "2h", "300000y", "2026-11-22",
+                 "2026-11-22T08:00:00Z", "+262142-12-31T23:59:59+14:00"]:
+        put("when", b"\0\0\0\x70" + text.encode())
+    for text in ["", "2025-01-01\n\n1001", "30d\nnow\n", "\n2026-11-22T08:00:00Z\n0", "100y\n-262143-01-01"]:
+        put("report", text.encode())
     put("config", (ROOT / "exfilmon.example.toml").read_bytes())
     put("config", b'db = "/tmp/x.db"\nuser = "nobody"\n[[volume]]\nwindow = "1s"\nbytes = "1B"\n')
 

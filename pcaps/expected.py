@@ -209,7 +209,10 @@ def summarize(path):
     s = dict(info)
     s.update({"records": len(recs), "ip_packets": 0, "ip_bytes": 0, "ipv4_packets": 0,
               "ipv4_bytes": 0, "ipv6_packets": 0, "ipv6_bytes": 0})
-    by_proto, by_src, by_dst, by_uid, dns = {}, {}, {}, {}, []
+    by_proto, by_src, by_dst, by_uid, by_principal, dns = {}, {}, {}, {}, {}, []
+    # Flow memory (src/attribute.rs): a TCP/UDP packet without a uid counts for the uid its flow
+    # (proto, addresses, ports) last carried, within 300 s of that flow's last packet.
+    flows = {}
     for ts, rec, orig in recs:
         l3, extra = l3_of(lt, rec)
         if not l3:
@@ -227,6 +230,17 @@ def summarize(path):
         add(by_dst, ip["dst"], n)
         if lt == 239:
             add(by_uid, str(extra["uid"]) if "uid" in extra else "none", n)
+            l4 = ip["l4"]
+            key = None
+            if ip["proto"] in (6, 17) and len(l4) >= 4 and struct.unpack("!H", l4[0:2])[0] != 0:
+                key = (ip["proto"], ip["src"], l4[0:2], ip["dst"], l4[2:4])
+            who = extra.get("uid")
+            if who is not None and key:
+                flows[key] = [who, max(ts, flows.get(key, [0, ts])[1])]
+            elif who is None and key in flows and ts - flows[key][1] <= 300:
+                who = flows[key][0]
+                flows[key][1] = max(flows[key][1], ts)
+            add(by_principal, str(who) if who is not None else "none", n)
         q = dns_qname(ip)
         if q:
             d = {"src": ip["src"], "dst": ip["dst"], "qname": q[0], "qtype": q[1]}
@@ -236,6 +250,7 @@ def summarize(path):
     s["by_proto"] = by_proto
     if lt == 239:
         s["by_uid"] = by_uid
+        s["by_principal"] = by_principal
     s["by_src"] = by_src
     s["by_dst"] = by_dst
     s["dns_queries"] = dns

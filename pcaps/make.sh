@@ -58,7 +58,9 @@
 # 2001:db8::/32 - they are only bytes in a file, never sent anywhere):
 #     eth-vlan.pcap, sll.pcap, sll2.pcap, raw.pcap, ipv4.pcap, ipv6.pcap,
 #     truncated.pcap, nflog-synth.pcap, sample.pcapng, damaged.pcap,
-#     truncated-tail.pcap - see the per-file comments in synth.py.
+#     truncated-tail.pcap - see the per-file comments in synth.py;
+#     pcapng-edges.pcapng by pcapng_edges.py (its docstring lists the blocks;
+#     not in expected.json: tests/replay.rs states its numbers).
 #
 # expected.json / README table: expected.py parses every file itself AND
 # with tshark and refuses to write anything if the two disagree.
@@ -77,6 +79,7 @@ WHAT="${1:-all}"
 make_synth() {
 	log "synthetic captures"
 	"$PY" "$HERE/synth.py" "$HERE"
+	"$PY" "$HERE/pcapng_edges.py" "$HERE"
 }
 
 make_expected() {

@@ -100,6 +100,8 @@ pub struct Stats {
     pub bytes: u64,
     pub alerts: u64,
     pub damaged_records: u64,
+    /// Of those, the ones whose source said why (`pcapng_no_interface`), by reason.
+    pub damaged_reasons: BTreeMap<&'static str, u64>,
     pub skipped: BTreeMap<&'static str, u64>,
     /// Times the flow table's cap forced its rows out before their minute ended.
     pub flows_early_flushes: u64,
@@ -128,6 +130,7 @@ impl Stats {
         let mut counters: serde_json::Map<String, serde_json::Value> =
             self.skipped.iter().map(|(k, v)| (k.to_string(), json!(v))).collect();
         counters.insert("damaged_record".into(), json!(self.damaged_records));
+        counters.extend(self.damaged_reasons.iter().map(|(k, v)| (k.to_string(), json!(v))));
         counters.extend(self.detectors.iter().map(|(k, v)| (k.to_string(), json!(v))));
         counters.insert("flows_early_flushes".into(), json!(self.flows_early_flushes));
         counters.extend(self.audit_skipped.iter().map(|(k, v)| (k.to_string(), json!(v))));
@@ -346,6 +349,10 @@ impl<O: Output> FrameSink for Merge<'_, O> {
     fn damaged_record(&mut self) {
         self.pipeline.damaged_record();
     }
+
+    fn unusable_record(&mut self, reason: &'static str) {
+        self.pipeline.unusable_record(reason);
+    }
 }
 
 impl<O: Output> FrameSink for Pipeline<O> {
@@ -358,5 +365,10 @@ impl<O: Output> FrameSink for Pipeline<O> {
 
     fn damaged_record(&mut self) {
         self.stats.damaged_records += 1;
+    }
+
+    fn unusable_record(&mut self, reason: &'static str) {
+        self.damaged_record();
+        *self.stats.damaged_reasons.entry(reason).or_default() += 1;
     }
 }

@@ -2,12 +2,25 @@
 
 use std::time::Duration;
 
-/// Parses a duration such as `90s`, `10m`, `1h30m` or `2d`.
+/// The longest duration taken anywhere (config keys, report ages): 100 years (`100y`, of
+/// 365.25 days). Anything longer is a typo, and would overflow the clock and date arithmetic
+/// done with it.
+pub const MAX_DURATION: Duration = Duration::from_secs(100 * 31_557_600);
+
+/// Parses a duration such as `90s`, `10m`, `1h30m` or `2d`, from above zero to [`MAX_DURATION`].
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let d = humantime::parse_duration(s.trim())
         .map_err(|e| format!("invalid duration {s:?}: {e} (examples: 30s, 10m, 1h30m, 2d)"))?;
     if d.is_zero() {
         return Err(format!("invalid duration {s:?}: must be greater than zero"));
+    }
+    at_most_max(s, d)
+}
+
+/// `d`, parsed from `s`, if it is at most [`MAX_DURATION`].
+pub fn at_most_max(s: &str, d: Duration) -> Result<Duration, String> {
+    if d > MAX_DURATION {
+        return Err(format!("invalid duration {s:?}: at most 100 years (100y)"));
     }
     Ok(d)
 }
@@ -160,6 +173,12 @@ mod tests {
         assert_eq!(parse_duration("1h30m").unwrap(), Duration::from_secs(5400));
         assert!(parse_duration("0s").is_err());
         assert!(parse_duration("ten minutes").is_err());
+        assert_eq!(parse_duration("100y").unwrap(), MAX_DURATION);
+        // Accepted by humantime, but past any clock: refused here, for every caller.
+        for long in ["101y", "500000000000y", "18446744073709551615s"] {
+            let e = parse_duration(long).unwrap_err();
+            assert!(e.contains("at most 100 years"), "{long}: {e}");
+        }
         assert_eq!(human_duration(Duration::from_secs(5400)), "1h30m");
     }
 

@@ -51,7 +51,19 @@ fn setup(dir: &Path) {
     w("snaplen.toml", b"[nflog]\nsnaplen = 8\n");
     w("no-rules.toml", b"volume = []\n");
     w("bad-domain.toml", b"[dns]\nallow_extra = [\"evil\\u001b[2J.com\"]\n");
+    // Durations humantime takes but no clock does (overflowing at the end of a replay).
+    let long = "\"500000000000y\"";
+    w("long-grace.toml", format!("[monitor]\ndelivery_grace = {long}\n").as_bytes());
+    w("long-checkpoint.toml", format!("[trail]\ncheckpoint_interval = {long}\n").as_bytes());
+    let jsonl = format!("[[sink]]\ntype = \"jsonl\"\npath = \"{}/out.jsonl\"\n", dir.display());
+    w("long-timeout.toml", format!("{jsonl}timeout = {long}\n").as_bytes());
+    w("long-backoff.toml", format!("{jsonl}backoff = {long}\n").as_bytes());
+    let syslog = "[[sink]]\ntype = \"syslog\"\naddress = \"udp:127.0.0.1:9\"\n";
+    w("long-heartbeat.toml", format!("{syslog}heartbeat = {long}\n").as_bytes());
     w("a-file", b"x");
+    std::os::unix::fs::symlink(dir.join("a-file"), dir.join("link.jsonl")).unwrap();
+    let to_link = format!("[[sink]]\ntype = \"jsonl\"\npath = \"{}/link.jsonl\"\n", dir.display());
+    w("jsonl-symlink.toml", to_link.as_bytes());
     w("notes.txt", &[b'x'; 4096]);
     let sqlite =
         |name: &str, sql: &str| rusqlite::Connection::open(dir.join(name)).unwrap().execute_batch(sql).unwrap();
@@ -100,6 +112,37 @@ const CASES: &[(&str, &[&str], i32, &str)] = &[
         1,
         "at least one [[volume]] rule",
     ),
+    ("config grace too long", &["replay", "--config", "@long-grace.toml", "@good.pcap"], 1, "at most 100 years"),
+    (
+        "config checkpoint interval too long",
+        &["replay", "--config", "@long-checkpoint.toml", "@good.pcap"],
+        1,
+        "@long-checkpoint.toml:2:",
+    ),
+    (
+        "sink timeout too long",
+        &["replay", "--config", "@long-timeout.toml", "@good.pcap"],
+        1,
+        "timeout: invalid duration",
+    ),
+    (
+        "sink backoff too long",
+        &["replay", "--config", "@long-backoff.toml", "@good.pcap"],
+        1,
+        "backoff: invalid duration",
+    ),
+    (
+        "syslog heartbeat too long",
+        &["replay", "--config", "@long-heartbeat.toml", "@good.pcap"],
+        1,
+        "heartbeat: invalid duration \"500000000000y\": at most 100 years",
+    ),
+    (
+        "jsonl sink path a symlink",
+        &["replay", "--config", "@jsonl-symlink.toml", "@good.pcap"],
+        1,
+        "@link.jsonl is a symbolic link",
+    ),
     ("config hostile domain", &["replay", "--config", "@bad-domain.toml", "@good.pcap"], 1, "is not a domain name"),
     (
         "database under a file",
@@ -132,6 +175,8 @@ const CASES: &[(&str, &[&str], i32, &str)] = &[
     ("report on another program's database", &["report", "--db", "@other-app.db"], 1, "another program's"),
     ("truncated database", &["report", "--db", "@cut.db"], 1, "database @cut.db is damaged"),
     ("report bad time", &["report", "--db", "@good.db", "--since", "last tuesday"], 1, "--since"),
+    ("report age past any date", &["report", "--db", "@good.db", "--since", "300000y"], 1, "--since: invalid duration"),
+    ("report age past u64 seconds", &["report", "--db", "@good.db", "--until", "18446744073709551615s"], 1, "--until"),
     ("missing audit log", &["replay", "--audit-log", "@none.log", "@good.pcap"], 1, "@none.log"),
     ("verify a non-database", &["verify", "--db", "@notes.txt"], 1, "not an exfilmon database"),
     ("no capture named", &["replay"], 2, "required"),
@@ -192,4 +237,61 @@ fn another_programs_database_is_left_untouched() {
     assert_eq!(o.status.code(), Some(1));
     assert_eq!(std::fs::read(&db).unwrap(), before);
     assert!(!dir.path("other-app.db-wal").exists());
+}
+
+/// Output nobody can take: to a full disk (`/dev/full`) a one-line error and exit 1; to a
+/// reader that has gone away (a closed pipe, `exfilmon report | head -1`) a quiet exit 0, as
+/// ripgrep does. Never a panic, whichever command prints.
+#[test]
+fn output_to_a_full_disk_or_a_closed_pipe() {
+    let dir = tempfile::tempdir().unwrap();
+    setup(dir.path());
+    let at = |s: &str| s.replace('@', &format!("{}/", dir.path().display()));
+    let commands: &[&[&str]] = &[
+        &["replay", "@good.pcap", "--db", "@replay-N.db"],
+        &["verify", "--db", "@good.db"],
+        &["keygen", "--out", "@key-N"],
+        &["report", "--db", "@good.db"],
+        &["report", "--db", "@good.db", "--format", "csv"],
+        &["report", "users", "--db", "@good.db", "--format", "json"],
+        &["nft"],
+        &["audit-rules"],
+    ];
+    let mut failed = Vec::new();
+    let mut n = 0;
+    for args in commands {
+        for full in [true, false] {
+            n += 1;
+            // Fresh files per run: keygen never overwrites, replay skips what it has seen.
+            let args: Vec<String> = args.iter().map(|a| at(a).replace("-N", &format!("-{n}"))).collect();
+            let stdout = if full {
+                std::process::Stdio::from(std::fs::OpenOptions::new().write(true).open("/dev/full").unwrap())
+            } else {
+                let (reader, writer) = nix::unistd::pipe().unwrap();
+                drop(reader);
+                std::process::Stdio::from(writer)
+            };
+            let o = bin().args(&args).stdout(stdout).env("RUST_BACKTRACE", "1").output().unwrap();
+            let err = String::from_utf8_lossy(&o.stderr);
+            let what = format!("{} to {}", args.join(" "), if full { "/dev/full" } else { "a closed pipe" });
+            let problem = if err.contains("panicked") {
+                Some("panicked")
+            } else if full && o.status.code() != Some(1) {
+                Some("not exit 1")
+            } else if full
+                && !(err.starts_with("exfilmon: cannot write to standard output: No space left on device")
+                    && err.trim_end().lines().count() == 1)
+            {
+                Some("not one `exfilmon:` line naming standard output")
+            } else if !full && (o.status.code() != Some(0) || !err.is_empty()) {
+                Some("not a quiet exit 0")
+            } else {
+                None
+            };
+            if let Some(problem) = problem {
+                failed.push(format!("{what}: {problem} (status {:?}):\n{err}", o.status.code()));
+            }
+        }
+    }
+    assert!(failed.is_empty(), "{} of {n} runs failed:\n{}", failed.len(), failed.join("\n"));
 }

@@ -6,6 +6,7 @@
 mod common;
 
 use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
 use std::process::Output;
 
 use common::{bin, fixture, pcap, Scratch};
@@ -36,6 +37,20 @@ fn assert_safe_message(what: &str, err: &[u8]) {
     }
 }
 
+/// What a spreadsheet runs as a formula at the start of a cell (OWASP, CSV injection).
+const FORMULA: &[char] = &['=', '+', '-', '@', '\t', '\r'];
+
+/// No CSV cell starts a formula.
+fn assert_no_formula(what: &str, out: &[u8]) {
+    let mut reader = csv::ReaderBuilder::new().has_headers(false).flexible(true).from_reader(out);
+    for record in reader.records() {
+        let record = record.unwrap_or_else(|e| panic!("{what}: invalid CSV: {e}"));
+        if let Some(cell) = record.iter().find(|c| c.starts_with(FORMULA)) {
+            panic!("{what}: a cell starts a formula: {cell:?}");
+        }
+    }
+}
+
 fn ok(what: &str, o: &Output) {
     assert!(o.status.success(), "{what}: {}", String::from_utf8_lossy(&o.stderr));
 }
@@ -51,6 +66,9 @@ fn check_reports(db: &str, reports: &[&str]) {
             assert_safe_message(&format!("{what} (stderr)"), &o.stderr);
             if format == "json" {
                 serde_json::from_slice::<Value>(&o.stdout).unwrap_or_else(|e| panic!("{what}: invalid JSON: {e}"));
+            }
+            if format == "csv" {
+                assert_no_formula(&what, &o.stdout);
             }
         }
     }
@@ -77,7 +95,8 @@ fn dns_packet(labels: &[&[u8]], id: u16) -> Vec<u8> {
 }
 
 /// Hostile labels: screen clear and colour, an OSC title set ended by BEL, a carriage return
-/// that would overwrite the line, C1 CSI, invalid UTF-8, a newline, a backslash.
+/// that would overwrite the line, C1 CSI, invalid UTF-8, a newline, a backslash; and the starts
+/// of spreadsheet formulas, for CSV.
 const HOSTILE: &[&[u8]] = &[
     b"\x1b[2J\x1b[31mred",
     b"a\rb\x1b]0;pwned\x07",
@@ -86,6 +105,10 @@ const HOSTILE: &[&[u8]] = &[
     b"\x9b31m",
     b"back\\slash",
     b"tab\there",
+    b"=HYPERLINK(\"http://x\",\"y\")",
+    b"+SUM(1)",
+    b"-2+3",
+    b"@SUM(1)",
 ];
 
 #[test]
@@ -132,6 +155,10 @@ fn hostile_dns_names_never_reach_the_terminal() {
     let o = bin().args(["report", "alerts", "--format", "json", "--db"]).arg(&db).output().unwrap();
     let text = String::from_utf8(o.stdout).unwrap();
     assert!(text.contains(r"\\x1b[2J"), "escaped sample name missing: {text}");
+    // And in CSV, kept from being a formula by a leading quote.
+    let o = bin().args(["report", "dns", "--format", "csv", "--db"]).arg(&db).output().unwrap();
+    let text = String::from_utf8(o.stdout).unwrap();
+    assert!(text.contains("'=hyperlink") && text.contains("'@sum(1)"), "formula names missing: {text}");
 }
 
 /// Hex-encodes a value the way auditd writes untrusted strings in RAW logs.
@@ -145,8 +172,8 @@ fn hostile_audit_fields_never_reach_the_terminal() {
     let log = std::fs::read_to_string(fixture("sensitive/audit-raw.log")).unwrap();
     // The user controls the program's name, path and command line, and the working directory.
     let exe = audit_hex(b"/tmp/\x1b[2J\x1b]0;pwned\x07sc\rp\xff");
-    let comm = audit_hex(b"s\x1b[31mcp");
-    let title = audit_hex(b"scp\x00\x1b[8m/secret\r\n\x9bfake");
+    let comm = audit_hex(b"@s\x1b[31mcp");
+    let title = audit_hex(b"=scp\x00\x1b[8m/secret\r\n\x9bfake");
     let mut hostile = String::new();
     for line in log.lines() {
         let line = line
@@ -184,6 +211,9 @@ fn hostile_audit_fields_never_reach_the_terminal() {
         conn.query_row("SELECT count(*) FROM alerts WHERE details LIKE '%pwned%'", [], |r| r.get(0)).unwrap();
     assert!(hits > 0, "the renamed program must reach an alert to test its rendering");
     check_reports(&db, &["summary", "alerts", "files"]);
+    let o = bin().args(["report", "files", "--format", "csv", "--db"]).arg(&db).output().unwrap();
+    let text = String::from_utf8(o.stdout).unwrap();
+    assert!(text.contains(",'@s\\x1b[31mcp,") && text.contains(",'=scp"), "formula fields missing: {text}");
 }
 
 #[test]
@@ -208,4 +238,41 @@ fn hostile_capture_file_names_are_escaped() {
         assert_safe_message("replay error (stderr)", &o.stderr);
     }
     check_reports(&db, &["summary", "alerts", "users", "destinations"]);
+
+    // The progress bar names the capture being read: on a terminal only, so here with stderr
+    // on a pseudo-terminal, into a fresh database.
+    let shown = replay_on_a_terminal(&capture, &dir.path("bar.db"));
+    let text = String::from_utf8_lossy(&shown);
+    assert!(text.contains("cap"), "the bar was not drawn: {text:?}");
+    for raw in ["\x1b]0;", "\x07", "\x1b[2J"] {
+        assert!(!text.contains(raw), "raw {raw:?} reached the terminal: {text:?}");
+    }
+    assert!(text.contains(r"\x1b[2J\x1b]0;pwned\x07\x0dcap"), "{text:?}");
+}
+
+/// What a successful replay of `capture` into `db` draws on its terminal (stderr).
+fn replay_on_a_terminal(capture: &Path, db: &Path) -> Vec<u8> {
+    use std::io::Read;
+    let size = nix::pty::Winsize { ws_row: 24, ws_col: 200, ws_xpixel: 0, ws_ypixel: 0 };
+    let pty = nix::pty::openpty(&size, None).unwrap();
+    // The Command, and with it the pseudo-terminal's other end, goes once the child runs:
+    // reading then ends when the child has exited.
+    let mut child = bin()
+        .arg("replay")
+        .arg(capture)
+        .arg("--db")
+        .arg(db)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::from(pty.slave))
+        .spawn()
+        .unwrap();
+    let mut terminal = std::fs::File::from(pty.master);
+    let mut shown = Vec::new();
+    let mut buf = [0; 4096];
+    // EIO once the last writer is gone.
+    while let Ok(n @ 1..) = terminal.read(&mut buf) {
+        shown.extend_from_slice(&buf[..n]);
+    }
+    assert!(child.wait().unwrap().success());
+    shown
 }

@@ -1,5 +1,7 @@
 //! `exfilmon audit-rules`: the auditd watch rules for `[sensitive]` paths.
 
+use std::io::Write;
+
 use anyhow::Result;
 use clap::Args;
 
@@ -31,7 +33,9 @@ pub fn run(args: &AuditRulesArgs) -> Result<()> {
     } else if args.remove {
         rules::remove(&config.sensitive.audit_key, file)?
     } else {
-        print!("{}", rules::render(&config.sensitive.paths, &config.sensitive.audit_key));
+        let mut out = super::stdout();
+        out.write_all(rules::render(&config.sensitive.paths, &config.sensitive.audit_key).as_bytes())?;
+        out.flush()?;
         return Ok(());
     };
     for line in done {

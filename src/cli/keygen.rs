@@ -1,5 +1,6 @@
 //! `exfilmon keygen`: an Ed25519 key pair for signing trail checkpoints.
 
+use std::io::Write;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::PathBuf;
 
@@ -36,7 +37,14 @@ pub fn run(args: &KeygenArgs) -> Result<()> {
             .with_context(|| format!("cannot create {}", dir.display()))?;
     }
     let (private, public, id) = sign::keygen(&prefix)?;
-    println!("private key: {} (mode 0600)\npublic key:  {}\nkey id:      {id}", private.display(), public.display());
-    println!("\nIn the configuration:\n[trail]\nsigning_key = {:?}", private.display().to_string());
+    let mut out = super::stdout();
+    writeln!(
+        out,
+        "private key: {} (mode 0600)\npublic key:  {}\nkey id:      {id}",
+        private.display(),
+        public.display()
+    )?;
+    writeln!(out, "\nIn the configuration:\n[trail]\nsigning_key = {:?}", private.display().to_string())?;
+    out.flush()?;
     Ok(())
 }

@@ -8,6 +8,7 @@ pub mod report;
 pub mod run;
 pub mod verify;
 
+use std::io::{self, Write};
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
@@ -95,6 +96,30 @@ fn default_db() -> PathBuf {
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/state")))
         .unwrap_or_else(|| PathBuf::from("."));
     state.join("exfilmon/exfilmon.db")
+}
+
+/// Standard output for what commands print, where `println!` would panic on a failed write.
+/// Errors name standard output and keep their kind: `main` turns a reader that has gone away
+/// (`BrokenPipe`, `exfilmon report | head`) into success, anything else (a full disk) into
+/// the one-line error. Flush it at the end to see the error of the last line.
+pub fn stdout() -> Stdout {
+    Stdout(io::stdout().lock())
+}
+
+pub struct Stdout(io::StdoutLock<'static>);
+
+impl Write for Stdout {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.write(buf).map_err(named)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.0.flush().map_err(named)
+    }
+}
+
+fn named(e: io::Error) -> io::Error {
+    io::Error::new(e.kind(), format!("cannot write to standard output: {e}"))
 }
 
 /// Output format option shared by reports.

@@ -35,7 +35,9 @@ pub fn run(args: &NftArgs) -> Result<()> {
         nft::apply(&config)?;
         eprintln!("exfilmon: loaded table {} (NFLOG group {})", nft::TABLE, config.nflog.group);
     } else {
-        std::io::stdout().lock().write_all(nft::render(&config).as_bytes())?;
+        let mut out = super::stdout();
+        out.write_all(nft::render(&config).as_bytes())?;
+        out.flush()?;
     }
     Ok(())
 }

@@ -1,7 +1,7 @@
 //! `exfilmon replay`: capture files through the same pipeline as the live monitor.
 
 use std::fs::File;
-use std::io::Read;
+use std::io::{Read, Write as _};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -124,7 +124,9 @@ pub fn run(args: &ReplayArgs) -> Result<()> {
     let mut done_bytes = 0;
     let mut replayed = Vec::new();
     for capture in &todo {
-        bar.set_message(capture.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default());
+        // A file name is anyone's choice: escaped like the messages that quote it.
+        let name = capture.path.file_name().map(|n| message(&n.to_string_lossy()).into_owned());
+        bar.set_message(name.unwrap_or_default());
         let result = replay(capture, &mut merged, &mut |n| bar.set_position(done_bytes + n));
         done_bytes += capture.size;
         match result {
@@ -162,7 +164,10 @@ pub fn run(args: &ReplayArgs) -> Result<()> {
         }
     }
     let secs = started.elapsed().as_secs_f64();
-    println!(
+    // Unreadable captures decide the exit status before output nobody could take does.
+    let mut out = super::stdout();
+    let printed = writeln!(
+        out,
         "replayed {} of {} file(s): {} packets, {}, {} principals, {} alerts, {} malformed skipped, {} ignored, {:.2} s, {:.0} packets/s",
         replayed.len(),
         args.files.len(),
@@ -174,9 +179,10 @@ pub fn run(args: &ReplayArgs) -> Result<()> {
         stats.ignored(),
         secs,
         stats.packets as f64 / secs.max(1e-9)
-    );
+    )
+    .and_then(|()| out.flush());
     match failures.len() {
-        0 => Ok(()),
+        0 => Ok(printed?),
         1 => Err(failures.remove(0)),
         n => {
             for e in &failures {

@@ -98,7 +98,7 @@ pub fn run(args: &ReportArgs) -> Result<()> {
     let filter = Filter { since_us: bound("since", &o.since)?, until_us: bound("until", &o.until)?, uid };
     let mut names = UserNames::default();
     let format = o.format.format;
-    let mut out = std::io::stdout().lock();
+    let mut out = super::stdout();
     match args.what.unwrap_or(What::Summary) {
         What::Summary => {
             let s = report::summary(&store, &filter, &mut names)?;

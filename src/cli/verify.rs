@@ -1,5 +1,6 @@
 //! `exfilmon verify`: recompute the alert trail's hash chain and check its checkpoints.
 
+use std::io::Write;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
@@ -9,7 +10,7 @@ use super::Common;
 use crate::config::Config;
 use crate::store::{Store, StoreError};
 use crate::trail::sign;
-use crate::trail::verify::{checkpoints_in, verify};
+use crate::trail::verify::{checkpoints_in, verify, Outcome};
 use crate::units::rfc3339;
 
 #[derive(Debug, Args)]
@@ -51,37 +52,10 @@ pub fn run(args: &VerifyArgs) -> Result<()> {
     let out = verify(store.conn(), key.as_ref(), &external)
         .map_err(|source| StoreError::Sql { path: store.path().to_owned(), source })?;
 
-    println!("trail: {} rows ({} alerts, {} events), head {}", out.rows, out.alerts, out.events, out.head);
-    match &out.first_break {
-        None => println!("links: intact"),
-        Some(b) => println!("links: BROKEN at {b} ({} broken links in all)", out.breaks),
-    }
-    if out.checkpoints.is_empty() {
-        println!("checkpoints: none; rows cut off the end would go unnoticed (set [trail] signing_key)");
-    }
-    for r in &out.checkpoints {
-        let c = &r.checkpoint;
-        let signature = match r.signature_ok {
-            None => "signature not checked (no --pubkey)",
-            Some(true) => "signature good",
-            Some(false) => "signature BAD (forged, edited, or another key)",
-        };
-        println!(
-            "checkpoint {} ({}): {} rows, key {}, {signature}, {}",
-            rfc3339(c.ts_us),
-            if r.stored { "stored" } else { "from file" },
-            c.rows,
-            c.key_id,
-            r.problem.as_deref().map_or_else(|| "reached".to_string(), |p| format!("NOT REACHED: {p}"))
-        );
-    }
-    if let Some(newest) = out.checkpoints.iter().filter(|r| r.stored).map(|r| r.checkpoint.rows).max() {
-        if out.rows > newest {
-            println!("{} rows after the newest stored checkpoint are covered by their links only", out.rows - newest);
-        }
-    }
+    // The trail's state decides the exit status before output nobody could take does.
+    let printed = print(&out, &mut super::stdout());
     if out.intact() {
-        return Ok(());
+        return Ok(printed?);
     }
     let why =
         match (&out.first_break, out.checkpoints.iter().find(|r| r.problem.is_some() || r.signature_ok == Some(false)))
@@ -95,4 +69,42 @@ pub fn run(args: &VerifyArgs) -> Result<()> {
             (None, None) => "unknown".into(),
         };
     anyhow::bail!("the trail is not intact: {why}")
+}
+
+fn print(out: &Outcome, w: &mut impl Write) -> std::io::Result<()> {
+    writeln!(w, "trail: {} rows ({} alerts, {} events), head {}", out.rows, out.alerts, out.events, out.head)?;
+    match &out.first_break {
+        None => writeln!(w, "links: intact")?,
+        Some(b) => writeln!(w, "links: BROKEN at {b} ({} broken links in all)", out.breaks)?,
+    }
+    if out.checkpoints.is_empty() {
+        writeln!(w, "checkpoints: none; rows cut off the end would go unnoticed (set [trail] signing_key)")?;
+    }
+    for r in &out.checkpoints {
+        let c = &r.checkpoint;
+        let signature = match r.signature_ok {
+            None => "signature not checked (no --pubkey)",
+            Some(true) => "signature good",
+            Some(false) => "signature BAD (forged, edited, or another key)",
+        };
+        writeln!(
+            w,
+            "checkpoint {} ({}): {} rows, key {}, {signature}, {}",
+            rfc3339(c.ts_us),
+            if r.stored { "stored" } else { "from file" },
+            c.rows,
+            c.key_id,
+            r.problem.as_deref().map_or_else(|| "reached".to_string(), |p| format!("NOT REACHED: {p}"))
+        )?;
+    }
+    if let Some(newest) = out.checkpoints.iter().filter(|r| r.stored).map(|r| r.checkpoint.rows).max() {
+        if out.rows > newest {
+            writeln!(
+                w,
+                "{} rows after the newest stored checkpoint are covered by their links only",
+                out.rows - newest
+            )?;
+        }
+    }
+    w.flush()
 }

@@ -1,5 +1,6 @@
 //! A report's result as typed cells, and its three renderings: an aligned table for people,
-//! CSV and JSON for programs. Text cells are escaped for terminals in the table and CSV.
+//! CSV and JSON for programs. Text cells are escaped for terminals in the table and CSV, and
+//! kept from starting a spreadsheet formula in CSV.
 
 use std::io::{self, Write};
 
@@ -54,6 +55,17 @@ impl Cell {
             Cell::Int(n) | Cell::Bytes(n) => n.to_string(),
             Cell::Time(t) => rfc3339(*t),
             Cell::Json(v) => printable(&v.to_string()).into_owned(),
+        }
+    }
+
+    /// The CSV cell: text a spreadsheet would run as a formula (starting `=`, `+`, `-`, `@`,
+    /// tab or CR) gets a leading `'`, as OWASP's CSV injection advice says. Numbers (`-5` from
+    /// a numeric column) are left alone.
+    fn csv(&self) -> String {
+        let s = self.plain();
+        match self {
+            Cell::Text(_) | Cell::Escaped(_) if s.starts_with(['=', '+', '-', '@', '\t', '\r']) => format!("'{s}"),
+            _ => s,
         }
     }
 
@@ -113,10 +125,17 @@ impl Table {
 
     pub fn write_csv(&self, out: &mut dyn Write) -> io::Result<()> {
         let mut w = csv::Writer::from_writer(out);
-        let csv_err = |e: csv::Error| io::Error::other(e.to_string());
+        // The writer's own error, unwrapped: a closed pipe stays a BrokenPipe (exit 0).
+        let csv_err = |e: csv::Error| {
+            let text = e.to_string();
+            match e.into_kind() {
+                csv::ErrorKind::Io(e) => e,
+                _ => io::Error::other(text),
+            }
+        };
         w.write_record(self.columns.iter().map(|c| c.name)).map_err(csv_err)?;
         for row in &self.rows {
-            w.write_record(row.iter().map(Cell::plain)).map_err(csv_err)?;
+            w.write_record(row.iter().map(Cell::csv)).map_err(csv_err)?;
         }
         w.flush()
     }
@@ -191,6 +210,30 @@ mod tests {
     }
 
     #[test]
+    fn csv_text_never_starts_a_formula() {
+        let text = ["=1+1", "+1", "-1", "@SUM(A1)", "\tx", "\rx", "=cmd|' /C calc'!A0"];
+        let mut rows: Vec<Vec<Cell>> = text.iter().map(|t| vec![Cell::Text((*t).into()), Cell::Int(-5)]).collect();
+        rows.push(vec![Cell::Escaped("-rf".into()), Cell::Bytes(-1)]);
+        rows.push(vec![Cell::Text("a=b".into()), Cell::Null]);
+        let t = Table { title: String::new(), columns: vec![col("name"), col("n")], rows };
+        let mut out = Vec::new();
+        t.write(Format::Csv, &mut out).unwrap();
+        let mut r = csv::Reader::from_reader(&out[..]);
+        let cells: Vec<(String, String)> =
+            r.records().map(|r| r.unwrap()).map(|r| (r[0].to_string(), r[1].to_string())).collect();
+        for (name, n) in &cells[..text.len()] {
+            assert!(!name.starts_with(['=', '+', '-', '@', '\t', '\r']), "{name:?}");
+            assert_eq!(n, "-5");
+        }
+        assert_eq!(cells[0].0, "'=1+1");
+        assert_eq!(cells[3].0, "'@SUM(A1)");
+        // Tab and CR are escaped for terminals before they could start a cell.
+        assert_eq!(cells[4].0, "\\x09x");
+        assert_eq!(cells[text.len()], ("'-rf".to_string(), "-1".to_string()));
+        assert_eq!(cells[text.len() + 1], ("a=b".to_string(), String::new()));
+    }
+
+    #[test]
     fn json_keeps_the_raw_string_validly_escaped() {
         let mut out = Vec::new();
         table().write(Format::Json, &mut out).unwrap();
@@ -198,6 +241,27 @@ mod tests {
         let v: Value = serde_json::from_slice(&out).unwrap();
         assert_eq!(v[0]["name"], "evil\x1b[2J");
         assert_eq!(v[0]["bytes"], 2048);
+    }
+
+    /// A reader gone away (`report --format csv | head -1`) must stay a broken pipe, which
+    /// `main` turns into success, also once the CSV writer's own buffer has filled.
+    #[test]
+    fn csv_keeps_a_broken_pipe_a_broken_pipe() {
+        struct Closed;
+        impl Write for Closed {
+            fn write(&mut self, _: &[u8]) -> io::Result<usize> {
+                Err(io::ErrorKind::BrokenPipe.into())
+            }
+            fn flush(&mut self) -> io::Result<()> {
+                Err(io::ErrorKind::BrokenPipe.into())
+            }
+        }
+        for rows in [1, 10_000] {
+            let mut t = table();
+            t.rows = vec![t.rows[0].clone(); rows];
+            let e = t.write(Format::Csv, &mut Closed).unwrap_err();
+            assert_eq!(e.kind(), io::ErrorKind::BrokenPipe, "{rows} rows: {e}");
+        }
     }
 
     #[test]

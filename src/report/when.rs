@@ -32,8 +32,13 @@ pub fn parse(s: &str, now: DateTime<Local>) -> Result<i64, String> {
         return midnight(d);
     }
     if let Ok(age) = humantime::parse_duration(s) {
-        let age = Duration::from_std(age).map_err(|_| format!("{s:?} is too far back"))?;
-        return Ok((now - age).timestamp_micros());
+        // The same bound as every duration; the date arithmetic is checked all the same.
+        let age = crate::units::at_most_max(s, age)?;
+        return Duration::from_std(age)
+            .ok()
+            .and_then(|age| now.checked_sub_signed(age))
+            .map(|t| t.timestamp_micros())
+            .ok_or_else(|| format!("{s:?} is too far back"));
     }
     Err(format!(
         "invalid time {s:?}: use RFC 3339 (2026-11-22T08:00:00Z), a date (2026-11-22), an age (2h, 30m, 7d) \
@@ -60,5 +65,21 @@ mod tests {
         assert!(parse("yesterday", now()).unwrap() < parse("today", now()).unwrap());
         assert!(parse("2026-11-01", now()).is_ok());
         assert!(parse("last tuesday", now()).is_err());
+    }
+
+    /// Ages past any date, and dates at the ends of chrono's range: an error or a time,
+    /// never a panic.
+    #[test]
+    fn extremes_are_errors_not_panics() {
+        assert_eq!(parse("100y", now()).unwrap(), now().timestamp_micros() - 3_155_760_000_000_000);
+        for age in ["300000y", "500000000000y", "18446744073709551615s"] {
+            let e = parse(age, now()).unwrap_err();
+            assert!(e.contains("at most 100 years"), "{age}: {e}");
+        }
+        for date in ["+262142-12-31", "-262143-01-01", "262143-12-31T23:59:59Z", "0000-01-01T00:00:00Z"] {
+            let _ = parse(date, now());
+        }
+        let far = DateTime::parse_from_rfc3339("9999-12-31T23:59:59Z").unwrap().with_timezone(&Local);
+        assert!(parse("this-week", far).is_ok());
     }
 }

@@ -12,4 +12,11 @@ pub trait FrameSink {
     fn frame(&mut self, frame: Frame<'_>);
     /// A record the source could not frame at all (damaged capture record).
     fn damaged_record(&mut self);
+    /// A whole record the source cannot deliver, for `reason` (a counter name): a pcapng
+    /// packet block naming no interface described before it, so of no known link type.
+    /// Counted as damaged; sinks that count by reason also keep the reason.
+    fn unusable_record(&mut self, reason: &'static str) {
+        let _ = reason;
+        self.damaged_record();
+    }
 }

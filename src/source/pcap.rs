@@ -10,10 +10,14 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use pcap_parser::pcapng::Block;
+use pcap_parser::traits::PcapNGPacketBlock;
 use pcap_parser::{create_reader, PcapBlockOwned, PcapError};
 
 use super::FrameSink;
 use crate::decode::{linktype_name, Frame, LinkType};
+
+/// The counter of pcapng packet blocks whose interface was never described.
+pub const NO_INTERFACE: &str = "pcapng_no_interface";
 
 /// Larger than the largest legal snaplen (262144) plus a record header, so `BufferTooSmall`
 /// can only mean a damaged length field.
@@ -123,6 +127,7 @@ pub fn read<R: Read + Send>(
                             link,
                             resolution: idb.ts_resolution().unwrap_or(1_000_000).max(1),
                             offset: idb.ts_offset() as u64,
+                            snaplen: idb.snaplen,
                         });
                     }
                     PcapBlockOwned::NG(Block::EnhancedPacket(epb)) => {
@@ -133,15 +138,29 @@ pub fn read<R: Read + Send>(
                                 let frac_us = u128::from(frac) * 1_000_000 / u128::from(ifc.resolution);
                                 let ts_us = i64::from(secs) * 1_000_000 + frac_us as i64;
                                 last_ts_us = ts_us;
-                                sink.frame(Frame { ts_us, link: ifc.link, data: epb.data });
+                                // The packet, without the block's padding to 4 bytes.
+                                sink.frame(Frame { ts_us, link: ifc.link, data: epb.packet_data() });
                             }
-                            None => sink.damaged_record(),
+                            None => {
+                                stats.damaged += 1;
+                                sink.unusable_record(NO_INTERFACE);
+                            }
                         }
                     }
                     PcapBlockOwned::NG(Block::SimplePacket(spb)) => {
                         stats.records += 1;
-                        if let Some(ifc) = interfaces.first() {
-                            sink.frame(Frame { ts_us: last_ts_us, link: ifc.link, data: spb.data });
+                        match interfaces.first() {
+                            Some(ifc) => {
+                                // Captured: the original length cut at the snaplen (0: none).
+                                let snaplen = if ifc.snaplen == 0 { u32::MAX } else { ifc.snaplen };
+                                let len = spb.origlen.min(snaplen) as usize;
+                                let data = &spb.data[..len.min(spb.data.len())];
+                                sink.frame(Frame { ts_us: last_ts_us, link: ifc.link, data });
+                            }
+                            None => {
+                                stats.damaged += 1;
+                                sink.unusable_record(NO_INTERFACE);
+                            }
                         }
                     }
                     PcapBlockOwned::NG(_) => {}
@@ -183,4 +202,61 @@ struct Interface {
     link: LinkType,
     resolution: u64,
     offset: u64,
+    snaplen: u32,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Default)]
+    struct Lengths {
+        frames: Vec<usize>,
+        unusable: Vec<&'static str>,
+    }
+
+    impl FrameSink for Lengths {
+        fn frame(&mut self, frame: Frame<'_>) {
+            self.frames.push(frame.data.len());
+        }
+        fn damaged_record(&mut self) {}
+        fn unusable_record(&mut self, reason: &'static str) {
+            self.unusable.push(reason);
+        }
+    }
+
+    fn block(kind: u32, body: &[u8]) -> Vec<u8> {
+        let len = (12 + body.len()) as u32;
+        let mut b = [kind.to_le_bytes(), len.to_le_bytes()].concat();
+        b.extend_from_slice(body);
+        b.extend_from_slice(&len.to_le_bytes());
+        b
+    }
+
+    /// A simple packet block holds the original length cut at the interface's snaplen, then
+    /// padding: the frame is the cut packet alone.
+    #[test]
+    fn simple_packet_is_cut_at_the_snaplen_without_padding() {
+        let mut file =
+            block(0x0a0d_0d0a, &[0x4d, 0x3c, 0x2b, 0x1a, 1, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]);
+        file.extend(block(1, &[101, 0, 0, 0, 42, 0, 0, 0]));
+        let mut spb = 1500u32.to_le_bytes().to_vec();
+        spb.extend_from_slice(&[0x45; 42]);
+        spb.extend_from_slice(&[0xee; 2]);
+        file.extend(block(3, &spb));
+        let mut sink = Lengths::default();
+        let stats = read(Path::new("spb.pcapng"), &file[..], &mut sink, &mut |_| {}).unwrap();
+        assert_eq!((stats.records, stats.damaged), (1, 0));
+        assert_eq!(sink.frames, [42]);
+    }
+
+    #[test]
+    fn edge_fixture_frames_and_unusable_records() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("pcaps/pcapng-edges.pcapng");
+        let mut sink = Lengths::default();
+        let stats = read_file(&path, &mut sink, &mut |_| {}).unwrap();
+        assert_eq!((stats.records, stats.damaged), (5, 2));
+        assert_eq!(sink.frames, [41, 41, 61]);
+        assert_eq!(sink.unusable, [NO_INTERFACE; 2]);
+    }
 }
