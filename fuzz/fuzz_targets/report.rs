@@ -13,7 +13,8 @@ use chrono::{DateTime, Local};
 use exfilmon::cli::replay::{self, ReplayArgs};
 use exfilmon::cli::Common;
 use exfilmon::report::table::{Format, Table};
-use exfilmon::report::{self, when, Filter, UserNames};
+use exfilmon::principal::UserNames;
+use exfilmon::report::{self, when, Filter};
 use exfilmon::store::Store;
 use libfuzzer_sys::fuzz_target;
 

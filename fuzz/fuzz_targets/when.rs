@@ -3,7 +3,7 @@
 #![no_main]
 
 use chrono::{DateTime, Local};
-use exfilmon::report::table::rfc3339;
+use exfilmon::units::rfc3339;
 use exfilmon::report::when;
 use libfuzzer_sys::fuzz_target;
 
