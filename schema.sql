@@ -26,6 +26,7 @@ CREATE TABLE egress (
     bytes        INTEGER NOT NULL,
     first_seen   INTEGER NOT NULL,
     last_seen    INTEGER NOT NULL,
+    direction    INTEGER NOT NULL DEFAULT 0,  -- 0 unknown, 1 initiated here, 2 served (a reply)
     -- Minute first: rows arrive minute by minute, so inserts append, and reports select minutes.
     PRIMARY KEY (minute, principal_id, proto, dst, dport)
 ) WITHOUT ROWID;
@@ -174,4 +175,4 @@ CREATE TABLE exfilmon_meta (
 );
 INSERT INTO exfilmon_meta (key, value) VALUES ('schema', 'exfilmon');
 
-PRAGMA user_version = 2;
+PRAGMA user_version = 3;

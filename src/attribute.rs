@@ -119,6 +119,7 @@ mod tests {
             sport,
             dport: 9000,
             wire_len: 1500,
+            direction: Default::default(),
             l4: L4::Tcp { payload: &[] },
         }
     }

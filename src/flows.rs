@@ -7,6 +7,7 @@
 
 use rustc_hash::FxHashMap;
 
+use crate::decode::Direction;
 use crate::principal::{Dst, Principal};
 use crate::rows::{EgressRow, MINUTE_US};
 
@@ -22,6 +23,7 @@ struct Open {
     bytes: u64,
     first_us: i64,
     last_us: i64,
+    direction: Direction,
 }
 
 impl Open {
@@ -35,6 +37,7 @@ impl Open {
             bytes: self.bytes,
             first_us: self.first_us,
             last_us: self.last_us,
+            direction: self.direction,
         }
     }
 }
@@ -53,6 +56,7 @@ impl FlowTable {
         principal: Principal,
         gid: Option<u32>,
         dst: Dst,
+        direction: Direction,
         ts_us: i64,
         bytes: u64,
         out: &mut Vec<EgressRow>,
@@ -62,7 +66,7 @@ impl FlowTable {
             self.early_flushes += 1;
             self.drain(out);
         }
-        let fresh = Open { gid, minute_us, packets: 1, bytes, first_us: ts_us, last_us: ts_us };
+        let fresh = Open { gid, minute_us, packets: 1, bytes, first_us: ts_us, last_us: ts_us, direction };
         match self.open.entry((principal, dst)) {
             std::collections::hash_map::Entry::Occupied(mut e) => {
                 let key = *e.key();
@@ -73,6 +77,8 @@ impl FlowTable {
                     row.first_us = row.first_us.min(ts_us);
                     row.last_us = row.last_us.max(ts_us);
                     row.gid = gid.or(row.gid);
+                    // Known beats unknown; a destination both opened and served counts as served.
+                    row.direction = row.direction.max(direction);
                 } else {
                     out.push(std::mem::replace(row, fresh).row(key));
                 }
@@ -125,10 +131,10 @@ mod tests {
         let mut t = FlowTable::default();
         let mut out = Vec::new();
         let who = Principal::Uid(1);
-        t.add(who, None, dst(22), 1_000, 100, &mut out);
-        t.add(who, None, dst(22), 2_000, 50, &mut out);
+        t.add(who, None, dst(22), Direction::Unknown, 1_000, 100, &mut out);
+        t.add(who, None, dst(22), Direction::Unknown, 2_000, 50, &mut out);
         assert!(out.is_empty());
-        t.add(who, None, dst(22), MINUTE_US + 5, 7, &mut out);
+        t.add(who, None, dst(22), Direction::Unknown, MINUTE_US + 5, 7, &mut out);
         assert_eq!(out.len(), 1);
         assert_eq!((out[0].packets, out[0].bytes, out[0].first_us, out[0].last_us), (2, 150, 1_000, 2_000));
         t.sweep(2 * MINUTE_US, &mut out);
@@ -143,7 +149,7 @@ mod tests {
         let n = MAX_FLOWS as u32 + 10;
         for i in 0..n {
             let dst = Dst { addr: IpAddr::V4(Ipv4Addr::from(i)), port: 443, proto: 6 };
-            t.add(Principal::Uid(1), None, dst, 0, 1, &mut out);
+            t.add(Principal::Uid(1), None, dst, Direction::Unknown, 0, 1, &mut out);
         }
         assert_eq!(t.early_flushes, 1);
         assert_eq!(out.len(), MAX_FLOWS);
@@ -157,9 +163,9 @@ mod tests {
         let mut t = FlowTable::default();
         let mut out = Vec::new();
         let who = Principal::Uid(1);
-        t.add(who, None, dst(22), 0, 10, &mut out);
-        t.add(who, None, dst(443), 0, 900, &mut out);
-        t.add(Principal::Uid(2), None, dst(80), 0, 5000, &mut out);
+        t.add(who, None, dst(22), Direction::Unknown, 0, 10, &mut out);
+        t.add(who, None, dst(443), Direction::Unknown, 0, 900, &mut out);
+        t.add(Principal::Uid(2), None, dst(80), Direction::Unknown, 0, 5000, &mut out);
         assert_eq!(t.top_dst(who), Some(dst(443)));
     }
 }

@@ -13,6 +13,7 @@ use std::io::Write as _;
 use std::process::{Command, Stdio};
 
 use crate::config::Config;
+use crate::decode::Direction;
 
 pub const TABLE: &str = "inet exfilmon";
 
@@ -49,7 +50,8 @@ pub fn render(config: &Config) -> String {
 #   nft -j list table {TABLE}
 # snaplen: DNS is logged whole (names are parsed); everything else only {snaplen} bytes (IP +
 # transport headers): byte totals come from the IP length field. queue-threshold only takes
-# effect when smaller than the one the daemon configures.
+# effect when smaller than the one the daemon configures. Log prefixes: \"srv\" for replies on
+# connections a remote peer opened (served: a web server's answers), \"out\" for the rest.
 
 table {TABLE}
 delete table {TABLE}
@@ -62,14 +64,19 @@ table {TABLE} {{
     set(w, "allow_v4", "ipv4_addr", &t.allow_v4);
     w.push('\n');
     set(w, "allow_v6", "ipv6_addr", &t.allow_v6);
-    // Comments name the counters: `{prefix}-dns-udp`, `{prefix}-dns-tcp`, then `{rest}`.
+    // Comments name the counters: `{prefix}-dns-udp`, `{prefix}-dns-tcp`, `{prefix}-served`,
+    // then `{rest}`. Log prefixes say which end opened the connection (decode::Direction):
+    // conntrack's reply direction is a connection a remote peer opened, the rest ours.
     let log_rules = |w: &mut String, prefix: &str, rest: &str| {
+        let (out, srv) = (Direction::PREFIX_INITIATED, Direction::PREFIX_SERVED);
+        let (snap, queue) = (n.snaplen, n.queue_threshold);
         let _ = write!(
             w,
-            "\t\tudp dport 53 counter log group {group} accept comment \"{prefix}-dns-udp\"\n\
-             \t\ttcp dport 53 counter log group {group} accept comment \"{prefix}-dns-tcp\"\n\
-             \t\tcounter log group {group} snaplen {} queue-threshold {} comment \"{rest}\"\n",
-            n.snaplen, n.queue_threshold
+            "\t\tudp dport 53 counter log prefix \"{out}\" group {group} accept comment \"{prefix}-dns-udp\"\n\
+             \t\ttcp dport 53 counter log prefix \"{out}\" group {group} accept comment \"{prefix}-dns-tcp\"\n\
+             \t\tct direction reply counter log prefix \"{srv}\" group {group} snaplen {snap} queue-threshold {queue} \
+             accept comment \"{prefix}-served\"\n\
+             \t\tcounter log prefix \"{out}\" group {group} snaplen {snap} queue-threshold {queue} comment \"{rest}\"\n",
         );
     };
     let interfaces = |w: &mut String, comment: &str| {
@@ -234,8 +241,11 @@ mod tests {
                     [nft]\nallow_v4 = [\"192.0.2.0/24\", \"198.51.100.7\"]\nallow_v6 = [\"2001:db8::/32\"]\n\
                     interfaces = [\"eth0\", \"wg*\"]\naudit = true\n";
         let r = render(&Config::parse(text, Path::new("t.toml")).unwrap());
-        assert!(r.contains("counter log group 12 snaplen 96 queue-threshold 8 comment \"exfilmon-egress\""), "{r}");
-        assert!(r.contains("udp dport 53 counter log group 12 accept"), "{r}");
+        assert!(
+            r.contains("counter log prefix \"out\" group 12 snaplen 96 queue-threshold 8 comment \"exfilmon-egress\""),
+            "{r}"
+        );
+        assert!(r.contains("udp dport 53 counter log prefix \"out\" group 12 accept"), "{r}");
         assert!(r.contains("elements = { 192.0.2.0/24, 198.51.100.7 }"), "{r}");
         assert!(r.contains("elements = { 2001:db8::/32 }"), "{r}");
         assert!(r.contains("oifname != { \"eth0\", \"wg*\" } accept"), "{r}");

@@ -284,7 +284,7 @@ impl<O: Output> Pipeline<O> {
             self.tick(Tick::Minute(minute));
             self.pass_on();
         }
-        self.flows.add(principal, p.gid, dst, p.ts_us, bytes, &mut self.pending);
+        self.flows.add(principal, p.gid, dst, p.direction, p.ts_us, bytes, &mut self.pending);
         self.stats.flows_early_flushes = self.flows.early_flushes;
 
         let seen = Seen { packet: p, principal, dst, bytes, flows: &self.flows };

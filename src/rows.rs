@@ -1,6 +1,7 @@
 //! What the pipeline hands the store: per-minute aggregates and a run's totals. Domain types, so the store
 //! depends on them and not on the detectors or the flow table that make them.
 
+use crate::decode::Direction;
 use crate::principal::{Dst, Principal};
 
 /// Aggregates are per minute of packet time.
@@ -18,6 +19,7 @@ pub struct EgressRow {
     pub bytes: u64,
     pub first_us: i64,
     pub last_us: i64,
+    pub direction: Direction,
 }
 
 /// One stored aggregate: a principal's queries under one registered domain in one minute.

@@ -7,6 +7,7 @@ use clap::{Args, Subcommand};
 
 use super::{Common, FormatArg};
 use crate::config::Config;
+use crate::decode::Direction;
 use crate::principal::UserNames;
 use crate::report::table::Format;
 use crate::report::{self, when, Filter};
@@ -38,10 +39,32 @@ pub struct ReportOpts {
     /// Only this user (name from the system's user database).
     #[arg(long, global = true, value_name = "NAME")]
     pub user: Option<String>,
+    /// Only egress of connections opened here (initiated), or only replies on connections remote
+    /// peers opened (served: a web server's answers). Captures without the ruleset's log
+    /// prefixes say neither (unknown).
+    #[arg(long, global = true, value_enum, value_name = "WHICH")]
+    pub direction: Option<DirectionArg>,
     #[command(flatten)]
     pub format: FormatArg,
     #[command(flatten)]
     pub common: Common,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum DirectionArg {
+    Initiated,
+    Served,
+    Unknown,
+}
+
+impl From<DirectionArg> for Direction {
+    fn from(d: DirectionArg) -> Direction {
+        match d {
+            DirectionArg::Initiated => Direction::Initiated,
+            DirectionArg::Served => Direction::Served,
+            DirectionArg::Unknown => Direction::Unknown,
+        }
+    }
 }
 
 #[derive(Debug, Subcommand, Clone, Copy)]
@@ -95,7 +118,12 @@ pub fn run(args: &ReportArgs) -> Result<()> {
         ),
         (None, uid) => uid,
     };
-    let filter = Filter { since_us: bound("since", &o.since)?, until_us: bound("until", &o.until)?, uid };
+    let filter = Filter {
+        since_us: bound("since", &o.since)?,
+        until_us: bound("until", &o.until)?,
+        uid,
+        direction: o.direction.map(Direction::from),
+    };
     let mut names = UserNames::default();
     let format = o.format.format;
     let mut out = super::stdout();

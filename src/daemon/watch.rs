@@ -221,18 +221,20 @@ mod tests {
 		oif \"lo\" accept comment \"exfilmon-skip-lo\"
 		ip daddr @allow_v4 accept comment \"exfilmon-allow-v4\"
 		ip6 daddr @allow_v6 accept comment \"exfilmon-allow-v6\"
-		udp dport 53 counter packets 0 bytes 0 log group 7 accept comment \"exfilmon-dns-udp\"
-		tcp dport 53 counter packets 12 bytes 900 log group 7 accept comment \"exfilmon-dns-tcp\"
-		counter packets 0 bytes 0 log group 7 snaplen 128 queue-threshold 64 comment \"exfilmon-egress\"
+		udp dport 53 counter packets 0 bytes 0 log prefix \"out\" group 7 accept comment \"exfilmon-dns-udp\"
+		tcp dport 53 counter packets 12 bytes 900 log prefix \"out\" group 7 accept comment \"exfilmon-dns-tcp\"
+		ct direction reply counter packets 0 bytes 0 log prefix \"srv\" group 7 snaplen 128 queue-threshold 64 accept comment \"exfilmon-served\"
+		counter packets 0 bytes 0 log prefix \"out\" group 7 snaplen 128 queue-threshold 64 comment \"exfilmon-egress\"
 	}
 
 	chain forward {
 		type filter hook forward priority 100; policy accept;
 		ip daddr @allow_v4 accept comment \"exfilmon-fwd-allow-v4\"
 		ip6 daddr @allow_v6 accept comment \"exfilmon-fwd-allow-v6\"
-		udp dport 53 counter packets 0 bytes 0 log group 7 accept comment \"exfilmon-fwd-dns-udp\"
-		tcp dport 53 counter packets 0 bytes 0 log group 7 accept comment \"exfilmon-fwd-dns-tcp\"
-		counter packets 0 bytes 0 log group 7 snaplen 128 queue-threshold 64 comment \"exfilmon-fwd\"
+		udp dport 53 counter packets 0 bytes 0 log prefix \"out\" group 7 accept comment \"exfilmon-fwd-dns-udp\"
+		tcp dport 53 counter packets 0 bytes 0 log prefix \"out\" group 7 accept comment \"exfilmon-fwd-dns-tcp\"
+		ct direction reply counter packets 0 bytes 0 log prefix \"srv\" group 7 snaplen 128 queue-threshold 64 accept comment \"exfilmon-fwd-served\"
+		counter packets 0 bytes 0 log prefix \"out\" group 7 snaplen 128 queue-threshold 64 comment \"exfilmon-fwd\"
 	}
 }
 ";
@@ -247,7 +249,7 @@ mod tests {
         let skipped = LISTED.replace("\t\toif \"lo\"", "\t\tmeta skuid 1001 accept\n\t\toif \"lo\"");
         assert!(difference(&rendered, &skipped).unwrap().contains("meta skuid 1001"));
         let gone = LISTED.replace(
-            "\t\tcounter packets 0 bytes 0 log group 7 snaplen 128 queue-threshold 64 comment \"exfilmon-egress\"\n",
+            "\t\tcounter packets 0 bytes 0 log prefix \"out\" group 7 snaplen 128 queue-threshold 64 comment \"exfilmon-egress\"\n",
             "",
         );
         assert!(difference(&rendered, &gone).is_some());

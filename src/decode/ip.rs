@@ -4,7 +4,7 @@
 
 use etherparse::LaxIpSlice;
 
-use super::{DecodeError, Packet, L4, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP};
+use super::{DecodeError, Direction, Packet, L4, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP};
 
 pub fn decode(ip: &[u8], ts_us: i64, uid: Option<u32>, gid: Option<u32>) -> Result<Packet<'_>, DecodeError> {
     let (slice, _ext_err) = LaxIpSlice::from_slice(ip).map_err(|e| match e {
@@ -31,6 +31,7 @@ pub fn decode(ip: &[u8], ts_us: i64, uid: Option<u32>, gid: Option<u32>) -> Resu
         sport,
         dport,
         wire_len,
+        direction: Direction::Unknown,
         l4,
     })
 }

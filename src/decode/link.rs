@@ -1,6 +1,6 @@
 //! Link layers: from a frame to its IP packet, plus what the link layer says about the sender.
 
-use super::{nflog, DecodeError};
+use super::{nflog, DecodeError, Direction};
 use crate::decode::{Frame, LinkType};
 
 const ETHERTYPE_IPV4: u16 = 0x0800;
@@ -21,11 +21,12 @@ pub struct Layer3<'a> {
     pub gid: Option<u32>,
     /// A timestamp from inside the record (NFLOG), better than the capture's.
     pub ts_us: Option<i64>,
+    pub direction: Direction,
 }
 
 impl<'a> Layer3<'a> {
     fn plain(ip: &'a [u8]) -> Self {
-        Layer3 { ip, uid: None, gid: None, ts_us: None }
+        Layer3 { ip, uid: None, gid: None, ts_us: None, direction: Direction::Unknown }
     }
 }
 
@@ -49,7 +50,8 @@ pub fn strip<'a>(frame: &Frame<'a>) -> Result<Layer3<'a>, DecodeError> {
         LinkType::Nflog => {
             let rec = nflog::parse(d)?;
             let ip = rec.payload.ok_or(DecodeError::Truncated)?;
-            Ok(Layer3 { ip, uid: rec.uid, gid: rec.gid, ts_us: rec.ts_us })
+            let direction = Direction::of_prefix(rec.prefix);
+            Ok(Layer3 { ip, uid: rec.uid, gid: rec.gid, ts_us: rec.ts_us, direction })
         }
     }
 }
@@ -140,5 +142,20 @@ mod tests {
         assert_eq!((l3.ip, l3.uid), (IP, Some(1001)));
         let no_payload = nflog::tests::record(2, 7, &[(11, &1001u32.to_be_bytes())]);
         assert_eq!(frame(LinkType::Nflog, &no_payload).err(), Some(DecodeError::Truncated));
+    }
+
+    #[test]
+    fn nflog_prefix_says_which_end_opened_the_connection() {
+        for (prefix, direction) in [
+            (&b"srv\0"[..], Direction::Served),
+            (b"out\0", Direction::Initiated),
+            (b"exfil\0", Direction::Unknown),
+            (b"srvx\0", Direction::Unknown),
+        ] {
+            let rec = nflog::tests::record(2, 7, &[(10, prefix), (9, IP)]);
+            assert_eq!(frame(LinkType::Nflog, &rec).unwrap().direction, direction, "{prefix:?}");
+        }
+        let rec = nflog::tests::record(2, 7, &[(9, IP)]);
+        assert_eq!(frame(LinkType::Nflog, &rec).unwrap().direction, Direction::Unknown);
     }
 }

@@ -30,7 +30,57 @@ pub struct Packet<'a> {
     pub dport: u16,
     /// Bytes on the wire from the IP header on, per the IP length fields.
     pub wire_len: u32,
+    /// Which end opened the connection, when the ruleset said (NFLOG prefix).
+    pub direction: Direction,
     pub l4: L4<'a>,
+}
+
+/// Which end opened the connection a packet belongs to. The project's ruleset logs packets
+/// of connections opened elsewhere (conntrack's reply direction: a web server's answers) with
+/// the NFLOG prefix `srv`, the rest with `out`; captures of other kinds say nothing.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Direction {
+    #[default]
+    Unknown,
+    /// A connection this host opened (or packets conntrack does not track).
+    Initiated,
+    /// A reply on a connection a remote peer opened.
+    Served,
+}
+
+impl Direction {
+    /// The NFLOG prefixes the ruleset uses.
+    pub const PREFIX_INITIATED: &'static str = "out";
+    pub const PREFIX_SERVED: &'static str = "srv";
+
+    pub fn of_prefix(prefix: Option<&[u8]>) -> Direction {
+        match prefix {
+            Some(p) if p == Self::PREFIX_INITIATED.as_bytes() => Direction::Initiated,
+            Some(p) if p == Self::PREFIX_SERVED.as_bytes() => Direction::Served,
+            _ => Direction::Unknown,
+        }
+    }
+
+    /// The stored number (egress.direction) and back.
+    pub fn code(self) -> i64 {
+        self as i64
+    }
+
+    pub fn of_code(code: i64) -> Direction {
+        match code {
+            1 => Direction::Initiated,
+            2 => Direction::Served,
+            _ => Direction::Unknown,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Direction::Unknown => "unknown",
+            Direction::Initiated => "initiated",
+            Direction::Served => "served",
+        }
+    }
 }
 
 /// The transport layer, with whatever part of its payload was captured.
@@ -99,5 +149,7 @@ impl DecodeError {
 /// Decodes one frame.
 pub fn decode<'a>(frame: &Frame<'a>) -> Result<Packet<'a>, DecodeError> {
     let l3 = link::strip(frame)?;
-    ip::decode(l3.ip, l3.ts_us.unwrap_or(frame.ts_us), l3.uid, l3.gid)
+    let mut p = ip::decode(l3.ip, l3.ts_us.unwrap_or(frame.ts_us), l3.uid, l3.gid)?;
+    p.direction = l3.direction;
+    Ok(p)
 }

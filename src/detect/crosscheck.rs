@@ -199,6 +199,7 @@ mod tests {
             sport,
             dport: 22,
             wire_len: 60,
+            direction: Default::default(),
             l4: L4::Other,
         }
     }

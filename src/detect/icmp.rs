@@ -307,6 +307,7 @@ mod tests {
             sport: 0,
             dport: 0,
             wire_len: payload.len() as u32 + 8 + if v6 { 40 } else { 20 },
+            direction: Default::default(),
             l4: L4::Icmp { v6, kind, code: 0, payload },
         };
         let mut alerts = Vec::new();

@@ -13,6 +13,7 @@ pub mod when;
 use rusqlite::{params, Row};
 use serde_json::{json, Value};
 
+use crate::decode::Direction;
 use crate::principal::{endpoint, proto_name, UserNames};
 use crate::store::{Store, StoreError};
 use table::{col, hidden, Cell, Table};
@@ -23,6 +24,8 @@ pub struct Filter {
     pub since_us: Option<i64>,
     pub until_us: Option<i64>,
     pub uid: Option<u32>,
+    /// Only egress of connections opened here, or only served (replies).
+    pub direction: Option<Direction>,
 }
 
 impl Filter {
@@ -36,6 +39,10 @@ impl Filter {
 
     fn uid(&self) -> Option<i64> {
         self.uid.map(i64::from)
+    }
+
+    fn direction(&self) -> Option<i64> {
+        self.direction.map(Direction::code)
     }
 }
 
@@ -110,11 +117,13 @@ pub fn users(store: &Store, f: &Filter, names: &mut UserNames) -> Result<Table, 
         store,
         "SELECT p.uid, p.gid, p.host, sum(e.packets), sum(e.bytes),
                 count(DISTINCT e.dst || ' ' || e.dport || ' ' || e.proto), min(e.first_seen), max(e.last_seen),
-                (SELECT count(*) FROM alerts a WHERE a.principal_id = p.id AND a.ts >= ?1 AND a.ts < ?2)
+                (SELECT count(*) FROM alerts a WHERE a.principal_id = p.id AND a.ts >= ?1 AND a.ts < ?2),
+                sum(CASE WHEN e.direction = 2 THEN e.bytes ELSE 0 END)
          FROM egress e JOIN principals p ON p.id = e.principal_id
          WHERE e.minute >= ?1 / 60000000 * 60000000 AND e.minute < ?2 AND (?3 IS NULL OR p.uid = ?3)
+           AND (?4 IS NULL OR e.direction = ?4)
          GROUP BY p.id ORDER BY sum(e.bytes) DESC",
-        params![f.since(), f.until(), f.uid()],
+        params![f.since(), f.until(), f.uid(), f.direction()],
         |r| {
             let uid: Option<i64> = r.get(0)?;
             Ok(vec![
@@ -128,6 +137,7 @@ pub fn users(store: &Store, f: &Filter, names: &mut UserNames) -> Result<Table, 
                 Cell::Time(r.get(6)?),
                 Cell::Time(r.get(7)?),
                 Cell::Int(r.get(8)?),
+                Cell::Bytes(r.get(9)?),
             ])
         },
     )?;
@@ -144,6 +154,8 @@ pub fn users(store: &Store, f: &Filter, names: &mut UserNames) -> Result<Table, 
             col("first"),
             col("last"),
             col("alerts"),
+            // Of the bytes, replies on connections remote peers opened (a web server's answers).
+            col("served"),
         ],
         rows,
     })
@@ -152,12 +164,13 @@ pub fn users(store: &Store, f: &Filter, names: &mut UserNames) -> Result<Table, 
 pub fn destinations(store: &Store, f: &Filter) -> Result<Table, StoreError> {
     let rows = rows(
         store,
-        "SELECT e.dst, e.dport, e.proto, sum(e.packets), sum(e.bytes), count(DISTINCT e.principal_id),
-                min(e.first_seen), max(e.last_seen)
+        "SELECT e.dst, e.dport, e.proto, sum(e.packets), sum(e.bytes),
+                count(DISTINCT e.principal_id), min(e.first_seen), max(e.last_seen), max(e.direction)
          FROM egress e JOIN principals p ON p.id = e.principal_id
          WHERE e.minute >= ?1 / 60000000 * 60000000 AND e.minute < ?2 AND (?3 IS NULL OR p.uid = ?3)
+           AND (?4 IS NULL OR e.direction = ?4)
          GROUP BY e.dst, e.dport, e.proto ORDER BY sum(e.bytes) DESC",
-        params![f.since(), f.until(), f.uid()],
+        params![f.since(), f.until(), f.uid(), f.direction()],
         |r| {
             let addr: String = r.get(0)?;
             let port: u16 = r.get(1)?;
@@ -171,6 +184,7 @@ pub fn destinations(store: &Store, f: &Filter) -> Result<Table, StoreError> {
                 Cell::Int(r.get(5)?),
                 Cell::Time(r.get(6)?),
                 Cell::Time(r.get(7)?),
+                Cell::Text(Direction::of_code(r.get(8)?).as_str().into()),
             ])
         },
     )?;
@@ -184,6 +198,7 @@ pub fn destinations(store: &Store, f: &Filter) -> Result<Table, StoreError> {
             col("senders"),
             col("first"),
             col("last"),
+            col("direction"),
         ],
         rows,
     })

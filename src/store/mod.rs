@@ -162,10 +162,12 @@ impl Store {
             let mut ids = PrincipalIds { cache: &mut self.principal_ids, tx: &tx };
             let mut upsert = tx
                 .prepare_cached(
-                    "INSERT INTO egress (principal_id, minute, proto, dst, dport, packets, bytes, first_seen, last_seen)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+                    "INSERT INTO egress (principal_id, minute, proto, dst, dport, packets, bytes, first_seen, last_seen,
+                       direction)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
                      ON CONFLICT DO UPDATE SET packets = packets + excluded.packets, bytes = bytes + excluded.bytes,
-                       first_seen = min(first_seen, excluded.first_seen), last_seen = max(last_seen, excluded.last_seen)",
+                       first_seen = min(first_seen, excluded.first_seen), last_seen = max(last_seen, excluded.last_seen),
+                       direction = max(direction, excluded.direction)",
                 )
                 .map_err(|e| sql_err(&self.path, e))?;
             // Principals first, in arrival order (the last gid seen wins); then the rows in key
@@ -190,7 +192,8 @@ impl Store {
                         row.packets as i64,
                         row.bytes as i64,
                         row.first_us,
-                        row.last_us
+                        row.last_us,
+                        row.direction.code()
                     ])
                     .map_err(|e| sql_err(&self.path, e))?;
             }

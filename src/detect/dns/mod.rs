@@ -300,6 +300,7 @@ mod tests {
                 sport: 40000,
                 dport,
                 wire_len: payload.len() as u32 + 28,
+                direction: Default::default(),
                 l4: L4::Udp { payload },
             };
             self.d.observe(&p, who, &mut self.c, &mut self.alerts);
@@ -532,6 +533,7 @@ mod tests {
             sport: 40000,
             dport: 53,
             wire_len: seg.len() as u32 + 52,
+            direction: Default::default(),
             l4: L4::Tcp { payload: &seg },
         };
         d.observe(&p, ALICE, &mut c, &mut alerts);
