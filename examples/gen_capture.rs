@@ -11,8 +11,10 @@
 //! UID/GID. `--link raw` writes the same IP packets as LINKTYPE_RAW (101) instead.
 //!
 //! The mix: a web server answering clients (TSO-size TCP responses), root's backup over ssh,
-//! postgres replication, two users on ssh/https, DNS queries (real wire format, names under a
-//! few domains), ICMP echo, a share of IPv6. Same arguments, same bytes: the generator uses its
+//! postgres replication to a standby, two users on ssh/https, DNS queries (real wire format,
+//! names under a few domains), ICMP echo, a share of IPv6. Like the ruleset, records of
+//! connections a remote peer opened (web answers, the replication the standby asked for) carry
+//! the prefix `srv`, the rest `out`. Same arguments, same bytes: the generator uses its
 //! own seeded PRNG. It depends on nothing in exfilmon, so the benchmark input cannot follow a
 //! bug in the code it measures.
 
@@ -125,6 +127,8 @@ fn main() -> Result<()> {
 /// What the NFLOG record says about a packet besides its bytes.
 struct Meta {
     uid: Option<u32>,
+    /// A reply on a connection the remote end opened.
+    served: bool,
     v6: bool,
     wire_len: u32,
 }
@@ -142,7 +146,7 @@ fn nflog_record(out: &mut Vec<u8>, p: &Meta, ip: &[u8]) {
     let ethertype: u16 = if p.v6 { 0x86dd } else { 0x0800 };
     let [e0, e1] = ethertype.to_be_bytes();
     tlv(out, 1, &[e0, e1, 3, 0]); // PACKET_HDR: hw protocol, hook NF_INET_LOCAL_OUT
-    tlv(out, 10, b"\0"); // PREFIX
+    tlv(out, 10, if p.served { b"srv\0" } else { b"out\0" }); // PREFIX
     tlv(out, 5, &2u32.to_be_bytes()); // IFINDEX_OUTDEV
     if let Some(uid) = p.uid {
         tlv(out, 11, &uid.to_be_bytes()); // UID
@@ -204,14 +208,16 @@ enum Shape {
     Ping,
 }
 
-const PROFILES: &[(u64, Option<u32>, Shape)] = &[
-    (560, Some(33), Shape::WebReplies),
-    (150, Some(0), Shape::Bulk { peer: 10, port: 22 }),
-    (120, Some(998), Shape::Bulk { peer: 12, port: 5432 }),
-    (60, Some(1000), Shape::User),
-    (40, Some(1001), Shape::User),
-    (40, None, Shape::WebReplies), // kernel-made: final ACKs and RSTs of closed sockets
-    (30, Some(0), Shape::Ping),
+/// (weight, uid, shape, served: the remote end opened the connection).
+const PROFILES: &[(u64, Option<u32>, Shape, bool)] = &[
+    (560, Some(33), Shape::WebReplies, true),
+    (150, Some(0), Shape::Bulk { peer: 10, port: 22 }, false),
+    // The standby connected to us: WAL leaves from port 5432 to its port.
+    (120, Some(998), Shape::Bulk { peer: 12, port: 5432 }, true),
+    (60, Some(1000), Shape::User, false),
+    (40, Some(1001), Shape::User, false),
+    (40, None, Shape::WebReplies, true), // kernel-made: final ACKs and RSTs of closed sockets
+    (30, Some(0), Shape::Ping, false),
 ];
 
 /// Names the server looks up: (weight, suffix). Some get a random first label.
@@ -262,7 +268,7 @@ impl Generator {
             return self.dns(ip);
         }
         let mut pick = self.rng.below(PROFILES.iter().map(|p| p.0).sum());
-        let &(_, uid, shape) = PROFILES
+        let &(_, uid, shape, served) = PROFILES
             .iter()
             .find(|p| {
                 let hit = pick < p.0;
@@ -307,9 +313,11 @@ impl Generator {
                 ip_packet(ip, src, dst, if dst.is_ipv4() { 1 } else { 58 }, &icmp, icmp.len() as u32);
             }
             _ => {
-                let sport = match shape {
-                    Shape::WebReplies => 443,
-                    _ => 40_000 + self.rng.below(20_000) as u16,
+                let ephemeral = 40_000 + self.rng.below(20_000) as u16;
+                let (sport, dport) = match shape {
+                    Shape::WebReplies => (443, dport),
+                    Shape::Bulk { port, .. } if served => (port, ephemeral),
+                    _ => (ephemeral, dport),
                 };
                 // `len` counts a 20-byte IP header; the TCP segment is the rest.
                 let seg_len = len - 20;
@@ -319,7 +327,7 @@ impl Generator {
         }
         let wire_len = ip_wire_len(ip);
         ip.truncate(SNAPLEN);
-        Meta { uid, v6: dst.is_ipv6(), wire_len }
+        Meta { uid, served, v6: dst.is_ipv6(), wire_len }
     }
 
     /// A DNS query, captured whole.
@@ -357,7 +365,7 @@ impl Generator {
         };
         let len = udp.len() as u32;
         ip_packet(ip, src, dst, 17, &udp, len);
-        Meta { uid, v6, wire_len: ip_wire_len(ip) }
+        Meta { uid, served: false, v6, wire_len: ip_wire_len(ip) }
     }
 
     /// Sets `self.name` to the next query name.

@@ -10,6 +10,7 @@ use serde::{de, Deserialize, Deserializer};
 
 use crate::detect::dns::DnsConfig;
 use crate::detect::icmp::IcmpConfig;
+use crate::detect::scope::{AccountsConfig, System};
 use crate::detect::sensitive::SensitiveConfig;
 use crate::detect::volume::VolumeRule;
 use crate::source::nflog::NflogConfig;
@@ -21,9 +22,13 @@ pub struct Config {
     /// Database file; `--db` overrides it.
     #[serde(default)]
     pub db: Option<PathBuf>,
-    /// Egress volume thresholds, each a sliding window per principal.
+    /// Egress volume thresholds, each a sliding window per principal, scoped to whom,
+    /// which direction and which destinations they concern.
     #[serde(default = "crate::detect::volume::default_rules")]
     pub volume: Vec<VolumeRule>,
+    /// Which uids are people (login users) and which services.
+    #[serde(default)]
+    pub accounts: AccountsConfig,
     /// `exfilmon run` switches to this user after binding the NFLOG group.
     #[serde(default)]
     pub user: Option<String>,
@@ -58,6 +63,7 @@ impl Default for Config {
         Config {
             db: None,
             volume: crate::detect::volume::default_rules(),
+            accounts: AccountsConfig::default(),
             user: None,
             nflog: NflogConfig::default(),
             nft: NftConfig::default(),
@@ -156,6 +162,14 @@ impl Config {
         if config.volume.is_empty() {
             return Err(invalid(0, "at least one [[volume]] rule is needed".into()));
         }
+        // User and group names become ids here, once: detectors never ask the system.
+        let mut config = config;
+        for (i, rule) in config.volume.iter_mut().enumerate() {
+            if let Err(e) = rule.scope.resolve(&System) {
+                let at = text.match_indices("[[volume]]").nth(i).map_or(0, |(at, _)| at);
+                return Err(invalid(at, format!("[[volume]] rule {}: {e}", i + 1)));
+            }
+        }
         Ok(config)
     }
 }
@@ -218,7 +232,13 @@ mod tests {
         let c = parse("[[volume]]\nwindow = \"10m\"      # sliding window\nbytes = \"256KiB\"\n").unwrap();
         assert_eq!(
             c.volume,
-            vec![VolumeRule { window: Duration::from_secs(600), bytes: 262_144, severity: Severity::Medium }]
+            vec![VolumeRule {
+                name: None,
+                window: Duration::from_secs(600),
+                bytes: 262_144,
+                severity: Severity::Medium,
+                scope: Default::default()
+            }]
         );
     }
 
@@ -270,11 +290,12 @@ mod tests {
     }
 
     #[test]
-    fn example_dns_and_icmp_sections_are_the_defaults() {
+    fn example_volume_dns_and_icmp_sections_are_the_defaults() {
         let path = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/exfilmon.example.toml"));
         let c = Config::load(Some(path)).unwrap();
         assert_eq!(c.dns, DnsConfig::default());
         assert_eq!(c.icmp, IcmpConfig::default());
+        assert_eq!(c.volume, crate::detect::volume::default_rules());
     }
 
     #[test]

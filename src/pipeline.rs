@@ -46,8 +46,8 @@ const REGISTRY: &[Entry] = &[
     Entry {
         name: "volume",
         wanted: |_, _| true,
-        build: |c| Box::new(VolumeDetector::new(&c.volume)),
-        same: |a, b| a.volume == b.volume,
+        build: |c| Box::new(VolumeDetector::new(&c.volume, c.accounts.people)),
+        same: |a, b| a.volume == b.volume && a.accounts == b.accounts,
     },
     Entry {
         name: "dns",

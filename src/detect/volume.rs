@@ -15,20 +15,35 @@ use rustc_hash::FxHashMap;
 
 use serde_json::json;
 
+use super::scope::{DirectionScope, Range, Scope, Who};
 use super::tally::SlidingSum;
 use super::{Detector, Findings, Seen};
 use crate::alert::{Alert, AlertKind, Severity};
-use crate::principal::Principal;
+use crate::decode::Direction;
+use crate::principal::{Dst, Principal};
 use crate::units::counters;
 use crate::units::de::{byte_size, duration};
 use crate::units::{human_bytes, human_duration};
 use serde::Deserialize;
+
+/// One packet as the rules see it.
+#[derive(Debug, Clone, Copy)]
+pub struct Sent {
+    pub principal: Principal,
+    /// The sending socket's group, for rules naming groups.
+    pub gid: Option<u32>,
+    pub direction: Direction,
+    pub dst: Dst,
+    pub ts_us: i64,
+    pub bytes: u64,
+}
 
 /// A principal crossed a rule's threshold.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Crossing {
     pub ts_us: i64,
     pub principal: Principal,
+    pub rule: Option<String>,
     pub window: Duration,
     pub threshold: u64,
     pub severity: Severity,
@@ -69,35 +84,32 @@ counters! {
 
 pub struct VolumeDetector {
     rules: Vec<VolumeRule>,
+    /// Login users' uids, for rules about people or services.
+    people: Range,
     principals: FxHashMap<Principal, State>,
     max: usize,
     counters: VolumeCounters,
 }
 
 impl VolumeDetector {
-    pub fn new(rules: &[VolumeRule]) -> VolumeDetector {
-        VolumeDetector::with_cap(rules, MAX_PRINCIPALS)
+    pub fn new(rules: &[VolumeRule], people: Range) -> VolumeDetector {
+        VolumeDetector::with_cap(rules, people, MAX_PRINCIPALS)
     }
 
-    fn with_cap(rules: &[VolumeRule], max: usize) -> VolumeDetector {
+    fn with_cap(rules: &[VolumeRule], people: Range, max: usize) -> VolumeDetector {
         VolumeDetector {
             rules: rules.to_vec(),
+            people,
             principals: FxHashMap::default(),
             max,
             counters: VolumeCounters::default(),
         }
     }
 
-    /// Accounts `bytes` sent by `principal` at `ts_us`; calls `on_cross` for each rule whose
-    /// threshold this packet reached.
-    pub fn observe(
-        &mut self,
-        principal: Principal,
-        ts_us: i64,
-        bytes: u64,
-        c: &mut VolumeCounters,
-        mut on_cross: impl FnMut(Crossing),
-    ) {
+    /// Accounts a packet to every rule whose scope covers it; calls `on_cross` for each rule
+    /// whose threshold this packet reached.
+    pub fn observe(&mut self, s: &Sent, c: &mut VolumeCounters, mut on_cross: impl FnMut(Crossing)) {
+        let Sent { principal, ts_us, bytes, .. } = *s;
         if !self.principals.contains_key(&principal) && !self.make_room(c) {
             c.principals_full += 1;
             return;
@@ -109,6 +121,9 @@ impl VolumeDetector {
         });
         state.last_us = state.last_us.max(ts_us);
         for (rule, state) in rules.iter().zip(state.rules.iter_mut()) {
+            if !rule.scope.applies(principal, s.gid, self.people, s.direction, &s.dst) {
+                continue;
+            }
             let sum = state.sum.add(ts_us, bytes);
             if sum < rule.bytes {
                 state.firing = false;
@@ -117,6 +132,7 @@ impl VolumeDetector {
                 on_cross(Crossing {
                     ts_us,
                     principal,
+                    rule: rule.name.clone(),
                     window: rule.window,
                     threshold: rule.bytes,
                     severity: rule.severity,
@@ -151,8 +167,15 @@ impl VolumeDetector {
 impl Detector for VolumeDetector {
     fn packet(&mut self, seen: &Seen<'_, '_>, out: &mut Findings) {
         let mut c = self.counters;
-        let ts_us = seen.packet.ts_us;
-        self.observe(seen.principal, ts_us, seen.bytes, &mut c, |cross| out.alerts.push(alert(cross, seen)));
+        let sent = Sent {
+            principal: seen.principal,
+            gid: seen.packet.gid,
+            direction: seen.packet.direction,
+            dst: seen.dst,
+            ts_us: seen.packet.ts_us,
+            bytes: seen.bytes,
+        };
+        self.observe(&sent, &mut c, |cross| out.alerts.push(alert(cross, seen)));
         self.counters = c;
     }
 
@@ -173,33 +196,53 @@ fn alert(c: Crossing, seen: &Seen<'_, '_>) -> Alert {
         dst: Some(dst.to_string()),
         bytes: c.bytes,
         summary: format!(
-            "{} sent {} within {window} (threshold {}), most to {dst}",
+            "{} sent {} within {window} (threshold {}{}), most to {dst}",
             c.principal,
             human_bytes(c.bytes),
-            human_bytes(c.threshold)
+            human_bytes(c.threshold),
+            c.rule.as_deref().map_or_else(String::new, |r| format!(", rule {}", crate::escape::printable(r))),
         ),
-        details: json!({ "window_secs": c.window.as_secs(), "threshold_bytes": c.threshold }),
+        details: json!({ "window_secs": c.window.as_secs(), "threshold_bytes": c.threshold, "rule": c.rule }),
     }
 }
 
-/// Alert when a principal's outbound bytes within `window` reach `bytes`.
+/// Alert when a principal's outbound bytes within `window` reach `bytes`, counting only what
+/// the rule's [`Scope`] covers (`scope = { who = [...], direction = ... }`, or a
+/// `[volume.scope]` table after the rule).
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct VolumeRule {
+    /// Names the rule in alerts (default: its window and threshold).
+    #[serde(default)]
+    pub name: Option<String>,
     #[serde(deserialize_with = "duration")]
     pub window: Duration,
     #[serde(deserialize_with = "byte_size")]
     pub bytes: u64,
     #[serde(default = "Severity::medium")]
     pub severity: Severity,
+    #[serde(default)]
+    pub scope: Scope,
 }
 
-/// A few MB within minutes is a file leaving, not a user's terminal session; tens of MB over
-/// a day catches the same done slowly. Backup and update servers belong in the nft allow-list.
+/// A few MB within minutes is a file leaving, not a user's terminal session; tens of MB over a
+/// day catches the same done slowly. People count in either direction (a pull over ssh is
+/// served by their session); services and hosts only for connections they open, so a web,
+/// database or backup server's serving never alerts while a service that sends out does.
 pub fn default_rules() -> Vec<VolumeRule> {
+    let rule = |name: &str, secs, bytes, severity, who: &[Who], direction| VolumeRule {
+        name: Some(name.into()),
+        window: Duration::from_secs(secs),
+        bytes,
+        severity,
+        scope: Scope::of(who, direction),
+    };
+    let (people, others) = (&[Who::People][..], &[Who::Services, Who::Hosts][..]);
     vec![
-        VolumeRule { window: Duration::from_secs(600), bytes: 4 << 20, severity: Severity::Medium },
-        VolumeRule { window: Duration::from_secs(86_400), bytes: 64 << 20, severity: Severity::High },
+        rule("people-10m", 600, 4 << 20, Severity::Medium, people, DirectionScope::Any),
+        rule("people-24h", 86_400, 64 << 20, Severity::High, people, DirectionScope::Any),
+        rule("services-10m", 600, 4 << 20, Severity::Medium, others, DirectionScope::Initiated),
+        rule("services-24h", 86_400, 64 << 20, Severity::High, others, DirectionScope::Initiated),
     ]
 }
 
@@ -209,15 +252,32 @@ mod tests {
 
     const S: i64 = 1_000_000;
 
+    const PEOPLE: Range = Range { lo: 1000, hi: 60000 };
+
+    fn rule(bytes: u64) -> VolumeRule {
+        VolumeRule {
+            name: None,
+            window: Duration::from_secs(600),
+            bytes,
+            severity: Severity::Medium,
+            scope: Scope::default(),
+        }
+    }
+
     fn detector() -> VolumeDetector {
-        VolumeDetector::new(&[VolumeRule { window: Duration::from_secs(600), bytes: 1000, severity: Severity::Medium }])
+        VolumeDetector::new(&[rule(1000)], PEOPLE)
+    }
+
+    fn sent(principal: Principal, ts_us: i64, bytes: u64) -> Sent {
+        let dst = Dst { addr: std::net::Ipv4Addr::new(203, 0, 113, 1).into(), port: 443, proto: 6 };
+        Sent { principal, gid: None, direction: Direction::Unknown, dst, ts_us, bytes }
     }
 
     fn feed(d: &mut VolumeDetector, who: Principal, packets: &[(i64, u64)]) -> Vec<Crossing> {
         let mut out = Vec::new();
         for &(ts, n) in packets {
             let mut c = d.counters;
-            d.observe(who, ts, n, &mut c, |cross| out.push(cross));
+            d.observe(&sent(who, ts, n), &mut c, |cross| out.push(cross));
             d.counters = c;
         }
         out
@@ -250,19 +310,19 @@ mod tests {
 
     #[test]
     fn a_flood_of_new_principals_evicts_idle_ones_never_a_sender_over_its_threshold() {
-        let mut d = VolumeDetector::with_cap(&detector().rules, 100);
+        let mut d = VolumeDetector::with_cap(&detector().rules, PEOPLE, 100);
         let mut c = VolumeCounters::default();
         let sender = Principal::Uid(1000);
         let mut alerts = 0;
-        d.observe(sender, 0, 1000, &mut c, |_| alerts += 1);
+        d.observe(&sent(sender, 0, 1000), &mut c, |_| alerts += 1);
         for i in 0..10_000u32 {
             let spoofed = Principal::Host(std::net::Ipv4Addr::from(0x0a00_0000 + i).into());
-            d.observe(spoofed, i64::from(i) * 1000, 1, &mut c, |_| alerts += 1);
+            d.observe(&sent(spoofed, i64::from(i) * 1000, 1), &mut c, |_| alerts += 1);
             assert!(d.principals.len() <= 100);
         }
         // Still over its threshold, so still there: no second alert for the same episode.
         assert!(d.principals.contains_key(&sender));
-        d.observe(sender, 10 * S, 1, &mut c, |_| alerts += 1);
+        d.observe(&sent(sender, 10 * S, 1), &mut c, |_| alerts += 1);
         assert_eq!(alerts, 1);
         assert!(c.principals_evicted >= 10_000 - 100, "{c:?}");
         assert_eq!(c.principals_full, 0);
@@ -274,5 +334,30 @@ mod tests {
         // 100 bytes every 90 s: at most 7 in any 10 minutes.
         let packets: Vec<_> = (0..100).map(|i| (i * 90 * S, 100)).collect();
         assert!(feed(&mut d, Principal::Uid(1), &packets).is_empty());
+    }
+
+    #[test]
+    fn shipped_rules_leave_serving_alone_and_catch_a_service_sending_out() {
+        let mut d = VolumeDetector::new(&default_rules(), PEOPLE);
+        let mut c = VolumeCounters::default();
+        let mut alerts = Vec::new();
+        let www = Principal::Uid(33);
+        for (i, direction) in [Direction::Served, Direction::Initiated].into_iter().enumerate() {
+            for k in 0..100 {
+                let s = Sent { direction, ..sent(www, (i as i64 * 1000 + k) * S, 1 << 20) };
+                d.observe(&s, &mut c, |x| alerts.push(x));
+            }
+        }
+        assert_eq!(alerts.len(), 2, "{alerts:?}");
+        assert!(alerts.iter().all(|a| a.ts_us >= 1000 * S), "served bytes counted: {alerts:?}");
+        assert_eq!(alerts[0].rule.as_deref(), Some("services-10m"));
+        // A person counts in either direction: an scp pull is served by their session.
+        let mut alerts = Vec::new();
+        for k in 0..5 {
+            let s = Sent { direction: Direction::Served, ..sent(Principal::Uid(1001), k * S, 1 << 20) };
+            d.observe(&s, &mut c, |x| alerts.push(x));
+        }
+        assert_eq!(alerts.len(), 1);
+        assert_eq!(alerts[0].rule.as_deref(), Some("people-10m"));
     }
 }
