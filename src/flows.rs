@@ -9,7 +9,7 @@ use rustc_hash::FxHashMap;
 
 use crate::decode::Direction;
 use crate::principal::{Dst, Principal};
-use crate::rows::{EgressRow, MINUTE_US};
+use crate::rows::{EgressRow, Sent, MINUTE_US};
 
 /// Open rows at most: 7/8 of 2^18, the most a hash table of 2^18 buckets holds before it
 /// doubles, so the cap bounds the table at about 23 MB.
@@ -51,16 +51,8 @@ pub struct FlowTable {
 
 impl FlowTable {
     /// Counts one packet; rows that close are pushed to `out`.
-    pub fn add(
-        &mut self,
-        principal: Principal,
-        gid: Option<u32>,
-        dst: Dst,
-        direction: Direction,
-        ts_us: i64,
-        bytes: u64,
-        out: &mut Vec<EgressRow>,
-    ) {
+    pub fn add(&mut self, s: &Sent, out: &mut Vec<EgressRow>) {
+        let Sent { principal, gid, direction, dst, ts_us, bytes } = *s;
         let minute_us = ts_us.div_euclid(MINUTE_US) * MINUTE_US;
         if self.open.len() >= MAX_FLOWS && !self.open.contains_key(&(principal, dst)) {
             self.early_flushes += 1;
@@ -120,6 +112,10 @@ impl FlowTable {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn sent(principal: Principal, dst: Dst, ts_us: i64, bytes: u64) -> Sent {
+        Sent { principal, gid: None, direction: Direction::Unknown, dst, ts_us, bytes }
+    }
     use std::net::{IpAddr, Ipv4Addr};
 
     fn dst(port: u16) -> Dst {
@@ -131,10 +127,10 @@ mod tests {
         let mut t = FlowTable::default();
         let mut out = Vec::new();
         let who = Principal::Uid(1);
-        t.add(who, None, dst(22), Direction::Unknown, 1_000, 100, &mut out);
-        t.add(who, None, dst(22), Direction::Unknown, 2_000, 50, &mut out);
+        t.add(&sent(who, dst(22), 1_000, 100), &mut out);
+        t.add(&sent(who, dst(22), 2_000, 50), &mut out);
         assert!(out.is_empty());
-        t.add(who, None, dst(22), Direction::Unknown, MINUTE_US + 5, 7, &mut out);
+        t.add(&sent(who, dst(22), MINUTE_US + 5, 7), &mut out);
         assert_eq!(out.len(), 1);
         assert_eq!((out[0].packets, out[0].bytes, out[0].first_us, out[0].last_us), (2, 150, 1_000, 2_000));
         t.sweep(2 * MINUTE_US, &mut out);
@@ -149,7 +145,7 @@ mod tests {
         let n = MAX_FLOWS as u32 + 10;
         for i in 0..n {
             let dst = Dst { addr: IpAddr::V4(Ipv4Addr::from(i)), port: 443, proto: 6 };
-            t.add(Principal::Uid(1), None, dst, Direction::Unknown, 0, 1, &mut out);
+            t.add(&sent(Principal::Uid(1), dst, 0, 1), &mut out);
         }
         assert_eq!(t.early_flushes, 1);
         assert_eq!(out.len(), MAX_FLOWS);
@@ -163,9 +159,9 @@ mod tests {
         let mut t = FlowTable::default();
         let mut out = Vec::new();
         let who = Principal::Uid(1);
-        t.add(who, None, dst(22), Direction::Unknown, 0, 10, &mut out);
-        t.add(who, None, dst(443), Direction::Unknown, 0, 900, &mut out);
-        t.add(Principal::Uid(2), None, dst(80), Direction::Unknown, 0, 5000, &mut out);
+        t.add(&sent(who, dst(22), 0, 10), &mut out);
+        t.add(&sent(who, dst(443), 0, 900), &mut out);
+        t.add(&sent(Principal::Uid(2), dst(80), 0, 5000), &mut out);
         assert_eq!(t.top_dst(who), Some(dst(443)));
     }
 }

@@ -23,7 +23,7 @@ use crate::detect::volume::VolumeDetector;
 use crate::detect::{Detector, Findings, Seen, Tick};
 use crate::flows::FlowTable;
 use crate::principal::Dst;
-use crate::rows::{DnsRow, EgressRow, RunTotals, MINUTE_US};
+use crate::rows::{DnsRow, EgressRow, RunTotals, Sent, MINUTE_US};
 use crate::source::audit::{AuditEvent, FileRead};
 use crate::source::FrameSink;
 
@@ -284,10 +284,11 @@ impl<O: Output> Pipeline<O> {
             self.tick(Tick::Minute(minute));
             self.pass_on();
         }
-        self.flows.add(principal, p.gid, dst, p.direction, p.ts_us, bytes, &mut self.pending);
+        let sent = Sent { principal, gid: p.gid, direction: p.direction, dst, ts_us: p.ts_us, bytes };
+        self.flows.add(&sent, &mut self.pending);
         self.stats.flows_early_flushes = self.flows.early_flushes;
 
-        let seen = Seen { packet: p, principal, dst, bytes, flows: &self.flows };
+        let seen = Seen { packet: p, sent, flows: &self.flows };
         for (_, d) in &mut self.detectors {
             d.packet(&seen, &mut self.found);
         }

@@ -4,6 +4,18 @@
 use crate::decode::Direction;
 use crate::principal::{Dst, Principal};
 
+/// One packet as the aggregates and rules see it: who sent how many bytes where, when.
+#[derive(Debug, Clone, Copy)]
+pub struct Sent {
+    pub principal: Principal,
+    /// The sending socket's group, for rules naming groups.
+    pub gid: Option<u32>,
+    pub direction: Direction,
+    pub dst: Dst,
+    pub ts_us: i64,
+    pub bytes: u64,
+}
+
 /// Aggregates are per minute of packet time.
 pub const MINUTE_US: i64 = 60_000_000;
 

@@ -39,7 +39,7 @@ const SAMPLES: usize = 5;
 type Conn = (IpAddr, IpAddr, u8, u16, u16);
 
 counters! {
-    ///
+    /// NETFILTER_PKT records and how they were judged.
     pub struct CrossCounters {
         /// NETFILTER_PKT records received.
         audit_packets => "audit_netfilter_pkt",

@@ -272,7 +272,7 @@ impl Default for IcmpConfig {
 impl Detector for IcmpDetector {
     fn packet(&mut self, seen: &Seen<'_, '_>, out: &mut Findings) {
         let mut c = self.counters;
-        self.observe(seen.packet, seen.principal, &mut c, &mut out.alerts);
+        self.observe(seen.packet, seen.sent.principal, &mut c, &mut out.alerts);
         self.counters = c;
     }
 

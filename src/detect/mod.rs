@@ -20,18 +20,15 @@ pub mod volume;
 use crate::alert::Alert;
 use crate::decode::Packet;
 use crate::flows::FlowTable;
-use crate::principal::{Dst, Principal};
-use crate::rows::DnsRow;
+use crate::rows::{DnsRow, Sent};
 use crate::source::audit::AuditEvent;
 
 /// One decoded packet and what the pipeline already worked out about it.
 pub struct Seen<'a, 'p> {
     pub packet: &'a Packet<'p>,
-    /// Who sent it (see [`crate::attribute`]).
-    pub principal: Principal,
-    pub dst: Dst,
-    /// Bytes on the wire, from the IP length.
-    pub bytes: u64,
+    /// Who sent how many bytes (from the IP length) where: the principal as
+    /// [`crate::attribute`] worked it out.
+    pub sent: Sent,
     /// This minute's flows, the packet included: where a principal's bytes went.
     pub flows: &'a FlowTable,
 }

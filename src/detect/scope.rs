@@ -172,7 +172,7 @@ impl Scope {
     /// `people`: the uids of login users.
     #[inline]
     pub fn applies(&self, who: Principal, gid: Option<u32>, people: Range, direction: Direction, dst: &Dst) -> bool {
-        let ids = |list: &[Account], uid: u32| list.iter().any(|a| *a == Account::Id(uid));
+        let ids = |list: &[Account], uid: u32| list.contains(&Account::Id(uid));
         let class = match who {
             Principal::Uid(u) if people.contains(u) => Who::People,
             Principal::Uid(_) => Who::Services,

@@ -376,8 +376,8 @@ impl SensitiveConfig {
 
 impl Detector for SensitiveDetector {
     fn packet(&mut self, seen: &Seen<'_, '_>, out: &mut Findings) {
-        if let Some(uid) = seen.principal.uid() {
-            self.egress(uid, seen.packet.ts_us, seen.dst, seen.bytes, &mut out.alerts);
+        if let Some(uid) = seen.sent.principal.uid() {
+            self.egress(uid, seen.packet.ts_us, seen.sent.dst, seen.sent.bytes, &mut out.alerts);
         }
     }
 

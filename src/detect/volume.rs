@@ -19,24 +19,12 @@ use super::scope::{DirectionScope, Range, Scope, Who};
 use super::tally::SlidingSum;
 use super::{Detector, Findings, Seen};
 use crate::alert::{Alert, AlertKind, Severity};
-use crate::decode::Direction;
-use crate::principal::{Dst, Principal};
+use crate::principal::Principal;
+use crate::rows::Sent;
 use crate::units::counters;
 use crate::units::de::{byte_size, duration};
 use crate::units::{human_bytes, human_duration};
 use serde::Deserialize;
-
-/// One packet as the rules see it.
-#[derive(Debug, Clone, Copy)]
-pub struct Sent {
-    pub principal: Principal,
-    /// The sending socket's group, for rules naming groups.
-    pub gid: Option<u32>,
-    pub direction: Direction,
-    pub dst: Dst,
-    pub ts_us: i64,
-    pub bytes: u64,
-}
 
 /// A principal crossed a rule's threshold.
 #[derive(Debug, Clone, PartialEq)]
@@ -167,15 +155,7 @@ impl VolumeDetector {
 impl Detector for VolumeDetector {
     fn packet(&mut self, seen: &Seen<'_, '_>, out: &mut Findings) {
         let mut c = self.counters;
-        let sent = Sent {
-            principal: seen.principal,
-            gid: seen.packet.gid,
-            direction: seen.packet.direction,
-            dst: seen.dst,
-            ts_us: seen.packet.ts_us,
-            bytes: seen.bytes,
-        };
-        self.observe(&sent, &mut c, |cross| out.alerts.push(alert(cross, seen)));
+        self.observe(&seen.sent, &mut c, |cross| out.alerts.push(alert(cross, seen)));
         self.counters = c;
     }
 
@@ -186,7 +166,7 @@ impl Detector for VolumeDetector {
 
 /// The alert names where most of the principal's bytes went this minute.
 fn alert(c: Crossing, seen: &Seen<'_, '_>) -> Alert {
-    let dst = seen.flows.top_dst(c.principal).unwrap_or(seen.dst);
+    let dst = seen.flows.top_dst(c.principal).unwrap_or(seen.sent.dst);
     let window = human_duration(c.window);
     Alert {
         ts_us: c.ts_us,
@@ -251,6 +231,9 @@ mod tests {
     use super::*;
 
     const S: i64 = 1_000_000;
+
+    use crate::decode::Direction;
+    use crate::principal::Dst;
 
     const PEOPLE: Range = Range { lo: 1000, hi: 60000 };
 

@@ -245,7 +245,7 @@ impl DnsDetector {
 impl Detector for DnsDetector {
     fn packet(&mut self, seen: &Seen<'_, '_>, out: &mut Findings) {
         let mut c = self.counters;
-        self.observe(seen.packet, seen.principal, &mut c, &mut out.alerts);
+        self.observe(seen.packet, seen.sent.principal, &mut c, &mut out.alerts);
         self.counters = c;
     }
 

@@ -82,7 +82,7 @@ pub fn remove(key: &str, file: &Path) -> Result<Vec<String>> {
         tool(&["augenrules"])?;
         done.push("regenerated /etc/audit/audit.rules with `augenrules`".into());
     }
-    tool(&["auditctl", "-D", "-k", &key])?;
+    tool(&["auditctl", "-D", "-k", key])?;
     done.push(format!("deleted the loaded rules with key {}", key));
     Ok(done)
 }
