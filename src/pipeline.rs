@@ -241,6 +241,13 @@ impl<O: Output> Pipeline<O> {
         self.pass_on();
     }
 
+    /// Egress stored by an earlier run, oldest first, before the first packet of this one.
+    pub fn resume(&mut self, row: &EgressRow) {
+        for (_, d) in &mut self.detectors {
+            d.resume(row);
+        }
+    }
+
     /// Live: time has moved on to `now_us` even without packets, so audit records waiting for
     /// their NFLOG packets are judged at the next [`flush`](Self::flush).
     pub fn advance(&mut self, now_us: i64) {

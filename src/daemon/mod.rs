@@ -30,6 +30,7 @@ use crate::source::audit::follow::Follower;
 use crate::source::audit::{AuditEvent, Reader};
 use crate::source::nflog::{NflogSource, Poll};
 use crate::store::writer::{Write, Writer};
+use crate::store::Store;
 use crate::trail::sign::Signer;
 use crate::trail::{Event, EventKind};
 use crate::units::wall_clock_us;
@@ -84,6 +85,7 @@ pub fn run(opts: Options) -> Result<()> {
     };
     let opened = Session::open(&db).context("database not writable (fix its permissions or pass --db)")?;
     let mut session = opened.start(&config, Some("run"), signer)?;
+    resume(&mut session, &config, &db);
     let run_id = session.run_id().context("the run was not recorded")?;
     let started_us = wall_clock_us();
     eprintln!(
@@ -307,6 +309,24 @@ fn reload(
     *config = new;
     eprintln!("exfilmon: configuration reloaded");
     session
+}
+
+/// Picks the detectors' windows up from what earlier runs stored, so a transfer split by a
+/// restart counts whole and an episode that alerted before does not alert again.
+fn resume(session: &mut Session, config: &Config, db: &Path) {
+    let longest = config.volume.iter().map(|r| r.window).max().unwrap_or_default();
+    let since = wall_clock_us().saturating_sub(i64::try_from(longest.as_micros()).unwrap_or(i64::MAX));
+    let mut rows = 0u64;
+    let read = Store::open_read(db).and_then(|past| {
+        past.each_egress_since(since, |row| {
+            rows += 1;
+            session.pipeline.resume(&row);
+        })
+    });
+    match read {
+        Ok(()) => tracing::info!("resumed the windows from {rows} stored egress rows"),
+        Err(e) => tracing::warn!("windows start empty: cannot read earlier egress: {e}"),
+    }
 }
 
 /// The trail's first word from a run: what is monitored, where alerts go, who signs.

@@ -20,7 +20,7 @@ pub mod volume;
 use crate::alert::Alert;
 use crate::decode::Packet;
 use crate::flows::FlowTable;
-use crate::rows::{DnsRow, Sent};
+use crate::rows::{DnsRow, EgressRow, Sent};
 use crate::source::audit::AuditEvent;
 
 /// One decoded packet and what the pipeline already worked out about it.
@@ -63,6 +63,13 @@ pub trait Detector: Send {
 
     fn tick(&mut self, tick: Tick, out: &mut Findings) {
         let _ = (tick, out);
+    }
+
+    /// A row the store kept from before this process started, oldest first: a restarted
+    /// monitor picks its windows up where the last one left them. Whatever crossed a threshold
+    /// then is taken as alerted then; nothing is raised from the past.
+    fn resume(&mut self, row: &EgressRow) {
+        let _ = row;
     }
 
     /// Each counter with its stored name (see [`counters!`](crate::units::counters)).

@@ -20,7 +20,7 @@ use super::tally::SlidingSum;
 use super::{Detector, Findings, Seen};
 use crate::alert::{Alert, AlertKind, Severity};
 use crate::principal::Principal;
-use crate::rows::Sent;
+use crate::rows::{EgressRow, Sent};
 use crate::units::counters;
 use crate::units::de::{byte_size, duration};
 use crate::units::{human_bytes, human_duration};
@@ -156,6 +156,21 @@ impl Detector for VolumeDetector {
     fn packet(&mut self, seen: &Seen<'_, '_>, out: &mut Findings) {
         let mut c = self.counters;
         self.observe(&seen.sent, &mut c, |cross| out.alerts.push(alert(cross, seen)));
+        self.counters = c;
+    }
+
+    fn resume(&mut self, row: &EgressRow) {
+        let sent = Sent {
+            principal: row.principal,
+            gid: row.gid,
+            direction: row.direction,
+            dst: row.dst,
+            ts_us: row.last_us,
+            bytes: row.bytes,
+        };
+        let mut c = self.counters;
+        // A crossing in the past sets the rule firing: the alert was raised then.
+        self.observe(&sent, &mut c, |_| {});
         self.counters = c;
     }
 
@@ -342,5 +357,28 @@ mod tests {
         }
         assert_eq!(alerts.len(), 1);
         assert_eq!(alerts[0].rule.as_deref(), Some("people-10m"));
+    }
+
+    #[test]
+    fn a_restart_resumes_the_windows_and_remembers_what_alerted() {
+        let row = |who: Principal, minute: i64, bytes: u64| EgressRow {
+            principal: who,
+            gid: None,
+            dst: sent(who, 0, 0).dst,
+            minute_us: minute * 60 * S,
+            packets: 10,
+            bytes,
+            first_us: minute * 60 * S,
+            last_us: minute * 60 * S + 30 * S,
+            direction: Direction::Unknown,
+        };
+        let (alice, bob) = (Principal::Uid(1001), Principal::Uid(1002));
+        let mut d = detector();
+        // Before the restart: alice sent 600 of a 1000-byte rule, bob 1200 (he alerted then).
+        d.resume(&row(alice, 0, 600));
+        d.resume(&row(bob, 0, 1200));
+        // After it: alice's next 500 make one alert, bob's next bytes are the same episode.
+        assert_eq!(feed(&mut d, alice, &[(90 * S, 500)]).len(), 1);
+        assert!(feed(&mut d, bob, &[(90 * S, 500)]).is_empty());
     }
 }

@@ -18,7 +18,8 @@ use rusqlite::{params, Connection, OpenFlags, OptionalExtension, TransactionBeha
 use rustc_hash::FxHashMap;
 
 use crate::alert::Alert;
-use crate::principal::Principal;
+use crate::decode::Direction;
+use crate::principal::{Dst, Principal};
 use crate::rows::{DnsRow, EgressRow, RunTotals};
 use crate::units::wall_clock_us;
 
@@ -120,6 +121,45 @@ impl Store {
 
     fn err(&self, e: rusqlite::Error) -> StoreError {
         sql_err(&self.path, e)
+    }
+
+    /// Every egress row of minutes from `since_us` on, oldest first, without collecting them.
+    pub fn each_egress_since(&self, since_us: i64, mut f: impl FnMut(EgressRow)) -> Result<(), StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT p.uid, p.host, p.gid, e.minute, e.proto, e.dst, e.dport, e.packets, e.bytes, e.first_seen,
+                        e.last_seen, e.direction
+                 FROM egress e JOIN principals p ON p.id = e.principal_id
+                 WHERE e.minute >= ?1 ORDER BY e.minute, e.last_seen",
+            )
+            .map_err(|e| self.err(e))?;
+        let mut rows = stmt.query([since_us]).map_err(|e| self.err(e))?;
+        while let Some(r) = rows.next().map_err(|e| self.err(e))? {
+            let principal = match (r.get::<_, Option<u32>>(0), r.get::<_, Option<String>>(1)) {
+                (Ok(Some(uid)), _) => Principal::Uid(uid),
+                (_, Ok(Some(host))) => match host.parse() {
+                    Ok(addr) => Principal::Host(addr),
+                    Err(_) => continue,
+                },
+                _ => continue,
+            };
+            let Ok(addr) = r.get::<_, String>(5).map(|a| a.parse()) else { continue };
+            let Ok(addr) = addr else { continue };
+            let get = |i| r.get::<_, i64>(i).unwrap_or(0);
+            f(EgressRow {
+                principal,
+                gid: r.get(2).unwrap_or(None),
+                dst: Dst { addr, port: u16::try_from(get(6)).unwrap_or(0), proto: u8::try_from(get(4)).unwrap_or(0) },
+                minute_us: get(3),
+                packets: u64::try_from(get(7)).unwrap_or(0),
+                bytes: u64::try_from(get(8)).unwrap_or(0),
+                first_us: get(9),
+                last_us: get(10),
+                direction: Direction::of_code(get(11)),
+            });
+        }
+        Ok(())
     }
 
     /// Gives principals their ids in this order (those new to the table), in one transaction.
