@@ -45,6 +45,8 @@ pub enum AlertKind {
     AuditMismatch,
     /// The audit trail went quiet: auditd stopped, auditing switched off, our rules removed.
     AuditOff,
+    /// An hour far above what the principal usually sends at that hour.
+    Baseline,
 }
 
 impl AlertKind {
@@ -58,6 +60,7 @@ impl AlertKind {
             AlertKind::SensitiveEgress => "sensitive_egress",
             AlertKind::AuditMismatch => "audit_mismatch",
             AlertKind::AuditOff => "audit_off",
+            AlertKind::Baseline => "baseline",
         }
     }
 }

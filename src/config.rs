@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use serde::{de, Deserialize, Deserializer};
 
+use crate::detect::baseline::BaselineConfig;
 use crate::detect::dns::DnsConfig;
 use crate::detect::icmp::IcmpConfig;
 use crate::detect::scope::{AccountsConfig, System};
@@ -29,6 +30,9 @@ pub struct Config {
     /// Which uids are people (login users) and which services.
     #[serde(default)]
     pub accounts: AccountsConfig,
+    /// "Unusual for this principal": hours far above its usual ones.
+    #[serde(default)]
+    pub baseline: BaselineConfig,
     /// `exfilmon run` switches to this user after binding the NFLOG group.
     #[serde(default)]
     pub user: Option<String>,
@@ -64,6 +68,7 @@ impl Default for Config {
             db: None,
             volume: crate::detect::volume::default_rules(),
             accounts: AccountsConfig::default(),
+            baseline: BaselineConfig::default(),
             user: None,
             nflog: NflogConfig::default(),
             nft: NftConfig::default(),
@@ -169,6 +174,9 @@ impl Config {
                 let at = text.match_indices("[[volume]]").nth(i).map_or(0, |(at, _)| at);
                 return Err(invalid(at, format!("[[volume]] rule {}: {e}", i + 1)));
             }
+        }
+        if let Err(e) = config.baseline.scope.resolve(&System) {
+            return Err(invalid(text.find("[baseline").unwrap_or(0), format!("[baseline] scope: {e}")));
         }
         Ok(config)
     }
@@ -296,6 +304,7 @@ mod tests {
         assert_eq!(c.dns, DnsConfig::default());
         assert_eq!(c.icmp, IcmpConfig::default());
         assert_eq!(c.volume, crate::detect::volume::default_rules());
+        assert_eq!(c.baseline, BaselineConfig::default());
     }
 
     #[test]

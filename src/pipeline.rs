@@ -15,6 +15,7 @@ use crate::attribute::Attribution;
 use crate::config::Config;
 use crate::decode::{self, DecodeError, Frame};
 use crate::detect::audit_off::AuditOff;
+use crate::detect::baseline::BaselineDetector;
 use crate::detect::crosscheck::AuditCrossCheck;
 use crate::detect::dns::DnsDetector;
 use crate::detect::icmp::IcmpDetector;
@@ -22,7 +23,7 @@ use crate::detect::sensitive::SensitiveDetector;
 use crate::detect::volume::VolumeDetector;
 use crate::detect::{Detector, Findings, Seen, Tick};
 use crate::flows::FlowTable;
-use crate::principal::Dst;
+use crate::principal::{Dst, Principal};
 use crate::rows::{DnsRow, EgressRow, RunTotals, Sent, MINUTE_US};
 use crate::source::audit::{AuditEvent, FileRead};
 use crate::source::FrameSink;
@@ -75,6 +76,12 @@ const REGISTRY: &[Entry] = &[
         same: |_, _| true,
     },
     Entry { name: "audit_off", wanted: |_, audit| audit, build: |_| Box::new(AuditOff), same: |_, _| true },
+    Entry {
+        name: "baseline",
+        wanted: |c, _| c.baseline.enabled,
+        build: |c| Box::new(BaselineDetector::new(&c.baseline, c.accounts.people)),
+        same: |a, b| a.baseline == b.baseline && a.accounts == b.accounts,
+    },
 ];
 
 /// Where the pipeline's results go: the store's writer, or a test's collector.
@@ -245,6 +252,13 @@ impl<O: Output> Pipeline<O> {
     pub fn resume(&mut self, row: &EgressRow) {
         for (_, d) in &mut self.detectors {
             d.resume(row);
+        }
+    }
+
+    /// A principal's stored bytes in one past hour, oldest first, before the first packet.
+    pub fn history(&mut self, principal: Principal, hour_us: i64, bytes: u64) {
+        for (_, d) in &mut self.detectors {
+            d.history(principal, hour_us, bytes);
         }
     }
 

@@ -25,6 +25,7 @@ use crate::config::Config;
 use crate::health::{Health, HealthUpdate, LossAlarm};
 use crate::nft::{self, NftError};
 use crate::pipeline::Pipeline;
+use crate::principal::Principal;
 use crate::session::{self, Session};
 use crate::source::audit::follow::Follower;
 use crate::source::audit::{AuditEvent, Reader};
@@ -316,8 +317,14 @@ fn reload(
 fn resume(session: &mut Session, config: &Config, db: &Path) {
     let longest = config.volume.iter().map(|r| r.window).max().unwrap_or_default();
     let since = wall_clock_us().saturating_sub(i64::try_from(longest.as_micros()).unwrap_or(i64::MAX));
+    let learn_since = wall_clock_us().saturating_sub(i64::from(config.baseline.days) * 86_400_000_000);
     let mut rows = 0u64;
     let read = Store::open_read(db).and_then(|past| {
+        if config.baseline.enabled {
+            past.each_uid_hour_since(learn_since, |uid, hour, bytes| {
+                session.pipeline.history(Principal::Uid(uid), hour, bytes)
+            })?;
+        }
         past.each_egress_since(since, |row| {
             rows += 1;
             session.pipeline.resume(&row);

@@ -8,6 +8,7 @@
 //! Adding one is a new file here plus an entry in `pipeline::REGISTRY` (and its config field).
 
 pub mod audit_off;
+pub mod baseline;
 pub mod crosscheck;
 pub mod dns;
 pub mod icmp;
@@ -20,6 +21,7 @@ pub mod volume;
 use crate::alert::Alert;
 use crate::decode::Packet;
 use crate::flows::FlowTable;
+use crate::principal::Principal;
 use crate::rows::{DnsRow, EgressRow, Sent};
 use crate::source::audit::AuditEvent;
 
@@ -70,6 +72,12 @@ pub trait Detector: Send {
     /// then is taken as alerted then; nothing is raised from the past.
     fn resume(&mut self, row: &EgressRow) {
         let _ = row;
+    }
+
+    /// A principal's bytes in one past hour, for detectors that learn what is usual; the
+    /// live monitor hands them the stored history before its first packet.
+    fn history(&mut self, principal: Principal, hour_us: i64, bytes: u64) {
+        let _ = (principal, hour_us, bytes);
     }
 
     /// Each counter with its stored name (see [`counters!`](crate::units::counters)).

@@ -16,6 +16,7 @@ use serde_json::{json, Value};
 use crate::decode::Direction;
 use crate::principal::{endpoint, proto_name, UserNames};
 use crate::store::{Store, StoreError};
+use crate::units::wall_clock_us;
 use table::{col, hidden, Cell, Table};
 
 /// Which rows a report covers.
@@ -50,6 +51,15 @@ impl UserNames {
     fn cell(&mut self, uid: Option<i64>) -> Cell {
         Cell::opt_text(uid.and_then(|u| u32::try_from(u).ok()).and_then(|u| self.get(u)))
     }
+}
+
+/// Days `report users` averages for its baseline column.
+const BASELINE_DAYS: i64 = 14;
+
+/// The start of today (UTC), in microseconds.
+fn today_start() -> i64 {
+    const DAY_US: i64 = 86_400_000_000;
+    wall_clock_us().div_euclid(DAY_US) * DAY_US
 }
 
 fn sql(store: &Store, e: rusqlite::Error) -> StoreError {
@@ -118,12 +128,16 @@ pub fn users(store: &Store, f: &Filter, names: &mut UserNames) -> Result<Table, 
         "SELECT p.uid, p.gid, p.host, sum(e.packets), sum(e.bytes),
                 count(DISTINCT e.dst || ' ' || e.dport || ' ' || e.proto), min(e.first_seen), max(e.last_seen),
                 (SELECT count(*) FROM alerts a WHERE a.principal_id = p.id AND a.ts >= ?1 AND a.ts < ?2),
-                sum(CASE WHEN e.direction = 2 THEN e.bytes ELSE 0 END)
+                sum(CASE WHEN e.direction = 2 THEN e.bytes ELSE 0 END),
+                sum(CASE WHEN e.minute >= ?5 THEN e.bytes ELSE 0 END), coalesce(max(b.per_day), 0)
          FROM egress e JOIN principals p ON p.id = e.principal_id
+         LEFT JOIN (SELECT principal_id, sum(bytes) / ?6 AS per_day FROM egress
+                    WHERE minute >= ?5 - ?6 * 86400000000 AND minute < ?5 GROUP BY principal_id) b
+           ON b.principal_id = p.id
          WHERE e.minute >= ?1 / 60000000 * 60000000 AND e.minute < ?2 AND (?3 IS NULL OR p.uid = ?3)
            AND (?4 IS NULL OR e.direction = ?4)
          GROUP BY p.id ORDER BY sum(e.bytes) DESC",
-        params![f.since(), f.until(), f.uid(), f.direction()],
+        params![f.since(), f.until(), f.uid(), f.direction(), today_start(), BASELINE_DAYS],
         |r| {
             let uid: Option<i64> = r.get(0)?;
             Ok(vec![
@@ -138,6 +152,8 @@ pub fn users(store: &Store, f: &Filter, names: &mut UserNames) -> Result<Table, 
                 Cell::Time(r.get(7)?),
                 Cell::Int(r.get(8)?),
                 Cell::Bytes(r.get(9)?),
+                Cell::Bytes(r.get(10)?),
+                Cell::Bytes(r.get(11)?),
             ])
         },
     )?;
@@ -156,6 +172,9 @@ pub fn users(store: &Store, f: &Filter, names: &mut UserNames) -> Result<Table, 
             col("alerts"),
             // Of the bytes, replies on connections remote peers opened (a web server's answers).
             col("served"),
+            // Sent today (UTC), and the mean of a day over the 14 days before.
+            col("today"),
+            col("baseline"),
         ],
         rows,
     })

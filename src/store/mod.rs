@@ -162,6 +162,25 @@ impl Store {
         Ok(())
     }
 
+    /// Each uid principal's bytes per hour from `since_us` on, oldest first (for baselines).
+    pub fn each_uid_hour_since(&self, since_us: i64, mut f: impl FnMut(u32, i64, u64)) -> Result<(), StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT p.uid, e.minute / 3600000000 * 3600000000 AS hour, sum(e.bytes)
+                 FROM egress e JOIN principals p ON p.id = e.principal_id
+                 WHERE e.minute >= ?1 AND p.uid IS NOT NULL GROUP BY p.uid, hour ORDER BY hour, p.uid",
+            )
+            .map_err(|e| self.err(e))?;
+        let mut rows = stmt.query([since_us]).map_err(|e| self.err(e))?;
+        while let Some(r) = rows.next().map_err(|e| self.err(e))? {
+            if let (Ok(uid), Ok(hour), Ok(bytes)) = (r.get::<_, u32>(0), r.get::<_, i64>(1), r.get::<_, i64>(2)) {
+                f(uid, hour, u64::try_from(bytes).unwrap_or(0));
+            }
+        }
+        Ok(())
+    }
+
     /// Gives principals their ids in this order (those new to the table), in one transaction.
     /// A replay's ids then follow the packets, whatever batches the writer made of them.
     pub fn name_principals(&mut self, principals: &[(Principal, Option<u32>)]) -> Result<(), StoreError> {
