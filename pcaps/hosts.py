@@ -4,7 +4,7 @@ are, with hundreds of hosts and no uid, for the replay determinism test (tests/d
 
 usage: hosts.py [OUT]        (default: many-hosts.pcap beside this script)
 
-Stdlib only and deterministic (a fixed linear congruential generator, fixed timestamps from
+Stdlib and synth.py's builders only, deterministic (a fixed linear congruential generator, fixed timestamps from
 2024-03-01T00:00:00Z): same script, same bytes. 320 senders in 10.20.0.0/16 over three
 minutes: TCP to a few dozen servers (some with 60 KB IP lengths, TSO-style, captured cut to
 96 bytes so the file stays small), DNS queries with per-host names under a dozen domains, and
@@ -14,6 +14,8 @@ file; nothing is sent anywhere.
 import os
 import struct
 import sys
+
+from synth import big_tcp4, dns_query, eth, icmp_echo, ipv4, tcp, udp
 
 BASE_TS = 1709251200  # 2024-03-01T00:00:00Z
 SNAP = 96
@@ -28,46 +30,6 @@ class Lcg:
         return (self.x >> 33) % n
 
 
-def csum(data):
-    if len(data) % 2:
-        data += b"\0"
-    s = sum(struct.unpack("!%dH" % (len(data) // 2), data))
-    while s >> 16:
-        s = (s & 0xFFFF) + (s >> 16)
-    return ~s & 0xFFFF
-
-
-def ipv4(src, dst, proto, payload, total=None):
-    length = total if total is not None else 20 + len(payload)
-    hdr = struct.pack("!BBHHHBBH4s4s", 0x45, 0, length, 0, 0x4000, 64, proto, 0, src, dst)
-    hdr = hdr[:10] + struct.pack("!H", csum(hdr)) + hdr[12:]
-    return hdr + payload
-
-
-def tcp(sport, dport, body=b""):
-    return struct.pack("!HHIIBBHHH", sport, dport, 1, 1, 5 << 4, 0x18, 65535, 0, 0) + body
-
-
-def udp(sport, dport, body):
-    return struct.pack("!HHHH", sport, dport, 8 + len(body), 0) + body
-
-
-def dns_query(qid, name):
-    q = b"".join(bytes([len(l)]) + l.encode() for l in name.split(".")) + b"\0"
-    return struct.pack("!HHHHHH", qid, 0x0100, 1, 0, 0, 0) + q + struct.pack("!HH", 1, 1)
-
-
-def icmp_echo(ident, seq):
-    body = bytes(range(56))
-    hdr = struct.pack("!BBHHH", 8, 0, 0, ident, seq)
-    c = csum(hdr + body)
-    return struct.pack("!BBHHH", 8, 0, c, ident, seq) + body
-
-
-def ether(ip):
-    return b"\x02\x00\x00\x00\x00\x02" + b"\x02\x00\x00\x00\x00\x01" + b"\x08\x00" + ip
-
-
 def main():
     out = sys.argv[1] if len(sys.argv) > 1 else os.path.join(os.path.dirname(__file__), "many-hosts.pcap")
     rng = Lcg(20240301)
@@ -77,25 +39,25 @@ def main():
     domains = ["example.com", "example.net", "example.org", "cdn.example", "mail.example", "corp.example",
                "updates.example", "api.example", "files.example", "shop.example", "news.example", "tv.example"]
     records = []
-    for t in range(0, 180_000_000, 40_000):  # 4,500 slots over three minutes
+    for t in range(0, 180_000_000, 60_000):  # 3,000 slots over three minutes
         host = rng.next(len(hosts))
         src = hosts[host]
         kind = rng.next(10)
         if kind < 6:
             dst = servers[rng.next(len(servers))]
             big = rng.next(4) == 0
-            ip = ipv4(src, dst, 6, tcp(40000 + host, 443), 60040 if big else None)
+            ip = big_tcp4(src, dst, 40000 + host, 443, t, 60040, 1) if big else ipv4(src, dst, tcp(40000 + host, 443, 1, 1, "PA", b"x" * 8))
         elif kind < 9:
             name = "h%d-%d.%s" % (host, rng.next(50), domains[rng.next(len(domains))])
-            ip = ipv4(src, resolver, 17, udp(50000 + host, 53, dns_query(rng.next(65536), name)))
+            ip = ipv4(src, resolver, udp(50000 + host, 53, dns_query(rng.next(65536), name, "A")))
         else:
-            ip = ipv4(src, servers[0], 1, icmp_echo(host, t // 1_000_000))
-        records.append((t, ether(ip)))
+            ip = ipv4(src, servers[0], icmp_echo(host, t // 1_000_000 % 65536, bytes(range(56))))
+        records.append((t, eth(ip)))
     # Three heavy senders: 120 TSO-sized packets each within a minute, ~7 MB apiece.
     for h in (7, 150, 299):
         for k in range(120):
             t = 60_000_000 + h * 1000 + k * 400_000
-            records.append((t, ether(ipv4(hosts[h], servers[h % 40], 6, tcp(41000, 22), 60040))))
+            records.append((t, eth(big_tcp4(hosts[h], servers[h % 40], 41000, 22, k, 60040, 1))))
     records.sort(key=lambda r: r[0])
     with open(out, "wb") as f:
         f.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, SNAP, 1))
