@@ -50,6 +50,22 @@ pub enum AlertKind {
 }
 
 impl AlertKind {
+    pub const ALL: [AlertKind; 8] = [
+        AlertKind::Volume,
+        AlertKind::DnsTunnel,
+        AlertKind::IcmpTunnel,
+        AlertKind::MonitorLoss,
+        AlertKind::SensitiveEgress,
+        AlertKind::AuditMismatch,
+        AlertKind::AuditOff,
+        AlertKind::Baseline,
+    ];
+
+    /// The kind a stored name stands for.
+    pub fn of_name(name: &str) -> Option<AlertKind> {
+        AlertKind::ALL.into_iter().find(|k| k.as_str() == name)
+    }
+
     /// The stable name used in JSON (`kind`), CSV and the database.
     pub fn as_str(self) -> &'static str {
         match self {

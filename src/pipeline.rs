@@ -21,7 +21,7 @@ use crate::detect::dns::DnsDetector;
 use crate::detect::icmp::IcmpDetector;
 use crate::detect::sensitive::SensitiveDetector;
 use crate::detect::volume::VolumeDetector;
-use crate::detect::{Detector, Findings, Seen, Tick};
+use crate::detect::{Detector, Findings, Past, Seen, Tick};
 use crate::flows::FlowTable;
 use crate::principal::{Dst, Principal};
 use crate::rows::{DnsRow, EgressRow, RunTotals, Sent, MINUTE_US};
@@ -248,10 +248,10 @@ impl<O: Output> Pipeline<O> {
         self.pass_on();
     }
 
-    /// Egress stored by an earlier run, oldest first, before the first packet of this one.
-    pub fn resume(&mut self, row: &EgressRow) {
+    /// What an earlier run stored, oldest first, before the first packet of this one.
+    pub fn resume(&mut self, past: Past<'_>) {
         for (_, d) in &mut self.detectors {
-            d.resume(row);
+            d.resume(past);
         }
     }
 

@@ -22,6 +22,7 @@ use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 
 use crate::alert::Severity;
 use crate::config::Config;
+use crate::detect::Past;
 use crate::health::{Health, HealthUpdate, LossAlarm};
 use crate::nft::{self, NftError};
 use crate::pipeline::Pipeline;
@@ -315,20 +316,25 @@ fn reload(
 /// Picks the detectors' windows up from what earlier runs stored, so a transfer split by a
 /// restart counts whole and an episode that alerted before does not alert again.
 fn resume(session: &mut Session, config: &Config, db: &Path) {
-    let longest = config.volume.iter().map(|r| r.window).max().unwrap_or_default();
-    let since = wall_clock_us().saturating_sub(i64::try_from(longest.as_micros()).unwrap_or(i64::MAX));
-    let learn_since = wall_clock_us().saturating_sub(i64::from(config.baseline.days) * 86_400_000_000);
+    let now = wall_clock_us();
+    let ago = |d: std::time::Duration| now.saturating_sub(i64::try_from(d.as_micros()).unwrap_or(i64::MAX));
+    let volume = config.volume.iter().map(|r| r.window).max().unwrap_or_default();
+    let longest = volume.max(config.dns.window).max(config.icmp.window);
+    let learn_since = now.saturating_sub(i64::from(config.baseline.days) * 86_400_000_000);
     let mut rows = 0u64;
+    let pipeline = &mut session.pipeline;
     let read = Store::open_read(db).and_then(|past| {
         if config.baseline.enabled {
             past.each_uid_hour_since(learn_since, |uid, hour, bytes| {
-                session.pipeline.history(Principal::Uid(uid), hour, bytes)
+                pipeline.history(Principal::Uid(uid), hour, bytes)
             })?;
         }
-        past.each_egress_since(since, |row| {
+        past.each_egress_since(ago(volume), |row| {
             rows += 1;
-            session.pipeline.resume(&row);
-        })
+            pipeline.resume(Past::Egress(&row));
+        })?;
+        past.each_dns_since(ago(config.dns.window), |row| pipeline.resume(Past::Dns(&row)))?;
+        past.each_alert_since(ago(longest), |alert| pipeline.resume(Past::Alert(&alert)))
     });
     match read {
         Ok(()) => tracing::info!("resumed the windows from {rows} stored egress rows"),

@@ -21,7 +21,7 @@ use rustc_hash::FxHashMap;
 use serde_json::json;
 
 use super::tally::{Episode, Step, Tally};
-use super::{Detector, Findings, Seen, Tick};
+use super::{Detector, Findings, Past, Seen, Tick};
 use crate::alert::Severity;
 use crate::alert::{Alert, AlertKind};
 use crate::decode::{Packet, L4};
@@ -276,6 +276,23 @@ impl Detector for IcmpDetector {
         self.counters = c;
     }
 
+    /// Only an alert before a restart is kept (payload hashes are not stored): its peer's
+    /// episode stays open for a window, so the same tunnel does not alert again.
+    fn resume(&mut self, past: Past<'_>) {
+        let Past::Alert(a) = past else { return };
+        let Some(dst) = a.dst.as_deref().and_then(|d| d.parse::<IpAddr>().ok()) else { return };
+        if a.kind != AlertKind::IcmpTunnel || self.peers.len() >= self.cfg.max_pairs {
+            return;
+        }
+        let carried = u32::try_from(a.bytes.max(self.cfg.carried_bytes)).unwrap_or(u32::MAX);
+        let peer =
+            self.peers.entry((a.principal, dst)).or_insert_with(|| Peer { min_payload: usize::MAX, ..Peer::default() });
+        peer.last_us = peer.last_us.max(a.ts_us);
+        peer.tally.add(a.ts_us, self.bucket_us, [0, 0, carried, 0]);
+        peer.carried = peer.carried.max(a.bytes);
+        peer.episode.update(true, false, peer.carried, self.cfg.escalate_bytes);
+    }
+
     fn tick(&mut self, tick: Tick, _out: &mut Findings) {
         if let Tick::Minute(minute_us) = tick {
             self.sweep(minute_us);
@@ -367,6 +384,22 @@ mod tests {
         assert_eq!(alerts[0].details["requests"], 9);
         let steps: Vec<_> = alerts.iter().map(|a| a.details["escalation"].as_u64().unwrap()).collect();
         assert_eq!(steps, vec![0, 1], "escalation at 256 KiB, the next would be at 1 MiB");
+    }
+
+    #[test]
+    fn an_alert_before_a_restart_keeps_its_episode_open() {
+        let mut first = IcmpDetector::new(&IcmpConfig::default());
+        let mut c = IcmpCounters::default();
+        let mut alerts = Vec::new();
+        for seq in 0..20u64 {
+            alerts.extend(echo(&mut first, &mut c, seq as i64 * S / 10, false, 8, &noise(seq, 1000)));
+        }
+        assert_eq!(alerts.len(), 1);
+        let mut again = IcmpDetector::new(&IcmpConfig::default());
+        again.resume(Past::Alert(&alerts[0]));
+        for seq in 20..40u64 {
+            assert!(echo(&mut again, &mut c, seq as i64 * S / 10, false, 8, &noise(seq, 1000)).is_empty());
+        }
     }
 
     #[test]

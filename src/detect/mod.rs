@@ -45,6 +45,14 @@ pub enum Tick {
     Flush(i64),
 }
 
+/// A stored record from an earlier run, for [`Detector::resume`].
+#[derive(Debug, Clone, Copy)]
+pub enum Past<'a> {
+    Egress(&'a EgressRow),
+    Dns(&'a DnsRow),
+    Alert(&'a Alert),
+}
+
 /// What detectors produce: alerts, and rows of their own to store.
 #[derive(Debug, Default)]
 pub struct Findings {
@@ -67,11 +75,11 @@ pub trait Detector: Send {
         let _ = (tick, out);
     }
 
-    /// A row the store kept from before this process started, oldest first: a restarted
+    /// What the store kept from before this process started, oldest first: a restarted
     /// monitor picks its windows up where the last one left them. Whatever crossed a threshold
     /// then is taken as alerted then; nothing is raised from the past.
-    fn resume(&mut self, row: &EgressRow) {
-        let _ = row;
+    fn resume(&mut self, past: Past<'_>) {
+        let _ = past;
     }
 
     /// A principal's bytes in one past hour, for detectors that learn what is usual; the

@@ -17,10 +17,10 @@ use serde_json::json;
 
 use super::scope::{DirectionScope, Range, Scope, Who};
 use super::tally::SlidingSum;
-use super::{Detector, Findings, Seen};
+use super::{Detector, Findings, Past, Seen};
 use crate::alert::{Alert, AlertKind, Severity};
 use crate::principal::Principal;
-use crate::rows::{EgressRow, Sent};
+use crate::rows::Sent;
 use crate::units::counters;
 use crate::units::de::{byte_size, duration};
 use crate::units::{human_bytes, human_duration};
@@ -159,7 +159,8 @@ impl Detector for VolumeDetector {
         self.counters = c;
     }
 
-    fn resume(&mut self, row: &EgressRow) {
+    fn resume(&mut self, past: Past<'_>) {
+        let Past::Egress(row) = past else { return };
         let sent = Sent {
             principal: row.principal,
             gid: row.gid,
@@ -249,6 +250,7 @@ mod tests {
 
     use crate::decode::Direction;
     use crate::principal::Dst;
+    use crate::rows::EgressRow;
 
     const PEOPLE: Range = Range { lo: 1000, hi: 60000 };
 
@@ -375,8 +377,8 @@ mod tests {
         let (alice, bob) = (Principal::Uid(1001), Principal::Uid(1002));
         let mut d = detector();
         // Before the restart: alice sent 600 of a 1000-byte rule, bob 1200 (he alerted then).
-        d.resume(&row(alice, 0, 600));
-        d.resume(&row(bob, 0, 1200));
+        d.resume(Past::Egress(&row(alice, 0, 600)));
+        d.resume(Past::Egress(&row(bob, 0, 1200)));
         // After it: alice's next 500 make one alert, bob's next bytes are the same episode.
         assert_eq!(feed(&mut d, alice, &[(90 * S, 500)]).len(), 1);
         assert!(feed(&mut d, bob, &[(90 * S, 500)]).is_empty());

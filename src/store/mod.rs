@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, TransactionBehavior};
 use rustc_hash::FxHashMap;
 
-use crate::alert::Alert;
+use crate::alert::{Alert, AlertKind, Severity};
 use crate::decode::Direction;
 use crate::principal::{Dst, Principal};
 use crate::rows::{DnsRow, EgressRow, RunTotals};
@@ -125,15 +125,97 @@ impl Store {
 
     /// Every egress row of minutes from `since_us` on, oldest first, without collecting them.
     pub fn each_egress_since(&self, since_us: i64, mut f: impl FnMut(EgressRow)) -> Result<(), StoreError> {
-        let mut stmt = self
-            .conn
-            .prepare(
-                "SELECT p.uid, p.host, p.gid, e.minute, e.proto, e.dst, e.dport, e.packets, e.bytes, e.first_seen,
-                        e.last_seen, e.direction
-                 FROM egress e JOIN principals p ON p.id = e.principal_id
-                 WHERE e.minute >= ?1 ORDER BY e.minute, e.last_seen",
-            )
-            .map_err(|e| self.err(e))?;
+        self.each_since(
+            "SELECT p.uid, p.host, p.gid, e.minute, e.proto, e.dst, e.dport, e.packets, e.bytes, e.first_seen,
+                    e.last_seen, e.direction
+             FROM egress e JOIN principals p ON p.id = e.principal_id
+             WHERE e.minute >= ?1 ORDER BY e.minute, e.last_seen",
+            since_us,
+            |principal, r| {
+                let addr = r.get::<_, String>(5).ok()?.parse().ok()?;
+                let get = |i| r.get::<_, i64>(i).unwrap_or(0);
+                f(EgressRow {
+                    principal,
+                    gid: r.get(2).unwrap_or(None),
+                    dst: Dst {
+                        addr,
+                        port: u16::try_from(get(6)).unwrap_or(0),
+                        proto: u8::try_from(get(4)).unwrap_or(0),
+                    },
+                    minute_us: get(3),
+                    packets: u64::try_from(get(7)).unwrap_or(0),
+                    bytes: u64::try_from(get(8)).unwrap_or(0),
+                    first_us: get(9),
+                    last_us: get(10),
+                    direction: Direction::of_code(get(11)),
+                });
+                Some(())
+            },
+        )
+    }
+
+    /// Every DNS row of minutes from `since_us` on, oldest first (without samples).
+    pub fn each_dns_since(&self, since_us: i64, mut f: impl FnMut(DnsRow)) -> Result<(), StoreError> {
+        self.each_since(
+            "SELECT p.uid, p.host, p.gid, d.minute, d.domain, d.queries, d.unique_names, d.name_bytes, d.suspicious,
+                    d.flags
+             FROM dns d JOIN principals p ON p.id = d.principal_id WHERE d.minute >= ?1 ORDER BY d.minute",
+            since_us,
+            |principal, r| {
+                let get = |i| u32::try_from(r.get::<_, i64>(i).unwrap_or(0)).unwrap_or(u32::MAX);
+                f(DnsRow {
+                    principal,
+                    gid: r.get(2).unwrap_or(None),
+                    domain: r.get(4).ok()?,
+                    minute_us: r.get(3).ok()?,
+                    queries: get(5),
+                    unique: get(6),
+                    name_bytes: u64::try_from(r.get::<_, i64>(7).unwrap_or(0)).unwrap_or(0),
+                    suspicious: get(8),
+                    flags: get(9),
+                    samples: Vec::new(),
+                });
+                Some(())
+            },
+        )
+    }
+
+    /// Every alert from `since_us` on, oldest first.
+    pub fn each_alert_since(&self, since_us: i64, mut f: impl FnMut(Alert)) -> Result<(), StoreError> {
+        self.each_since(
+            "SELECT p.uid, p.host, a.ts, a.kind, a.severity, a.dst, a.bytes, a.summary, a.details
+             FROM alerts a JOIN principals p ON p.id = a.principal_id WHERE a.ts >= ?1 ORDER BY a.ts",
+            since_us,
+            |principal, r| {
+                let severity = match r.get::<_, String>(4).ok()?.as_str() {
+                    "high" => Severity::High,
+                    "low" => Severity::Low,
+                    _ => Severity::Medium,
+                };
+                f(Alert {
+                    ts_us: r.get(2).ok()?,
+                    kind: AlertKind::of_name(&r.get::<_, String>(3).ok()?)?,
+                    severity,
+                    principal,
+                    dst: r.get(5).ok()?,
+                    bytes: u64::try_from(r.get::<_, i64>(6).ok()?).unwrap_or(0),
+                    summary: r.get(7).ok()?,
+                    details: serde_json::from_str(&r.get::<_, String>(8).ok()?).unwrap_or_default(),
+                });
+                Some(())
+            },
+        )
+    }
+
+    /// Runs `query` (its first columns a principal's uid and host, `?1` the bound) and hands
+    /// each row to `f`; rows `f` cannot read (`None`) are skipped.
+    fn each_since(
+        &self,
+        query: &str,
+        since_us: i64,
+        mut f: impl FnMut(Principal, &rusqlite::Row<'_>) -> Option<()>,
+    ) -> Result<(), StoreError> {
+        let mut stmt = self.conn.prepare(query).map_err(|e| self.err(e))?;
         let mut rows = stmt.query([since_us]).map_err(|e| self.err(e))?;
         while let Some(r) = rows.next().map_err(|e| self.err(e))? {
             let principal = match (r.get::<_, Option<u32>>(0), r.get::<_, Option<String>>(1)) {
@@ -144,20 +226,7 @@ impl Store {
                 },
                 _ => continue,
             };
-            let Ok(addr) = r.get::<_, String>(5).map(|a| a.parse()) else { continue };
-            let Ok(addr) = addr else { continue };
-            let get = |i| r.get::<_, i64>(i).unwrap_or(0);
-            f(EgressRow {
-                principal,
-                gid: r.get(2).unwrap_or(None),
-                dst: Dst { addr, port: u16::try_from(get(6)).unwrap_or(0), proto: u8::try_from(get(4)).unwrap_or(0) },
-                minute_us: get(3),
-                packets: u64::try_from(get(7)).unwrap_or(0),
-                bytes: u64::try_from(get(8)).unwrap_or(0),
-                first_us: get(9),
-                last_us: get(10),
-                direction: Direction::of_code(get(11)),
-            });
+            f(principal, r);
         }
         Ok(())
     }

@@ -20,6 +20,7 @@ mod alert;
 mod config;
 mod pair;
 mod raw;
+mod resume;
 mod rows;
 
 use std::hash::RandomState;
@@ -28,7 +29,7 @@ use std::net::IpAddr;
 use rustc_hash::{FxHashMap, FxHashSet};
 
 use super::tally::BUCKETS;
-use super::{Detector, Findings, Seen, Tick};
+use super::{Detector, Findings, Past, Seen, Tick};
 use crate::alert::Alert;
 use crate::decode::dns;
 use crate::decode::{Packet, L4};
@@ -249,6 +250,12 @@ impl Detector for DnsDetector {
         self.counters = c;
     }
 
+    fn resume(&mut self, past: Past<'_>) {
+        if let Past::Dns(row) = past {
+            self.resume_row(row);
+        }
+    }
+
     fn tick(&mut self, tick: Tick, out: &mut Findings) {
         match tick {
             Tick::Minute(minute_us) => self.sweep(minute_us),
@@ -364,6 +371,32 @@ mod tests {
         }
         assert_eq!(t.alerts.len(), 1);
         assert_eq!(t.alerts[0].details["rules"], json!(["unique_names"]));
+    }
+
+    /// `n` names asked before a restart, as the store keeps them (rows), resumed into a new
+    /// detector; then `m` more.
+    fn across_a_restart(n: i64, m: i64) -> Vec<Alert> {
+        let mut before = Drive::new(DnsConfig::default());
+        for i in 0..n {
+            before.ask(i * S, ALICE, &format!("p{i}.t.tun.example"), 1);
+        }
+        before.d.drain();
+        let mut after = Drive::new(DnsConfig::default());
+        for row in before.d.take_rows() {
+            after.d.resume(Past::Dns(&row));
+        }
+        for i in n..n + m {
+            after.ask(i * S, ALICE, &format!("p{i}.t.tun.example"), 1);
+        }
+        after.alerts
+    }
+
+    #[test]
+    fn a_restart_keeps_the_pairs_window_and_its_episode() {
+        // 60 unique names, a restart, 50 more: one alert for the 100 unique names rule.
+        assert_eq!(across_a_restart(60, 50).len(), 1);
+        // 120 (alerted before the restart), then 10 more: the same episode, no second alert.
+        assert!(across_a_restart(120, 10).is_empty());
     }
 
     #[test]

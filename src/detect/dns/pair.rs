@@ -1,11 +1,11 @@
 //! Pair state: one (principal, registered domain), its sliding tallies, its episode and its
 //! minute row; a query updates it and may open or escalate the episode.
 
+use std::hash::BuildHasher;
+
 use super::alert::{display, display_name, pair_alert};
 use super::rows::{row_flags, ALERT_SAMPLES, ROW_SAMPLES, STORED_SAMPLES_PER_PAIR};
 use super::{DnsCounters, DnsDetector};
-use std::hash::BuildHasher;
-
 use crate::alert::Alert;
 use crate::decode::dns::{Flags, Query, MAX_NAME_LEN};
 use crate::decode::Packet;
@@ -38,6 +38,36 @@ pub(super) struct Pair {
     pub(super) stored_samples: u32,
     pub(super) row: DnsRow,
     pub(super) last_us: i64,
+}
+
+impl Pair {
+    pub(super) fn new(domain: String, who: Principal, gid: Option<u32>, minute_us: i64, ts: i64) -> Pair {
+        Pair {
+            domain,
+            gid,
+            tally: Tally::default(),
+            episode: Episode::default(),
+            carried: 0,
+            types: [0; MIX.len() + 1],
+            longest_name: 0,
+            alphabets: 0,
+            samples: Vec::new(),
+            stored_samples: 0,
+            row: DnsRow {
+                principal: who,
+                gid,
+                domain: String::new(),
+                minute_us,
+                queries: 0,
+                unique: 0,
+                name_bytes: 0,
+                suspicious: 0,
+                flags: 0,
+                samples: Vec::new(),
+            },
+            last_us: ts,
+        }
+    }
 }
 
 /// Types ordinary programs do not ask for, but tunnels do: they carry more data in answers.
@@ -107,31 +137,7 @@ impl DnsDetector {
             return;
         }
         let minute_us = ts.div_euclid(MINUTE_US) * MINUTE_US;
-        let pair = self.pairs.entry(key).or_insert_with(|| Pair {
-            domain: display(registered),
-            gid: p.gid,
-            tally: Tally::default(),
-            episode: Episode::default(),
-            carried: 0,
-            types: [0; MIX.len() + 1],
-            longest_name: 0,
-            alphabets: 0,
-            samples: Vec::new(),
-            stored_samples: 0,
-            row: DnsRow {
-                principal: who,
-                gid: p.gid,
-                domain: String::new(),
-                minute_us,
-                queries: 0,
-                unique: 0,
-                name_bytes: 0,
-                suspicious: 0,
-                flags: 0,
-                samples: Vec::new(),
-            },
-            last_us: ts,
-        });
+        let pair = self.pairs.entry(key).or_insert_with(|| Pair::new(display(registered), who, p.gid, minute_us, ts));
         pair.last_us = pair.last_us.max(ts);
         pair.gid = p.gid.or(pair.gid);
 
