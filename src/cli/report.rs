@@ -1,6 +1,7 @@
 //! `exfilmon report`: aureport-style summaries.
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
@@ -16,7 +17,8 @@ use crate::store::Store;
 #[command(after_help = "\
 Times (--since, --until) take RFC 3339 (2026-11-22T08:00:00Z), a date (2026-11-22), an age
 (2h, 30m, 7d) or now, recent (10 minutes ago), today, yesterday, this-week, this-month,
-this-year. Table output shows user names for uids; JSON and CSV carry uid and user both.")]
+this-year. Table output shows user names for uids; JSON and CSV carry uid and user both.
+`html` writes one page that loads nothing (open it offline); times in it are UTC.")]
 pub struct ReportArgs {
     #[command(subcommand)]
     pub what: Option<What>,
@@ -44,7 +46,7 @@ pub struct ReportOpts {
     pub common: Common,
 }
 
-#[derive(Debug, Subcommand, Clone, Copy)]
+#[derive(Debug, Subcommand, Clone)]
 pub enum What {
     /// Totals, alerts by kind, top senders and destinations (the default).
     Summary,
@@ -65,6 +67,17 @@ pub enum What {
     /// The monitor's own events, oldest first: started, stopped, reloaded, ruleset missing or
     /// changed, sink failures, database errors, packet loss.
     Events,
+    /// One self-contained HTML page to look at: egress per sender over time with alerts marked,
+    /// top destinations and domains, DNS pairs, monitor health, a section per sender. It runs no
+    /// script and loads nothing, so it opens offline or from a mail attachment.
+    Html(HtmlArgs),
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct HtmlArgs {
+    /// Write the page to FILE [default: standard output, unless it is a terminal].
+    #[arg(long, short = 'o', value_name = "FILE")]
+    pub output: Option<PathBuf>,
 }
 
 #[derive(Debug, Args, Clone, Copy)]
@@ -99,7 +112,7 @@ pub fn run(args: &ReportArgs) -> Result<()> {
     let mut names = UserNames::default();
     let format = o.format.format;
     let mut out = std::io::stdout().lock();
-    match args.what.unwrap_or(What::Summary) {
+    match args.what.as_ref().unwrap_or(&What::Summary) {
         What::Summary => {
             let s = report::summary(&store, &filter, &mut names)?;
             match format {
@@ -132,6 +145,17 @@ pub fn run(args: &ReportArgs) -> Result<()> {
         What::Dns(a) => report::dns::dns(&store, &filter, &mut names, a.top)?.write(format, &mut out)?,
         What::Files => {
             report::files::files(&store, &filter, &mut names, config.sensitive.window)?.write(format, &mut out)?
+        }
+        What::Html(a) => {
+            let page = report::html::Page { generated_on: crate::sink::hostname(), now_us: now.timestamp_micros() };
+            let text = report::html::html(&store, &filter, &mut names, &page)?;
+            match &a.output {
+                Some(path) => std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))?,
+                None if out.is_terminal() => {
+                    anyhow::bail!("report html writes a page, not a terminal's text: give --output FILE or redirect it")
+                }
+                None => out.write_all(text.as_bytes())?,
+            }
         }
     }
     out.flush()?;
