@@ -71,6 +71,9 @@ pub enum What {
     /// top destinations and domains, DNS pairs, monitor health, a section per sender. It runs no
     /// script and loads nothing, so it opens offline or from a mail attachment.
     Html(HtmlArgs),
+    /// Egress over time in the terminal: a sparkline per sender (its total beside it), marks
+    /// under the columns where it raised alerts. --format json|csv gives the numbers instead.
+    Timeline(TimelineArgs),
 }
 
 #[derive(Debug, Args, Clone)]
@@ -78,6 +81,16 @@ pub struct HtmlArgs {
     /// Write the page to FILE [default: standard output, unless it is a terminal].
     #[arg(long, short = 'o', value_name = "FILE")]
     pub output: Option<PathBuf>,
+}
+
+#[derive(Debug, Args, Clone, Copy)]
+pub struct TimelineArgs {
+    /// Columns to fit [default: the terminal's width, else $COLUMNS, else 80].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(40..))]
+    pub width: Option<u16>,
+    /// Senders shown, most bytes first; the rest share one row.
+    #[arg(long, default_value_t = 20, value_name = "N")]
+    pub top: usize,
 }
 
 #[derive(Debug, Args, Clone, Copy)]
@@ -157,7 +170,28 @@ pub fn run(args: &ReportArgs) -> Result<()> {
                 None => out.write_all(text.as_bytes())?,
             }
         }
+        What::Timeline(a) => {
+            let width = a.width.map(usize::from).unwrap_or_else(terminal_width);
+            let t = report::timeline::timeline(&store, &filter, &mut names, width, a.top, now.timestamp_micros())?;
+            match format {
+                Format::Table => {
+                    let color = report::timeline::use_color(out.is_terminal(), std::env::var_os("NO_COLOR").as_deref());
+                    t.write(&mut out, color)?
+                }
+                _ => t.table().write(format, &mut out)?,
+            }
+        }
     }
     out.flush()?;
     Ok(())
+}
+
+/// The terminal's width on standard output, else `$COLUMNS`, else 80; never below what a
+/// timeline fits in.
+fn terminal_width() -> usize {
+    terminal_size::terminal_size_of(std::io::stdout())
+        .map(|(w, _)| usize::from(w.0))
+        .or_else(|| std::env::var("COLUMNS").ok()?.trim().parse().ok())
+        .unwrap_or(80)
+        .max(report::timeline::MIN_WIDTH)
 }

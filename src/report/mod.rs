@@ -11,6 +11,7 @@ pub mod health;
 pub mod html;
 pub mod series;
 pub mod table;
+pub mod timeline;
 pub mod when;
 
 use rusqlite::{params, Row};
