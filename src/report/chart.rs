@@ -19,6 +19,8 @@ const RIGHT: f64 = 12.0;
 const TOP: f64 = 10.0;
 /// Below the plot: alert flags, then the time labels.
 const BELOW: f64 = 42.0;
+/// Flags beyond this many get no line across the plot, only their triangle.
+const MAX_FLAG_LINES: usize = 60;
 
 /// What the y axis counts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -271,22 +273,31 @@ impl Chart<'_> {
             t += tick;
         }
 
-        // Alert flags on the same axis.
+        // Alert flags on the same axis: a triangle under it, and a line across the plot while
+        // there are few enough for lines to stay apart (a month of hourly alerts would hide
+        // the data behind them).
+        let lines = self.flags.len() <= MAX_FLAG_LINES;
+        let half = (plot_w / count as f64 / 2.0).clamp(2.0, 5.0);
         for f in &self.flags {
             if f.bucket >= count {
                 continue;
             }
             let cx = (x(f.bucket) + x(f.bucket + 1)) / 2.0;
+            let line = if lines {
+                format!(r#"<line x1="{cx}" x2="{cx}" y1="{top}" y2="{b}"/>"#, cx = n(cx), top = n(TOP), b = n(bottom))
+            } else {
+                String::new()
+            };
             let _ = write!(
                 s,
-                r##"<a href="#{href}"><g class="flag {sev}"><title>{title}</title><line x1="{cx}" x2="{cx}" y1="{top}" y2="{b}"/><path d="M{cx},{b2}l5,9h-10Z"/></g></a>"##,
+                r##"<a href="#{href}"><g class="flag {sev}"><title>{title}</title>{line}<path d="M{cx},{b2}l{half},9h-{w}Z"/></g></a>"##,
                 href = html(&f.href),
                 sev = severity_class(f.severity),
                 title = html(&f.title),
                 cx = n(cx),
-                top = n(TOP),
-                b = n(bottom),
                 b2 = n(bottom + 2.0),
+                half = n(half),
+                w = n(2.0 * half),
             );
         }
 
@@ -373,6 +384,30 @@ mod tests {
         // Baseline to the end of bucket 0, up, across two buckets, down, across, close.
         assert_eq!(d.matches('V').count(), 3, "{d}");
         assert_eq!(d.matches('H').count(), 3, "{d}");
+    }
+
+    #[test]
+    fn many_flags_keep_their_triangles_but_lose_their_lines() {
+        let b = buckets(200);
+        let values = [1; 200];
+        let svg = |n: usize| {
+            Chart {
+                title: "t",
+                buckets: &b,
+                layers: vec![Layer { label: "a", values: &values, color: "#000" }],
+                flags: (0..n)
+                    .map(|i| Flag { bucket: i, severity: 2, title: "x".into(), href: "alerts".into() })
+                    .collect(),
+                scale: Scale::Bytes,
+                height: 200.0,
+                hover: false,
+            }
+            .svg()
+        };
+        let few = svg(MAX_FLAG_LINES);
+        assert_eq!((few.matches("<line x1=").count(), few.matches("class=\"flag").count()), (60, 60));
+        let many = svg(150);
+        assert_eq!((many.matches("<line x1=").count(), many.matches("class=\"flag").count()), (0, 150));
     }
 
     #[test]

@@ -21,7 +21,7 @@ use rusqlite::params;
 
 use super::chart::{self, bucket_time, severity_class, Chart, Flag, Layer, Scale};
 use super::series::{self, Buckets, Egress, Mark, Sender, Span, OTHERS};
-use super::table::{Cell, Table};
+use super::table::{col, Cell, Table};
 use super::{select, Filter};
 use crate::escape;
 use crate::principal::{endpoint, proto_name, UserNames};
@@ -82,18 +82,15 @@ fn esc(s: &str) -> Cow<'_, str> {
 
 pub fn html(store: &Store, f: &Filter, names: &mut UserNames, page: &Page) -> Result<String, StoreError> {
     let span = series::span(store, f, page.now_us)?;
-    let summary = super::summary(store, f, names)?;
     let mut out = String::with_capacity(256 * 1024);
     head(&mut out, span, f, page);
     let Some(span) = span else {
-        out.push_str("<p class=\"note\">No egress or alert recorded in this range.</p>");
-        section_table(&mut out, "summary", "Summary", &summary.totals);
-        out.push_str("</main></body></html>\n");
+        out.push_str("<p class=\"note\">No egress or alert recorded in this range.</p></main></body></html>\n");
         return Ok(out);
     };
     let d = Data::load(store, f, names, span)?;
     d.nav(&mut out);
-    d.summary(&mut out, &summary.totals);
+    d.summary(&mut out);
     d.egress_chart(&mut out);
     d.alerts(&mut out);
     d.destinations(&mut out);
@@ -138,7 +135,9 @@ fn head(out: &mut String, span: Option<Span>, f: &Filter, page: &Page) {
 struct Data {
     buckets: Buckets,
     senders: Vec<Sender>,
-    all_senders: usize,
+    totals: series::Senders,
+    /// Runs recorded, malformed frames skipped, frames ignored.
+    runs_recorded: (i64, i64, i64),
     egress: Egress,
     marks: Vec<Mark>,
     lost: Vec<i64>,
@@ -186,8 +185,18 @@ struct DomainRow {
 impl Data {
     fn load(store: &Store, f: &Filter, names: &mut UserNames, span: Span) -> Result<Data, StoreError> {
         let buckets = Buckets::rollup(span);
-        let (senders, all_senders) = series::senders(store, f, names, SENDER_SECTIONS)?;
+        let mut totals = series::senders(store, f, names, SENDER_SECTIONS)?;
+        let senders = std::mem::take(&mut totals.top);
         let ids: Vec<i64> = senders.iter().map(|s| s.id).collect();
+        let runs_recorded = select(
+            store,
+            "SELECT count(*), coalesce(sum(malformed), 0), coalesce(sum(ignored), 0) FROM runs",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )?
+        .first()
+        .copied()
+        .unwrap_or((0, 0, 0));
         let egress = series::egress(store, f, &buckets, &ids)?;
         let marks = series::marks(store, f, &buckets)?;
         let lost = series::losses(store, f, &buckets)?;
@@ -231,7 +240,7 @@ impl Data {
             params![f.since(), f.until(), f.uid(), ALERTS_PER_SENDER as i64],
             alert_row,
         )?;
-        let dst_row = |r: &rusqlite::Row<'_>| {
+        let dst_row = |r: &rusqlite::Row<'_>| -> rusqlite::Result<DstRow> {
             let (addr, port, proto): (String, u16, u8) = (r.get(1)?, r.get(2)?, r.get(3)?);
             Ok(DstRow {
                 principal: r.get(0)?,
@@ -242,28 +251,32 @@ impl Data {
                 senders: r.get(6)?,
             })
         };
-        let destinations = select(
+        // One pass over the egress rows for both lists: per (sender, destination) once, then
+        // ranked per sender and summed per destination.
+        let (per_sender_dsts, destinations): (Vec<_>, Vec<_>) = select(
             store,
-            "SELECT 0, e.dst, e.dport, e.proto, sum(e.packets), sum(e.bytes), count(DISTINCT e.principal_id)
-             FROM egress e JOIN principals p ON p.id = e.principal_id
-             WHERE e.minute >= ?1 / 60000000 * 60000000 AND e.minute < ?2 AND (?3 IS NULL OR p.uid = ?3)
-             GROUP BY e.dst, e.dport, e.proto ORDER BY sum(e.bytes) DESC, e.dst, e.dport, e.proto LIMIT ?4",
-            params![f.since(), f.until(), f.uid(), TOP_DESTINATIONS as i64],
-            dst_row,
-        )?;
-        let per_sender_dsts = select(
-            store,
-            "SELECT x.principal_id, x.dst, x.dport, x.proto, x.pk, x.b, 1 FROM (
-                 SELECT e.principal_id, e.dst, e.dport, e.proto, sum(e.packets) AS pk, sum(e.bytes) AS b,
-                        row_number() OVER (PARTITION BY e.principal_id
-                                           ORDER BY sum(e.bytes) DESC, e.dst, e.dport, e.proto) AS rn
+            "WITH agg AS (
+                 SELECT e.principal_id, e.dst, e.dport, e.proto, sum(e.packets) AS pk, sum(e.bytes) AS b
                  FROM egress e JOIN principals p ON p.id = e.principal_id
                  WHERE e.minute >= ?1 / 60000000 * 60000000 AND e.minute < ?2 AND (?3 IS NULL OR p.uid = ?3)
-                 GROUP BY e.principal_id, e.dst, e.dport, e.proto) x
-             WHERE x.rn <= ?4 ORDER BY x.principal_id, x.rn",
-            params![f.since(), f.until(), f.uid(), DESTINATIONS_PER_SENDER as i64],
-            dst_row,
-        )?;
+                 GROUP BY e.principal_id, e.dst, e.dport, e.proto),
+             ranked AS (
+                 SELECT agg.*, row_number() OVER (PARTITION BY principal_id ORDER BY b DESC, dst, dport, proto) AS rn
+                 FROM agg),
+             total AS (
+                 SELECT dst, dport, proto, sum(pk) AS pk, sum(b) AS b, count(*) AS senders FROM agg
+                 GROUP BY dst, dport, proto ORDER BY sum(b) DESC, dst, dport, proto LIMIT ?4)
+             SELECT principal_id, dst, dport, proto, pk, b, 1, 0 AS scope FROM ranked WHERE rn <= ?5
+             UNION ALL
+             SELECT 0, dst, dport, proto, pk, b, senders, 1 FROM total",
+            params![f.since(), f.until(), f.uid(), TOP_DESTINATIONS as i64, DESTINATIONS_PER_SENDER as i64],
+            |r| Ok((dst_row(r)?, r.get::<_, i64>(7)? == 1)),
+        )?
+        .into_iter()
+        .partition(|(_, total)| !*total);
+        let strip = |v: Vec<(DstRow, bool)>| v.into_iter().map(|(d, _)| d).collect::<Vec<_>>();
+        let (per_sender_dsts, mut destinations) = (strip(per_sender_dsts), strip(destinations));
+        destinations.sort_by(|a, b| b.bytes.cmp(&a.bytes).then_with(|| a.dst.cmp(&b.dst)));
         let domains = select(
             store,
             "SELECT d.domain, sum(d.queries), sum(d.unique_names), sum(d.name_bytes), sum(d.suspicious),
@@ -304,7 +317,8 @@ impl Data {
         Ok(Data {
             buckets,
             senders,
-            all_senders,
+            totals,
+            runs_recorded,
             egress,
             marks,
             lost,
@@ -343,9 +357,33 @@ impl Data {
         );
     }
 
-    fn summary(&self, out: &mut String, totals: &Table) {
+    /// What `report summary` shows, from the numbers already summed for the charts.
+    fn totals(&self) -> Table {
+        let t = &self.totals;
+        let item = |name: &str, value: Cell| vec![Cell::Text(name.into()), value];
+        let mut rows = vec![
+            item("first packet", t.first_us.map_or(Cell::Null, Cell::Time)),
+            item("last packet", t.last_us.map_or(Cell::Null, Cell::Time)),
+            item("packets", Cell::Int(t.packets)),
+            item("bytes", Cell::Bytes(t.bytes)),
+            item("senders", Cell::Int(t.count as i64)),
+            item("alerts", Cell::Int(self.alert_counts.iter().map(|c| c.2).sum())),
+        ];
+        let mut by_kind: BTreeMap<&str, i64> = BTreeMap::new();
+        for (kind, _, n) in &self.alert_counts {
+            *by_kind.entry(kind).or_default() += n;
+        }
+        rows.extend(by_kind.into_iter().map(|(kind, n)| item(&format!("alerts: {kind}"), Cell::Int(n))));
+        let (runs, malformed, ignored) = self.runs_recorded;
+        rows.push(item("runs recorded", Cell::Int(runs)));
+        rows.push(item("malformed frames skipped", Cell::Int(malformed)));
+        rows.push(item("frames ignored (not IP, inbound)", Cell::Int(ignored)));
+        Table { title: String::new(), columns: vec![col("item"), col("value")], rows }
+    }
+
+    fn summary(&self, out: &mut String) {
         out.push_str("<section id=\"summary\"><h2>Summary</h2><div class=\"cols\"><div>");
-        table_of(out, totals);
+        table_of(out, &self.totals());
         out.push_str("</div><div><h3>Senders</h3>");
         let most = self.senders.first().map_or(0, |s| s.bytes).max(1);
         let alerts = self.alerts_per_principal();
@@ -359,12 +397,12 @@ impl Data {
             ]
         });
         grid(out, &[("sender", Text), ("bytes", Num), ("", Word), ("packets", Num), ("alerts", Num)], rows);
-        if self.all_senders > self.senders.len() {
+        if self.totals.count > self.senders.len() {
             let _ = write!(
                 out,
                 "<p class=\"note\">{} senders in all; the {} with the most bytes are shown. <code>exfilmon report \
                  users</code> lists every one.</p>",
-                self.all_senders,
+                self.totals.count,
                 self.senders.len()
             );
         }
@@ -424,7 +462,7 @@ impl Data {
         let _ = write!(
             out,
             "<section id=\"egress\"><h2>Egress over time</h2><p class=\"note\">Bytes per {} by sender, stacked; \
-             dashed lines and triangles mark alerts (hover for what, click for the list).</p>",
+             triangles under the axis mark alerts, with a dashed line while there are few (hover for what, click for the list).</p>",
             esc(&b.label())
         );
         // The top senders one by one, the rest together.
@@ -873,12 +911,6 @@ fn table_of(out: &mut String, t: &Table) {
         .collect();
     let rows = t.rows.iter().map(|r| shown.iter().map(|&i| text(r.get(i).cloned().unwrap_or(Cell::Null))).collect());
     grid(out, &head, rows);
-}
-
-fn section_table(out: &mut String, id: &str, title: &str, t: &Table) {
-    let _ = write!(out, "<section id=\"{}\"><h2>{}</h2>", esc(id), esc(title));
-    table_of(out, t);
-    out.push_str("</section>");
 }
 
 const CSS: &str = "\

@@ -40,20 +40,31 @@ pub struct Span {
 /// The span of a report: `--since`/`--until` where given; else from the first to the last
 /// minute with egress or an alert (an open `--since` ends now).
 pub fn span(store: &Store, f: &Filter, now_us: i64) -> Result<Option<Span>, StoreError> {
-    let extent: Vec<(Option<i64>, Option<i64>)> = select(
+    // The first and last minute by walking the egress key in order (no scan), then the alerts.
+    let edge = |order: &str| -> Result<Option<i64>, StoreError> {
+        let t: Vec<i64> = select(
+            store,
+            &format!(
+                "SELECT e.minute FROM egress e JOIN principals p ON p.id = e.principal_id
+                 WHERE e.minute >= ?1 / 60000000 * 60000000 AND e.minute < ?2 AND (?3 IS NULL OR p.uid = ?3)
+                 ORDER BY e.minute {order} LIMIT 1"
+            ),
+            params![f.since(), f.until(), f.uid()],
+            |r| r.get(0),
+        )?;
+        Ok(t.first().copied())
+    };
+    let (first, last) = (edge("ASC")?, edge("DESC")?.map(|m| m + MINUTE_US));
+    let alerts: Vec<(Option<i64>, Option<i64>)> = select(
         store,
-        "SELECT min(x.t0), max(x.t1) FROM (
-             SELECT min(e.minute) AS t0, max(e.minute) + 60000000 AS t1
-             FROM egress e JOIN principals p ON p.id = e.principal_id
-             WHERE e.minute >= ?1 / 60000000 * 60000000 AND e.minute < ?2 AND (?3 IS NULL OR p.uid = ?3)
-             UNION ALL
-             SELECT min(a.ts), max(a.ts) + 1
-             FROM alerts a LEFT JOIN principals p ON p.id = a.principal_id
-             WHERE a.ts >= ?1 AND a.ts < ?2 AND (?3 IS NULL OR p.uid = ?3)) x",
+        "SELECT min(a.ts), max(a.ts) + 1 FROM alerts a LEFT JOIN principals p ON p.id = a.principal_id
+         WHERE a.ts >= ?1 AND a.ts < ?2 AND (?3 IS NULL OR p.uid = ?3)",
         params![f.since(), f.until(), f.uid()],
         |r| Ok((r.get(0)?, r.get(1)?)),
     )?;
-    let (first, last) = extent.first().copied().unwrap_or((None, None));
+    let (a_first, a_last) = alerts.first().copied().unwrap_or((None, None));
+    let first = first.into_iter().chain(a_first).min();
+    let last = last.into_iter().chain(a_last).max();
     let start = f.since_us.or(first);
     let end = f.until_us.or(if f.since_us.is_some() { Some(now_us.max(last.unwrap_or(i64::MIN))) } else { last });
     Ok(match (start, end) {
@@ -163,29 +174,42 @@ pub struct Sender {
     pub packets: i64,
 }
 
-/// The senders with the most bytes in the range, most first, at most `limit`; and how many
-/// senders there were in all.
-pub fn senders(
-    store: &Store,
-    f: &Filter,
-    names: &mut UserNames,
-    limit: usize,
-) -> Result<(Vec<Sender>, usize), StoreError> {
-    let all: Vec<i64> = select(
+/// The senders with the most bytes, and the totals of all of them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Senders {
+    /// Most bytes first, at most the limit asked for.
+    pub top: Vec<Sender>,
+    /// Senders in the range, shown or not.
+    pub count: usize,
+    pub bytes: i64,
+    pub packets: i64,
+    /// First and last packet seen.
+    pub first_us: Option<i64>,
+    pub last_us: Option<i64>,
+}
+
+/// The senders with the most bytes in the range, at most `limit`, with the totals of all: one
+/// pass over the egress rows (window functions over the groups give the totals).
+pub fn senders(store: &Store, f: &Filter, names: &mut UserNames, limit: usize) -> Result<Senders, StoreError> {
+    let mut out = Senders::default();
+    let mut top: Vec<Sender> = select(
         store,
-        "SELECT count(DISTINCT e.principal_id) FROM egress e JOIN principals p ON p.id = e.principal_id
-         WHERE e.minute >= ?1 / 60000000 * 60000000 AND e.minute < ?2 AND (?3 IS NULL OR p.uid = ?3)",
-        params![f.since(), f.until(), f.uid()],
-        |r| r.get(0),
-    )?;
-    let mut senders: Vec<Sender> = select(
-        store,
-        "SELECT p.id, p.uid, p.host, sum(e.bytes), sum(e.packets)
+        "SELECT p.id, p.uid, p.host, sum(e.bytes), sum(e.packets),
+                count(*) OVER (), sum(sum(e.bytes)) OVER (), sum(sum(e.packets)) OVER (),
+                min(min(e.first_seen)) OVER (), max(max(e.last_seen)) OVER ()
          FROM egress e JOIN principals p ON p.id = e.principal_id
          WHERE e.minute >= ?1 / 60000000 * 60000000 AND e.minute < ?2 AND (?3 IS NULL OR p.uid = ?3)
          GROUP BY p.id, p.uid, p.host ORDER BY sum(e.bytes) DESC, p.id LIMIT ?4",
-        params![f.since(), f.until(), f.uid(), i64::try_from(limit).unwrap_or(i64::MAX)],
+        params![f.since(), f.until(), f.uid(), i64::try_from(limit.max(1)).unwrap_or(i64::MAX)],
         |r| {
+            out = Senders {
+                top: Vec::new(),
+                count: r.get::<_, i64>(5)?.max(0) as usize,
+                bytes: r.get(6)?,
+                packets: r.get(7)?,
+                first_us: r.get(8)?,
+                last_us: r.get(9)?,
+            };
             Ok(Sender {
                 id: r.get(0)?,
                 uid: r.get(1)?,
@@ -196,10 +220,12 @@ pub fn senders(
             })
         },
     )?;
-    for s in &mut senders {
+    top.truncate(limit);
+    for s in &mut top {
         s.label = label(names, s.uid, s.host.as_deref());
     }
-    Ok((senders, all.first().copied().unwrap_or(0).max(0) as usize))
+    out.top = top;
+    Ok(out)
 }
 
 /// How a principal is named on a chart or a row.

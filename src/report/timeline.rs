@@ -82,7 +82,7 @@ pub fn timeline(
     let Some(span) = series::span(store, f, now_us)? else {
         return Ok(Timeline { span: None, buckets: None, rows: Vec::new(), hidden: 0, label_width: LABEL_MIN, width });
     };
-    let (senders, all) = series::senders(store, f, names, top)?;
+    let series::Senders { top: senders, count: all, .. } = series::senders(store, f, names, top)?;
     // Labels give way to the sparkline on a narrow terminal.
     let label_width = senders.iter().map(|s| printable(&s.label).len()).max().unwrap_or(0).clamp(LABEL_MIN, LABEL_MAX);
     let label_width = label_width.min(width.saturating_sub(FIXED + MIN_SPARK)).max(6);
