@@ -14,7 +14,7 @@
 //! note saying which `exfilmon report` lists the rest.
 
 use std::borrow::Cow;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write;
 
 use rusqlite::params;
@@ -40,6 +40,10 @@ const TOP_DOMAINS: usize = 15;
 const DNS_PAIRS: usize = 40;
 const DNS_PER_SENDER: usize = 10;
 const RUNS: usize = 20;
+/// Flags on a chart at most (neighbouring buckets share one past it).
+const MAX_FLAGS: usize = 200;
+/// What a flag's tooltip lists at most (kind and sender, most severe first).
+const FLAG_ITEMS: usize = 5;
 
 /// Nothing may be loaded: no script, image, font, frame or connection; inline styles only.
 pub const CSP: &str = "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'";
@@ -49,6 +53,9 @@ const PALETTE: [&str; STACKED] =
     ["#4e79a7", "#f28e2b", "#59a14f", "#76b7b2", "#b07aa1", "#edc948", "#9c755f", "#ff9da7"];
 const OTHERS_COLOR: &str = "#bab0ac";
 const PACKETS_COLOR: &str = "#8aa9c9";
+
+/// The alerts under one flag: (kind, principal) → (highest severity, alerts).
+type FlagGroup<'a> = BTreeMap<(&'a str, Option<i64>), (u8, i64)>;
 
 /// Where and when the page was made.
 pub struct Page {
@@ -419,40 +426,50 @@ impl Data {
         n
     }
 
-    /// One flag per bucket with alerts (of `principal` only, when given).
+    /// One flag per bucket with alerts (of `principal` only, when given); past [`MAX_FLAGS`]
+    /// such buckets, neighbouring buckets share a flag, so a chart's flags stay a few KB.
     fn flags(&self, principal: Option<i64>, href: &str) -> Vec<Flag> {
-        let mut by_bucket: BTreeMap<usize, Vec<&Mark>> = BTreeMap::new();
-        for m in self.marks.iter().filter(|m| principal.is_none() || m.principal == principal) {
-            by_bucket.entry(m.bucket).or_default().push(m);
+        let b = &self.buckets;
+        let marks: Vec<&Mark> = self.marks.iter().filter(|m| principal.is_none() || m.principal == principal).collect();
+        let flagged: BTreeSet<usize> = marks.iter().map(|m| m.bucket).collect();
+        let per_flag = if flagged.len() > MAX_FLAGS { b.count.div_ceil(MAX_FLAGS) } else { 1 };
+        let mut groups: BTreeMap<usize, FlagGroup<'_>> = BTreeMap::new();
+        for m in marks {
+            let e = groups.entry(m.bucket / per_flag).or_default().entry((&m.kind, m.principal)).or_insert((0, 0));
+            *e = (e.0.max(m.severity), e.1 + m.count);
         }
-        by_bucket
+        groups
             .into_iter()
-            .map(|(bucket, marks)| {
-                let total: i64 = marks.iter().map(|m| m.count).sum();
-                let mut title = format!(
-                    "{}: {total} alert{}",
-                    bucket_time(&self.buckets, bucket),
-                    if total == 1 { "" } else { "s" }
-                );
-                for m in &marks {
-                    let who = match (principal, m.principal) {
+            .map(|(g, kinds)| {
+                let first = g * per_flag;
+                let last = (first + per_flag - 1).min(b.count.saturating_sub(1));
+                let when = if first == last {
+                    bucket_time(b, first)
+                } else {
+                    format!("{} to {}", bucket_time(b, first), bucket_time(b, last))
+                };
+                let total: i64 = kinds.values().map(|v| v.1).sum();
+                let severity = kinds.values().map(|v| v.0).max().unwrap_or(1);
+                let mut items: Vec<_> = kinds.into_iter().collect();
+                items.sort_by_key(|(_, (sev, n))| std::cmp::Reverse((*sev, *n)));
+                let mut title = format!("{when}: {total} alert{}", if total == 1 { "" } else { "s" });
+                for ((kind, p), (sev, n)) in items.iter().take(FLAG_ITEMS) {
+                    let who = match (principal, p) {
                         (None, Some(p)) => format!(
                             " from {}",
-                            self.section_of(p)
+                            self.section_of(*p)
                                 .map(|s| s.label.as_str())
-                                .or(self.labels.get(&p).map(String::as_str))
+                                .or(self.labels.get(p).map(String::as_str))
                                 .unwrap_or("another sender")
                         ),
                         _ => String::new(),
                     };
-                    let _ = write!(title, "; {} {} ({}){who}", m.count, m.kind, severity_class(m.severity));
+                    let _ = write!(title, "; {n} {kind} ({}){who}", severity_class(*sev));
                 }
-                Flag {
-                    bucket,
-                    severity: marks.iter().map(|m| m.severity).max().unwrap_or(1),
-                    title: printable(&title),
-                    href: href.to_string(),
+                if items.len() > FLAG_ITEMS {
+                    let _ = write!(title, "; {} more", items.len() - FLAG_ITEMS);
                 }
+                Flag { bucket: first + (last - first) / 2, severity, title: printable(&title), href: href.to_string() }
             })
             .collect()
     }
