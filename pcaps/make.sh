@@ -58,6 +58,8 @@
 #     eth-vlan.pcap, sll.pcap, sll2.pcap, raw.pcap, ipv4.pcap, ipv6.pcap,
 #     truncated.pcap, nflog-synth.pcap, sample.pcapng, damaged.pcap,
 #     truncated-tail.pcap - see the per-file comments in synth.py.
+#     hostile-html.pcap (markup in DNS names, for `report html`) is written
+#     by hostile_html.py with synth.py's helpers; it is not in expected.json.
 #
 # expected.json / README table: expected.py parses every file itself AND
 # with tshark and refuses to write anything if the two disagree.
@@ -78,6 +80,7 @@ log() { printf '[make.sh] %s\n' "$*" >&2; }
 make_synth() {
 	log "synthetic captures"
 	"$PY" "$HERE/synth.py" "$HERE"
+	"$PY" "$HERE/hostile_html.py" "$HERE/hostile-html.pcap"
 }
 
 make_expected() {
