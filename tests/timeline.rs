@@ -86,6 +86,20 @@ fn json_gives_the_numbers_behind_the_rows() {
     assert!(rows.iter().all(|r| r["seconds"] == 60), "a minute a column at this width");
 }
 
+#[test]
+fn a_range_without_data_is_no_error() {
+    let (_dir, db) = db();
+    for range in [&["--since", "2030-01-01", "--until", "2030-01-02"][..], &["--since", "2030-01-01"]] {
+        assert!(timeline(&db, range).contains("(none)"), "{range:?}");
+        let o = bin().args(["report", "html", "--db"]).arg(&db).args(range).output().unwrap();
+        ok("report html", &o);
+        assert!(String::from_utf8(o.stdout).unwrap().ends_with("</html>\n"));
+    }
+    // Only the senders beyond --top: all in one row.
+    let text = timeline(&db, &["--top", "0", "--width", "60"]);
+    assert!(text.contains("2 others") && text.contains("dns_tunnel, volume"), "{text}");
+}
+
 /// Runs `cmd` on a pseudo-terminal 100 columns wide; None without util-linux `script`.
 fn on_terminal(cmd: &str, no_color: Option<&str>) -> Option<String> {
     let mut c = Command::new("script");

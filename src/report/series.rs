@@ -249,12 +249,14 @@ pub struct Egress {
 }
 
 pub fn egress(store: &Store, f: &Filter, b: &Buckets, ids: &[i64]) -> Result<Egress, StoreError> {
-    // Ids come from the database as integers: formatting them cannot inject anything.
-    let key = if ids.is_empty() {
-        format!("{OTHERS}")
+    // Ids come from the database as integers: formatting them cannot inject anything. Without
+    // ids every sender is in OTHERS (a constant, so not a grouping term).
+    let (key, group) = if ids.is_empty() {
+        (format!("{OTHERS}"), String::new())
     } else {
         let list: Vec<String> = ids.iter().map(i64::to_string).collect();
-        format!("CASE WHEN e.principal_id IN ({}) THEN e.principal_id ELSE {OTHERS} END", list.join(", "))
+        let key = format!("CASE WHEN e.principal_id IN ({}) THEN e.principal_id ELSE {OTHERS} END", list.join(", "));
+        (key.clone(), format!(", {key}"))
     };
     let rows: Vec<(i64, i64, i64, i64)> = select(
         store,
@@ -263,7 +265,7 @@ pub fn egress(store: &Store, f: &Filter, b: &Buckets, ids: &[i64]) -> Result<Egr
              FROM egress e JOIN principals p ON p.id = e.principal_id
              WHERE e.minute >= ?1 / 60000000 * 60000000 AND e.minute < ?2 AND (?3 IS NULL OR p.uid = ?3)
                AND e.minute >= ?4 AND e.minute < ?6
-             GROUP BY (e.minute - ?4) / ?5, {key}"
+             GROUP BY (e.minute - ?4) / ?5{group}"
         ),
         params![f.since(), f.until(), f.uid(), b.start_us, b.width_us, b.end_us()],
         |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),

@@ -180,6 +180,9 @@ impl Timeline {
         writeln!(out, "{}", cut(&legend, self.width))?;
         let w = b.count;
         writeln!(out, "{:<lw$}  {:<w$}  {:>BYTES_WIDTH$}  {:>ALERTS_WIDTH$}", "SENDER", "EGRESS", "BYTES", "ALERTS")?;
+        if self.rows.is_empty() {
+            writeln!(out, "(none)")?;
+        }
         for (row, label) in self.rows.iter().zip(&labels) {
             let spark = sparkline(&row.bytes);
             let total: i64 = row.bytes.iter().sum();
