@@ -144,6 +144,13 @@ const CASES: &[(&str, &[&str], i32, &str)] = &[
     ("report on another program's database", &["report", "--db", "@other-app.db"], 1, "another program's"),
     ("truncated database", &["report", "--db", "@cut.db"], 1, "database @cut.db is damaged"),
     ("report bad time", &["report", "--db", "@good.db", "--since", "last tuesday"], 1, "--since"),
+    (
+        "html page under a file",
+        &["report", "html", "--db", "@good.db", "--output", "@a-file/page.html"],
+        1,
+        "cannot write @a-file/page.html",
+    ),
+    ("timeline too narrow", &["report", "timeline", "--db", "@good.db", "--width", "12"], 2, "--width"),
     ("missing audit log", &["replay", "--audit-log", "@none.log", "@good.pcap"], 1, "@none.log"),
     ("verify a non-database", &["verify", "--db", "@notes.txt"], 1, "not an exfilmon database"),
     ("no capture named", &["replay"], 2, "required"),
