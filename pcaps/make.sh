@@ -61,6 +61,8 @@
 #     truncated-tail.pcap - see the per-file comments in synth.py;
 #     pcapng-edges.pcapng by pcapng_edges.py (its docstring lists the blocks;
 #     not in expected.json: tests/replay.rs states its numbers).
+#     hostile-html.pcap (markup in DNS names, for `report html`) is written
+#     by hostile_html.py with synth.py's helpers; it is not in expected.json.
 #
 # expected.json / README table: expected.py parses every file itself AND
 # with tshark and refuses to write anything if the two disagree.
@@ -80,6 +82,7 @@ make_synth() {
 	log "synthetic captures"
 	"$PY" "$HERE/synth.py" "$HERE"
 	"$PY" "$HERE/pcapng_edges.py" "$HERE"
+	"$PY" "$HERE/hostile_html.py" "$HERE/hostile-html.pcap"
 }
 
 make_expected() {

@@ -3,7 +3,8 @@
 //! Anything an attacker controls (DNS names, audit fields, file and user names) passes through
 //! [`printable`] before it reaches a terminal, a CSV cell or a log line: control bytes,
 //! non-ASCII bytes and backslashes become `\xNN` / `\\`, so the output is plain ASCII and the
-//! original bytes can be recovered.
+//! original bytes can be recovered. What goes into an HTML page passes through [`html`]
+//! instead, in text nodes and attribute values alike.
 
 use std::borrow::Cow;
 
@@ -45,6 +46,27 @@ pub fn message(s: &str) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
+/// Escapes text for HTML: `&`, `<`, `>`, `"` and `'` become character references, so the
+/// result is inert in a text node and in a quoted attribute value (and in SVG, which shares
+/// the rules). Borrows when nothing needs escaping.
+pub fn html(s: &str) -> Cow<'_, str> {
+    if !s.contains(['&', '<', '>', '"', '\'']) {
+        return Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 16);
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    Cow::Owned(out)
+}
+
 fn is_plain(c: u8) -> bool {
     (0x20..0x7f).contains(&c) && c != b'\\'
 }
@@ -78,6 +100,18 @@ mod tests {
     fn message_escapes_only_what_a_terminal_acts_on() {
         assert_eq!(message("cannot open C:\\dos \u{e9}t\u{e9}.pcap"), "cannot open C:\\dos \u{e9}t\u{e9}.pcap");
         assert_eq!(message("x\x1b[2J\ry\u{9b}z\u{202e}w"), "x\\x1b[2J\\x0dy\\u{9b}z\\u{202e}w");
+    }
+
+    #[test]
+    fn html_markup_in_a_dns_name_becomes_text() {
+        assert!(matches!(html("www.example.com"), Cow::Borrowed(_)));
+        assert_eq!(
+            html("<img src=x onerror=alert(1)>.evil.example"),
+            "&lt;img src=x onerror=alert(1)&gt;.evil.example"
+        );
+        assert_eq!(html(r#"a" onmouseover='x' & b"#), "a&quot; onmouseover=&#39;x&#39; &amp; b");
+        // Escaping twice shows the first escape as text rather than undoing it.
+        assert_eq!(html(&html("<")), "&amp;lt;");
     }
 
     #[test]

@@ -177,6 +177,13 @@ const CASES: &[(&str, &[&str], i32, &str)] = &[
     ("report bad time", &["report", "--db", "@good.db", "--since", "last tuesday"], 1, "--since"),
     ("report age past any date", &["report", "--db", "@good.db", "--since", "300000y"], 1, "--since: invalid duration"),
     ("report age past u64 seconds", &["report", "--db", "@good.db", "--until", "18446744073709551615s"], 1, "--until"),
+    (
+        "html page under a file",
+        &["report", "html", "--db", "@good.db", "--output", "@a-file/page.html"],
+        1,
+        "cannot write @a-file/page.html",
+    ),
+    ("timeline too narrow", &["report", "timeline", "--db", "@good.db", "--width", "12"], 2, "--width"),
     ("missing audit log", &["replay", "--audit-log", "@none.log", "@good.pcap"], 1, "@none.log"),
     ("verify a non-database", &["verify", "--db", "@notes.txt"], 1, "not an exfilmon database"),
     ("no capture named", &["replay"], 2, "required"),

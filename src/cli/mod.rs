@@ -108,6 +108,12 @@ pub fn stdout() -> Stdout {
 
 pub struct Stdout(io::StdoutLock<'static>);
 
+impl Stdout {
+    pub fn is_terminal(&self) -> bool {
+        io::IsTerminal::is_terminal(&self.0)
+    }
+}
+
 impl Write for Stdout {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         self.0.write(buf).map_err(named)

@@ -1,6 +1,7 @@
 //! `exfilmon report`: aureport-style summaries.
 
 use std::io::Write;
+use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
@@ -17,7 +18,8 @@ use crate::store::Store;
 #[command(after_help = "\
 Times (--since, --until) take RFC 3339 (2026-11-22T08:00:00Z), a date (2026-11-22), an age
 (2h, 30m, 7d) or now, recent (10 minutes ago), today, yesterday, this-week, this-month,
-this-year. Table output shows user names for uids; JSON and CSV carry uid and user both.")]
+this-year. Table output shows user names for uids; JSON and CSV carry uid and user both.
+`html` writes one page that loads nothing (open it offline); times in it are UTC.")]
 pub struct ReportArgs {
     #[command(subcommand)]
     pub what: Option<What>,
@@ -67,7 +69,7 @@ impl From<DirectionArg> for Direction {
     }
 }
 
-#[derive(Debug, Subcommand, Clone, Copy)]
+#[derive(Debug, Subcommand, Clone)]
 pub enum What {
     /// Totals, alerts by kind, top senders and destinations (the default).
     Summary,
@@ -88,6 +90,30 @@ pub enum What {
     /// The monitor's own events, oldest first: started, stopped, reloaded, ruleset missing or
     /// changed, sink failures, database errors, packet loss.
     Events,
+    /// One self-contained HTML page to look at: egress per sender over time with alerts marked,
+    /// top destinations and domains, DNS pairs, monitor health, a section per sender. It runs no
+    /// script and loads nothing, so it opens offline or from a mail attachment.
+    Html(HtmlArgs),
+    /// Egress over time in the terminal: a sparkline per sender (its total beside it), marks
+    /// under the columns where it raised alerts. --format json|csv gives the numbers instead.
+    Timeline(TimelineArgs),
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct HtmlArgs {
+    /// Write the page to FILE [default: standard output, unless it is a terminal].
+    #[arg(long, short = 'o', value_name = "FILE")]
+    pub output: Option<PathBuf>,
+}
+
+#[derive(Debug, Args, Clone, Copy)]
+pub struct TimelineArgs {
+    /// Columns to fit [default: the terminal's width, else $COLUMNS, else 80].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(40..))]
+    pub width: Option<u16>,
+    /// Senders shown, most bytes first; the rest share one row.
+    #[arg(long, default_value_t = 20, value_name = "N")]
+    pub top: usize,
 }
 
 #[derive(Debug, Args, Clone, Copy)]
@@ -127,7 +153,7 @@ pub fn run(args: &ReportArgs) -> Result<()> {
     let mut names = UserNames::default();
     let format = o.format.format;
     let mut out = super::stdout();
-    match args.what.unwrap_or(What::Summary) {
+    match args.what.as_ref().unwrap_or(&What::Summary) {
         What::Summary => {
             let s = report::summary(&store, &filter, &mut names)?;
             match format {
@@ -161,7 +187,39 @@ pub fn run(args: &ReportArgs) -> Result<()> {
         What::Files => {
             report::files::files(&store, &filter, &mut names, config.sensitive.window)?.write(format, &mut out)?
         }
+        What::Html(a) => {
+            let page = report::html::Page { generated_on: crate::sink::hostname(), now_us: now.timestamp_micros() };
+            let text = report::html::html(&store, &filter, &mut names, &page)?;
+            match &a.output {
+                Some(path) => std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))?,
+                None if out.is_terminal() => {
+                    anyhow::bail!("report html writes a page, not a terminal's text: give --output FILE or redirect it")
+                }
+                None => out.write_all(text.as_bytes())?,
+            }
+        }
+        What::Timeline(a) => {
+            let width = a.width.map(usize::from).unwrap_or_else(terminal_width);
+            let t = report::timeline::timeline(&store, &filter, &mut names, width, a.top, now.timestamp_micros())?;
+            match format {
+                Format::Table => {
+                    let color = report::timeline::use_color(out.is_terminal(), std::env::var_os("NO_COLOR").as_deref());
+                    t.write(&mut out, color)?
+                }
+                _ => t.table().write(format, &mut out)?,
+            }
+        }
     }
     out.flush()?;
     Ok(())
+}
+
+/// The terminal's width on standard output, else `$COLUMNS`, else 80; never below what a
+/// timeline fits in.
+fn terminal_width() -> usize {
+    terminal_size::terminal_size_of(std::io::stdout())
+        .map(|(w, _)| usize::from(w.0))
+        .or_else(|| std::env::var("COLUMNS").ok()?.trim().parse().ok())
+        .unwrap_or(80)
+        .max(report::timeline::MIN_WIDTH)
 }

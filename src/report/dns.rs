@@ -9,7 +9,7 @@ use crate::store::{Store, StoreError};
 
 /// Suspicious names (encoded-looking, over-long, odd-typed) that mark a domain `suspicious`:
 /// one or two random-looking CDN host names are ordinary, a run of them is not.
-const SUSPICIOUS_NAMES: i64 = 3;
+pub(super) const SUSPICIOUS_NAMES: i64 = 3;
 
 /// Up to `top` domains per principal, principals with the most unique names first.
 /// `mark` is `ALERT` where a dns_tunnel episode was open, `suspicious` where at least

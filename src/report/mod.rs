@@ -3,11 +3,15 @@
 //! Each report is a query that returns a [`Table`]; rendering is shared. Tables show user
 //! names for uids, as `aureport -i` does.
 
+pub mod chart;
 pub mod dns;
 pub mod events;
 pub mod files;
 pub mod health;
+pub mod html;
+pub mod series;
 pub mod table;
+pub mod timeline;
 pub mod when;
 
 use rusqlite::{params, Row};
@@ -71,8 +75,19 @@ fn rows<P: rusqlite::Params>(
     store: &Store,
     query: &str,
     params: P,
-    mut map: impl FnMut(&Row<'_>) -> rusqlite::Result<Vec<Cell>>,
+    map: impl FnMut(&Row<'_>) -> rusqlite::Result<Vec<Cell>>,
 ) -> Result<Vec<Vec<Cell>>, StoreError> {
+    select(store, query, params, map)
+}
+
+/// Runs `query` with `params` and maps each row to any value (for charts, which want numbers
+/// rather than cells).
+fn select<P: rusqlite::Params, T>(
+    store: &Store,
+    query: &str,
+    params: P,
+    mut map: impl FnMut(&Row<'_>) -> rusqlite::Result<T>,
+) -> Result<Vec<T>, StoreError> {
     let mut stmt = store.conn().prepare(query).map_err(|e| sql(store, e))?;
     let mapped = stmt.query_map(params, |r| map(r)).map_err(|e| sql(store, e))?;
     mapped.collect::<Result<_, _>>().map_err(|e| sql(store, e))

@@ -69,7 +69,8 @@ impl Cell {
         }
     }
 
-    fn human(&self) -> String {
+    /// As the human table shows it: terminal-safe, units and times for people.
+    pub(super) fn human(&self) -> String {
         match self {
             Cell::Null => "-".into(),
             Cell::Bytes(n) => human_bytes((*n).max(0) as u64),

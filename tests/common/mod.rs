@@ -35,6 +35,11 @@ pub fn run_ok(args: &[&str]) -> Output {
     o
 }
 
+/// Asserts `o` succeeded, showing its standard error otherwise.
+pub fn ok(what: &str, o: &Output) {
+    assert!(o.status.success(), "{what}: {}", String::from_utf8_lossy(&o.stderr));
+}
+
 pub fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
