@@ -54,6 +54,14 @@ fn kinds(alerts: &[Value]) -> Vec<(String, u64, String)> {
         .collect()
 }
 
+/// Issue 16: AD and home-network names, bursts across many domains, package updates, mail,
+/// NTP and reverse lookups (pcaps/covert_synth.py).
+#[test]
+fn wider_benign_capture_raises_nothing() {
+    let (_d, _db, alerts) = replay_alerts(&[corpus("benign-wide.pcap")]);
+    assert!(alerts.is_empty(), "{alerts:#?}");
+}
+
 #[test]
 fn benign_capture_raises_nothing() {
     let (_d, db, alerts) = replay_alerts(&[corpus("benign.pcap")]);
@@ -79,6 +87,8 @@ fn each_tunnel_raises_its_alert_once() {
         ("dns2tcp.pcap", &[("dns_tunnel", cov, "tun.test")]),
         ("ptunnel.pcap", &[("icmp_tunnel", 0, "10.77.9.1")]),
         ("icmp6-exfil.pcap", &[("icmp_tunnel", cov, "fd77:9::1")]),
+        // Synthetic (pcaps/covert_synth.py), issue 16.
+        ("suffix-dns.pcap", &[("dns_tunnel", cov, "tunnel-domain.com")]),
     ];
     for (file, want) in cases {
         let (_d, _db, alerts) = replay_alerts(&[corpus(file)]);
@@ -205,7 +215,9 @@ fn every_tunnel_is_caught_within_30_s_or_10_kb() {
         "| capture | detected | alert | sender | packets before alert | name/payload bytes before | seconds to alert |"
     );
     println!("|---|---|---|---|---|---|---|");
-    for file in ["slow-dns", "iodine", "iodine-raw", "dns2tcp", "ptunnel", "icmp6-exfil", "benign"] {
+    for file in
+        ["slow-dns", "iodine", "iodine-raw", "dns2tcp", "ptunnel", "icmp6-exfil", "suffix-dns", "benign", "benign-wide"]
+    {
         let mut r = Recorder {
             pipeline: Pipeline::new(&Config::default(), Collect::default()),
             who: Attribution::default(),
@@ -215,10 +227,10 @@ fn every_tunnel_is_caught_within_30_s_or_10_kb() {
         let alerts = r.pipeline.into_output().0;
         let Some(first) = alerts.first() else {
             println!("| {file} | no | - | - | - | - | - |");
-            assert_eq!(file, "benign", "{file}: no alert");
+            assert!(file.starts_with("benign"), "{file}: no alert");
             continue;
         };
-        assert_ne!(file, "benign", "false alert: {first:#?}");
+        assert!(!file.starts_with("benign"), "false alert: {first:#?}");
         let channel = if first.kind.as_str() == "icmp_tunnel" { "icmp" } else { "dns" };
         let mine: Vec<_> = r.seen.iter().filter(|s| s.1 == first.principal && s.2 == channel).collect();
         let before: Vec<_> = mine.iter().filter(|s| s.0 <= first.ts_us).collect();

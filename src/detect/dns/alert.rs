@@ -94,6 +94,7 @@ pub(super) fn pair_alert(
             "alphabets": alphabets,
             "longest_name": pair.longest_name,
             "samples": pair.samples,
+            "appended_suffix": pair.appended,
             "estimated_bytes": pair.carried,
             "escalation": escalation,
         }),

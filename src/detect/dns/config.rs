@@ -52,10 +52,17 @@ pub struct DnsConfig {
     pub max_names: usize,
 }
 
-/// Heavy legitimate users of odd names: reverse lookups, CDNs, anti-virus and blocklists.
+/// Heavy legitimate users of odd names: reverse lookups, CDNs, anti-virus and blocklists; and
+/// private suffixes (AD's GUID names under `_msdcs.corp.local`). A private suffix appended to
+/// a public name does not hide it: the name inside is judged (see `domain.rs`).
 pub const DEFAULT_DNS_ALLOW: &[&str] = &[
     "arpa",
     "local",
+    "localdomain",
+    "lan",
+    "internal",
+    "corp",
+    "home",
     "akadns.net",
     "akamai.net",
     "akamaiedge.net",

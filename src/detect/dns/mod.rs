@@ -3,7 +3,8 @@
 //!
 //! Single queries say little (a polling tunnel's keep-alives are short and plain), so the
 //! unit of judgement is the registered domain (from the public suffix list, never "the last
-//! two labels"): a tunnel must put its data in ever-new names under a domain whose server it
+//! two labels"; an appended search suffix such as `corp.local` is removed first, see
+//! `domain.rs`): a tunnel must put its data in ever-new names under a domain whose server it
 //! controls. Three rules, any of which opens an episode (one alert, escalations as it grows):
 //! encoded-looking unique names, unique names, unique name bytes. Names under allow-listed
 //! domains are counted in the stored aggregates but never judged.
@@ -18,6 +19,7 @@
 
 mod alert;
 mod config;
+mod domain;
 mod pair;
 mod raw;
 mod rows;
@@ -400,6 +402,38 @@ mod tests {
         }
         assert!(t.alerts.is_empty(), "{:#?}", t.alerts);
         assert_eq!(t.c.allowed, 1000);
+    }
+
+    /// Issue 16, case 1: a Windows host appends its search suffix to a tunnel's names.
+    #[test]
+    fn search_suffix_appended_to_a_tunnel_is_judged_inside() {
+        let mut t = Drive::new(DnsConfig::default());
+        let hex = |i: u64| base32(i, 30).bytes().map(|b| format!("{:x}", b % 16)).collect::<String>();
+        for i in 0..1229u64 {
+            t.ask(i as i64 * S / 7, ALICE, &format!("{}.tunnel-domain.com.corp.local", hex(i)), 1);
+        }
+        assert_eq!(t.alerts.len(), 1, "{:#?}", t.alerts);
+        let a = &t.alerts[0];
+        assert_eq!(a.dst.as_deref(), Some("tunnel-domain.com"));
+        assert_eq!(a.details["encoded_names"], 10);
+        assert_eq!(a.details["appended_suffix"], "corp.local");
+        assert!(a.details["samples"][0].as_str().unwrap().ends_with(".tunnel-domain.com.corp.local"));
+        assert_eq!(t.c.allowed, 0);
+    }
+
+    #[test]
+    fn internal_names_under_private_suffixes_stay_quiet() {
+        let mut t = Drive::new(DnsConfig::default());
+        for i in 0..600u64 {
+            // AD: GUID names under _msdcs, many hosts, a search suffix on ordinary names.
+            let guid = format!("{:016x}{:016x}", i.wrapping_mul(0x9e37_79b9_7f4a_7c15), i.wrapping_mul(0xc2b2_ae3d));
+            t.ask(i as i64 * S, ALICE, &format!("{guid}._msdcs.corp.local"), 33);
+            t.ask(i as i64 * S, ALICE, &format!("ws{i:04}.corp.local"), 1);
+            t.ask(i as i64 * S, ALICE, &format!("nas{}.lan", i % 40), 1);
+            t.ask(i as i64 * S, ALICE, "www.example.com.corp.local", 1);
+            t.ask(i as i64 * S, ALICE, &format!("{}.home.arpa", base32(i, 12)), 1);
+        }
+        assert!(t.alerts.is_empty(), "{:#?}", t.alerts);
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! minute row; a query updates it and may open or escalate the episode.
 
 use super::alert::{display, display_name, pair_alert};
+use super::domain;
 use super::rows::{row_flags, ALERT_SAMPLES, ROW_SAMPLES, STORED_SAMPLES_PER_PAIR};
 use super::{DnsCounters, DnsDetector};
 use std::hash::BuildHasher;
@@ -35,6 +36,8 @@ pub(super) struct Pair {
     pub(super) longest_name: usize,
     pub(super) alphabets: u32,
     pub(super) samples: Vec<String>,
+    /// A search suffix appended to the names (`corp.local`), the first one seen.
+    pub(super) appended: Option<String>,
     pub(super) stored_samples: u32,
     pub(super) row: DnsRow,
     pub(super) last_us: i64,
@@ -75,16 +78,16 @@ impl DnsDetector {
             n += usize::from(i > 0) + label.len();
         }
         let name = &buf[..n];
-        let allowed = self.is_allowed(name);
-        let registered: &[u8] = match psl::domain(name) {
-            Some(d) => d.as_bytes(),
-            None => name,
-        };
-        let registered_labels =
-            if registered.is_empty() { 0 } else { registered.iter().filter(|&&b| b == b'.').count() + 1 };
-        let sub_labels = q.qname.label_count().saturating_sub(registered_labels);
+        // An appended search suffix is removed; the labels left of the registered domain
+        // inside are judged.
+        let split = domain::split(name);
+        let registered = split.registered;
+        let allowed = self.is_allowed(split.judged);
+        let labels = |b: &[u8]| if b.is_empty() { 0 } else { b.iter().filter(|&&b| b == b'.').count() + 1 };
+        let sub_labels =
+            q.qname.label_count().saturating_sub(labels(registered)).saturating_sub(labels(split.appended));
         let shape = Shape::of(q.qname.labels().take(sub_labels));
-        let sub_bytes = n.saturating_sub(registered.len() + 1) as u32;
+        let sub_bytes = split.judged.len().saturating_sub(registered.len() + 1) as u32;
 
         let wire_odd = Flags::POINTER_LOOP
             | Flags::TOO_MANY_LABELS
@@ -117,6 +120,7 @@ impl DnsDetector {
             longest_name: 0,
             alphabets: 0,
             samples: Vec::new(),
+            appended: None,
             stored_samples: 0,
             row: DnsRow {
                 principal: who,
@@ -158,6 +162,9 @@ impl DnsDetector {
         let slot = MIX.iter().position(|&t| t == q.qtype).unwrap_or(MIX.len());
         pair.types[slot] = pair.types[slot].saturating_add(1);
         pair.longest_name = pair.longest_name.max(n);
+        if pair.appended.is_none() && !split.appended.is_empty() {
+            pair.appended = Some(display(split.appended));
+        }
         pair.alphabets |= 1 << shape.alphabet as u32;
         if counted {
             pair.carried += shape.carried_bytes();

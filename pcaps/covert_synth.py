@@ -1,0 +1,149 @@
+#!/usr/bin/env python3
+"""Synthetic additions to the covert corpus (issue 16), stdlib only, deterministic.
+
+usage: covert_synth.py [OUTDIR]      (default: pcaps/covert/ next to this script)
+
+Each file is NFLOG (link type 239) as `tcpdump -i nflog:7` writes it from nft/exfilmon.nft:
+UID/GID TLVs, prefix "out", addresses of pcaps/covert.sh (10.77.9.2 -> resolver 10.77.9.1,
+fd77:9::2 -> fd77:9::1), sender exfil-cov (uid 1005 in users.json) unless said otherwise.
+Timestamps start at 2024-01-01T00:00:00Z. The shapes copy what the issue measured on real
+tools; the lab recordings of pcaps/covert.sh remain the reference for the tools themselves.
+
+  suffix-dns.pcap   a tunnel behind a Windows search suffix: 1,229 unique 30-character hex
+                    names `<hex>.<seq>.tunnel-domain.com.corp.local` (A), in 170 s
+  benign-wide.pcap  wider benign traffic (none may alert): AD/SRV and GUID lookups under
+                    corp.local, hosts under lan and home.arpa, a browser burst of 120 names
+                    under 40 domains in 2 s each minute for 5 minutes, Debian/Ubuntu mirrors and snap/pip/npm names,
+                    mail (MX, DKIM, DNSBL), NTP pool names, 200 reverse lookups (v4 and v6)
+"""
+import os
+import random
+import struct
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import synth  # noqa: E402
+
+BASE_US = synth.BASE_TS * 1_000_000
+SRC4, DNS4 = synth.ip4("10.77.9.2"), synth.ip4("10.77.9.1")
+SRC6, DNS6 = synth.ip6("fd77:9::2"), synth.ip6("fd77:9::1")
+COV, WEB = 1005, 1006
+TYPES = {"A": 1, "PTR": 12, "MX": 15, "TXT": 16, "AAAA": 28, "SRV": 33, "NULL": 10}
+
+
+def dns_query(txid, name, qtype):
+    q = b"".join(bytes([len(l)]) + l.encode() for l in name.split(".") if l) + b"\0"
+    return struct.pack("!HHHHHH", txid, 0x0100, 1, 0, 0, 0) + q + struct.pack("!HH", TYPES[qtype], 1)
+
+
+class Capture:
+    def __init__(self):
+        self.records = []  # (ts_us, frame)
+        self.txid = 0
+
+    def ask(self, t_us, uid, name, qtype="A", v6=False, sport=40000):
+        self.txid = (self.txid + 1) & 0xFFFF
+        l4 = synth.udp(sport, 53, dns_query(self.txid, name, qtype))
+        pkt = synth.ipv6(SRC6, DNS6, l4) if v6 else synth.ipv4(SRC4, DNS4, l4, ident=self.txid)
+        self.add(t_us, pkt, uid)
+
+    def add(self, t_us, pkt, uid, snaplen=None):
+        self.records.append((t_us, synth.nflog(pkt, uid=uid, prefix="out", snaplen=snaplen)))
+
+    def write(self, path):
+        out = [struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 262144, 239)]
+        for t, frame in sorted(self.records, key=lambda r: r[0]):
+            t += BASE_US
+            out.append(struct.pack("<IIII", t // 1_000_000, t % 1_000_000, len(frame), len(frame)) + frame)
+        with open(path, "wb") as f:
+            f.write(b"".join(out))
+
+
+def suffix_dns():
+    c, rng = Capture(), random.Random(16_1)
+    for i in range(1229):
+        name = "%s.%x.tunnel-domain.com.corp.local" % ("".join(rng.choice("0123456789abcdef") for _ in range(30)), i)
+        c.ask(i * 138_000, COV, name)
+    return c
+
+
+def benign_wide():
+    c, rng = Capture(), random.Random(16_2)
+    t = 0
+    for minute in range(5):
+        t = minute * 60_000_000
+        # Active Directory: DC locator SRV, GUID names under _msdcs, hosts, search suffix on
+        # ordinary names (a Windows-style devolution: the name, then name + suffix).
+        for k in range(12):
+            guid = "%08x-%04x-%04x-%04x-%012x" % tuple(rng.getrandbits(b) for b in (32, 16, 16, 16, 48))
+            c.ask(t + k * 90_000, WEB, "%s._msdcs.corp.local" % guid, "A")
+            c.ask(t + k * 90_000 + 1000, WEB, "_ldap._tcp.dc._msdcs.corp.local", "SRV")
+            c.ask(t + k * 90_000 + 2000, WEB, "ws%04d.corp.local" % rng.randrange(3000))
+            c.ask(t + k * 90_000 + 3000, WEB, "nas%d.lan" % (k % 4))
+            c.ask(t + k * 90_000 + 4000, WEB, "printer-%d.home.arpa" % (k % 3))
+            for site in ("www.wikipedia.org", "outlook.office365.com"):
+                c.ask(t + k * 90_000 + 5000, WEB, site)
+                c.ask(t + k * 90_000 + 6000, WEB, site + ".corp.local")
+        # A browser burst: 120 names under 40 registered domains within 2 s.
+        for k in range(120):
+            site = "site%d.example.com" % (k % 40) if k % 3 else "news%d.example.co.uk" % (k % 40)
+            host = ("www", "static", "img", "api", "cdn", "fonts")[k % 6]
+            c.ask(t + 5_000_000 + k * 16_000, WEB, "%s.%s" % (host, site), "A" if k % 2 else "AAAA")
+        # Package updates.
+        for k, name in enumerate(
+            (
+                "deb.debian.org",
+                "security.debian.org",
+                "archive.ubuntu.com",
+                "security.ubuntu.com",
+                "esm.ubuntu.com",
+                "api.snapcraft.io",
+                "pypi.org",
+                "files.pythonhosted.org",
+                "registry.npmjs.org",
+                "ppa.launchpadcontent.net",
+                "download.docker.com",
+                "packages.microsoft.com",
+            )
+        ):
+            c.ask(t + 20_000_000 + k * 30_000, WEB, name)
+            c.ask(t + 20_000_000 + k * 30_000 + 500, WEB, name, "AAAA")
+        # Mail: MX, DKIM, SPF TXT and DNSBL lookups of senders.
+        for k in range(15):
+            dom = "sender%d.com" % rng.randrange(200)
+            c.ask(t + 30_000_000 + k * 200_000, WEB, dom, "MX")
+            c.ask(t + 30_000_000 + k * 200_000 + 100, WEB, "selector%d._domainkey.%s" % (k % 2 + 1, dom), "TXT")
+            c.ask(t + 30_000_000 + k * 200_000 + 200, WEB, dom, "TXT")
+            ip = ".".join(str(rng.randrange(1, 255)) for _ in range(4))
+            c.ask(t + 30_000_000 + k * 200_000 + 300, WEB, ip + ".zen.spamhaus.org")
+        # NTP pool names, resolved again and again.
+        for k in range(4):
+            c.ask(t + 40_000_000 + k * 1000, WEB, "%d.debian.pool.ntp.org" % k)
+            c.ask(t + 40_000_000 + k * 1000 + 500, WEB, "ntp.ubuntu.com")
+        # Reverse lookups of real addresses (a log viewer resolving its peers).
+        for k in range(20):
+            if k % 2:
+                a = [rng.randrange(256) for _ in range(4)]
+                c.ask(t + 45_000_000 + k * 50_000, WEB, "%d.%d.%d.%d.in-addr.arpa" % tuple(reversed(a)), "PTR")
+            else:
+                nib = "".join(rng.choice("0123456789abcdef") for _ in range(16)) + "0000000000000000"
+                name = ".".join(reversed("20010db8" + nib[8:])) + ".ip6.arpa"
+                c.ask(t + 45_000_000 + k * 50_000, WEB, name, "PTR", v6=True)
+    return c
+
+
+SCENARIOS = {
+    "suffix-dns": suffix_dns,
+    "benign-wide": benign_wide,
+}
+
+
+def main():
+    out = sys.argv[1] if len(sys.argv) > 1 else os.path.join(os.path.dirname(os.path.abspath(__file__)), "covert")
+    for name, build in SCENARIOS.items():
+        build().write(os.path.join(out, name + ".pcap"))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
