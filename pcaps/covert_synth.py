@@ -11,6 +11,9 @@ tools; the lab recordings of pcaps/covert.sh remain the reference for the tools 
 
   suffix-dns.pcap   a tunnel behind a Windows search suffix: 1,229 unique 30-character hex
                     names `<hex>.<seq>.tunnel-domain.com.corp.local` (A), in 170 s
+  short-dns.pcap    a short-lived dns2tcp-like session: 60 unique 10-character base64 names
+                    `<b64>.d2t.shortlived.net` (TXT) within one second, after a few
+                    ordinary lookups
   benign-wide.pcap  wider benign traffic (none may alert): AD/SRV and GUID lookups under
                     corp.local, hosts under lan and home.arpa, a browser burst of 120 names
                     under 40 domains in 2 s each minute for 5 minutes, Debian/Ubuntu mirrors and snap/pip/npm names,
@@ -67,6 +70,17 @@ def suffix_dns():
     return c
 
 
+def short_dns():
+    c, rng = Capture(), random.Random(16_3)
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
+    for k, name in enumerate(("www.example.com", "shortlived.net", "www.shortlived.net")):
+        c.ask(k * 300_000, COV, name)
+    for i in range(60):
+        name = "%s.d2t.shortlived.net" % "".join(rng.choice(alphabet) for _ in range(10))
+        c.ask(2_000_000 + i * 16_500, COV, name, "TXT")
+    return c
+
+
 def benign_wide():
     c, rng = Capture(), random.Random(16_2)
     t = 0
@@ -86,7 +100,7 @@ def benign_wide():
                 c.ask(t + k * 90_000 + 6000, WEB, site + ".corp.local")
         # A browser burst: 120 names under 40 registered domains within 2 s.
         for k in range(120):
-            site = "site%d.example.com" % (k % 40) if k % 3 else "news%d.example.co.uk" % (k % 40)
+            site = "site%d.com" % (k % 40) if k % 3 else "news%d.co.uk" % (k % 40)
             host = ("www", "static", "img", "api", "cdn", "fonts")[k % 6]
             c.ask(t + 5_000_000 + k * 16_000, WEB, "%s.%s" % (host, site), "A" if k % 2 else "AAAA")
         # Package updates.
@@ -134,6 +148,7 @@ def benign_wide():
 
 SCENARIOS = {
     "suffix-dns": suffix_dns,
+    "short-dns": short_dns,
     "benign-wide": benign_wide,
 }
 

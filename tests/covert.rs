@@ -89,6 +89,7 @@ fn each_tunnel_raises_its_alert_once() {
         ("icmp6-exfil.pcap", &[("icmp_tunnel", cov, "fd77:9::1")]),
         // Synthetic (pcaps/covert_synth.py), issue 16.
         ("suffix-dns.pcap", &[("dns_tunnel", cov, "tunnel-domain.com")]),
+        ("short-dns.pcap", &[("dns_tunnel", cov, "shortlived.net")]),
     ];
     for (file, want) in cases {
         let (_d, _db, alerts) = replay_alerts(&[corpus(file)]);
@@ -215,9 +216,18 @@ fn every_tunnel_is_caught_within_30_s_or_10_kb() {
         "| capture | detected | alert | sender | packets before alert | name/payload bytes before | seconds to alert |"
     );
     println!("|---|---|---|---|---|---|---|");
-    for file in
-        ["slow-dns", "iodine", "iodine-raw", "dns2tcp", "ptunnel", "icmp6-exfil", "suffix-dns", "benign", "benign-wide"]
-    {
+    for file in [
+        "slow-dns",
+        "iodine",
+        "iodine-raw",
+        "dns2tcp",
+        "ptunnel",
+        "icmp6-exfil",
+        "suffix-dns",
+        "short-dns",
+        "benign",
+        "benign-wide",
+    ] {
         let mut r = Recorder {
             pipeline: Pipeline::new(&Config::default(), Collect::default()),
             who: Attribution::default(),

@@ -21,6 +21,12 @@ pub struct DnsConfig {
     /// Unique names within the window, whatever they look like (polling tunnels).
     #[serde(deserialize_with = "positive")]
     pub unique_names: u32,
+    /// Unique names within `burst_window` (machine speed: short-lived tunnels with short names).
+    #[serde(deserialize_with = "positive")]
+    pub burst_names: u32,
+    /// The span a burst of unique names is counted over (judged in halves of it).
+    #[serde(deserialize_with = "duration")]
+    pub burst_window: Duration,
     /// Bytes of unique subdomain names within the window: the information carried out.
     #[serde(deserialize_with = "byte_size")]
     pub unique_bytes: u64,
@@ -100,6 +106,8 @@ impl Default for DnsConfig {
             window: Duration::from_secs(3600),
             encoded_names: 10,
             unique_names: 100,
+            burst_names: 40,
+            burst_window: Duration::from_secs(2),
             unique_bytes: 4096,
             min_encoded_chars: 20,
             long_name: 100,

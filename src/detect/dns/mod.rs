@@ -5,8 +5,9 @@
 //! unit of judgement is the registered domain (from the public suffix list, never "the last
 //! two labels"; an appended search suffix such as `corp.local` is removed first, see
 //! `domain.rs`): a tunnel must put its data in ever-new names under a domain whose server it
-//! controls. Three rules, any of which opens an episode (one alert, escalations as it grows):
-//! encoded-looking unique names, unique names, unique name bytes. Names under allow-listed
+//! controls. Four rules, any of which opens an episode (one alert, escalations as it grows):
+//! encoded-looking unique names, unique names, unique name bytes within the window, and a
+//! burst of unique names within seconds (a short-lived tunnel at machine speed). Names under allow-listed
 //! domains are counted in the stored aggregates but never judged.
 //!
 //! UDP to port 53 that does not parse as DNS is evidence of its own (raw-mode tunnels such as
@@ -71,6 +72,7 @@ pub struct DnsDetector {
     cfg: DnsConfig,
     window_us: i64,
     bucket_us: i64,
+    burst_half_us: i64,
     allow: FxHashSet<Box<[u8]>>,
     /// Keyed hashing: query names are chosen by the sender, who must not be able to make two
     /// names collide and so hide a unique one.
@@ -92,6 +94,7 @@ impl DnsDetector {
             cfg: cfg.clone(),
             window_us,
             bucket_us: window_us / BUCKETS as i64,
+            burst_half_us: i64::try_from(cfg.burst_window.as_micros() / 2).unwrap_or(i64::MAX).max(1),
             allow,
             hasher: RandomState::new(),
             pairs: FxHashMap::default(),
@@ -366,6 +369,47 @@ mod tests {
         }
         assert_eq!(t.alerts.len(), 1);
         assert_eq!(t.alerts[0].details["rules"], json!(["unique_names"]));
+    }
+
+    /// Issue 16, case 2: a dns2tcp session of about 60 short names within one second.
+    #[test]
+    fn short_lived_burst_of_short_names_alerts() {
+        let mut t = Drive::new(DnsConfig::default());
+        let b64 = |i: u64| {
+            let mut x = i.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+            (0..10)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"[(x % 64) as usize] as char
+                })
+                .collect::<String>()
+        };
+        for i in 0..60u64 {
+            t.ask(30 * S + i as i64 * S / 60, ALICE, &format!("{}.d2t.shortlived.net", b64(i)), 16);
+        }
+        assert_eq!(t.alerts.len(), 1, "{:#?}", t.alerts);
+        let a = &t.alerts[0];
+        assert_eq!(a.details["rules"], json!(["burst_names"]));
+        assert_eq!(a.details["burst_names"], 40);
+        assert_eq!(a.ts_us, 30 * S + 39 * S / 60);
+    }
+
+    #[test]
+    fn bursts_under_the_rule_and_repeats_stay_quiet() {
+        let mut t = Drive::new(DnsConfig::default());
+        for round in 0..20 {
+            // A page with 30 host names of one site, loaded again every 3 minutes.
+            for k in 0..30 {
+                t.ask(round * 180 * S + k * S / 100, ALICE, &format!("h{k}.bigsite.com"), 1);
+            }
+        }
+        // Two halves of 20 at the edge of the burst window: 39 in any 2 s.
+        for k in 0..39 {
+            t.ask(4000 * S + k * S / 20, ALICE, &format!("n{k}.other.com"), 1);
+        }
+        assert!(t.alerts.is_empty(), "{:#?}", t.alerts);
     }
 
     #[test]

@@ -39,8 +39,30 @@ pub(super) struct Pair {
     /// A search suffix appended to the names (`corp.local`), the first one seen.
     pub(super) appended: Option<String>,
     pub(super) stored_samples: u32,
+    /// Unique names in the current and the previous half of the burst window, and the
+    /// current half's number (packet time divided by half the burst window).
+    pub(super) burst: [u32; 2],
+    pub(super) burst_half: i64,
     pub(super) row: DnsRow,
     pub(super) last_us: i64,
+}
+
+impl Pair {
+    /// Counts a unique name into the burst halves; the unique names of this half and the last.
+    pub(super) fn burst_add(&mut self, ts: i64, half_us: i64, counted: bool) -> u32 {
+        let half = ts.div_euclid(half_us);
+        if half != self.burst_half {
+            self.burst = if half == self.burst_half.saturating_add(1) { [0, self.burst[0]] } else { [0; 2] };
+            self.burst_half = half;
+        }
+        self.burst[0] += u32::from(counted);
+        self.burst[0] + self.burst[1]
+    }
+
+    /// Unique names in the burst window ending now.
+    pub(super) fn burst_now(&self) -> u32 {
+        self.burst[0] + self.burst[1]
+    }
 }
 
 /// Types ordinary programs do not ask for, but tunnels do: they carry more data in answers.
@@ -122,6 +144,8 @@ impl DnsDetector {
             samples: Vec::new(),
             appended: None,
             stored_samples: 0,
+            burst: [0; 2],
+            burst_half: i64::MIN,
             row: DnsRow {
                 principal: who,
                 gid: p.gid,
@@ -144,6 +168,7 @@ impl DnsDetector {
         }
         pair.row.minute_us = minute_us;
         let counted = unique && !allowed;
+        let burst = pair.burst_add(ts, self.burst_half_us, counted);
         let row = &mut pair.row;
         row.queries += 1;
         row.unique += u32::from(unique);
@@ -169,7 +194,8 @@ impl DnsDetector {
         if counted {
             pair.carried += shape.carried_bytes();
         }
-        if suspicious && unique {
+        // Names of a burst are samples too: they may look ordinary one by one.
+        if unique && (suspicious || counted && burst >= self.cfg.burst_names.div_ceil(2)) {
             let want_alert = pair.samples.len() < ALERT_SAMPLES;
             let want_row = row.samples.len() < ROW_SAMPLES && pair.stored_samples < STORED_SAMPLES_PER_PAIR;
             if want_alert || want_row {
@@ -196,10 +222,14 @@ impl DnsDetector {
         );
         let cfg = &self.cfg;
         let bytes = u64::from(sums[BYTES]);
-        let over = sums[ENCODED] >= cfg.encoded_names || sums[UNIQUE] >= cfg.unique_names || bytes >= cfg.unique_bytes;
+        let over = sums[ENCODED] >= cfg.encoded_names
+            || sums[UNIQUE] >= cfg.unique_names
+            || bytes >= cfg.unique_bytes
+            || burst >= cfg.burst_names;
         let quiet = sums[ENCODED] < cfg.encoded_names.div_ceil(2)
             && sums[UNIQUE] < cfg.unique_names.div_ceil(2)
-            && bytes < cfg.unique_bytes.div_ceil(2);
+            && bytes < cfg.unique_bytes.div_ceil(2)
+            && burst < cfg.burst_names.div_ceil(2);
         let was_open = pair.episode.is_open();
         let step = pair.episode.update(over, quiet, pair.carried, cfg.escalate_bytes);
         if was_open && !pair.episode.is_open() {
