@@ -14,6 +14,9 @@ tools; the lab recordings of pcaps/covert.sh remain the reference for the tools 
   short-dns.pcap    a short-lived dns2tcp-like session: 60 unique 10-character base64 names
                     `<b64>.d2t.shortlived.net` (TXT) within one second, after a few
                     ordinary lookups
+  reverse-dns.pcap  data under a delegated reverse zone: 300 unique 40-character base32 names
+                    `<b32>.<seq>.9.77.10.in-addr.arpa` (TXT), one every 0.3 s, between
+                    ordinary PTR lookups
   benign-wide.pcap  wider benign traffic (none may alert): AD/SRV and GUID lookups under
                     corp.local, hosts under lan and home.arpa, a browser burst of 120 names
                     under 40 domains in 2 s each minute for 5 minutes, Debian/Ubuntu mirrors and snap/pip/npm names,
@@ -78,6 +81,16 @@ def short_dns():
     for i in range(60):
         name = "%s.d2t.shortlived.net" % "".join(rng.choice(alphabet) for _ in range(10))
         c.ask(2_000_000 + i * 16_500, COV, name, "TXT")
+    return c
+
+
+def reverse_dns():
+    c, rng = Capture(), random.Random(16_4)
+    for i in range(300):
+        data = "".join(rng.choice("abcdefghijklmnopqrstuvwxyz234567") for _ in range(40))
+        c.ask(i * 300_000, COV, "%s.%x.9.77.10.in-addr.arpa" % (data, i), "TXT")
+        if i % 10 == 0:
+            c.ask(i * 300_000 + 1000, COV, "%d.9.77.10.in-addr.arpa" % (i % 250 + 1), "PTR")
     return c
 
 
@@ -149,6 +162,7 @@ def benign_wide():
 SCENARIOS = {
     "suffix-dns": suffix_dns,
     "short-dns": short_dns,
+    "reverse-dns": reverse_dns,
     "benign-wide": benign_wide,
 }
 

@@ -328,7 +328,7 @@ mod tests {
     fn dns_allow_list_extends_or_replaces() {
         let c = parse("[dns]\nallow_extra = [\"Corp.Example.\"]\n").unwrap();
         assert_eq!(c.dns.allow_extra, ["corp.example"]);
-        assert!(c.dns.allow.iter().any(|d| d == "arpa"));
+        assert!(c.dns.allow.iter().any(|d| d == "home.arpa"));
         let c = parse("[dns]\nallow = [\"only.example\"]\n").unwrap();
         assert_eq!(c.dns.allow, ["only.example"]);
         let err = parse("[dns]\nallow = [\"bad name\\u001b\"]\n").unwrap_err().to_string();

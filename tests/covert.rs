@@ -90,6 +90,7 @@ fn each_tunnel_raises_its_alert_once() {
         // Synthetic (pcaps/covert_synth.py), issue 16.
         ("suffix-dns.pcap", &[("dns_tunnel", cov, "tunnel-domain.com")]),
         ("short-dns.pcap", &[("dns_tunnel", cov, "shortlived.net")]),
+        ("reverse-dns.pcap", &[("dns_tunnel", cov, "10.in-addr.arpa")]),
     ];
     for (file, want) in cases {
         let (_d, _db, alerts) = replay_alerts(&[corpus(file)]);
@@ -225,6 +226,7 @@ fn every_tunnel_is_caught_within_30_s_or_10_kb() {
         "icmp6-exfil",
         "suffix-dns",
         "short-dns",
+        "reverse-dns",
         "benign",
         "benign-wide",
     ] {

@@ -58,11 +58,13 @@ pub struct DnsConfig {
     pub max_names: usize,
 }
 
-/// Heavy legitimate users of odd names: reverse lookups, CDNs, anti-virus and blocklists; and
-/// private suffixes (AD's GUID names under `_msdcs.corp.local`). A private suffix appended to
-/// a public name does not hide it: the name inside is judged (see `domain.rs`).
+/// Heavy legitimate users of odd names: CDNs, anti-virus and blocklists; and private suffixes
+/// (AD's GUID names under `_msdcs.corp.local`). A private suffix appended to a public name
+/// does not hide it: the name inside is judged. Reverse lookups of addresses are never judged
+/// without an entry here, and `arpa` is not one: data under a delegated reverse zone is judged
+/// (see `domain.rs`).
 pub const DEFAULT_DNS_ALLOW: &[&str] = &[
-    "arpa",
+    "home.arpa",
     "local",
     "localdomain",
     "lan",

@@ -480,6 +480,33 @@ mod tests {
         assert!(t.alerts.is_empty(), "{:#?}", t.alerts);
     }
 
+    /// Issue 16, case 3: data under a delegated reverse zone is judged; real PTRs are not.
+    #[test]
+    fn encoded_names_under_a_reverse_zone_alert_and_real_reverse_lookups_do_not() {
+        let mut t = Drive::new(DnsConfig::default());
+        for i in 0..300u64 {
+            t.ask(i as i64 * S, ALICE, &format!("{}.{i:x}.8.b.d.0.1.0.0.2.ip6.arpa", base32(i, 40)), 12);
+        }
+        assert_eq!(t.alerts.len(), 1, "{:#?}", t.alerts);
+        assert_eq!(t.alerts[0].dst.as_deref(), Some("2.ip6.arpa"));
+        assert_eq!(t.alerts[0].details["encoded_names"], 10);
+
+        let mut t = Drive::new(DnsConfig::default());
+        for i in 0..3000u64 {
+            let v4 = format!("{}.{}.{}.10.in-addr.arpa", i % 256, (i / 256) % 256, i % 7);
+            t.ask(i as i64 * S / 10, ALICE, &v4, 12);
+            let nibbles: String =
+                format!("{:032x}", u128::from(i).wrapping_mul(0x9e37_79b9_7f4a_7c15_f39c_c060_5ced_c834) | 1)
+                    .chars()
+                    .rev()
+                    .flat_map(|c| [c, '.'])
+                    .collect();
+            t.ask(i as i64 * S / 10, ALICE, &format!("{nibbles}ip6.arpa"), 12);
+        }
+        assert!(t.alerts.is_empty(), "{:#?}", t.alerts);
+        assert_eq!(t.c.allowed, 6000);
+    }
+
     #[test]
     fn allow_list_can_be_extended_and_replaced() {
         let names: Vec<String> = (0..20).map(|i| format!("{}.tun.example", base32(i, 40))).collect();

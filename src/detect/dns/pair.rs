@@ -104,7 +104,7 @@ impl DnsDetector {
         // inside are judged.
         let split = domain::split(name);
         let registered = split.registered;
-        let allowed = self.is_allowed(split.judged);
+        let allowed = split.reverse || self.is_allowed(split.judged);
         let labels = |b: &[u8]| if b.is_empty() { 0 } else { b.iter().filter(|&&b| b == b'.').count() + 1 };
         let sub_labels =
             q.qname.label_count().saturating_sub(labels(registered)).saturating_sub(labels(split.appended));
