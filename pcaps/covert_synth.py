@@ -17,6 +17,10 @@ tools; the lab recordings of pcaps/covert.sh remain the reference for the tools 
   reverse-dns.pcap  data under a delegated reverse zone: 300 unique 40-character base32 names
                     `<b32>.<seq>.9.77.10.in-addr.arpa` (TXT), one every 0.3 s, between
                     ordinary PTR lookups
+  frag6-dns.pcap    a tunnel that fragments over IPv6: 30 A queries with 50-character base32
+                    names under frag-tunnel.net and 1,400 bytes of EDNS padding, each
+                    sent as two IPv6 fragments (first 1,232 bytes of UDP, then the rest),
+                    as a raw-socket sender can; one every 0.5 s
   benign-wide.pcap  wider benign traffic (none may alert): AD/SRV and GUID lookups under
                     corp.local, hosts under lan and home.arpa, a browser burst of 120 names
                     under 40 domains in 2 s each minute for 5 minutes, Debian/Ubuntu mirrors and snap/pip/npm names,
@@ -94,6 +98,32 @@ def reverse_dns():
     return c
 
 
+def frag6(pkt, ident, first_len=1232):
+    """Splits an IPv6 packet without extension headers into two fragments."""
+    hdr, l4 = pkt[:40], pkt[40:]
+    out = []
+    for off, chunk, more in ((0, l4[:first_len], 1), (first_len, l4[first_len:], 0)):
+        frag = struct.pack("!BBHI", hdr[6], 0, off | more, ident)
+        ip = bytearray(hdr)
+        ip[4:6] = struct.pack("!H", len(frag) + len(chunk))
+        ip[6] = 44
+        out.append(bytes(ip) + frag + chunk)
+    return out
+
+
+def frag6_dns():
+    c, rng = Capture(), random.Random(16_5)
+    opt = b"\0" + struct.pack("!HHIH", 41, 1232, 0, 4 + 1400) + struct.pack("!HH", 12, 1400) + bytes(1400)
+    for i in range(30):
+        name = "%s.%x.frag-tunnel.net" % ("".join(rng.choice("abcdefghijklmnopqrstuvwxyz234567") for _ in range(50)), i)
+        msg = bytearray(dns_query(i + 1, name, "A") + opt)
+        msg[10:12] = struct.pack("!H", 1)  # ARCOUNT
+        pkt = synth.ipv6(SRC6, DNS6, synth.udp(40000 + i, 53, bytes(msg)))
+        for k, f in enumerate(frag6(pkt, 0x16000 + i)):
+            c.add(i * 500_000 + k * 10, f, COV)
+    return c
+
+
 def benign_wide():
     c, rng = Capture(), random.Random(16_2)
     t = 0
@@ -163,6 +193,7 @@ SCENARIOS = {
     "suffix-dns": suffix_dns,
     "short-dns": short_dns,
     "reverse-dns": reverse_dns,
+    "frag6-dns": frag6_dns,
     "benign-wide": benign_wide,
 }
 

@@ -91,6 +91,7 @@ fn each_tunnel_raises_its_alert_once() {
         ("suffix-dns.pcap", &[("dns_tunnel", cov, "tunnel-domain.com")]),
         ("short-dns.pcap", &[("dns_tunnel", cov, "shortlived.net")]),
         ("reverse-dns.pcap", &[("dns_tunnel", cov, "10.in-addr.arpa")]),
+        ("frag6-dns.pcap", &[("dns_tunnel", cov, "frag-tunnel.net")]),
     ];
     for (file, want) in cases {
         let (_d, _db, alerts) = replay_alerts(&[corpus(file)]);
@@ -227,6 +228,7 @@ fn every_tunnel_is_caught_within_30_s_or_10_kb() {
         "suffix-dns",
         "short-dns",
         "reverse-dns",
+        "frag6-dns",
         "benign",
         "benign-wide",
     ] {
