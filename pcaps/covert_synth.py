@@ -21,6 +21,10 @@ tools; the lab recordings of pcaps/covert.sh remain the reference for the tools 
                     names under frag-tunnel.net and 1,400 bytes of EDNS padding, each
                     sent as two IPv6 fragments (first 1,232 bytes of UDP, then the rest),
                     as a raw-socket sender can; one every 0.5 s
+  icmp-padded.pcap  an ICMP tunnel behind the old 128-byte snaplen: 60 echo requests of 1,000
+                    payload bytes, the first 100 constant and the rest random (the issue's
+                    520 KB run, shortened to keep the file small), ten a second, logged
+                    whole as the `exfilmon-icmp` rule does (snaplen 1500)
   benign-wide.pcap  wider benign traffic (none may alert): AD/SRV and GUID lookups under
                     corp.local, hosts under lan and home.arpa, a browser burst of 120 names
                     under 40 domains in 2 s each minute for 5 minutes, Debian/Ubuntu mirrors and snap/pip/npm names,
@@ -124,6 +128,15 @@ def frag6_dns():
     return c
 
 
+def icmp_padded():
+    c, rng = Capture(), random.Random(16_6)
+    head = bytes(range(100))
+    for seq in range(60):
+        payload = head + bytes(rng.getrandbits(8) for _ in range(900))
+        c.add(seq * 100_000, synth.ipv4(SRC4, DNS4, synth.icmp_echo(0x1606, seq, payload), ident=seq), COV)
+    return c
+
+
 def benign_wide():
     c, rng = Capture(), random.Random(16_2)
     t = 0
@@ -194,6 +207,7 @@ SCENARIOS = {
     "short-dns": short_dns,
     "reverse-dns": reverse_dns,
     "frag6-dns": frag6_dns,
+    "icmp-padded": icmp_padded,
     "benign-wide": benign_wide,
 }
 

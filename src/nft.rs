@@ -48,32 +48,36 @@ pub fn render(config: &Config) -> String {
 #
 # Rules carry comments \"exfilmon-*\" so tools and tests find their counters:
 #   nft -j list table {TABLE}
-# snaplen: DNS is logged whole (names are parsed); everything else only {snaplen} bytes (IP +
-# transport headers): byte totals come from the IP length field. queue-threshold only takes
-# effect when smaller than the one the daemon configures. Log prefixes: \"srv\" for replies on
-# connections a remote peer opened (served: a web server's answers), \"out\" for the rest.
+# snaplen: DNS is logged whole (names are parsed); ICMP and ICMPv6 we send {icmp_snaplen} bytes (echo
+# payloads are compared); everything else only {snaplen} bytes (IP + transport headers): byte
+# totals come from the IP length field. queue-threshold only takes effect when smaller than
+# the one the daemon configures. Log prefixes: \"srv\" for replies on connections a remote
+# peer opened (served: a web server's answers), \"out\" for the rest.
 
 table {TABLE}
 delete table {TABLE}
 
 table {TABLE} {{
 ",
-        snaplen = n.snaplen
+        snaplen = n.snaplen,
+        icmp_snaplen = n.icmp_snaplen
     );
     w.push_str("\t# Destinations exempt from logging (backup / update servers).\n");
     set(w, "allow_v4", "ipv4_addr", &t.allow_v4);
     w.push('\n');
     set(w, "allow_v6", "ipv6_addr", &t.allow_v6);
-    // Comments name the counters: `{prefix}-dns-udp`, `{prefix}-dns-tcp`, `{prefix}-served`,
-    // then `{rest}`. Log prefixes say which end opened the connection (decode::Direction):
+    // Comments name the counters: `{prefix}-dns-udp`, `{prefix}-dns-tcp`, `{prefix}-icmp`,
+    // `{prefix}-served`, then `{rest}`. Log prefixes say which end opened the connection (decode::Direction):
     // conntrack's reply direction is a connection a remote peer opened, the rest ours.
     let log_rules = |w: &mut String, prefix: &str, rest: &str| {
         let (out, srv) = (Direction::PREFIX_INITIATED, Direction::PREFIX_SERVED);
-        let (snap, queue) = (n.snaplen, n.queue_threshold);
+        let (snap, queue, icmp) = (n.snaplen, n.queue_threshold, n.icmp_snaplen);
         let _ = write!(
             w,
             "\t\tudp dport 53 counter log prefix \"{out}\" group {group} accept comment \"{prefix}-dns-udp\"\n\
              \t\ttcp dport 53 counter log prefix \"{out}\" group {group} accept comment \"{prefix}-dns-tcp\"\n\
+             \t\tct direction original meta l4proto {{ icmp, ipv6-icmp }} counter log prefix \"{out}\" group {group} \
+             snaplen {icmp} queue-threshold {queue} accept comment \"{prefix}-icmp\"\n\
              \t\tct direction reply counter log prefix \"{srv}\" group {group} snaplen {snap} queue-threshold {queue} \
              accept comment \"{prefix}-served\"\n\
              \t\tcounter log prefix \"{out}\" group {group} snaplen {snap} queue-threshold {queue} comment \"{rest}\"\n",

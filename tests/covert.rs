@@ -92,6 +92,7 @@ fn each_tunnel_raises_its_alert_once() {
         ("short-dns.pcap", &[("dns_tunnel", cov, "shortlived.net")]),
         ("reverse-dns.pcap", &[("dns_tunnel", cov, "10.in-addr.arpa")]),
         ("frag6-dns.pcap", &[("dns_tunnel", cov, "frag-tunnel.net")]),
+        ("icmp-padded.pcap", &[("icmp_tunnel", cov, "10.77.9.1")]),
     ];
     for (file, want) in cases {
         let (_d, _db, alerts) = replay_alerts(&[corpus(file)]);
@@ -229,6 +230,7 @@ fn every_tunnel_is_caught_within_30_s_or_10_kb() {
         "short-dns",
         "reverse-dns",
         "frag6-dns",
+        "icmp-padded",
         "benign",
         "benign-wide",
     ] {

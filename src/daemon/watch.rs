@@ -223,6 +223,7 @@ mod tests {
 		ip6 daddr @allow_v6 accept comment \"exfilmon-allow-v6\"
 		udp dport 53 counter packets 0 bytes 0 log prefix \"out\" group 7 accept comment \"exfilmon-dns-udp\"
 		tcp dport 53 counter packets 12 bytes 900 log prefix \"out\" group 7 accept comment \"exfilmon-dns-tcp\"
+		ct direction original meta l4proto { icmp, ipv6-icmp } counter packets 0 bytes 0 log prefix \"out\" group 7 snaplen 1500 queue-threshold 64 accept comment \"exfilmon-icmp\"
 		ct direction reply counter packets 0 bytes 0 log prefix \"srv\" group 7 snaplen 128 queue-threshold 64 accept comment \"exfilmon-served\"
 		counter packets 0 bytes 0 log prefix \"out\" group 7 snaplen 128 queue-threshold 64 comment \"exfilmon-egress\"
 	}
@@ -233,6 +234,7 @@ mod tests {
 		ip6 daddr @allow_v6 accept comment \"exfilmon-fwd-allow-v6\"
 		udp dport 53 counter packets 0 bytes 0 log prefix \"out\" group 7 accept comment \"exfilmon-fwd-dns-udp\"
 		tcp dport 53 counter packets 0 bytes 0 log prefix \"out\" group 7 accept comment \"exfilmon-fwd-dns-tcp\"
+		ct direction original meta l4proto { icmp, ipv6-icmp } counter packets 0 bytes 0 log prefix \"out\" group 7 snaplen 1500 queue-threshold 64 accept comment \"exfilmon-fwd-icmp\"
 		ct direction reply counter packets 0 bytes 0 log prefix \"srv\" group 7 snaplen 128 queue-threshold 64 accept comment \"exfilmon-fwd-served\"
 		counter packets 0 bytes 0 log prefix \"out\" group 7 snaplen 128 queue-threshold 64 comment \"exfilmon-fwd\"
 	}
