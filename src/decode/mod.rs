@@ -9,6 +9,7 @@ mod frame;
 pub mod ip;
 pub mod link;
 pub mod nflog;
+pub mod tls;
 
 use std::net::IpAddr;
 
