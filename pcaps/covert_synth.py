@@ -25,6 +25,10 @@ tools; the lab recordings of pcaps/covert.sh remain the reference for the tools 
                     payload bytes, the first 100 constant and the rest random (the issue's
                     520 KB run, shortened to keep the file small), ten a second, logged
                     whole as the `exfilmon-icmp` rule does (snaplen 1500)
+  dest-names.pcap   destination names (case 6): exfil-cov looks up files.exfil-drop.example
+                    (the answer, 10.77.9.7, logged inbound with prefix "ans" and no uid as
+                    the `answers` chain does), then sends 6.4 MB to 10.77.9.7:9100 in
+                    64,000-byte TSO packets cut at 128 bytes; the volume alert must name it
   benign-wide.pcap  wider benign traffic (none may alert): AD/SRV and GUID lookups under
                     corp.local, hosts under lan and home.arpa, a browser burst of 120 names
                     under 40 domains in 2 s each minute for 5 minutes, Debian/Ubuntu mirrors and snap/pip/npm names,
@@ -137,6 +141,28 @@ def icmp_padded():
     return c
 
 
+def dns_answer(txid, name, addrs):
+    """A response to dns_query(txid, name, "A"): the question, then one A record per address."""
+    msg = bytearray(dns_query(txid, name, "A"))
+    msg[2:4] = struct.pack("!H", 0x8180)
+    msg[6:8] = struct.pack("!H", len(addrs))
+    for a in addrs:
+        msg += struct.pack("!HHHIH", 0xC00C, 1, 1, 60, 4) + synth.ip4(a)
+    return bytes(msg)
+
+
+def dest_names():
+    c = Capture()
+    name, drop = "files.exfil-drop.example", synth.ip4("10.77.9.7")
+    c.add(0, synth.ipv4(SRC4, DNS4, synth.udp(41000, 53, dns_query(0x600, name, "A"))), COV)
+    answer = synth.ipv4(DNS4, SRC4, synth.udp(53, 41000, dns_answer(0x600, name, ["10.77.9.7"])))
+    c.records.append((9_000, synth.nflog(answer, prefix="ans")))
+    for seq in range(100):
+        pkt = synth.big_tcp4(SRC4, drop, 42000, 9100, seq * 63960, 64000, seq)
+        c.add(100_000 + seq * 50_000, pkt, COV, snaplen=128)
+    return c
+
+
 def benign_wide():
     c, rng = Capture(), random.Random(16_2)
     t = 0
@@ -208,6 +234,7 @@ SCENARIOS = {
     "reverse-dns": reverse_dns,
     "frag6-dns": frag6_dns,
     "icmp-padded": icmp_padded,
+    "dest-names": dest_names,
     "benign-wide": benign_wide,
 }
 

@@ -10,6 +10,7 @@ use serde::{de, Deserialize, Deserializer};
 
 use crate::detect::dns::DnsConfig;
 use crate::detect::icmp::IcmpConfig;
+use crate::detect::names_seen::NamesConfig;
 use crate::detect::scope::{AccountsConfig, System};
 use crate::detect::sensitive::SensitiveConfig;
 use crate::detect::volume::VolumeRule;
@@ -47,6 +48,9 @@ pub struct Config {
     /// Sensitive files: reads recorded by auditd tied to the egress that follows.
     #[serde(default)]
     pub sensitive: SensitiveConfig,
+    /// Destination names (DNS answers, TLS server names) shown with addresses in alerts.
+    #[serde(default)]
+    pub names: NamesConfig,
     /// Where alerts, monitor events and checkpoints are delivered (`[[sink]]`, any number).
     #[serde(default)]
     pub sink: Vec<crate::sink::SinkConfig>,
@@ -70,6 +74,7 @@ impl Default for Config {
             dns: DnsConfig::default(),
             icmp: IcmpConfig::default(),
             sensitive: SensitiveConfig::default(),
+            names: NamesConfig::default(),
             sink: Vec::new(),
             trail: TrailConfig::default(),
             monitor: MonitorConfig::default(),

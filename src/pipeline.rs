@@ -13,11 +13,12 @@ use serde_json::json;
 use crate::alert::Alert;
 use crate::attribute::Attribution;
 use crate::config::Config;
-use crate::decode::{self, DecodeError, Frame};
+use crate::decode::{self, DecodeError, Direction, Frame};
 use crate::detect::audit_off::AuditOff;
 use crate::detect::crosscheck::AuditCrossCheck;
 use crate::detect::dns::DnsDetector;
 use crate::detect::icmp::IcmpDetector;
+use crate::detect::names_seen::NamesSeen;
 use crate::detect::sensitive::SensitiveDetector;
 use crate::detect::volume::VolumeDetector;
 use crate::detect::{Detector, Findings, Seen, Tick};
@@ -38,6 +39,8 @@ struct Entry {
     wanted: fn(&Config, bool) -> bool,
     build: fn(&Config) -> Box<dyn Detector>,
     same: fn(&Config, &Config) -> bool,
+    /// Also sees inbound DNS answers (never counted as egress; the rest never see them).
+    answers: bool,
 }
 
 /// Every detector, in the order each sees a packet. A new detector is one entry here (and its
@@ -48,18 +51,21 @@ const REGISTRY: &[Entry] = &[
         wanted: |_, _| true,
         build: |c| Box::new(VolumeDetector::new(&c.volume, c.accounts.people)),
         same: |a, b| a.volume == b.volume && a.accounts == b.accounts,
+        answers: false,
     },
     Entry {
         name: "dns",
         wanted: |c, _| c.dns.enabled,
         build: |c| Box::new(DnsDetector::new(&c.dns)),
         same: |a, b| a.dns == b.dns,
+        answers: false,
     },
     Entry {
         name: "icmp",
         wanted: |c, _| c.icmp.enabled,
         build: |c| Box::new(IcmpDetector::new(&c.icmp)),
         same: |a, b| a.icmp == b.icmp,
+        answers: false,
     },
     // Sensitive paths without an audit source still tie uid-less packets to their flows.
     Entry {
@@ -67,14 +73,30 @@ const REGISTRY: &[Entry] = &[
         wanted: |c, audit| audit || !c.sensitive.paths.is_empty(),
         build: |c| Box::new(SensitiveDetector::new(&c.sensitive)),
         same: |a, b| a.sensitive == b.sensitive,
+        answers: false,
     },
     Entry {
         name: "crosscheck",
         wanted: |c, audit| audit && c.nft.audit,
         build: |_| Box::new(AuditCrossCheck::default()),
         same: |_, _| true,
+        answers: false,
     },
-    Entry { name: "audit_off", wanted: |_, audit| audit, build: |_| Box::new(AuditOff), same: |_, _| true },
+    Entry {
+        name: "audit_off",
+        wanted: |_, audit| audit,
+        build: |_| Box::new(AuditOff),
+        same: |_, _| true,
+        answers: false,
+    },
+    // Last: it names the destinations of what the others raised on the same input.
+    Entry {
+        name: "names",
+        wanted: |c, _| c.names.enabled,
+        build: |c| Box::new(NamesSeen::new(&c.names)),
+        same: |a, b| a.names == b.names,
+        answers: true,
+    },
 ];
 
 /// Where the pipeline's results go: the store's writer, or a test's collector.
@@ -268,6 +290,9 @@ impl<O: Output> Pipeline<O> {
     }
 
     fn packet(&mut self, p: &decode::Packet<'_>) {
+        if p.direction == Direction::Answer {
+            return self.answer(p);
+        }
         let principal = self.attribution.principal(p);
         let dst = Dst::of(p);
         let bytes = u64::from(p.wire_len);
@@ -294,6 +319,22 @@ impl<O: Output> Pipeline<O> {
         }
         if self.pending.len() >= ROW_BATCH || !self.found.alerts.is_empty() || !self.found.dns_rows.is_empty() {
             self.pass_on();
+        }
+    }
+
+    /// An inbound DNS answer: not egress (no flow, no totals); credited to whoever asked (the
+    /// query's flow, mirrored) and handed only to the detectors that read answers.
+    fn answer(&mut self, p: &decode::Packet<'_>) {
+        self.latest_us = self.latest_us.max(p.ts_us);
+        let query = decode::Packet { src: p.dst, dst: p.src, sport: p.dport, dport: p.sport, ..*p };
+        let principal = self.attribution.principal(&query);
+        let sent =
+            Sent { principal, gid: p.gid, direction: p.direction, dst: Dst::of(&query), ts_us: p.ts_us, bytes: 0 };
+        let seen = Seen { packet: p, sent, flows: &self.flows };
+        for (entry, d) in &mut self.detectors {
+            if entry.answers {
+                d.packet(&seen, &mut self.found);
+            }
         }
     }
 

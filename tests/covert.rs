@@ -110,6 +110,25 @@ fn each_tunnel_raises_its_alert_once() {
     }
 }
 
+/// Issue 16, case 6: the volume alert says which name the sender resolved for the address.
+#[test]
+fn alerts_name_the_destination_a_principal_resolved() {
+    let (_d, db, alerts) = replay_alerts(&[corpus("dest-names.pcap")]);
+    let cov = uid("exfil-cov");
+    assert_eq!(
+        kinds(&alerts).iter().map(|k| (k.0.as_str(), k.1)).collect::<Vec<_>>(),
+        [("volume", cov)],
+        "{alerts:#?}"
+    );
+    let a = &alerts[0];
+    assert_eq!(a["details"]["dst_name"], "files.exfil-drop.example", "{a:#}");
+    assert!(a["summary"].as_str().unwrap().contains("(files.exfil-drop.example)"), "{a:#}");
+    // The answer is not egress: only the query and the bulk are counted.
+    let users = report(&db, "users");
+    assert_eq!(users[0]["packets"], 101, "{users:#}");
+    assert_eq!(users.as_array().unwrap().len(), 1, "{users:#}");
+}
+
 #[test]
 fn report_dns_marks_tunnels() {
     let (_d, db, _) = replay_alerts(&[corpus("dns2tcp.pcap"), corpus("benign.pcap")]);

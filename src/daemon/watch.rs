@@ -224,6 +224,7 @@ mod tests {
 		udp dport 53 counter packets 0 bytes 0 log prefix \"out\" group 7 accept comment \"exfilmon-dns-udp\"
 		tcp dport 53 counter packets 12 bytes 900 log prefix \"out\" group 7 accept comment \"exfilmon-dns-tcp\"
 		ct direction original meta l4proto { icmp, ipv6-icmp } counter packets 0 bytes 0 log prefix \"out\" group 7 snaplen 1500 queue-threshold 64 accept comment \"exfilmon-icmp\"
+		ct direction original meta l4proto tcp @ih,0,16 0x1603 counter packets 0 bytes 0 log prefix \"out\" group 7 snaplen 2048 queue-threshold 64 accept comment \"exfilmon-tls-hello\"
 		ct direction reply counter packets 0 bytes 0 log prefix \"srv\" group 7 snaplen 128 queue-threshold 64 accept comment \"exfilmon-served\"
 		counter packets 0 bytes 0 log prefix \"out\" group 7 snaplen 128 queue-threshold 64 comment \"exfilmon-egress\"
 	}
@@ -235,8 +236,15 @@ mod tests {
 		udp dport 53 counter packets 0 bytes 0 log prefix \"out\" group 7 accept comment \"exfilmon-fwd-dns-udp\"
 		tcp dport 53 counter packets 0 bytes 0 log prefix \"out\" group 7 accept comment \"exfilmon-fwd-dns-tcp\"
 		ct direction original meta l4proto { icmp, ipv6-icmp } counter packets 0 bytes 0 log prefix \"out\" group 7 snaplen 1500 queue-threshold 64 accept comment \"exfilmon-fwd-icmp\"
+		ct direction original meta l4proto tcp @ih,0,16 0x1603 counter packets 0 bytes 0 log prefix \"out\" group 7 snaplen 2048 queue-threshold 64 accept comment \"exfilmon-fwd-tls-hello\"
 		ct direction reply counter packets 0 bytes 0 log prefix \"srv\" group 7 snaplen 128 queue-threshold 64 accept comment \"exfilmon-fwd-served\"
 		counter packets 0 bytes 0 log prefix \"out\" group 7 snaplen 128 queue-threshold 64 comment \"exfilmon-fwd\"
+	}
+
+	chain answers {
+		type filter hook input priority 100; policy accept;
+		iif \"lo\" accept comment \"exfilmon-answers-skip-lo\"
+		udp sport 53 counter packets 0 bytes 0 log prefix \"ans\" group 7 queue-threshold 64 comment \"exfilmon-answers\"
 	}
 }
 ";

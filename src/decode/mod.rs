@@ -47,17 +47,21 @@ pub enum Direction {
     Initiated,
     /// A reply on a connection a remote peer opened.
     Served,
+    /// An inbound DNS answer (for destination names): not egress, never counted as sent.
+    Answer,
 }
 
 impl Direction {
     /// The NFLOG prefixes the ruleset uses.
     pub const PREFIX_INITIATED: &'static str = "out";
     pub const PREFIX_SERVED: &'static str = "srv";
+    pub const PREFIX_ANSWER: &'static str = "ans";
 
     pub fn of_prefix(prefix: Option<&[u8]>) -> Direction {
         match prefix {
             Some(p) if p == Self::PREFIX_INITIATED.as_bytes() => Direction::Initiated,
             Some(p) if p == Self::PREFIX_SERVED.as_bytes() => Direction::Served,
+            Some(p) if p == Self::PREFIX_ANSWER.as_bytes() => Direction::Answer,
             _ => Direction::Unknown,
         }
     }
@@ -71,6 +75,7 @@ impl Direction {
         match code {
             1 => Direction::Initiated,
             2 => Direction::Served,
+            3 => Direction::Answer,
             _ => Direction::Unknown,
         }
     }
@@ -80,6 +85,7 @@ impl Direction {
             Direction::Unknown => "unknown",
             Direction::Initiated => "initiated",
             Direction::Served => "served",
+            Direction::Answer => "answer",
         }
     }
 }

@@ -12,6 +12,7 @@ pub mod crosscheck;
 pub mod dns;
 pub mod icmp;
 pub mod names;
+pub mod names_seen;
 pub mod scope;
 pub mod sensitive;
 pub mod tally;

@@ -356,6 +356,11 @@ pub struct NflogConfig {
     /// Ethernet-MTU echo.
     #[serde(deserialize_with = "snaplen")]
     pub icmp_snaplen: u16,
+    /// Bytes of TLS handshake records on TCP connections we open (the ruleset matches a
+    /// payload starting 0x16 0x03): the ClientHello's server name names the destination.
+    /// Hellos with large key shares are near 2 KB.
+    #[serde(deserialize_with = "snaplen")]
+    pub hello_snaplen: u16,
     /// Packets the kernel batches into one message before sending it.
     #[serde(deserialize_with = "queue_threshold")]
     pub queue_threshold: u16,
@@ -371,6 +376,7 @@ impl Default for NflogConfig {
             rcvbuf: 16 << 20,
             snaplen: 128,
             icmp_snaplen: 1500,
+            hello_snaplen: 2048,
             queue_threshold: 64,
             timeout: Duration::from_millis(100),
         }
