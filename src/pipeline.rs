@@ -342,7 +342,11 @@ impl<O: Output> Pipeline<O> {
     /// not seen.
     fn pass_on(&mut self) {
         if !self.pending.is_empty() {
-            let rows = std::mem::replace(&mut self.pending, Vec::with_capacity(ROW_BATCH));
+            let mut rows = std::mem::replace(&mut self.pending, Vec::with_capacity(ROW_BATCH));
+            for row in rows.iter_mut().filter(|r| r.dst_name.is_none()) {
+                row.dst_name =
+                    self.detectors.iter().find_map(|(_, d)| d.name_of(row.principal, row.dst.addr)).map(Into::into);
+            }
             self.out.rows(rows);
         }
         if !self.found.dns_rows.is_empty() {

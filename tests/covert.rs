@@ -124,6 +124,13 @@ fn alerts_name_the_destination_a_principal_resolved() {
     assert_eq!(a["details"]["dst_name"], "files.exfil-drop.example", "{a:#}");
     assert!(a["summary"].as_str().unwrap().contains("(files.exfil-drop.example)"), "{a:#}");
     // The answer is not egress: only the query and the bulk are counted.
+    // ...and so does `report destinations`, from the stored column.
+    let dsts = report(&db, "destinations");
+    assert_eq!(
+        (dsts[0]["dst"].as_str(), dsts[0]["name"].as_str()),
+        (Some("10.77.9.7:9100"), Some("files.exfil-drop.example"))
+    );
+    assert_eq!(dsts[1]["name"], "", "{dsts:#}");
     let users = report(&db, "users");
     assert_eq!(users[0]["packets"], 101, "{users:#}");
     assert_eq!(users.as_array().unwrap().len(), 1, "{users:#}");

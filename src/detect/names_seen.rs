@@ -196,6 +196,10 @@ impl Detector for NamesSeen {
     fn counters(&self, f: &mut dyn FnMut(&'static str, u64)) {
         self.counters.each(f)
     }
+
+    fn name_of(&self, who: Principal, addr: IpAddr) -> Option<&str> {
+        self.name(who, addr)
+    }
 }
 
 #[cfg(test)]

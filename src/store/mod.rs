@@ -163,11 +163,12 @@ impl Store {
             let mut upsert = tx
                 .prepare_cached(
                     "INSERT INTO egress (principal_id, minute, proto, dst, dport, packets, bytes, first_seen, last_seen,
-                       direction)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+                       direction, dst_name)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
                      ON CONFLICT DO UPDATE SET packets = packets + excluded.packets, bytes = bytes + excluded.bytes,
                        first_seen = min(first_seen, excluded.first_seen), last_seen = max(last_seen, excluded.last_seen),
-                       direction = max(direction, excluded.direction)",
+                       direction = max(direction, excluded.direction),
+                       dst_name = coalesce(excluded.dst_name, dst_name)",
                 )
                 .map_err(|e| sql_err(&self.path, e))?;
             // Principals first, in arrival order (the last gid seen wins); then the rows in key
@@ -193,7 +194,8 @@ impl Store {
                         row.bytes as i64,
                         row.first_us,
                         row.last_us,
-                        row.direction.code()
+                        row.direction.code(),
+                        row.dst_name.as_deref()
                     ])
                     .map_err(|e| sql_err(&self.path, e))?;
             }
