@@ -29,6 +29,10 @@ tools; the lab recordings of pcaps/covert.sh remain the reference for the tools 
                     (the answer, 10.77.9.7, logged inbound with prefix "ans" and no uid as
                     the `answers` chain does), then sends 6.4 MB to 10.77.9.7:9100 in
                     64,000-byte TSO packets cut at 128 bytes; the volume alert must name it
+  local-resolver.pcap  a host with a caching resolver (uid 991, like systemd-resolve) on
+                    127.0.0.53: exfil-cov asks it for 40 base32 names under tun.test and
+                    exfil-web for ordinary names (logged on loopback, prefix "lcl"); the
+                    resolver asks 10.77.9.1 for each, 20 ms later, as itself
   benign-wide.pcap  wider benign traffic (none may alert): AD/SRV and GUID lookups under
                     corp.local, hosts under lan and home.arpa, a browser burst of 120 names
                     under 40 domains in 2 s each minute for 5 minutes, Debian/Ubuntu mirrors and snap/pip/npm names,
@@ -65,8 +69,8 @@ class Capture:
         pkt = synth.ipv6(SRC6, DNS6, l4) if v6 else synth.ipv4(SRC4, DNS4, l4, ident=self.txid)
         self.add(t_us, pkt, uid)
 
-    def add(self, t_us, pkt, uid, snaplen=None):
-        self.records.append((t_us, synth.nflog(pkt, uid=uid, prefix="out", snaplen=snaplen)))
+    def add(self, t_us, pkt, uid, snaplen=None, prefix="out"):
+        self.records.append((t_us, synth.nflog(pkt, uid=uid, prefix=prefix, snaplen=snaplen)))
 
     def write(self, path):
         out = [struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 262144, 239)]
@@ -163,6 +167,21 @@ def dest_names():
     return c
 
 
+def local_resolver():
+    c, rng = Capture(), random.Random(16_7)
+    lo, stub = synth.ip4("127.0.0.1"), synth.ip4("127.0.0.53")
+    resolver = 991
+    for i in range(40):
+        t = i * 700_000
+        data = "".join(rng.choice("abcdefghijklmnopqrstuvwxyz234567") for _ in range(45))
+        for uid, name, qt in ((COV, "%s.%x.tun.test" % (data, i), "TXT"), (WEB, "www%d.example.com" % (i % 4), "A")):
+            sport = 50000 + i * 2 + (uid == WEB)
+            c.add(t, synth.ipv4(lo, stub, synth.udp(sport, 53, dns_query(i, name, qt))), uid, prefix="lcl")
+            up = synth.ipv4(SRC4, DNS4, synth.udp(33000 + i * 2 + (uid == WEB), 53, dns_query(i + 7, name, qt)))
+            c.add(t + 20_000, up, resolver)
+    return c
+
+
 def benign_wide():
     c, rng = Capture(), random.Random(16_2)
     t = 0
@@ -235,6 +254,7 @@ SCENARIOS = {
     "frag6-dns": frag6_dns,
     "icmp-padded": icmp_padded,
     "dest-names": dest_names,
+    "local-resolver": local_resolver,
     "benign-wide": benign_wide,
 }
 

@@ -55,7 +55,8 @@ pub fn render(config: &Config) -> String {
 # bytes (IP + transport headers): byte totals come from the IP length field. queue-threshold
 # only takes effect when smaller than the one the daemon configures. Log prefixes: \"srv\" for
 # replies on connections a remote peer opened (served: a web server's answers), \"ans\" for
-# inbound DNS answers, \"out\" for the rest.
+# inbound DNS answers, \"lcl\" for DNS queries to resolvers on this host (loopback, whole:
+# who asked), \"out\" for the rest.
 
 table {TABLE}
 delete table {TABLE}
@@ -110,8 +111,16 @@ table {TABLE} {{
 	chain egress {
 		type filter hook output priority 100; policy accept;
 
-		oif \"lo\" accept comment \"exfilmon-skip-lo\"
 ",
+    );
+    // Queries to resolvers on this host (systemd-resolved, dnsmasq, unbound): who asked, since
+    // the upstream query leaves as the resolver's uid.
+    let _ = write!(
+        w,
+        "\t\toif \"lo\" udp dport 53 counter log prefix \"{lcl}\" group {group} accept comment \"exfilmon-local-dns-udp\"\n\
+         \t\toif \"lo\" tcp dport 53 counter log prefix \"{lcl}\" group {group} accept comment \"exfilmon-local-dns-tcp\"\n\
+         \t\toif \"lo\" accept comment \"exfilmon-skip-lo\"\n",
+        lcl = Direction::PREFIX_LOCAL,
     );
     interfaces(w, "exfilmon-skip-other-if");
     w.push_str(

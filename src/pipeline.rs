@@ -39,8 +39,9 @@ struct Entry {
     wanted: fn(&Config, bool) -> bool,
     build: fn(&Config) -> Box<dyn Detector>,
     same: fn(&Config, &Config) -> bool,
-    /// Also sees inbound DNS answers (never counted as egress; the rest never see them).
-    answers: bool,
+    /// Also sees what is not egress: inbound DNS answers and queries to a resolver on this
+    /// host (never counted as sent; the other detectors never see them).
+    not_egress: bool,
 }
 
 /// Every detector, in the order each sees a packet. A new detector is one entry here (and its
@@ -51,21 +52,21 @@ const REGISTRY: &[Entry] = &[
         wanted: |_, _| true,
         build: |c| Box::new(VolumeDetector::new(&c.volume, c.accounts.people)),
         same: |a, b| a.volume == b.volume && a.accounts == b.accounts,
-        answers: false,
+        not_egress: false,
     },
     Entry {
         name: "dns",
         wanted: |c, _| c.dns.enabled,
         build: |c| Box::new(DnsDetector::new(&c.dns)),
         same: |a, b| a.dns == b.dns,
-        answers: false,
+        not_egress: true,
     },
     Entry {
         name: "icmp",
         wanted: |c, _| c.icmp.enabled,
         build: |c| Box::new(IcmpDetector::new(&c.icmp)),
         same: |a, b| a.icmp == b.icmp,
-        answers: false,
+        not_egress: false,
     },
     // Sensitive paths without an audit source still tie uid-less packets to their flows.
     Entry {
@@ -73,21 +74,21 @@ const REGISTRY: &[Entry] = &[
         wanted: |c, audit| audit || !c.sensitive.paths.is_empty(),
         build: |c| Box::new(SensitiveDetector::new(&c.sensitive)),
         same: |a, b| a.sensitive == b.sensitive,
-        answers: false,
+        not_egress: false,
     },
     Entry {
         name: "crosscheck",
         wanted: |c, audit| audit && c.nft.audit,
         build: |_| Box::new(AuditCrossCheck::default()),
         same: |_, _| true,
-        answers: false,
+        not_egress: false,
     },
     Entry {
         name: "audit_off",
         wanted: |_, audit| audit,
         build: |_| Box::new(AuditOff),
         same: |_, _| true,
-        answers: false,
+        not_egress: false,
     },
     // Last: it names the destinations of what the others raised on the same input.
     Entry {
@@ -95,7 +96,7 @@ const REGISTRY: &[Entry] = &[
         wanted: |c, _| c.names.enabled,
         build: |c| Box::new(NamesSeen::new(&c.names)),
         same: |a, b| a.names == b.names,
-        answers: true,
+        not_egress: true,
     },
 ];
 
@@ -290,8 +291,8 @@ impl<O: Output> Pipeline<O> {
     }
 
     fn packet(&mut self, p: &decode::Packet<'_>) {
-        if p.direction == Direction::Answer {
-            return self.answer(p);
+        if !p.direction.is_egress() {
+            return self.not_egress(p);
         }
         let principal = self.attribution.principal(p);
         let dst = Dst::of(p);
@@ -322,17 +323,21 @@ impl<O: Output> Pipeline<O> {
         }
     }
 
-    /// An inbound DNS answer: not egress (no flow, no totals); credited to whoever asked (the
-    /// query's flow, mirrored) and handed only to the detectors that read answers.
-    fn answer(&mut self, p: &decode::Packet<'_>) {
+    /// An inbound DNS answer or a query to a resolver on this host: not egress (no flow, no
+    /// totals), handed only to the detectors that read them. An answer is credited to whoever
+    /// asked (the query's flow, mirrored).
+    fn not_egress(&mut self, p: &decode::Packet<'_>) {
         self.latest_us = self.latest_us.max(p.ts_us);
-        let query = decode::Packet { src: p.dst, dst: p.src, sport: p.dport, dport: p.sport, ..*p };
+        let query = match p.direction {
+            Direction::Answer => decode::Packet { src: p.dst, dst: p.src, sport: p.dport, dport: p.sport, ..*p },
+            _ => *p,
+        };
         let principal = self.attribution.principal(&query);
         let sent =
             Sent { principal, gid: p.gid, direction: p.direction, dst: Dst::of(&query), ts_us: p.ts_us, bytes: 0 };
         let seen = Seen { packet: p, sent, flows: &self.flows };
         for (entry, d) in &mut self.detectors {
-            if entry.answers {
+            if entry.not_egress {
                 d.packet(&seen, &mut self.found);
             }
         }

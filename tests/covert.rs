@@ -136,6 +136,17 @@ fn alerts_name_the_destination_a_principal_resolved() {
     assert_eq!(users.as_array().unwrap().len(), 1, "{users:#}");
 }
 
+/// Issue 16, case 7: behind a local caching resolver the tunnel is still the user's.
+#[test]
+fn tunnel_through_a_local_resolver_names_the_user() {
+    let (_d, db, alerts) = replay_alerts(&[corpus("local-resolver.pcap")]);
+    assert_eq!(kinds(&alerts), [("dns_tunnel".to_string(), uid("exfil-cov"), "tun.test".to_string())], "{alerts:#?}");
+    // Loopback queries are not egress; the upstream ones are the resolver's bytes.
+    let dsts = report(&db, "destinations");
+    assert_eq!(dsts.as_array().unwrap().len(), 1, "{dsts:#}");
+    assert_eq!(dsts[0]["dst"], "10.77.9.1:53");
+}
+
 #[test]
 fn report_dns_marks_tunnels() {
     let (_d, db, _) = replay_alerts(&[corpus("dns2tcp.pcap"), corpus("benign.pcap")]);
@@ -257,6 +268,7 @@ fn every_tunnel_is_caught_within_30_s_or_10_kb() {
         "reverse-dns",
         "frag6-dns",
         "icmp-padded",
+        "local-resolver",
         "benign",
         "benign-wide",
     ] {

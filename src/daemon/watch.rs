@@ -218,6 +218,8 @@ mod tests {
 
 	chain egress {
 		type filter hook output priority 100; policy accept;
+		oif \"lo\" udp dport 53 counter packets 0 bytes 0 log prefix \"lcl\" group 7 accept comment \"exfilmon-local-dns-udp\"
+		oif \"lo\" tcp dport 53 counter packets 0 bytes 0 log prefix \"lcl\" group 7 accept comment \"exfilmon-local-dns-tcp\"
 		oif \"lo\" accept comment \"exfilmon-skip-lo\"
 		ip daddr @allow_v4 accept comment \"exfilmon-allow-v4\"
 		ip6 daddr @allow_v6 accept comment \"exfilmon-allow-v6\"

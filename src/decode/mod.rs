@@ -49,6 +49,9 @@ pub enum Direction {
     Served,
     /// An inbound DNS answer (for destination names): not egress, never counted as sent.
     Answer,
+    /// A DNS query to a resolver on this host (loopback): not egress; tells who asked for
+    /// the name the resolver then asks upstream.
+    Local,
 }
 
 impl Direction {
@@ -56,12 +59,14 @@ impl Direction {
     pub const PREFIX_INITIATED: &'static str = "out";
     pub const PREFIX_SERVED: &'static str = "srv";
     pub const PREFIX_ANSWER: &'static str = "ans";
+    pub const PREFIX_LOCAL: &'static str = "lcl";
 
     pub fn of_prefix(prefix: Option<&[u8]>) -> Direction {
         match prefix {
             Some(p) if p == Self::PREFIX_INITIATED.as_bytes() => Direction::Initiated,
             Some(p) if p == Self::PREFIX_SERVED.as_bytes() => Direction::Served,
             Some(p) if p == Self::PREFIX_ANSWER.as_bytes() => Direction::Answer,
+            Some(p) if p == Self::PREFIX_LOCAL.as_bytes() => Direction::Local,
             _ => Direction::Unknown,
         }
     }
@@ -76,8 +81,14 @@ impl Direction {
             1 => Direction::Initiated,
             2 => Direction::Served,
             3 => Direction::Answer,
+            4 => Direction::Local,
             _ => Direction::Unknown,
         }
+    }
+
+    /// Not egress: inbound answers and queries to a resolver on this host.
+    pub fn is_egress(self) -> bool {
+        !matches!(self, Direction::Answer | Direction::Local)
     }
 
     pub fn as_str(self) -> &'static str {
@@ -86,6 +97,7 @@ impl Direction {
             Direction::Initiated => "initiated",
             Direction::Served => "served",
             Direction::Answer => "answer",
+            Direction::Local => "local",
         }
     }
 }

@@ -171,7 +171,7 @@ impl Detector for NamesSeen {
             L4::Udp { payload } if p.direction == Direction::Answer && p.sport == 53 => {
                 self.answer(seen.sent.principal, payload)
             }
-            L4::Tcp { payload } if p.direction != Direction::Answer && payload.first() == Some(&22) => {
+            L4::Tcp { payload } if p.direction.is_egress() && payload.first() == Some(&22) => {
                 if let Ok(name) = tls::server_name(payload) {
                     self.counters.tls_names += 1;
                     let name = String::from_utf8_lossy(name).to_ascii_lowercase();

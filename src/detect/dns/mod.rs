@@ -25,7 +25,7 @@ mod pair;
 mod raw;
 mod rows;
 
-use std::hash::RandomState;
+use std::hash::{BuildHasher, RandomState};
 use std::net::IpAddr;
 
 use rustc_hash::{FxHashMap, FxHashSet};
@@ -34,7 +34,7 @@ use super::tally::BUCKETS;
 use super::{Detector, Findings, Seen, Tick};
 use crate::alert::Alert;
 use crate::decode::dns;
-use crate::decode::{Packet, L4};
+use crate::decode::{Direction, Packet, L4};
 use crate::principal::Principal;
 use crate::rows::DnsRow;
 use crate::units::counters;
@@ -43,6 +43,12 @@ pub use config::{DnsConfig, DEFAULT_DNS_ALLOW};
 use pair::Pair;
 use raw::Raw;
 pub use rows::row_flags;
+
+/// How long after a user's query to a local resolver the resolver's upstream query for the
+/// same name is credited to the user.
+const CREDIT_US: i64 = 5_000_000;
+/// Local askers remembered at most (names asked within [`CREDIT_US`] are what matter).
+const MAX_ASKERS: usize = 65_536;
 
 counters! {
     /// What the DNS path counted; every payload it did not analyse is under a reason.
@@ -65,6 +71,12 @@ counters! {
         pairs_full => "dns_pairs_full",
         /// Name generations retired before their time because they were full.
         names_rotated_early => "dns_names_rotated_early",
+        /// Queries to a resolver on this host (loopback): who asked, not judged themselves.
+        local_queries => "dns_local_queries",
+        /// Upstream queries credited to the local asker of the same name.
+        credited => "dns_credited_to_local_asker",
+        /// Local askers forgotten early because their table was full.
+        askers_dropped => "dns_local_askers_dropped",
     }
 }
 
@@ -82,6 +94,8 @@ pub struct DnsDetector {
     seen: [FxHashSet<u64>; 2],
     seen_since: i64,
     raw: FxHashMap<(Principal, IpAddr), Raw>,
+    /// Names asked of a resolver on this host: hash of the lower-cased name → (asker, time).
+    askers: FxHashMap<u64, (Principal, i64)>,
     rows: Vec<DnsRow>,
     counters: DnsCounters,
 }
@@ -101,6 +115,7 @@ impl DnsDetector {
             seen: [FxHashSet::default(), FxHashSet::default()],
             seen_since: i64::MIN,
             raw: FxHashMap::default(),
+            askers: FxHashMap::default(),
             rows: Vec::new(),
             counters: DnsCounters::default(),
         }
@@ -110,6 +125,12 @@ impl DnsDetector {
     /// shape of a query (a few byte compares). Anything else returns at once.
     #[inline]
     pub fn observe(&mut self, p: &Packet<'_>, who: Principal, c: &mut DnsCounters, alerts: &mut Vec<Alert>) {
+        if p.direction == Direction::Local {
+            return self.local(p, who, c);
+        }
+        if p.direction == Direction::Answer {
+            return;
+        }
         match p.l4 {
             L4::Udp { payload } if p.dport == 53 => match dns::parse(payload) {
                 Ok(q) => self.query(p, who, &q, c, alerts),
@@ -138,6 +159,49 @@ impl DnsDetector {
                 self.other_port(p, who, &payload[2..], c, alerts)
             }
             _ => {}
+        }
+    }
+
+    /// A query to a resolver on this host: remembered (who asked for the name, when) so the
+    /// resolver's upstream query is credited to the asker; never judged itself.
+    fn local(&mut self, p: &Packet<'_>, who: Principal, c: &mut DnsCounters) {
+        let msg = match p.l4 {
+            L4::Udp { payload } if p.dport == 53 => payload,
+            L4::Tcp { payload } if p.dport == 53 => dns::tcp_messages(payload).next().unwrap_or(&[]),
+            _ => return,
+        };
+        let Ok(q) = dns::parse(msg) else { return };
+        if q.flags.contains(dns::Flags::RESPONSE) {
+            return;
+        }
+        c.local_queries += 1;
+        let mut buf = [0u8; dns::MAX_NAME_LEN];
+        let n = pair::lower_name(&q, &mut buf);
+        if self.askers.len() >= MAX_ASKERS {
+            let horizon = p.ts_us.saturating_sub(CREDIT_US);
+            let before = self.askers.len();
+            self.askers.retain(|_, (_, t)| *t >= horizon);
+            if self.askers.len() >= MAX_ASKERS {
+                self.askers.clear();
+            }
+            c.askers_dropped += (before - self.askers.len()) as u64;
+        }
+        self.askers.insert(self.hasher.hash_one(&buf[..n]), (who, p.ts_us));
+    }
+
+    /// The principal an upstream query is judged under: the local asker of the same name
+    /// within [`CREDIT_US`] before it, else its sender (the resolver, or a program asking a
+    /// remote resolver itself).
+    pub(super) fn credit(&mut self, name: &[u8], who: Principal, ts: i64, c: &mut DnsCounters) -> Principal {
+        if self.askers.is_empty() {
+            return who;
+        }
+        match self.askers.get(&self.hasher.hash_one(name)) {
+            Some(&(asker, t)) if asker != who && ts >= t && ts - t <= CREDIT_US => {
+                c.credited += 1;
+                asker
+            }
+            _ => who,
         }
     }
 
@@ -220,6 +284,8 @@ impl DnsDetector {
             p.last_us >= horizon || p.episode.is_open() && p.last_us >= horizon.saturating_sub(self.window_us)
         });
         self.raw.retain(|_, r| r.last_us >= horizon);
+        let recent = minute_us.saturating_sub(60_000_000);
+        self.askers.retain(|_, (_, t)| *t >= recent);
     }
 
     /// Closes every open row.
@@ -295,17 +361,21 @@ mod tests {
         }
 
         fn send(&mut self, ts: i64, who: Principal, dport: u16, payload: &[u8]) {
+            self.send_to(ts, who, dport, payload, Direction::Initiated, Ipv4Addr::new(10, 77, 0, 1));
+        }
+
+        fn send_to(&mut self, ts: i64, who: Principal, dport: u16, payload: &[u8], d: Direction, to: Ipv4Addr) {
             let p = Packet {
                 ts_us: ts,
                 uid: who.uid(),
                 gid: None,
                 src: IpAddr::V4(Ipv4Addr::new(10, 77, 0, 2)),
-                dst: IpAddr::V4(Ipv4Addr::new(10, 77, 0, 1)),
+                dst: IpAddr::V4(to),
                 proto: 17,
                 sport: 40000,
                 dport,
                 wire_len: payload.len() as u32 + 28,
-                direction: Default::default(),
+                direction: d,
                 l4: L4::Udp { payload },
             };
             self.d.observe(&p, who, &mut self.c, &mut self.alerts);
@@ -410,6 +480,32 @@ mod tests {
             t.ask(4000 * S + k * S / 20, ALICE, &format!("n{k}.other.com"), 1);
         }
         assert!(t.alerts.is_empty(), "{:#?}", t.alerts);
+    }
+
+    /// Issue 16, case 7: every user's lookups leave as the local resolver's uid.
+    #[test]
+    fn upstream_queries_of_a_local_resolver_are_credited_to_the_asker() {
+        let mut t = Drive::new(DnsConfig::default());
+        let (resolver, bob) = (Principal::Uid(991), Principal::Uid(1002));
+        let local = Ipv4Addr::new(127, 0, 0, 53);
+        for i in 0..40u64 {
+            let ts = i as i64 * S;
+            let tunnel = format!("{}.tun.example", base32(i, 40));
+            t.send_to(ts, ALICE, 53, &wire_query(&tunnel, 16), Direction::Local, local);
+            t.send(ts + 20_000, resolver, 53, &wire_query(&tunnel.to_uppercase(), 16));
+            let plain = format!("www{}.example.com", i % 3);
+            t.send_to(ts, bob, 53, &wire_query(&plain, 1), Direction::Local, local);
+            t.send(ts + 30_000, resolver, 53, &wire_query(&plain, 1));
+            // The resolver's own lookups, and a name asked too long ago, stay the resolver's.
+            t.ask(ts + 40_000, resolver, &format!("{}.own.example", base32(i + 100, 40)), 1);
+        }
+        t.send_to(100 * S, ALICE, 53, &wire_query("late.example.org", 1), Direction::Local, local);
+        t.ask(110 * S, resolver, "late.example.org", 1);
+        let who: Vec<_> = t.alerts.iter().map(|a| (a.principal, a.dst.clone().unwrap())).collect();
+        assert_eq!(who, [(ALICE, "tun.example".into()), (resolver, "own.example".into())], "{:#?}", t.alerts);
+        assert_eq!(t.c.local_queries, 81);
+        assert_eq!(t.c.credited, 40 + 40);
+        assert_eq!(t.c.queries, 121, "local queries are not judged themselves");
     }
 
     #[test]

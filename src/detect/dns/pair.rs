@@ -65,6 +65,22 @@ impl Pair {
     }
 }
 
+/// Writes the lower-cased presentation form of the query name; returns its length.
+pub(super) fn lower_name(q: &Query<'_>, buf: &mut [u8; MAX_NAME_LEN]) -> usize {
+    let mut n = 0;
+    for (i, label) in q.qname.labels().enumerate() {
+        let Some(dot) = buf.get_mut(n..n + usize::from(i > 0) + label.len()) else {
+            break;
+        };
+        let (sep, rest) = dot.split_at_mut(usize::from(i > 0));
+        sep.fill(b'.');
+        rest.copy_from_slice(label);
+        rest.make_ascii_lowercase();
+        n += usize::from(i > 0) + label.len();
+    }
+    n
+}
+
 /// Types ordinary programs do not ask for, but tunnels do: they carry more data in answers.
 pub(super) fn odd_type(qtype: u16) -> bool {
     matches!(qtype, 0 | 10 | 13 | 25 | 99 | 65280..=65534)
@@ -88,18 +104,10 @@ impl DnsDetector {
 
         // Lower-cased presentation form: for the suffix list, the allow-list and uniqueness.
         let mut buf = [0u8; MAX_NAME_LEN];
-        let mut n = 0;
-        for (i, label) in q.qname.labels().enumerate() {
-            let Some(dot) = buf.get_mut(n..n + usize::from(i > 0) + label.len()) else {
-                break;
-            };
-            let (sep, rest) = dot.split_at_mut(usize::from(i > 0));
-            sep.fill(b'.');
-            rest.copy_from_slice(label);
-            rest.make_ascii_lowercase();
-            n += usize::from(i > 0) + label.len();
-        }
+        let n = lower_name(q, &mut buf);
         let name = &buf[..n];
+        // A local resolver asking upstream for a name a user just asked it for: the user.
+        let who = self.credit(name, who, ts, c);
         // An appended search suffix is removed; the labels left of the registered domain
         // inside are judged.
         let split = domain::split(name);
