@@ -28,7 +28,9 @@ tools; the lab recordings of pcaps/covert.sh remain the reference for the tools 
   dest-names.pcap   destination names (case 6): exfil-cov looks up files.exfil-drop.example
                     (the answer, 10.77.9.7, logged inbound with prefix "ans" and no uid as
                     the `answers` chain does), then sends 6.4 MB to 10.77.9.7:9100 in
-                    64,000-byte TSO packets cut at 128 bytes; the volume alert must name it
+                    64,000-byte TSO packets cut at 128 bytes; the volume alert must name it;
+                    then a TLS connection to 10.77.9.8:443 whose ClientHello (logged whole,
+                    as the `tls-hello` rule does) names upload.exfil-drop.example
   local-resolver.pcap  a host with a caching resolver (uid 991, like systemd-resolve) on
                     127.0.0.53: exfil-cov asks it for 40 base32 names under tun.test and
                     exfil-web for ordinary names (logged on loopback, prefix "lcl"); the
@@ -164,7 +166,27 @@ def dest_names():
     for seq in range(100):
         pkt = synth.big_tcp4(SRC4, drop, 42000, 9100, seq * 63960, 64000, seq)
         c.add(100_000 + seq * 50_000, pkt, COV, snaplen=128)
+    # A TLS connection to an address never resolved here: its ClientHello names it.
+    upload = synth.ip4("10.77.9.8")
+    hello = tls_client_hello("upload.exfil-drop.example")
+    c.add(6_000_000, synth.ipv4(SRC4, upload, synth.tcp(43000, 443, 1, 1, "PA", hello), ident=900), COV, snaplen=2048)
+    for seq in range(3):
+        pkt = synth.big_tcp4(SRC4, upload, 43000, 443, 2000 + seq * 1400, 1440, 901 + seq)
+        c.add(6_100_000 + seq * 10_000, pkt, COV, snaplen=128)
     return c
+
+
+def tls_client_hello(name):
+    """A TLS 1.3-style ClientHello record with a server_name extension."""
+    sni = name.encode()
+    entry = b"\0" + struct.pack("!H", len(sni)) + sni
+    ext_sni = struct.pack("!HH", 0, len(entry) + 2) + struct.pack("!H", len(entry)) + entry
+    ext_groups = struct.pack("!HHH", 10, 4, 2) + struct.pack("!H", 29)
+    exts = ext_groups + ext_sni
+    body = b"\x03\x03" + bytes(32) + b"\x20" + bytes(range(32)) + struct.pack("!H", 6) + bytes.fromhex("130113021303")
+    body += b"\x01\x00" + struct.pack("!H", len(exts)) + exts
+    hs = b"\x01" + struct.pack("!I", len(body))[1:] + body
+    return b"\x16\x03\x01" + struct.pack("!H", len(hs)) + hs
 
 
 def local_resolver():
