@@ -27,6 +27,7 @@ CREATE TABLE egress (
     first_seen   INTEGER NOT NULL,
     last_seen    INTEGER NOT NULL,
     direction    INTEGER NOT NULL DEFAULT 0,  -- 0 unknown, 1 initiated here, 2 served (a reply)
+    dst_name     TEXT,  -- the name the sender resolved or sent as TLS server name, if seen
     -- Minute first: rows arrive minute by minute, so inserts append, and reports select minutes.
     PRIMARY KEY (minute, principal_id, proto, dst, dport)
 ) WITHOUT ROWID;
@@ -175,4 +176,4 @@ CREATE TABLE exfilmon_meta (
 );
 INSERT INTO exfilmon_meta (key, value) VALUES ('schema', 'exfilmon');
 
-PRAGMA user_version = 3;
+PRAGMA user_version = 4;

@@ -36,7 +36,7 @@ NS_OUT=exfcov-out
 OUT="$HERE/covert"
 TUNNELER=exfil-cov
 BROWSER=exfil-web
-SCENARIOS=(benign slow-dns iodine iodine-raw dns2tcp ptunnel icmp6-exfil)
+SCENARIOS=(benign benign-lab slow-dns iodine iodine-raw dns2tcp ptunnel icmp6-exfil)
 
 SERVERS=() # a scenario's servers, stopped when its capture ends
 
@@ -129,6 +129,15 @@ scenario_benign() {
 	inside "$PY" "$HERE/ping.py" -c 3 10.77.9.1
 	inside "$PY" "$HERE/ping.py" -c 3 fd77:9::1
 	save benign
+}
+
+scenario_benign_lab() {
+	resolver
+	record
+	log "benign-lab: AD and home names, bursts, mirrors, mail, NTP, reverse lookups (issue 16)"
+	as_user "$BROWSER" "$PY" "$HERE/covert_benign_lab.py" 10.77.9.1
+	inside "$PY" "$HERE/ping.py" -c 3 10.77.9.1
+	save benign-lab
 }
 
 scenario_slow_dns() {

@@ -11,6 +11,7 @@ use serde::{de, Deserialize, Deserializer};
 use crate::detect::baseline::BaselineConfig;
 use crate::detect::dns::DnsConfig;
 use crate::detect::icmp::IcmpConfig;
+use crate::detect::names_seen::NamesConfig;
 use crate::detect::scope::{AccountsConfig, System};
 use crate::detect::sensitive::SensitiveConfig;
 use crate::detect::volume::VolumeRule;
@@ -51,6 +52,9 @@ pub struct Config {
     /// Sensitive files: reads recorded by auditd tied to the egress that follows.
     #[serde(default)]
     pub sensitive: SensitiveConfig,
+    /// Destination names (DNS answers, TLS server names) shown with addresses in alerts.
+    #[serde(default)]
+    pub names: NamesConfig,
     /// Where alerts, monitor events and checkpoints are delivered (`[[sink]]`, any number).
     #[serde(default)]
     pub sink: Vec<crate::sink::SinkConfig>,
@@ -75,6 +79,7 @@ impl Default for Config {
             dns: DnsConfig::default(),
             icmp: IcmpConfig::default(),
             sensitive: SensitiveConfig::default(),
+            names: NamesConfig::default(),
             sink: Vec::new(),
             trail: TrailConfig::default(),
             monitor: MonitorConfig::default(),
@@ -337,7 +342,7 @@ mod tests {
     fn dns_allow_list_extends_or_replaces() {
         let c = parse("[dns]\nallow_extra = [\"Corp.Example.\"]\n").unwrap();
         assert_eq!(c.dns.allow_extra, ["corp.example"]);
-        assert!(c.dns.allow.iter().any(|d| d == "arpa"));
+        assert!(c.dns.allow.iter().any(|d| d == "home.arpa"));
         let c = parse("[dns]\nallow = [\"only.example\"]\n").unwrap();
         assert_eq!(c.dns.allow, ["only.example"]);
         let err = parse("[dns]\nallow = [\"bad name\\u001b\"]\n").unwrap_err().to_string();

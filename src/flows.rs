@@ -38,6 +38,7 @@ impl Open {
             first_us: self.first_us,
             last_us: self.last_us,
             direction: self.direction,
+            dst_name: None,
         }
     }
 }

@@ -48,32 +48,43 @@ pub fn render(config: &Config) -> String {
 #
 # Rules carry comments \"exfilmon-*\" so tools and tests find their counters:
 #   nft -j list table {TABLE}
-# snaplen: DNS is logged whole (names are parsed); everything else only {snaplen} bytes (IP +
-# transport headers): byte totals come from the IP length field. queue-threshold only takes
-# effect when smaller than the one the daemon configures. Log prefixes: \"srv\" for replies on
-# connections a remote peer opened (served: a web server's answers), \"out\" for the rest.
+# snaplen: DNS is logged whole (names are parsed), and so are inbound DNS answers
+# (destination names); ICMP and ICMPv6 we send {icmp_snaplen} bytes (echo payloads are
+# compared); TLS handshake records on connections we open {hello_snaplen} bytes (a ClientHello's
+# server name; matched by the payload's first bytes 0x16 0x03); everything else only {snaplen}
+# bytes (IP + transport headers): byte totals come from the IP length field. queue-threshold
+# only takes effect when smaller than the one the daemon configures. Log prefixes: \"srv\" for
+# replies on connections a remote peer opened (served: a web server's answers), \"ans\" for
+# inbound DNS answers, \"lcl\" for DNS queries to resolvers on this host (loopback, whole:
+# who asked), \"out\" for the rest.
 
 table {TABLE}
 delete table {TABLE}
 
 table {TABLE} {{
 ",
-        snaplen = n.snaplen
+        snaplen = n.snaplen,
+        icmp_snaplen = n.icmp_snaplen,
+        hello_snaplen = n.hello_snaplen
     );
     w.push_str("\t# Destinations exempt from logging (backup / update servers).\n");
     set(w, "allow_v4", "ipv4_addr", &t.allow_v4);
     w.push('\n');
     set(w, "allow_v6", "ipv6_addr", &t.allow_v6);
-    // Comments name the counters: `{prefix}-dns-udp`, `{prefix}-dns-tcp`, `{prefix}-served`,
-    // then `{rest}`. Log prefixes say which end opened the connection (decode::Direction):
+    // Comments name the counters: `{prefix}-dns-udp`, `{prefix}-dns-tcp`, `{prefix}-icmp`,
+    // `{prefix}-tls-hello`, `{prefix}-served`, then `{rest}`. Log prefixes say which end opened the connection (decode::Direction):
     // conntrack's reply direction is a connection a remote peer opened, the rest ours.
     let log_rules = |w: &mut String, prefix: &str, rest: &str| {
         let (out, srv) = (Direction::PREFIX_INITIATED, Direction::PREFIX_SERVED);
-        let (snap, queue) = (n.snaplen, n.queue_threshold);
+        let (snap, queue, icmp, hello) = (n.snaplen, n.queue_threshold, n.icmp_snaplen, n.hello_snaplen);
         let _ = write!(
             w,
             "\t\tudp dport 53 counter log prefix \"{out}\" group {group} accept comment \"{prefix}-dns-udp\"\n\
              \t\ttcp dport 53 counter log prefix \"{out}\" group {group} accept comment \"{prefix}-dns-tcp\"\n\
+             \t\tct direction original meta l4proto {{ icmp, ipv6-icmp }} counter log prefix \"{out}\" group {group} \
+             snaplen {icmp} queue-threshold {queue} accept comment \"{prefix}-icmp\"\n\
+             \t\tct direction original meta l4proto tcp @ih,0,16 0x1603 counter log prefix \"{out}\" \
+             group {group} snaplen {hello} queue-threshold {queue} accept comment \"{prefix}-tls-hello\"\n\
              \t\tct direction reply counter log prefix \"{srv}\" group {group} snaplen {snap} queue-threshold {queue} \
              accept comment \"{prefix}-served\"\n\
              \t\tcounter log prefix \"{out}\" group {group} snaplen {snap} queue-threshold {queue} comment \"{rest}\"\n",
@@ -100,8 +111,16 @@ table {TABLE} {{
 	chain egress {
 		type filter hook output priority 100; policy accept;
 
-		oif \"lo\" accept comment \"exfilmon-skip-lo\"
 ",
+    );
+    // Queries to resolvers on this host (systemd-resolved, dnsmasq, unbound): who asked, since
+    // the upstream query leaves as the resolver's uid.
+    let _ = write!(
+        w,
+        "\t\toif \"lo\" udp dport 53 counter log prefix \"{lcl}\" group {group} accept comment \"exfilmon-local-dns-udp\"\n\
+         \t\toif \"lo\" tcp dport 53 counter log prefix \"{lcl}\" group {group} accept comment \"exfilmon-local-dns-tcp\"\n\
+         \t\toif \"lo\" accept comment \"exfilmon-skip-lo\"\n",
+        lcl = Direction::PREFIX_LOCAL,
     );
     interfaces(w, "exfilmon-skip-other-if");
     w.push_str(
@@ -128,7 +147,22 @@ table {TABLE} {{
     audit(w);
     w.push('\n');
     log_rules(w, "exfilmon-fwd", "exfilmon-fwd");
-    w.push_str("\t}\n");
+    let _ = write!(
+        w,
+        "\t}}
+
+\t# Inbound DNS answers, whole: the names principals resolved, shown with the addresses
+\t# they send to (prefix \"{ans}\": never counted as egress).
+\tchain answers {{
+\t\ttype filter hook input priority 100; policy accept;
+
+\t\tiif \"lo\" accept comment \"exfilmon-answers-skip-lo\"
+\t\tudp sport 53 counter log prefix \"{ans}\" group {group} queue-threshold {queue} comment \"exfilmon-answers\"
+\t}}
+",
+        ans = Direction::PREFIX_ANSWER,
+        queue = n.queue_threshold,
+    );
     if t.audit {
         w.push_str(
             "

@@ -13,12 +13,13 @@ use serde_json::json;
 use crate::alert::Alert;
 use crate::attribute::Attribution;
 use crate::config::Config;
-use crate::decode::{self, DecodeError, Frame};
+use crate::decode::{self, DecodeError, Direction, Frame};
 use crate::detect::audit_off::AuditOff;
 use crate::detect::baseline::BaselineDetector;
 use crate::detect::crosscheck::AuditCrossCheck;
 use crate::detect::dns::DnsDetector;
 use crate::detect::icmp::IcmpDetector;
+use crate::detect::names_seen::NamesSeen;
 use crate::detect::sensitive::SensitiveDetector;
 use crate::detect::volume::VolumeDetector;
 use crate::detect::{Detector, Findings, Past, Seen, Tick};
@@ -39,6 +40,9 @@ struct Entry {
     wanted: fn(&Config, bool) -> bool,
     build: fn(&Config) -> Box<dyn Detector>,
     same: fn(&Config, &Config) -> bool,
+    /// Also sees what is not egress: inbound DNS answers and queries to a resolver on this
+    /// host (never counted as sent; the other detectors never see them).
+    not_egress: bool,
 }
 
 /// Every detector, in the order each sees a packet. A new detector is one entry here (and its
@@ -49,18 +53,21 @@ const REGISTRY: &[Entry] = &[
         wanted: |_, _| true,
         build: |c| Box::new(VolumeDetector::new(&c.volume, c.accounts.people)),
         same: |a, b| a.volume == b.volume && a.accounts == b.accounts,
+        not_egress: false,
     },
     Entry {
         name: "dns",
         wanted: |c, _| c.dns.enabled,
         build: |c| Box::new(DnsDetector::new(&c.dns)),
         same: |a, b| a.dns == b.dns,
+        not_egress: true,
     },
     Entry {
         name: "icmp",
         wanted: |c, _| c.icmp.enabled,
         build: |c| Box::new(IcmpDetector::new(&c.icmp)),
         same: |a, b| a.icmp == b.icmp,
+        not_egress: false,
     },
     // Sensitive paths without an audit source still tie uid-less packets to their flows.
     Entry {
@@ -68,19 +75,36 @@ const REGISTRY: &[Entry] = &[
         wanted: |c, audit| audit || !c.sensitive.paths.is_empty(),
         build: |c| Box::new(SensitiveDetector::new(&c.sensitive)),
         same: |a, b| a.sensitive == b.sensitive,
+        not_egress: false,
     },
     Entry {
         name: "crosscheck",
         wanted: |c, audit| audit && c.nft.audit,
         build: |_| Box::new(AuditCrossCheck::default()),
         same: |_, _| true,
+        not_egress: false,
     },
-    Entry { name: "audit_off", wanted: |_, audit| audit, build: |_| Box::new(AuditOff), same: |_, _| true },
+    Entry {
+        name: "audit_off",
+        wanted: |_, audit| audit,
+        build: |_| Box::new(AuditOff),
+        same: |_, _| true,
+        not_egress: false,
+    },
     Entry {
         name: "baseline",
         wanted: |c, _| c.baseline.enabled,
         build: |c| Box::new(BaselineDetector::new(&c.baseline, c.accounts.people)),
         same: |a, b| a.baseline == b.baseline && a.accounts == b.accounts,
+        not_egress: false,
+    },
+    // Last: it names the destinations of what the others raised on the same input.
+    Entry {
+        name: "names",
+        wanted: |c, _| c.names.enabled,
+        build: |c| Box::new(NamesSeen::new(&c.names)),
+        same: |a, b| a.names == b.names,
+        not_egress: true,
     },
 ];
 
@@ -289,6 +313,9 @@ impl<O: Output> Pipeline<O> {
     }
 
     fn packet(&mut self, p: &decode::Packet<'_>) {
+        if !p.direction.is_egress() {
+            return self.not_egress(p);
+        }
         let principal = self.attribution.principal(p);
         let dst = Dst::of(p);
         let bytes = u64::from(p.wire_len);
@@ -318,11 +345,35 @@ impl<O: Output> Pipeline<O> {
         }
     }
 
+    /// An inbound DNS answer or a query to a resolver on this host: not egress (no flow, no
+    /// totals), handed only to the detectors that read them. An answer is credited to whoever
+    /// asked (the query's flow, mirrored).
+    fn not_egress(&mut self, p: &decode::Packet<'_>) {
+        self.latest_us = self.latest_us.max(p.ts_us);
+        let query = match p.direction {
+            Direction::Answer => decode::Packet { src: p.dst, dst: p.src, sport: p.dport, dport: p.sport, ..*p },
+            _ => *p,
+        };
+        let principal = self.attribution.principal(&query);
+        let sent =
+            Sent { principal, gid: p.gid, direction: p.direction, dst: Dst::of(&query), ts_us: p.ts_us, bytes: 0 };
+        let seen = Seen { packet: p, sent, flows: &self.flows };
+        for (entry, d) in &mut self.detectors {
+            if entry.not_egress {
+                d.packet(&seen, &mut self.found);
+            }
+        }
+    }
+
     /// Hands rows, then alerts, to the output: an alert never refers to traffic the store has
     /// not seen.
     fn pass_on(&mut self) {
         if !self.pending.is_empty() {
-            let rows = std::mem::replace(&mut self.pending, Vec::with_capacity(ROW_BATCH));
+            let mut rows = std::mem::replace(&mut self.pending, Vec::with_capacity(ROW_BATCH));
+            for row in rows.iter_mut().filter(|r| r.dst_name.is_none()) {
+                row.dst_name =
+                    self.detectors.iter().find_map(|(_, d)| d.name_of(row.principal, row.dst.addr)).map(Into::into);
+            }
             self.out.rows(rows);
         }
         if !self.found.dns_rows.is_empty() {

@@ -20,7 +20,7 @@ pub struct Sent {
 pub const MINUTE_US: i64 = 60_000_000;
 
 /// One stored egress aggregate: a principal's packets to one destination in one minute.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EgressRow {
     pub principal: Principal,
     pub gid: Option<u32>,
@@ -32,6 +32,8 @@ pub struct EgressRow {
     pub first_us: i64,
     pub last_us: i64,
     pub direction: Direction,
+    /// The name the sender used for the address (DNS answer, TLS server name), if known.
+    pub dst_name: Option<Box<str>>,
 }
 
 /// One stored aggregate: a principal's queries under one registered domain in one minute.

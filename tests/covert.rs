@@ -54,6 +54,19 @@ fn kinds(alerts: &[Value]) -> Vec<(String, u64, String)> {
         .collect()
 }
 
+/// Issue 16: AD and home-network names, bursts across many domains, package updates, mail,
+/// NTP and reverse lookups (pcaps/covert_synth.py, and recorded by pcaps/covert.sh).
+#[test]
+fn wider_benign_capture_raises_nothing() {
+    let (_d, _db, alerts) = replay_alerts(&[corpus("benign-wide.pcap")]);
+    assert!(alerts.is_empty(), "{alerts:#?}");
+    // The same workload recorded in the lab (pcaps/covert.sh benign-lab), with the answers.
+    let (_d, db, alerts) = replay_alerts(&[corpus("benign-lab.pcap")]);
+    assert!(alerts.is_empty(), "{alerts:#?}");
+    let dsts = report(&db, "destinations");
+    assert!(dsts[0]["packets"].as_u64().unwrap() > 600, "answers are not egress: {dsts:#}");
+}
+
 #[test]
 fn benign_capture_raises_nothing() {
     let (_d, db, alerts) = replay_alerts(&[corpus("benign.pcap")]);
@@ -79,6 +92,12 @@ fn each_tunnel_raises_its_alert_once() {
         ("dns2tcp.pcap", &[("dns_tunnel", cov, "tun.test")]),
         ("ptunnel.pcap", &[("icmp_tunnel", 0, "10.77.9.1")]),
         ("icmp6-exfil.pcap", &[("icmp_tunnel", cov, "fd77:9::1")]),
+        // Synthetic (pcaps/covert_synth.py), issue 16.
+        ("suffix-dns.pcap", &[("dns_tunnel", cov, "tunnel-domain.com")]),
+        ("short-dns.pcap", &[("dns_tunnel", cov, "shortlived.net")]),
+        ("reverse-dns.pcap", &[("dns_tunnel", cov, "10.in-addr.arpa")]),
+        ("frag6-dns.pcap", &[("dns_tunnel", cov, "frag-tunnel.net")]),
+        ("icmp-padded.pcap", &[("icmp_tunnel", cov, "10.77.9.1")]),
     ];
     for (file, want) in cases {
         let (_d, _db, alerts) = replay_alerts(&[corpus(file)]);
@@ -94,6 +113,45 @@ fn each_tunnel_raises_its_alert_once() {
             }
         }
     }
+}
+
+/// Issue 16, case 6: the volume alert says which name the sender resolved for the address.
+#[test]
+fn alerts_name_the_destination_a_principal_resolved() {
+    let (_d, db, alerts) = replay_alerts(&[corpus("dest-names.pcap")]);
+    let cov = uid("exfil-cov");
+    assert_eq!(
+        kinds(&alerts).iter().map(|k| (k.0.as_str(), k.1)).collect::<Vec<_>>(),
+        [("volume", cov)],
+        "{alerts:#?}"
+    );
+    let a = &alerts[0];
+    assert_eq!(a["details"]["dst_name"], "files.exfil-drop.example", "{a:#}");
+    assert!(a["summary"].as_str().unwrap().contains("(files.exfil-drop.example)"), "{a:#}");
+    // The answer is not egress: only the query and the bulk are counted.
+    // ...and so does `report destinations`, from the stored column.
+    let dsts = report(&db, "destinations");
+    assert_eq!(
+        (dsts[0]["dst"].as_str(), dsts[0]["name"].as_str()),
+        (Some("10.77.9.7:9100"), Some("files.exfil-drop.example"))
+    );
+    let name_of = |dst: &str| dsts.as_array().unwrap().iter().find(|d| d["dst"] == dst).map(|d| d["name"].clone());
+    assert_eq!(name_of("10.77.9.8:443"), Some("upload.exfil-drop.example".into()), "TLS server name: {dsts:#}");
+    assert_eq!(name_of("10.77.9.1:53"), Some("".into()), "{dsts:#}");
+    let users = report(&db, "users");
+    assert_eq!(users[0]["packets"], 105, "the query, the bulk and the TLS connection: {users:#}");
+    assert_eq!(users.as_array().unwrap().len(), 1, "{users:#}");
+}
+
+/// Issue 16, case 7: behind a local caching resolver the tunnel is still the user's.
+#[test]
+fn tunnel_through_a_local_resolver_names_the_user() {
+    let (_d, db, alerts) = replay_alerts(&[corpus("local-resolver.pcap")]);
+    assert_eq!(kinds(&alerts), [("dns_tunnel".to_string(), uid("exfil-cov"), "tun.test".to_string())], "{alerts:#?}");
+    // Loopback queries are not egress; the upstream ones are the resolver's bytes.
+    let dsts = report(&db, "destinations");
+    assert_eq!(dsts.as_array().unwrap().len(), 1, "{dsts:#}");
+    assert_eq!(dsts[0]["dst"], "10.77.9.1:53");
 }
 
 #[test]
@@ -205,7 +263,23 @@ fn every_tunnel_is_caught_within_30_s_or_10_kb() {
         "| capture | detected | alert | sender | packets before alert | name/payload bytes before | seconds to alert |"
     );
     println!("|---|---|---|---|---|---|---|");
-    for file in ["slow-dns", "iodine", "iodine-raw", "dns2tcp", "ptunnel", "icmp6-exfil", "benign"] {
+    for file in [
+        "slow-dns",
+        "iodine",
+        "iodine-raw",
+        "dns2tcp",
+        "ptunnel",
+        "icmp6-exfil",
+        "suffix-dns",
+        "short-dns",
+        "reverse-dns",
+        "frag6-dns",
+        "icmp-padded",
+        "local-resolver",
+        "benign",
+        "benign-wide",
+        "benign-lab",
+    ] {
         let mut r = Recorder {
             pipeline: Pipeline::new(&Config::default(), Collect::default()),
             who: Attribution::default(),
@@ -215,10 +289,10 @@ fn every_tunnel_is_caught_within_30_s_or_10_kb() {
         let alerts = r.pipeline.into_output().0;
         let Some(first) = alerts.first() else {
             println!("| {file} | no | - | - | - | - | - |");
-            assert_eq!(file, "benign", "{file}: no alert");
+            assert!(file.starts_with("benign"), "{file}: no alert");
             continue;
         };
-        assert_ne!(file, "benign", "false alert: {first:#?}");
+        assert!(!file.starts_with("benign"), "false alert: {first:#?}");
         let channel = if first.kind.as_str() == "icmp_tunnel" { "icmp" } else { "dns" };
         let mine: Vec<_> = r.seen.iter().filter(|s| s.1 == first.principal && s.2 == channel).collect();
         let before: Vec<_> = mine.iter().filter(|s| s.0 <= first.ts_us).collect();

@@ -321,3 +321,88 @@ fn sighup_reloads_the_configuration_as_an_unprivileged_user() {
     let (status, log) = monitor.stop();
     assert!(status.success(), "{log}");
 }
+
+/// Issue 16, cases 5-7 on the real kernel: a caching resolver (dnsmasq, dropping to `nobody`)
+/// on 127.0.0.53 inside; a user asks it for encoded names and sends padded echoes. The
+/// dns_tunnel alert names the user, not the resolver; the echoes, logged with the larger ICMP
+/// snaplen, raise icmp_tunnel; DNS answers come back logged whole; nothing is lost.
+#[test]
+fn tunnel_through_a_local_resolver_and_padded_echoes_name_the_user() {
+    let Some(mut lab) = Lab::new() else { return };
+    lab.start_dns();
+    let server = format!("--server={}", lab.peer);
+    let pid = format!("--pid-file={}", lab.path("resolver.pid").display());
+    let inside = lab.inside.clone();
+    let resolver = [
+        "dnsmasq",
+        "--keep-in-foreground",
+        "--conf-file=/dev/null",
+        "--no-resolv",
+        "--no-hosts",
+        "--bind-interfaces",
+        "--listen-address=127.0.0.53",
+        "--user=nobody",
+        "--cache-size=0",
+        &server,
+        &pid,
+        "--log-facility=-",
+    ];
+    lab.spawn_in(&inside, &resolver, "resolver.log");
+    wait_for(Duration::from_secs(10), "the local resolver", || {
+        !must(&["ip", "netns", "exec", &inside, "ss", "-Hlnu", "sport = :53"]).trim().is_empty()
+    });
+    must(&["ip", "netns", "exec", &inside, "sysctl", "-q", "-w", "net.ipv4.ping_group_range=0 2147483647"]);
+    let cfg = config(&lab, "");
+    let db = lab.path("live.db");
+    let monitor = lab.start_monitor(&cfg, &db, "monitor.log");
+    lab.load_ruleset(&cfg);
+    let user = USERS[0];
+    let uid = Lab::uid(user);
+
+    let mut args = vec!["dig".to_string(), "+short".into(), "+tries=1".into(), "+time=2".into(), "@127.0.0.53".into()];
+    for i in 0..15u64 {
+        let mut x = (i + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        let label: String = (0..40)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                b"abcdefghijklmnopqrstuvwxyz234567"[(x % 32) as usize] as char
+            })
+            .collect();
+        args.extend([format!("{label}.tun.example.test"), "A".into()]);
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let answers = lab.as_user(user, &args);
+    assert!(answers.lines().filter(|l| l.trim() == lab.peer).count() >= 10, "answers through the resolver: {answers}");
+    let ping = format!(
+        "import os, socket\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM, socket.IPPROTO_ICMP)\n\
+         for i in range(40):\n    s.sendto(bytes([8, 0, 0, 0, 0, 0, 0, i]) + bytes(100) + os.urandom(1300), ('{}', 0))\n",
+        lab.peer
+    );
+    lab.as_user(user, &["/usr/bin/python3", "-c", &ping]);
+
+    wait_for(Duration::from_secs(10), "dns_tunnel and icmp_tunnel alerts", || {
+        !alerts_of(&db, "dns_tunnel").is_empty() && !alerts_of(&db, "icmp_tunnel").is_empty()
+    });
+    std::thread::sleep(Duration::from_millis(1500));
+    let logged = lab.logged_by_ruleset("exfilmon");
+    let (status, log) = monitor.stop();
+    assert!(status.success(), "{log}");
+    let dns = alerts_of(&db, "dns_tunnel");
+    assert_eq!(dns.len(), 1, "{dns:#?}");
+    assert_eq!(
+        (dns[0]["uid"].as_u64(), dns[0]["dst"].as_str()),
+        (Some(u64::from(uid)), Some("example.test")),
+        "{dns:#?}"
+    );
+    let icmp = alerts_of(&db, "icmp_tunnel");
+    assert_eq!(icmp[0]["uid"].as_u64(), Some(u64::from(uid)), "{icmp:#?}");
+    let h = &report(&db, "health")[0];
+    eprintln!("logged {logged}, health {h}");
+    assert_eq!(h["lost"].as_u64(), Some(0), "{h}");
+    assert_eq!(h["packets"].as_u64(), Some(logged), "every logged packet received: {h}");
+    // The loopback queries are not egress.
+    let dsts = report(&db, "destinations");
+    assert!(!dsts.as_array().unwrap().iter().any(|d| d["dst"].as_str().unwrap().starts_with("127.")), "{dsts:#}");
+}

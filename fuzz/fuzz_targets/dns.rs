@@ -19,6 +19,8 @@ fn check(msg: &[u8]) {
         std::hint::black_box(format!("{name:?} {}", dns::type_name(q.qtype)));
     }
     std::hint::black_box(dns::looks_like_query(msg));
+    let mut addrs = [std::net::IpAddr::from([0u8; 4]); 8];
+    assert!(dns::answer_addresses(msg, &mut addrs) <= addrs.len());
 }
 
 fuzz_target!(|data: &[u8]| {

@@ -218,11 +218,15 @@ mod tests {
 
 	chain egress {
 		type filter hook output priority 100; policy accept;
+		oif \"lo\" udp dport 53 counter packets 0 bytes 0 log prefix \"lcl\" group 7 accept comment \"exfilmon-local-dns-udp\"
+		oif \"lo\" tcp dport 53 counter packets 0 bytes 0 log prefix \"lcl\" group 7 accept comment \"exfilmon-local-dns-tcp\"
 		oif \"lo\" accept comment \"exfilmon-skip-lo\"
 		ip daddr @allow_v4 accept comment \"exfilmon-allow-v4\"
 		ip6 daddr @allow_v6 accept comment \"exfilmon-allow-v6\"
 		udp dport 53 counter packets 0 bytes 0 log prefix \"out\" group 7 accept comment \"exfilmon-dns-udp\"
 		tcp dport 53 counter packets 12 bytes 900 log prefix \"out\" group 7 accept comment \"exfilmon-dns-tcp\"
+		ct direction original meta l4proto { icmp, ipv6-icmp } counter packets 0 bytes 0 log prefix \"out\" group 7 snaplen 1500 queue-threshold 64 accept comment \"exfilmon-icmp\"
+		ct direction original meta l4proto tcp @ih,0,16 0x1603 counter packets 0 bytes 0 log prefix \"out\" group 7 snaplen 2048 queue-threshold 64 accept comment \"exfilmon-tls-hello\"
 		ct direction reply counter packets 0 bytes 0 log prefix \"srv\" group 7 snaplen 128 queue-threshold 64 accept comment \"exfilmon-served\"
 		counter packets 0 bytes 0 log prefix \"out\" group 7 snaplen 128 queue-threshold 64 comment \"exfilmon-egress\"
 	}
@@ -233,8 +237,16 @@ mod tests {
 		ip6 daddr @allow_v6 accept comment \"exfilmon-fwd-allow-v6\"
 		udp dport 53 counter packets 0 bytes 0 log prefix \"out\" group 7 accept comment \"exfilmon-fwd-dns-udp\"
 		tcp dport 53 counter packets 0 bytes 0 log prefix \"out\" group 7 accept comment \"exfilmon-fwd-dns-tcp\"
+		ct direction original meta l4proto { icmp, ipv6-icmp } counter packets 0 bytes 0 log prefix \"out\" group 7 snaplen 1500 queue-threshold 64 accept comment \"exfilmon-fwd-icmp\"
+		ct direction original meta l4proto tcp @ih,0,16 0x1603 counter packets 0 bytes 0 log prefix \"out\" group 7 snaplen 2048 queue-threshold 64 accept comment \"exfilmon-fwd-tls-hello\"
 		ct direction reply counter packets 0 bytes 0 log prefix \"srv\" group 7 snaplen 128 queue-threshold 64 accept comment \"exfilmon-fwd-served\"
 		counter packets 0 bytes 0 log prefix \"out\" group 7 snaplen 128 queue-threshold 64 comment \"exfilmon-fwd\"
+	}
+
+	chain answers {
+		type filter hook input priority 100; policy accept;
+		iif \"lo\" accept comment \"exfilmon-answers-skip-lo\"
+		udp sport 53 counter packets 0 bytes 0 log prefix \"ans\" group 7 queue-threshold 64 comment \"exfilmon-answers\"
 	}
 }
 ";

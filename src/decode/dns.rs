@@ -11,6 +11,8 @@
 //! no byte is read twice in one name and pointer loops end as a flag.
 //! Limits: only the first question is decoded (more set [`Flags::MULTI_QUESTION`]); answer and
 //! authority records are skipped, additional records only read for the EDNS OPT record.
+//! [`answer_addresses`] reads the A/AAAA records of a response's answer section, for the
+//! names a principal resolved.
 
 use std::fmt;
 
@@ -352,6 +354,49 @@ fn skip_name(msg: &[u8], mut pos: usize) -> Option<usize> {
     }
 }
 
+/// Addresses a response gives for its question: the A and AAAA records of its answer section
+/// (whatever their owner: a CNAME chain's last name answers the question), at most
+/// `out.len()` of them, in order. Returns how many were written; 0 for anything that is not a
+/// response or whose records end early. Bounded like [`parse`]: names are skipped, not read.
+pub fn answer_addresses(msg: &[u8], out: &mut [std::net::IpAddr]) -> usize {
+    let (Some(flags), Some(qd), Some(an)) = (msg.get(2), be16(msg, 4), be16(msg, 6)) else {
+        return 0;
+    };
+    if flags & 0x80 == 0 {
+        return 0;
+    }
+    let mut pos = HEADER_LEN;
+    for _ in 0..qd {
+        match skip_name(msg, pos) {
+            Some(p) if p + 4 <= msg.len() => pos = p + 4,
+            _ => return 0,
+        }
+    }
+    let mut n = 0;
+    for _ in 0..an {
+        if n == out.len() {
+            break;
+        }
+        let Some(p) = skip_name(msg, pos) else { break };
+        let (Some(rtype), Some(class), Some(rdlen)) = (be16(msg, p), be16(msg, p + 2), be16(msg, p + 8)) else {
+            break;
+        };
+        let start = p + 10;
+        let Some(rdata) = msg.get(start..start + usize::from(rdlen)) else { break };
+        let addr = match (rtype, class, rdata.len()) {
+            (1, CLASS_IN, 4) => Some(std::net::IpAddr::from(<[u8; 4]>::try_from(rdata).unwrap_or_default())),
+            (28, CLASS_IN, 16) => Some(std::net::IpAddr::from(<[u8; 16]>::try_from(rdata).unwrap_or_default())),
+            _ => None,
+        };
+        if let Some(a) = addr {
+            out[n] = a;
+            n += 1;
+        }
+        pos = start + usize::from(rdlen);
+    }
+    n
+}
+
 /// Cheap test for a payload on a port other than 53: the header of a plain query with one
 /// question and a first label. A handful of byte compares; the full parse follows only if
 /// this passes.
@@ -441,6 +486,44 @@ pub(crate) mod tests {
         body.extend_from_slice(&qtype.to_be_bytes());
         body.extend_from_slice(&CLASS_IN.to_be_bytes());
         message(1, 0, &body)
+    }
+
+    /// A response to `query(name, 1)` with a CNAME then A records (compressed owners).
+    pub(crate) fn response(name: &str, addrs: &[std::net::IpAddr]) -> Vec<u8> {
+        let mut m = query(name, 1);
+        m[2] |= 0x80;
+        m[7] = addrs.len() as u8 + 1;
+        // CNAME from the question to "cdn.<name>", then the addresses on the target.
+        m.extend_from_slice(&[0xc0, 12, 0, 5, 0, 1, 0, 0, 0, 60, 0, 6, 3, b'c', b'd', b'n', 0xc0, 12]);
+        let target = (m.len() - 6) as u8;
+        for a in addrs {
+            let (t, rd): (u16, Vec<u8>) = match a {
+                std::net::IpAddr::V4(v4) => (1, v4.octets().to_vec()),
+                std::net::IpAddr::V6(v6) => (28, v6.octets().to_vec()),
+            };
+            m.extend_from_slice(&[0xc0, target]);
+            m.extend_from_slice(&t.to_be_bytes());
+            m.extend_from_slice(&[0, 1, 0, 0, 0, 60]);
+            m.extend_from_slice(&(rd.len() as u16).to_be_bytes());
+            m.extend_from_slice(&rd);
+        }
+        m
+    }
+
+    #[test]
+    fn answer_addresses_of_a_response() {
+        let addrs: [std::net::IpAddr; 2] = ["10.77.0.2".parse().unwrap(), "fd77::2".parse().unwrap()];
+        let m = response("files.exfil-drop.example", &addrs);
+        assert!(parse(&m).unwrap().flags.contains(Flags::RESPONSE));
+        let mut out = [std::net::IpAddr::from([0u8; 4]); 8];
+        assert_eq!(answer_addresses(&m, &mut out), 2);
+        assert_eq!(out[..2], addrs);
+        // Capped by the output; queries and cut records give nothing more.
+        assert_eq!(answer_addresses(&m, &mut out[..1]), 1);
+        assert_eq!(answer_addresses(&query("a.example", 1), &mut out), 0);
+        for cut in 0..m.len() {
+            assert!(answer_addresses(&m[..cut], &mut out) <= 1, "cut at {cut}");
+        }
     }
 
     fn dotted(n: &Name<'_>) -> String {

@@ -2,7 +2,7 @@
 //! header fields exfilmon needs. Captured bytes may end anywhere after the IP header: the
 //! transport is then [`L4::Other`] but the packet still counts with its full wire length.
 
-use etherparse::LaxIpSlice;
+use etherparse::{Ipv6ExtensionSlice, LaxIpSlice};
 
 use super::{DecodeError, Direction, Packet, L4, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP};
 
@@ -14,11 +14,18 @@ pub fn decode(ip: &[u8], ts_us: i64, uid: Option<u32>, gid: Option<u32>) -> Resu
     let wire_len = wire_len(&slice, ip.len());
     let payload = slice.payload();
     let proto = payload.ip_number.0;
-    // Only the first fragment carries the transport header. (IPv6 first fragments are rare
-    // in egress and are counted without ports.)
+    // Only the first fragment carries the transport header: offset 0, in IPv4's header or in
+    // every IPv6 fragment header (a tunnel that fragments over IPv6 is decoded like one over
+    // IPv4; the fragment's own length is what is counted).
     let first_fragment = match &slice {
         LaxIpSlice::Ipv4(v4) => v4.header().fragments_offset().value() == 0,
-        LaxIpSlice::Ipv6(_) => !payload.fragmented,
+        LaxIpSlice::Ipv6(v6) => {
+            !payload.fragmented
+                || v6.extensions().clone().into_iter().all(|ext| match ext {
+                    Ipv6ExtensionSlice::Fragment(f) => f.fragment_offset().value() == 0,
+                    _ => true,
+                })
+        }
     };
     let (sport, dport, l4) = if first_fragment { transport(proto, payload.payload) } else { (0, 0, L4::Other) };
     Ok(Packet {
@@ -180,6 +187,37 @@ mod tests {
         p.extend_from_slice(&[0x04, 0xd2, 0x01, 0xbb, 0, 8, 0, 0]);
         let d = decode(&p, 0, None, None).unwrap();
         assert_eq!((d.proto, d.sport, d.dport, d.wire_len), (17, 1234, 443, 56));
+    }
+
+    /// IPv6 to 2001:db8::2 with a fragment header (offset in 8-byte units, more-fragments
+    /// set) before UDP; `plen` is the IPv6 payload length.
+    fn v6_fragment(offset: u16, more: bool, plen: u16, rest: &[u8]) -> Vec<u8> {
+        let mut p = vec![0x60, 0, 0, 0, 0, 0, 44, 64];
+        p[4..6].copy_from_slice(&plen.to_be_bytes());
+        p.extend_from_slice(&[0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]);
+        p.extend_from_slice(&[0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2]);
+        let off = offset << 3 | u16::from(more);
+        p.extend_from_slice(&[17, 0, (off >> 8) as u8, off as u8, 0, 0, 0x12, 0x34]);
+        p.extend_from_slice(rest);
+        p
+    }
+
+    /// Issue 16, case 4: DNS in an IPv6 first fragment has ports and payload, as over IPv4.
+    #[test]
+    fn ipv6_first_fragment_carries_the_transport_header() {
+        let udp = [0x9c, 0x40, 0, 53, 0x05, 0xdc, 0, 0, 0xab, 0xcd, 1, 0];
+        let first = v6_fragment(0, true, 1448, &udp);
+        let p = decode(&first, 0, None, None).unwrap();
+        assert_eq!((p.proto, p.sport, p.dport, p.wire_len), (17, 40000, 53, 1488));
+        assert_eq!(p.l4, L4::Udp { payload: &[0xab, 0xcd, 1, 0] });
+        // Later fragments: no ports, whatever their bytes look like.
+        let later = v6_fragment(181, false, 20, &udp);
+        let p = decode(&later, 0, None, None).unwrap();
+        assert_eq!((p.proto, p.sport, p.dport, p.l4), (17, 0, 0, L4::Other));
+        // An atomic fragment (offset 0, no more fragments) is whole.
+        let atomic = v6_fragment(0, false, 20, &udp);
+        let p = decode(&atomic, 0, None, None).unwrap();
+        assert_eq!(p.dport, 53);
     }
 
     #[test]

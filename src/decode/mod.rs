@@ -9,6 +9,7 @@ mod frame;
 pub mod ip;
 pub mod link;
 pub mod nflog;
+pub mod tls;
 
 use std::net::IpAddr;
 
@@ -46,17 +47,26 @@ pub enum Direction {
     Initiated,
     /// A reply on a connection a remote peer opened.
     Served,
+    /// An inbound DNS answer (for destination names): not egress, never counted as sent.
+    Answer,
+    /// A DNS query to a resolver on this host (loopback): not egress; tells who asked for
+    /// the name the resolver then asks upstream.
+    Local,
 }
 
 impl Direction {
     /// The NFLOG prefixes the ruleset uses.
     pub const PREFIX_INITIATED: &'static str = "out";
     pub const PREFIX_SERVED: &'static str = "srv";
+    pub const PREFIX_ANSWER: &'static str = "ans";
+    pub const PREFIX_LOCAL: &'static str = "lcl";
 
     pub fn of_prefix(prefix: Option<&[u8]>) -> Direction {
         match prefix {
             Some(p) if p == Self::PREFIX_INITIATED.as_bytes() => Direction::Initiated,
             Some(p) if p == Self::PREFIX_SERVED.as_bytes() => Direction::Served,
+            Some(p) if p == Self::PREFIX_ANSWER.as_bytes() => Direction::Answer,
+            Some(p) if p == Self::PREFIX_LOCAL.as_bytes() => Direction::Local,
             _ => Direction::Unknown,
         }
     }
@@ -70,8 +80,15 @@ impl Direction {
         match code {
             1 => Direction::Initiated,
             2 => Direction::Served,
+            3 => Direction::Answer,
+            4 => Direction::Local,
             _ => Direction::Unknown,
         }
+    }
+
+    /// Not egress: inbound answers and queries to a resolver on this host.
+    pub fn is_egress(self) -> bool {
+        !matches!(self, Direction::Answer | Direction::Local)
     }
 
     pub fn as_str(self) -> &'static str {
@@ -79,6 +96,8 @@ impl Direction {
             Direction::Unknown => "unknown",
             Direction::Initiated => "initiated",
             Direction::Served => "served",
+            Direction::Answer => "answer",
+            Direction::Local => "local",
         }
     }
 }

@@ -8,6 +8,11 @@
 //! packet inside) count on their own. Echo requests and replies both count: a tunnel's server
 //! side sends replies. ICMPv6 echo is treated the same.
 //!
+//! The ruleset logs ICMP and ICMPv6 we send with `[nflog] icmp_snaplen` bytes (1500 by default)
+//! so the whole payload of an Ethernet-MTU echo is compared; under the general 128-byte
+//! snaplen only payload bytes 16-100 were, and a tunnel keeping those constant went unseen.
+//! Echoes cut shorter than their payload are counted (`icmp_echo_cut`).
+//!
 //! Limits: up to 16 bytes per packet can hide in the timestamp area; payload sizes come from
 //! the IP length field minus a basic IP header (options and IPv6 extension headers, rare on
 //! echo, are counted as payload). Memory: at most `max_pairs` peers, idle ones dropped at the
@@ -77,6 +82,9 @@ counters! {
         echo => "icmp_echo",
         /// Of those, with a tunnel signature.
         signatures => "icmp_signatures",
+        /// Of those, cut by the rule's snaplen: judged on the bytes logged only (raise
+        /// `[nflog] icmp_snaplen` when this grows).
+        cut => "icmp_echo_cut",
         /// Echoes not judged because the peer table was full.
         pairs_full => "icmp_pairs_full",
     }
@@ -138,6 +146,9 @@ impl IcmpDetector {
         c.echo += 1;
         let ip_header = if v6 { 40 } else { 20 };
         let len = (p.wire_len as usize).saturating_sub(ip_header + 8);
+        // Judged on what was logged: the ruleset logs echoes we send whole up to
+        // `[nflog] icmp_snaplen`; anything cut shorter is counted.
+        c.cut += u64::from(payload.len() < len);
         let signature = Signature::find(payload, len);
         if signature.is_some() {
             c.signatures += 1;
@@ -384,6 +395,47 @@ mod tests {
         assert_eq!(alerts[0].details["requests"], 9);
         let steps: Vec<_> = alerts.iter().map(|a| a.details["escalation"].as_u64().unwrap()).collect();
         assert_eq!(steps, vec![0, 1], "escalation at 256 KiB, the next would be at 1 MiB");
+    }
+
+    /// Issue 16, case 5: the first 100 payload bytes constant, the rest random.
+    #[test]
+    fn padded_tunnel_is_judged_on_the_whole_logged_payload() {
+        let payload = |seq: u64| {
+            let mut p = vec![0x42; 100];
+            p.extend(noise(seq, 900));
+            p
+        };
+        let run = |captured: usize| {
+            let mut d = IcmpDetector::new(&IcmpConfig::default());
+            let mut c = IcmpCounters::default();
+            let mut alerts = Vec::new();
+            for seq in 0..520u64 {
+                let full = payload(seq);
+                let p = Packet {
+                    ts_us: seq as i64 * S / 10,
+                    uid: Some(1001),
+                    gid: None,
+                    src: IpAddr::V4(Ipv4Addr::new(10, 77, 0, 2)),
+                    dst: IpAddr::V4(Ipv4Addr::new(10, 77, 0, 1)),
+                    proto: 1,
+                    sport: 0,
+                    dport: 0,
+                    wire_len: full.len() as u32 + 28,
+                    direction: Default::default(),
+                    l4: L4::Icmp { v6: false, kind: 8, code: 0, payload: &full[..captured.min(full.len())] },
+                };
+                d.observe(&p, WHO, &mut c, &mut alerts);
+            }
+            (alerts, c)
+        };
+        // Cut at 128 bytes of packet (100 of payload): nothing differs, nothing is seen.
+        let (alerts, c) = run(100);
+        assert!(alerts.is_empty());
+        assert_eq!(c.cut, 520);
+        // Logged with icmp_snaplen 1500: caught within 9 echoes.
+        let (alerts, c) = run(1472);
+        assert_eq!(alerts[0].details["requests"], 9, "{alerts:#?}");
+        assert_eq!(c.cut, 0);
     }
 
     #[test]

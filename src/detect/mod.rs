@@ -13,6 +13,7 @@ pub mod crosscheck;
 pub mod dns;
 pub mod icmp;
 pub mod names;
+pub mod names_seen;
 pub mod scope;
 pub mod sensitive;
 pub mod tally;
@@ -90,4 +91,11 @@ pub trait Detector: Send {
 
     /// Each counter with its stored name (see [`counters!`](crate::units::counters)).
     fn counters(&self, f: &mut dyn FnMut(&'static str, u64));
+
+    /// The name `who` used for `addr` (a DNS answer, a TLS server name), for stored egress
+    /// rows; only the destination-names detector knows any.
+    fn name_of(&self, who: crate::principal::Principal, addr: std::net::IpAddr) -> Option<&str> {
+        let _ = (who, addr);
+        None
+    }
 }

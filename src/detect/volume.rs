@@ -373,6 +373,7 @@ mod tests {
             first_us: minute * 60 * S,
             last_us: minute * 60 * S + 30 * S,
             direction: Direction::Unknown,
+            dst_name: None,
         };
         let (alice, bob) = (Principal::Uid(1001), Principal::Uid(1002));
         let mut d = detector();

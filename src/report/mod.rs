@@ -199,7 +199,8 @@ pub fn destinations(store: &Store, f: &Filter) -> Result<Table, StoreError> {
     let rows = rows(
         store,
         "SELECT e.dst, e.dport, e.proto, sum(e.packets), sum(e.bytes),
-                count(DISTINCT e.principal_id), min(e.first_seen), max(e.last_seen), max(e.direction)
+                count(DISTINCT e.principal_id), min(e.first_seen), max(e.last_seen), max(e.direction),
+                max(e.dst_name)
          FROM egress e JOIN principals p ON p.id = e.principal_id
          WHERE e.minute >= ?1 / 60000000 * 60000000 AND e.minute < ?2 AND (?3 IS NULL OR p.uid = ?3)
            AND (?4 IS NULL OR e.direction = ?4)
@@ -219,6 +220,7 @@ pub fn destinations(store: &Store, f: &Filter) -> Result<Table, StoreError> {
                 Cell::Time(r.get(6)?),
                 Cell::Time(r.get(7)?),
                 Cell::Text(Direction::of_code(r.get(8)?).as_str().into()),
+                Cell::Text(r.get::<_, Option<String>>(9)?.unwrap_or_default()),
             ])
         },
     )?;
@@ -233,6 +235,8 @@ pub fn destinations(store: &Store, f: &Filter) -> Result<Table, StoreError> {
             col("first"),
             col("last"),
             col("direction"),
+            // The name a sender used for the address (DNS answer, TLS server name).
+            col("name"),
         ],
         rows,
     })

@@ -350,6 +350,17 @@ pub struct NflogConfig {
     /// Bytes of non-DNS packets copied to us: IP and transport headers are enough to count.
     #[serde(deserialize_with = "snaplen")]
     pub snaplen: u16,
+    /// Bytes of ICMP and ICMPv6 packets copied to us (connections we open: echo requests):
+    /// enough echo payload for the ICMP detector to judge. Ordinary pings are 84 bytes and
+    /// cost nothing more; only large echoes, tunnels' among them, do. 1500 sees a whole
+    /// Ethernet-MTU echo.
+    #[serde(deserialize_with = "snaplen")]
+    pub icmp_snaplen: u16,
+    /// Bytes of TLS handshake records on TCP connections we open (the ruleset matches a
+    /// payload starting 0x16 0x03): the ClientHello's server name names the destination.
+    /// Hellos with large key shares are near 2 KB.
+    #[serde(deserialize_with = "snaplen")]
+    pub hello_snaplen: u16,
     /// Packets the kernel batches into one message before sending it.
     #[serde(deserialize_with = "queue_threshold")]
     pub queue_threshold: u16,
@@ -364,6 +375,8 @@ impl Default for NflogConfig {
             group: 7,
             rcvbuf: 16 << 20,
             snaplen: 128,
+            icmp_snaplen: 1500,
+            hello_snaplen: 2048,
             queue_threshold: 64,
             timeout: Duration::from_millis(100),
         }

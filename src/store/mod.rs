@@ -127,7 +127,7 @@ impl Store {
     pub fn each_egress_since(&self, since_us: i64, mut f: impl FnMut(EgressRow)) -> Result<(), StoreError> {
         self.each_since(
             "SELECT p.uid, p.host, p.gid, e.minute, e.proto, e.dst, e.dport, e.packets, e.bytes, e.first_seen,
-                    e.last_seen, e.direction
+                    e.last_seen, e.direction, e.dst_name
              FROM egress e JOIN principals p ON p.id = e.principal_id
              WHERE e.minute >= ?1 ORDER BY e.minute, e.last_seen",
             since_us,
@@ -148,6 +148,7 @@ impl Store {
                     first_us: get(9),
                     last_us: get(10),
                     direction: Direction::of_code(get(11)),
+                    dst_name: r.get::<_, Option<String>>(12).ok().flatten().map(String::into_boxed_str),
                 });
                 Some(())
             },
@@ -291,11 +292,12 @@ impl Store {
             let mut upsert = tx
                 .prepare_cached(
                     "INSERT INTO egress (principal_id, minute, proto, dst, dport, packets, bytes, first_seen, last_seen,
-                       direction)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+                       direction, dst_name)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
                      ON CONFLICT DO UPDATE SET packets = packets + excluded.packets, bytes = bytes + excluded.bytes,
                        first_seen = min(first_seen, excluded.first_seen), last_seen = max(last_seen, excluded.last_seen),
-                       direction = max(direction, excluded.direction)",
+                       direction = max(direction, excluded.direction),
+                       dst_name = coalesce(excluded.dst_name, dst_name)",
                 )
                 .map_err(|e| sql_err(&self.path, e))?;
             // Principals first, in arrival order (the last gid seen wins); then the rows in key
@@ -321,7 +323,8 @@ impl Store {
                         row.bytes as i64,
                         row.first_us,
                         row.last_us,
-                        row.direction.code()
+                        row.direction.code(),
+                        row.dst_name.as_deref()
                     ])
                     .map_err(|e| sql_err(&self.path, e))?;
             }

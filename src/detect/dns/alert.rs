@@ -51,6 +51,9 @@ pub(super) fn pair_alert(
     if u64::from(sums[BYTES]) >= cfg.unique_bytes {
         rules.push("unique_bytes");
     }
+    if pair.burst_now() >= cfg.burst_names {
+        rules.push("burst_names");
+    }
     let mut types = BTreeMap::new();
     for (i, &n) in pair.types.iter().enumerate().filter(|(_, &n)| n > 0) {
         let name = MIX.get(i).map_or_else(|| "other".into(), |&t| dns::type_name(t));
@@ -87,6 +90,8 @@ pub(super) fn pair_alert(
             "queries": sums[QUERIES],
             "unique_names": sums[UNIQUE],
             "unique_name_bytes": sums[BYTES],
+            "burst_names": pair.burst_now(),
+            "burst_window_ms": cfg.burst_window.as_millis() as u64,
             "encoded_names": sums[ENCODED],
             "odd_type_queries": sums[ODD],
             "queries_per_min": (f64::from(sums[QUERIES]) / minutes * 10.0).round() / 10.0,
@@ -94,6 +99,7 @@ pub(super) fn pair_alert(
             "alphabets": alphabets,
             "longest_name": pair.longest_name,
             "samples": pair.samples,
+            "appended_suffix": pair.appended,
             "estimated_bytes": pair.carried,
             "escalation": escalation,
         }),

@@ -21,6 +21,12 @@ pub struct DnsConfig {
     /// Unique names within the window, whatever they look like (polling tunnels).
     #[serde(deserialize_with = "positive")]
     pub unique_names: u32,
+    /// Unique names within `burst_window` (machine speed: short-lived tunnels with short names).
+    #[serde(deserialize_with = "positive")]
+    pub burst_names: u32,
+    /// The span a burst of unique names is counted over (judged in halves of it).
+    #[serde(deserialize_with = "duration")]
+    pub burst_window: Duration,
     /// Bytes of unique subdomain names within the window: the information carried out.
     #[serde(deserialize_with = "byte_size")]
     pub unique_bytes: u64,
@@ -52,10 +58,19 @@ pub struct DnsConfig {
     pub max_names: usize,
 }
 
-/// Heavy legitimate users of odd names: reverse lookups, CDNs, anti-virus and blocklists.
+/// Heavy legitimate users of odd names: CDNs, anti-virus and blocklists; and private suffixes
+/// (AD's GUID names under `_msdcs.corp.local`). A private suffix appended to a public name
+/// does not hide it: the name inside is judged. Reverse lookups of addresses are never judged
+/// without an entry here, and `arpa` is not one: data under a delegated reverse zone is judged
+/// (see `domain.rs`).
 pub const DEFAULT_DNS_ALLOW: &[&str] = &[
-    "arpa",
+    "home.arpa",
     "local",
+    "localdomain",
+    "lan",
+    "internal",
+    "corp",
+    "home",
     "akadns.net",
     "akamai.net",
     "akamaiedge.net",
@@ -93,6 +108,8 @@ impl Default for DnsConfig {
             window: Duration::from_secs(3600),
             encoded_names: 10,
             unique_names: 100,
+            burst_names: 40,
+            burst_window: Duration::from_secs(2),
             unique_bytes: 4096,
             min_encoded_chars: 20,
             long_name: 100,

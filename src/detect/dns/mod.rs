@@ -3,9 +3,11 @@
 //!
 //! Single queries say little (a polling tunnel's keep-alives are short and plain), so the
 //! unit of judgement is the registered domain (from the public suffix list, never "the last
-//! two labels"): a tunnel must put its data in ever-new names under a domain whose server it
-//! controls. Three rules, any of which opens an episode (one alert, escalations as it grows):
-//! encoded-looking unique names, unique names, unique name bytes. Names under allow-listed
+//! two labels"; an appended search suffix such as `corp.local` is removed first, see
+//! `domain.rs`): a tunnel must put its data in ever-new names under a domain whose server it
+//! controls. Four rules, any of which opens an episode (one alert, escalations as it grows):
+//! encoded-looking unique names, unique names, unique name bytes within the window, and a
+//! burst of unique names within seconds (a short-lived tunnel at machine speed). Names under allow-listed
 //! domains are counted in the stored aggregates but never judged.
 //!
 //! UDP to port 53 that does not parse as DNS is evidence of its own (raw-mode tunnels such as
@@ -18,12 +20,13 @@
 
 mod alert;
 mod config;
+mod domain;
 mod pair;
 mod raw;
 mod resume;
 mod rows;
 
-use std::hash::RandomState;
+use std::hash::{BuildHasher, RandomState};
 use std::net::IpAddr;
 
 use rustc_hash::{FxHashMap, FxHashSet};
@@ -32,7 +35,7 @@ use super::tally::BUCKETS;
 use super::{Detector, Findings, Past, Seen, Tick};
 use crate::alert::Alert;
 use crate::decode::dns;
-use crate::decode::{Packet, L4};
+use crate::decode::{Direction, Packet, L4};
 use crate::principal::Principal;
 use crate::rows::DnsRow;
 use crate::units::counters;
@@ -41,6 +44,12 @@ pub use config::{DnsConfig, DEFAULT_DNS_ALLOW};
 use pair::Pair;
 use raw::Raw;
 pub use rows::row_flags;
+
+/// How long after a user's query to a local resolver the resolver's upstream query for the
+/// same name is credited to the user.
+const CREDIT_US: i64 = 5_000_000;
+/// Local askers remembered at most (names asked within [`CREDIT_US`] are what matter).
+const MAX_ASKERS: usize = 65_536;
 
 counters! {
     /// What the DNS path counted; every payload it did not analyse is under a reason.
@@ -63,6 +72,12 @@ counters! {
         pairs_full => "dns_pairs_full",
         /// Name generations retired before their time because they were full.
         names_rotated_early => "dns_names_rotated_early",
+        /// Queries to a resolver on this host (loopback): who asked, not judged themselves.
+        local_queries => "dns_local_queries",
+        /// Upstream queries credited to the local asker of the same name.
+        credited => "dns_credited_to_local_asker",
+        /// Local askers forgotten early because their table was full.
+        askers_dropped => "dns_local_askers_dropped",
     }
 }
 
@@ -70,6 +85,7 @@ pub struct DnsDetector {
     cfg: DnsConfig,
     window_us: i64,
     bucket_us: i64,
+    burst_half_us: i64,
     allow: FxHashSet<Box<[u8]>>,
     /// Keyed hashing: query names are chosen by the sender, who must not be able to make two
     /// names collide and so hide a unique one.
@@ -79,6 +95,8 @@ pub struct DnsDetector {
     seen: [FxHashSet<u64>; 2],
     seen_since: i64,
     raw: FxHashMap<(Principal, IpAddr), Raw>,
+    /// Names asked of a resolver on this host: hash of the lower-cased name → (asker, time).
+    askers: FxHashMap<u64, (Principal, i64)>,
     rows: Vec<DnsRow>,
     counters: DnsCounters,
 }
@@ -91,12 +109,14 @@ impl DnsDetector {
             cfg: cfg.clone(),
             window_us,
             bucket_us: window_us / BUCKETS as i64,
+            burst_half_us: i64::try_from(cfg.burst_window.as_micros() / 2).unwrap_or(i64::MAX).max(1),
             allow,
             hasher: RandomState::new(),
             pairs: FxHashMap::default(),
             seen: [FxHashSet::default(), FxHashSet::default()],
             seen_since: i64::MIN,
             raw: FxHashMap::default(),
+            askers: FxHashMap::default(),
             rows: Vec::new(),
             counters: DnsCounters::default(),
         }
@@ -106,6 +126,12 @@ impl DnsDetector {
     /// shape of a query (a few byte compares). Anything else returns at once.
     #[inline]
     pub fn observe(&mut self, p: &Packet<'_>, who: Principal, c: &mut DnsCounters, alerts: &mut Vec<Alert>) {
+        if p.direction == Direction::Local {
+            return self.local(p, who, c);
+        }
+        if p.direction == Direction::Answer {
+            return;
+        }
         match p.l4 {
             L4::Udp { payload } if p.dport == 53 => match dns::parse(payload) {
                 Ok(q) => self.query(p, who, &q, c, alerts),
@@ -134,6 +160,49 @@ impl DnsDetector {
                 self.other_port(p, who, &payload[2..], c, alerts)
             }
             _ => {}
+        }
+    }
+
+    /// A query to a resolver on this host: remembered (who asked for the name, when) so the
+    /// resolver's upstream query is credited to the asker; never judged itself.
+    fn local(&mut self, p: &Packet<'_>, who: Principal, c: &mut DnsCounters) {
+        let msg = match p.l4 {
+            L4::Udp { payload } if p.dport == 53 => payload,
+            L4::Tcp { payload } if p.dport == 53 => dns::tcp_messages(payload).next().unwrap_or(&[]),
+            _ => return,
+        };
+        let Ok(q) = dns::parse(msg) else { return };
+        if q.flags.contains(dns::Flags::RESPONSE) {
+            return;
+        }
+        c.local_queries += 1;
+        let mut buf = [0u8; dns::MAX_NAME_LEN];
+        let n = pair::lower_name(&q, &mut buf);
+        if self.askers.len() >= MAX_ASKERS {
+            let horizon = p.ts_us.saturating_sub(CREDIT_US);
+            let before = self.askers.len();
+            self.askers.retain(|_, (_, t)| *t >= horizon);
+            if self.askers.len() >= MAX_ASKERS {
+                self.askers.clear();
+            }
+            c.askers_dropped += (before - self.askers.len()) as u64;
+        }
+        self.askers.insert(self.hasher.hash_one(&buf[..n]), (who, p.ts_us));
+    }
+
+    /// The principal an upstream query is judged under: the local asker of the same name
+    /// within [`CREDIT_US`] before it, else its sender (the resolver, or a program asking a
+    /// remote resolver itself).
+    pub(super) fn credit(&mut self, name: &[u8], who: Principal, ts: i64, c: &mut DnsCounters) -> Principal {
+        if self.askers.is_empty() {
+            return who;
+        }
+        match self.askers.get(&self.hasher.hash_one(name)) {
+            Some(&(asker, t)) if asker != who && ts >= t && ts - t <= CREDIT_US => {
+                c.credited += 1;
+                asker
+            }
+            _ => who,
         }
     }
 
@@ -216,6 +285,8 @@ impl DnsDetector {
             p.last_us >= horizon || p.episode.is_open() && p.last_us >= horizon.saturating_sub(self.window_us)
         });
         self.raw.retain(|_, r| r.last_us >= horizon);
+        let recent = minute_us.saturating_sub(60_000_000);
+        self.askers.retain(|_, (_, t)| *t >= recent);
     }
 
     /// Closes every open row.
@@ -297,17 +368,21 @@ mod tests {
         }
 
         fn send(&mut self, ts: i64, who: Principal, dport: u16, payload: &[u8]) {
+            self.send_to(ts, who, dport, payload, Direction::Initiated, Ipv4Addr::new(10, 77, 0, 1));
+        }
+
+        fn send_to(&mut self, ts: i64, who: Principal, dport: u16, payload: &[u8], d: Direction, to: Ipv4Addr) {
             let p = Packet {
                 ts_us: ts,
                 uid: who.uid(),
                 gid: None,
                 src: IpAddr::V4(Ipv4Addr::new(10, 77, 0, 2)),
-                dst: IpAddr::V4(Ipv4Addr::new(10, 77, 0, 1)),
+                dst: IpAddr::V4(to),
                 proto: 17,
                 sport: 40000,
                 dport,
                 wire_len: payload.len() as u32 + 28,
-                direction: Default::default(),
+                direction: d,
                 l4: L4::Udp { payload },
             };
             self.d.observe(&p, who, &mut self.c, &mut self.alerts);
@@ -399,6 +474,73 @@ mod tests {
         assert!(across_a_restart(120, 10).is_empty());
     }
 
+    /// Issue 16, case 2: a dns2tcp session of about 60 short names within one second.
+    #[test]
+    fn short_lived_burst_of_short_names_alerts() {
+        let mut t = Drive::new(DnsConfig::default());
+        let b64 = |i: u64| {
+            let mut x = i.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+            (0..10)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"[(x % 64) as usize] as char
+                })
+                .collect::<String>()
+        };
+        for i in 0..60u64 {
+            t.ask(30 * S + i as i64 * S / 60, ALICE, &format!("{}.d2t.shortlived.net", b64(i)), 16);
+        }
+        assert_eq!(t.alerts.len(), 1, "{:#?}", t.alerts);
+        let a = &t.alerts[0];
+        assert_eq!(a.details["rules"], json!(["burst_names"]));
+        assert_eq!(a.details["burst_names"], 40);
+        assert_eq!(a.ts_us, 30 * S + 39 * S / 60);
+    }
+
+    #[test]
+    fn bursts_under_the_rule_and_repeats_stay_quiet() {
+        let mut t = Drive::new(DnsConfig::default());
+        for round in 0..20 {
+            // A page with 30 host names of one site, loaded again every 3 minutes.
+            for k in 0..30 {
+                t.ask(round * 180 * S + k * S / 100, ALICE, &format!("h{k}.bigsite.com"), 1);
+            }
+        }
+        // Two halves of 20 at the edge of the burst window: 39 in any 2 s.
+        for k in 0..39 {
+            t.ask(4000 * S + k * S / 20, ALICE, &format!("n{k}.other.com"), 1);
+        }
+        assert!(t.alerts.is_empty(), "{:#?}", t.alerts);
+    }
+
+    /// Issue 16, case 7: every user's lookups leave as the local resolver's uid.
+    #[test]
+    fn upstream_queries_of_a_local_resolver_are_credited_to_the_asker() {
+        let mut t = Drive::new(DnsConfig::default());
+        let (resolver, bob) = (Principal::Uid(991), Principal::Uid(1002));
+        let local = Ipv4Addr::new(127, 0, 0, 53);
+        for i in 0..40u64 {
+            let ts = i as i64 * S;
+            let tunnel = format!("{}.tun.example", base32(i, 40));
+            t.send_to(ts, ALICE, 53, &wire_query(&tunnel, 16), Direction::Local, local);
+            t.send(ts + 20_000, resolver, 53, &wire_query(&tunnel.to_uppercase(), 16));
+            let plain = format!("www{}.example.com", i % 3);
+            t.send_to(ts, bob, 53, &wire_query(&plain, 1), Direction::Local, local);
+            t.send(ts + 30_000, resolver, 53, &wire_query(&plain, 1));
+            // The resolver's own lookups, and a name asked too long ago, stay the resolver's.
+            t.ask(ts + 40_000, resolver, &format!("{}.own.example", base32(i + 100, 40)), 1);
+        }
+        t.send_to(100 * S, ALICE, 53, &wire_query("late.example.org", 1), Direction::Local, local);
+        t.ask(110 * S, resolver, "late.example.org", 1);
+        let who: Vec<_> = t.alerts.iter().map(|a| (a.principal, a.dst.clone().unwrap())).collect();
+        assert_eq!(who, [(ALICE, "tun.example".into()), (resolver, "own.example".into())], "{:#?}", t.alerts);
+        assert_eq!(t.c.local_queries, 81);
+        assert_eq!(t.c.credited, 40 + 40);
+        assert_eq!(t.c.queries, 121, "local queries are not judged themselves");
+    }
+
     #[test]
     fn ordinary_browsing_does_not_alert() {
         let mut t = Drive::new(DnsConfig::default());
@@ -433,6 +575,65 @@ mod tests {
         }
         assert!(t.alerts.is_empty(), "{:#?}", t.alerts);
         assert_eq!(t.c.allowed, 1000);
+    }
+
+    /// Issue 16, case 1: a Windows host appends its search suffix to a tunnel's names.
+    #[test]
+    fn search_suffix_appended_to_a_tunnel_is_judged_inside() {
+        let mut t = Drive::new(DnsConfig::default());
+        let hex = |i: u64| base32(i, 30).bytes().map(|b| format!("{:x}", b % 16)).collect::<String>();
+        for i in 0..1229u64 {
+            t.ask(i as i64 * S / 7, ALICE, &format!("{}.tunnel-domain.com.corp.local", hex(i)), 1);
+        }
+        assert_eq!(t.alerts.len(), 1, "{:#?}", t.alerts);
+        let a = &t.alerts[0];
+        assert_eq!(a.dst.as_deref(), Some("tunnel-domain.com"));
+        assert_eq!(a.details["encoded_names"], 10);
+        assert_eq!(a.details["appended_suffix"], "corp.local");
+        assert!(a.details["samples"][0].as_str().unwrap().ends_with(".tunnel-domain.com.corp.local"));
+        assert_eq!(t.c.allowed, 0);
+    }
+
+    #[test]
+    fn internal_names_under_private_suffixes_stay_quiet() {
+        let mut t = Drive::new(DnsConfig::default());
+        for i in 0..600u64 {
+            // AD: GUID names under _msdcs, many hosts, a search suffix on ordinary names.
+            let guid = format!("{:016x}{:016x}", i.wrapping_mul(0x9e37_79b9_7f4a_7c15), i.wrapping_mul(0xc2b2_ae3d));
+            t.ask(i as i64 * S, ALICE, &format!("{guid}._msdcs.corp.local"), 33);
+            t.ask(i as i64 * S, ALICE, &format!("ws{i:04}.corp.local"), 1);
+            t.ask(i as i64 * S, ALICE, &format!("nas{}.lan", i % 40), 1);
+            t.ask(i as i64 * S, ALICE, "www.example.com.corp.local", 1);
+            t.ask(i as i64 * S, ALICE, &format!("{}.home.arpa", base32(i, 12)), 1);
+        }
+        assert!(t.alerts.is_empty(), "{:#?}", t.alerts);
+    }
+
+    /// Issue 16, case 3: data under a delegated reverse zone is judged; real PTRs are not.
+    #[test]
+    fn encoded_names_under_a_reverse_zone_alert_and_real_reverse_lookups_do_not() {
+        let mut t = Drive::new(DnsConfig::default());
+        for i in 0..300u64 {
+            t.ask(i as i64 * S, ALICE, &format!("{}.{i:x}.8.b.d.0.1.0.0.2.ip6.arpa", base32(i, 40)), 12);
+        }
+        assert_eq!(t.alerts.len(), 1, "{:#?}", t.alerts);
+        assert_eq!(t.alerts[0].dst.as_deref(), Some("2.ip6.arpa"));
+        assert_eq!(t.alerts[0].details["encoded_names"], 10);
+
+        let mut t = Drive::new(DnsConfig::default());
+        for i in 0..3000u64 {
+            let v4 = format!("{}.{}.{}.10.in-addr.arpa", i % 256, (i / 256) % 256, i % 7);
+            t.ask(i as i64 * S / 10, ALICE, &v4, 12);
+            let nibbles: String =
+                format!("{:032x}", u128::from(i).wrapping_mul(0x9e37_79b9_7f4a_7c15_f39c_c060_5ced_c834) | 1)
+                    .chars()
+                    .rev()
+                    .flat_map(|c| [c, '.'])
+                    .collect();
+            t.ask(i as i64 * S / 10, ALICE, &format!("{nibbles}ip6.arpa"), 12);
+        }
+        assert!(t.alerts.is_empty(), "{:#?}", t.alerts);
+        assert_eq!(t.c.allowed, 6000);
     }
 
     #[test]

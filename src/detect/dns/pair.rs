@@ -4,6 +4,7 @@
 use std::hash::BuildHasher;
 
 use super::alert::{display, display_name, pair_alert};
+use super::domain;
 use super::rows::{row_flags, ALERT_SAMPLES, ROW_SAMPLES, STORED_SAMPLES_PER_PAIR};
 use super::{DnsCounters, DnsDetector};
 use crate::alert::Alert;
@@ -35,7 +36,13 @@ pub(super) struct Pair {
     pub(super) longest_name: usize,
     pub(super) alphabets: u32,
     pub(super) samples: Vec<String>,
+    /// A search suffix appended to the names (`corp.local`), the first one seen.
+    pub(super) appended: Option<String>,
     pub(super) stored_samples: u32,
+    /// Unique names in the current and the previous half of the burst window, and the
+    /// current half's number (packet time divided by half the burst window).
+    pub(super) burst: [u32; 2],
+    pub(super) burst_half: i64,
     pub(super) row: DnsRow,
     pub(super) last_us: i64,
 }
@@ -52,7 +59,10 @@ impl Pair {
             longest_name: 0,
             alphabets: 0,
             samples: Vec::new(),
+            appended: None,
             stored_samples: 0,
+            burst: [0; 2],
+            burst_half: i64::MIN,
             row: DnsRow {
                 principal: who,
                 gid,
@@ -68,6 +78,38 @@ impl Pair {
             last_us: ts,
         }
     }
+
+    /// Counts a unique name into the burst halves; the unique names of this half and the last.
+    pub(super) fn burst_add(&mut self, ts: i64, half_us: i64, counted: bool) -> u32 {
+        let half = ts.div_euclid(half_us);
+        if half != self.burst_half {
+            self.burst = if half == self.burst_half.saturating_add(1) { [0, self.burst[0]] } else { [0; 2] };
+            self.burst_half = half;
+        }
+        self.burst[0] += u32::from(counted);
+        self.burst[0] + self.burst[1]
+    }
+
+    /// Unique names in the burst window ending now.
+    pub(super) fn burst_now(&self) -> u32 {
+        self.burst[0] + self.burst[1]
+    }
+}
+
+/// Writes the lower-cased presentation form of the query name; returns its length.
+pub(super) fn lower_name(q: &Query<'_>, buf: &mut [u8; MAX_NAME_LEN]) -> usize {
+    let mut n = 0;
+    for (i, label) in q.qname.labels().enumerate() {
+        let Some(dot) = buf.get_mut(n..n + usize::from(i > 0) + label.len()) else {
+            break;
+        };
+        let (sep, rest) = dot.split_at_mut(usize::from(i > 0));
+        sep.fill(b'.');
+        rest.copy_from_slice(label);
+        rest.make_ascii_lowercase();
+        n += usize::from(i > 0) + label.len();
+    }
+    n
 }
 
 /// Types ordinary programs do not ask for, but tunnels do: they carry more data in answers.
@@ -93,28 +135,20 @@ impl DnsDetector {
 
         // Lower-cased presentation form: for the suffix list, the allow-list and uniqueness.
         let mut buf = [0u8; MAX_NAME_LEN];
-        let mut n = 0;
-        for (i, label) in q.qname.labels().enumerate() {
-            let Some(dot) = buf.get_mut(n..n + usize::from(i > 0) + label.len()) else {
-                break;
-            };
-            let (sep, rest) = dot.split_at_mut(usize::from(i > 0));
-            sep.fill(b'.');
-            rest.copy_from_slice(label);
-            rest.make_ascii_lowercase();
-            n += usize::from(i > 0) + label.len();
-        }
+        let n = lower_name(q, &mut buf);
         let name = &buf[..n];
-        let allowed = self.is_allowed(name);
-        let registered: &[u8] = match psl::domain(name) {
-            Some(d) => d.as_bytes(),
-            None => name,
-        };
-        let registered_labels =
-            if registered.is_empty() { 0 } else { registered.iter().filter(|&&b| b == b'.').count() + 1 };
-        let sub_labels = q.qname.label_count().saturating_sub(registered_labels);
+        // A local resolver asking upstream for a name a user just asked it for: the user.
+        let who = self.credit(name, who, ts, c);
+        // An appended search suffix is removed; the labels left of the registered domain
+        // inside are judged.
+        let split = domain::split(name);
+        let registered = split.registered;
+        let allowed = split.reverse || self.is_allowed(split.judged);
+        let labels = |b: &[u8]| if b.is_empty() { 0 } else { b.iter().filter(|&&b| b == b'.').count() + 1 };
+        let sub_labels =
+            q.qname.label_count().saturating_sub(labels(registered)).saturating_sub(labels(split.appended));
         let shape = Shape::of(q.qname.labels().take(sub_labels));
-        let sub_bytes = n.saturating_sub(registered.len() + 1) as u32;
+        let sub_bytes = split.judged.len().saturating_sub(registered.len() + 1) as u32;
 
         let wire_odd = Flags::POINTER_LOOP
             | Flags::TOO_MANY_LABELS
@@ -146,6 +180,7 @@ impl DnsDetector {
         }
         pair.row.minute_us = minute_us;
         let counted = unique && !allowed;
+        let burst = pair.burst_add(ts, self.burst_half_us, counted);
         let row = &mut pair.row;
         row.queries += 1;
         row.unique += u32::from(unique);
@@ -164,11 +199,15 @@ impl DnsDetector {
         let slot = MIX.iter().position(|&t| t == q.qtype).unwrap_or(MIX.len());
         pair.types[slot] = pair.types[slot].saturating_add(1);
         pair.longest_name = pair.longest_name.max(n);
+        if pair.appended.is_none() && !split.appended.is_empty() {
+            pair.appended = Some(display(split.appended));
+        }
         pair.alphabets |= 1 << shape.alphabet as u32;
         if counted {
             pair.carried += shape.carried_bytes();
         }
-        if suspicious && unique {
+        // Names of a burst are samples too: they may look ordinary one by one.
+        if unique && (suspicious || counted && burst >= self.cfg.burst_names.div_ceil(2)) {
             let want_alert = pair.samples.len() < ALERT_SAMPLES;
             let want_row = row.samples.len() < ROW_SAMPLES && pair.stored_samples < STORED_SAMPLES_PER_PAIR;
             if want_alert || want_row {
@@ -195,10 +234,14 @@ impl DnsDetector {
         );
         let cfg = &self.cfg;
         let bytes = u64::from(sums[BYTES]);
-        let over = sums[ENCODED] >= cfg.encoded_names || sums[UNIQUE] >= cfg.unique_names || bytes >= cfg.unique_bytes;
+        let over = sums[ENCODED] >= cfg.encoded_names
+            || sums[UNIQUE] >= cfg.unique_names
+            || bytes >= cfg.unique_bytes
+            || burst >= cfg.burst_names;
         let quiet = sums[ENCODED] < cfg.encoded_names.div_ceil(2)
             && sums[UNIQUE] < cfg.unique_names.div_ceil(2)
-            && bytes < cfg.unique_bytes.div_ceil(2);
+            && bytes < cfg.unique_bytes.div_ceil(2)
+            && burst < cfg.burst_names.div_ceil(2);
         let was_open = pair.episode.is_open();
         let step = pair.episode.update(over, quiet, pair.carried, cfg.escalate_bytes);
         if was_open && !pair.episode.is_open() {
