@@ -14,6 +14,10 @@ fn main() -> ExitCode {
         Command::AuditRules(args) => cli::audit_rules::run(args),
         Command::Verify(args) => cli::verify::run(args),
         Command::Keygen(args) => cli::keygen::run(args),
+        Command::CheckConfig(args) => cli::check_config::run(args),
+        // Nagios exit statuses, not the usual ones.
+        Command::Status(args) => return cli::status::run(args),
+        Command::Metrics(args) => cli::metrics::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,11 +1,14 @@
 //! Command-line interface: argument definitions and the commands behind them.
 
 pub mod audit_rules;
+pub mod check_config;
 pub mod keygen;
+pub mod metrics;
 pub mod nft;
 pub mod replay;
 pub mod report;
 pub mod run;
+pub mod status;
 pub mod verify;
 
 use std::io::{self, Write};
@@ -66,6 +69,15 @@ pub enum Command {
     Verify(verify::VerifyArgs),
     /// Make an Ed25519 key pair for signing trail checkpoints ([trail] signing_key).
     Keygen(keygen::KeygenArgs),
+    /// Check the configuration as `exfilmon run` would at start: the file, `user`, the signing
+    /// key, the sinks' files and programs, the database directory and the ruleset (`nft -c`).
+    CheckConfig(check_config::CheckConfigArgs),
+    /// One line and a Nagios exit status (0 OK, 1 WARNING, 2 CRITICAL): monitor running,
+    /// packet loss, sinks failing, ruleset loaded.
+    Status(status::StatusArgs),
+    /// Prometheus text exposition (node_exporter textfile collector): packets received and
+    /// lost, alerts by kind, egress of the top senders, sink failures, run state, database size.
+    Metrics(metrics::MetricsArgs),
 }
 
 /// Options shared by commands that use the database and configuration.
