@@ -9,6 +9,7 @@ pub mod alert;
 pub mod attribute;
 pub mod cli;
 pub mod config;
+pub mod config_errors;
 pub mod daemon;
 pub mod decode;
 pub mod detect;

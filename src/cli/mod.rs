@@ -7,6 +7,7 @@ pub mod metrics;
 pub mod nft;
 pub mod replay;
 pub mod report;
+pub mod report_select;
 pub mod run;
 pub mod status;
 pub mod verify;
@@ -25,7 +26,9 @@ what); 2 invalid arguments.
 Examples:
   exfilmon replay capture.pcap --db ./exfilmon.db     account a capture
   exfilmon report alerts --since today                 alerts raised today
-  exfilmon report users --format json                  per-user egress as JSON";
+  exfilmon report alerts -p high -f                    high alerts, then new ones as they come
+  exfilmon report users --format json                  per-user egress as JSON
+  exfilmon status                                      one line, Nagios exit status";
 
 /// exfilmon: who sent how many bytes where. A boundary monitor for Linux servers that
 /// attributes outbound traffic to the sending user and alerts on large or covert egress.
@@ -49,7 +52,9 @@ pub enum Command {
     /// their source address. Alerts use the packets' own timestamps, so a replay is
     /// deterministic. A capture already replayed into the database is skipped unless --force.
     Replay(replay::ReplayArgs),
-    /// Summaries of what left the machine: summary, alerts, users, destinations.
+    /// What left the machine and what the monitor saw: summary (the default), alerts, users,
+    /// destinations, dns, files, health, events. `exfilmon report --help` lists them with
+    /// their options; `report alerts --follow` prints alerts as they are stored.
     Report(report::ReportArgs),
     /// Print the nftables ruleset for the configuration, or load (--apply) or remove it.
     Nft(nft::NftArgs),
@@ -137,7 +142,7 @@ fn named(e: io::Error) -> io::Error {
 /// Output format option shared by reports.
 #[derive(Debug, Args)]
 pub struct FormatArg {
-    /// Output format: an aligned table for people, JSON or CSV for programs.
-    #[arg(long, short = 'f', global = true, value_enum, default_value_t = Format::Table)]
+    /// Output format: an aligned table for people, JSON or CSV for programs (-o as journalctl).
+    #[arg(long, short = 'o', global = true, value_enum, default_value_t = Format::Table)]
     pub format: Format,
 }
