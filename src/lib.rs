@@ -16,6 +16,7 @@ pub mod detect;
 pub mod escape;
 pub mod flows;
 pub mod health;
+pub mod logging;
 pub mod nft;
 pub mod pipeline;
 pub mod principal;
