@@ -18,6 +18,7 @@ fn main() -> ExitCode {
         // Nagios exit statuses, not the usual ones.
         Command::Status(args) => return cli::status::run(args),
         Command::Metrics(args) => cli::metrics::run(args),
+        Command::GenerateDocs(args) => cli::generate_docs::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

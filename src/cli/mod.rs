@@ -2,6 +2,7 @@
 
 pub mod audit_rules;
 pub mod check_config;
+pub mod generate_docs;
 pub mod keygen;
 pub mod metrics;
 pub mod nft;
@@ -83,6 +84,9 @@ pub enum Command {
     /// Prometheus text exposition (node_exporter textfile collector): packets received and
     /// lost, alerts by kind, egress of the top senders, sink failures, run state, database size.
     Metrics(metrics::MetricsArgs),
+    /// Write man pages and shell completions (for packaging).
+    #[command(hide = true)]
+    GenerateDocs(generate_docs::GenerateDocsArgs),
 }
 
 /// Options shared by commands that use the database and configuration.
