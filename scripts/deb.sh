@@ -57,6 +57,7 @@ install -Dm644 "$stage/docs/completions/exfilmon.fish" "$root/usr/share/fish/ven
 doc=$root/usr/share/doc/exfilmon
 install -Dm644 README.md "$doc/README.md"
 install -Dm644 exfilmon.example.toml "$doc/examples/exfilmon.example.toml"
+install -Dm644 -t "$doc/examples/drop-ins" dist/drop-ins/*.conf
 cat >"$doc/copyright" <<COPYRIGHT
 Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/
 Upstream-Name: exfilmon
