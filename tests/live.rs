@@ -208,7 +208,7 @@ fn tcpdump_capture_replayed_matches_the_live_totals() {
     let monitor = lab.start_monitor(&cfg, &db, "monitor.log");
     lab.load_ruleset(&cfg);
     let rendered = must(&[EXFILMON, "nft", "--config", cfg.to_str().unwrap()]);
-    let tap = rendered.replace("inet exfilmon", "inet exfilmon_tap").replace("log group 7 ", "log group 8 ");
+    let tap = rendered.replace("inet exfilmon", "inet exfilmon_tap").replace(" group 7 ", " group 8 ");
     std::fs::write(lab.path("tap.nft"), tap).unwrap();
     let out = lab.inside(&["nft", "-f", lab.path("tap.nft").to_str().unwrap()]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
