@@ -167,7 +167,8 @@ impl Config {
         };
         let config: Config = toml::from_str(text).map_err(|e| {
             let offset = e.span().map_or(0, |s| s.start);
-            invalid(offset, e.message().trim().to_string())
+            let (offset, message) = crate::config_errors::refine(text, offset, e.message().trim().to_string());
+            invalid(offset, message)
         })?;
         if config.volume.is_empty() {
             return Err(invalid(0, "at least one [[volume]] rule is needed".into()));

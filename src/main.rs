@@ -5,7 +5,7 @@ use exfilmon::cli::{self, Cli, Command};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.verbose);
+    exfilmon::logging::init(cli.verbose);
     let result = match &cli.command {
         Command::Replay(args) => cli::replay::run(args),
         Command::Report(args) => cli::report::run(args),
@@ -14,6 +14,11 @@ fn main() -> ExitCode {
         Command::AuditRules(args) => cli::audit_rules::run(args),
         Command::Verify(args) => cli::verify::run(args),
         Command::Keygen(args) => cli::keygen::run(args),
+        Command::CheckConfig(args) => cli::check_config::run(args),
+        // Nagios exit statuses, not the usual ones.
+        Command::Status(args) => return cli::status::run(args),
+        Command::Metrics(args) => cli::metrics::run(args),
+        Command::GenerateDocs(args) => cli::generate_docs::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -44,14 +49,4 @@ fn chain(e: &anyhow::Error) -> String {
 
 fn is_broken_pipe(e: &anyhow::Error) -> bool {
     e.chain().any(|c| c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe))
-}
-
-fn init_logging(verbose: u8) {
-    let default = match verbose {
-        0 => "warn",
-        1 => "info",
-        _ => "debug",
-    };
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| default.into());
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).init();
 }

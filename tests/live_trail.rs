@@ -55,13 +55,16 @@ fn monitor_events_heartbeats_and_checkpoints_reach_syslog_and_verify() {
     lab.load_ruleset(&cfg);
     let db = lab.path("live.db");
     let monitor = lab.start_monitor(&cfg, &db, "monitor.log");
-    let syslog = |msgid: &str| -> Vec<String> {
-        lines.lock().unwrap().iter().filter(|l| l.split(' ').nth(5) == Some(msgid)).cloned().collect()
+    // The local socket gets syslog(3)'s form, `<PRI>Mmm dd hh:mm:ss exfilmon[PID]: JSON`; the
+    // record type is the JSON's `type`.
+    let body = |l: &str| -> Option<Value> { serde_json::from_str(l.split_once("]: ")?.1).ok() };
+    let syslog = |kind: &str| -> Vec<String> {
+        lines.lock().unwrap().iter().filter(|l| body(l).is_some_and(|j| j["type"] == kind)).cloned().collect()
     };
     wait_for(Duration::from_secs(10), "two heartbeat lines", || syslog("heartbeat").len() >= 2);
     let beat = &syslog("heartbeat")[0];
-    assert!(beat.starts_with("<86>1 "), "authpriv.info: {beat}");
-    let json: Value = serde_json::from_str(beat.splitn(8, ' ').nth(7).unwrap()).unwrap();
+    assert!(beat.starts_with("<86>") && beat.contains(" exfilmon["), "authpriv.info: {beat}");
+    let json = body(beat).unwrap();
     assert_eq!(json["type"], "heartbeat");
     assert!(json["packets"].is_u64(), "{json}");
     assert!(syslog("event").iter().any(|l| l.contains("\"kind\":\"started\"")), "{:?}", lines.lock().unwrap());

@@ -79,7 +79,7 @@ fuzz_target!(|data: &[u8]| {
         Some(Ok(uid)) => Some(uid),
         None => None,
     };
-    let f = Filter { since_us, until_us, uid, direction: None };
+    let f = Filter { since_us, until_us, uid, ..Filter::default() };
     let mut names = UserNames::default();
     STORE.with(|store| {
         let s = report::summary(store, &f, &mut names).unwrap();

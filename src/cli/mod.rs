@@ -1,11 +1,16 @@
 //! Command-line interface: argument definitions and the commands behind them.
 
 pub mod audit_rules;
+pub mod check_config;
+pub mod generate_docs;
 pub mod keygen;
+pub mod metrics;
 pub mod nft;
 pub mod replay;
 pub mod report;
+pub mod report_select;
 pub mod run;
+pub mod status;
 pub mod verify;
 
 use std::io::{self, Write};
@@ -22,7 +27,9 @@ what); 2 invalid arguments.
 Examples:
   exfilmon replay capture.pcap --db ./exfilmon.db     account a capture
   exfilmon report alerts --since today                 alerts raised today
-  exfilmon report users --format json                  per-user egress as JSON";
+  exfilmon report alerts -p high -f                    high alerts, then new ones as they come
+  exfilmon report users --format json                  per-user egress as JSON
+  exfilmon status                                      one line, Nagios exit status";
 
 /// exfilmon: who sent how many bytes where. A boundary monitor for Linux servers that
 /// attributes outbound traffic to the sending user and alerts on large or covert egress.
@@ -46,7 +53,9 @@ pub enum Command {
     /// their source address. Alerts use the packets' own timestamps, so a replay is
     /// deterministic. A capture already replayed into the database is skipped unless --force.
     Replay(replay::ReplayArgs),
-    /// Summaries of what left the machine: summary, alerts, users, destinations.
+    /// What left the machine and what the monitor saw: summary (the default), alerts, users,
+    /// destinations, dns, files, health, events. `exfilmon report --help` lists them with
+    /// their options; `report alerts --follow` prints alerts as they are stored.
     Report(report::ReportArgs),
     /// Print the nftables ruleset for the configuration, or load (--apply) or remove it.
     Nft(nft::NftArgs),
@@ -66,6 +75,18 @@ pub enum Command {
     Verify(verify::VerifyArgs),
     /// Make an Ed25519 key pair for signing trail checkpoints ([trail] signing_key).
     Keygen(keygen::KeygenArgs),
+    /// Check the configuration as `exfilmon run` would at start: the file, `user`, the signing
+    /// key, the sinks' files and programs, the database directory and the ruleset (`nft -c`).
+    CheckConfig(check_config::CheckConfigArgs),
+    /// One line and a Nagios exit status (0 OK, 1 WARNING, 2 CRITICAL): monitor running,
+    /// packet loss, sinks failing, ruleset loaded.
+    Status(status::StatusArgs),
+    /// Prometheus text exposition (node_exporter textfile collector): packets received and
+    /// lost, alerts by kind, egress of the top senders, sink failures, run state, database size.
+    Metrics(metrics::MetricsArgs),
+    /// Write man pages and shell completions (for packaging).
+    #[command(hide = true)]
+    GenerateDocs(generate_docs::GenerateDocsArgs),
 }
 
 /// Options shared by commands that use the database and configuration.
@@ -131,7 +152,19 @@ fn named(e: io::Error) -> io::Error {
 /// Output format option shared by reports.
 #[derive(Debug, Args)]
 pub struct FormatArg {
-    /// Output format: an aligned table for people, JSON or CSV for programs.
-    #[arg(long, short = 'f', global = true, value_enum, default_value_t = Format::Table)]
+    /// Output format: an aligned table for people, JSON or CSV for programs (-o as journalctl).
+    #[arg(long, short = 'o', global = true, value_enum, default_value_t = Format::Table)]
     pub format: Format,
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    /// Clap's own consistency checks (unique short flags across every subcommand, ...), which
+    /// otherwise only fire when that subcommand is parsed.
+    #[test]
+    fn command_line_definition_is_consistent() {
+        super::Cli::command().debug_assert();
+    }
 }

@@ -10,16 +10,26 @@ use super::{Common, FormatArg};
 use crate::config::Config;
 use crate::decode::Direction;
 use crate::principal::UserNames;
-use crate::report::table::Format;
+use crate::report::table::{Format, Table};
 use crate::report::{self, when, Filter};
 use crate::store::Store;
 
 #[derive(Debug, Args)]
 #[command(after_help = "\
-Times (--since, --until) take RFC 3339 (2026-11-22T08:00:00Z), a date (2026-11-22), an age
-(2h, 30m, 7d) or now, recent (10 minutes ago), today, yesterday, this-week, this-month,
-this-year. Table output shows user names for uids; JSON and CSV carry uid and user both.
-`html` writes one page that loads nothing (open it offline); times in it are UTC.")]
+Times (--since, --until) take a date (2026-11-22, local midnight), a date and time
+(\"2026-11-22 08:00\", 2026-11-22T08:00, local), RFC 3339 (2026-11-22T08:00:00Z), a time today
+(14:00), a day and time (\"yesterday 14:00\"), an age (2h, \"1h ago\", \"30 minutes ago\") or one
+of now, recent (10 minutes ago), boot, today, yesterday, this-week, week-ago, this-month,
+this-year. Tables show local time with its zone (--utc: UTC, and times typed without a zone
+are UTC too); JSON and CSV carry RFC 3339 UTC. Table output shows user names for uids; JSON and
+CSV carry uid and user both. An option that means nothing for the report asked for is refused.
+`html` writes one page that loads nothing (open it offline); times in it are UTC.
+
+Examples:
+  exfilmon report alerts -S \"yesterday 14:00\" -p high     high alerts since yesterday 14:00
+  exfilmon report alerts -k volume --dst 203.0.113.9       volume alerts to one address
+  exfilmon report alerts -f -o json                        alerts as JSON lines, following
+  exfilmon report users --sort bytes -n 5                  the five biggest senders")]
 pub struct ReportArgs {
     #[command(subcommand)]
     pub what: Option<What>,
@@ -29,17 +39,17 @@ pub struct ReportArgs {
 
 #[derive(Debug, Args)]
 pub struct ReportOpts {
-    /// Only what happened at or after this time.
-    #[arg(long, short = 's', global = true, value_name = "TIME")]
+    /// Only what happened at or after this time (-S as journalctl; -s too).
+    #[arg(long, short = 'S', short_alias = 's', global = true, value_name = "TIME")]
     pub since: Option<String>,
-    /// Only what happened before this time.
-    #[arg(long, short = 'u', global = true, value_name = "TIME")]
+    /// Only what happened before this time (-U as journalctl).
+    #[arg(long, short = 'U', global = true, value_name = "TIME")]
     pub until: Option<String>,
     /// Only this uid.
     #[arg(long, global = true, value_name = "UID", conflicts_with = "user")]
     pub uid: Option<u32>,
-    /// Only this user (name from the system's user database).
-    #[arg(long, global = true, value_name = "NAME")]
+    /// Only this user: a name from the system's user database, or a uid.
+    #[arg(long, short = 'u', global = true, value_name = "NAME|UID")]
     pub user: Option<String>,
     /// Only egress of connections opened here (initiated), or only replies on connections remote
     /// peers opened (served: a web server's answers). Captures without the ruleset's log
@@ -48,6 +58,8 @@ pub struct ReportOpts {
     pub direction: Option<DirectionArg>,
     #[command(flatten)]
     pub format: FormatArg,
+    #[command(flatten)]
+    pub select: super::report_select::SelectOpts,
     #[command(flatten)]
     pub common: Common,
 }
@@ -102,7 +114,7 @@ pub enum What {
 #[derive(Debug, Args, Clone)]
 pub struct HtmlArgs {
     /// Write the page to FILE [default: standard output, unless it is a terminal].
-    #[arg(long, short = 'o', value_name = "FILE")]
+    #[arg(long, value_name = "FILE")]
     pub output: Option<PathBuf>,
 }
 
@@ -128,11 +140,20 @@ const RECENT_EVENTS: usize = 20;
 
 pub fn run(args: &ReportArgs) -> Result<()> {
     let o = &args.opts;
+    let what = args.what.clone().unwrap_or(What::Summary);
+    super::report_select::check(&what, o)?;
+    report::zone::show_utc(o.select.utc);
     let config = Config::load(o.common.config.as_deref())?;
     let store = Store::open_read(&o.common.db_path(&config))?;
     let now = chrono::Local::now();
     let bound = |flag: &str, v: &Option<String>| -> Result<Option<i64>> {
-        v.as_deref().map(|s| when::parse(s, now).map_err(|e| anyhow::anyhow!("--{flag}: {e}"))).transpose()
+        v.as_deref()
+            .map(|s| match o.select.utc {
+                true => when::parse(s, now.with_timezone(&chrono::Utc)),
+                false => when::parse(s, now),
+            })
+            .map(|r| r.map_err(|e| anyhow::anyhow!("--{flag}: {e}")))
+            .transpose()
     };
     let uid = match (&o.user, o.uid) {
         (Some(name), _) => Some(
@@ -140,6 +161,7 @@ pub fn run(args: &ReportArgs) -> Result<()> {
                 .ok()
                 .flatten()
                 .map(|u| u.uid.as_raw())
+                .or_else(|| name.parse().ok())
                 .with_context(|| format!("--user: no user named {:?} on this system (try --uid)", name))?,
         ),
         (None, uid) => uid,
@@ -149,11 +171,22 @@ pub fn run(args: &ReportArgs) -> Result<()> {
         until_us: bound("until", &o.until)?,
         uid,
         direction: o.direction.map(Direction::from),
+        ..Filter::default()
     };
+    let select = o.select.select();
     let mut names = UserNames::default();
     let format = o.format.format;
     let mut out = super::stdout();
-    match args.what.as_ref().unwrap_or(&What::Summary) {
+    if o.select.follow {
+        return super::report_select::follow(&store, &filter, &select, format, &mut names, &mut out);
+    }
+    // Every report that is one table takes --kind, --sort, --limit and the rest the same way.
+    let sel = |t: Table| -> Result<Table> {
+        let mut t = t;
+        select.apply(&mut t).map_err(anyhow::Error::msg)?;
+        Ok(t)
+    };
+    match what {
         What::Summary => {
             let s = report::summary(&store, &filter, &mut names)?;
             match format {
@@ -161,7 +194,14 @@ pub fn run(args: &ReportArgs) -> Result<()> {
                     serde_json::to_writer_pretty(&mut out, &s.json())?;
                     writeln!(out)?;
                 }
-                Format::Csv => s.totals.write(format, &mut out)?,
+                // The three tables, each with its header, a blank line between them.
+                Format::Csv => {
+                    s.totals.write(format, &mut out)?;
+                    writeln!(out)?;
+                    s.top_users.write(format, &mut out)?;
+                    writeln!(out)?;
+                    s.top_destinations.write(format, &mut out)?;
+                }
                 Format::Table => {
                     s.totals.write(format, &mut out)?;
                     writeln!(out)?;
@@ -171,21 +211,21 @@ pub fn run(args: &ReportArgs) -> Result<()> {
                 }
             }
         }
-        What::Alerts => report::alerts(&store, &filter, &mut names)?.write(format, &mut out)?,
-        What::Users => report::users(&store, &filter, &mut names)?.write(format, &mut out)?,
-        What::Destinations => report::destinations(&store, &filter)?.write(format, &mut out)?,
+        What::Alerts => sel(report::alerts(&store, &filter, &mut names)?)?.write(format, &mut out)?,
+        What::Users => sel(report::users(&store, &filter, &mut names)?)?.write(format, &mut out)?,
+        What::Destinations => sel(report::destinations(&store, &filter)?)?.write(format, &mut out)?,
         What::Health => {
-            report::health::health(&store, &filter)?.write(format, &mut out)?;
+            sel(report::health::health(&store, &filter)?)?.write(format, &mut out)?;
             // People also get the latest events; programs ask `report events`.
             if format == Format::Table {
                 writeln!(out)?;
                 report::events::events(&store, &filter, Some(RECENT_EVENTS))?.write(format, &mut out)?;
             }
         }
-        What::Events => report::events::events(&store, &filter, None)?.write(format, &mut out)?,
-        What::Dns(a) => report::dns::dns(&store, &filter, &mut names, a.top)?.write(format, &mut out)?,
+        What::Events => sel(report::events::events(&store, &filter, None)?)?.write(format, &mut out)?,
+        What::Dns(a) => sel(report::dns::dns(&store, &filter, &mut names, a.top)?)?.write(format, &mut out)?,
         What::Files => {
-            report::files::files(&store, &filter, &mut names, config.sensitive.window)?.write(format, &mut out)?
+            sel(report::files::files(&store, &filter, &mut names, config.sensitive.window)?)?.write(format, &mut out)?
         }
         What::Html(a) => {
             let page = report::html::Page { generated_on: crate::sink::hostname(), now_us: now.timestamp_micros() };

@@ -6,7 +6,7 @@ use std::time::Duration;
 use rusqlite::params;
 
 use super::table::{col, hidden, Cell, Table};
-use super::{rows, Filter};
+use super::Filter;
 use crate::store::{Store, StoreError};
 use crate::units::wall_clock_us;
 use crate::units::{human_bytes, human_duration};
@@ -14,23 +14,57 @@ use crate::units::{human_bytes, human_duration};
 /// A run whose heartbeat (every second) is older than this is not running any more.
 const STALE_US: i64 = 10_000_000;
 
-/// One row per `exfilmon run`, newest first: uptime, packets received and lost, last packet,
-/// queue depth. A run that stopped without a clean exit shows its last heartbeat.
-pub fn health(store: &Store, f: &Filter) -> Result<Table, StoreError> {
+/// One `exfilmon run` as its health row says, for `report health`, `status` and `metrics`.
+#[derive(Debug, Clone)]
+pub struct Run {
+    pub run: i64,
+    /// "running", "stopped" or "dead (no clean exit)".
+    pub state: &'static str,
+    pub pid: i64,
+    pub group: i64,
+    pub rcvbuf: i64,
+    pub started_us: i64,
+    pub updated_us: i64,
+    pub uptime: Duration,
+    pub received: i64,
+    pub lost: i64,
+    pub overruns: i64,
+    pub loss_alerts: i64,
+    pub last_packet_us: Option<i64>,
+    pub queue: i64,
+    pub queue_waits: i64,
+    pub counters: serde_json::Value,
+}
+
+impl Run {
+    pub fn running(&self) -> bool {
+        self.state == "running"
+    }
+
+    /// Per-sink counters of the heartbeat: name and its `failed`, `overflow`, `retries`...
+    pub fn sinks(&self) -> impl Iterator<Item = (&str, &serde_json::Value)> {
+        self.counters["sinks"].as_object().into_iter().flatten().map(|(k, v)| (k.as_str(), v))
+    }
+}
+
+/// The runs whose life overlaps the filter's window, newest first.
+pub fn runs(store: &Store, f: &Filter) -> Result<Vec<Run>, StoreError> {
     let now = wall_clock_us();
-    let db_bytes = database_size(store.path());
     let newest: Option<i64> = store
         .conn()
         .query_row("SELECT max(run_id) FROM health", [], |r| r.get(0))
         .map_err(|e| StoreError::Sql { path: store.path().to_owned(), source: e })?;
-    let rows = rows(
-        store,
-        "SELECT h.run_id, h.pid, h.nflog_group, h.rcvbuf, h.started_at, h.updated_at, h.stopped_at, h.received,
+    let mut stmt = store
+        .conn()
+        .prepare(
+            "SELECT h.run_id, h.pid, h.nflog_group, h.rcvbuf, h.started_at, h.updated_at, h.stopped_at, h.received,
                 h.lost, h.overruns, h.last_packet, h.queue_depth, h.queue_waits,
                 (SELECT count(*) FROM alerts a WHERE a.run_id = h.run_id AND a.kind = 'monitor_loss'), h.counters
          FROM health h WHERE h.updated_at >= ?1 AND h.started_at < ?2 ORDER BY h.run_id DESC",
-        params![f.since_us.unwrap_or(i64::MIN), f.until_us.unwrap_or(i64::MAX)],
-        |r| {
+        )
+        .map_err(|e| StoreError::Sql { path: store.path().to_owned(), source: e })?;
+    let mapped = stmt
+        .query_map(params![f.since_us.unwrap_or(i64::MIN), f.until_us.unwrap_or(i64::MAX)], |r| {
             let run: i64 = r.get(0)?;
             let (started, updated, stopped): (i64, i64, Option<i64>) = (r.get(4)?, r.get(5)?, r.get(6)?);
             // A run without a clean exit is alive while its heartbeat is fresh and no later run
@@ -46,30 +80,59 @@ pub fn health(store: &Store, f: &Filter) -> Result<Table, StoreError> {
                 None if alive => now,
                 None => updated,
             };
-            let uptime = Duration::from_micros((end - started).max(0) as u64);
             let counters: String = r.get(14)?;
-            Ok(vec![
-                Cell::Int(run),
-                Cell::Text(state.into()),
-                Cell::Int(r.get(1)?),
-                Cell::Int(r.get(2)?),
-                Cell::Time(started),
-                Cell::Text(human_duration(uptime)),
-                Cell::Int(uptime.as_secs() as i64),
-                Cell::Time(updated),
-                Cell::Int(r.get(7)?),
-                Cell::Int(r.get(8)?),
-                Cell::Int(r.get(9)?),
-                Cell::Int(r.get(13)?),
-                r.get::<_, Option<i64>>(10)?.map_or(Cell::Null, Cell::Time),
-                Cell::Int(r.get(11)?),
-                Cell::Int(r.get(12)?),
-                Cell::Bytes(r.get(3)?),
+            Ok(Run {
+                run,
+                state,
+                pid: r.get(1)?,
+                group: r.get(2)?,
+                rcvbuf: r.get(3)?,
+                started_us: started,
+                updated_us: updated,
+                uptime: Duration::from_micros((end - started).max(0) as u64),
+                received: r.get(7)?,
+                lost: r.get(8)?,
+                overruns: r.get(9)?,
+                loss_alerts: r.get(13)?,
+                last_packet_us: r.get(10)?,
+                queue: r.get(11)?,
+                queue_waits: r.get(12)?,
+                counters: serde_json::from_str(&counters).unwrap_or(serde_json::Value::Null),
+            })
+        })
+        .map_err(|e| StoreError::Sql { path: store.path().to_owned(), source: e })?;
+    mapped.collect::<Result<_, _>>().map_err(|e| StoreError::Sql { path: store.path().to_owned(), source: e })
+}
+
+/// One row per `exfilmon run`, newest first: uptime, packets received and lost, last packet,
+/// queue depth. A run that stopped without a clean exit shows its last heartbeat.
+pub fn health(store: &Store, f: &Filter) -> Result<Table, StoreError> {
+    let db_bytes = database_size(store.path());
+    let rows = runs(store, f)?
+        .into_iter()
+        .map(|h| {
+            vec![
+                Cell::Int(h.run),
+                Cell::Text(h.state.into()),
+                Cell::Int(h.pid),
+                Cell::Int(h.group),
+                Cell::Time(h.started_us),
+                Cell::Text(human_duration(h.uptime)),
+                Cell::Int(h.uptime.as_secs() as i64),
+                Cell::Time(h.updated_us),
+                Cell::Int(h.received),
+                Cell::Int(h.lost),
+                Cell::Int(h.overruns),
+                Cell::Int(h.loss_alerts),
+                h.last_packet_us.map_or(Cell::Null, Cell::Time),
+                Cell::Int(h.queue),
+                Cell::Int(h.queue_waits),
+                Cell::Bytes(h.rcvbuf),
                 Cell::Bytes(db_bytes),
-                Cell::Json(serde_json::from_str(&counters).unwrap_or(serde_json::Value::Null)),
-            ])
-        },
-    )?;
+                Cell::Json(h.counters),
+            ]
+        })
+        .collect();
     Ok(Table {
         title: format!("Monitor health (database {})", human_bytes(db_bytes.max(0) as u64)),
         columns: vec![
@@ -97,8 +160,42 @@ pub fn health(store: &Store, f: &Filter) -> Result<Table, StoreError> {
 }
 
 /// The database file plus its write-ahead log, which holds the newest commits.
-fn database_size(path: &Path) -> i64 {
+pub fn database_size(path: &Path) -> i64 {
     let mut wal = path.as_os_str().to_owned();
     wal.push("-wal");
     [path, Path::new(&wal)].iter().filter_map(|p| std::fs::metadata(p).ok()).map(|m| m.len() as i64).sum()
+}
+
+/// The sinks of `run` whose latest sink event says failing or dropping (not recovered since).
+pub fn failing_sinks(store: &Store, run: i64) -> Result<Vec<String>, StoreError> {
+    let sql = |e| StoreError::Sql { path: store.path().to_owned(), source: e };
+    let mut stmt = store
+        .conn()
+        .prepare(
+            "SELECT json_extract(details, '$.sink'), kind FROM events
+             WHERE run_id = ?1 AND kind IN ('sink_failed', 'sink_dropping', 'sink_recovered') ORDER BY seq",
+        )
+        .map_err(sql)?;
+    let mut last = std::collections::BTreeMap::<String, bool>::new();
+    let rows = stmt.query_map([run], |r| Ok((r.get::<_, Option<String>>(0)?, r.get::<_, String>(1)?))).map_err(sql)?;
+    for row in rows {
+        let (sink, kind) = row.map_err(sql)?;
+        last.insert(sink.unwrap_or_default(), kind != "sink_recovered");
+    }
+    Ok(last.into_iter().filter(|(_, failing)| *failing).map(|(s, _)| s).collect())
+}
+
+/// What `run`'s self-watch last said about the ruleset: `ruleset_missing`, `ruleset_changed`,
+/// `ruleset_restored` or `ruleset_unchecked`; `None` when it said nothing (it matched).
+pub fn ruleset_event(store: &Store, run: i64) -> Result<Option<String>, StoreError> {
+    store
+        .conn()
+        .query_row(
+            "SELECT kind FROM events WHERE run_id = ?1 AND kind LIKE 'ruleset_%' ORDER BY seq DESC LIMIT 1",
+            [run],
+            |r| r.get(0),
+        )
+        .map(Some)
+        .or_else(|e| if e == rusqlite::Error::QueryReturnedNoRows { Ok(None) } else { Err(e) })
+        .map_err(|e| StoreError::Sql { path: store.path().to_owned(), source: e })
 }

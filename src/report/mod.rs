@@ -9,10 +9,12 @@ pub mod events;
 pub mod files;
 pub mod health;
 pub mod html;
+pub mod select;
 pub mod series;
 pub mod table;
 pub mod timeline;
 pub mod when;
+pub mod zone;
 
 use rusqlite::{params, Row};
 use serde_json::{json, Value};
@@ -31,6 +33,8 @@ pub struct Filter {
     pub uid: Option<u32>,
     /// Only egress of connections opened here, or only served (replies).
     pub direction: Option<Direction>,
+    /// Only alerts with `after < id <= through` (`report alerts --follow`).
+    pub alert_ids: Option<(i64, i64)>,
 }
 
 impl Filter {
@@ -98,9 +102,15 @@ pub fn alerts(store: &Store, f: &Filter, names: &mut UserNames) -> Result<Table,
         store,
         "SELECT a.ts, a.kind, a.severity, p.uid, p.host, a.dst, a.bytes, a.summary, a.details
          FROM alerts a LEFT JOIN principals p ON p.id = a.principal_id
-         WHERE a.ts >= ?1 AND a.ts < ?2 AND (?3 IS NULL OR p.uid = ?3)
+         WHERE a.ts >= ?1 AND a.ts < ?2 AND (?3 IS NULL OR p.uid = ?3) AND a.id > ?4 AND a.id <= ?5
          ORDER BY a.ts, a.id",
-        params![f.since(), f.until(), f.uid()],
+        params![
+            f.since(),
+            f.until(),
+            f.uid(),
+            f.alert_ids.map_or(i64::MIN, |r| r.0),
+            f.alert_ids.map_or(i64::MAX, |r| r.1)
+        ],
         |r| {
             let uid: Option<i64> = r.get(3)?;
             let details: String = r.get(8)?;

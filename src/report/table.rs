@@ -20,7 +20,8 @@ pub enum Cell {
     Int(i64),
     /// A byte count: human units in tables, a plain number elsewhere.
     Bytes(i64),
-    /// Microseconds since the epoch: local-style in tables, RFC 3339 UTC elsewhere.
+    /// Microseconds since the epoch: local time with its zone in tables (or UTC, `--utc`), RFC
+    /// 3339 UTC elsewhere.
     Time(i64),
     /// Structured evidence: JSON only.
     Json(Value),
@@ -74,8 +75,7 @@ impl Cell {
         match self {
             Cell::Null => "-".into(),
             Cell::Bytes(n) => human_bytes((*n).max(0) as u64),
-            Cell::Time(t) => chrono::DateTime::from_timestamp_micros(*t)
-                .map_or_else(|| t.to_string(), |d| d.format("%Y-%m-%d %H:%M:%S").to_string()),
+            Cell::Time(t) => super::zone::human(*t),
             other => other.plain(),
         }
     }

@@ -1,9 +1,13 @@
-//! Syslog, RFC 5424: to the local socket (/dev/log), or to a collector over UDP (RFC 5426,
-//! one message per datagram) or TCP (RFC 6587 octet counting).
+//! Syslog: to the local socket (/dev/log), or to a collector over UDP (RFC 5426, one message
+//! per datagram) or TCP (RFC 6587 octet counting).
 //!
-//! `<PRI>1 TIMESTAMP HOSTNAME APP-NAME PROCID MSGID - MSG`, where MSGID is the record type
-//! (alert, event, checkpoint, heartbeat) and MSG the record's JSON object on one line (JSON
-//! escapes every control character, so a hostile name cannot start a new line).
+//! To a collector, RFC 5424: `<PRI>1 TIMESTAMP HOSTNAME APP-NAME PROCID MSGID - MSG`, where
+//! MSGID is the record type (alert, event, checkpoint, heartbeat). To the local socket, the
+//! form glibc's syslog(3) sends, `<PRI>Mmm dd hh:mm:ss APP-NAME[PID]: MSG`: on current systems
+//! /dev/log is journald, which reads the program name and pid only from that form (RFC 5424
+//! arrives there as one unparsed line); rsyslog's imuxsock parses it too. MSG is the record's
+//! JSON object on one line (JSON escapes every control character, so a hostile name cannot
+//! start a new line); its `type` field carries the record type.
 
 use std::io::Write as _;
 use std::net::{TcpStream, ToSocketAddrs, UdpSocket};
@@ -34,7 +38,7 @@ impl Syslog {
         Syslog { target, facility, app_name, hostname, timeout, tcp: None }
     }
 
-    fn message(&self, r: &Record) -> String {
+    fn pri(&self, r: &Record) -> u32 {
         // Alerts are louder than the monitor's own events of the same severity.
         let severity = match (r.kind, r.severity) {
             (RecordKind::Alert, Severity::High) => 2,
@@ -44,9 +48,23 @@ impl Syslog {
             (RecordKind::Event, Severity::Medium) => 4,
             _ => 6,
         };
+        u32::from(self.facility) * 8 + severity
+    }
+
+    fn message(&self, r: &Record) -> String {
+        if let SyslogTarget::Unix(_) = self.target {
+            return format!(
+                "<{}>{} {}[{}]: {}",
+                self.pri(r),
+                chrono::Local::now().format("%b %e %H:%M:%S"),
+                self.app_name,
+                std::process::id(),
+                r.json
+            );
+        }
         format!(
             "<{}>1 {} {} {} {} {} - {}",
-            u32::from(self.facility) * 8 + severity,
+            self.pri(r),
             chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
             self.hostname,
             self.app_name,
@@ -137,5 +155,24 @@ mod tests {
         let fields: Vec<&str> = m.splitn(8, ' ').collect();
         assert_eq!(&fields[2..7], ["box", "exfilmon", &std::process::id().to_string(), "alert", "-"]);
         assert!(!m.contains('\n') && !m.contains('\x1b'), "{m}");
+    }
+
+    /// The local socket gets what journald parses: `<PRI>Mmm dd hh:mm:ss TAG[PID]: MSG`.
+    #[test]
+    fn local_socket_gets_the_syslog3_form() {
+        let s = Syslog::new(
+            SyslogTarget::Unix("/dev/log".into()),
+            3,
+            "exfilmon".into(),
+            "box".into(),
+            Duration::from_secs(1),
+        );
+        let r =
+            Record { kind: RecordKind::Event, severity: Severity::Medium, summary: "x".into(), json: json!({"a": 1}) };
+        let m = s.message(&r);
+        assert!(m.starts_with("<28>"), "{m}");
+        // "Nov 22 01:57:00 " is 16 bytes, day space-padded.
+        assert_eq!(&m[4 + 15..4 + 16], " ", "{m}");
+        assert!(m[4 + 16..].starts_with(&format!("exfilmon[{}]: {{\"a\":1}}", std::process::id())), "{m}");
     }
 }
