@@ -240,6 +240,17 @@ fn an_sshd_session_is_the_login_users_while_its_socket_is_roots() {
     assert_eq!(o.login_uid, Some(Lab::uid(user)), "pam_loginuid set the session's login uid");
     assert_eq!(o.principal_uid(), Lab::uid(user));
     assert!(cmdline.contains(user), "{cmdline}");
+    // Whichever process holding the socket is named, the principal is the same: every holder
+    // (ss -p lists them) runs in the session.
+    let users = String::from_utf8_lossy(&lab.inside(&["ss", "-Htnp", "state", "established", "sport = :22"]).stdout)
+        .into_owned();
+    let holders: Vec<&str> =
+        users.split("pid=").skip(1).map(|r| r.split(|c: char| !c.is_ascii_digit()).next().unwrap()).collect();
+    eprintln!("holders: {users}");
+    assert!(holders.contains(&o.pid.to_string().as_str()), "{users}");
+    for pid in holders {
+        assert_eq!(loginuid_of(pid), Some(Lab::uid(user)), "holder {pid}");
+    }
 }
 
 #[test]

@@ -40,7 +40,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender, TrySendError};
-use rustc_hash::{FxHashMap, FxHashSet};
+use rustc_hash::FxHashMap;
 use serde::Deserialize;
 
 pub use stats::{Latency, OwnerStats, WorkerStats};
@@ -276,6 +276,11 @@ impl Cache {
         self.young.insert(key, e);
     }
 
+    fn remove(&mut self, key: &FlowKey) {
+        self.young.remove(key);
+        self.old.remove(key);
+    }
+
     fn len(&self) -> usize {
         self.young.len() + self.old.len()
     }
@@ -287,7 +292,8 @@ pub struct Owners {
     done: Receiver<Done>,
     worker: Option<JoinHandle<()>>,
     cache: Cache,
-    pending: FxHashSet<FlowKey>,
+    /// Flows under lookup → when the newest flow on that 4-tuple was asked about.
+    pending: FxHashMap<FlowKey, Instant>,
     ttl: Duration,
     recheck: Duration,
     stats: OwnerStats,
@@ -312,7 +318,7 @@ impl Owners {
             done: done_rx,
             worker: Some(handle),
             cache: Cache::new(cfg.cache),
-            pending: FxHashSet::default(),
+            pending: FxHashMap::default(),
             ttl: cfg.ttl,
             recheck: cfg.recheck,
             stats: OwnerStats::default(),
@@ -323,6 +329,9 @@ impl Owners {
     /// Asks who is behind `key`. Never blocks. Returns the cached answer when there is one
     /// (refreshing it in the background when it has aged), `Unknown(QueueFull)` when the
     /// queue is full, and `None` when the answer will come through [`poll`](Self::poll).
+    ///
+    /// For the first packet of a connection use [`ask_new`](Self::ask_new): a 4-tuple is
+    /// reused by later connections, and the cache would answer with the previous one's owner.
     pub fn ask(&mut self, key: FlowKey) -> Option<Lookup> {
         self.stats.asked += 1;
         let now = Instant::now();
@@ -336,20 +345,45 @@ impl Owners {
             self.stats.cache_hits += 1;
             return Some(lookup);
         }
-        if self.pending.contains(&key) {
+        if self.pending.contains_key(&key) {
             self.stats.joined += 1;
             return cached.map(|(l, _)| l);
         }
-        let job = Job { key, asked: now, attempt: 0 };
-        match self.jobs.as_ref().map(|tx| tx.try_send(job)) {
+        let stale = cached.map(|(l, _)| l);
+        match self.queue(key, now) {
+            true => stale,
+            false => Some(stale.unwrap_or(Lookup::Unknown(Why::QueueFull))),
+        }
+    }
+
+    /// Asks about a new connection on `key`: what is cached about the 4-tuple belongs to an
+    /// earlier connection and is dropped. A lookup already under way answers only if the
+    /// kernel was asked after this call; otherwise it is repeated. Never blocks; returns
+    /// `Unknown(QueueFull)` when the queue is full, else `None` (the answer comes through
+    /// [`poll`](Self::poll)).
+    pub fn ask_new(&mut self, key: FlowKey) -> Option<Lookup> {
+        self.stats.asked += 1;
+        let now = Instant::now();
+        self.cache.remove(&key);
+        if let Some(newest) = self.pending.get_mut(&key) {
+            self.stats.joined += 1;
+            *newest = now;
+            return None;
+        }
+        (!self.queue(key, now)).then_some(Lookup::Unknown(Why::QueueFull))
+    }
+
+    /// Hands a lookup to the worker; false (counted) when the queue is full.
+    fn queue(&mut self, key: FlowKey, now: Instant) -> bool {
+        match self.jobs.as_ref().map(|tx| tx.try_send(Job::new(key, now))) {
             Some(Ok(())) => {
                 self.stats.queued += 1;
-                self.pending.insert(key);
-                cached.map(|(l, _)| l)
+                self.pending.insert(key, now);
+                true
             }
-            Some(Err(TrySendError::Full(_))) | Some(Err(TrySendError::Disconnected(_))) | None => {
+            Some(Err(TrySendError::Full(_) | TrySendError::Disconnected(_))) | None => {
                 self.stats.queue_full += 1;
-                Some(cached.map_or(Lookup::Unknown(Why::QueueFull), |(l, _)| l))
+                false
             }
         }
     }
@@ -377,7 +411,18 @@ impl Owners {
     }
 
     fn take(&mut self, d: Done, f: &mut impl FnMut(&FlowKey, &Lookup)) {
-        self.pending.remove(&d.key);
+        let newest = self.pending.remove(&d.key).unwrap_or(d.asked);
+        if d.queried < newest {
+            // A new connection on this 4-tuple was asked about after the kernel was: the
+            // answer may be about the previous one. Ask again for the new one.
+            self.stats.superseded += 1;
+            if self.queue(d.key, newest) {
+                return;
+            }
+            let full = Lookup::Unknown(Why::QueueFull);
+            f(&d.key, &full);
+            return;
+        }
         self.stats.latency.record(d.answered.saturating_duration_since(d.asked));
         match &d.lookup {
             Lookup::Found(_) => self.stats.found += 1,
@@ -421,6 +466,7 @@ impl Drop for Owners {
 mod tests {
     use super::sock_diag::{Answer, SockInfo};
     use super::*;
+    use rustc_hash::FxHashSet;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     /// Every socket is in TIME_WAIT, except port 1 (gone); counts the queries.
@@ -499,7 +545,26 @@ mod tests {
         let got = wait_all(&mut o);
         assert_eq!(got.len() as u64, s.queued);
         let s = o.stats();
-        assert_eq!(s.queued, s.found + s.unknown_total() + s.pending);
+        assert_eq!(s.queued, s.found + s.unknown_total() + s.superseded + s.pending);
+    }
+
+    #[test]
+    fn a_new_connection_on_a_reused_4_tuple_is_looked_up_again() {
+        let (mut o, queries) = owners(&OwnerConfig::default(), Duration::from_millis(100));
+        assert_eq!(o.ask_new(key(7)), None);
+        assert_eq!(wait_all(&mut o), vec![(key(7), Lookup::Unknown(Why::TimeWait))]);
+        assert_eq!(o.ask(key(7)), Some(Lookup::Unknown(Why::TimeWait)), "cached for the same connection");
+        // A new connection on the same 4-tuple: not the cached answer.
+        assert_eq!(o.ask_new(key(7)), None);
+        // And another one while the kernel is being asked about the previous: that answer
+        // is dropped and the lookup repeated.
+        std::thread::sleep(Duration::from_millis(30));
+        assert_eq!(o.ask_new(key(7)), None);
+        assert_eq!(wait_all(&mut o), vec![(key(7), Lookup::Unknown(Why::TimeWait))]);
+        let s = o.stats();
+        assert_eq!((s.asked, s.cache_hits, s.joined, s.superseded, s.queued), (4, 1, 1, 1, 3));
+        assert_eq!(queries.load(Ordering::Relaxed), 3);
+        assert_eq!(s.queued, s.found + s.unknown_total() + s.superseded + s.pending);
     }
 
     #[test]

@@ -121,8 +121,8 @@ impl SocketIndex {
 
     /// Rescans the fd tables of recent owners; returns the holders found for `wanted`, which
     /// loses the inodes found.
-    pub fn scan_hot(&mut self, wanted: &mut FxHashSet<u64>) -> Vec<(u64, Holder)> {
-        let mut found = Vec::new();
+    pub fn scan_hot(&mut self, wanted: &mut FxHashSet<u64>) -> FxHashMap<u64, Holder> {
+        let mut found = FxHashMap::default();
         let hot: Vec<u32> = self.hot.iter().copied().collect();
         for pid in hot {
             if wanted.is_empty() {
@@ -133,6 +133,7 @@ impl SocketIndex {
                 // Gone or unreadable: not worth rescanning next time.
                 self.hot.retain(|&p| p != pid);
             }
+            wanted.retain(|i| !found.contains_key(i));
         }
         found
     }
@@ -149,9 +150,9 @@ impl SocketIndex {
     /// Scans every process's fd table, indexing every socket seen (up to the cap) and
     /// returning the holders of `wanted`, which loses the inodes found. The index is rebuilt
     /// from what this scan saw, so entries of closed sockets do not pile up.
-    pub fn full_scan(&mut self, wanted: &mut FxHashSet<u64>) -> Vec<(u64, Holder)> {
+    pub fn full_scan(&mut self, wanted: &mut FxHashSet<u64>) -> FxHashMap<u64, Holder> {
         let start = Instant::now();
-        let mut found = Vec::new();
+        let mut found = FxHashMap::default();
         self.map.clear();
         if let Ok(dir) = fs::read_dir(&self.root) {
             for entry in dir.flatten() {
@@ -162,6 +163,7 @@ impl SocketIndex {
                 let _ = self.scan_pid(pid, wanted, &mut found, usize::MAX);
             }
         }
+        wanted.retain(|i| !found.contains_key(i));
         let cost = start.elapsed();
         self.last_full = Some(Instant::now());
         self.last_full_cost = cost;
@@ -172,33 +174,35 @@ impl SocketIndex {
         found
     }
 
-    /// Indexes the socket descriptors of one process (at most `limit` descriptors read).
+    /// Indexes the socket descriptors of one process (at most `limit` descriptors read);
+    /// holders of `wanted` inodes go to `found`.
     fn scan_pid(
         &mut self,
         pid: u32,
-        wanted: &mut FxHashSet<u64>,
-        found: &mut Vec<(u64, Holder)>,
+        wanted: &FxHashSet<u64>,
+        found: &mut FxHashMap<u64, Holder>,
         limit: usize,
     ) -> io::Result<()> {
         let dir = self.root.join(pid.to_string()).join("fd");
-        let mut link = dir.clone();
+        // readlinkat against the open directory: one path component per descriptor instead
+        // of walking /proc/PID/fd again each time.
+        let dir_fd = fs::File::open(&dir)?;
         for entry in fs::read_dir(&dir)?.flatten().take(limit) {
-            let Some(fd) = entry.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+            let name = entry.file_name();
+            let Some(fd) = name.to_str().and_then(|s| s.parse::<u32>().ok()) else {
                 continue;
             };
-            link.push(entry.file_name());
-            let target = fs::read_link(&link);
-            link.pop();
+            let target = nix::fcntl::readlinkat(&dir_fd, name.as_os_str());
             let Some(inode) = target.ok().as_deref().and_then(|t| t.to_str()).and_then(parse_socket_link) else {
                 continue;
             };
+            // Where several processes hold a socket, the last one seen (usually the youngest,
+            // e.g. the child a server forked for the connection) is named.
             let holder = Holder { pid, fd };
-            if wanted.remove(&inode) {
-                found.push((inode, holder));
+            if wanted.contains(&inode) {
+                found.insert(inode, holder);
             }
             if self.map.len() < self.cap || self.map.contains_key(&inode) {
-                // Later processes win: a forked child that still holds its parent's socket
-                // is usually the one doing the work (sshd's session process).
                 self.map.insert(inode, holder);
             } else {
                 self.stats.not_indexed += 1;
@@ -437,7 +441,7 @@ mod tests {
         let mut idx = SocketIndex::new(proc.path(), 100);
         let mut wanted: FxHashSet<u64> = [200, 999].into_iter().collect();
         let found = idx.full_scan(&mut wanted);
-        assert_eq!(found, vec![(200, Holder { pid: 20, fd: 5 })]);
+        assert_eq!(found.into_iter().collect::<Vec<_>>(), vec![(200, Holder { pid: 20, fd: 5 })]);
         assert_eq!(wanted, [999].into_iter().collect());
         assert_eq!(idx.stats.size, 3);
         assert_eq!(idx.cached(100), Some(Holder { pid: 10, fd: 3 }));
@@ -461,12 +465,23 @@ mod tests {
     }
 
     #[test]
+    fn a_shared_socket_is_named_after_its_last_holder() {
+        let proc = fake_proc(&[(10, &[(3, "socket:[100]")]), (11, &[(0, "socket:[100]")])]);
+        let mut idx = SocketIndex::new(proc.path(), 100);
+        let mut wanted: FxHashSet<u64> = [100].into_iter().collect();
+        let found = idx.full_scan(&mut wanted);
+        assert!(wanted.is_empty());
+        // read_dir order is the file system's: either way index and answer agree.
+        assert_eq!(Some(found[&100]), idx.cached(100));
+    }
+
+    #[test]
     fn a_full_index_still_resolves_what_was_asked() {
         let proc = fake_proc(&[(10, &[(3, "socket:[1]"), (4, "socket:[2]"), (5, "socket:[3]")])]);
         let mut idx = SocketIndex::new(proc.path(), 1);
         let mut wanted: FxHashSet<u64> = [3].into_iter().collect();
         let found = idx.full_scan(&mut wanted);
-        assert_eq!(found, vec![(3, Holder { pid: 10, fd: 5 })]);
+        assert_eq!(found.into_iter().collect::<Vec<_>>(), vec![(3, Holder { pid: 10, fd: 5 })]);
         assert_eq!(idx.stats.size, 1);
         assert_eq!(idx.stats.not_indexed, 2);
     }
@@ -478,7 +493,7 @@ mod tests {
         idx.note_owner(20);
         let mut wanted: FxHashSet<u64> = [200, 100].into_iter().collect();
         let found = idx.scan_hot(&mut wanted);
-        assert_eq!(found, vec![(200, Holder { pid: 20, fd: 3 })]);
+        assert_eq!(found.into_iter().collect::<Vec<_>>(), vec![(200, Holder { pid: 20, fd: 3 })]);
         assert_eq!(wanted, [100].into_iter().collect(), "pid 10 is not hot");
         assert_eq!(idx.stats.pid_scans, 1);
         assert_eq!(idx.stats.full_scans, 0);

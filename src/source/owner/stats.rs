@@ -99,7 +99,8 @@ impl Latency {
 
 /// Counters of the asking side and of the worker, as [`super::Owners::stats`] gives them.
 ///
-/// Every queued lookup ends in exactly one answer: `queued = found + Σ unknown + pending`.
+/// Every queued lookup ends in exactly one answer or is superseded by a newer connection on
+/// its 4-tuple: `queued = found + Σ unknown + superseded + pending`.
 #[derive(Debug, Clone, Default)]
 pub struct OwnerStats {
     /// `ask` calls.
@@ -113,6 +114,9 @@ pub struct OwnerStats {
     /// Not handed over because the queue was full (the caller got `Unknown(QueueFull)`, or
     /// the stale cached answer).
     pub queue_full: u64,
+    /// Answers dropped because a newer connection on the same 4-tuple was asked about after
+    /// the kernel was (`ask_new`); the lookup was queued again.
+    pub superseded: u64,
     /// Worker answers that named a process.
     pub found: u64,
     /// Worker answers that could not, by reason (indexed by `Why as usize`).
@@ -143,6 +147,7 @@ impl OwnerStats {
             ("owner_joined", self.joined),
             ("owner_queued", self.queued),
             ("owner_queue_full", self.queue_full),
+            ("owner_superseded", self.superseded),
             ("owner_found", self.found),
             ("owner_pending", self.pending),
         ];

@@ -41,7 +41,16 @@ const IDLE: Duration = Duration::from_secs(1);
 pub struct Job {
     pub key: FlowKey,
     pub asked: Instant,
+    /// When the kernel was last asked about it (an answer older than a newer flow on the
+    /// same 4-tuple may be about the previous socket).
+    pub queried: Instant,
     pub attempt: u8,
+}
+
+impl Job {
+    pub fn new(key: FlowKey, asked: Instant) -> Job {
+        Job { key, asked, queried: asked, attempt: 0 }
+    }
 }
 
 /// A finished lookup on its way back.
@@ -50,6 +59,7 @@ pub struct Done {
     pub key: FlowKey,
     pub lookup: Lookup,
     pub asked: Instant,
+    pub queried: Instant,
     pub answered: Instant,
 }
 
@@ -204,7 +214,7 @@ impl<D: Diag> Worker<D> {
     /// Handles one batch (emptied); finished lookups go to `out`.
     pub fn process(&mut self, batch: &mut Vec<Job>, out: &mut Vec<Done>) {
         let finish = |out: &mut Vec<Done>, job: &Job, lookup: Lookup| {
-            out.push(Done { key: job.key, lookup, asked: job.asked, answered: Instant::now() })
+            out.push(Done { key: job.key, lookup, asked: job.asked, queried: job.queried, answered: Instant::now() })
         };
         batch.retain(|job| {
             let ok = matches!(job.key.proto, sock_diag::PROTO_TCP | sock_diag::PROTO_UDP);
@@ -213,8 +223,12 @@ impl<D: Diag> Worker<D> {
             }
             ok
         });
+        let queried = Instant::now();
         self.keys.clear();
-        self.keys.extend(batch.iter().map(|j| j.key));
+        for job in batch.iter_mut() {
+            job.queried = queried;
+            self.keys.push(job.key);
+        }
         self.diag.query(&self.keys, &mut self.answers);
         self.stats.diag_queries += self.keys.len() as u64;
         self.stats.diag_bad_answers = self.diag.bad_answers();
@@ -253,6 +267,8 @@ impl<D: Diag> Worker<D> {
             scanned = true;
         }
         let next_scan = self.index.next_full_scan();
+        // Start times read once per process per batch (stat is the dearest file to read).
+        let mut starts = FxHashMap::default();
         for (job, info, holder) in resolve {
             let Some(holder) = holder.or_else(|| found.get(&info.inode).copied()) else {
                 if !scanned {
@@ -266,7 +282,7 @@ impl<D: Diag> Worker<D> {
                 }
                 continue;
             };
-            match self.describe(holder, info) {
+            match self.describe(holder, info, &mut starts) {
                 Ok(owner) => {
                     self.index.note_owner(owner.pid);
                     finish(out, &job, Lookup::Found(owner));
@@ -312,6 +328,7 @@ impl<D: Diag> Worker<D> {
                 key: job.key,
                 lookup: Lookup::Unknown(Why::Overloaded),
                 asked: job.asked,
+                queried: job.queried,
                 answered: Instant::now(),
             });
         } else {
@@ -319,17 +336,24 @@ impl<D: Diag> Worker<D> {
         }
     }
 
-    /// Who `holder` is. The start time is read first and again last, and the descriptor is
-    /// checked after the start time and again after reading: a pid reused meanwhile, or a
-    /// process that let go of the socket, is noticed rather than named.
-    fn describe(&mut self, holder: Holder, info: SockInfo) -> Result<Arc<Owner>, Why> {
+    /// Who `holder` is. The start time is read first (once per batch, `starts`) and again
+    /// last, and the descriptor is checked after the start time and again after reading: a
+    /// pid reused meanwhile, or a process that let go of the socket, is noticed rather than
+    /// named.
+    fn describe(
+        &mut self,
+        holder: Holder,
+        info: SockInfo,
+        starts: &mut FxHashMap<u32, Result<u64, ProcError>>,
+    ) -> Result<Arc<Owner>, Why> {
         let root = self.index.root().to_path_buf();
         let proc_err = |e: ProcError| match e {
             ProcError::Denied => Why::Denied,
             ProcError::Gone | ProcError::Garbled => Why::ProcessGone,
         };
         let holds = |root: &std::path::Path| procfs::fd_inode(root, holder.pid, holder.fd) == Some(info.inode);
-        let start = procfs::start_time(&root, holder.pid).map_err(proc_err)?;
+        let start =
+            (*starts.entry(holder.pid).or_insert_with(|| procfs::start_time(&root, holder.pid))).map_err(proc_err)?;
         if !holds(&root) {
             return Err(Why::ProcessGone);
         }
@@ -419,7 +443,7 @@ mod tests {
 
     fn run(w: &mut Worker<FakeDiag>, keys: &[FlowKey]) -> Vec<Done> {
         let now = Instant::now();
-        let mut batch: Vec<Job> = keys.iter().map(|&key| Job { key, asked: now, attempt: 0 }).collect();
+        let mut batch: Vec<Job> = keys.iter().map(|&key| Job::new(key, now)).collect();
         let mut out = Vec::new();
         w.process(&mut batch, &mut out);
         out
@@ -554,14 +578,14 @@ mod tests {
             fs::write(stat, format!("70 (curl) {}", fields.join(" "))).unwrap();
             std::io::Write::write_all(&mut w, b"curl\n").unwrap();
         });
-        assert_eq!(w.describe(holder, info), Err(Why::PidReused));
+        assert_eq!(w.describe(holder, info, &mut FxHashMap::default()), Err(Why::PidReused));
         racer.join().unwrap();
         // A process that let go of the socket is not named.
         fs::remove_file(proc.path().join("70/fd/3")).unwrap();
-        assert_eq!(w.describe(holder, info), Err(Why::ProcessGone));
+        assert_eq!(w.describe(holder, info, &mut FxHashMap::default()), Err(Why::ProcessGone));
         // Nor is a pid that vanished.
         fs::remove_dir_all(proc.path().join("70")).unwrap();
-        assert_eq!(w.describe(holder, info), Err(Why::ProcessGone));
+        assert_eq!(w.describe(holder, info, &mut FxHashMap::default()), Err(Why::ProcessGone));
     }
 
     #[test]
@@ -588,7 +612,7 @@ mod tests {
         let now = Instant::now();
         let mut out = Vec::new();
         for i in 0..MAX_DEFERRED + 3 {
-            w.defer(Job { key: key(i as u16), asked: now, attempt: 0 }, now, &mut out);
+            w.defer(Job::new(key(i as u16), now), now, &mut out);
         }
         assert_eq!(w.deferred(), MAX_DEFERRED);
         assert_eq!(out.len(), 3);
