@@ -4,10 +4,11 @@
 //! links (`socket:[N]`). An entry is a hint, checked with one `readlink` before it is used, so
 //! a stale entry costs a syscall, never a wrong answer. Misses are resolved in batches: first
 //! the fd tables of the few processes that owned recent flows (a busy client opens many
-//! sockets in a row), then the whole of `/proc`, at most once per `max(10 ms, 5 × the last
-//! full scan's duration)` so scanning takes at most about a sixth of the worker's time. The
-//! index holds at most `cap` inodes; a full scan still resolves the inodes it was asked for
-//! when the index is full.
+//! sockets in a row; at most 4096 descriptors each), at most once per `2 × the last rescan's
+//! duration` (2..25 ms), then the whole of `/proc`, at most once per `5 × the last full
+//! scan's duration` (10 ms..10 s), so a burst's misses gather and one read of a table serves
+//! many of them, and scanning cannot take the whole thread. The index holds at most `cap`
+//! inodes; a full scan still resolves the inodes it was asked for when the index is full.
 //!
 //! [`read_process`] reads what we keep about a process; the parsers beside it take the
 //! kernel's text as it is and return `None` on anything unexpected, never panic.
@@ -24,13 +25,20 @@ use rustc_hash::{FxHashMap, FxHashSet};
 const UNSET_LOGINUID: u32 = u32::MAX;
 /// How many recent owner pids are rescanned before the whole of /proc.
 const HOT_PIDS: usize = 8;
-/// A process with more descriptors than this is not rescanned as a "hot" pid: its table is
-/// the full scan's business (bounded by the scan interval).
+/// At most this many descriptors of a recent owner are read per rescan; the rest of a larger
+/// table is left to the full scans.
 const HOT_FD_LIMIT: usize = 4096;
+/// Shortest and longest interval between two rescans of recent owners (the longest bounds
+/// the wait when a rescan was slow only because the thread was kept off the CPU).
+const MIN_HOT_INTERVAL: Duration = Duration::from_millis(2);
+const MAX_HOT_INTERVAL: Duration = Duration::from_millis(25);
+/// Rescans of recent owners are spaced at least this many times their own duration apart.
+const HOT_SPACING: u32 = 2;
 /// Shortest interval between two full scans.
 const MIN_SCAN_INTERVAL: Duration = Duration::from_millis(10);
-/// Full scans are spaced at least this many times their own duration apart.
+/// Full scans are spaced at least this many times their own duration apart (at most 10 s).
 const SCAN_SPACING: u32 = 5;
+const MAX_SCAN_INTERVAL: Duration = Duration::from_secs(10);
 
 /// One process holding a socket: the descriptor that named it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,8 +54,9 @@ pub struct IndexStats {
     pub hits: u64,
     /// Entries found stale by the readlink check.
     pub stale: u64,
-    /// Fd tables of recent owners rescanned.
+    /// Fd tables of recent owners rescanned, and the time those rescans took, microseconds.
     pub pid_scans: u64,
+    pub pid_scan_us: u64,
     /// Scans of every process.
     pub full_scans: u64,
     /// Total time spent in full scans, microseconds.
@@ -66,6 +75,8 @@ pub struct SocketIndex {
     map: FxHashMap<u64, Holder>,
     cap: usize,
     hot: VecDeque<u32>,
+    last_hot: Option<Instant>,
+    last_hot_cost: Duration,
     last_full: Option<Instant>,
     last_full_cost: Duration,
     pub stats: IndexStats,
@@ -79,6 +90,8 @@ impl SocketIndex {
             map: FxHashMap::default(),
             cap: cap.max(1),
             hot: VecDeque::with_capacity(HOT_PIDS),
+            last_hot: None,
+            last_hot_cost: Duration::ZERO,
             last_full: None,
             last_full_cost: Duration::ZERO,
             stats: IndexStats::default(),
@@ -122,7 +135,11 @@ impl SocketIndex {
     /// Rescans the fd tables of recent owners; returns the holders found for `wanted`, which
     /// loses the inodes found.
     pub fn scan_hot(&mut self, wanted: &mut FxHashSet<u64>) -> FxHashMap<u64, Holder> {
+        let start = Instant::now();
         let mut found = FxHashMap::default();
+        if self.hot.is_empty() {
+            return found;
+        }
         let hot: Vec<u32> = self.hot.iter().copied().collect();
         for pid in hot {
             if wanted.is_empty() {
@@ -135,16 +152,21 @@ impl SocketIndex {
             }
             wanted.retain(|i| !found.contains_key(i));
         }
+        self.last_hot = Some(Instant::now());
+        self.last_hot_cost = start.elapsed();
+        self.stats.pid_scan_us += self.last_hot_cost.as_micros() as u64;
         found
+    }
+
+    /// When the next rescan of recent owners is allowed (now, if it is). Spacing them lets
+    /// the misses of a burst gather, so one read of a busy process's table serves many.
+    pub fn next_hot_scan(&self) -> Instant {
+        next_allowed(self.last_hot, self.last_hot_cost, HOT_SPACING, MIN_HOT_INTERVAL, MAX_HOT_INTERVAL)
     }
 
     /// When the next full scan is allowed (now, if it is).
     pub fn next_full_scan(&self) -> Instant {
-        let now = Instant::now();
-        match self.last_full {
-            None => now,
-            Some(t) => (t + (self.last_full_cost * SCAN_SPACING).max(MIN_SCAN_INTERVAL)).max(now),
-        }
+        next_allowed(self.last_full, self.last_full_cost, SCAN_SPACING, MIN_SCAN_INTERVAL, MAX_SCAN_INTERVAL)
     }
 
     /// Scans every process's fd table, indexing every socket seen (up to the cap) and
@@ -211,6 +233,12 @@ impl SocketIndex {
         self.stats.size = self.map.len() as u64;
         Ok(())
     }
+}
+
+/// `spacing` times the last run's cost after it (within `min..=max`), and not before now.
+fn next_allowed(last: Option<Instant>, cost: Duration, spacing: u32, min: Duration, max: Duration) -> Instant {
+    let now = Instant::now();
+    last.map_or(now, |t| (t + cost.saturating_mul(spacing).clamp(min, max)).max(now))
 }
 
 /// The socket inode `/proc/PID/fd/FD` names; `None` when it names no socket or is gone.
@@ -510,6 +538,10 @@ mod tests {
         assert!(idx.next_full_scan() <= Instant::now());
         idx.full_scan(&mut FxHashSet::default());
         assert!(idx.next_full_scan() >= Instant::now() + MIN_SCAN_INTERVAL / 2);
+        assert!(idx.next_hot_scan() <= Instant::now());
+        idx.note_owner(1);
+        idx.scan_hot(&mut FxHashSet::default());
+        assert!(idx.next_hot_scan() >= Instant::now() + MIN_HOT_INTERVAL / 2);
     }
 
     #[test]

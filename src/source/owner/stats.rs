@@ -159,6 +159,7 @@ impl OwnerStats {
             ("owner_index_hits", w.index_hits),
             ("owner_index_stale", w.index_stale),
             ("owner_pid_scans", w.pid_scans),
+            ("owner_pid_scan_us", w.pid_scan_us),
             ("owner_full_scans", w.full_scans),
             ("owner_full_scan_us", w.full_scan_us),
             ("owner_index_size", w.index_size),
@@ -183,6 +184,7 @@ pub struct WorkerStats {
     pub index_hits: u64,
     pub index_stale: u64,
     pub pid_scans: u64,
+    pub pid_scan_us: u64,
     pub full_scans: u64,
     pub full_scan_us: u64,
     pub last_full_scan_us: u64,
@@ -197,7 +199,7 @@ pub struct WorkerStats {
 
 /// [`WorkerStats`] shared between the worker (writer) and the asking side (reader).
 #[derive(Default)]
-pub(super) struct SharedStats([AtomicU64; 14]);
+pub(super) struct SharedStats([AtomicU64; 15]);
 
 impl SharedStats {
     pub fn store(&self, s: &WorkerStats) {
@@ -216,6 +218,7 @@ impl SharedStats {
             s.process_reads,
             s.process_cache_hits,
             s.waiting,
+            s.pid_scan_us,
         ];
         for (a, v) in self.0.iter().zip(v) {
             a.store(v, Ordering::Relaxed);
@@ -239,6 +242,7 @@ impl SharedStats {
             process_reads: v[11],
             process_cache_hits: v[12],
             waiting: v[13],
+            pid_scan_us: v[14],
         }
     }
 }

@@ -258,22 +258,25 @@ impl<D: Diag> Worker<D> {
             }
         }
         let mut found: FxHashMap<u64, Holder> = FxHashMap::default();
-        if !wanted.is_empty() {
-            found.extend(self.index.scan_hot(&mut wanted));
-        }
+        // Recent owners are looked at before all of /proc, so while their rescan is not
+        // due the misses wait for it rather than for a dearer full scan.
+        let hot_due = self.index.next_hot_scan() <= Instant::now();
         let mut scanned = false;
-        if !wanted.is_empty() && self.index.next_full_scan() <= Instant::now() {
-            found.extend(self.index.full_scan(&mut wanted));
-            scanned = true;
+        if !wanted.is_empty() && hot_due {
+            found.extend(self.index.scan_hot(&mut wanted));
+            if !wanted.is_empty() && self.index.next_full_scan() <= Instant::now() {
+                found.extend(self.index.full_scan(&mut wanted));
+                scanned = true;
+            }
         }
         let next_scan = self.index.next_full_scan();
+        let next_look = if hot_due { next_scan } else { self.index.next_hot_scan() };
         // Start times read once per process per batch (stat is the dearest file to read).
         let mut starts = FxHashMap::default();
         for (job, info, holder) in resolve {
             let Some(holder) = holder.or_else(|| found.get(&info.inode).copied()) else {
                 if !scanned {
-                    // Not in the index or recent owners: wait for the next full scan.
-                    self.defer(job, next_scan, out);
+                    self.defer(job, next_look, out);
                 } else if job.attempt == 0 {
                     // Just created or just passed on: one more try after the next scan.
                     self.retry_at(job, next_scan, out);
@@ -301,6 +304,7 @@ impl<D: Diag> Worker<D> {
         self.stats.index_hits = idx.hits;
         self.stats.index_stale = idx.stale;
         self.stats.pid_scans = idx.pid_scans;
+        self.stats.pid_scan_us = idx.pid_scan_us;
         self.stats.full_scans = idx.full_scans;
         self.stats.full_scan_us = idx.full_scan_us;
         self.stats.last_full_scan_us = idx.last_full_scan_us;
