@@ -147,6 +147,7 @@ fn main() -> Result<()> {
         ("full_scans".into(), s.worker.full_scans.to_string()),
         ("full_scan_ms_total".into(), (s.worker.full_scan_us / 1000).to_string()),
         ("pid_scans".into(), s.worker.pid_scans.to_string()),
+        ("pid_scan_ms_total".into(), (s.worker.pid_scan_us / 1000).to_string()),
         ("index_hits".into(), s.worker.index_hits.to_string()),
         ("retries".into(), s.worker.retries.to_string()),
         ("process_reads".into(), s.worker.process_reads.to_string()),
