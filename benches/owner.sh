@@ -16,8 +16,9 @@
 #
 # Usage (root): [PROFILE=dev|release] [HOLD_MS=200] [TRIES=3] benches/owner.sh [SECS] [RATE...]
 #   defaults: release build, 10 s per trial, rates 1000 5000 10000
-# Needs: gcc, iproute2, nftables. Worker and sender CPU are seconds over the whole trial
-# (SECS + 2 s for the consumer).
+# Needs: gcc, iproute2, nftables. Worker CPU is seconds over the consumer's whole run (from
+# before the sender starts to 1 s after it ends, plus collecting the last answers); sender CPU
+# is the sender's own.
 #
 # SAFETY: traffic goes only from namespace xob-in-PID (10.77.251.2) over a veth pair to
 # xob-out-PID (10.77.251.1), where an nft rule drops it. No default routes. Both namespaces and
@@ -105,16 +106,27 @@ printf '|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|\n'
 for rate in "${RATES[@]}"; do
 	for try in $(seq 1 "$TRIES"); do
 		load="$(cut -d' ' -f1 /proc/loadavg)"
-		"${IN[@]}" "$BIN" --group 9 --secs $((SECS + 2)) >"$TMP/out" 2>"$TMP/err" &
+		# Emptied here: the background job truncates them only once it runs.
+		: >"$TMP/out"
+		: >"$TMP/err"
+		"${IN[@]}" "$BIN" --group 9 >"$TMP/out" 2>"$TMP/err" &
 		CONSUMER_PID=$!
-		for _ in $(seq 1 100); do
+		for _ in $(seq 1 300); do
 			grep -q ready "$TMP/err" 2>/dev/null && break
 			sleep 0.1
 		done
-		grep -q ready "$TMP/err" || { log "consumer did not start"; cat "$TMP/err" >&2; exit 1; }
+		if ! grep -q ready "$TMP/err"; then
+			log "consumer did not start within 30 s:"
+			ps -o pid,stat,wchan:30,etime,cmd --ppid "$CONSUMER_PID" -p "$CONSUMER_PID" >&2 || true
+			cat "$TMP/err" >&2
+			exit 1
+		fi
 		sent="$("${IN[@]}" "$TMP/tcpconnect" "$PEER" "$PORT" "$rate" "$SECS" "$HOLD_MS")"
+		sleep 1 # the kernel flushes the last NFLOG batch after its timeout (100 ms)
+		kill -TERM "$CONSUMER_PID"
 		wait "$CONSUMER_PID" || { log "consumer failed"; cat "$TMP/err" >&2; exit 1; }
 		CONSUMER_PID=""
+		sleep 1 # the group is free again once the kernel has released the old socket
 		get() { awk -v k="$1" '$1 == k {print $2}' "$TMP/out"; }
 		missed="$(($(get asked) - $(get found_expected_comm)))"
 		reasons="$(awk '$1 ~ /^unknown_/ {sub(/^unknown_/, "", $1); printf "%s%s %s", sep, $1, $2; sep = ", "}' "$TMP/out")"

@@ -9,9 +9,11 @@
 //! ```
 //!
 //! Run it inside the namespace whose flows it looks up. It prints `ready` on stderr once the
-//! group is bound, then after `--secs` (and at most 3 s more to collect answers still under
-//! way) one `key value` line per figure on stdout.
+//! group is bound, reads until SIGTERM (or `--secs`), collects the answers still under way
+//! (at most 3 s more), and prints one `key value` line per figure on stdout.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
@@ -27,8 +29,8 @@ struct Args {
     /// NFLOG group the ruleset logs new flows to.
     #[arg(long, default_value_t = 9)]
     group: u16,
-    /// Seconds to read.
-    #[arg(long, default_value_t = 10)]
+    /// Seconds to read at most (SIGTERM ends the reading earlier).
+    #[arg(long, default_value_t = 600)]
     secs: u64,
     /// The process name expected to own the flows (the load generator); owners found with
     /// another name are counted apart.
@@ -89,6 +91,8 @@ fn thread_cpu(name: &str) -> Option<f64> {
 
 fn main() -> Result<()> {
     let args = Args::parse();
+    let stop = Arc::new(AtomicBool::new(false));
+    signal_hook::flag::register(signal_hook::consts::SIGTERM, stop.clone()).context("SIGTERM handler")?;
     let cfg = NflogConfig { group: args.group, ..NflogConfig::default() };
     let mut source = NflogSource::open(&cfg).context("binding the NFLOG group")?;
     let mut owners = Owners::start(&OwnerConfig { queue: args.queue, ..OwnerConfig::default() })
@@ -109,7 +113,7 @@ fn main() -> Result<()> {
         immediate: 0,
     };
     let end = Instant::now() + Duration::from_secs(args.secs);
-    while Instant::now() < end {
+    while Instant::now() < end && !stop.load(Ordering::Relaxed) {
         source.poll(&mut asker).context("reading NFLOG")?;
         asker.owners.poll(|_, l| count(l));
     }

@@ -146,7 +146,7 @@ impl SocketIndex {
                 break;
             }
             self.stats.pid_scans += 1;
-            if self.scan_pid(pid, wanted, &mut found, HOT_FD_LIMIT).is_err() {
+            if self.scan_pid(pid, wanted, &mut found, HOT_FD_LIMIT, true).is_err() {
                 // Gone or unreadable: not worth rescanning next time.
                 self.hot.retain(|&p| p != pid);
             }
@@ -182,7 +182,7 @@ impl SocketIndex {
                     continue;
                 };
                 // A process that exits mid-scan, or a kernel thread: nothing to index.
-                let _ = self.scan_pid(pid, wanted, &mut found, usize::MAX);
+                let _ = self.scan_pid(pid, wanted, &mut found, usize::MAX, false);
             }
         }
         wanted.retain(|i| !found.contains_key(i));
@@ -197,14 +197,17 @@ impl SocketIndex {
     }
 
     /// Indexes the socket descriptors of one process (at most `limit` descriptors read);
-    /// holders of `wanted` inodes go to `found`.
+    /// holders of `wanted` inodes go to `found`. With `until_found`, stops once every wanted
+    /// inode has a holder (a rescan of a busy table rarely needs all of it).
     fn scan_pid(
         &mut self,
         pid: u32,
         wanted: &FxHashSet<u64>,
         found: &mut FxHashMap<u64, Holder>,
         limit: usize,
+        until_found: bool,
     ) -> io::Result<()> {
+        let mut missing = wanted.iter().filter(|i| !found.contains_key(i)).count();
         let dir = self.root.join(pid.to_string()).join("fd");
         // readlinkat against the open directory: one path component per descriptor instead
         // of walking /proc/PID/fd again each time.
@@ -221,13 +224,16 @@ impl SocketIndex {
             // Where several processes hold a socket, the last one seen (usually the youngest,
             // e.g. the child a server forked for the connection) is named.
             let holder = Holder { pid, fd };
-            if wanted.contains(&inode) {
-                found.insert(inode, holder);
+            if wanted.contains(&inode) && found.insert(inode, holder).is_none() {
+                missing -= 1;
             }
             if self.map.len() < self.cap || self.map.contains_key(&inode) {
                 self.map.insert(inode, holder);
             } else {
                 self.stats.not_indexed += 1;
+            }
+            if until_found && missing == 0 {
+                break;
             }
         }
         self.stats.size = self.map.len() as u64;

@@ -20,8 +20,9 @@ use super::sock_diag::{self, state, Answer, SockDiag, SockInfo};
 use super::stats::{SharedStats, WorkerStats};
 use super::{FlowKey, Lookup, Owner, Why};
 
-/// Most lookups handled in one pass.
-pub const MAX_BATCH: usize = 512;
+/// Most new lookups taken into one pass (retries that are due come on top). Large, because
+/// a pass's dearest step, the rescan of a busy process's descriptors, serves the whole pass.
+pub const MAX_BATCH: usize = 2048;
 /// Most lookups waiting for a retry; beyond it they are answered `Overloaded`.
 const MAX_DEFERRED: usize = 16_384;
 /// When to try again a socket that no process has accepted yet, by attempt.
