@@ -101,7 +101,7 @@ ip netns exec "$NS_IN" nft -f - <<-EOF
 EOF
 
 IN=(ip netns exec "$NS_IN")
-printf '| rate (new flows/s) | load | sent | logged | looked up | done | missed (reason) | median | p99 | max | reader cost per ask | worker CPU | sender CPU |\n'
+printf '| rate (new flows/s) | load | sent | logged | looked up | done | missed (reason) | median | p99 | max | reader cost per ask | worker CPU (per lookup) | sender CPU |\n'
 printf '|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|\n'
 for rate in "${RATES[@]}"; do
 	for try in $(seq 1 "$TRIES"); do
@@ -133,11 +133,12 @@ for rate in "${RATES[@]}"; do
 		[ "$(get queue_full)" != 0 ] && reasons="$reasons${reasons:+, }queue full $(get queue_full)"
 		[ "$(get found_other_comm)" != 0 ] && reasons="$reasons${reasons:+, }other process $(get found_other_comm)"
 		[ "$(get pending)" != 0 ] && reasons="$reasons${reasons:+, }unanswered $(get pending)"
-		printf '| %s | %s | %s | %s (lost %s) | %s | %s | %s%s | %s ms | %s ms | %s ms | %s ns (max %s µs) | %s s | %s s |\n' \
+		per="$(awk -v c="$(get worker_cpu_s)" -v n="$(get asked)" 'BEGIN {printf "%.0f", n ? c * 1e6 / n : 0}')"
+		printf '| %s | %s | %s | %s (lost %s) | %s | %s | %s%s | %s ms | %s ms | %s ms | %s ns (max %s µs) | %s s (%s µs) | %s s |\n' \
 			"$rate" "$load" "$(awk '{print $2}' <<<"$sent")" "$(get nflog_packets)" "$(get nflog_lost)" "$(get asked)" \
 			"$(get found_expected_comm)" "$missed" "${reasons:+ ($reasons)}" \
 			"$(get latency_median_ms)" "$(get latency_p99_ms)" "$(get latency_max_ms)" \
-			"$(get ask_mean_ns)" "$(get ask_max_us)" "$(get worker_cpu_s)" "$(awk '{print $10}' <<<"$sent")"
+			"$(get ask_mean_ns)" "$(get ask_max_us)" "$(get worker_cpu_s)" "$per" "$(awk '{print $10}' <<<"$sent")"
 		log "rate $rate try $try ($sent): $(tr '\n' ' ' <"$TMP/out")"
 	done
 done

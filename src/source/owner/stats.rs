@@ -226,7 +226,7 @@ impl SharedStats {
     }
 
     pub fn load(&self) -> WorkerStats {
-        let v: Vec<u64> = self.0.iter().map(|a| a.load(Ordering::Relaxed)).collect();
+        let v: [u64; 15] = std::array::from_fn(|i| self.0[i].load(Ordering::Relaxed));
         WorkerStats {
             diag_queries: v[0],
             diag_bad_answers: v[1],
