@@ -9,7 +9,9 @@
 #   consumer   examples/owner_bench.rs: NFLOG → decode → Owners::ask; prints its counts
 #
 # A lookup is "done" when it named the sender process, "missed" otherwise (with the reason
-# the lookup gave). Latency is from ask() on the reader thread to the worker's answer.
+# the lookup gave, or "4-tuple reused" when a later connection on the same ports was asked
+# about before the earlier one was answered). Latency is from ask() on the reader thread to
+# the worker's answer.
 #
 # Each rate is run TRIES times (default 3): other work on the machine takes CPU from the
 # worker and shows as latency, so every try is printed with the load average before it.
@@ -133,6 +135,10 @@ for rate in "${RATES[@]}"; do
 		[ "$(get queue_full)" != 0 ] && reasons="$reasons${reasons:+, }queue full $(get queue_full)"
 		[ "$(get found_other_comm)" != 0 ] && reasons="$reasons${reasons:+, }other process $(get found_other_comm)"
 		[ "$(get pending)" != 0 ] && reasons="$reasons${reasons:+, }unanswered $(get pending)"
+		# ask_new on a 4-tuple still under lookup joins it: the earlier connection gets no
+		# answer of its own (its port was reused within the lookup's latency).
+		reused="$(($(get asked) - $(get found) - $(get unknown) - $(get queue_full) - $(get pending)))"
+		[ "$reused" != 0 ] && reasons="$reasons${reasons:+, }4-tuple reused while looked up $reused"
 		per="$(awk -v c="$(get worker_cpu_s)" -v n="$(get asked)" 'BEGIN {printf "%.0f", n ? c * 1e6 / n : 0}')"
 		printf '| %s | %s | %s | %s (lost %s) | %s | %s | %s%s | %s ms | %s ms | %s ms | %s ns (max %s µs) | %s s (%s µs) | %s s |\n' \
 			"$rate" "$load" "$(awk '{print $2}' <<<"$sent")" "$(get nflog_packets)" "$(get nflog_lost)" "$(get asked)" \

@@ -32,12 +32,17 @@ int main(int argc, char **argv) {
 		return 2;
 	}
 	double rate = atof(argv[3]), secs = atof(argv[4]), hold = atof(argv[5]) / 1000;
-	/* A ring of open sockets, oldest first; sized for rate * hold with room to spare. */
-	size_t cap = (size_t)(rate * hold * 2) + 1024;
-	struct rlimit rl = {cap + 64, cap + 64};
-	if (setrlimit(RLIMIT_NOFILE, &rl) < 0) {
-		perror("setrlimit");
-		return 1;
+	/* A ring of open sockets, oldest first: rate * hold, plus one burst's worth. */
+	size_t cap = (size_t)(rate * hold) + 4096;
+	struct rlimit rl;
+	getrlimit(RLIMIT_NOFILE, &rl);
+	if (rl.rlim_cur < cap + 64) {
+		rl.rlim_cur = cap + 64;
+		if (rl.rlim_max < rl.rlim_cur) rl.rlim_max = rl.rlim_cur;
+		if (setrlimit(RLIMIT_NOFILE, &rl) < 0) {
+			perror("setrlimit (raise the hard limit on open files, ulimit -Hn)");
+			return 1;
+		}
 	}
 	int *fds = calloc(cap, sizeof *fds);
 	double *opened = calloc(cap, sizeof *opened);

@@ -4,8 +4,8 @@
 //! links (`socket:[N]`). An entry is a hint, checked with one `readlink` before it is used, so
 //! a stale entry costs a syscall, never a wrong answer. Misses are resolved in batches: first
 //! the fd tables of the few processes that owned recent flows (a busy client opens many
-//! sockets in a row; at most 4096 descriptors each), at most once per `2 × the last rescan's
-//! duration` (2..25 ms), then the whole of `/proc`, at most once per `5 × the last full
+//! sockets in a row; at most 16,384 descriptors each), at most once per `2 × the last
+//! rescan's duration` (2..50 ms), then the whole of `/proc`, at most once per `5 × the last full
 //! scan's duration` (10 ms..10 s), so a burst's misses gather and one read of a table serves
 //! many of them, and scanning cannot take the whole thread. The index holds at most `cap`
 //! inodes; a full scan still resolves the inodes it was asked for when the index is full.
@@ -26,12 +26,13 @@ const UNSET_LOGINUID: u32 = u32::MAX;
 /// How many recent owner pids are rescanned before the whole of /proc.
 const HOT_PIDS: usize = 8;
 /// At most this many descriptors of a recent owner are read per rescan; the rest of a larger
-/// table is left to the full scans.
-const HOT_FD_LIMIT: usize = 4096;
+/// table is left to the full scans. (A lower limit only moves the work: a socket a rescan
+/// does not reach waits for a full scan, which reads the same table and all the others.)
+const HOT_FD_LIMIT: usize = 16_384;
 /// Shortest and longest interval between two rescans of recent owners (the longest bounds
 /// the wait when a rescan was slow only because the thread was kept off the CPU).
 const MIN_HOT_INTERVAL: Duration = Duration::from_millis(2);
-const MAX_HOT_INTERVAL: Duration = Duration::from_millis(25);
+const MAX_HOT_INTERVAL: Duration = Duration::from_millis(50);
 /// Rescans of recent owners are spaced at least this many times their own duration apart.
 const HOT_SPACING: u32 = 2;
 /// Shortest interval between two full scans.
