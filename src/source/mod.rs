@@ -3,6 +3,7 @@
 
 pub mod audit;
 pub mod nflog;
+pub mod owner;
 pub mod pcap;
 
 use crate::decode::Frame;
