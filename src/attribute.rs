@@ -9,17 +9,54 @@
 //! none counts for it, in every detector and report alike. Live and replay do the same (a
 //! replay within its captures).
 //!
+//! Live, the process behind each new flow is looked up off the packet path ([`Lookups`],
+//! `source::owner`): a flow opened inside a login session is the login user's, so an sshd
+//! session's traffic (whose socket is root's) counts for the user who logged in, and alerts
+//! name the program. Until the answer arrives the flow counts for its socket's uid; an answer
+//! that names no process is counted by its reason and changes nothing.
+//!
 //! Memory is bounded: at most [`MAX_FLOWS`] flows, each forgotten [`IDLE_US`] after its last
 //! packet; when the table is full the idle half is evicted early and counted, so a flood of new
 //! flows cannot grow it.
 
+use std::collections::BTreeMap;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use rustc_hash::FxHashMap;
 
 use crate::decode::{Packet, PROTO_TCP, PROTO_UDP};
 use crate::principal::Principal;
+use crate::source::owner::{FlowKey, Lookup, Owner, Owners};
 use crate::units::counters;
+
+/// Where the owners of flows are asked: the live lookups; a replay has none.
+pub trait Lookups: Send {
+    /// A flow just started: look it up afresh; `Some` when answered at once.
+    fn ask_new(&mut self, key: FlowKey) -> Option<Lookup>;
+    /// Again, for an answer that may have changed; from the cache when fresh.
+    fn ask(&mut self, key: FlowKey) -> Option<Lookup>;
+    /// Answers that arrived since the last call.
+    fn poll(&mut self, f: &mut dyn FnMut(&FlowKey, &Lookup));
+}
+
+impl Lookups for Owners {
+    fn ask_new(&mut self, key: FlowKey) -> Option<Lookup> {
+        Owners::ask_new(self, key)
+    }
+
+    fn ask(&mut self, key: FlowKey) -> Option<Lookup> {
+        Owners::ask(self, key)
+    }
+
+    fn poll(&mut self, f: &mut dyn FnMut(&FlowKey, &Lookup)) {
+        Owners::poll(self, |k, l| f(k, l));
+    }
+}
+
+/// A provisional answer (no login uid yet: sshd before the user authenticated) is looked up
+/// afresh this long after, so a session's bulk after the login is the user's.
+const RECHECK_US: i64 = 50_000;
 
 /// Flows remembered at most (about 64 bytes each).
 pub const MAX_FLOWS: usize = 1 << 17;
@@ -28,7 +65,7 @@ pub const MAX_FLOWS: usize = 1 << 17;
 pub const IDLE_US: i64 = 300_000_000;
 
 /// (protocol, source, source port, destination, destination port).
-type FlowKey = (u8, IpAddr, u16, IpAddr, u16);
+type Key = (u8, IpAddr, u16, IpAddr, u16);
 
 counters! {
     pub struct AttributeCounters {
@@ -36,67 +73,147 @@ counters! {
         orphans => "attribution_orphans",
         /// Flows forgotten early because the table was full.
         evicted => "attribution_flows_evicted",
+        /// Flows whose process was found.
+        owners_found => "owner_found",
+        /// Of those, charged to a login user other than the socket's uid.
+        owners_login => "owner_login_user",
     }
+}
+
+struct Flow {
+    who: Principal,
+    last_us: i64,
+    owner: Option<Arc<Owner>>,
+    /// The answer may still change (or none came yet): ask again after [`RECHECK_US`].
+    settled: bool,
+    asked_us: i64,
 }
 
 #[derive(Default)]
 pub struct Attribution {
-    flows: FxHashMap<FlowKey, (Principal, i64)>,
+    flows: FxHashMap<Key, Flow>,
+    lookups: Option<Box<dyn Lookups>>,
     pub counters: AttributeCounters,
+    /// Lookups that named no process, by reason.
+    pub unknown: BTreeMap<&'static str, u64>,
 }
 
 impl Attribution {
-    /// The packet's principal: its uid, else its flow's, else its source address.
-    pub fn principal(&mut self, p: &Packet<'_>) -> Principal {
+    /// Live: ask `lookups` who is behind each new flow.
+    pub fn with_lookups(lookups: Box<dyn Lookups>) -> Attribution {
+        Attribution { lookups: Some(lookups), ..Attribution::default() }
+    }
+
+    /// The packet's principal: its flow's login user when known, else its uid, else its flow's,
+    /// else its source address; and the flow's process when known.
+    pub fn principal(&mut self, p: &Packet<'_>) -> (Principal, Option<Arc<Owner>>) {
         let key = (p.sport != 0 && matches!(p.proto, PROTO_TCP | PROTO_UDP))
             .then_some((p.proto, p.src, p.sport, p.dst, p.dport));
         match (p.uid, key) {
-            (Some(uid), Some(key)) => {
-                let who = Principal::Uid(uid);
-                self.remember(key, who, p.ts_us);
-                who
-            }
-            (Some(uid), None) => Principal::Uid(uid),
+            (Some(uid), Some(key)) => self.remember(key, Principal::Uid(uid), p.ts_us),
+            (Some(uid), None) => (Principal::Uid(uid), None),
             (None, Some(key)) => match self.flows.get_mut(&key) {
-                Some((who, last)) if p.ts_us.saturating_sub(*last) <= IDLE_US => {
-                    *last = (*last).max(p.ts_us);
+                Some(f) if p.ts_us.saturating_sub(f.last_us) <= IDLE_US => {
+                    f.last_us = f.last_us.max(p.ts_us);
                     self.counters.orphans += 1;
-                    *who
+                    (f.who, f.owner.clone())
                 }
-                _ => Principal::Host(p.src),
+                _ => (Principal::Host(p.src), None),
             },
-            (None, None) => Principal::Host(p.src),
+            (None, None) => (Principal::Host(p.src), None),
         }
     }
 
-    fn remember(&mut self, key: FlowKey, who: Principal, ts_us: i64) {
-        if let Some(entry) = self.flows.get_mut(&key) {
-            *entry = (who, entry.1.max(ts_us));
-            return;
+    fn remember(&mut self, key: Key, socket: Principal, ts_us: i64) -> (Principal, Option<Arc<Owner>>) {
+        if !self.flows.contains_key(&key) {
+            if self.flows.len() >= MAX_FLOWS {
+                self.make_room(ts_us);
+            }
+            let flow =
+                Flow { who: socket, last_us: ts_us, owner: None, settled: self.lookups.is_none(), asked_us: ts_us };
+            self.flows.insert(key, flow);
+            let answer = self.lookups.as_mut().and_then(|l| l.ask_new(flow_key(key)));
+            if let Some(answer) = answer {
+                self.learn(key, &answer);
+            }
         }
-        if self.flows.len() >= MAX_FLOWS {
-            self.make_room(ts_us);
+        let stale = self.flows.get(&key).is_some_and(|f| !f.settled && ts_us - f.asked_us >= RECHECK_US);
+        if stale {
+            let answer = self.lookups.as_mut().and_then(|l| l.ask_new(flow_key(key)));
+            if let Some(f) = self.flows.get_mut(&key) {
+                f.asked_us = ts_us;
+            }
+            if let Some(answer) = answer {
+                self.learn(key, &answer);
+            }
         }
-        self.flows.insert(key, (who, ts_us));
+        match self.flows.get_mut(&key) {
+            Some(f) => {
+                f.last_us = f.last_us.max(ts_us);
+                (f.who, f.owner.clone())
+            }
+            None => (socket, None),
+        }
+    }
+
+    /// Takes the lookups' answers that arrived.
+    pub fn poll(&mut self) {
+        let Some(mut lookups) = self.lookups.take() else { return };
+        lookups.poll(&mut |key, answer| {
+            let key = (key.proto, key.local.ip(), key.local.port(), key.remote.ip(), key.remote.port());
+            self.learn(key, answer);
+        });
+        self.lookups = Some(lookups);
+    }
+
+    fn learn(&mut self, key: Key, answer: &Lookup) {
+        let Some(f) = self.flows.get_mut(&key) else { return };
+        let first = f.owner.is_none();
+        f.settled = !answer.provisional();
+        match answer {
+            Lookup::Found(owner) => {
+                let login = owner.principal_uid();
+                if first {
+                    self.counters.owners_found += 1;
+                    self.counters.owners_login += u64::from(login != owner.uid);
+                }
+                f.who = Principal::Uid(login);
+                f.owner = Some(owner.clone());
+            }
+            Lookup::Unknown(why) if f.settled => *self.unknown.entry(why.counter()).or_default() += 1,
+            Lookup::Unknown(_) => {}
+        }
+    }
+
+    /// Each counter with its stored name, the lookups' unknowns by reason among them.
+    pub fn each(&self, f: &mut dyn FnMut(&'static str, u64)) {
+        self.counters.each(f);
+        for (k, v) in &self.unknown {
+            f(k, *v);
+        }
     }
 
     /// Forgets idle flows; if that is not enough, the idle-longest half.
     fn make_room(&mut self, now_us: i64) {
         let before = self.flows.len();
-        self.flows.retain(|_, (_, last)| now_us.saturating_sub(*last) <= IDLE_US);
+        self.flows.retain(|_, f| now_us.saturating_sub(f.last_us) <= IDLE_US);
         if self.flows.len() >= MAX_FLOWS {
-            let mut lasts: Vec<i64> = self.flows.values().map(|(_, t)| *t).collect();
+            let mut lasts: Vec<i64> = self.flows.values().map(|f| f.last_us).collect();
             let mid = lasts.len() / 2;
             let (_, &mut cutoff, _) = lasts.select_nth_unstable(mid);
-            self.flows.retain(|_, (_, last)| *last > cutoff);
+            self.flows.retain(|_, f| f.last_us > cutoff);
             self.counters.evicted += (before - self.flows.len()) as u64;
         }
     }
 
     /// Forgets flows idle as of `now_us` (the pipeline calls this each minute).
     pub fn sweep(&mut self, now_us: i64) {
-        self.flows.retain(|_, (_, last)| now_us.saturating_sub(*last) <= IDLE_US);
+        self.flows.retain(|_, f| now_us.saturating_sub(f.last_us) <= IDLE_US);
     }
+}
+
+fn flow_key((proto, src, sport, dst, dport): Key) -> FlowKey {
+    FlowKey::egress(proto, src, sport, dst, dport)
 }
 
 #[cfg(test)]
@@ -127,13 +244,61 @@ mod tests {
     #[test]
     fn bytes_after_close_count_for_the_flows_uid() {
         let mut a = Attribution::default();
-        assert_eq!(a.principal(&packet(0, Some(1001), 40000)), Principal::Uid(1001));
-        assert_eq!(a.principal(&packet(S, None, 40000)), Principal::Uid(1001));
+        assert_eq!(a.principal(&packet(0, Some(1001), 40000)).0, Principal::Uid(1001));
+        assert_eq!(a.principal(&packet(S, None, 40000)).0, Principal::Uid(1001));
         assert_eq!(a.counters.orphans, 1);
         // Another flow of the same host, never seen with a uid: the host.
-        assert!(matches!(a.principal(&packet(S, None, 40001)), Principal::Host(_)));
+        assert!(matches!(a.principal(&packet(S, None, 40001)).0, Principal::Host(_)));
         // Long after the flow went quiet: forgotten.
-        assert!(matches!(a.principal(&packet(S + IDLE_US + 2 * S, None, 40000)), Principal::Host(_)));
+        assert!(matches!(a.principal(&packet(S + IDLE_US + 2 * S, None, 40000)).0, Principal::Host(_)));
+    }
+
+    /// Answers as the live lookups give them: the first at once, the next through poll.
+    struct Fake(Vec<(FlowKey, Lookup)>);
+
+    impl Lookups for Fake {
+        fn ask_new(&mut self, key: FlowKey) -> Option<Lookup> {
+            self.0.iter().find(|(k, _)| *k == key).map(|(_, l)| l.clone()).filter(|_| key.local.port() == 40000)
+        }
+        fn ask(&mut self, key: FlowKey) -> Option<Lookup> {
+            self.ask_new(key)
+        }
+        fn poll(&mut self, f: &mut dyn FnMut(&FlowKey, &Lookup)) {
+            for (k, l) in self.0.drain(..) {
+                f(&k, &l);
+            }
+        }
+    }
+
+    fn sshd_session(login: Option<u32>) -> Lookup {
+        Lookup::Found(Arc::new(Owner {
+            pid: 4242,
+            start_time: 1,
+            uid: 0,
+            login_uid: login,
+            comm: "sshd".into(),
+            exe: "/usr/sbin/sshd".into(),
+            unit: Some("session-3.scope".into()),
+            cgroup: "/user.slice/user-1001.slice/session-3.scope".into(),
+        }))
+    }
+
+    #[test]
+    fn an_sshd_sessions_flow_is_the_login_users() {
+        let p = packet(0, Some(0), 40000);
+        let key = FlowKey::egress(p.proto, p.src, p.sport, p.dst, p.dport);
+        let mut a = Attribution::with_lookups(Box::new(Fake(vec![(key, sshd_session(Some(1001)))])));
+        let (who, owner) = a.principal(&p);
+        assert_eq!(who, Principal::Uid(1001), "the socket is root's, the session alice's");
+        assert_eq!(owner.unwrap().comm, "sshd");
+        assert_eq!((a.counters.owners_found, a.counters.owners_login), (1, 1));
+        // An answer arriving later (another flow): it applies from then on.
+        let q = packet(S, Some(0), 40001);
+        let later = FlowKey::egress(q.proto, q.src, q.sport, q.dst, q.dport);
+        let mut a = Attribution::with_lookups(Box::new(Fake(vec![(later, sshd_session(Some(1002)))])));
+        assert_eq!(a.principal(&q).0, Principal::Uid(0));
+        a.poll();
+        assert_eq!(a.principal(&q).0, Principal::Uid(1002));
     }
 
     #[test]

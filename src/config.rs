@@ -16,6 +16,7 @@ use crate::detect::scope::{AccountsConfig, System};
 use crate::detect::sensitive::SensitiveConfig;
 use crate::detect::volume::VolumeRule;
 use crate::source::nflog::NflogConfig;
+use crate::source::owner::OwnerConfig;
 use crate::units::de::duration;
 
 #[derive(Debug, Clone, Deserialize)]
@@ -34,6 +35,9 @@ pub struct Config {
     /// "Unusual for this principal": hours far above its usual ones.
     #[serde(default)]
     pub baseline: BaselineConfig,
+    /// The live monitor's lookups of who is behind each flow.
+    #[serde(default)]
+    pub owner: OwnerConfig,
     /// `exfilmon run` switches to this user after binding the NFLOG group.
     #[serde(default)]
     pub user: Option<String>,
@@ -73,6 +77,7 @@ impl Default for Config {
             volume: crate::detect::volume::default_rules(),
             accounts: AccountsConfig::default(),
             baseline: BaselineConfig::default(),
+            owner: OwnerConfig::default(),
             user: None,
             nflog: NflogConfig::default(),
             nft: NftConfig::default(),
@@ -311,6 +316,7 @@ mod tests {
         assert_eq!(c.icmp, IcmpConfig::default());
         assert_eq!(c.volume, crate::detect::volume::default_rules());
         assert_eq!(c.baseline, BaselineConfig::default());
+        assert_eq!(c.owner, OwnerConfig::default());
     }
 
     #[test]

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use serde_json::json;
 
 use crate::alert::Alert;
-use crate::attribute::Attribution;
+use crate::attribute::{Attribution, Lookups};
 use crate::config::Config;
 use crate::decode::{self, DecodeError, Direction, Frame};
 use crate::detect::audit_off::AuditOff;
@@ -252,7 +252,7 @@ impl<O: Output> Pipeline<O> {
         self.flows.drain(&mut self.pending);
         self.pass_on();
         let mut counters = self.retired.clone();
-        self.attribution.counters.each(&mut |k, v| *counters.entry(k).or_default() += v);
+        self.attribution.each(&mut |k, v| *counters.entry(k).or_default() += v);
         for (_, d) in &self.detectors {
             d.counters(&mut |k, v| *counters.entry(k).or_default() += v);
         }
@@ -286,6 +286,16 @@ impl<O: Output> Pipeline<O> {
         }
     }
 
+    /// Live: who is behind each new flow is asked of `lookups` (see [`crate::attribute`]).
+    pub fn set_lookups(&mut self, lookups: Box<dyn Lookups>) {
+        self.attribution = Attribution::with_lookups(lookups);
+    }
+
+    /// Live: takes the owner lookups' answers that arrived.
+    pub fn poll_owners(&mut self) {
+        self.attribution.poll();
+    }
+
     /// Live: time has moved on to `now_us` even without packets, so audit records waiting for
     /// their NFLOG packets are judged at the next [`flush`](Self::flush).
     pub fn advance(&mut self, now_us: i64) {
@@ -316,7 +326,7 @@ impl<O: Output> Pipeline<O> {
         if !p.direction.is_egress() {
             return self.not_egress(p);
         }
-        let principal = self.attribution.principal(p);
+        let (principal, owner) = self.attribution.principal(p);
         let dst = Dst::of(p);
         let bytes = u64::from(p.wire_len);
         self.stats.packets += 1;
@@ -336,7 +346,7 @@ impl<O: Output> Pipeline<O> {
         self.flows.add(&sent, &mut self.pending);
         self.stats.flows_early_flushes = self.flows.early_flushes;
 
-        let seen = Seen { packet: p, sent, flows: &self.flows };
+        let seen = Seen { packet: p, sent, owner: owner.as_deref(), flows: &self.flows };
         for (_, d) in &mut self.detectors {
             d.packet(&seen, &mut self.found);
         }
@@ -354,10 +364,10 @@ impl<O: Output> Pipeline<O> {
             Direction::Answer => decode::Packet { src: p.dst, dst: p.src, sport: p.dport, dport: p.sport, ..*p },
             _ => *p,
         };
-        let principal = self.attribution.principal(&query);
+        let (principal, owner) = self.attribution.principal(&query);
         let sent =
             Sent { principal, gid: p.gid, direction: p.direction, dst: Dst::of(&query), ts_us: p.ts_us, bytes: 0 };
-        let seen = Seen { packet: p, sent, flows: &self.flows };
+        let seen = Seen { packet: p, sent, owner: owner.as_deref(), flows: &self.flows };
         for (entry, d) in &mut self.detectors {
             if entry.not_egress {
                 d.packet(&seen, &mut self.found);

@@ -229,7 +229,7 @@ struct Recorder<O: pipeline::Output> {
 impl<O: pipeline::Output> FrameSink for Recorder<O> {
     fn frame(&mut self, frame: Frame<'_>) {
         if let Ok(p) = decode::decode(&frame) {
-            let who = self.who.principal(&p);
+            let (who, _) = self.who.principal(&p);
             match p.l4 {
                 L4::Udp { payload } if p.dport == 53 => {
                     let n = dns::parse(payload).map_or(payload.len(), |q| q.qname.len());

@@ -179,3 +179,43 @@ fn a_restart_or_reload_in_the_middle_of_a_transfer_still_alerts_once() {
         assert_eq!(alerts.len(), 1, "{how}: {alerts:#?}");
     }
 }
+
+/// From outside, `scp USER@server:file .` pulls 6 MiB at a WAN-like 10 Mbit/s: the socket is
+/// sshd's (uid 0), the session the user's. The alert names the user (login uid) and the
+/// program, not root. (What the session sends after the login but before the lookup sees the
+/// login uid, up to about a second here, still counts for the socket's uid: on veth without a
+/// rate limit that is the whole file.)
+#[test]
+fn a_pull_over_ssh_is_the_login_users_not_roots() {
+    let Some(mut lab) = Lab::new() else { return };
+    let cfg = config(&lab, "");
+    let db = lab.path("live.db");
+    let monitor = lab.start_monitor(&cfg, &db, "monitor.log");
+    lab.load_ruleset(&cfg);
+    let user = USERS[0];
+    let uid = Lab::uid(user);
+    std::fs::create_dir_all(lab.path(user)).unwrap();
+    let file = lab.secret(user, 6 << 20);
+    let (ssh, host) = lab.start_sshd_inside(user);
+    let from = format!("{host}:{}", file.display());
+    let to = lab.path("pulled.bin");
+    let mut args = vec!["ip", "netns", "exec", &lab.outside, "scp", "-q", "-l", "10000"];
+    args.extend(ssh.iter().map(String::as_str));
+    args.extend([from.as_str(), to.to_str().unwrap()]);
+    must(&args);
+    wait_for(Duration::from_secs(20), "a volume alert for the pulling user", || {
+        alerts_of(&db, "volume").iter().any(|a| a["uid"] == uid)
+    });
+    std::thread::sleep(Duration::from_secs(1));
+    let (status, log) = monitor.stop();
+    assert!(status.success(), "{log}");
+    let alerts = alerts_of(&db, "volume");
+    assert!(alerts.iter().all(|a| a["uid"] != 0), "blamed on root: {alerts:#?}");
+    let alert = alerts.iter().find(|a| a["uid"] == uid).unwrap();
+    assert!(alert["summary"].as_str().unwrap().contains("by sshd"), "{alert}");
+    assert_eq!(alert["details"]["process"]["login_uid"], uid, "{alert}");
+    // Most of the file is the user's; the session's first second or so after the login can
+    // still count for the socket's uid (see the note above).
+    let row = users_row(&db, uid).expect("the user is in report users");
+    assert!(row["served"].as_u64().unwrap() > 3 << 20, "{row}");
+}

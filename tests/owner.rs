@@ -15,11 +15,10 @@ mod common;
 
 use std::fs;
 use std::net::{IpAddr, SocketAddr};
-use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::lab::{must, wait_for, Lab, USERS};
+use common::lab::{wait_for, Lab, USERS};
 use exfilmon::source::owner::{FlowKey, Lookup, OwnerConfig, Owners, Why};
 
 const TCP: u8 = 6;
@@ -170,61 +169,14 @@ fn an_sshd_session_is_the_login_users_while_its_socket_is_roots() {
     let (inside, outside) = (lab.inside.clone(), lab.outside.clone());
     let me = inside_addr(&lab);
     let user = USERS[0];
-    // sshd in the monitored namespace with PAM as Debian ships it: pam_loginuid sets the
-    // session's login uid.
-    let pam = fs::read_to_string("/etc/pam.d/sshd").unwrap_or_default();
-    assert!(pam.lines().any(|l| l.trim_start().starts_with("session") && l.contains("pam_loginuid.so")), "{pam}");
-    fs::create_dir_all("/run/sshd").unwrap();
-    let dir = lab.path("ssh");
-    fs::create_dir_all(&dir).unwrap();
-    fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).unwrap();
-    let (host_key, client_key) = (dir.join("hostkey"), dir.join("id"));
-    for k in [&host_key, &client_key] {
-        must(&["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", k.to_str().unwrap()]);
-    }
-    fs::copy(dir.join("id.pub"), dir.join(user)).unwrap();
-    fs::set_permissions(dir.join(user), fs::Permissions::from_mode(0o644)).unwrap();
-    let config = dir.join("sshd_config");
-    fs::write(
-        &config,
-        format!(
-            "ListenAddress {me}\nHostKey {hk}\nPidFile {pid}\nAuthorizedKeysFile {keys}/%u\nStrictModes no\n\
-             UsePAM yes\nPubkeyAuthentication yes\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n\
-             PermitRootLogin no\nAllowUsers {user}\n",
-            hk = host_key.display(),
-            pid = dir.join("sshd.pid").display(),
-            keys = dir.display(),
-        ),
-    )
-    .unwrap();
-    let sshd = ["/usr/sbin/sshd", "/sbin/sshd"].into_iter().find(|p| Path::new(p).exists()).unwrap();
-    lab.spawn_in(&inside, &[sshd, "-D", "-e", "-f", config.to_str().unwrap()], "sshd.log");
-    wait_for(Duration::from_secs(10), "sshd to listen", || {
-        !lab.inside(&["ss", "-Hltn", "sport = :22"]).stdout.is_empty()
-    });
+    let (ssh, host) = lab.start_sshd_inside(user);
     // The client in the other namespace logs in and keeps the session open.
-    let host = format!("{user}@{me}");
-    lab.spawn_in(
-        &outside,
-        &[
-            "ssh",
-            "-o",
-            "BatchMode=yes",
-            "-o",
-            "StrictHostKeyChecking=no",
-            "-o",
-            "UserKnownHostsFile=/dev/null",
-            "-o",
-            "LogLevel=ERROR",
-            "-i",
-            client_key.to_str().unwrap(),
-            &host,
-            "echo ready; sleep 30",
-        ],
-        "ssh.log",
-    );
+    let mut args = vec!["ssh"];
+    args.extend(ssh.iter().map(String::as_str));
+    args.extend([host.as_str(), "echo ready; sleep 30"]);
+    lab.spawn_in(&outside, &args, "ssh.log");
     let ready = first_line(&lab.path("ssh.log"));
-    assert_eq!(ready, ["ready"], "sshd: {}", fs::read_to_string(lab.path("sshd.log")).unwrap_or_default());
+    assert_eq!(ready, ["ready"], "sshd: {}", fs::read_to_string(lab.path("sshd-in.log")).unwrap_or_default());
     let conns = String::from_utf8_lossy(&lab.inside(&["ss", "-Htn", "state", "established", "sport = :22"]).stdout)
         .into_owned();
     let remote: SocketAddr = conns.split_whitespace().nth(3).unwrap_or_else(|| panic!("{conns}")).parse().unwrap();

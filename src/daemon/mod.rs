@@ -31,6 +31,7 @@ use crate::session::{self, Session};
 use crate::source::audit::follow::Follower;
 use crate::source::audit::{AuditEvent, Reader};
 use crate::source::nflog::{NflogSource, Poll};
+use crate::source::owner::Owners;
 use crate::store::writer::{Write, Writer};
 use crate::store::Store;
 use crate::trail::sign::Signer;
@@ -78,6 +79,14 @@ pub fn run(opts: Options) -> Result<()> {
     };
     // The signing key is readable by root only: loaded before dropping privileges.
     let signer = session::signer(&config)?;
+    // Started while privileged: other users' /proc/PID/fd are readable by root only.
+    let owners = match config.owner.enabled.then(|| Owners::start(&config.owner)).transpose() {
+        Ok(o) => o,
+        Err(e) => {
+            tracing::warn!("owner lookups off: {e}; flows count for their socket's uid");
+            None
+        }
+    };
     let privileged = match &config.user {
         Some(name) => {
             privilege::become_user(name, &db)?;
@@ -87,6 +96,9 @@ pub fn run(opts: Options) -> Result<()> {
     };
     let opened = Session::open(&db).context("database not writable (fix its permissions or pass --db)")?;
     let mut session = opened.start(&config, Some("run"), signer)?;
+    if let Some(owners) = owners {
+        session.pipeline.set_lookups(Box::new(owners));
+    }
     resume(&mut session, &config, &db);
     let run_id = session.run_id().context("the run was not recorded")?;
     let started_us = wall_clock_us();
@@ -107,6 +119,7 @@ pub fn run(opts: Options) -> Result<()> {
     let mut next_beat = Instant::now() + HEARTBEAT;
     let mut failure = None;
     while !signals.term.load(Ordering::Relaxed) {
+        session.pipeline.poll_owners();
         match source.poll(&mut session.pipeline) {
             Ok(Poll::Overrun) => tracing::debug!("receive buffer overrun: the kernel dropped a batch"),
             Ok(Poll::Records(_) | Poll::Idle) => {}

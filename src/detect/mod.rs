@@ -25,6 +25,7 @@ use crate::flows::FlowTable;
 use crate::principal::Principal;
 use crate::rows::{DnsRow, EgressRow, Sent};
 use crate::source::audit::AuditEvent;
+use crate::source::owner::Owner;
 
 /// One decoded packet and what the pipeline already worked out about it.
 pub struct Seen<'a, 'p> {
@@ -32,6 +33,8 @@ pub struct Seen<'a, 'p> {
     /// Who sent how many bytes (from the IP length) where: the principal as
     /// [`crate::attribute`] worked it out.
     pub sent: Sent,
+    /// The process behind the flow, when the live lookups found it.
+    pub owner: Option<&'a Owner>,
     /// This minute's flows, the packet included: where a principal's bytes went.
     pub flows: &'a FlowTable,
 }

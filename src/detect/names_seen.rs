@@ -236,7 +236,7 @@ mod tests {
         let sent =
             Sent { principal: ALICE, gid: None, direction, dst: Dst::of(&p), ts_us: 0, bytes: u64::from(p.wire_len) };
         let flows = FlowTable::default();
-        n.packet(&Seen { packet: &p, sent, flows: &flows }, out);
+        n.packet(&Seen { packet: &p, sent, owner: None, flows: &flows }, out);
     }
 
     fn alert(dst: &str) -> Alert {

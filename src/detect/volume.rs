@@ -21,6 +21,7 @@ use super::{Detector, Findings, Past, Seen};
 use crate::alert::{Alert, AlertKind, Severity};
 use crate::principal::Principal;
 use crate::rows::Sent;
+use crate::source::owner::Owner;
 use crate::units::counters;
 use crate::units::de::{byte_size, duration};
 use crate::units::{human_bytes, human_duration};
@@ -192,13 +193,19 @@ fn alert(c: Crossing, seen: &Seen<'_, '_>) -> Alert {
         dst: Some(dst.to_string()),
         bytes: c.bytes,
         summary: format!(
-            "{} sent {} within {window} (threshold {}{}), most to {dst}",
+            "{} sent {} within {window} (threshold {}{}), most to {dst}{}",
             c.principal,
             human_bytes(c.bytes),
             human_bytes(c.threshold),
             c.rule.as_deref().map_or_else(String::new, |r| format!(", rule {}", crate::escape::printable(r))),
+            seen.owner.map_or_else(String::new, Owner::describe),
         ),
-        details: json!({ "window_secs": c.window.as_secs(), "threshold_bytes": c.threshold, "rule": c.rule }),
+        details: json!({
+            "window_secs": c.window.as_secs(),
+            "threshold_bytes": c.threshold,
+            "rule": c.rule,
+            "process": seen.owner.map(Owner::record),
+        }),
     }
 }
 

@@ -297,6 +297,50 @@ impl Lab {
         .collect()
     }
 
+    /// sshd in the monitored (inside) namespace with PAM as Debian ships it (pam_loginuid sets
+    /// a session's login uid), key auth for `user`; returns the client's `ssh` arguments and
+    /// `user@address` for a client in the outside namespace.
+    pub fn start_sshd_inside(&mut self, user: &str) -> (Vec<String>, String) {
+        let pam = fs::read_to_string("/etc/pam.d/sshd").unwrap_or_default();
+        assert!(pam.lines().any(|l| l.trim_start().starts_with("session") && l.contains("pam_loginuid.so")), "{pam}");
+        fs::create_dir_all("/run/sshd").unwrap();
+        let dir = self.path("ssh-in");
+        fs::create_dir_all(&dir).unwrap();
+        fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).unwrap();
+        let (host_key, client_key) = (dir.join("hostkey"), dir.join("id"));
+        for k in [&host_key, &client_key] {
+            must(&["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", k.to_str().unwrap()]);
+        }
+        fs::copy(dir.join("id.pub"), dir.join(user)).unwrap();
+        fs::set_permissions(dir.join(user), fs::Permissions::from_mode(0o644)).unwrap();
+        let me = format!("{}.2", self.peer.rsplit_once('.').unwrap().0);
+        let config = dir.join("sshd_config");
+        fs::write(
+            &config,
+            format!(
+                "ListenAddress {me}\nHostKey {hk}\nPidFile {pid}\nAuthorizedKeysFile {keys}/%u\nStrictModes no\n\
+                 UsePAM yes\nPubkeyAuthentication yes\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n\
+                 PermitRootLogin no\nAllowUsers {user}\nSubsystem sftp /usr/lib/openssh/sftp-server\n",
+                hk = host_key.display(),
+                pid = dir.join("sshd.pid").display(),
+                keys = dir.display(),
+            ),
+        )
+        .unwrap();
+        let sshd = ["/usr/sbin/sshd", "/sbin/sshd"].into_iter().find(|p| Path::new(p).exists()).unwrap();
+        let inside = self.inside.clone();
+        self.spawn_in(&inside, &[sshd, "-D", "-e", "-f", config.to_str().unwrap()], "sshd-in.log");
+        wait_for(Duration::from_secs(10), "sshd to listen inside", || {
+            !self.inside(&["ss", "-Hltn", "sport = :22"]).stdout.is_empty()
+        });
+        let ssh = ["-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null"]
+            .into_iter()
+            .chain(["-o", "LogLevel=ERROR", "-i", client_key.to_str().unwrap()])
+            .map(String::from)
+            .collect();
+        (ssh, format!("{user}@{me}"))
+    }
+
     /// A resolver in the outside namespace answering *.example.test.
     pub fn start_dns(&mut self) {
         let outside = self.outside.clone();

@@ -46,6 +46,7 @@ use serde::Deserialize;
 pub use stats::{Latency, OwnerStats, WorkerStats};
 use worker::{Done, Job, Worker};
 
+use crate::escape::printable;
 use crate::units::de::{duration, positive_usize};
 
 /// One flow as this host sees it: the socket's local end and the peer. For an outbound
@@ -90,6 +91,27 @@ impl Owner {
     /// Who the flow is charged to: the login user when set, else the socket's uid.
     pub fn principal_uid(&self) -> u32 {
         self.login_uid.unwrap_or(self.uid)
+    }
+
+    /// `, by sshd (pid 4242, socket uid 0, login uid 1001, session-3.scope)` for a summary line;
+    /// what the process chose (its name) is made terminal-safe.
+    pub fn describe(&self) -> String {
+        let login = self.login_uid.map_or_else(String::new, |l| format!(", login uid {l}"));
+        let unit = self.unit.as_deref().map_or_else(String::new, |u| format!(", {}", printable(u)));
+        format!(", by {} (pid {}, socket uid {}{login}{unit})", printable(&self.comm), self.pid, self.uid)
+    }
+
+    /// The process for a record's details (JSON).
+    pub fn record(&self) -> serde_json::Value {
+        serde_json::json!({
+            "pid": self.pid,
+            "comm": self.comm,
+            "exe": self.exe,
+            "uid": self.uid,
+            "login_uid": self.login_uid,
+            "unit": self.unit,
+            "cgroup": self.cgroup,
+        })
     }
 }
 
@@ -199,7 +221,7 @@ pub enum Lookup {
 
 impl Lookup {
     /// An answer that may still change and is rechecked sooner (see the module doc).
-    fn provisional(&self) -> bool {
+    pub fn provisional(&self) -> bool {
         match self {
             Lookup::Found(o) => o.login_uid.is_none(),
             Lookup::Unknown(why) => why.may_change(),
@@ -211,6 +233,10 @@ impl Lookup {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct OwnerConfig {
+    /// Look owners up in `exfilmon run` (needs root, or CAP_SYS_PTRACE and
+    /// CAP_DAC_READ_SEARCH to read other users' /proc/PID/fd; without them lookups are
+    /// counted as `owner_unknown_denied`).
+    pub enabled: bool,
     /// Lookups waiting for the worker; beyond it asks are answered `Unknown(QueueFull)`.
     #[serde(deserialize_with = "positive_usize")]
     pub queue: usize,
@@ -231,6 +257,7 @@ pub struct OwnerConfig {
 impl Default for OwnerConfig {
     fn default() -> Self {
         OwnerConfig {
+            enabled: true,
             queue: 8192,
             cache: 65_536,
             ttl: Duration::from_secs(300),
