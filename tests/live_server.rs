@@ -180,7 +180,7 @@ fn a_restart_or_reload_in_the_middle_of_a_transfer_still_alerts_once() {
     }
 }
 
-/// From outside, `scp USER@server:file .` pulls 6 MiB at a WAN-like 10 Mbit/s: the socket is
+/// From outside, `scp USER@server:file .` pulls 6 MiB at a WAN-like 4 Mbit/s: the socket is
 /// sshd's (uid 0), the session the user's. The alert names the user (login uid) and the
 /// program, not root. (What the session sends after the login but before the lookup sees the
 /// login uid, up to about a second here, still counts for the socket's uid: on veth without a
@@ -199,11 +199,11 @@ fn a_pull_over_ssh_is_the_login_users_not_roots() {
     let (ssh, host) = lab.start_sshd_inside(user);
     let from = format!("{host}:{}", file.display());
     let to = lab.path("pulled.bin");
-    let mut args = vec!["ip", "netns", "exec", &lab.outside, "scp", "-q", "-l", "10000"];
+    let mut args = vec!["ip", "netns", "exec", &lab.outside, "scp", "-q", "-l", "4000"];
     args.extend(ssh.iter().map(String::as_str));
     args.extend([from.as_str(), to.to_str().unwrap()]);
     must(&args);
-    wait_for(Duration::from_secs(20), "a volume alert for the pulling user", || {
+    wait_for(Duration::from_secs(40), "a volume alert for the pulling user", || {
         alerts_of(&db, "volume").iter().any(|a| a["uid"] == uid)
     });
     std::thread::sleep(Duration::from_secs(1));
