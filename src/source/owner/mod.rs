@@ -8,11 +8,19 @@
 //! session is the login user ([`Owner::principal_uid`]): sshd's session process carries it in
 //! `/proc/PID/loginuid` (pam_loginuid sets it), so session traffic is the user's.
 //!
+//! Use: [`Owners::start`] where the flows are; [`Owners::ask_new`] on a connection's first
+//! packet (a 4-tuple is reused by later connections), [`Owners::ask`] on later ones (cached);
+//! [`Owners::poll`] now and then to collect answers; [`Owners::stats`] for the counters. A
+//! server's first packet (the SYN-ACK) comes before any process has accepted the connection,
+//! so that lookup waits for the accept (retries up to about 1.5 s); and sshd sets the login
+//! uid only once the user has authenticated, so the first answer for an ssh session may name
+//! sshd without one: ask again later (`ask` refreshes it after `recheck`).
+//!
 //! Guarantees and limits:
-//! - [`Owners::ask`] never blocks: a bounded queue (`try_send`); a full queue is counted and
-//!   answered `Unknown(QueueFull)`. One worker thread does the lookups; answers come back
-//!   through [`Owners::poll`] over a bounded channel, so a caller that stops polling fills
-//!   the queue instead of memory.
+//! - [`Owners::ask`] and [`Owners::ask_new`] never block: a bounded queue (`try_send`); a full
+//!   queue is counted and answered `Unknown(QueueFull)`. One worker thread does the lookups;
+//!   answers come back through [`Owners::poll`] over a bounded channel, so a caller that stops
+//!   polling fills the queue instead of memory.
 //! - Repeated asks are answered from a bounded cache of `cache` flows (two generations: at
 //!   most `cache` entries, the least recently used generation goes first). An answer is kept
 //!   `ttl`; one that may still change (a process without a login uid yet — sshd before the
@@ -26,7 +34,12 @@
 //!   inodes), the process cache and the retry list are all capped.
 //! - The netlink socket is opened by [`Owners::start`] in the calling thread's network
 //!   namespace: start it where the flows are.
-//! - Only TCP and UDP (IPv4, IPv6 and v4-mapped) sockets can be looked up.
+//! - Only TCP and UDP (IPv4, IPv6 and v4-mapped) sockets can be looked up; the lookup names
+//!   no interface, so a socket bound to a device (IPv6 link-local) is not found.
+//! - Where several processes hold the socket (a forked server, sshd's monitor and session
+//!   processes), the one the /proc scan saw last is named, usually the youngest.
+//! - Cost: mostly rescanning the descriptor tables of processes that opened recent flows
+//!   (2.5–5 µs per open descriptor here); BENCHMARKS.md, "Owner lookups".
 
 pub mod procfs;
 pub mod sock_diag;
