@@ -1,6 +1,6 @@
 //! Reads of sensitive files (see `schema.sql`, table `file_reads`).
 
-use rusqlite::params;
+use rusqlite::{params, TransactionBehavior};
 
 use super::{sql_err, Store, StoreError};
 use crate::escape::printable_bytes;
@@ -14,7 +14,7 @@ impl Store {
         }
         let path = self.path.clone();
         let err = |e| sql_err(&path, e);
-        let tx = self.conn.transaction().map_err(err)?;
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(err)?;
         {
             let mut insert = tx
                 .prepare_cached(

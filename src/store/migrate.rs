@@ -72,7 +72,7 @@ fn marked(conn: &Connection) -> rusqlite::Result<bool> {
 
 /// Applies every migration above the database's version, all in one exclusive transaction:
 /// of several processes opening the same new database at once, one creates the schema while
-/// the others wait on the lock (busy_timeout), then find the work done. The version is read
+/// the others wait on the lock (the store's busy handler), then find the work done. The version is read
 /// (and the file judged) again under the lock, since another process may have moved it on.
 pub fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
     let err = |e| sql_err(path, e);

@@ -2,6 +2,8 @@
 //!
 //! The database is opened in WAL mode with `synchronous=NORMAL`: a crash loses at most the
 //! last transactions, never the file's integrity. Every write batch is one transaction.
+//! Processes sharing the file take turns: a writer waits for another's lock as long as it
+//! takes (see [`lock_waiter`]) instead of failing part-way.
 
 mod files;
 mod health;
@@ -13,6 +15,7 @@ use std::fmt::Write as _;
 use std::fs::{DirBuilder, OpenOptions};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, TransactionBehavior};
 use rustc_hash::FxHashMap;
@@ -74,8 +77,8 @@ impl Store {
             .open(path)
             .map_err(|source| StoreError::Open { path: path.to_owned(), source })?;
         let mut conn = Connection::open(path).map_err(|e| sql_err(path, e))?;
-        // Wait for a process creating or migrating the same file, from the first read on.
-        conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(|e| sql_err(path, e))?;
+        // Wait for a process creating, migrating or writing the same file, from the first read on.
+        conn.busy_handler(Some(lock_waiter(path.to_owned()))).map_err(|e| sql_err(path, e))?;
         // Judged before anything is written: WAL mode alone would change another program's file.
         // A current database skips migrate's write lock, which a running monitor may hold.
         if migrate::check(&conn, path)? < SCHEMA_VERSION {
@@ -91,9 +94,10 @@ impl Store {
         if !path.exists() {
             return Err(StoreError::Missing { path: path.to_owned() });
         }
-        let conn =
+        let mut conn =
             Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)
                 .map_err(|e| sql_err(path, e))?;
+        conn.busy_handler(Some(lock_waiter(path.to_owned()))).map_err(|e| sql_err(path, e))?;
         let store = Store { conn, path: path.to_owned(), principal_ids: FxHashMap::default() };
         if migrate::check(&store.conn, path)? < SCHEMA_VERSION {
             // An older database: migrate through a writable connection first.
@@ -114,7 +118,7 @@ impl Store {
 
     fn configure(&self) -> Result<(), StoreError> {
         self.conn
-            .execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;")
+            .execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;")
             .map_err(|e| self.err(e))
     }
 
@@ -209,7 +213,7 @@ impl Store {
         }
         let path = self.path.clone();
         let err = |e| sql_err(&path, e);
-        let tx = self.conn.transaction().map_err(err)?;
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(err)?;
         {
             // A cache: when a flood of source addresses fills it, start over from the table.
             if self.principal_ids.len() > MAX_CACHED_PRINCIPALS {
@@ -348,6 +352,41 @@ impl PrincipalIds<'_, '_> {
         )?;
         self.cache.insert(p, (id, gid));
         Ok(id)
+    }
+}
+
+/// Waiting this long for another process's lock is worth a message; so is every further
+/// [`LOCK_REMINDER`].
+const LOCK_NOTE: Duration = Duration::from_secs(5);
+const LOCK_REMINDER: Duration = Duration::from_secs(30);
+
+/// The busy handler of every connection: another process (a replay, the daemon, a migration)
+/// holds the lock this one needs, so wait for it as long as it takes, saying so after
+/// [`LOCK_NOTE`]. A timeout would make a writer fail part-way under load ("database is
+/// locked"); every write is one short transaction, so a turn always comes. What waits is the
+/// writer thread (or a report), never the packet thread: the daemon's packet thread only
+/// waits when the writer's queue is full, and counts it.
+fn lock_waiter(path: PathBuf) -> impl FnMut(i32) -> bool + Send + 'static {
+    let mut since = Instant::now();
+    let mut note = LOCK_NOTE;
+    move |attempt| {
+        if attempt == 0 {
+            since = Instant::now();
+            note = LOCK_NOTE;
+        }
+        let waited = since.elapsed();
+        if waited >= note {
+            tracing::warn!(
+                "waiting for database {}: another process has held its lock for {} s; exfilmon waits its turn \
+                 (a long-running transaction elsewhere, e.g. an open sqlite3 shell, holds it)",
+                path.display(),
+                waited.as_secs()
+            );
+            note += LOCK_REMINDER;
+        }
+        // 1, 2, 4 ... 32 ms: quick while a batch commits, gentle after.
+        std::thread::sleep(Duration::from_millis(1 << attempt.clamp(0, 5)));
+        true
     }
 }
 

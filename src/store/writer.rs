@@ -288,6 +288,39 @@ fn drain(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::principal::{Dst, Principal};
+
+    /// Issue 13, item 2: another process holding the write lock longer than SQLite's default
+    /// busy timeout (5 s: a replay's big batch, an open sqlite3 shell) stopped the daemon's
+    /// writer with "database is locked"; the writer waits its turn and loses nothing.
+    #[test]
+    fn writer_waits_for_a_lock_held_past_the_busy_timeout() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("w.db");
+        let store = Store::open(&db).unwrap();
+        let run = store.begin_run("run").unwrap();
+        let other = rusqlite::Connection::open(&db).unwrap();
+        other.execute_batch("BEGIN IMMEDIATE; INSERT INTO exfilmon_meta VALUES ('held', 'by a test')").unwrap();
+        let mut writer = Writer::spawn(store, Some(run));
+        let row = EgressRow {
+            principal: Principal::Uid(1000),
+            gid: None,
+            dst: Dst { addr: [192, 0, 2, 1].into(), port: 443, proto: 6 },
+            minute_us: 60_000_000,
+            packets: 3,
+            bytes: 300,
+            first_us: 60_000_000,
+            last_us: 60_000_001,
+        };
+        writer.send(Write::Rows(vec![row]));
+        std::thread::sleep(std::time::Duration::from_secs(6));
+        assert!(!writer.failed(), "the writer gave up while another process held the lock");
+        other.execute_batch("ROLLBACK").unwrap();
+        writer.sync();
+        let store = writer.finish().unwrap();
+        let packets: i64 = store.conn().query_row("SELECT sum(packets) FROM egress", [], |r| r.get(0)).unwrap();
+        assert_eq!(packets, 3);
+    }
 
     #[test]
     fn row_budget_waits_for_the_writer_and_never_after_it_ended() {
