@@ -1,4 +1,4 @@
--- exfilmon database schema, version 2: the whole current schema, for reading.
+-- exfilmon database schema, version 3: the whole current schema, for reading.
 -- Not applied by anything: databases are built and upgraded by the files in migrations/, and
 -- tests/migrations.rs checks that this file builds exactly the same schema. To change the
 -- schema, add a migration (migrations/README.md) and bring this file up to date with it.
@@ -14,8 +14,10 @@ CREATE TABLE principals (
 );
 CREATE UNIQUE INDEX principals_key ON principals (ifnull(uid, -1), ifnull(host, ''));
 
--- Outbound traffic aggregated per principal, destination and minute: the table grows with
--- flows and minutes, not with packets. bytes are from IP length fields.
+-- Outbound traffic aggregated per principal, destination and minute, per run: the table grows
+-- with flows and minutes, not with packets. bytes are from IP length fields. A run's rows
+-- count once it finished (replays) or as they are written (the live monitor); reports add up
+-- the rows of a key over runs.
 CREATE TABLE egress (
     principal_id INTEGER NOT NULL REFERENCES principals (id),
     minute       INTEGER NOT NULL,  -- start of the minute
@@ -26,8 +28,9 @@ CREATE TABLE egress (
     bytes        INTEGER NOT NULL,
     first_seen   INTEGER NOT NULL,
     last_seen    INTEGER NOT NULL,
+    run_id       INTEGER NOT NULL,  -- the run that wrote it (0: before schema 3)
     -- Minute first: rows arrive minute by minute, so inserts append, and reports select minutes.
-    PRIMARY KEY (minute, principal_id, proto, dst, dport)
+    PRIMARY KEY (minute, principal_id, proto, dst, dport, run_id)
 ) WITHOUT ROWID;
 
 -- One row per alert. details holds the detector's evidence as JSON.
@@ -74,7 +77,12 @@ CREATE TABLE checkpoints (
     signature  TEXT    NOT NULL   -- hex
 );
 
--- Each invocation that wrote data: what it read and what it could not use.
+-- Each invocation that wrote data: what it read and what it could not use, and whether it
+-- finished. A replay counts as a unit: its rows and alerts count only once it is 'finished';
+-- one whose process died ('running', but nobody holds the run's lock: src/store/runs.rs) is
+-- rolled back by the next exfilmon that opens the database to write: its rows are deleted,
+-- its alerts never left alerts_pending, and the state becomes 'abandoned'. A live monitor
+-- that ended without a clean exit keeps what it committed and becomes 'interrupted'.
 CREATE TABLE runs (
     id          INTEGER PRIMARY KEY,
     mode        TEXT    NOT NULL,  -- replay | run
@@ -86,7 +94,29 @@ CREATE TABLE runs (
     malformed   INTEGER NOT NULL DEFAULT 0,
     ignored     INTEGER NOT NULL DEFAULT 0,
     alerts      INTEGER NOT NULL DEFAULT 0,
-    counters    TEXT    NOT NULL DEFAULT '{}'  -- every skipped frame by reason, as JSON
+    counters    TEXT    NOT NULL DEFAULT '{}',  -- every skipped frame by reason, as JSON
+    state       TEXT    NOT NULL DEFAULT 'finished',  -- running | finished | abandoned | interrupted
+    pid         INTEGER,  -- the process writing it
+    first_minute INTEGER, -- the minutes its egress and dns rows lie in
+    last_minute INTEGER
+);
+
+-- Replays that have not committed: reports leave out their rows.
+CREATE VIEW uncounted_runs AS SELECT id FROM runs WHERE mode = 'replay' AND state <> 'finished';
+
+-- Alerts of a replay that has not committed: they join the trail (alerts) in the transaction
+-- that commits the replay, so a replay that dies leaves no alert to take out of the trail.
+CREATE TABLE alerts_pending (
+    id           INTEGER PRIMARY KEY,
+    run_id       INTEGER NOT NULL REFERENCES runs (id),
+    ts           INTEGER NOT NULL,
+    kind         TEXT    NOT NULL,
+    severity     TEXT    NOT NULL,
+    principal_id INTEGER REFERENCES principals (id),
+    dst          TEXT,
+    bytes        INTEGER NOT NULL,
+    summary      TEXT    NOT NULL,
+    details      TEXT    NOT NULL
 );
 
 -- DNS queries per principal, registered domain (public suffix list) and minute. unique_names
@@ -103,7 +133,8 @@ CREATE TABLE dns (
     name_bytes   INTEGER NOT NULL,
     suspicious   INTEGER NOT NULL,  -- unique names that looked encoded, over-long or odd-typed
     flags        INTEGER NOT NULL,
-    PRIMARY KEY (minute, principal_id, domain)
+    run_id       INTEGER NOT NULL,  -- as in egress
+    PRIMARY KEY (minute, principal_id, domain, run_id)
 ) WITHOUT ROWID;
 
 -- A bounded sample of suspicious names (at most 3 per dns row, 30 per pair state), escaped.
@@ -112,7 +143,8 @@ CREATE TABLE dns_samples (
     domain       TEXT    NOT NULL,
     name         TEXT    NOT NULL,
     minute       INTEGER NOT NULL,  -- first seen
-    PRIMARY KEY (principal_id, domain, name)
+    run_id       INTEGER NOT NULL,
+    PRIMARY KEY (principal_id, domain, name, run_id)
 ) WITHOUT ROWID;
 
 -- Capture files already replayed, by content hash, so a second replay does not count twice.
@@ -148,8 +180,9 @@ CREATE TABLE health (
 -- Reads of sensitive files ([sensitive] paths), from the kernel audit trail: who read what,
 -- when, with which program. path, user, exe, comm and proctitle are escaped for terminals
 -- (\xNN). fsuid is the uid egress is matched on (NFLOG's); auid the login uid (NULL: unset).
--- size: the file's size when the record was read, else the configured one. Replaying the same
--- log again is harmless: (ts, serial, path) is the record's identity.
+-- size: the file's size when the record was read, else the configured one. (ts, serial, path)
+-- is the record's identity: a log replayed again stores it again under the new run, and
+-- reports show each identity once.
 CREATE TABLE file_reads (
     ts        INTEGER NOT NULL,  -- audit record time
     serial    INTEGER NOT NULL,  -- audit event serial
@@ -163,7 +196,8 @@ CREATE TABLE file_reads (
     comm      TEXT,
     proctitle TEXT,
     size      INTEGER,
-    PRIMARY KEY (ts, serial, path)
+    run_id    INTEGER NOT NULL,  -- as in egress
+    PRIMARY KEY (ts, serial, path, run_id)
 ) WITHOUT ROWID;
 
 -- Marks the file as exfilmon's: exfilmon refuses an SQLite file without this row (or, made
@@ -174,4 +208,4 @@ CREATE TABLE exfilmon_meta (
 );
 INSERT INTO exfilmon_meta (key, value) VALUES ('schema', 'exfilmon');
 
-PRAGMA user_version = 2;
+PRAGMA user_version = 3;

@@ -26,6 +26,11 @@ impl Severity {
             Severity::High => "high",
         }
     }
+
+    /// The severity [`as_str`](Self::as_str) names.
+    pub fn from_name(name: &str) -> Option<Severity> {
+        [Severity::Low, Severity::Medium, Severity::High].into_iter().find(|s| s.as_str() == name)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -48,6 +53,21 @@ pub enum AlertKind {
 }
 
 impl AlertKind {
+    pub const ALL: [AlertKind; 7] = [
+        AlertKind::Volume,
+        AlertKind::DnsTunnel,
+        AlertKind::IcmpTunnel,
+        AlertKind::MonitorLoss,
+        AlertKind::SensitiveEgress,
+        AlertKind::AuditMismatch,
+        AlertKind::AuditOff,
+    ];
+
+    /// The kind [`as_str`](Self::as_str) names.
+    pub fn from_name(name: &str) -> Option<AlertKind> {
+        AlertKind::ALL.into_iter().find(|k| k.as_str() == name)
+    }
+
     /// The stable name used in JSON (`kind`), CSV and the database.
     pub fn as_str(self) -> &'static str {
         match self {

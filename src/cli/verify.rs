@@ -80,6 +80,14 @@ pub fn run(args: &VerifyArgs) -> Result<()> {
             println!("{} rows after the newest stored checkpoint are covered by their links only", out.rows - newest);
         }
     }
+    // Runs that did not finish are not tampering, but a reader of the trail should know.
+    let (unfinished, abandoned) = store.unfinished_runs()?;
+    for u in &unfinished {
+        println!("unfinished: {}", u.describe());
+    }
+    if abandoned > 0 {
+        println!("{abandoned} replay(s) rolled back (their run_rolled_back events say why)");
+    }
     if out.intact() {
         return Ok(());
     }

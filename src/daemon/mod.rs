@@ -30,6 +30,7 @@ use crate::source::audit::follow::Follower;
 use crate::source::audit::{AuditEvent, Reader};
 use crate::source::nflog::{NflogSource, Poll};
 use crate::store::writer::{Write, Writer};
+use crate::store::RunMode;
 use crate::trail::sign::Signer;
 use crate::trail::{Event, EventKind};
 use crate::units::wall_clock_us;
@@ -83,7 +84,7 @@ pub fn run(opts: Options) -> Result<()> {
         None => true,
     };
     let opened = Session::open(&db).context("database not writable (fix its permissions or pass --db)")?;
-    let mut session = opened.start(&config, Some("run"), signer)?;
+    let mut session = opened.start(&config, Some(RunMode::Live), signer)?;
     let run_id = session.run_id().context("the run was not recorded")?;
     let started_us = wall_clock_us();
     eprintln!(
@@ -146,7 +147,7 @@ pub fn run(opts: Options) -> Result<()> {
         json!({ "packets": s.records, "lost": s.lost, "alerts": alerts }),
     ))));
     heartbeat(&mut session.pipeline, &source, &mut alarm, run_id, started_us, Some(stopped), watch.sink_stats());
-    let stats = session.finish(&[])?;
+    let stats = session.finish(&[], false)?.stats;
     let s = &source.stats;
     eprintln!(
         "exfilmon: stopped after {}: {} packets received, {} lost in {} overruns, {} alerts",

@@ -24,6 +24,7 @@ pub fn dns(store: &Store, f: &Filter, names: &mut UserNames, top: usize) -> Resu
                     min(d.minute) AS first, max(d.minute) AS last
              FROM dns d JOIN principals p ON p.id = d.principal_id
              WHERE d.minute >= ?1 / 60000000 * 60000000 AND d.minute < ?2 AND (?3 IS NULL OR p.uid = ?3)
+               AND d.run_id NOT IN uncounted_runs
              GROUP BY d.principal_id, d.domain),
          ranked AS (
              SELECT agg.*, row_number() OVER (PARTITION BY principal_id ORDER BY u DESC, b DESC, q DESC) AS rn,
@@ -32,6 +33,7 @@ pub fn dns(store: &Store, f: &Filter, names: &mut UserNames, top: usize) -> Resu
          SELECT p.uid, p.host, r.domain, r.q, r.u, r.b, r.s,
                 CASE WHEN r.alerted > 0 THEN 'ALERT' WHEN r.s >= ?5 THEN 'suspicious' ELSE '' END,
                 (SELECT x.name FROM dns_samples x WHERE x.principal_id = r.principal_id AND x.domain = r.domain
+                   AND x.run_id NOT IN uncounted_runs
                  ORDER BY x.minute, x.name LIMIT 1),
                 r.first, r.last
          FROM ranked r JOIN principals p ON p.id = r.principal_id

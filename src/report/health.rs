@@ -15,7 +15,9 @@ use crate::units::{human_bytes, human_duration};
 const STALE_US: i64 = 10_000_000;
 
 /// One row per `exfilmon run`, newest first: uptime, packets received and lost, last packet,
-/// queue depth. A run that stopped without a clean exit shows its last heartbeat.
+/// queue depth. A run that stopped without a clean exit shows its last heartbeat. Replays
+/// that have not committed are listed too: running, or left by a process that died (not
+/// counted; rolled back by the next exfilmon that writes to the database).
 pub fn health(store: &Store, f: &Filter) -> Result<Table, StoreError> {
     let now = wall_clock_us();
     let db_bytes = database_size(store.path());
@@ -23,7 +25,7 @@ pub fn health(store: &Store, f: &Filter) -> Result<Table, StoreError> {
         .conn()
         .query_row("SELECT max(run_id) FROM health", [], |r| r.get(0))
         .map_err(|e| StoreError::Sql { path: store.path().to_owned(), source: e })?;
-    let rows = rows(
+    let mut rows = rows(
         store,
         "SELECT h.run_id, h.pid, h.nflog_group, h.rcvbuf, h.started_at, h.updated_at, h.stopped_at, h.received,
                 h.lost, h.overruns, h.last_packet, h.queue_depth, h.queue_waits,
@@ -70,6 +72,26 @@ pub fn health(store: &Store, f: &Filter) -> Result<Table, StoreError> {
             ])
         },
     )?;
+    let (unfinished, _) = store.unfinished_runs()?;
+    for u in unfinished.iter().filter(|u| u.mode == "replay" && u.state == "running") {
+        let state = if u.alive { "replaying (not counted until it commits)" } else { "replay died (not counted)" };
+        let uptime = Duration::from_micros((now - u.started_at).max(0) as u64);
+        let (uptime_text, uptime_secs) = if u.alive {
+            (Cell::Text(human_duration(uptime)), Cell::Int(uptime.as_secs() as i64))
+        } else {
+            (Cell::Null, Cell::Null)
+        };
+        let mut row = vec![Cell::Null; 18];
+        row[0] = Cell::Int(u.id);
+        row[1] = Cell::Text(state.into());
+        row[2] = Cell::opt_int(u.pid);
+        row[4] = Cell::Time(u.started_at);
+        row[5] = uptime_text;
+        row[6] = uptime_secs;
+        row[16] = Cell::Bytes(db_bytes);
+        rows.push(row);
+    }
+    rows.sort_by_key(|r| std::cmp::Reverse(if let Cell::Int(id) = r[0] { id } else { 0 }));
     Ok(Table {
         title: format!("Monitor health (database {})", human_bytes(db_bytes.max(0) as u64)),
         columns: vec![

@@ -1,7 +1,8 @@
 //! `exfilmon report`: what left the box, per user, destination and alert.
 //!
 //! Each report is a query that returns a [`Table`]; rendering is shared. Tables show user
-//! names for uids, as `aureport -i` does.
+//! names for uids, as `aureport -i` does. Rows of replays that have not committed (the
+//! `uncounted_runs` view, see `store::runs`) are left out: a replay counts whole or not at all.
 
 pub mod dns;
 pub mod events;
@@ -113,6 +114,7 @@ pub fn users(store: &Store, f: &Filter, names: &mut UserNames) -> Result<Table, 
                 (SELECT count(*) FROM alerts a WHERE a.principal_id = p.id AND a.ts >= ?1 AND a.ts < ?2)
          FROM egress e JOIN principals p ON p.id = e.principal_id
          WHERE e.minute >= ?1 / 60000000 * 60000000 AND e.minute < ?2 AND (?3 IS NULL OR p.uid = ?3)
+           AND e.run_id NOT IN uncounted_runs
          GROUP BY p.id ORDER BY sum(e.bytes) DESC",
         params![f.since(), f.until(), f.uid()],
         |r| {
@@ -156,6 +158,7 @@ pub fn destinations(store: &Store, f: &Filter) -> Result<Table, StoreError> {
                 min(e.first_seen), max(e.last_seen)
          FROM egress e JOIN principals p ON p.id = e.principal_id
          WHERE e.minute >= ?1 / 60000000 * 60000000 AND e.minute < ?2 AND (?3 IS NULL OR p.uid = ?3)
+           AND e.run_id NOT IN uncounted_runs
          GROUP BY e.dst, e.dport, e.proto ORDER BY sum(e.bytes) DESC",
         params![f.since(), f.until(), f.uid()],
         |r| {
@@ -203,7 +206,8 @@ pub fn summary(store: &Store, f: &Filter, names: &mut UserNames) -> Result<Summa
         .query_row(
             "SELECT min(e.first_seen), max(e.last_seen), sum(e.packets), sum(e.bytes), count(DISTINCT e.principal_id)
              FROM egress e JOIN principals p ON p.id = e.principal_id
-             WHERE e.minute >= ?1 / 60000000 * 60000000 AND e.minute < ?2 AND (?3 IS NULL OR p.uid = ?3)",
+             WHERE e.minute >= ?1 / 60000000 * 60000000 AND e.minute < ?2 AND (?3 IS NULL OR p.uid = ?3)
+           AND e.run_id NOT IN uncounted_runs",
             bounds,
             |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
         )
@@ -218,7 +222,7 @@ pub fn summary(store: &Store, f: &Filter, names: &mut UserNames) -> Result<Summa
     let alerts: i64 = by_kind.iter().map(|r| if let Cell::Int(n) = r[1] { n } else { 0 }).sum();
     let (runs, malformed, ignored): (i64, Option<i64>, Option<i64>) = store
         .conn()
-        .query_row("SELECT count(*), sum(malformed), sum(ignored) FROM runs", [], |r| {
+        .query_row("SELECT count(*), sum(malformed), sum(ignored) FROM runs WHERE id NOT IN uncounted_runs", [], |r| {
             Ok((r.get(0)?, r.get(1)?, r.get(2)?))
         })
         .map_err(|e| sql(store, e))?;

@@ -11,8 +11,11 @@ use rusqlite::{Connection, ErrorCode, TransactionBehavior};
 use super::{sql_err, StoreError};
 
 /// Entry N brings a database to version N + 1. Released entries are never edited.
-const MIGRATIONS: &[&str] =
-    &[include_str!("../../migrations/0001_initial.sql"), include_str!("../../migrations/0002_marker.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("../../migrations/0001_initial.sql"),
+    include_str!("../../migrations/0002_marker.sql"),
+    include_str!("../../migrations/0003_runs_as_units.sql"),
+];
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 
 /// Tables every version-1 database has had: version 1 was edited in place for a while, so

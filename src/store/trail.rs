@@ -39,6 +39,39 @@ pub(super) struct AlertRow<'a> {
     pub run_id: Option<i64>,
 }
 
+/// An alert row read back (from `alerts_pending`), to insert into the trail.
+pub(super) struct OwnedAlertRow {
+    pub ts_us: i64,
+    pub kind: String,
+    pub severity: String,
+    pub principal_id: Option<i64>,
+    pub uid: Option<u32>,
+    pub host: Option<String>,
+    pub dst: Option<String>,
+    pub bytes: i64,
+    pub summary: String,
+    pub details: String,
+    pub run_id: Option<i64>,
+}
+
+impl OwnedAlertRow {
+    pub fn view(&self) -> AlertRow<'_> {
+        AlertRow {
+            ts_us: self.ts_us,
+            kind: &self.kind,
+            severity: &self.severity,
+            principal_id: self.principal_id,
+            uid: self.uid,
+            host: self.host.clone(),
+            dst: self.dst.as_deref(),
+            bytes: self.bytes,
+            summary: &self.summary,
+            details: self.details.clone(),
+            run_id: self.run_id,
+        }
+    }
+}
+
 fn int(v: Option<i64>) -> ValueRef<'static> {
     v.map_or(ValueRef::Null, ValueRef::Integer)
 }
@@ -92,7 +125,13 @@ pub(super) fn insert_alert(tx: &Transaction<'_>, head: &mut Link, a: &AlertRow<'
     Ok(())
 }
 
-fn insert_event(tx: &Transaction<'_>, head: &mut Link, e: &Event, run_id: Option<i64>) -> rusqlite::Result<()> {
+/// Inserts an event as the link after `head`, and advances `head`.
+pub(super) fn insert_event(
+    tx: &Transaction<'_>,
+    head: &mut Link,
+    e: &Event,
+    run_id: Option<i64>,
+) -> rusqlite::Result<()> {
     let seq = head.seq + 1;
     let details = e.details.to_string();
     let hash = link_hash(

@@ -18,7 +18,7 @@ use crate::principal::UserNames;
 use crate::rows::DnsRow;
 use crate::rows::EgressRow;
 use crate::sink::{self, Dispatcher};
-use crate::store::{Store, StoreError};
+use crate::store::{Batch, Run, Store, StoreError};
 use crate::trail::sign::Signer;
 use crate::trail::Event;
 
@@ -51,7 +51,7 @@ pub enum Write {
 #[derive(Default)]
 pub struct Delivery {
     pub sinks: Option<Arc<Dispatcher>>,
-    /// Signs a checkpoint on [`Write::Checkpoint`] and when the writer finishes.
+    /// Signs a checkpoint on [`Write::Checkpoint`].
     pub signer: Option<Arc<Signer>>,
 }
 
@@ -124,12 +124,14 @@ impl Write {
 }
 
 impl Writer {
-    pub fn spawn(store: Store, run_id: Option<i64>) -> Writer {
-        Writer::spawn_delivering(store, run_id, Delivery::default())
+    /// Starts the thread writing `run`'s rows (none: rows of no run).
+    pub fn spawn(store: Store, run: Option<Run>) -> Writer {
+        Writer::spawn_delivering(store, run, Delivery::default())
     }
 
-    /// [`Writer::spawn`], handing what it commits to sinks and signing checkpoints.
-    pub fn spawn_delivering(mut store: Store, run_id: Option<i64>, delivery: Delivery) -> Writer {
+    /// [`Writer::spawn`], handing what it commits to sinks and signing checkpoints. A replay's
+    /// alerts reach the sinks when it commits ([`Store::commit_run`]), not here.
+    pub fn spawn_delivering(mut store: Store, run: Option<Run>, delivery: Delivery) -> Writer {
         let (tx, rx) = sync_channel(QUEUE);
         let depth = Arc::new(AtomicUsize::new(0));
         let taken = Arc::clone(&depth);
@@ -138,13 +140,7 @@ impl Writer {
         let thread = std::thread::Builder::new()
             .name("exfilmon-writer".into())
             .spawn(move || {
-                drain(&mut store, &rx, run_id, &taken, &freed.0, &delivery)?;
-                if let Some(signer) = &delivery.signer {
-                    let c = store.checkpoint(signer)?;
-                    if let Some(d) = &delivery.sinks {
-                        d.push(sink::checkpoint_record(&c));
-                    }
-                }
+                drain(&mut store, &rx, run, &taken, &freed.0, &delivery)?;
                 Ok(store)
             })
             .ok();
@@ -205,20 +201,18 @@ impl Writer {
 fn drain(
     store: &mut Store,
     rx: &Receiver<Write>,
-    run_id: Option<i64>,
+    run: Option<Run>,
     depth: &AtomicUsize,
     budget: &RowBudget,
     delivery: &Delivery,
 ) -> Result<(), StoreError> {
+    let run_id = run.map(|r| r.id);
     let mut names = UserNames::default();
     let mut events = Vec::new();
     let mut checkpoint = false;
-    let mut rows = Vec::new();
-    let mut alerts = Vec::new();
+    let mut batch = Batch::default();
     let mut acks = Vec::new();
     let mut health = Vec::new();
-    let mut dns = Vec::new();
-    let mut reads = Vec::new();
     while let Ok(first) = rx.recv() {
         let mut next = Some(first);
         let mut n = 0;
@@ -227,10 +221,10 @@ fn drain(
             depth.fetch_sub(1, Ordering::Relaxed);
             taken_rows += msg.rows();
             match msg {
-                Write::Rows(mut r) => rows.append(&mut r),
-                Write::Alert(a) => alerts.push(a),
-                Write::DnsRows(mut r) => dns.append(&mut r),
-                Write::FileRead(r) => reads.push(*r),
+                Write::Rows(r) => batch.add_rows(r),
+                Write::Alert(a) => batch.add_alert(a),
+                Write::DnsRows(r) => batch.add_dns(r),
+                Write::FileRead(r) => batch.add_read(*r),
                 Write::Sync(ack) => acks.push(ack),
                 Write::Health(h) => health.push(h),
                 Write::Event(e) => events.push(*e),
@@ -241,21 +235,15 @@ fn drain(
                 next = rx.try_recv().ok();
             }
         }
-        // DNS rows before alerts, so a dns_tunnel alert never refers to rows not yet stored.
-        store.write_dns(&dns)?;
-        dns.clear();
-        store.write_file_reads(&reads)?;
-        reads.clear();
-        let links = store.write(&rows, &alerts, run_id)?;
+        let links = store.write_batch(&batch, run)?;
         // Delivered only once committed: whatever a sink received is in the trail.
         let sinks = delivery.sinks.as_deref();
         if let Some(d) = sinks {
-            for (a, link) in alerts.iter().zip(&links) {
+            for (a, link) in batch.alerts.iter().zip(&links) {
                 d.push(sink::alert_record(a, link, &mut names));
             }
         }
-        rows.clear();
-        alerts.clear();
+        batch.clear();
         budget.release(taken_rows);
         for h in health.drain(..) {
             let link = store.write_health(&h.health, h.loss.as_ref())?;
@@ -297,8 +285,8 @@ mod tests {
     fn writer_waits_for_a_lock_held_past_the_busy_timeout() {
         let dir = tempfile::tempdir().unwrap();
         let db = dir.path().join("w.db");
-        let store = Store::open(&db).unwrap();
-        let run = store.begin_run("run").unwrap();
+        let mut store = Store::open(&db).unwrap();
+        let run = store.begin_run(crate::store::RunMode::Live).unwrap();
         let other = rusqlite::Connection::open(&db).unwrap();
         other.execute_batch("BEGIN IMMEDIATE; INSERT INTO exfilmon_meta VALUES ('held', 'by a test')").unwrap();
         let mut writer = Writer::spawn(store, Some(run));

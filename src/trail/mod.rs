@@ -117,6 +117,11 @@ pub enum EventKind {
     SinkRecovered,
     /// Records a sink could not deliver before the monitor stopped.
     SinkUndelivered,
+    /// A replay was undone: its process died before it committed, it was stopped, or a capture
+    /// of it turned out to be counted already.
+    RunRolledBack,
+    /// A live monitor's run ended without a clean exit (found by the next process to write).
+    RunInterrupted,
 }
 
 impl EventKind {
@@ -135,6 +140,8 @@ impl EventKind {
             EventKind::SinkDropping => "sink_dropping",
             EventKind::SinkRecovered => "sink_recovered",
             EventKind::SinkUndelivered => "sink_undelivered",
+            EventKind::RunRolledBack => "run_rolled_back",
+            EventKind::RunInterrupted => "run_interrupted",
         }
     }
 }
