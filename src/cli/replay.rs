@@ -52,7 +52,8 @@ struct Capture {
     /// A regular file: it can be read twice (hashed first, or replayed again).
     seekable: bool,
     /// Hashed before the replay only when a capture of the same size makes a duplicate
-    /// possible; otherwise while it is replayed, so the file is read once.
+    /// possible (and the file can be read twice); otherwise while it is replayed, so the file
+    /// is read once.
     sha256: Option<String>,
 }
 
@@ -79,9 +80,16 @@ pub fn run(args: &ReplayArgs) -> Result<()> {
             Err(e) => failures.push(e),
         }
     }
-    let sizes: Vec<u64> = found.iter().map(|c| c.size).collect();
+    // Hashing first is a shortcut for files of a size seen before: a pipe (`<(...)`,
+    // /dev/stdin) has no size and can be read only once, so it is hashed as it is replayed
+    // and a duplicate is found when the replay commits (and rolled back).
+    let sizes: Vec<u64> = found.iter().filter(|c| c.seekable).map(|c| c.size).collect();
     let mut todo: Vec<Capture> = Vec::new();
     for mut c in found {
+        if !c.seekable {
+            todo.push(c);
+            continue;
+        }
         let twin = sizes.iter().filter(|&&s| s == c.size).count() > 1;
         if !twin && (args.force || !store.capture_size_seen(c.size)?) {
             todo.push(c);
