@@ -326,3 +326,44 @@ fn captures_from_pipes_are_read_once_and_counted_once() {
     assert_eq!(query_i64(&db, "SELECT count(*) FROM egress"), 0);
     assert_eq!(query_i64(&db, "SELECT count(*) FROM runs WHERE state = 'abandoned'"), 1);
 }
+
+/// Issue 13, item 11: the database is made 0640 in a 0750 directory so that its group may read
+/// reports. With no writer running, a reader in the group could not: WAL mode needs the `-shm`
+/// and `-wal` files, and only the owner may create them in the directory. The writer keeps
+/// them (created with the database's mode), so the group reads without writing anything.
+#[test]
+fn the_databases_group_reads_reports_with_no_writer_running() {
+    use std::os::unix::fs::PermissionsExt;
+    if !nix::unistd::geteuid().is_root() {
+        common::skip("needs root to read the database as another user");
+        return;
+    }
+    let dir = Scratch::new();
+    std::fs::set_permissions(dir.root(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let state = dir.path("state");
+    let db = state.join("exfilmon.db");
+    let o = run(&["replay", "--db", db.to_str().unwrap(), fixture("raw.pcap").to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    // The directory and its files belong to the readers' group (nogroup here); the reader is
+    // nobody, in that group only.
+    let group = nix::unistd::Gid::from_raw(65534);
+    for entry in std::iter::once(state.clone()).chain(std::fs::read_dir(&state).unwrap().map(|e| e.unwrap().path())) {
+        nix::unistd::chown(&entry, None, Some(group)).unwrap();
+    }
+    let as_reader = |args: &[&str]| {
+        std::process::Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups", common::EXFILMON])
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let o = as_reader(&["report", "--db", db.to_str().unwrap(), "--format", "json"]);
+    assert!(o.status.success(), "report as the group: {}", stderr(&o));
+    assert_eq!(serde_json::from_str::<Value>(&stdout(&o)).unwrap()["totals"]["packets"], 9);
+    let o = as_reader(&["verify", "--db", db.to_str().unwrap()]);
+    assert!(o.status.success(), "verify as the group: {}{}", stdout(&o), stderr(&o));
+    for f in std::fs::read_dir(&state).unwrap() {
+        let f = f.unwrap();
+        assert_eq!(f.metadata().unwrap().permissions().mode() & 0o777, 0o640, "{}", f.path().display());
+    }
+}

@@ -3,7 +3,9 @@
 //! The database is opened in WAL mode with `synchronous=NORMAL`: a crash loses at most the
 //! last transactions, never the file's integrity. Every write batch is one transaction.
 //! Processes sharing the file take turns: a writer waits for another's lock as long as it
-//! takes (see [`lock_waiter`]) instead of failing part-way.
+//! takes (see [`lock_waiter`]) instead of failing part-way. The `-wal` and `-shm` files are
+//! kept when the last connection closes, so the database's group can read it with no writer
+//! running ([`keep_wal_files`]).
 
 mod files;
 mod health;
@@ -85,6 +87,7 @@ impl Store {
         let mut conn = Connection::open(path).map_err(|e| sql_err(path, e))?;
         // Wait for a process creating, migrating or writing the same file, from the first read on.
         conn.busy_handler(Some(lock_waiter(path.to_owned()))).map_err(|e| sql_err(path, e))?;
+        keep_wal_files(&conn).map_err(|e| sql_err(path, e))?;
         // Judged before anything is written: WAL mode alone would change another program's file.
         // A current database skips migrate's write lock, which a running monitor may hold.
         if migrate::check(&conn, path)? < SCHEMA_VERSION {
@@ -106,6 +109,7 @@ impl Store {
             Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)
                 .map_err(|e| sql_err(path, e))?;
         conn.busy_handler(Some(lock_waiter(path.to_owned()))).map_err(|e| sql_err(path, e))?;
+        keep_wal_files(&conn).map_err(|e| sql_err(path, e))?;
         let store = Store { conn, path: path.to_owned(), principal_ids: FxHashMap::default(), run_lock: None };
         if migrate::check(&store.conn, path)? < SCHEMA_VERSION {
             // An older database: migrate through a writable connection first.
@@ -125,8 +129,13 @@ impl Store {
     }
 
     fn configure(&self) -> Result<(), StoreError> {
+        // journal_size_limit: the kept write-ahead log is cut to nothing when the last
+        // connection closes (and to 64 MiB after a checkpoint while it is open).
         self.conn
-            .execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;")
+            .execute_batch(
+                "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;
+                 PRAGMA journal_size_limit = 67108864;",
+            )
             .map_err(|e| self.err(e))
     }
 
@@ -420,6 +429,16 @@ impl PrincipalIds<'_, '_> {
         self.cache.insert(p, (id, gid));
         Ok(id)
     }
+}
+
+/// Keeps the `-wal` and `-shm` files when the last connection closes. SQLite makes them with
+/// the database's mode (0640), but only whoever may write to the directory can make them:
+/// kept, they let the database's group read reports (read-only, through the kept files) when
+/// no writer is running. Without them a read-only open fails ("attempt to write a readonly
+/// database").
+fn keep_wal_files(conn: &Connection) -> rusqlite::Result<()> {
+    let mut keep = 1;
+    conn.file_control(Some(rusqlite::MAIN_DB), rusqlite::FileControl::PersistWal(&mut keep))
 }
 
 /// Waiting this long for another process's lock is worth a message; so is every further
