@@ -1,4 +1,4 @@
--- exfilmon database schema, version 3: the whole current schema, for reading.
+-- exfilmon database schema, version 4: the whole current schema, for reading.
 -- Not applied by anything: databases are built and upgraded by the files in migrations/, and
 -- tests/migrations.rs checks that this file builds exactly the same schema. To change the
 -- schema, add a migration (migrations/README.md) and bring this file up to date with it.
@@ -53,7 +53,7 @@ CREATE TABLE alerts (
 CREATE INDEX alerts_ts ON alerts (ts);
 
 -- The monitor's own events (started, stopped, reloaded, ruleset changed, sink failed ...),
--- append-only and chained with the alerts into one trail: seq runs over both tables.
+-- append-only and chained with the alerts (and digests) into one trail: seq runs over them all.
 CREATE TABLE events (
     seq       INTEGER PRIMARY KEY,
     ts        INTEGER NOT NULL,  -- wall clock
@@ -65,6 +65,26 @@ CREATE TABLE events (
     prev_hash TEXT    NOT NULL,
     hash      TEXT    NOT NULL
 );
+
+-- What was seen, in the trail: a digest of one minute's egress rows of one run, chained with
+-- the alerts and events (seq runs over the three tables), so `exfilmon verify` notices egress
+-- rows deleted, edited or inserted. A replay digests its minutes when it commits, the live
+-- monitor each minute two minutes after it ended (and again if a late row changes one: the
+-- last digest of a minute and run holds). digest is SHA-256 over the rows in key order, see
+-- src/trail; rows, packets and bytes are their count and sums, for the person reading.
+CREATE TABLE digests (
+    seq       INTEGER PRIMARY KEY,
+    ts        INTEGER NOT NULL,  -- wall clock
+    run_id    INTEGER NOT NULL REFERENCES runs (id),
+    minute    INTEGER NOT NULL,
+    rows      INTEGER NOT NULL,
+    packets   INTEGER NOT NULL,
+    bytes     INTEGER NOT NULL,
+    digest    TEXT    NOT NULL,  -- hex
+    prev_hash TEXT    NOT NULL,
+    hash      TEXT    NOT NULL
+);
+CREATE INDEX digests_minute ON digests (minute, run_id);
 
 -- Signed statements of the trail's head, also sent to the sinks: a trail cut short after one
 -- left the machine no longer reaches it. signature is Ed25519 over the text in src/trail.
@@ -207,5 +227,7 @@ CREATE TABLE exfilmon_meta (
     value TEXT NOT NULL
 );
 INSERT INTO exfilmon_meta (key, value) VALUES ('schema', 'exfilmon');
+-- Runs from this id on digest their egress rows (set by migration 4).
+INSERT INTO exfilmon_meta (key, value) VALUES ('digests_from_run', '1');
 
-PRAGMA user_version = 3;
+PRAGMA user_version = 4;

@@ -105,6 +105,7 @@ fn killed_replay_then_the_same_file_again_counts_once() {
     let (ok, text) = verify(&db);
     assert!(ok, "{text}");
     assert!(text.contains("unfinished: run 1 (replay") && text.contains("died before it committed"), "{text}");
+    assert!(text.contains("rows not covered by a digest: of a replay not committed"), "{text}");
     let health = report(&db, "health");
     assert!(
         health.as_array().unwrap().iter().any(|r| r["run"] == 1 && r["state"] == "replay died (not counted)"),
@@ -124,6 +125,7 @@ fn killed_replay_then_the_same_file_again_counts_once() {
     let (ok, text) = verify(&db);
     assert!(ok, "{text}");
     assert!(text.contains("links: intact") && text.contains("1 replay(s) rolled back"), "{text}");
+    assert!(text.contains("egress: intact (484 rows in 121 run-minutes"), "{text}");
     assert!(!text.contains("unfinished:"), "{text}");
     // And once more: recognised.
     let o = replay_file(&db, &file);

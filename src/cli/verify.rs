@@ -1,4 +1,5 @@
-//! `exfilmon verify`: recompute the alert trail's hash chain and check its checkpoints.
+//! `exfilmon verify`: recompute the trail's hash chain, check its checkpoints, and check the
+//! egress rows against the digests the trail holds.
 
 use std::path::PathBuf;
 
@@ -9,13 +10,15 @@ use super::Common;
 use crate::config::Config;
 use crate::store::{Store, StoreError};
 use crate::trail::sign;
-use crate::trail::verify::{checkpoints_in, verify};
+use crate::trail::verify::{checkpoints_in, verify, verify_egress};
 use crate::units::rfc3339;
 
 #[derive(Debug, Args)]
 #[command(after_help = "\
 Exit status: 0 the trail is intact (every link recomputes, every checkpoint is reached, every
-signature checked is good); 1 it is not, or it could not be read (the message says which).
+signature checked is good) and so is the egress table (every run's rows of every minute match
+the digest the trail holds for them); 1 either is not, or could not be read (the message says
+which).
 
 Without a checkpoint, rows cut off the end of the trail cannot be noticed: configure
 [trail] signing_key (see `exfilmon keygen`) and keep the checkpoints the sinks send elsewhere;
@@ -51,7 +54,10 @@ pub fn run(args: &VerifyArgs) -> Result<()> {
     let out = verify(store.conn(), key.as_ref(), &external)
         .map_err(|source| StoreError::Sql { path: store.path().to_owned(), source })?;
 
-    println!("trail: {} rows ({} alerts, {} events), head {}", out.rows, out.alerts, out.events, out.head);
+    println!(
+        "trail: {} rows ({} alerts, {} events, {} egress digests), head {}",
+        out.rows, out.alerts, out.events, out.digests, out.head
+    );
     match &out.first_break {
         None => println!("links: intact"),
         Some(b) => println!("links: BROKEN at {b} ({} broken links in all)", out.breaks),
@@ -88,8 +94,35 @@ pub fn run(args: &VerifyArgs) -> Result<()> {
     if abandoned > 0 {
         println!("{abandoned} replay(s) rolled back (their run_rolled_back events say why)");
     }
-    if out.intact() {
+
+    // What was seen: each run's egress rows of each minute against their digest in the trail.
+    let from_run = store.digests_from_run()?;
+    let exempt = |run: i64, _minute: i64| -> Option<&'static str> {
+        if run < from_run {
+            return Some("written before egress digests existed");
+        }
+        let u = unfinished.iter().find(|u| u.id == run && u.state == "running")?;
+        Some(match (u.mode.as_str(), u.alive) {
+            ("replay", _) => "of a replay not committed (not counted)",
+            (_, true) => "of the running monitor's last minutes (digested two minutes after they end)",
+            (_, false) => "of a monitor that died (digested when the next exfilmon finds it dead)",
+        })
+    };
+    let egress = verify_egress(store.conn(), &exempt)
+        .map_err(|source| StoreError::Sql { path: store.path().to_owned(), source })?;
+    match &egress.first_break {
+        None => println!("egress: intact ({} rows in {} run-minutes match their digests)", egress.rows, egress.minutes),
+        Some(b) => println!("egress: BROKEN: {b} ({} minutes in all)", egress.breaks),
+    }
+    for (why, rows) in &egress.uncovered {
+        println!("egress: {rows} rows not covered by a digest: {why}");
+    }
+
+    if out.intact() && egress.intact() {
         return Ok(());
+    }
+    if let (true, Some(b)) = (out.intact(), &egress.first_break) {
+        anyhow::bail!("the egress table is not intact: {b}");
     }
     let why =
         match (&out.first_break, out.checkpoints.iter().find(|r| r.problem.is_some() || r.signature_ok == Some(false)))

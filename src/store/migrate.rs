@@ -15,6 +15,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0001_initial.sql"),
     include_str!("../../migrations/0002_marker.sql"),
     include_str!("../../migrations/0003_runs_as_units.sql"),
+    include_str!("../../migrations/0004_egress_digests.sql"),
 ];
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 

@@ -7,6 +7,7 @@
 //! kept when the last connection closes, so the database's group can read it with no writer
 //! running ([`keep_wal_files`]).
 
+mod digest;
 mod files;
 mod health;
 mod migrate;
@@ -63,6 +64,8 @@ pub struct Store {
     principal_ids: FxHashMap<Principal, (i64, Option<u32>)>,
     /// Held while a run of this process is being written (see [`runs`]).
     run_lock: Option<runs::RunLock>,
+    /// The live run's minutes digested so far (see [`digest`]).
+    live_digests: digest::LiveDigests,
 }
 
 impl Store {
@@ -93,7 +96,13 @@ impl Store {
         if migrate::check(&conn, path)? < SCHEMA_VERSION {
             migrate::migrate(&mut conn, path)?;
         }
-        let mut store = Store { conn, path: path.to_owned(), principal_ids: FxHashMap::default(), run_lock: None };
+        let mut store = Store {
+            conn,
+            path: path.to_owned(),
+            principal_ids: FxHashMap::default(),
+            run_lock: None,
+            live_digests: Default::default(),
+        };
         store.configure()?;
         // Runs left behind by processes that died are ended before anything new is written.
         store.recover()?;
@@ -110,7 +119,13 @@ impl Store {
                 .map_err(|e| sql_err(path, e))?;
         conn.busy_handler(Some(lock_waiter(path.to_owned()))).map_err(|e| sql_err(path, e))?;
         keep_wal_files(&conn).map_err(|e| sql_err(path, e))?;
-        let store = Store { conn, path: path.to_owned(), principal_ids: FxHashMap::default(), run_lock: None };
+        let store = Store {
+            conn,
+            path: path.to_owned(),
+            principal_ids: FxHashMap::default(),
+            run_lock: None,
+            live_digests: Default::default(),
+        };
         if migrate::check(&store.conn, path)? < SCHEMA_VERSION {
             // An older database: migrate through a writable connection first.
             drop(store);
@@ -153,6 +168,7 @@ impl Store {
         let path = self.path.clone();
         let err = |e| sql_err(&path, e);
         let run_id = run.map_or(0, |r| r.id);
+        let done_before = self.live_digests.done_before;
         // Immediate: the trail head read below must still be the head when the alerts land.
         let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(err)?;
         let mut links = Vec::new();
@@ -174,6 +190,7 @@ impl Store {
                 stage_alerts(&tx, &mut ids, &b.alerts, run_id).map_err(err)?;
             } else {
                 links = insert_alerts(&tx, &mut ids, &b.alerts, run.map(|r| r.id)).map_err(err)?;
+                digest::redigest_late(&tx, run_id, done_before, b.rows.iter().map(|r| r.minute_us)).map_err(err)?;
             }
             if run.is_some() {
                 let minutes = b.rows.iter().map(|r| r.minute_us).chain(b.dns.iter().map(|r| r.minute_us));

@@ -42,7 +42,7 @@ use std::path::Path;
 use rusqlite::{params, OptionalExtension, Transaction, TransactionBehavior};
 use serde_json::json;
 
-use super::{sql_err, trail, Store, StoreError};
+use super::{digest, sql_err, trail, Store, StoreError};
 use crate::alert::{Alert, AlertKind, Severity};
 use crate::principal::Principal;
 use crate::rows::RunTotals;
@@ -305,6 +305,9 @@ impl Store {
                 .map_err(err)?;
             }
             let alerts = release_alerts(&tx, run.id).map_err(err)?;
+            // A replay's minutes all at once (its rows are final now); the rest of a live run's.
+            let from = if run.unit() { None } else { self.live_digests.done_before };
+            digest::digest_rest(&tx, run.id, from).map_err(err)?;
             let t = end.totals;
             tx.execute(
                 "UPDATE runs SET state = 'finished', finished_at = ?2, packets = ?3, bytes = ?4, malformed = ?5,
@@ -336,6 +339,7 @@ impl Store {
         };
         tx.commit().map_err(err)?;
         self.run_lock = None;
+        self.live_digests = Default::default();
         Ok(committed)
     }
 
@@ -392,6 +396,9 @@ impl Store {
                 tracing::warn!("{}", e.summary);
                 e
             } else {
+                // What it committed stays, so its last minutes get the digests it never made.
+                let from = digest::digested_before(&tx, id).map_err(err)?;
+                digest::digest_rest(&tx, id, from).map_err(err)?;
                 tx.execute("UPDATE runs SET state = 'interrupted' WHERE id = ?1", [id]).map_err(err)?;
                 let e = Event::now(
                     EventKind::RunInterrupted,
@@ -410,6 +417,16 @@ impl Store {
         }
         tx.commit().map_err(err)?;
         Ok(done)
+    }
+
+    /// The first run whose egress rows have digests (runs before migration 4 have none).
+    pub fn digests_from_run(&self) -> Result<i64, StoreError> {
+        let v: Option<String> = self
+            .conn
+            .query_row("SELECT value FROM exfilmon_meta WHERE key = 'digests_from_run'", [], |r| r.get(0))
+            .optional()
+            .map_err(|e| sql_err(&self.path, e))?;
+        Ok(v.and_then(|v| v.parse().ok()).unwrap_or(1))
     }
 
     /// Runs not finished (running, interrupted), oldest first, and how many replays were

@@ -1,5 +1,6 @@
-//! Trail rows (see [`crate::trail`]): the one place alerts and events are inserted, each
-//! linked to the head read in the same transaction, and signed checkpoints of the head.
+//! Trail rows (see [`crate::trail`]): the one place alerts, events and egress digests are
+//! inserted, each linked to the head read in the same transaction, and signed checkpoints of
+//! the head.
 
 use rusqlite::types::ValueRef;
 use rusqlite::{params, OptionalExtension, Transaction, TransactionBehavior};
@@ -16,7 +17,8 @@ pub(super) fn head(tx: &Transaction<'_>) -> rusqlite::Result<Link> {
     };
     let a = last("SELECT seq, hash FROM alerts ORDER BY seq DESC LIMIT 1")?;
     let e = last("SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1")?;
-    Ok(match a.into_iter().chain(e).max_by_key(|(seq, _)| *seq) {
+    let d = last("SELECT seq, hash FROM digests ORDER BY seq DESC LIMIT 1")?;
+    Ok(match a.into_iter().chain(e).chain(d).max_by_key(|(seq, _)| *seq) {
         // An edited head hash cannot be linked to; the next link then breaks where verify
         // reports the edit anyway.
         Some((seq, hash)) => Link { seq, hash: decode_hash(&hash).unwrap_or(GENESIS) },
@@ -159,6 +161,54 @@ pub(super) fn insert_event(
         run_id,
         e.summary,
         details,
+        hex::encode(head.hash),
+        hex::encode(hash)
+    ])?;
+    *head = Link { seq, hash };
+    Ok(())
+}
+
+/// A digest of one run's egress rows of one minute, as stored.
+pub(super) struct DigestRow {
+    pub run_id: i64,
+    pub minute: i64,
+    pub rows: i64,
+    pub packets: i64,
+    pub bytes: i64,
+    pub digest: String,
+}
+
+/// Inserts a digest as the link after `head`, and advances `head`.
+pub(super) fn insert_digest(tx: &Transaction<'_>, head: &mut Link, d: &DigestRow) -> rusqlite::Result<()> {
+    let seq = head.seq + 1;
+    let ts = crate::units::wall_clock_us();
+    let hash = link_hash(
+        &head.hash,
+        "digest",
+        &[
+            ValueRef::Integer(seq),
+            ValueRef::Integer(ts),
+            ValueRef::Integer(d.run_id),
+            ValueRef::Integer(d.minute),
+            ValueRef::Integer(d.rows),
+            ValueRef::Integer(d.packets),
+            ValueRef::Integer(d.bytes),
+            text(Some(&d.digest)),
+        ],
+    );
+    tx.prepare_cached(
+        "INSERT INTO digests (seq, ts, run_id, minute, rows, packets, bytes, digest, prev_hash, hash)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+    )?
+    .execute(params![
+        seq,
+        ts,
+        d.run_id,
+        d.minute,
+        d.rows,
+        d.packets,
+        d.bytes,
+        d.digest,
         hex::encode(head.hash),
         hex::encode(hash)
     ])?;

@@ -246,6 +246,9 @@ fn drain(
         batch.clear();
         budget.release(taken_rows);
         for h in health.drain(..) {
+            if let Some(run) = run {
+                store.digest_settled(run, h.health.updated_at_us)?;
+            }
             let link = store.write_health(&h.health, h.loss.as_ref())?;
             if let (Some(d), Some(link), Some(loss)) = (sinks, link, &h.loss) {
                 d.push(sink::loss_record(loss, &link));
