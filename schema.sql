@@ -1,4 +1,4 @@
--- exfilmon database schema, version 4: the whole current schema, for reading.
+-- exfilmon database schema, version 5: the whole current schema, for reading.
 -- Not applied by anything: databases are built and upgraded by the files in migrations/, and
 -- tests/migrations.rs checks that this file builds exactly the same schema. To change the
 -- schema, add a migration (migrations/README.md) and bring this file up to date with it.
@@ -95,6 +95,24 @@ CREATE TABLE checkpoints (
     head       TEXT    NOT NULL,  -- hash of row `rows` (64 zeros for an empty trail)
     key_id     TEXT    NOT NULL,
     signature  TEXT    NOT NULL   -- hex
+);
+
+-- Where the trail starts after `exfilmon prune` cut a prefix off it (the newest row holds):
+-- rows 1 to `rows` (alerts, events and digests all past their retention) were deleted, row
+-- rows + 1 links to `head`. signature is Ed25519 over the text in src/trail (Anchor) when a
+-- signing key is set. Egress of minutes before egress_before was pruned: digests of those
+-- minutes that remain have no rows to check. alerts, events, digests: how many this prune cut.
+CREATE TABLE trail_anchors (
+    id            INTEGER PRIMARY KEY,
+    ts            INTEGER NOT NULL,  -- wall clock
+    rows          INTEGER NOT NULL,
+    head          TEXT    NOT NULL,
+    egress_before INTEGER NOT NULL,
+    alerts        INTEGER NOT NULL,
+    events        INTEGER NOT NULL,
+    digests       INTEGER NOT NULL,
+    key_id        TEXT,
+    signature     TEXT               -- hex
 );
 
 -- Each invocation that wrote data: what it read and what it could not use, and whether it
@@ -230,4 +248,4 @@ INSERT INTO exfilmon_meta (key, value) VALUES ('schema', 'exfilmon');
 -- Runs from this id on digest their egress rows (set by migration 4).
 INSERT INTO exfilmon_meta (key, value) VALUES ('digests_from_run', '1');
 
-PRAGMA user_version = 4;
+PRAGMA user_version = 5;

@@ -14,6 +14,7 @@ fn main() -> ExitCode {
         Command::AuditRules(args) => cli::audit_rules::run(args),
         Command::Verify(args) => cli::verify::run(args),
         Command::Keygen(args) => cli::keygen::run(args),
+        Command::Prune(args) => cli::prune::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -3,6 +3,7 @@
 pub mod audit_rules;
 pub mod keygen;
 pub mod nft;
+pub mod prune;
 pub mod replay;
 pub mod report;
 pub mod run;
@@ -66,6 +67,8 @@ pub enum Command {
     Verify(verify::VerifyArgs),
     /// Make an Ed25519 key pair for signing trail checkpoints ([trail] signing_key).
     Keygen(keygen::KeygenArgs),
+    /// Delete what is past its [retention] and give the space back (the monitor does it daily).
+    Prune(prune::PruneArgs),
 }
 
 /// Options shared by commands that use the database and configuration.

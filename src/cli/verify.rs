@@ -58,6 +58,21 @@ pub fn run(args: &VerifyArgs) -> Result<()> {
         "trail: {} rows ({} alerts, {} events, {} egress digests), head {}",
         out.rows, out.alerts, out.events, out.digests, out.head
     );
+    if let Some(a) = &out.anchor {
+        let signature = match (a.signature_ok, &a.anchor.signature) {
+            (_, None) => "unsigned",
+            (None, Some(_)) => "signature not checked (no --pubkey)",
+            (Some(true), Some(_)) => "signature good",
+            (Some(false), Some(_)) => "signature BAD (forged, edited, or another key)",
+        };
+        println!(
+            "start: rows 1 to {} were pruned on {} (anchor {}, head {})",
+            a.anchor.rows,
+            rfc3339(a.anchor.ts_us),
+            signature,
+            a.anchor.head
+        );
+    }
     match &out.first_break {
         None => println!("links: intact"),
         Some(b) => println!("links: BROKEN at {b} ({} broken links in all)", out.breaks),
@@ -78,7 +93,11 @@ pub fn run(args: &VerifyArgs) -> Result<()> {
             if r.stored { "stored" } else { "from file" },
             c.rows,
             c.key_id,
-            r.problem.as_deref().map_or_else(|| "reached".to_string(), |p| format!("NOT REACHED: {p}"))
+            match (&r.problem, r.pruned) {
+                (_, true) => "before the trail's pruned start, not checked".to_string(),
+                (None, false) => "reached".to_string(),
+                (Some(p), false) => format!("NOT REACHED: {p}"),
+            }
         );
     }
     if let Some(newest) = out.checkpoints.iter().filter(|r| r.stored).map(|r| r.checkpoint.rows).max() {
@@ -114,6 +133,9 @@ pub fn run(args: &VerifyArgs) -> Result<()> {
         None => println!("egress: intact ({} rows in {} run-minutes match their digests)", egress.rows, egress.minutes),
         Some(b) => println!("egress: BROKEN: {b} ({} minutes in all)", egress.breaks),
     }
+    if egress.pruned > 0 {
+        println!("egress: {} digests of pruned minutes (their rows are gone by retention)", egress.pruned);
+    }
     for (why, rows) in &egress.uncovered {
         println!("egress: {rows} rows not covered by a digest: {why}");
     }
@@ -133,6 +155,9 @@ pub fn run(args: &VerifyArgs) -> Result<()> {
                 rfc3339(r.checkpoint.ts_us),
                 r.problem.as_deref().unwrap_or("its signature is bad")
             ),
+            (None, None) if out.anchor.as_ref().is_some_and(|a| a.signature_ok == Some(false)) => {
+                "the anchor of the pruned start has a bad signature: it was forged or edited".into()
+            }
             (None, None) => "unknown".into(),
         };
     anyhow::bail!("the trail is not intact: {why}")

@@ -16,6 +16,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0002_marker.sql"),
     include_str!("../../migrations/0003_runs_as_units.sql"),
     include_str!("../../migrations/0004_egress_digests.sql"),
+    include_str!("../../migrations/0005_retention.sql"),
 ];
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 

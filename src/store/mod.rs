@@ -11,6 +11,7 @@ mod digest;
 mod files;
 mod health;
 mod migrate;
+pub mod prune;
 pub mod runs;
 pub mod trail;
 pub mod writer;
@@ -30,6 +31,7 @@ use crate::rows::{DnsRow, EgressRow};
 use crate::source::audit::FileRead;
 
 pub use migrate::SCHEMA_VERSION;
+pub use prune::{Pruned, RetentionConfig};
 pub use runs::{CaptureRecord, Committed, Duplicate, Run, RunEnd, RunMode};
 
 /// Principal ids kept in memory at most (about 40 bytes each).
@@ -53,6 +55,8 @@ pub enum StoreError {
     TooNew { path: PathBuf, found: i64 },
     #[error("database {}: {source}", path.display())]
     Sql { path: PathBuf, source: rusqlite::Error },
+    #[error("database {}: {source}", path.display())]
+    Prune { path: PathBuf, source: prune::BrokenPrefix },
     #[error("database {}: run {run} was ended by another exfilmon while it was being written (it took this process for dead); nothing of it counts, run it again", path.display())]
     RunLost { path: PathBuf, run: i64 },
 }
@@ -93,7 +97,12 @@ impl Store {
         keep_wal_files(&conn).map_err(|e| sql_err(path, e))?;
         // Judged before anything is written: WAL mode alone would change another program's file.
         // A current database skips migrate's write lock, which a running monitor may hold.
-        if migrate::check(&conn, path)? < SCHEMA_VERSION {
+        let version = migrate::check(&conn, path)?;
+        if version == 0 {
+            // Only an empty file takes it: pruned space can then be given back (store::prune).
+            conn.execute_batch("PRAGMA auto_vacuum = INCREMENTAL").map_err(|e| sql_err(path, e))?;
+        }
+        if version < SCHEMA_VERSION {
             migrate::migrate(&mut conn, path)?;
         }
         let mut store = Store {

@@ -173,6 +173,9 @@ pub enum EventKind {
     RunRolledBack,
     /// A live monitor's run ended without a clean exit (found by the next process to write).
     RunInterrupted,
+    /// `exfilmon prune` (or the daemon's daily prune) deleted what was past its retention.
+    Pruned,
+    PruneFailed,
 }
 
 impl EventKind {
@@ -193,6 +196,8 @@ impl EventKind {
             EventKind::SinkUndelivered => "sink_undelivered",
             EventKind::RunRolledBack => "run_rolled_back",
             EventKind::RunInterrupted => "run_interrupted",
+            EventKind::Pruned => "pruned",
+            EventKind::PruneFailed => "prune_failed",
         }
     }
 }
@@ -253,6 +258,30 @@ impl Checkpoint {
             key_id: v.get("key_id")?.as_str()?.to_owned(),
             signature: v.get("signature")?.as_str()?.to_owned(),
         })
+    }
+}
+
+/// Where a pruned trail starts: `exfilmon prune` deleted rows 1 to `rows` (alerts, events and
+/// digests whose time was past their retention) and row `rows + 1` links to `head`, the hash
+/// row `rows` had. Signed like a checkpoint when a key is set, so it cannot be moved later.
+/// Egress rows of minutes before `egress_before` were pruned too: their digests may remain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Anchor {
+    pub ts_us: i64,
+    pub rows: i64,
+    pub head: String,
+    pub egress_before: i64,
+    pub key_id: Option<String>,
+    pub signature: Option<String>,
+}
+
+impl Anchor {
+    /// The exact bytes signed.
+    pub fn message(&self) -> String {
+        format!(
+            "exfilmon anchor v1\nts {}\nrows {}\nhead {}\negress_before {}\n",
+            self.ts_us, self.rows, self.head, self.egress_before
+        )
     }
 }
 

@@ -18,7 +18,7 @@ use rusqlite::{Connection, Row};
 use std::collections::BTreeMap;
 
 use super::decode_hash;
-use super::{link_hash, sign, Checkpoint, EgressDigest, GENESIS};
+use super::{link_hash, sign, Anchor, Checkpoint, EgressDigest, GENESIS};
 
 /// A value as SQLite holds it, owned (text need not be valid UTF-8: it was maybe edited).
 #[derive(Debug, Clone, PartialEq)]
@@ -89,6 +89,16 @@ pub struct CheckpointResult {
     pub signature_ok: Option<bool>,
     /// Why the trail does not reach this checkpoint.
     pub problem: Option<String>,
+    /// It covers fewer rows than were pruned off the trail's start: it cannot be checked.
+    pub pruned: bool,
+}
+
+/// Where a pruned trail starts, and whether its signature holds.
+#[derive(Debug, Clone)]
+pub struct AnchorResult {
+    pub anchor: Anchor,
+    /// `None`: no public key given, the signature was not checked.
+    pub signature_ok: Option<bool>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -102,6 +112,8 @@ pub struct Outcome {
     pub first_break: Option<Break>,
     pub breaks: u64,
     pub checkpoints: Vec<CheckpointResult>,
+    /// The newest anchor, when the trail was pruned.
+    pub anchor: Option<AnchorResult>,
 }
 
 impl Outcome {
@@ -109,7 +121,31 @@ impl Outcome {
     pub fn intact(&self) -> bool {
         self.first_break.is_none()
             && self.checkpoints.iter().all(|c| c.problem.is_none() && c.signature_ok != Some(false))
+            && self.anchor.as_ref().is_none_or(|a| a.signature_ok != Some(false))
     }
+}
+
+/// The newest anchor, read loosely (an edited one is a finding, not an error).
+pub fn anchor(conn: &Connection) -> rusqlite::Result<Option<Anchor>> {
+    let mut s = conn.prepare(
+        "SELECT ts, rows, head, egress_before, key_id, signature FROM trail_anchors ORDER BY id DESC LIMIT 1",
+    )?;
+    let mut rows = s.query([])?;
+    let Some(r) = rows.next()? else { return Ok(None) };
+    let text = |i: usize| -> rusqlite::Result<Option<String>> {
+        Ok(match r.get_ref(i)? {
+            ValueRef::Null => None,
+            v => Some(show(&Value::from(v))),
+        })
+    };
+    Ok(Some(Anchor {
+        ts_us: int_of(r.get_ref(0)?),
+        rows: int_of(r.get_ref(1)?),
+        head: text(2)?.unwrap_or_default(),
+        egress_before: int_of(r.get_ref(3)?),
+        key_id: text(4)?,
+        signature: text(5)?,
+    }))
 }
 
 const ALERTS: &str =
@@ -204,8 +240,14 @@ pub fn verify(conn: &Connection, key: Option<&VerifyingKey>, external: &[Checkpo
         }
     }
     let wanted: Vec<i64> = stored.iter().chain(external).map(|c| c.rows).collect();
+    // A pruned trail starts after its anchor: row `rows + 1` links to the anchor's head.
+    let start = anchor(conn)?;
+    let (first, first_hash) = match &start {
+        Some(a) => (a.rows.max(0), decode_hash(&a.head).unwrap_or(GENESIS)),
+        None => (0, GENESIS),
+    };
     // Recomputed hash after row n, for the n checkpoints name (row 0: the genesis hash).
-    let mut at: Vec<(i64, [u8; 32])> = vec![(0, GENESIS)];
+    let mut at: Vec<(i64, [u8; 32])> = vec![(first, first_hash)];
 
     let mut out = Outcome::default();
     let (mut a_stmt, mut e_stmt, mut d_stmt) = (conn.prepare(ALERTS)?, conn.prepare(EVENTS)?, conn.prepare(DIGESTS)?);
@@ -214,8 +256,8 @@ pub fn verify(conn: &Connection, key: Option<&VerifyingKey>, external: &[Checkpo
         Cursor::new(&mut e_stmt, "event", 7)?,
         Cursor::new(&mut d_stmt, "digest", 8)?,
     ];
-    let mut running = GENESIS;
-    let mut expected = 1i64;
+    let mut running = first_hash;
+    let mut expected = first + 1;
     // Recomputed links are trusted only until the first break.
     let mut trusted = true;
     // The lowest position next; on a tie the earlier table (alerts, events, digests).
@@ -286,7 +328,10 @@ pub fn verify(conn: &Connection, key: Option<&VerifyingKey>, external: &[Checkpo
     let results = stored.into_iter().map(|c| (c, true)).chain(external.iter().cloned().map(|c| (c, false)));
     for (c, from_db) in results {
         let signature_ok = key.map(|k| sign::check(k, &c));
-        let problem = if c.rows > last {
+        let pruned = c.rows < first;
+        let problem = if pruned {
+            None
+        } else if c.rows > last {
             Some(format!("it covers {} rows but the trail has {last}: rows were cut off the end", c.rows))
         } else if let Some((_, h)) = at.iter().find(|(n, _)| *n == c.rows) {
             (hex::encode(h) != c.head)
@@ -295,8 +340,12 @@ pub fn verify(conn: &Connection, key: Option<&VerifyingKey>, external: &[Checkpo
             // Not reached through trusted links: the break above already fails the trail.
             None
         };
-        out.checkpoints.push(CheckpointResult { checkpoint: c, stored: from_db, signature_ok, problem });
+        out.checkpoints.push(CheckpointResult { checkpoint: c, stored: from_db, signature_ok, problem, pruned });
     }
+    out.anchor = start.map(|a| {
+        let signature_ok = key.map(|k| sign::check_anchor(k, &a));
+        AnchorResult { anchor: a, signature_ok }
+    });
     Ok(out)
 }
 
@@ -320,6 +369,8 @@ pub struct EgressOutcome {
     pub rows: u64,
     /// Rows no digest covers and none has to (yet), by why, with their number.
     pub uncovered: BTreeMap<&'static str, u64>,
+    /// Digests of minutes whose rows were pruned (before the anchor's `egress_before`).
+    pub pruned: u64,
     pub first_break: Option<String>,
     pub breaks: u64,
 }
@@ -357,11 +408,13 @@ fn int_of(v: ValueRef<'_>) -> i64 {
 /// Recomputes the digest of every run's egress rows of every minute and compares it with the
 /// newest digest stored for that minute and run. Both are read in minute order, so memory
 /// holds one minute's digests at a time. `exempt(run, minute)` says why rows of a run need
-/// no digest (yet), or `None` when they must have one.
+/// no digest (yet), or `None` when they must have one. Minutes before the newest anchor's
+/// `egress_before` were pruned: their digests need no rows.
 pub fn verify_egress(
     conn: &Connection,
     exempt: &dyn Fn(i64, i64) -> Option<&'static str>,
 ) -> rusqlite::Result<EgressOutcome> {
+    let pruned_before = anchor(conn)?.map_or(i64::MIN, |a| a.egress_before);
     let mut out = EgressOutcome::default();
     let mut d_stmt = conn.prepare(
         "SELECT seq, minute, run_id, rows, packets, bytes, digest FROM digests ORDER BY minute, run_id, seq",
@@ -398,7 +451,7 @@ pub fn verify_egress(
                 digests.insert((d.minute, d.run), d);
                 pending = next_digest()?;
             }
-            settle(&mut out, done, std::mem::take(&mut open), digests, exempt);
+            settle(&mut out, done, std::mem::take(&mut open), digests, exempt, pruned_before);
         }
         let Some(r) = row else { break };
         minute = m;
@@ -412,7 +465,7 @@ pub fn verify_egress(
         digests.insert((d.minute, d.run), d);
         pending = next_digest()?;
     }
-    settle(&mut out, i64::MAX, BTreeMap::new(), digests, exempt);
+    settle(&mut out, i64::MAX, BTreeMap::new(), digests, exempt, pruned_before);
     Ok(out)
 }
 
@@ -424,10 +477,15 @@ fn settle(
     mut open: BTreeMap<i64, EgressDigest>,
     digests: BTreeMap<(i64, i64), StoredDigest>,
     exempt: &dyn Fn(i64, i64) -> Option<&'static str>,
+    pruned_before: i64,
 ) {
     let when = |m: i64| crate::units::rfc3339(m);
     for ((m, run), d) in digests {
         let found = if m == minute { open.remove(&run) } else { None };
+        if found.is_none() && m < pruned_before {
+            out.pruned += 1;
+            continue;
+        }
         let Some(found) = found else {
             out.broken(format!(
                 "egress of minute {}, run {run}: its digest (trail row {}) covers {} rows, {} packets, {} bytes, \

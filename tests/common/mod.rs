@@ -145,16 +145,18 @@ pub fn udp_v4(src: [u8; 4], dst: [u8; 4], dport: u16, wire_len: u16) -> Vec<u8> 
 /// minute by minute while it is replayed, and the default `[[volume]]` rule (4 MiB in 10 min)
 /// alerts in its first minutes. Returns the capture and its packet count.
 pub fn minutes_capture(minutes: u32, per_minute: u32) -> (Vec<u8>, i64) {
+    minutes_capture_from(1_700_000_000, minutes, per_minute)
+}
+
+/// [`minutes_capture`] starting at `start` (seconds since the epoch).
+pub fn minutes_capture_from(start: u32, minutes: u32, per_minute: u32) -> (Vec<u8>, i64) {
     let mut b = pcap_header(101);
     for m in 0..minutes {
         for i in 0..per_minute {
             let dst = [192, 0, 2, 1 + (i % 4) as u8];
             let usec = i * (60_000_000 / per_minute);
-            b.extend(pcap_record(
-                1_700_000_000 + m * 60 + usec / 1_000_000,
-                usec % 1_000_000,
-                &udp_v4([10, 0, 0, 1], dst, 9, 60_000),
-            ));
+            let record = udp_v4([10, 0, 0, 1], dst, 9, 60_000);
+            b.extend(pcap_record(start + m * 60 + usec / 1_000_000, usec % 1_000_000, &record));
         }
     }
     (b, i64::from(minutes * per_minute))
