@@ -8,8 +8,9 @@ use clap::{Args, Subcommand};
 use super::{Common, FormatArg};
 use crate::config::Config;
 use crate::principal::UserNames;
-use crate::report::table::Format;
-use crate::report::{self, when, Filter};
+use crate::report::stream::TableWriter;
+use crate::report::table::{Column, Format};
+use crate::report::{self, when, Filter, ReportError};
 use crate::store::Store;
 
 #[derive(Debug, Args)]
@@ -101,7 +102,7 @@ pub fn run(args: &ReportArgs) -> Result<()> {
     let mut out = std::io::stdout().lock();
     match args.what.unwrap_or(What::Summary) {
         What::Summary => {
-            let s = report::summary(&store, &filter, &mut names)?;
+            let s = report::summary(&store, &filter, &mut names).map_err(plain)?;
             match format {
                 Format::Json => {
                     serde_json::to_writer_pretty(&mut out, &s.json())?;
@@ -117,9 +118,18 @@ pub fn run(args: &ReportArgs) -> Result<()> {
                 }
             }
         }
-        What::Alerts => report::alerts(&store, &filter, &mut names)?.write(format, &mut out)?,
-        What::Users => report::users(&store, &filter, &mut names)?.write(format, &mut out)?,
-        What::Destinations => report::destinations(&store, &filter)?.write(format, &mut out)?,
+        // Reports whose rows grow with the data stream them out as they are read.
+        What::Alerts => stream(report::ALERTS.title, report::ALERTS.columns, format, &mut out, |w| {
+            report::alerts(&store, &filter, &mut names, w)
+        })?,
+        What::Users => stream(report::USERS.title, report::USERS.columns, format, &mut out, |w| {
+            report::users(&store, &filter, &mut names, None, w)
+        })?,
+        What::Destinations => {
+            stream(report::DESTINATIONS.title, report::DESTINATIONS.columns, format, &mut out, |w| {
+                report::destinations(&store, &filter, None, w)
+            })?
+        }
         What::Health => {
             report::health::health(&store, &filter)?.write(format, &mut out)?;
             // People also get the latest events; programs ask `report events`.
@@ -129,11 +139,35 @@ pub fn run(args: &ReportArgs) -> Result<()> {
             }
         }
         What::Events => report::events::events(&store, &filter, None)?.write(format, &mut out)?,
-        What::Dns(a) => report::dns::dns(&store, &filter, &mut names, a.top)?.write(format, &mut out)?,
+        What::Dns(a) => stream(&report::dns::title(a.top), report::dns::COLUMNS, format, &mut out, |w| {
+            report::dns::dns(&store, &filter, &mut names, a.top, w)
+        })?,
         What::Files => {
             report::files::files(&store, &filter, &mut names, config.sensitive.window)?.write(format, &mut out)?
         }
     }
     out.flush()?;
     Ok(())
+}
+
+/// Writes a report's rows in `format` as `rows` reads them.
+fn stream(
+    title: &str,
+    columns: &[Column],
+    format: Format,
+    out: &mut dyn Write,
+    rows: impl FnOnce(&mut TableWriter<'_>) -> Result<(), ReportError>,
+) -> Result<()> {
+    let mut w = TableWriter::new(title, columns, format, out)?;
+    rows(&mut w).map_err(plain)?;
+    w.finish()?;
+    Ok(())
+}
+
+/// The error itself, so a closed pipe is still seen as one (`main` makes it success).
+fn plain(e: ReportError) -> anyhow::Error {
+    match e {
+        ReportError::Store(e) => e.into(),
+        ReportError::Output(e) => e.into(),
+    }
 }

@@ -1,6 +1,7 @@
 //! `exfilmon report`: what left the box, per user, destination and alert.
 //!
-//! Each report is a query that returns a [`Table`]; rendering is shared. Tables show user
+//! Each report is a query whose rows stream to a [`Rows`] (written out as they are read, or
+//! collected into a [`Table`] when few); rendering is shared. Tables show user
 //! names for uids, as `aureport -i` does. Rows of replays that have not committed (the
 //! `uncounted_runs` view, see `store::runs`) are left out: a replay counts whole or not at all.
 
@@ -8,6 +9,7 @@ pub mod dns;
 pub mod events;
 pub mod files;
 pub mod health;
+pub mod stream;
 pub mod table;
 pub mod when;
 
@@ -16,6 +18,7 @@ use serde_json::{json, Value};
 
 use crate::principal::{endpoint, proto_name, UserNames};
 use crate::store::{Store, StoreError};
+use stream::{Layout, Rows};
 use table::{col, hidden, Cell, Table};
 
 /// Which rows a report covers.
@@ -62,14 +65,61 @@ fn rows<P: rusqlite::Params>(
     mapped.collect::<Result<_, _>>().map_err(|e| sql(store, e))
 }
 
-pub fn alerts(store: &Store, f: &Filter, names: &mut UserNames) -> Result<Table, StoreError> {
-    let rows = rows(
+/// Runs `query` with `params` and hands each row, mapped, to `out` as it is read.
+fn each_row<P: rusqlite::Params>(
+    store: &Store,
+    query: &str,
+    params: P,
+    out: &mut dyn Rows,
+    mut map: impl FnMut(&Row<'_>) -> rusqlite::Result<Vec<Cell>>,
+) -> Result<(), ReportError> {
+    let mut stmt = store.conn().prepare(query).map_err(|e| sql(store, e))?;
+    let mut rows = stmt.query(params).map_err(|e| sql(store, e))?;
+    while let Some(r) = rows.next().map_err(|e| sql(store, e))? {
+        out.row(map(r).map_err(|e| sql(store, e))?)?;
+    }
+    Ok(())
+}
+
+/// A report that failed: the database, or the output (a closed pipe, a full disk).
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Output(#[from] std::io::Error),
+}
+
+/// `LIMIT` for SQL: none is -1.
+fn limit(n: Option<usize>) -> i64 {
+    n.map_or(-1, |n| i64::try_from(n).unwrap_or(i64::MAX))
+}
+
+pub const ALERTS: Layout = Layout {
+    title: "Alerts",
+    columns: &[
+        col("ts"),
+        col("kind"),
+        col("severity"),
+        hidden("uid"),
+        col("user"),
+        col("host"),
+        col("dst"),
+        col("bytes"),
+        col("summary"),
+        hidden("details"),
+    ],
+};
+
+pub fn alerts(store: &Store, f: &Filter, names: &mut UserNames, out: &mut dyn Rows) -> Result<(), ReportError> {
+    each_row(
         store,
         "SELECT a.ts, a.kind, a.severity, p.uid, p.host, a.dst, a.bytes, a.summary, a.details
          FROM alerts a LEFT JOIN principals p ON p.id = a.principal_id
          WHERE a.ts >= ?1 AND a.ts < ?2 AND (?3 IS NULL OR p.uid = ?3)
          ORDER BY a.ts, a.id",
         params![f.since(), f.until(), f.uid()],
+        out,
         |r| {
             let uid: Option<i64> = r.get(3)?;
             let details: String = r.get(8)?;
@@ -87,27 +137,35 @@ pub fn alerts(store: &Store, f: &Filter, names: &mut UserNames) -> Result<Table,
                 Cell::Json(serde_json::from_str(&details).unwrap_or(Value::Null)),
             ])
         },
-    )?;
-    Ok(Table {
-        title: "Alerts".into(),
-        columns: vec![
-            col("ts"),
-            col("kind"),
-            col("severity"),
-            hidden("uid"),
-            col("user"),
-            col("host"),
-            col("dst"),
-            col("bytes"),
-            col("summary"),
-            hidden("details"),
-        ],
-        rows,
-    })
+    )
 }
 
-pub fn users(store: &Store, f: &Filter, names: &mut UserNames) -> Result<Table, StoreError> {
-    let rows = rows(
+pub const USERS: Layout = Layout {
+    title: "Egress by user",
+    columns: &[
+        col("uid"),
+        col("user"),
+        hidden("gid"),
+        col("host"),
+        col("packets"),
+        col("bytes"),
+        col("destinations"),
+        col("first"),
+        col("last"),
+        col("alerts"),
+    ],
+};
+
+/// Egress per principal, most bytes first; `top` keeps the first ones only. SQLite
+/// aggregates and sorts (spilling to temporary files past its cache), rows stream out.
+pub fn users(
+    store: &Store,
+    f: &Filter,
+    names: &mut UserNames,
+    top: Option<usize>,
+    out: &mut dyn Rows,
+) -> Result<(), ReportError> {
+    each_row(
         store,
         "SELECT p.uid, p.gid, p.host, sum(e.packets), sum(e.bytes),
                 count(DISTINCT e.dst || ' ' || e.dport || ' ' || e.proto), min(e.first_seen), max(e.last_seen),
@@ -115,8 +173,9 @@ pub fn users(store: &Store, f: &Filter, names: &mut UserNames) -> Result<Table, 
          FROM egress e JOIN principals p ON p.id = e.principal_id
          WHERE e.minute >= ?1 / 60000000 * 60000000 AND e.minute < ?2 AND (?3 IS NULL OR p.uid = ?3)
            AND e.run_id NOT IN uncounted_runs
-         GROUP BY p.id ORDER BY sum(e.bytes) DESC",
-        params![f.since(), f.until(), f.uid()],
+         GROUP BY p.id ORDER BY sum(e.bytes) DESC LIMIT ?4",
+        params![f.since(), f.until(), f.uid(), limit(top)],
+        out,
         |r| {
             let uid: Option<i64> = r.get(0)?;
             Ok(vec![
@@ -132,35 +191,26 @@ pub fn users(store: &Store, f: &Filter, names: &mut UserNames) -> Result<Table, 
                 Cell::Int(r.get(8)?),
             ])
         },
-    )?;
-    Ok(Table {
-        title: "Egress by user".into(),
-        columns: vec![
-            col("uid"),
-            col("user"),
-            hidden("gid"),
-            col("host"),
-            col("packets"),
-            col("bytes"),
-            col("destinations"),
-            col("first"),
-            col("last"),
-            col("alerts"),
-        ],
-        rows,
-    })
+    )
 }
 
-pub fn destinations(store: &Store, f: &Filter) -> Result<Table, StoreError> {
-    let rows = rows(
+pub const DESTINATIONS: Layout = Layout {
+    title: "Egress by destination",
+    columns: &[col("dst"), col("proto"), col("packets"), col("bytes"), col("senders"), col("first"), col("last")],
+};
+
+/// Egress per destination, most bytes first; `top` keeps the first ones only.
+pub fn destinations(store: &Store, f: &Filter, top: Option<usize>, out: &mut dyn Rows) -> Result<(), ReportError> {
+    each_row(
         store,
         "SELECT e.dst, e.dport, e.proto, sum(e.packets), sum(e.bytes), count(DISTINCT e.principal_id),
                 min(e.first_seen), max(e.last_seen)
          FROM egress e JOIN principals p ON p.id = e.principal_id
          WHERE e.minute >= ?1 / 60000000 * 60000000 AND e.minute < ?2 AND (?3 IS NULL OR p.uid = ?3)
            AND e.run_id NOT IN uncounted_runs
-         GROUP BY e.dst, e.dport, e.proto ORDER BY sum(e.bytes) DESC",
-        params![f.since(), f.until(), f.uid()],
+         GROUP BY e.dst, e.dport, e.proto ORDER BY sum(e.bytes) DESC LIMIT ?4",
+        params![f.since(), f.until(), f.uid(), limit(top)],
+        out,
         |r| {
             let addr: String = r.get(0)?;
             let port: u16 = r.get(1)?;
@@ -176,20 +226,7 @@ pub fn destinations(store: &Store, f: &Filter) -> Result<Table, StoreError> {
                 Cell::Time(r.get(7)?),
             ])
         },
-    )?;
-    Ok(Table {
-        title: "Egress by destination".into(),
-        columns: vec![
-            col("dst"),
-            col("proto"),
-            col("packets"),
-            col("bytes"),
-            col("senders"),
-            col("first"),
-            col("last"),
-        ],
-        rows,
-    })
+    )
 }
 
 /// The overview: totals, alerts by kind, and the top users and destinations.
@@ -199,7 +236,10 @@ pub struct Summary {
     pub top_destinations: Table,
 }
 
-pub fn summary(store: &Store, f: &Filter, names: &mut UserNames) -> Result<Summary, StoreError> {
+/// Users and destinations in the summary.
+const TOP: usize = 5;
+
+pub fn summary(store: &Store, f: &Filter, names: &mut UserNames) -> Result<Summary, ReportError> {
     let bounds = params![f.since(), f.until(), f.uid()];
     let (first, last, packets, bytes, senders): (Option<i64>, Option<i64>, Option<i64>, Option<i64>, i64) = store
         .conn()
@@ -241,12 +281,12 @@ pub fn summary(store: &Store, f: &Filter, names: &mut UserNames) -> Result<Summa
     totals.push(item("malformed frames skipped", Cell::Int(malformed.unwrap_or(0))));
     totals.push(item("frames ignored (not IP, inbound)", Cell::Int(ignored.unwrap_or(0))));
 
-    let mut top_users = users(store, f, names)?;
-    top_users.rows.truncate(5);
+    let mut top_users = USERS.table();
     top_users.title = "Top senders".into();
-    let mut top_destinations = destinations(store, f)?;
-    top_destinations.rows.truncate(5);
+    users(store, f, names, Some(TOP), &mut top_users)?;
+    let mut top_destinations = DESTINATIONS.table();
     top_destinations.title = "Top destinations".into();
+    destinations(store, f, Some(TOP), &mut top_destinations)?;
     Ok(Summary {
         totals: Table { title: "Egress summary".into(), columns: vec![col("item"), col("value")], rows: totals },
         top_users,
