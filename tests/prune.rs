@@ -150,3 +150,37 @@ fn a_trail_broken_within_the_prefix_is_not_pruned() {
     assert_eq!(query_i64(&s.db, "SELECT count(*) FROM trail_anchors"), 0);
     assert_eq!(query_i64(&s.db, "SELECT count(*) FROM alerts WHERE seq = 1"), 1);
 }
+
+/// Everything past its retention: the trail is pruned to nothing but its anchor, and what is
+/// written next (the prune's own event, a new replay) links on from the anchor.
+#[test]
+fn a_trail_pruned_to_nothing_goes_on_from_its_anchor() {
+    let s = setup();
+    std::fs::write(
+        &s.config,
+        format!(
+            "[trail]\nsigning_key = {:?}\n[retention]\negress = \"1d\"\ndns = \"1d\"\nalerts = \"1d\"\nevents = \"1d\"\n",
+            s.dir.path("trail.key")
+        ),
+    )
+    .unwrap();
+    // The recent replay is two days old: everything goes but the prune's own event.
+    let (code, text) = run(&s, &["prune"]);
+    assert_eq!(code, 0, "{text}");
+    assert_eq!(query_i64(&s.db, "SELECT count(*) FROM egress"), 0);
+    assert_eq!(query_i64(&s.db, "SELECT count(*) FROM alerts") + query_i64(&s.db, "SELECT count(*) FROM digests"), 0);
+    let start = query_i64(&s.db, "SELECT rows FROM trail_anchors");
+    assert_eq!(query_i64(&s.db, "SELECT seq FROM events WHERE kind = 'pruned'"), start + 1);
+    let (code, text) = verify(&s, &s.db);
+    assert_eq!(code, 0, "{text}");
+    assert!(text.contains("links: intact") && text.contains("anchor signature good"), "{text}");
+    // A new replay goes on from there.
+    let (capture, _) = minutes_capture_from(1_700_000_000 + 86_400, 5, 20);
+    let file = s.dir.path("more.pcap");
+    std::fs::write(&file, capture).unwrap();
+    let (code, text) = run(&s, &["replay", file.to_str().unwrap()]);
+    assert_eq!(code, 0, "{text}");
+    let (code, text) = verify(&s, &s.db);
+    assert_eq!(code, 0, "{text}");
+    assert!(text.contains("links: intact") && text.contains("egress: intact"), "{text}");
+}

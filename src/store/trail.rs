@@ -18,7 +18,9 @@ pub(super) fn head(tx: &Transaction<'_>) -> rusqlite::Result<Link> {
     let a = last("SELECT seq, hash FROM alerts ORDER BY seq DESC LIMIT 1")?;
     let e = last("SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1")?;
     let d = last("SELECT seq, hash FROM digests ORDER BY seq DESC LIMIT 1")?;
-    Ok(match a.into_iter().chain(e).chain(d).max_by_key(|(seq, _)| *seq) {
+    // A trail pruned to nothing goes on from its anchor (store::prune).
+    let anchor = last("SELECT rows, head FROM trail_anchors ORDER BY id DESC LIMIT 1")?;
+    Ok(match a.into_iter().chain(e).chain(d).chain(anchor).max_by_key(|(seq, _)| *seq) {
         // An edited head hash cannot be linked to; the next link then breaks where verify
         // reports the edit anyway.
         Some((seq, hash)) => Link { seq, hash: decode_hash(&hash).unwrap_or(GENESIS) },
