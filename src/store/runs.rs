@@ -270,9 +270,15 @@ impl Store {
         )
         .map_err(err)?;
         let id = tx.last_insert_rowid();
-        let lock = RunLock::take(&path, id).map_err(|source| StoreError::Open { path: path.clone(), source })?;
+        // Without the lock (a file system without open file description locks) the run is
+        // written all the same; nobody can then tell it died, so it is never rolled back.
+        let lock = RunLock::take(&path, id)
+            .inspect_err(|e| {
+                tracing::warn!("cannot lock run {id} in {}: {e}; a crash will not be rolled back", path.display())
+            })
+            .ok();
         tx.commit().map_err(err)?;
-        self.run_lock = Some(lock);
+        self.run_lock = lock;
         Ok(Run { id, mode })
     }
 
