@@ -1,4 +1,4 @@
--- exfilmon database schema, version 2: the whole current schema, for reading.
+-- exfilmon database schema, version 5: the whole current schema, for reading.
 -- Not applied by anything: databases are built and upgraded by the files in migrations/, and
 -- tests/migrations.rs checks that this file builds exactly the same schema. To change the
 -- schema, add a migration (migrations/README.md) and bring this file up to date with it.
@@ -14,8 +14,10 @@ CREATE TABLE principals (
 );
 CREATE UNIQUE INDEX principals_key ON principals (ifnull(uid, -1), ifnull(host, ''));
 
--- Outbound traffic aggregated per principal, destination and minute: the table grows with
--- flows and minutes, not with packets. bytes are from IP length fields.
+-- Outbound traffic aggregated per principal, destination and minute, per run: the table grows
+-- with flows and minutes, not with packets. bytes are from IP length fields. A run's rows
+-- count once it finished (replays) or as they are written (the live monitor); reports add up
+-- the rows of a key over runs.
 CREATE TABLE egress (
     principal_id INTEGER NOT NULL REFERENCES principals (id),
     minute       INTEGER NOT NULL,  -- start of the minute
@@ -28,8 +30,9 @@ CREATE TABLE egress (
     last_seen    INTEGER NOT NULL,
     direction    INTEGER NOT NULL DEFAULT 0,  -- 0 unknown, 1 initiated here, 2 served (a reply)
     dst_name     TEXT,  -- the name the sender resolved or sent as TLS server name, if seen
+    run_id       INTEGER NOT NULL,  -- the run that wrote it (0: before schema 5)
     -- Minute first: rows arrive minute by minute, so inserts append, and reports select minutes.
-    PRIMARY KEY (minute, principal_id, proto, dst, dport)
+    PRIMARY KEY (minute, principal_id, proto, dst, dport, run_id)
 ) WITHOUT ROWID;
 
 -- One row per alert. details holds the detector's evidence as JSON.
@@ -52,7 +55,7 @@ CREATE TABLE alerts (
 CREATE INDEX alerts_ts ON alerts (ts);
 
 -- The monitor's own events (started, stopped, reloaded, ruleset changed, sink failed ...),
--- append-only and chained with the alerts into one trail: seq runs over both tables.
+-- append-only and chained with the alerts (and digests) into one trail: seq runs over them all.
 CREATE TABLE events (
     seq       INTEGER PRIMARY KEY,
     ts        INTEGER NOT NULL,  -- wall clock
@@ -65,6 +68,26 @@ CREATE TABLE events (
     hash      TEXT    NOT NULL
 );
 
+-- What was seen, in the trail: a digest of one minute's egress rows of one run, chained with
+-- the alerts and events (seq runs over the three tables), so `exfilmon verify` notices egress
+-- rows deleted, edited or inserted. A replay digests its minutes when it commits, the live
+-- monitor each minute two minutes after it ended (and again if a late row changes one: the
+-- last digest of a minute and run holds). digest is SHA-256 over the rows in key order, see
+-- src/trail; rows, packets and bytes are their count and sums, for the person reading.
+CREATE TABLE digests (
+    seq       INTEGER PRIMARY KEY,
+    ts        INTEGER NOT NULL,  -- wall clock
+    run_id    INTEGER NOT NULL REFERENCES runs (id),
+    minute    INTEGER NOT NULL,
+    rows      INTEGER NOT NULL,
+    packets   INTEGER NOT NULL,
+    bytes     INTEGER NOT NULL,
+    digest    TEXT    NOT NULL,  -- hex
+    prev_hash TEXT    NOT NULL,
+    hash      TEXT    NOT NULL
+);
+CREATE INDEX digests_minute ON digests (minute, run_id);
+
 -- Signed statements of the trail's head, also sent to the sinks: a trail cut short after one
 -- left the machine no longer reaches it. signature is Ed25519 over the text in src/trail.
 CREATE TABLE checkpoints (
@@ -76,7 +99,30 @@ CREATE TABLE checkpoints (
     signature  TEXT    NOT NULL   -- hex
 );
 
--- Each invocation that wrote data: what it read and what it could not use.
+-- Where the trail starts after `exfilmon prune` cut a prefix off it (the newest row holds):
+-- rows 1 to `rows` (alerts, events and digests all past their retention) were deleted, row
+-- rows + 1 links to `head`. signature is Ed25519 over the text in src/trail (Anchor) when a
+-- signing key is set. Egress of minutes before egress_before was pruned: digests of those
+-- minutes that remain have no rows to check. alerts, events, digests: how many this prune cut.
+CREATE TABLE trail_anchors (
+    id            INTEGER PRIMARY KEY,
+    ts            INTEGER NOT NULL,  -- wall clock
+    rows          INTEGER NOT NULL,
+    head          TEXT    NOT NULL,
+    egress_before INTEGER NOT NULL,
+    alerts        INTEGER NOT NULL,
+    events        INTEGER NOT NULL,
+    digests       INTEGER NOT NULL,
+    key_id        TEXT,
+    signature     TEXT               -- hex
+);
+
+-- Each invocation that wrote data: what it read and what it could not use, and whether it
+-- finished. A replay counts as a unit: its rows and alerts count only once it is 'finished';
+-- one whose process died ('running', but nobody holds the run's lock: src/store/runs.rs) is
+-- rolled back by the next exfilmon that opens the database to write: its rows are deleted,
+-- its alerts never left alerts_pending, and the state becomes 'abandoned'. A live monitor
+-- that ended without a clean exit keeps what it committed and becomes 'interrupted'.
 CREATE TABLE runs (
     id          INTEGER PRIMARY KEY,
     mode        TEXT    NOT NULL,  -- replay | run
@@ -88,7 +134,29 @@ CREATE TABLE runs (
     malformed   INTEGER NOT NULL DEFAULT 0,
     ignored     INTEGER NOT NULL DEFAULT 0,
     alerts      INTEGER NOT NULL DEFAULT 0,
-    counters    TEXT    NOT NULL DEFAULT '{}'  -- every skipped frame by reason, as JSON
+    counters    TEXT    NOT NULL DEFAULT '{}',  -- every skipped frame by reason, as JSON
+    state       TEXT    NOT NULL DEFAULT 'finished',  -- running | finished | abandoned | interrupted
+    pid         INTEGER,  -- the process writing it
+    first_minute INTEGER, -- the minutes its egress and dns rows lie in
+    last_minute INTEGER
+);
+
+-- Replays that have not committed: reports leave out their rows.
+CREATE VIEW uncounted_runs AS SELECT id FROM runs WHERE mode = 'replay' AND state <> 'finished';
+
+-- Alerts of a replay that has not committed: they join the trail (alerts) in the transaction
+-- that commits the replay, so a replay that dies leaves no alert to take out of the trail.
+CREATE TABLE alerts_pending (
+    id           INTEGER PRIMARY KEY,
+    run_id       INTEGER NOT NULL REFERENCES runs (id),
+    ts           INTEGER NOT NULL,
+    kind         TEXT    NOT NULL,
+    severity     TEXT    NOT NULL,
+    principal_id INTEGER REFERENCES principals (id),
+    dst          TEXT,
+    bytes        INTEGER NOT NULL,
+    summary      TEXT    NOT NULL,
+    details      TEXT    NOT NULL
 );
 
 -- DNS queries per principal, registered domain (public suffix list) and minute. unique_names
@@ -105,7 +173,8 @@ CREATE TABLE dns (
     name_bytes   INTEGER NOT NULL,
     suspicious   INTEGER NOT NULL,  -- unique names that looked encoded, over-long or odd-typed
     flags        INTEGER NOT NULL,
-    PRIMARY KEY (minute, principal_id, domain)
+    run_id       INTEGER NOT NULL,  -- as in egress
+    PRIMARY KEY (minute, principal_id, domain, run_id)
 ) WITHOUT ROWID;
 
 -- A bounded sample of suspicious names (at most 3 per dns row, 30 per pair state), escaped.
@@ -114,7 +183,8 @@ CREATE TABLE dns_samples (
     domain       TEXT    NOT NULL,
     name         TEXT    NOT NULL,
     minute       INTEGER NOT NULL,  -- first seen
-    PRIMARY KEY (principal_id, domain, name)
+    run_id       INTEGER NOT NULL,
+    PRIMARY KEY (principal_id, domain, name, run_id)
 ) WITHOUT ROWID;
 
 -- Capture files already replayed, by content hash, so a second replay does not count twice.
@@ -150,8 +220,9 @@ CREATE TABLE health (
 -- Reads of sensitive files ([sensitive] paths), from the kernel audit trail: who read what,
 -- when, with which program. path, user, exe, comm and proctitle are escaped for terminals
 -- (\xNN). fsuid is the uid egress is matched on (NFLOG's); auid the login uid (NULL: unset).
--- size: the file's size when the record was read, else the configured one. Replaying the same
--- log again is harmless: (ts, serial, path) is the record's identity.
+-- size: the file's size when the record was read, else the configured one. (ts, serial, path)
+-- is the record's identity: a log replayed again stores it again under the new run, and
+-- reports show each identity once.
 CREATE TABLE file_reads (
     ts        INTEGER NOT NULL,  -- audit record time
     serial    INTEGER NOT NULL,  -- audit event serial
@@ -165,7 +236,8 @@ CREATE TABLE file_reads (
     comm      TEXT,
     proctitle TEXT,
     size      INTEGER,
-    PRIMARY KEY (ts, serial, path)
+    run_id    INTEGER NOT NULL,  -- as in egress
+    PRIMARY KEY (ts, serial, path, run_id)
 ) WITHOUT ROWID;
 
 -- Marks the file as exfilmon's: exfilmon refuses an SQLite file without this row (or, made
@@ -175,5 +247,7 @@ CREATE TABLE exfilmon_meta (
     value TEXT NOT NULL
 );
 INSERT INTO exfilmon_meta (key, value) VALUES ('schema', 'exfilmon');
+-- Runs from this id on digest their egress rows (set by migration 4).
+INSERT INTO exfilmon_meta (key, value) VALUES ('digests_from_run', '1');
 
-PRAGMA user_version = 4;
+PRAGMA user_version = 7;

@@ -26,6 +26,11 @@ impl Severity {
             Severity::High => "high",
         }
     }
+
+    /// The severity [`as_str`](Self::as_str) names.
+    pub fn from_name(name: &str) -> Option<Severity> {
+        [Severity::Low, Severity::Medium, Severity::High].into_iter().find(|s| s.as_str() == name)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -61,8 +66,8 @@ impl AlertKind {
         AlertKind::Baseline,
     ];
 
-    /// The kind a stored name stands for.
-    pub fn of_name(name: &str) -> Option<AlertKind> {
+    /// The kind [`as_str`](Self::as_str) names.
+    pub fn from_name(name: &str) -> Option<AlertKind> {
         AlertKind::ALL.into_iter().find(|k| k.as_str() == name)
     }
 

@@ -17,6 +17,7 @@ use crate::detect::sensitive::SensitiveConfig;
 use crate::detect::volume::VolumeRule;
 use crate::source::nflog::NflogConfig;
 use crate::source::owner::OwnerConfig;
+use crate::store::RetentionConfig;
 use crate::units::de::duration;
 
 #[derive(Debug, Clone, Deserialize)]
@@ -68,6 +69,9 @@ pub struct Config {
     /// The live monitor watching itself.
     #[serde(default)]
     pub monitor: MonitorConfig,
+    /// How long each kind of data is kept (`exfilmon prune`, and the daemon once a day).
+    #[serde(default)]
+    pub retention: RetentionConfig,
 }
 
 impl Default for Config {
@@ -88,6 +92,7 @@ impl Default for Config {
             sink: Vec::new(),
             trail: TrailConfig::default(),
             monitor: MonitorConfig::default(),
+            retention: RetentionConfig::default(),
         }
     }
 }
@@ -343,6 +348,19 @@ mod tests {
         let s = Config::load(Some(path)).unwrap().sensitive;
         assert_eq!(s.paths.len(), 2);
         assert_eq!(SensitiveConfig { paths: Vec::new(), ..s }, SensitiveConfig::default());
+    }
+
+    #[test]
+    fn retention_section_defaults_and_limits() {
+        let path = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/exfilmon.example.toml"));
+        assert_eq!(Config::load(Some(path)).unwrap().retention, RetentionConfig::default());
+        let c = parse("[retention]\negress = \"14d\"\nalerts = \"2y\"\n").unwrap();
+        assert_eq!(c.retention.egress, Duration::from_secs(14 * 86_400));
+        assert_eq!(c.retention.dns, RetentionConfig::default().dns);
+        let err = parse("[retention]\ndns = \"2h\"\n").unwrap_err().to_string();
+        assert!(err.starts_with("test.toml:2:") && err.contains("at least 1d"), "{err}");
+        let err = parse("[retention]\nflows = \"2d\"\n").unwrap_err().to_string();
+        assert!(err.starts_with("test.toml:2:") && err.contains("unknown field"), "{err}");
     }
 
     #[test]

@@ -19,6 +19,7 @@ fn main() -> ExitCode {
         Command::Status(args) => return cli::status::run(args),
         Command::Metrics(args) => cli::metrics::run(args),
         Command::GenerateDocs(args) => cli::generate_docs::run(args),
+        Command::Prune(args) => cli::prune::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -3,12 +3,13 @@
 //!
 //! [`Session::open`] opens the database (replay looks up its captures there first), then
 //! [`Opened::start`] records the run, starts the sinks and the writer, and builds the pipeline.
-//! [`Session::finish`] stops in one order for both: final flush, the writer's last commit and
-//! checkpoint, the sinks' delivery grace, then the run's totals. What only the daemon does
-//! (signals, privileges, reload, heartbeats) is in the `daemon` module, above this one.
+//! [`Session::finish`] stops in one order for both: final flush, the writer's last commit, the
+//! run's commit (a replay's captures and alerts, the totals: `store::runs`), the alerts it
+//! released to the sinks, a signed checkpoint, the sinks' delivery grace. What only the daemon
+//! does (signals, privileges, reload, heartbeats) is in the `daemon` module, above this one.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,7 +23,7 @@ use crate::sink::{self, Dispatcher};
 use crate::source::audit::follow::FollowStats;
 use crate::source::audit::{FileRead, Reader};
 use crate::store::writer::{Delivery, Write, Writer};
-use crate::store::{CaptureRecord, Store, StoreError};
+use crate::store::{CaptureRecord, Committed, Duplicate, Run, RunEnd, RunMode, Store, StoreError};
 use crate::trail::sign::{KeyError, Signer};
 use crate::trail::{Event, EventKind};
 
@@ -58,10 +59,20 @@ pub struct Opened {
 pub struct Session {
     /// Frames and audit events go in here; its output is the database writer.
     pub pipeline: Pipeline<Writer>,
-    run_id: Option<i64>,
+    run: Option<Run>,
+    db: PathBuf,
     sinks: Option<Arc<Dispatcher>>,
     signer: Option<Arc<Signer>>,
     grace: Duration,
+}
+
+/// What a finished session did.
+pub struct Finished {
+    /// What the pipeline counted.
+    pub stats: Stats,
+    /// Captures found counted already when the replay committed (by another process meanwhile,
+    /// or twice in this replay): the run was rolled back and nothing of it counts.
+    pub duplicates: Vec<Duplicate>,
 }
 
 impl Session {
@@ -72,7 +83,7 @@ impl Session {
 
     /// The run's row id; replay records none when it has nothing to replay.
     pub fn run_id(&self) -> Option<i64> {
-        self.run_id
+        self.run.map(|r| r.id)
     }
 
     /// The sinks, for the daemon's heartbeat lines and their events.
@@ -99,30 +110,93 @@ impl Session {
         self.pipeline.stats.audit_skipped = counters;
     }
 
-    /// Flushes the pipeline, lets the writer commit the rest (and sign a last checkpoint), gives
-    /// the sinks `[monitor] delivery_grace` to deliver what is queued, then records `captures`
-    /// and the totals in the run's row. Returns what the pipeline counted.
-    pub fn finish(self, captures: &[CaptureRecord<'_>]) -> Result<Stats, StoreError> {
+    /// Flushes the pipeline, lets the writer commit the rest, commits the run (for a replay:
+    /// records `captures` unless one is counted already and `force` is off, and releases its
+    /// alerts into the trail and to the sinks), signs a checkpoint, and gives the sinks
+    /// `[monitor] delivery_grace` to deliver what is queued.
+    pub fn finish(self, captures: &[CaptureRecord<'_>], force: bool) -> Result<Finished, StoreError> {
+        let (mut store, stats, rest) = self.stop()?;
+        let mut duplicates = Vec::new();
+        if let Some(run) = rest.run {
+            let committed = store.commit_run(run, &RunEnd { totals: &stats.totals(), captures, force });
+            match committed {
+                Ok(Committed::Done(alerts)) => {
+                    if let Some(d) = &rest.sinks {
+                        let mut names = crate::principal::UserNames::default();
+                        for (a, link) in &alerts {
+                            d.push(sink::alert_record(a, link, &mut names));
+                        }
+                    }
+                }
+                Ok(Committed::Duplicate(d)) => duplicates = d,
+                Err(e) => return Err(rest.failed(e)),
+            }
+        }
+        rest.close(store)?;
+        Ok(Finished { stats, duplicates })
+    }
+
+    /// Rolls the run back instead of committing it (a replay stopped by a signal): nothing of
+    /// it counts, and the trail says why.
+    pub fn abandon(self, why: &str) -> Result<Stats, StoreError> {
+        let (mut store, stats, rest) = self.stop()?;
+        if let Some(run) = rest.run {
+            if let Err(e) = store.abandon_run(run, why) {
+                return Err(rest.failed(e));
+            }
+        }
+        rest.close(store)?;
+        Ok(stats)
+    }
+
+    /// Flushes the pipeline and stops the writer once it committed everything.
+    fn stop(self) -> Result<(Store, Stats, Rest), StoreError> {
         let mut pipeline = self.pipeline;
         pipeline.flush();
         let stats = pipeline.stats.clone();
-        let mut store = match pipeline.into_output().finish() {
-            Ok(store) => store,
-            Err(e) => {
-                database_failed(self.sinks.as_deref(), self.grace, &e, self.run_id);
-                return Err(e);
+        let rest = Rest { run: self.run, db: self.db, sinks: self.sinks, signer: self.signer, grace: self.grace };
+        match pipeline.into_output().finish() {
+            Ok(store) => Ok((store, stats, rest)),
+            Err(e) => Err(rest.failed(e)),
+        }
+    }
+}
+
+/// A session after its writer stopped.
+struct Rest {
+    run: Option<Run>,
+    db: PathBuf,
+    sinks: Option<Arc<Dispatcher>>,
+    signer: Option<Arc<Signer>>,
+    grace: Duration,
+}
+
+impl Rest {
+    /// The database failed: the sinks hear of it, and an unfinished replay is rolled back at
+    /// once if the database lets another connection do it (its lock went with the failed
+    /// store), else by the next exfilmon that writes to it.
+    fn failed(self, e: StoreError) -> StoreError {
+        let run_id = self.run.map(|r| r.id);
+        database_failed(self.sinks.as_deref(), self.grace, &e, run_id);
+        if self.run.is_some() {
+            let _ = Store::open(&self.db);
+        }
+        e
+    }
+
+    /// A signed checkpoint of the trail as the run left it, then the sinks' grace; the events
+    /// they raised meanwhile go into the trail.
+    fn close(self, mut store: Store) -> Result<(), StoreError> {
+        if let Some(signer) = &self.signer {
+            let c = store.checkpoint(signer)?;
+            if let Some(d) = &self.sinks {
+                d.push(sink::checkpoint_record(&c));
             }
-        };
+        }
         if let Some(d) = &self.sinks {
-            store.append_events(&close(d, self.grace), self.run_id)?;
+            store.append_events(&close(d, self.grace), self.run.map(|r| r.id))?;
         }
-        if let Some(run_id) = self.run_id {
-            for c in captures {
-                store.record_capture(c, run_id)?;
-            }
-            store.finish_run(run_id, &stats.totals())?;
-        }
-        Ok(stats)
+        Ok(())
     }
 }
 
@@ -135,13 +209,20 @@ impl Opened {
     /// Records a run of `mode` (none without a mode), starts the sinks and the writer thread,
     /// and builds the pipeline for `config`. The writer signs checkpoints with `signer` (see
     /// [`signer`]).
-    pub fn start(self, config: &Config, mode: Option<&str>, signer: Option<Arc<Signer>>) -> anyhow::Result<Session> {
-        let run_id = mode.map(|m| self.store.begin_run(m)).transpose()?;
+    pub fn start(
+        mut self,
+        config: &Config,
+        mode: Option<RunMode>,
+        signer: Option<Arc<Signer>>,
+    ) -> anyhow::Result<Session> {
         let sinks = Dispatcher::start(&config.sink)?;
+        let run = mode.map(|m| self.store.begin_run(m)).transpose()?;
         let delivery = Delivery { sinks: sinks.clone(), signer: signer.clone() };
+        let db = self.store.path().to_owned();
         Ok(Session {
-            pipeline: Pipeline::new(config, Writer::spawn_delivering(self.store, run_id, delivery)),
-            run_id,
+            pipeline: Pipeline::new(config, Writer::spawn_delivering(self.store, run, delivery)),
+            run,
+            db,
             sinks,
             signer,
             grace: config.monitor.delivery_grace,
@@ -183,13 +264,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let db = dir.path().join("s.db");
         let config = Config::default();
-        let mut session = Session::open(&db).unwrap().start(&config, Some("replay"), None).unwrap();
+        let mut session = Session::open(&db).unwrap().start(&config, Some(RunMode::Replay), None).unwrap();
         let mut reader = config.sensitive.audit_reader(false);
         reader.line(b"garbage", &mut |_| {});
         let log = FollowStats { too_long: 1, rotations: 1, ..FollowStats::default() };
         session.count_audit(&reader, [&log, &log]);
         let run_id = session.run_id().unwrap();
-        session.finish(&[]).unwrap();
+        session.finish(&[], false).unwrap();
         let store = Store::open_read(&db).unwrap();
         let counters: String =
             store.conn().query_row("SELECT counters FROM runs WHERE id = ?1", [run_id], |r| r.get(0)).unwrap();

@@ -100,3 +100,67 @@ fn a_million_unique_destinations_sources_and_names_stay_under_the_memory_bound()
     }
     assert!(kib < BOUND_MIB * 1024, "peak RSS {kib} KiB over the {BOUND_MIB} MiB bound");
 }
+
+/// Principals in the database of [`reports_stay_flat_however_many_principals`].
+const PRINCIPALS: i64 = 100_000;
+/// Its bound: a report's rows are written as they are read, so memory does not grow with them.
+const REPORT_BOUND_MIB: u64 = 64;
+
+/// Peak RSS of `exfilmon <args>` and its standard output's length.
+fn peak(args: &[&str]) -> (u64, usize) {
+    let out = Command::new("/usr/bin/time").args(["-f", "maxrss_kib=%M"]).arg(EXFILMON).args(args).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{args:?}: {err}");
+    let kib = err.lines().find_map(|l| l.strip_prefix("maxrss_kib=")).and_then(|n| n.trim().parse().ok());
+    (kib.unwrap_or_else(|| panic!("no maxrss in {err}")), out.stdout.len())
+}
+
+/// Issue 13, item 12: reports collected every row, then a JSON tree of them, before writing:
+/// `report users --format json` on 3 M principals died at a 4 GB limit, and the summary (top
+/// five of each) took 1.2 GB. 100,000 principals (a host each, as raw IP captures make them)
+/// sending to 100,000 destinations, in a database written by SQL for speed: every report stays
+/// under [`REPORT_BOUND_MIB`] (BENCHMARKS.md: 1 M principals, release build).
+#[test]
+fn reports_stay_flat_however_many_principals() {
+    if !Path::new("/usr/bin/time").exists() {
+        return skip("needs /usr/bin/time (Debian package `time`)");
+    }
+    let dir = Scratch::new();
+    let db = dir.db();
+    // The schema and a finished run, then the rows.
+    let capture = dir.path("one.pcap");
+    std::fs::write(&capture, common::pcap(101, &[&common::udp_v4([10, 0, 0, 1], [192, 0, 2, 1], 9, 100)])).unwrap();
+    let o = Command::new(EXFILMON).arg("replay").arg(&capture).arg("--db").arg(&db).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    conn.execute_batch(&format!(
+        "BEGIN;
+         WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < {PRINCIPALS})
+         INSERT INTO principals (host) SELECT '10.' || (i >> 16) || '.' || ((i >> 8) & 255) || '.' || (i & 255) || '.1' FROM n;
+         INSERT INTO egress (principal_id, minute, proto, dst, dport, packets, bytes, first_seen, last_seen, run_id)
+           SELECT id, 1700000000000000 / 60000000 * 60000000, 17, '100.' || (id >> 16) || '.' || ((id >> 8) & 255) || '.' || (id & 255),
+                  9, 1, 1000 + id, 1700000000000000, 1700000000000000, 1
+           FROM principals;
+         COMMIT;"
+    ))
+    .unwrap();
+    drop(conn);
+    for args in [
+        &["report", "users", "--format", "json"][..],
+        &["report", "users", "--format", "csv"],
+        &["report", "destinations", "--format", "json"],
+        &["report", "summary", "--format", "json"],
+        &["report", "summary"],
+    ] {
+        let mut args = args.to_vec();
+        args.extend(["--db", &db]);
+        let started = Instant::now();
+        let (kib, bytes) = peak(&args);
+        println!(
+            "{args:?}: peak RSS {:.1} MiB, {bytes} bytes out, {:.1} s",
+            kib as f64 / 1024.0,
+            started.elapsed().as_secs_f64()
+        );
+        assert!(kib < REPORT_BOUND_MIB * 1024, "{args:?}: peak RSS {kib} KiB over {REPORT_BOUND_MIB} MiB");
+    }
+}

@@ -302,3 +302,88 @@ fn help_teaches() {
     let o = run(&["replay", "--help"]);
     assert!(stdout(&o).contains("NFLOG (239"));
 }
+
+/// `exfilmon replay <args>` run by bash, where `<(cat FILE)` reads FILE through a pipe.
+fn replay_through_bash(db: &str, inputs: &str) -> Output {
+    let script = format!("exec \"$0\" replay --db \"$1\" {inputs}");
+    std::process::Command::new("bash").args(["-c", &script, common::EXFILMON, db]).output().unwrap()
+}
+
+/// Issue 13, item 3: a capture from a pipe (`<(...)`, /dev/stdin) is read once, as it is
+/// replayed. Two pipes in one command were both pre-hashed for the duplicate check (pipes have
+/// no size, so they looked like twins), which drained them ("is empty"); so was every pipe after
+/// one was recorded (with size 0). The same content again through a pipe still counts once.
+#[test]
+fn captures_from_pipes_are_read_once_and_counted_once() {
+    let (_dir, db) = temp_db();
+    let (raw, ipv4, ipv6) = (fixture("raw.pcap"), fixture("ipv4.pcap"), fixture("ipv6.pcap"));
+    let o = replay_through_bash(&db, &format!("<(cat {}) <(cat {})", raw.display(), ipv4.display()));
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("replayed 2 of 2 file(s): 14 packets"), "{}", stdout(&o));
+    let o = replay_through_bash(&db, &format!("<(cat {})", ipv6.display()));
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(query_i64(&db, "SELECT sum(packets) FROM egress"), 9 + 5 + 7);
+    // Recorded with the size read, not the pipe's 0.
+    let size = std::fs::metadata(&ipv6).unwrap().len() as i64;
+    assert_eq!(query_i64(&db, "SELECT count(*) FROM captures WHERE size = 0"), 0);
+    assert_eq!(query_i64(&db, &format!("SELECT count(*) FROM captures WHERE size = {size}")), 1);
+    // The same content again, from a pipe and from the file: counted once.
+    let o = replay_through_bash(&db, &format!("<(cat {})", raw.display()));
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("already replayed"), "{}", stderr(&o));
+    let o = replay(&db, &["raw.pcap"], &[]);
+    assert!(o.status.success() && stderr(&o).contains("already replayed"), "{}", stderr(&o));
+    assert_eq!(query_i64(&db, "SELECT sum(packets) FROM egress"), 9 + 5 + 7);
+    let o = run(&["report", "--db", &db, "--format", "json"]);
+    assert_eq!(serde_json::from_str::<Value>(&stdout(&o)).unwrap()["totals"]["packets"], 21);
+    // Two pipes with one content: known only once both were read, and neither can be read
+    // again, so nothing counts and the message says what to do.
+    let (_dir, db) = temp_db();
+    let o = replay_through_bash(&db, &format!("<(cat {0}) <(cat {0})", raw.display()));
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).contains("same content as an earlier file in this replay"), "{}", stderr(&o));
+    assert!(stderr(&o).contains("was read from a pipe and cannot be read again"), "{}", stderr(&o));
+    assert_eq!(query_i64(&db, "SELECT count(*) FROM egress"), 0);
+    assert_eq!(query_i64(&db, "SELECT count(*) FROM runs WHERE state = 'abandoned'"), 1);
+}
+
+/// Issue 13, item 11: the database is made 0640 in a 0750 directory so that its group may read
+/// reports. With no writer running, a reader in the group could not: WAL mode needs the `-shm`
+/// and `-wal` files, and only the owner may create them in the directory. The writer keeps
+/// them (created with the database's mode), so the group reads without writing anything.
+#[test]
+fn the_databases_group_reads_reports_with_no_writer_running() {
+    use std::os::unix::fs::PermissionsExt;
+    if !nix::unistd::geteuid().is_root() {
+        common::skip("needs root to read the database as another user");
+        return;
+    }
+    let dir = Scratch::new();
+    std::fs::set_permissions(dir.root(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let state = dir.path("state");
+    let db = state.join("exfilmon.db");
+    let o = run(&["replay", "--db", db.to_str().unwrap(), fixture("raw.pcap").to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    // The directory and its files belong to the readers' group (nogroup here); the reader is
+    // nobody, in that group only.
+    let group = nix::unistd::Gid::from_raw(65534);
+    for entry in std::iter::once(state.clone()).chain(std::fs::read_dir(&state).unwrap().map(|e| e.unwrap().path())) {
+        nix::unistd::chown(&entry, None, Some(group)).unwrap();
+    }
+    let as_reader = |args: &[&str]| {
+        std::process::Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups", common::EXFILMON])
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let o = as_reader(&["report", "--db", db.to_str().unwrap(), "--format", "json"]);
+    assert!(o.status.success(), "report as the group: {}", stderr(&o));
+    assert_eq!(serde_json::from_str::<Value>(&stdout(&o)).unwrap()["totals"]["packets"], 9);
+    let o = as_reader(&["verify", "--db", db.to_str().unwrap()]);
+    assert!(o.status.success(), "verify as the group: {}{}", stdout(&o), stderr(&o));
+    for f in std::fs::read_dir(&state).unwrap() {
+        let f = f.unwrap();
+        assert_eq!(f.metadata().unwrap().permissions().mode() & 0o777, 0o640, "{}", f.path().display());
+    }
+}

@@ -2,9 +2,11 @@
 //! (exit 1, naming the first broken link), and only an intact trail exits 0.
 //!
 //! The trail comes from replaying pcaps/nflog-sample.pcap with four volume rules (four alerts,
-//! rows 1-4), a signing key (a checkpoint of rows 1-4, stored and written to a JSON Lines sink,
-//! i.e. "left the machine") and an exec sink that always fails (its sink_failed, sink_dropping
-//! and sink_undelivered events are rows 5-7, after the checkpoint).
+//! rows 1-4, and the digest of its one minute of egress rows, row 5), a signing key (a
+//! checkpoint of rows 1-5, stored and written to a JSON Lines sink, i.e. "left the machine")
+//! and an exec sink that always fails (its sink_failed, sink_dropping and sink_undelivered
+//! events are rows 6-8, after the checkpoint). Issue 13, item 14: deleting, editing or
+//! inserting egress rows is caught too.
 
 mod common;
 
@@ -73,35 +75,85 @@ fn trail() -> Trail {
     t
 }
 
-/// Trail positions of the alerts and events, and the rows the newest checkpoint covers.
-fn layout(conn: &Connection) -> (Vec<i64>, Vec<i64>, i64) {
+/// Trail positions of the alerts, digests and events, and the rows the newest checkpoint covers.
+fn layout(conn: &Connection) -> (Vec<i64>, Vec<i64>, Vec<i64>, i64) {
     let seqs = |sql: &str| -> Vec<i64> {
         let mut s = conn.prepare(sql).unwrap();
         s.query_map([], |r| r.get(0)).unwrap().map(Result::unwrap).collect()
     };
     let alerts = seqs("SELECT seq FROM alerts ORDER BY seq");
+    let digests = seqs("SELECT seq FROM digests ORDER BY seq");
     let events = seqs("SELECT seq FROM events ORDER BY seq");
     let rows = conn.query_row("SELECT max(rows) FROM checkpoints", [], |r| r.get(0)).unwrap();
-    (alerts, events, rows)
+    (alerts, digests, events, rows)
 }
 
 #[test]
 fn intact_trail_verifies_with_stored_and_shipped_checkpoints() {
     let t = trail();
     let conn = t.copy();
-    let (alerts, events, checkpoint) = layout(&conn);
+    let (alerts, digests, events, checkpoint) = layout(&conn);
     assert_eq!(alerts, [1, 2, 3, 4]);
-    assert_eq!(checkpoint, 4, "the checkpoint is signed when the writer finishes, before the sink events");
-    assert_eq!(events, [5, 6, 7], "sink_failed, sink_dropping, sink_undelivered");
+    assert_eq!(digests, [5], "the sample's one minute of egress, digested when the replay commits");
+    assert_eq!(checkpoint, 5, "the checkpoint is signed when the replay commits, before the sink events");
+    assert_eq!(events, [6, 7, 8], "sink_failed, sink_dropping, sink_undelivered");
     let shipped = t.dir.path("shipped.jsonl");
     let o = t.verify(&t.dir.db(), &["--checkpoint", shipped.to_str().unwrap()]);
     let out = String::from_utf8_lossy(&o.stdout);
     assert_eq!(o.status.code(), Some(0), "{out}{}", String::from_utf8_lossy(&o.stderr));
-    assert!(out.contains("trail: 7 rows (4 alerts, 3 events)"), "{out}");
+    assert!(out.contains("trail: 8 rows (4 alerts, 3 events, 1 egress digests)"), "{out}");
     assert!(out.contains("links: intact"), "{out}");
-    assert!(out.contains("(stored): 4 rows") && out.contains("(from file): 4 rows"), "{out}");
+    // 10 rows: the sample's uid-less packets of known flows count for their uid (src/attribute.rs).
+    assert!(out.contains("egress: intact (10 rows in 1 run-minutes match their digests)"), "{out}");
+    assert!(out.contains("(stored): 5 rows") && out.contains("(from file): 5 rows"), "{out}");
     assert!(out.contains("signature good, reached"), "{out}");
     assert!(out.contains("3 rows after the newest stored checkpoint"), "{out}");
+}
+
+/// Issue 13, item 14: the trail covered alerts and events, not what was seen; deleting or
+/// editing egress rows went unnoticed.
+#[test]
+fn deleting_editing_or_inserting_egress_rows_is_caught() {
+    let t = trail();
+    let verify = |sql: &str| {
+        t.copy().execute_batch(sql).unwrap();
+        t.verify_tampered(&[])
+    };
+    for (what, sql) in [
+        (
+            "deleted",
+            "DELETE FROM egress WHERE (minute, principal_id, proto, dst, dport) IN
+               (SELECT minute, principal_id, proto, dst, dport FROM egress ORDER BY bytes LIMIT 1)",
+        ),
+        ("deleted", "DELETE FROM egress WHERE dport = 22"),
+        ("edited", "UPDATE egress SET bytes = bytes / 2 WHERE dport = 22"),
+        (
+            "edited",
+            "UPDATE egress SET dst = '192.0.2.99' WHERE (minute, principal_id, proto, dst, dport) IN
+               (SELECT minute, principal_id, proto, dst, dport FROM egress WHERE dport = 22 LIMIT 1)",
+        ),
+        ("re-pointed", "INSERT INTO principals (uid) VALUES (4242); UPDATE egress SET principal_id = (SELECT id FROM principals WHERE uid = 4242) WHERE principal_id = 1"),
+        ("inserted", "INSERT INTO egress (principal_id, minute, proto, dst, dport, packets, bytes, first_seen, last_seen, run_id) SELECT principal_id, minute, proto, '192.0.2.98', dport, packets, bytes, first_seen, last_seen, run_id FROM egress WHERE dport = 22 LIMIT 1"),
+    ] {
+        let (code, text) = verify(sql);
+        assert_eq!(code, 1, "{what}: {sql}\n{text}");
+        assert!(text.contains("links: intact"), "{what}: the trail itself is untouched: {text}");
+        assert!(text.contains("egress: BROKEN: egress of minute 2026-11-22T"), "{what}: {text}");
+        assert!(text.contains("rows were edited, deleted or inserted"), "{what}: {text}");
+    }
+    let (code, text) = verify("DELETE FROM egress");
+    assert_eq!(code, 1, "{text}");
+    assert!(text.contains("the table has none: they were deleted"), "{text}");
+    // Rows of a run that has no digest at all, slipped in under a finished run's id.
+    let (code, text) = verify(
+        "INSERT INTO egress (principal_id, minute, proto, dst, dport, packets, bytes, first_seen, last_seen, run_id) SELECT principal_id, minute + 600000000, proto, dst, dport, packets, bytes, first_seen, last_seen, run_id FROM egress",
+    );
+    assert_eq!(code, 1, "{text}");
+    assert!(text.contains("no digest covers, though that run's rows have one: they were inserted"), "{text}");
+    // Rewriting the digest to match breaks its link instead.
+    let (code, text) = verify("UPDATE egress SET bytes = 1; UPDATE digests SET bytes = 1");
+    assert_eq!(code, 1, "{text}");
+    assert!(text.contains("trail row 5: digests.seq 5 does not match its hash"), "{text}");
 }
 
 #[test]
@@ -171,12 +223,12 @@ fn inserting_a_row_is_caught() {
     let conn = t.copy();
     conn.execute_batch(
         "INSERT INTO events (seq, ts, kind, severity, summary, prev_hash, hash)
-           SELECT 8, ts, 'stopped', 'low', 'a forged event', hash, hash FROM events WHERE seq = 7;",
+           SELECT 9, ts, 'stopped', 'low', 'a forged event', hash, hash FROM events WHERE seq = 8;",
     )
     .unwrap();
     let (code, text) = t.verify_tampered(&[]);
     assert_eq!(code, 1, "{text}");
-    assert!(text.contains("trail row 8: events.seq 8 does not match its hash"), "{text}");
+    assert!(text.contains("trail row 9: events.seq 9 does not match its hash"), "{text}");
 }
 
 #[test]
@@ -184,29 +236,30 @@ fn deleting_the_tail_is_caught_by_a_checkpoint_and_only_by_one() {
     let t = trail();
     let shipped = t.dir.path("shipped.jsonl");
     let shipped = shipped.to_str().unwrap();
-    // Rows 4 to 7: the last alert (covered by the checkpoint) and the events after it.
+    // Rows 5 to 8: the digest (covered by the checkpoint) and the events after it.
     let conn = t.copy();
-    conn.execute_batch("DELETE FROM alerts WHERE seq = 4; DELETE FROM events;").unwrap();
+    conn.execute_batch("DELETE FROM digests; DELETE FROM events;").unwrap();
     let (code, text) = t.verify_tampered(&[]);
     assert_eq!(code, 1, "{text}");
     assert!(text.contains("links: intact"), "the remaining links hold: {text}");
-    assert!(text.contains("it covers 4 rows but the trail has 3: rows were cut off the end"), "{text}");
+    assert!(text.contains("it covers 5 rows but the trail has 4: rows were cut off the end"), "{text}");
 
-    // The stored checkpoint deleted too: nothing left in the database can tell...
-    conn.execute("DELETE FROM checkpoints", []).unwrap();
+    // The stored checkpoint and the egress rows deleted too: nothing left in the database can
+    // tell...
+    conn.execute_batch("DELETE FROM checkpoints; DELETE FROM egress;").unwrap();
     let (code, text) = t.verify_tampered(&[]);
     assert_eq!(code, 0, "{text}");
     assert!(text.contains("checkpoints: none; rows cut off the end would go unnoticed"), "{text}");
     // ...but the checkpoint that left the machine does.
     let (code, text) = t.verify_tampered(&["--checkpoint", shipped]);
     assert_eq!(code, 1, "{text}");
-    assert!(text.contains("(from file): 4 rows") && text.contains("rows were cut off the end"), "{text}");
+    assert!(text.contains("(from file): 5 rows") && text.contains("rows were cut off the end"), "{text}");
 
     // A checkpoint forged to match the shorter trail fails its signature.
     let conn = t.copy();
     conn.execute_batch(
-        "DELETE FROM alerts WHERE seq = 4; DELETE FROM events;
-         UPDATE checkpoints SET rows = 3, head = (SELECT hash FROM alerts WHERE seq = 3);",
+        "DELETE FROM digests; DELETE FROM events; DELETE FROM egress;
+         UPDATE checkpoints SET rows = 4, head = (SELECT hash FROM alerts WHERE seq = 4);",
     )
     .unwrap();
     let (code, text) = t.verify_tampered(&[]);
@@ -225,7 +278,7 @@ fn a_recomputed_chain_no_longer_reaches_the_checkpoint() {
     let (code, text) = t.verify_tampered(&[]);
     assert_eq!(code, 1, "{text}");
     assert!(text.contains("links: intact"), "{text}");
-    assert!(text.contains("the trail's first 4 rows no longer hash to its head: they were rewritten"), "{text}");
+    assert!(text.contains("the trail's first 5 rows no longer hash to its head: they were rewritten"), "{text}");
 }
 
 /// Recomputes every link, as the module documentation of `exfilmon::trail` describes them.
@@ -234,6 +287,7 @@ fn rechain(conn: &Connection) {
     for (table, sql) in [
         ("alert", "SELECT a.seq, a.id, a.ts, a.kind, a.severity, p.uid, p.host, a.dst, a.bytes, a.summary, a.details, a.run_id FROM alerts a LEFT JOIN principals p ON p.id = a.principal_id"),
         ("event", "SELECT seq, ts, kind, severity, run_id, summary, details FROM events"),
+        ("digest", "SELECT seq, ts, run_id, minute, rows, packets, bytes, digest FROM digests"),
     ] {
         let mut s = conn.prepare(sql).unwrap();
         let n = s.column_count();
@@ -251,10 +305,10 @@ fn rechain(conn: &Connection) {
     for (seq, table, values) in rows {
         let refs: Vec<ValueRef<'_>> = values.iter().map(ValueRef::from).collect();
         let hash = exfilmon::trail::link_hash(&prev, table, &refs);
-        let sql = if table == "alert" {
-            "UPDATE alerts SET prev_hash = ?1, hash = ?2 WHERE seq = ?3"
-        } else {
-            "UPDATE events SET prev_hash = ?1, hash = ?2 WHERE seq = ?3"
+        let sql = match table {
+            "alert" => "UPDATE alerts SET prev_hash = ?1, hash = ?2 WHERE seq = ?3",
+            "event" => "UPDATE events SET prev_hash = ?1, hash = ?2 WHERE seq = ?3",
+            _ => "UPDATE digests SET prev_hash = ?1, hash = ?2 WHERE seq = ?3",
         };
         conn.execute(sql, rusqlite::params![hex(&prev), hex(&hash), seq]).unwrap();
         prev = hash;

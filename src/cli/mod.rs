@@ -6,6 +6,7 @@ pub mod generate_docs;
 pub mod keygen;
 pub mod metrics;
 pub mod nft;
+pub mod prune;
 pub mod replay;
 pub mod report;
 pub mod report_select;
@@ -67,11 +68,12 @@ pub enum Command {
     Run(run::RunArgs),
     /// Print the auditd rules watching the [sensitive] files, or install them (--apply).
     AuditRules(audit_rules::AuditRulesArgs),
-    /// Recompute the tamper-evident alert trail and check its signed checkpoints.
+    /// Recompute the tamper-evident trail, check its signed checkpoints and the egress rows.
     ///
-    /// Every alert and monitor event is hash-chained to the one before; an edited, deleted,
-    /// inserted or reordered row breaks a link, reported with its position. Exit 0 only for an
-    /// intact trail.
+    /// Every alert, monitor event and digest of a minute's egress rows is hash-chained to the
+    /// one before; an edited, deleted, inserted or reordered row breaks a link, reported with its
+    /// position, and egress rows that no longer match their digest are reported with their
+    /// minute. Exit 0 only for an intact trail and egress table.
     Verify(verify::VerifyArgs),
     /// Make an Ed25519 key pair for signing trail checkpoints ([trail] signing_key).
     Keygen(keygen::KeygenArgs),
@@ -87,6 +89,8 @@ pub enum Command {
     /// Write man pages and shell completions (for packaging).
     #[command(hide = true)]
     GenerateDocs(generate_docs::GenerateDocsArgs),
+    /// Delete what is past its [retention] and give the space back (the monitor does it daily).
+    Prune(prune::PruneArgs),
 }
 
 /// Options shared by commands that use the database and configuration.

@@ -3,12 +3,15 @@
 use std::fs::File;
 use std::io::{Read, Write as _};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use sha2::{Digest, Sha256};
+use signal_hook::consts::{SIGINT, SIGTERM};
 
 use super::Common;
 use crate::config::Config;
@@ -19,7 +22,7 @@ use crate::source::audit::follow::{FollowError, FollowStats, Follower};
 use crate::source::audit::{AuditEvent, Reader};
 use crate::source::pcap::{self, CaptureError, ReadStats};
 use crate::source::FrameSink;
-use crate::store::CaptureRecord;
+use crate::store::{CaptureRecord, Duplicate, RunMode};
 use crate::units::{human_bytes, rfc3339};
 
 #[derive(Debug, Args)]
@@ -46,14 +49,26 @@ const HASH_CHUNK: usize = 1 << 16;
 struct Capture {
     path: PathBuf,
     size: u64,
+    /// A regular file: it can be read twice (hashed first, or replayed again).
+    seekable: bool,
     /// Hashed before the replay only when a capture of the same size makes a duplicate
-    /// possible; otherwise while it is replayed, so the file is read once.
+    /// possible (and the file can be read twice); otherwise while it is replayed, so the file
+    /// is read once.
     sha256: Option<String>,
+}
+
+/// A capture as replayed: what its reader saw, its content hash and the bytes read.
+struct Replayed<'a> {
+    capture: &'a Capture,
+    stats: ReadStats,
+    sha256: String,
+    bytes: u64,
 }
 
 pub fn run(args: &ReplayArgs) -> Result<()> {
     let config = Config::load(args.common.config.as_deref())?;
     let db = args.common.db_path(&config);
+    let stop = stop_on_signals()?;
     let opened = Session::open(&db)?;
     let store = opened.store();
 
@@ -65,9 +80,16 @@ pub fn run(args: &ReplayArgs) -> Result<()> {
             Err(e) => failures.push(e),
         }
     }
-    let sizes: Vec<u64> = found.iter().map(|c| c.size).collect();
+    // Hashing first is a shortcut for files of a size seen before: a pipe (`<(...)`,
+    // /dev/stdin) has no size and can be read only once, so it is hashed as it is replayed
+    // and a duplicate is found when the replay commits (and rolled back).
+    let sizes: Vec<u64> = found.iter().filter(|c| c.seekable).map(|c| c.size).collect();
     let mut todo: Vec<Capture> = Vec::new();
     for mut c in found {
+        if !c.seekable {
+            todo.push(c);
+            continue;
+        }
         let twin = sizes.iter().filter(|&&s| s == c.size).count() > 1;
         if !twin && (args.force || !store.capture_size_seen(c.size)?) {
             todo.push(c);
@@ -81,13 +103,7 @@ pub fn run(args: &ReplayArgs) -> Result<()> {
             }
         };
         match store.capture_seen(&sha256)? {
-            Some((earlier, when)) if !args.force => eprintln!(
-                "exfilmon: skipping {}: already replayed into {} on {} (as {}); pass --force to count it again",
-                message(&c.path.to_string_lossy()),
-                message(&db.to_string_lossy()),
-                rfc3339(when),
-                crate::escape::printable(&earlier)
-            ),
+            Some((earlier, when)) if !args.force => skipping(&c.path, &db, &earlier, when),
             _ if todo.iter().any(|t| t.sha256.as_deref() == Some(&sha256)) => {
                 eprintln!(
                     "exfilmon: skipping {}: same content as an earlier file in this replay",
@@ -102,65 +118,86 @@ pub fn run(args: &ReplayArgs) -> Result<()> {
     }
 
     let started = Instant::now();
-    let total_bytes: u64 = todo.iter().map(|c| c.size).sum();
-    let bar = ProgressBar::new(total_bytes).with_style(
-        ProgressStyle::with_template("{spinner} {msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
-    );
     let mut audit = config.sensitive.audit_reader(false);
     let mut events = Vec::new();
     let mut logs = Vec::new();
     for path in &args.audit_log {
         logs.push(read_audit_log(&mut audit, path, &mut events)?);
     }
-    // A run is recorded only when there is something to replay.
-    let mode = (!todo.is_empty()).then_some("replay");
-    let mut session = opened.start(&config, mode, session::signer(&config)?)?;
-    if !args.audit_log.is_empty() {
-        session.pipeline.enable_audit(&config);
-        session.count_audit(&audit, &logs);
-    }
-    let mut merged = Merge::new(&mut session.pipeline, events);
-    let mut done_bytes = 0;
-    let mut replayed = Vec::new();
-    for capture in &todo {
-        // A file name is anyone's choice: escaped like the messages that quote it.
-        let name = capture.path.file_name().map(|n| message(&n.to_string_lossy()).into_owned());
-        bar.set_message(name.unwrap_or_default());
-        let result = replay(capture, &mut merged, &mut |n| bar.set_position(done_bytes + n));
-        done_bytes += capture.size;
-        match result {
-            Ok((stats, sha256)) => replayed.push((capture, stats, sha256)),
-            Err(e) => failures.push(anyhow::Error::new(e)),
+    // A replay commits as a unit. When it turns out, at its commit, that a capture was counted
+    // meanwhile (another process replayed the same file), the whole run is rolled back: the
+    // other captures are replayed again without it, if they can be read again.
+    let mut opened = Some(opened);
+    let (replayed, finished, principals) = loop {
+        let opened = match opened.take() {
+            Some(o) => o,
+            None => Session::open(&db)?,
+        };
+        let mut session =
+            opened.start(&config, (!todo.is_empty()).then_some(RunMode::Replay), session::signer(&config)?)?;
+        if !args.audit_log.is_empty() {
+            session.pipeline.enable_audit(&config);
+            session.count_audit(&audit, &logs);
         }
-    }
-    bar.finish_and_clear();
-    merged.finish();
-
-    let principals = session.pipeline.principals();
-    let paths: Vec<_> = replayed.iter().map(|(c, _, _)| c.path.to_string_lossy()).collect();
-    let records: Vec<CaptureRecord> = replayed
-        .iter()
-        .zip(&paths)
-        .map(|((c, s, sha256), path)| CaptureRecord {
-            sha256,
-            path,
-            size: c.size,
-            records: s.records,
-            damaged: s.damaged,
-        })
-        .collect();
-    let stats = session.finish(&records)?;
+        let (replayed, errors) = replay_all(&todo, &mut session, events.clone(), &stop);
+        failures.extend(errors);
+        let principals = session.pipeline.principals();
+        if stop.load(Ordering::Relaxed) {
+            session.abandon("stopped by a signal")?;
+            anyhow::bail!("interrupted: the replay was rolled back, nothing of it counts");
+        }
+        let paths: Vec<_> = replayed.iter().map(|r| r.capture.path.to_string_lossy()).collect();
+        let records: Vec<CaptureRecord> = replayed
+            .iter()
+            .zip(&paths)
+            .map(|(r, path)| CaptureRecord {
+                sha256: &r.sha256,
+                path,
+                size: r.bytes,
+                records: r.stats.records,
+                damaged: r.stats.damaged,
+            })
+            .collect();
+        let finished = session.finish(&records, args.force)?;
+        if finished.duplicates.is_empty() {
+            break (replayed, Some(finished), principals);
+        }
+        let mut again = Vec::new();
+        for (i, r) in replayed.iter().enumerate() {
+            let path = &r.capture.path;
+            match finished.duplicates.iter().find(|d| d.index == i) {
+                Some(Duplicate { earlier: Some((earlier, when)), .. }) => skipping(path, &db, earlier, *when),
+                Some(Duplicate { earlier: None, .. }) => eprintln!(
+                    "exfilmon: skipping {}: same content as an earlier file in this replay",
+                    message(&path.to_string_lossy())
+                ),
+                None => again.push(path.clone()),
+            }
+        }
+        if let Some(c) = todo.iter().find(|c| again.contains(&c.path) && !c.seekable) {
+            anyhow::bail!(
+                "{} was read from a pipe and cannot be read again: nothing of this replay counts; replay the other \
+                 files again",
+                message(&c.path.to_string_lossy())
+            );
+        }
+        todo.retain(|c| again.contains(&c.path));
+        if todo.is_empty() {
+            break (Vec::new(), None, 0);
+        }
+        eprintln!("exfilmon: replaying the other {} file(s) again without it", todo.len());
+    };
+    let stats = finished.map(|f| f.stats).unwrap_or_default();
 
     // A damaged capture still counts what came before the damage, but the replay fails, as
     // tshark does: its owner should know part of it was never seen.
-    for (c, s, _) in &replayed {
-        if let Some(damage) = s.damage {
-            let kept = match s.records {
+    for r in &replayed {
+        if let Some(damage) = r.stats.damage {
+            let kept = match r.stats.records {
                 0 => "nothing before it".to_string(),
                 n => format!("the {n} records before it were replayed"),
             };
-            failures.push(anyhow::anyhow!("{}: {damage}; {kept}", c.path.display()));
+            failures.push(anyhow::anyhow!("{}: {damage}; {kept}", r.capture.path.display()));
         }
     }
     let secs = started.elapsed().as_secs_f64();
@@ -193,6 +230,66 @@ pub fn run(args: &ReplayArgs) -> Result<()> {
     }
 }
 
+/// Says a capture is not replayed because `db` counted its content already.
+fn skipping(path: &Path, db: &Path, earlier: &str, when: i64) {
+    eprintln!(
+        "exfilmon: skipping {}: already replayed into {} on {} (as {}); pass --force to count it again",
+        message(&path.to_string_lossy()),
+        message(&db.to_string_lossy()),
+        rfc3339(when),
+        crate::escape::printable(earlier)
+    );
+}
+
+/// SIGINT and SIGTERM stop the replay, which is then rolled back; a second one ends the
+/// process at once (the run is then rolled back by the next exfilmon writing the database).
+fn stop_on_signals() -> Result<Arc<AtomicBool>> {
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [SIGTERM, SIGINT] {
+        signal_hook::flag::register_conditional_shutdown(sig, 1, Arc::clone(&stop))
+            .and_then(|_| signal_hook::flag::register(sig, Arc::clone(&stop)))
+            .context("cannot install signal handlers")?;
+    }
+    Ok(stop)
+}
+
+/// Replays every capture in one session, with a progress bar on a terminal. Returns each
+/// replayed capture with what its reader saw, its content hash and the bytes read, and the
+/// captures that could not be read.
+fn replay_all<'a>(
+    todo: &'a [Capture],
+    session: &mut Session,
+    events: Vec<AuditEvent>,
+    stop: &AtomicBool,
+) -> (Vec<Replayed<'a>>, Vec<anyhow::Error>) {
+    let total_bytes: u64 = todo.iter().map(|c| c.size).sum();
+    let bar = ProgressBar::new(total_bytes).with_style(
+        ProgressStyle::with_template("{spinner} {msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let mut merged = Merge::new(&mut session.pipeline, events);
+    let mut done_bytes = 0;
+    let mut replayed = Vec::new();
+    let mut failures = Vec::new();
+    for capture in todo {
+        if stop.load(Ordering::Relaxed) {
+            break;
+        }
+        // A file name is anyone's choice: escaped like the messages that quote it.
+        let name = capture.path.file_name().map(|n| message(&n.to_string_lossy()).into_owned());
+        bar.set_message(name.unwrap_or_default());
+        let result = replay(capture, &mut merged, &mut |n| bar.set_position(done_bytes + n), stop);
+        done_bytes += capture.size;
+        match result {
+            Ok((stats, sha256, bytes)) => replayed.push(Replayed { capture, stats, sha256, bytes }),
+            Err(e) => failures.push(anyhow::Error::new(e)),
+        }
+    }
+    bar.finish_and_clear();
+    merged.finish();
+    (replayed, failures)
+}
+
 /// Opens the file to surface missing or unreadable files before anything is written.
 fn identify(path: &Path) -> Result<Capture> {
     let meta = std::fs::metadata(path).with_context(|| format!("cannot open {}", path.display()))?;
@@ -200,7 +297,7 @@ fn identify(path: &Path) -> Result<Capture> {
         anyhow::bail!("{} is a directory, not a capture file", path.display());
     }
     File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
-    Ok(Capture { path: path.to_owned(), size: meta.len(), sha256: None })
+    Ok(Capture { path: path.to_owned(), size: meta.len(), seekable: meta.is_file(), sha256: None })
 }
 
 /// Every event of a saved audit log, in file order, and what its follower counted.
@@ -214,41 +311,61 @@ fn read_audit_log(reader: &mut Reader, path: &Path, events: &mut Vec<AuditEvent>
 
 fn hash_file(path: &Path) -> Result<String> {
     let file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
-    let mut input = Hashing { inner: file, hasher: Sha256::new() };
+    let mut input = Input::new(file, true, None);
     std::io::copy(&mut input, &mut std::io::sink()).with_context(|| format!("cannot read {}", path.display()))?;
-    Ok(hex(input.hasher))
+    Ok(input.sha256().unwrap_or_default())
 }
 
-/// Replays one capture; returns what the reader saw and the content hash, computed on the way
-/// through unless the capture was hashed before.
+/// Replays one capture; returns what the reader saw, the content hash (computed on the way
+/// through unless the capture was hashed before) and the bytes read. Reading stops with an
+/// error once `stop` is set.
 fn replay(
     c: &Capture,
     sink: &mut dyn FrameSink,
     progress: &mut dyn FnMut(u64),
-) -> Result<(ReadStats, String), CaptureError> {
-    if let Some(sha256) = &c.sha256 {
-        return Ok((pcap::read_file(&c.path, sink, progress)?, sha256.clone()));
-    }
+    stop: &AtomicBool,
+) -> Result<(ReadStats, String, u64), CaptureError> {
     let file = File::open(&c.path).map_err(|source| CaptureError::Open { path: c.path.clone(), source })?;
-    let mut input = Hashing { inner: file, hasher: Sha256::new() };
+    let mut input = Input::new(file, c.sha256.is_none(), Some(stop));
     let stats = pcap::read(&c.path, &mut input, sink, progress)?;
     // Reading stops at a damaged record; the identity still covers the whole file.
     std::io::copy(&mut input, &mut std::io::sink())
         .map_err(|e| CaptureError::Read { path: c.path.clone(), message: e.to_string() })?;
-    Ok((stats, hex(input.hasher)))
+    let bytes = input.bytes;
+    let sha256 = c.sha256.clone().or_else(|| input.sha256()).unwrap_or_default();
+    Ok((stats, sha256, bytes))
 }
 
-/// Hashes what it reads, [`HASH_CHUNK`] bytes at a time.
-struct Hashing<R> {
+/// A capture as it is read: hashed [`HASH_CHUNK`] bytes at a time when asked, bytes counted
+/// (a pipe has no size before), and cut short by a signal.
+struct Input<'a, R> {
     inner: R,
-    hasher: Sha256,
+    hasher: Option<Sha256>,
+    bytes: u64,
+    stop: Option<&'a AtomicBool>,
 }
 
-impl<R: Read> Read for Hashing<R> {
+impl<'a, R: Read> Input<'a, R> {
+    fn new(inner: R, hash: bool, stop: Option<&'a AtomicBool>) -> Self {
+        Input { inner, hasher: hash.then(Sha256::new), bytes: 0, stop }
+    }
+
+    fn sha256(self) -> Option<String> {
+        self.hasher.map(hex)
+    }
+}
+
+impl<R: Read> Read for Input<'_, R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.stop.is_some_and(|s| s.load(Ordering::Relaxed)) {
+            return Err(std::io::Error::other("stopped by a signal"));
+        }
         let n = buf.len().min(HASH_CHUNK);
         let n = self.inner.read(&mut buf[..n])?;
-        self.hasher.update(&buf[..n]);
+        if let Some(h) = &mut self.hasher {
+            h.update(&buf[..n]);
+        }
+        self.bytes += n as u64;
         Ok(n)
     }
 }
@@ -279,12 +396,14 @@ mod tests {
             let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("pcaps").join(name);
             let size = std::fs::metadata(&path).unwrap().len();
             let (mut once, mut twice) = (Count(0), Count(0));
-            let c = Capture { path: path.clone(), size, sha256: None };
-            let (_, streamed) = replay(&c, &mut once, &mut |_| {}).unwrap();
+            let stop = AtomicBool::new(false);
+            let c = Capture { path: path.clone(), size, seekable: true, sha256: None };
+            let (_, streamed, bytes) = replay(&c, &mut once, &mut |_| {}, &stop).unwrap();
+            assert_eq!(bytes, size, "{name}");
             let before = hash_file(&path).unwrap();
             assert_eq!(streamed, before, "{name}");
             let c = Capture { sha256: Some(before.clone()), ..c };
-            assert_eq!(replay(&c, &mut twice, &mut |_| {}).unwrap().1, before, "{name}");
+            assert_eq!(replay(&c, &mut twice, &mut |_| {}, &stop).unwrap().1, before, "{name}");
             assert_eq!(once.0, twice.0, "{name}");
         }
     }
@@ -297,8 +416,8 @@ mod tests {
         data.extend((0..4 * HASH_CHUNK).map(|i| i as u8));
         let file = tempfile::NamedTempFile::new().unwrap();
         std::fs::write(file.path(), &data).unwrap();
-        let c = Capture { path: file.path().to_owned(), size: data.len() as u64, sha256: None };
-        let (stats, streamed) = replay(&c, &mut Count(0), &mut |_| {}).unwrap();
+        let c = Capture { path: file.path().to_owned(), size: data.len() as u64, seekable: true, sha256: None };
+        let (stats, streamed, _) = replay(&c, &mut Count(0), &mut |_| {}, &AtomicBool::new(false)).unwrap();
         assert_eq!(stats.damaged, 1);
         assert_eq!(streamed, hash_file(file.path()).unwrap());
     }

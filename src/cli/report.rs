@@ -10,8 +10,9 @@ use super::{Common, FormatArg};
 use crate::config::Config;
 use crate::decode::Direction;
 use crate::principal::UserNames;
-use crate::report::table::{Format, Table};
-use crate::report::{self, when, Filter};
+use crate::report::stream::{Rows, TableWriter};
+use crate::report::table::{Column, Format, Table};
+use crate::report::{self, when, Filter, ReportError};
 use crate::store::Store;
 
 #[derive(Debug, Args)]
@@ -188,7 +189,7 @@ pub fn run(args: &ReportArgs) -> Result<()> {
     };
     match what {
         What::Summary => {
-            let s = report::summary(&store, &filter, &mut names)?;
+            let s = report::summary(&store, &filter, &mut names).map_err(plain)?;
             match format {
                 Format::Json => {
                     serde_json::to_writer_pretty(&mut out, &s.json())?;
@@ -211,9 +212,21 @@ pub fn run(args: &ReportArgs) -> Result<()> {
                 }
             }
         }
-        What::Alerts => sel(report::alerts(&store, &filter, &mut names)?)?.write(format, &mut out)?,
-        What::Users => sel(report::users(&store, &filter, &mut names)?)?.write(format, &mut out)?,
-        What::Destinations => sel(report::destinations(&store, &filter)?)?.write(format, &mut out)?,
+        // Reports whose rows grow with the data stream out as they are read, unless rows are
+        // to be picked or sorted (--kind, --sort, --limit...): then they are collected first.
+        What::Alerts => {
+            table_or_stream(report::ALERTS.title, report::ALERTS.columns, &select, format, &mut out, |w| {
+                report::alerts(&store, &filter, &mut names, w)
+            })?
+        }
+        What::Users => table_or_stream(report::USERS.title, report::USERS.columns, &select, format, &mut out, |w| {
+            report::users(&store, &filter, &mut names, None, w)
+        })?,
+        What::Destinations => {
+            table_or_stream(report::DESTINATIONS.title, report::DESTINATIONS.columns, &select, format, &mut out, |w| {
+                report::destinations(&store, &filter, None, w)
+            })?
+        }
         What::Health => {
             sel(report::health::health(&store, &filter)?)?.write(format, &mut out)?;
             // People also get the latest events; programs ask `report events`.
@@ -223,7 +236,11 @@ pub fn run(args: &ReportArgs) -> Result<()> {
             }
         }
         What::Events => sel(report::events::events(&store, &filter, None)?)?.write(format, &mut out)?,
-        What::Dns(a) => sel(report::dns::dns(&store, &filter, &mut names, a.top)?)?.write(format, &mut out)?,
+        What::Dns(a) => {
+            table_or_stream(&report::dns::title(a.top), report::dns::COLUMNS, &select, format, &mut out, |w| {
+                report::dns::dns(&store, &filter, &mut names, a.top, w)
+            })?
+        }
         What::Files => {
             sel(report::files::files(&store, &filter, &mut names, config.sensitive.window)?)?.write(format, &mut out)?
         }
@@ -262,4 +279,34 @@ fn terminal_width() -> usize {
         .or_else(|| std::env::var("COLUMNS").ok()?.trim().parse().ok())
         .unwrap_or(80)
         .max(report::timeline::MIN_WIDTH)
+}
+
+/// Writes a report's rows in `format` as `rows` reads them; collected and then picked and
+/// sorted first when `select` asks for it.
+fn table_or_stream(
+    title: &str,
+    columns: &[Column],
+    select: &report::select::Select,
+    format: Format,
+    out: &mut dyn Write,
+    rows: impl FnOnce(&mut dyn Rows) -> Result<(), ReportError>,
+) -> Result<()> {
+    if *select != report::select::Select::default() {
+        let mut t = Table { title: title.into(), columns: columns.to_vec(), rows: Vec::new() };
+        rows(&mut t).map_err(plain)?;
+        select.apply(&mut t).map_err(anyhow::Error::msg)?;
+        return Ok(t.write(format, out)?);
+    }
+    let mut w = TableWriter::new(title, columns, format, out)?;
+    rows(&mut w).map_err(plain)?;
+    w.finish()?;
+    Ok(())
+}
+
+/// The error itself, so a closed pipe is still seen as one (`main` makes it success).
+fn plain(e: ReportError) -> anyhow::Error {
+    match e {
+        ReportError::Store(e) => e.into(),
+        ReportError::Output(e) => e.into(),
+    }
 }

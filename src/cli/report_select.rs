@@ -124,7 +124,8 @@ pub fn follow(
         let through = through.unwrap_or(last);
         if first || through > last {
             let f = Filter { alert_ids: Some((last, through)), ..filter.clone() };
-            let mut t = report::alerts(store, &f, names)?;
+            let mut t = report::ALERTS.table();
+            report::alerts(store, &f, names, &mut t)?;
             let mut s = select.clone();
             // --limit counts the alerts shown at the start, as tail -n does.
             if !first {

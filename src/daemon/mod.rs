@@ -6,7 +6,8 @@
 //! second the open aggregates are handed to the writer with a heartbeat, so a SIGKILL loses at
 //! most that second; SIGTERM and SIGINT flush everything and exit 0, SIGHUP reloads the
 //! configuration. Privileges are dropped ([`privilege`]) once the group is bound and the
-//! root-only files are open; [`watch`] is the monitor watching itself.
+//! root-only files are open; [`watch`] is the monitor watching itself. Once a day a thread of
+//! its own prunes what is past its `[retention]` ([`prune`]).
 
 pub mod privilege;
 pub mod watch;
@@ -33,6 +34,7 @@ use crate::source::audit::{AuditEvent, Reader};
 use crate::source::nflog::{NflogSource, Poll};
 use crate::source::owner::Owners;
 use crate::store::writer::{Write, Writer};
+use crate::store::RunMode;
 use crate::store::Store;
 use crate::trail::sign::Signer;
 use crate::trail::{Event, EventKind};
@@ -43,6 +45,9 @@ use watch::SelfWatch;
 const HEARTBEAT: Duration = Duration::from_secs(1);
 /// At most one `monitor_loss` alert per period while loss goes on.
 const LOSS_ALERT_PERIOD: Duration = Duration::from_secs(60);
+/// The first prune a minute after the start, then one a day (see [`prune`]).
+const FIRST_PRUNE: Duration = Duration::from_secs(60);
+const PRUNE_EVERY: Duration = Duration::from_secs(86_400);
 
 /// What `exfilmon run` was asked for.
 pub struct Options {
@@ -95,7 +100,8 @@ pub fn run(opts: Options) -> Result<()> {
         None => true,
     };
     let opened = Session::open(&db).context("database not writable (fix its permissions or pass --db)")?;
-    let mut session = opened.start(&config, Some("run"), signer)?;
+    let prune_signer = signer.clone();
+    let mut session = opened.start(&config, Some(RunMode::Live), signer)?;
     if let Some(owners) = owners {
         session.pipeline.set_lookups(Box::new(owners));
     }
@@ -117,6 +123,8 @@ pub fn run(opts: Options) -> Result<()> {
     }
     let mut alarm = LossAlarm::new(LOSS_ALERT_PERIOD);
     let mut next_beat = Instant::now() + HEARTBEAT;
+    let mut next_prune = Instant::now() + FIRST_PRUNE;
+    let mut pruning: Option<std::thread::JoinHandle<()>> = None;
     let mut failure = None;
     while !signals.term.load(Ordering::Relaxed) {
         session.pipeline.poll_owners();
@@ -138,6 +146,10 @@ pub fn run(opts: Options) -> Result<()> {
                 session.pipeline.enable_audit(&config);
                 *reader = config.sensitive.audit_reader(true);
             }
+        }
+        if Instant::now() >= next_prune && pruning.as_ref().is_none_or(|t| t.is_finished()) {
+            next_prune = Instant::now() + PRUNE_EVERY;
+            pruning = prune(&db, &config, prune_signer.clone());
         }
         if Instant::now() >= next_beat {
             next_beat = Instant::now() + HEARTBEAT;
@@ -163,7 +175,7 @@ pub fn run(opts: Options) -> Result<()> {
         json!({ "packets": s.records, "lost": s.lost, "alerts": alerts }),
     ))));
     heartbeat(&mut session.pipeline, &source, &mut alarm, run_id, started_us, Some(stopped), watch.sink_stats());
-    let stats = session.finish(&[])?;
+    let stats = session.finish(&[], false)?.stats;
     let s = &source.stats;
     eprintln!(
         "exfilmon: stopped after {}: {} packets received, {} lost in {} overruns, {} alerts",
@@ -174,6 +186,35 @@ pub fn run(opts: Options) -> Result<()> {
         stats.alerts
     );
     failure.map_or(Ok(()), Err)
+}
+
+/// Prunes the database on a thread of its own, with a connection of its own: it deletes in
+/// chunks of a transaction each, so the writer waits one chunk at most and capture goes on.
+/// A failure (a trail broken in the part to prune, say) is logged and becomes an event.
+fn prune(db: &Path, config: &Config, signer: Option<Arc<Signer>>) -> Option<std::thread::JoinHandle<()>> {
+    let (db, retention) = (db.to_owned(), config.retention.clone());
+    let work = move || {
+        let mut store = match crate::store::Store::open(&db) {
+            Ok(s) => s,
+            Err(e) => return tracing::warn!("daily prune: {e}"),
+        };
+        match store.prune(&retention, wall_clock_us(), signer.as_deref()) {
+            Ok(p) => tracing::info!("daily prune: {}", p.summary()),
+            Err(e) => {
+                tracing::warn!("daily prune failed: {e}");
+                let event = Event::now(
+                    EventKind::PruneFailed,
+                    Severity::High,
+                    format!("the daily prune failed: {e}"),
+                    json!({ "error": e.to_string() }),
+                );
+                if let Err(e) = store.append_events(&[event], None) {
+                    tracing::warn!("daily prune: {e}");
+                }
+            }
+        }
+    };
+    std::thread::Builder::new().name("exfilmon-prune".into()).spawn(work).ok()
 }
 
 struct Signals {

@@ -21,8 +21,10 @@ pub fn files(store: &Store, f: &Filter, names: &mut UserNames, window: Duration)
     let window_us = i64::try_from(window.as_micros()).unwrap_or(i64::MAX);
     let reads = rows(
         store,
+        // A log replayed twice stored each read under both runs: one row per read.
         "SELECT path, ts, uid, auid, fsuid, user, exe, comm, size, pid, proctitle FROM file_reads
-         WHERE ts >= ?1 AND ts < ?2 AND (?3 IS NULL OR fsuid = ?3 OR auid = ?3) ORDER BY path, ts, serial",
+         WHERE ts >= ?1 AND ts < ?2 AND (?3 IS NULL OR fsuid = ?3 OR auid = ?3) AND run_id NOT IN uncounted_runs
+         GROUP BY ts, serial, path ORDER BY path, ts, serial",
         params![f.since(), f.until(), f.uid()],
         |r| {
             Ok(vec![
@@ -45,7 +47,7 @@ pub fn files(store: &Store, f: &Filter, names: &mut UserNames, window: Duration)
         .prepare(
             "SELECT e.dst, e.dport, e.proto, sum(e.bytes) FROM egress e JOIN principals p ON p.id = e.principal_id
              WHERE p.uid IN (?1, ?2) AND e.minute >= ?3 / 60000000 * 60000000 AND e.minute <= ?4
-               AND e.last_seen >= ?3 AND e.first_seen <= ?4
+               AND e.last_seen >= ?3 AND e.first_seen <= ?4 AND e.run_id NOT IN uncounted_runs
              GROUP BY e.dst, e.dport, e.proto ORDER BY 4 DESC",
         )
         .map_err(|e| sql(store, e))?;

@@ -105,10 +105,13 @@ pub fn runs(store: &Store, f: &Filter) -> Result<Vec<Run>, StoreError> {
 }
 
 /// One row per `exfilmon run`, newest first: uptime, packets received and lost, last packet,
-/// queue depth. A run that stopped without a clean exit shows its last heartbeat.
+/// queue depth. A run that stopped without a clean exit shows its last heartbeat. Replays
+/// that have not committed are listed too: running, or left by a process that died (not
+/// counted; rolled back by the next exfilmon that writes to the database).
 pub fn health(store: &Store, f: &Filter) -> Result<Table, StoreError> {
+    let now = wall_clock_us();
     let db_bytes = database_size(store.path());
-    let rows = runs(store, f)?
+    let mut rows: Vec<Vec<Cell>> = runs(store, f)?
         .into_iter()
         .map(|h| {
             vec![
@@ -133,6 +136,26 @@ pub fn health(store: &Store, f: &Filter) -> Result<Table, StoreError> {
             ]
         })
         .collect();
+    let (unfinished, _) = store.unfinished_runs()?;
+    for u in unfinished.iter().filter(|u| u.mode == "replay" && u.state == "running") {
+        let state = if u.alive { "replaying (not counted until it commits)" } else { "replay died (not counted)" };
+        let uptime = Duration::from_micros((now - u.started_at).max(0) as u64);
+        let (uptime_text, uptime_secs) = if u.alive {
+            (Cell::Text(human_duration(uptime)), Cell::Int(uptime.as_secs() as i64))
+        } else {
+            (Cell::Null, Cell::Null)
+        };
+        let mut row = vec![Cell::Null; 18];
+        row[0] = Cell::Int(u.id);
+        row[1] = Cell::Text(state.into());
+        row[2] = Cell::opt_int(u.pid);
+        row[4] = Cell::Time(u.started_at);
+        row[5] = uptime_text;
+        row[6] = uptime_secs;
+        row[16] = Cell::Bytes(db_bytes);
+        rows.push(row);
+    }
+    rows.sort_by_key(|r| std::cmp::Reverse(if let Cell::Int(id) = r[0] { id } else { 0 }));
     Ok(Table {
         title: format!("Monitor health (database {})", human_bytes(db_bytes.max(0) as u64)),
         columns: vec![

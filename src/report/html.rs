@@ -304,7 +304,15 @@ impl Data {
                 })
             },
         )?;
-        let dns = super::dns::dns(store, f, names, DNS_PER_SENDER)?;
+        let mut dns =
+            Table { title: super::dns::title(DNS_PER_SENDER), columns: super::dns::COLUMNS.to_vec(), rows: Vec::new() };
+        super::dns::dns(store, f, names, DNS_PER_SENDER, &mut dns).map_err(|e| match e {
+            super::ReportError::Store(e) => e,
+            super::ReportError::Output(e) => StoreError::Sql {
+                path: store.path().to_owned(),
+                source: rusqlite::Error::ToSqlConversionFailure(Box::new(e)),
+            },
+        })?;
         let mut runs = super::health::health(store, f)?;
         runs.rows.truncate(RUNS);
 

@@ -1,7 +1,9 @@
 //! `exfilmon report`: what left the box, per user, destination and alert.
 //!
-//! Each report is a query that returns a [`Table`]; rendering is shared. Tables show user
-//! names for uids, as `aureport -i` does.
+//! Each report is a query whose rows stream to a [`Rows`] (written out as they are read, or
+//! collected into a [`Table`] when few); rendering is shared. Tables show user
+//! names for uids, as `aureport -i` does. Rows of replays that have not committed (the
+//! `uncounted_runs` view, see `store::runs`) are left out: a replay counts whole or not at all.
 
 pub mod chart;
 pub mod dns;
@@ -11,6 +13,7 @@ pub mod health;
 pub mod html;
 pub mod select;
 pub mod series;
+pub mod stream;
 pub mod table;
 pub mod timeline;
 pub mod when;
@@ -23,6 +26,7 @@ use crate::decode::Direction;
 use crate::principal::{endpoint, proto_name, UserNames};
 use crate::store::{Store, StoreError};
 use crate::units::wall_clock_us;
+use stream::{Layout, Rows};
 use table::{col, hidden, Cell, Table};
 
 /// Which rows a report covers.
@@ -97,8 +101,54 @@ fn select<P: rusqlite::Params, T>(
     mapped.collect::<Result<_, _>>().map_err(|e| sql(store, e))
 }
 
-pub fn alerts(store: &Store, f: &Filter, names: &mut UserNames) -> Result<Table, StoreError> {
-    let rows = rows(
+/// Runs `query` with `params` and hands each row, mapped, to `out` as it is read.
+fn each_row<P: rusqlite::Params>(
+    store: &Store,
+    query: &str,
+    params: P,
+    out: &mut dyn Rows,
+    mut map: impl FnMut(&Row<'_>) -> rusqlite::Result<Vec<Cell>>,
+) -> Result<(), ReportError> {
+    let mut stmt = store.conn().prepare(query).map_err(|e| sql(store, e))?;
+    let mut rows = stmt.query(params).map_err(|e| sql(store, e))?;
+    while let Some(r) = rows.next().map_err(|e| sql(store, e))? {
+        out.row(map(r).map_err(|e| sql(store, e))?)?;
+    }
+    Ok(())
+}
+
+/// A report that failed: the database, or the output (a closed pipe, a full disk).
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Output(#[from] std::io::Error),
+}
+
+/// `LIMIT` for SQL: none is -1.
+fn limit(n: Option<usize>) -> i64 {
+    n.map_or(-1, |n| i64::try_from(n).unwrap_or(i64::MAX))
+}
+
+pub const ALERTS: Layout = Layout {
+    title: "Alerts",
+    columns: &[
+        col("ts"),
+        col("kind"),
+        col("severity"),
+        hidden("uid"),
+        col("user"),
+        col("host"),
+        col("dst"),
+        col("bytes"),
+        col("summary"),
+        hidden("details"),
+    ],
+};
+
+pub fn alerts(store: &Store, f: &Filter, names: &mut UserNames, out: &mut dyn Rows) -> Result<(), ReportError> {
+    each_row(
         store,
         "SELECT a.ts, a.kind, a.severity, p.uid, p.host, a.dst, a.bytes, a.summary, a.details
          FROM alerts a LEFT JOIN principals p ON p.id = a.principal_id
@@ -111,6 +161,7 @@ pub fn alerts(store: &Store, f: &Filter, names: &mut UserNames) -> Result<Table,
             f.alert_ids.map_or(i64::MIN, |r| r.0),
             f.alert_ids.map_or(i64::MAX, |r| r.1)
         ],
+        out,
         |r| {
             let uid: Option<i64> = r.get(3)?;
             let details: String = r.get(8)?;
@@ -128,27 +179,40 @@ pub fn alerts(store: &Store, f: &Filter, names: &mut UserNames) -> Result<Table,
                 Cell::Json(serde_json::from_str(&details).unwrap_or(Value::Null)),
             ])
         },
-    )?;
-    Ok(Table {
-        title: "Alerts".into(),
-        columns: vec![
-            col("ts"),
-            col("kind"),
-            col("severity"),
-            hidden("uid"),
-            col("user"),
-            col("host"),
-            col("dst"),
-            col("bytes"),
-            col("summary"),
-            hidden("details"),
-        ],
-        rows,
-    })
+    )
 }
 
-pub fn users(store: &Store, f: &Filter, names: &mut UserNames) -> Result<Table, StoreError> {
-    let rows = rows(
+pub const USERS: Layout = Layout {
+    title: "Egress by user",
+    columns: &[
+        col("uid"),
+        col("user"),
+        hidden("gid"),
+        col("host"),
+        col("packets"),
+        col("bytes"),
+        col("destinations"),
+        col("first"),
+        col("last"),
+        col("alerts"),
+        // Of the bytes, replies on connections remote peers opened (a web server's answers).
+        col("served"),
+        // Sent today (UTC), and the mean of a day over the 14 days before.
+        col("today"),
+        col("baseline"),
+    ],
+};
+
+/// Egress per principal, most bytes first; `top` keeps the first ones only. SQLite
+/// aggregates and sorts (spilling to temporary files past its cache), rows stream out.
+pub fn users(
+    store: &Store,
+    f: &Filter,
+    names: &mut UserNames,
+    top: Option<usize>,
+    out: &mut dyn Rows,
+) -> Result<(), ReportError> {
+    each_row(
         store,
         "SELECT p.uid, p.gid, p.host, sum(e.packets), sum(e.bytes),
                 count(DISTINCT e.dst || ' ' || e.dport || ' ' || e.proto), min(e.first_seen), max(e.last_seen),
@@ -157,12 +221,14 @@ pub fn users(store: &Store, f: &Filter, names: &mut UserNames) -> Result<Table, 
                 sum(CASE WHEN e.minute >= ?5 THEN e.bytes ELSE 0 END), coalesce(max(b.per_day), 0)
          FROM egress e JOIN principals p ON p.id = e.principal_id
          LEFT JOIN (SELECT principal_id, sum(bytes) / ?6 AS per_day FROM egress
-                    WHERE minute >= ?5 - ?6 * 86400000000 AND minute < ?5 GROUP BY principal_id) b
+                    WHERE minute >= ?5 - ?6 * 86400000000 AND minute < ?5 AND run_id NOT IN uncounted_runs
+                    GROUP BY principal_id) b
            ON b.principal_id = p.id
          WHERE e.minute >= ?1 / 60000000 * 60000000 AND e.minute < ?2 AND (?3 IS NULL OR p.uid = ?3)
-           AND (?4 IS NULL OR e.direction = ?4)
-         GROUP BY p.id ORDER BY sum(e.bytes) DESC",
-        params![f.since(), f.until(), f.uid(), f.direction(), today_start(), BASELINE_DAYS],
+           AND (?4 IS NULL OR e.direction = ?4) AND e.run_id NOT IN uncounted_runs
+         GROUP BY p.id ORDER BY sum(e.bytes) DESC LIMIT ?7",
+        params![f.since(), f.until(), f.uid(), f.direction(), today_start(), BASELINE_DAYS, limit(top)],
+        out,
         |r| {
             let uid: Option<i64> = r.get(0)?;
             Ok(vec![
@@ -181,41 +247,38 @@ pub fn users(store: &Store, f: &Filter, names: &mut UserNames) -> Result<Table, 
                 Cell::Bytes(r.get(11)?),
             ])
         },
-    )?;
-    Ok(Table {
-        title: "Egress by user".into(),
-        columns: vec![
-            col("uid"),
-            col("user"),
-            hidden("gid"),
-            col("host"),
-            col("packets"),
-            col("bytes"),
-            col("destinations"),
-            col("first"),
-            col("last"),
-            col("alerts"),
-            // Of the bytes, replies on connections remote peers opened (a web server's answers).
-            col("served"),
-            // Sent today (UTC), and the mean of a day over the 14 days before.
-            col("today"),
-            col("baseline"),
-        ],
-        rows,
-    })
+    )
 }
 
-pub fn destinations(store: &Store, f: &Filter) -> Result<Table, StoreError> {
-    let rows = rows(
+pub const DESTINATIONS: Layout = Layout {
+    title: "Egress by destination",
+    columns: &[
+        col("dst"),
+        col("proto"),
+        col("packets"),
+        col("bytes"),
+        col("senders"),
+        col("first"),
+        col("last"),
+        col("direction"),
+        // The name a sender used for the address (DNS answer, TLS server name).
+        col("name"),
+    ],
+};
+
+/// Egress per destination, most bytes first; `top` keeps the first ones only.
+pub fn destinations(store: &Store, f: &Filter, top: Option<usize>, out: &mut dyn Rows) -> Result<(), ReportError> {
+    each_row(
         store,
         "SELECT e.dst, e.dport, e.proto, sum(e.packets), sum(e.bytes),
                 count(DISTINCT e.principal_id), min(e.first_seen), max(e.last_seen), max(e.direction),
                 max(e.dst_name)
          FROM egress e JOIN principals p ON p.id = e.principal_id
          WHERE e.minute >= ?1 / 60000000 * 60000000 AND e.minute < ?2 AND (?3 IS NULL OR p.uid = ?3)
-           AND (?4 IS NULL OR e.direction = ?4)
-         GROUP BY e.dst, e.dport, e.proto ORDER BY sum(e.bytes) DESC",
-        params![f.since(), f.until(), f.uid(), f.direction()],
+           AND (?4 IS NULL OR e.direction = ?4) AND e.run_id NOT IN uncounted_runs
+         GROUP BY e.dst, e.dport, e.proto ORDER BY sum(e.bytes) DESC LIMIT ?5",
+        params![f.since(), f.until(), f.uid(), f.direction(), limit(top)],
+        out,
         |r| {
             let addr: String = r.get(0)?;
             let port: u16 = r.get(1)?;
@@ -233,23 +296,7 @@ pub fn destinations(store: &Store, f: &Filter) -> Result<Table, StoreError> {
                 Cell::Text(r.get::<_, Option<String>>(9)?.unwrap_or_default()),
             ])
         },
-    )?;
-    Ok(Table {
-        title: "Egress by destination".into(),
-        columns: vec![
-            col("dst"),
-            col("proto"),
-            col("packets"),
-            col("bytes"),
-            col("senders"),
-            col("first"),
-            col("last"),
-            col("direction"),
-            // The name a sender used for the address (DNS answer, TLS server name).
-            col("name"),
-        ],
-        rows,
-    })
+    )
 }
 
 /// The overview: totals, alerts by kind, and the top users and destinations.
@@ -259,14 +306,18 @@ pub struct Summary {
     pub top_destinations: Table,
 }
 
-pub fn summary(store: &Store, f: &Filter, names: &mut UserNames) -> Result<Summary, StoreError> {
+/// Users and destinations in the summary.
+const TOP: usize = 5;
+
+pub fn summary(store: &Store, f: &Filter, names: &mut UserNames) -> Result<Summary, ReportError> {
     let bounds = params![f.since(), f.until(), f.uid()];
     let (first, last, packets, bytes, senders): (Option<i64>, Option<i64>, Option<i64>, Option<i64>, i64) = store
         .conn()
         .query_row(
             "SELECT min(e.first_seen), max(e.last_seen), sum(e.packets), sum(e.bytes), count(DISTINCT e.principal_id)
              FROM egress e JOIN principals p ON p.id = e.principal_id
-             WHERE e.minute >= ?1 / 60000000 * 60000000 AND e.minute < ?2 AND (?3 IS NULL OR p.uid = ?3)",
+             WHERE e.minute >= ?1 / 60000000 * 60000000 AND e.minute < ?2 AND (?3 IS NULL OR p.uid = ?3)
+           AND e.run_id NOT IN uncounted_runs",
             bounds,
             |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
         )
@@ -281,7 +332,7 @@ pub fn summary(store: &Store, f: &Filter, names: &mut UserNames) -> Result<Summa
     let alerts: i64 = by_kind.iter().map(|r| if let Cell::Int(n) = r[1] { n } else { 0 }).sum();
     let (runs, malformed, ignored): (i64, Option<i64>, Option<i64>) = store
         .conn()
-        .query_row("SELECT count(*), sum(malformed), sum(ignored) FROM runs", [], |r| {
+        .query_row("SELECT count(*), sum(malformed), sum(ignored) FROM runs WHERE id NOT IN uncounted_runs", [], |r| {
             Ok((r.get(0)?, r.get(1)?, r.get(2)?))
         })
         .map_err(|e| sql(store, e))?;
@@ -300,12 +351,12 @@ pub fn summary(store: &Store, f: &Filter, names: &mut UserNames) -> Result<Summa
     totals.push(item("malformed frames skipped", Cell::Int(malformed.unwrap_or(0))));
     totals.push(item("frames ignored (not IP, inbound)", Cell::Int(ignored.unwrap_or(0))));
 
-    let mut top_users = users(store, f, names)?;
-    top_users.rows.truncate(5);
+    let mut top_users = USERS.table();
     top_users.title = "Top senders".into();
-    let mut top_destinations = destinations(store, f)?;
-    top_destinations.rows.truncate(5);
+    users(store, f, names, Some(TOP), &mut top_users)?;
+    let mut top_destinations = DESTINATIONS.table();
     top_destinations.title = "Top destinations".into();
+    destinations(store, f, Some(TOP), &mut top_destinations)?;
     Ok(Summary {
         totals: Table { title: "Egress summary".into(), columns: vec![col("item"), col("value")], rows: totals },
         top_users,

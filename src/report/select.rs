@@ -8,7 +8,7 @@ use std::cmp::Ordering;
 use super::table::{Cell, Table};
 
 /// What to keep, in which order, and how many.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Select {
     /// Rows whose `kind` is one of these (any when empty).
     pub kinds: Vec<String>,

@@ -1,11 +1,13 @@
 //! A report's result as typed cells, and its three renderings: an aligned table for people,
-//! CSV and JSON for programs. Text cells are escaped for terminals in the table and CSV, and
-//! kept from starting a spreadsheet formula in CSV.
+//! CSV and JSON for programs (written by [`super::stream::TableWriter`]). Text cells are
+//! escaped for terminals in the table and CSV, and kept from starting a spreadsheet formula in
+//! CSV.
 
 use std::io::{self, Write};
 
 use serde_json::{Map, Value};
 
+use super::stream::TableWriter;
 use crate::escape::printable;
 use crate::units::human_bytes;
 use crate::units::rfc3339;
@@ -36,7 +38,7 @@ impl Cell {
         n.map_or(Cell::Null, Cell::Int)
     }
 
-    fn json(&self) -> Value {
+    pub(super) fn json(&self) -> Value {
         match self {
             Cell::Null => Value::Null,
             Cell::Text(s) | Cell::Escaped(s) => Value::String(s.clone()),
@@ -46,7 +48,7 @@ impl Cell {
         }
     }
 
-    fn plain(&self) -> String {
+    pub(super) fn plain(&self) -> String {
         match self {
             Cell::Null => String::new(),
             Cell::Text(s) => printable(s).into_owned(),
@@ -62,7 +64,7 @@ impl Cell {
     /// The CSV cell: text a spreadsheet would run as a formula (starting `=`, `+`, `-`, `@`,
     /// tab or CR) gets a leading `'`, as OWASP's CSV injection advice says. Numbers (`-5` from
     /// a numeric column) are left alone.
-    fn csv(&self) -> String {
+    pub(super) fn csv(&self) -> String {
         let s = self.plain();
         match self {
             Cell::Text(_) | Cell::Escaped(_) if s.starts_with(['=', '+', '-', '@', '\t', '\r']) => format!("'{s}"),
@@ -124,67 +126,13 @@ impl Table {
         )
     }
 
-    pub fn write_csv(&self, out: &mut dyn Write) -> io::Result<()> {
-        let mut w = csv::Writer::from_writer(out);
-        // The writer's own error, unwrapped: a closed pipe stays a BrokenPipe (exit 0).
-        let csv_err = |e: csv::Error| {
-            let text = e.to_string();
-            match e.into_kind() {
-                csv::ErrorKind::Io(e) => e,
-                _ => io::Error::other(text),
-            }
-        };
-        w.write_record(self.columns.iter().map(|c| c.name)).map_err(csv_err)?;
-        for row in &self.rows {
-            w.write_record(row.iter().map(Cell::csv)).map_err(csv_err)?;
-        }
-        w.flush()
-    }
-
-    pub fn write_table(&self, out: &mut dyn Write) -> io::Result<()> {
-        let shown: Vec<usize> = (0..self.columns.len()).filter(|&i| self.columns[i].in_table).collect();
-        let cells: Vec<Vec<String>> = self.rows.iter().map(|r| shown.iter().map(|&i| r[i].human()).collect()).collect();
-        let headers: Vec<String> = shown.iter().map(|&i| self.columns[i].name.to_uppercase()).collect();
-        let mut widths: Vec<usize> = headers.iter().map(String::len).collect();
-        for row in &cells {
-            for (w, c) in widths.iter_mut().zip(row) {
-                *w = (*w).max(c.chars().count());
-            }
-        }
-        if !self.title.is_empty() {
-            writeln!(out, "{}", self.title)?;
-            writeln!(out, "{}", "=".repeat(self.title.len()))?;
-        }
-        let line = |out: &mut dyn Write, row: &[String]| -> io::Result<()> {
-            let last = row.len().saturating_sub(1);
-            for (i, (c, w)) in row.iter().zip(&widths).enumerate() {
-                if i == last {
-                    write!(out, "{c}")?;
-                } else {
-                    write!(out, "{c:<w$}  ")?;
-                }
-            }
-            writeln!(out)
-        };
-        line(out, &headers)?;
-        if cells.is_empty() {
-            writeln!(out, "(none)")?;
-        }
-        for row in &cells {
-            line(out, row)?;
-        }
-        Ok(())
-    }
-
+    /// Renders the table in `format` (through [`TableWriter`], as every report).
     pub fn write(&self, format: Format, out: &mut dyn Write) -> io::Result<()> {
-        match format {
-            Format::Table => self.write_table(out),
-            Format::Csv => self.write_csv(out),
-            Format::Json => {
-                serde_json::to_writer_pretty(&mut *out, &self.json())?;
-                writeln!(out)
-            }
+        let mut w = TableWriter::new(&self.title, &self.columns, format, out)?;
+        for row in &self.rows {
+            w.write_row(row)?;
         }
+        w.finish()
     }
 }
 

@@ -16,6 +16,9 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0002_marker.sql"),
     include_str!("../../migrations/0003_direction.sql"),
     include_str!("../../migrations/0004_dst_name.sql"),
+    include_str!("../../migrations/0005_runs_as_units.sql"),
+    include_str!("../../migrations/0006_egress_digests.sql"),
+    include_str!("../../migrations/0007_retention.sql"),
 ];
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 
@@ -76,7 +79,7 @@ fn marked(conn: &Connection) -> rusqlite::Result<bool> {
 
 /// Applies every migration above the database's version, all in one exclusive transaction:
 /// of several processes opening the same new database at once, one creates the schema while
-/// the others wait on the lock (busy_timeout), then find the work done. The version is read
+/// the others wait on the lock (the store's busy handler), then find the work done. The version is read
 /// (and the file judged) again under the lock, since another process may have moved it on.
 pub fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
     let err = |e| sql_err(path, e);

@@ -2,10 +2,17 @@
 //!
 //! The database is opened in WAL mode with `synchronous=NORMAL`: a crash loses at most the
 //! last transactions, never the file's integrity. Every write batch is one transaction.
+//! Processes sharing the file take turns: a writer waits for another's lock as long as it
+//! takes (see [`lock_waiter`]) instead of failing part-way. The `-wal` and `-shm` files are
+//! kept when the last connection closes, so the database's group can read it with no writer
+//! running ([`keep_wal_files`]).
 
+mod digest;
 mod files;
 mod health;
 mod migrate;
+pub mod prune;
+pub mod runs;
 pub mod trail;
 pub mod writer;
 
@@ -13,17 +20,20 @@ use std::fmt::Write as _;
 use std::fs::{DirBuilder, OpenOptions};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
-use rusqlite::{params, Connection, OpenFlags, OptionalExtension, TransactionBehavior};
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Transaction, TransactionBehavior};
 use rustc_hash::FxHashMap;
 
 use crate::alert::{Alert, AlertKind, Severity};
 use crate::decode::Direction;
 use crate::principal::{Dst, Principal};
-use crate::rows::{DnsRow, EgressRow, RunTotals};
-use crate::units::wall_clock_us;
+use crate::rows::{DnsRow, EgressRow};
+use crate::source::audit::FileRead;
 
 pub use migrate::SCHEMA_VERSION;
+pub use prune::{Pruned, RetentionConfig};
+pub use runs::{CaptureRecord, Committed, Duplicate, Run, RunEnd, RunMode};
 
 /// Principal ids kept in memory at most (about 40 bytes each).
 const MAX_CACHED_PRINCIPALS: usize = 1 << 16;
@@ -46,6 +56,10 @@ pub enum StoreError {
     TooNew { path: PathBuf, found: i64 },
     #[error("database {}: {source}", path.display())]
     Sql { path: PathBuf, source: rusqlite::Error },
+    #[error("database {}: {source}", path.display())]
+    Prune { path: PathBuf, source: prune::BrokenPrefix },
+    #[error("database {}: run {run} was ended by another exfilmon while it was being written (it took this process for dead); nothing of it counts, run it again", path.display())]
+    RunLost { path: PathBuf, run: i64 },
 }
 
 pub struct Store {
@@ -53,6 +67,10 @@ pub struct Store {
     path: PathBuf,
     /// Row id and last stored gid of each principal written so far.
     principal_ids: FxHashMap<Principal, (i64, Option<u32>)>,
+    /// Held while a run of this process is being written (see [`runs`]).
+    run_lock: Option<runs::RunLock>,
+    /// The live run's minutes digested so far (see [`digest`]).
+    live_digests: digest::LiveDigests,
 }
 
 impl Store {
@@ -75,15 +93,29 @@ impl Store {
             .open(path)
             .map_err(|source| StoreError::Open { path: path.to_owned(), source })?;
         let mut conn = Connection::open(path).map_err(|e| sql_err(path, e))?;
-        // Wait for a process creating or migrating the same file, from the first read on.
-        conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(|e| sql_err(path, e))?;
+        // Wait for a process creating, migrating or writing the same file, from the first read on.
+        conn.busy_handler(Some(lock_waiter(path.to_owned()))).map_err(|e| sql_err(path, e))?;
+        keep_wal_files(&conn).map_err(|e| sql_err(path, e))?;
         // Judged before anything is written: WAL mode alone would change another program's file.
         // A current database skips migrate's write lock, which a running monitor may hold.
-        if migrate::check(&conn, path)? < SCHEMA_VERSION {
+        let version = migrate::check(&conn, path)?;
+        if version == 0 {
+            // Only an empty file takes it: pruned space can then be given back (store::prune).
+            conn.execute_batch("PRAGMA auto_vacuum = INCREMENTAL").map_err(|e| sql_err(path, e))?;
+        }
+        if version < SCHEMA_VERSION {
             migrate::migrate(&mut conn, path)?;
         }
-        let store = Store { conn, path: path.to_owned(), principal_ids: FxHashMap::default() };
+        let mut store = Store {
+            conn,
+            path: path.to_owned(),
+            principal_ids: FxHashMap::default(),
+            run_lock: None,
+            live_digests: Default::default(),
+        };
         store.configure()?;
+        // Runs left behind by processes that died are ended before anything new is written.
+        store.recover()?;
         Ok(store)
     }
 
@@ -92,10 +124,18 @@ impl Store {
         if !path.exists() {
             return Err(StoreError::Missing { path: path.to_owned() });
         }
-        let conn =
+        let mut conn =
             Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)
                 .map_err(|e| sql_err(path, e))?;
-        let store = Store { conn, path: path.to_owned(), principal_ids: FxHashMap::default() };
+        conn.busy_handler(Some(lock_waiter(path.to_owned()))).map_err(|e| sql_err(path, e))?;
+        keep_wal_files(&conn).map_err(|e| sql_err(path, e))?;
+        let store = Store {
+            conn,
+            path: path.to_owned(),
+            principal_ids: FxHashMap::default(),
+            run_lock: None,
+            live_digests: Default::default(),
+        };
         if migrate::check(&store.conn, path)? < SCHEMA_VERSION {
             // An older database: migrate through a writable connection first.
             drop(store);
@@ -114,8 +154,13 @@ impl Store {
     }
 
     fn configure(&self) -> Result<(), StoreError> {
+        // journal_size_limit: the kept write-ahead log is cut to nothing when the last
+        // connection closes (and to 64 MiB after a checkpoint while it is open).
         self.conn
-            .execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;")
+            .execute_batch(
+                "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;
+                 PRAGMA journal_size_limit = 67108864;",
+            )
             .map_err(|e| self.err(e))
     }
 
@@ -195,7 +240,7 @@ impl Store {
                 };
                 f(Alert {
                     ts_us: r.get(2).ok()?,
-                    kind: AlertKind::of_name(&r.get::<_, String>(3).ok()?)?,
+                    kind: AlertKind::from_name(&r.get::<_, String>(3).ok()?)?,
                     severity,
                     principal,
                     dst: r.get(5).ok()?,
@@ -251,191 +296,54 @@ impl Store {
         Ok(())
     }
 
-    /// Gives principals their ids in this order (those new to the table), in one transaction.
-    /// A replay's ids then follow the packets, whatever batches the writer made of them.
-    pub fn name_principals(&mut self, principals: &[(Principal, Option<u32>)]) -> Result<(), StoreError> {
-        if principals.iter().all(|(p, _)| self.principal_ids.contains_key(p)) {
-            return Ok(());
+    /// Writes a batch in one transaction: DNS rows, file reads, egress rows, then alerts, all
+    /// under `run` (see [`runs`]). A live run's alerts join the trail here and their links
+    /// are returned, in order; a replay's wait in `alerts_pending` until it commits.
+    pub fn write_batch(&mut self, b: &Batch, run: Option<Run>) -> Result<Vec<crate::trail::Link>, StoreError> {
+        if b.is_empty() {
+            return Ok(Vec::new());
         }
         let path = self.path.clone();
         let err = |e| sql_err(&path, e);
+        let run_id = run.map_or(0, |r| r.id);
+        let done_before = self.live_digests.done_before;
+        // Immediate: the trail head read below must still be the head when the alerts land.
         let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(err)?;
+        let mut links = Vec::new();
         {
+            // A cache: when a flood of source addresses fills it, start over from the table.
             if self.principal_ids.len() > MAX_CACHED_PRINCIPALS {
                 self.principal_ids.clear();
             }
             let mut ids = PrincipalIds { cache: &mut self.principal_ids, tx: &tx };
-            for &(p, gid) in principals {
+            // New principals get their ids in the order the pipeline met them, whatever its
+            // messages were merged into: a replay gives the same ids every time.
+            for &(p, gid) in &b.principals {
                 ids.get(p, gid).map_err(err)?;
             }
-        }
-        tx.commit().map_err(err)
-    }
-
-    /// Writes a batch in one transaction; returns the alerts' trail links, in order.
-    pub fn write(
-        &mut self,
-        rows: &[EgressRow],
-        alerts: &[Alert],
-        run_id: Option<i64>,
-    ) -> Result<Vec<crate::trail::Link>, StoreError> {
-        // Immediate: the trail head read below must still be the head when the alerts land.
-        let tx =
-            self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(|e| sql_err(&self.path, e))?;
-        let mut links = Vec::with_capacity(alerts.len());
-        {
-            // A cache: when a flood of source addresses fills it, start over from the table.
-            if self.principal_ids.len() > MAX_CACHED_PRINCIPALS {
-                self.principal_ids.clear();
-            }
-            let mut ids = PrincipalIds { cache: &mut self.principal_ids, tx: &tx };
-            let mut upsert = tx
-                .prepare_cached(
-                    "INSERT INTO egress (principal_id, minute, proto, dst, dport, packets, bytes, first_seen, last_seen,
-                       direction, dst_name)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
-                     ON CONFLICT DO UPDATE SET packets = packets + excluded.packets, bytes = bytes + excluded.bytes,
-                       first_seen = min(first_seen, excluded.first_seen), last_seen = max(last_seen, excluded.last_seen),
-                       direction = max(direction, excluded.direction),
-                       dst_name = coalesce(excluded.dst_name, dst_name)",
-                )
-                .map_err(|e| sql_err(&self.path, e))?;
-            // Principals first, in arrival order (the last gid seen wins); then the rows in key
-            // order, which starts with the minute, so inserts append at the end of the table
-            // instead of splitting pages in its middle.
-            let mut keyed = Vec::with_capacity(rows.len());
-            for row in rows {
-                keyed.push((ids.get(row.principal, row.gid).map_err(|e| sql_err(&self.path, e))?, row));
-            }
-            keyed.sort_unstable_by_key(|(pid, r)| (r.minute_us, *pid, r.dst.proto, r.dst.addr, r.dst.port));
-            let mut addr = String::with_capacity(48);
-            for (pid, row) in keyed {
-                addr.clear();
-                let _ = write!(addr, "{}", row.dst.addr);
-                upsert
-                    .execute(params![
-                        pid,
-                        row.minute_us,
-                        row.dst.proto,
-                        addr,
-                        row.dst.port,
-                        row.packets as i64,
-                        row.bytes as i64,
-                        row.first_us,
-                        row.last_us,
-                        row.direction.code(),
-                        row.dst_name.as_deref()
-                    ])
-                    .map_err(|e| sql_err(&self.path, e))?;
-            }
-            let mut at = if alerts.is_empty() {
-                crate::trail::Link::genesis()
+            write_dns(&tx, &mut ids, &b.dns, run_id).map_err(err)?;
+            files::write_file_reads(&tx, &b.reads, run_id).map_err(err)?;
+            write_egress(&tx, &mut ids, &b.rows, run_id).map_err(err)?;
+            if run.is_some_and(Run::unit) {
+                stage_alerts(&tx, &mut ids, &b.alerts, run_id).map_err(err)?;
             } else {
-                trail::head(&tx).map_err(|e| sql_err(&self.path, e))?
-            };
-            for a in alerts {
-                let pid = ids.get(a.principal, None).map_err(|e| sql_err(&self.path, e))?;
-                let row = trail::AlertRow {
-                    ts_us: a.ts_us,
-                    kind: a.kind.as_str(),
-                    severity: a.severity.as_str(),
-                    principal_id: Some(pid),
-                    uid: a.principal.uid(),
-                    host: a.principal.host().map(|h| h.to_string()),
-                    dst: a.dst.as_deref(),
-                    bytes: a.bytes as i64,
-                    summary: &a.summary,
-                    details: a.details.to_string(),
-                    run_id,
-                };
-                trail::insert_alert(&tx, &mut at, &row).map_err(|e| sql_err(&self.path, e))?;
-                links.push(at.clone());
+                links = insert_alerts(&tx, &mut ids, &b.alerts, run.map(|r| r.id)).map_err(err)?;
+                digest::redigest_late(&tx, run_id, done_before, b.rows.iter().map(|r| r.minute_us)).map_err(err)?;
             }
-        }
-        tx.commit().map_err(|e| sql_err(&self.path, e))?;
-        Ok(links)
-    }
-
-    /// Writes DNS aggregates and their sample names in one transaction; rows for the same
-    /// (minute, principal, domain) add up.
-    pub fn write_dns(&mut self, rows: &[DnsRow]) -> Result<(), StoreError> {
-        if rows.is_empty() {
-            return Ok(());
-        }
-        let path = self.path.clone();
-        let err = |e| sql_err(&path, e);
-        let tx = self.conn.transaction().map_err(err)?;
-        {
-            // A cache: when a flood of source addresses fills it, start over from the table.
-            if self.principal_ids.len() > MAX_CACHED_PRINCIPALS {
-                self.principal_ids.clear();
-            }
-            let mut ids = PrincipalIds { cache: &mut self.principal_ids, tx: &tx };
-            let mut upsert = tx
-                .prepare_cached(
-                    "INSERT INTO dns (minute, principal_id, domain, queries, unique_names, name_bytes, suspicious, flags)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
-                     ON CONFLICT DO UPDATE SET queries = queries + excluded.queries,
-                       unique_names = unique_names + excluded.unique_names, name_bytes = name_bytes + excluded.name_bytes,
-                       suspicious = suspicious + excluded.suspicious, flags = flags | excluded.flags",
-                )
-                .map_err(err)?;
-            let mut sample = tx
-                .prepare_cached(
-                    "INSERT OR IGNORE INTO dns_samples (principal_id, domain, name, minute) VALUES (?1, ?2, ?3, ?4)",
-                )
-                .map_err(err)?;
-            for row in rows {
-                let pid = ids.get(row.principal, row.gid).map_err(err)?;
-                upsert
-                    .execute(params![
-                        row.minute_us,
-                        pid,
-                        row.domain,
-                        row.queries,
-                        row.unique,
-                        row.name_bytes as i64,
-                        row.suspicious,
-                        row.flags
-                    ])
+            if run.is_some() {
+                let minutes = b.rows.iter().map(|r| r.minute_us).chain(b.dns.iter().map(|r| r.minute_us));
+                if let (Some(first), Some(last)) = (minutes.clone().min(), minutes.max()) {
+                    tx.prepare_cached(
+                        "UPDATE runs SET first_minute = min(ifnull(first_minute, ?2), ?2),
+                           last_minute = max(ifnull(last_minute, ?3), ?3) WHERE id = ?1",
+                    )
+                    .and_then(|mut s| s.execute(params![run_id, first, last]))
                     .map_err(err)?;
-                for name in &row.samples {
-                    sample.execute(params![pid, row.domain, name, row.minute_us]).map_err(err)?;
                 }
             }
         }
-        tx.commit().map_err(err)
-    }
-
-    /// Records the start of a run; returns its id.
-    pub fn begin_run(&self, mode: &str) -> Result<i64, StoreError> {
-        self.conn
-            .execute(
-                "INSERT INTO runs (mode, version, started_at) VALUES (?1, ?2, ?3)",
-                params![mode, env!("CARGO_PKG_VERSION"), wall_clock_us()],
-            )
-            .map_err(|e| self.err(e))?;
-        Ok(self.conn.last_insert_rowid())
-    }
-
-    pub fn finish_run(&self, run_id: i64, totals: &RunTotals) -> Result<(), StoreError> {
-        self.conn
-            .execute(
-                "UPDATE runs SET finished_at = ?2, packets = ?3, bytes = ?4, malformed = ?5, ignored = ?6, alerts = ?7, counters = ?8
-                 WHERE id = ?1",
-                params![
-                    run_id,
-                    wall_clock_us(),
-                    totals.packets as i64,
-                    totals.bytes as i64,
-                    totals.malformed as i64,
-                    totals.ignored as i64,
-                    totals.alerts as i64,
-                    totals.counters.to_string()
-                ],
-            )
-            .map_err(|e| self.err(e))?;
-        Ok(())
+        tx.commit().map_err(err)?;
+        Ok(links)
     }
 
     /// When and from where a capture with this content hash was replayed before.
@@ -457,25 +365,201 @@ impl Store {
             .map(|found| found.is_some())
             .map_err(|e| self.err(e))
     }
+}
 
-    pub fn record_capture(&self, c: &CaptureRecord<'_>, run_id: i64) -> Result<(), StoreError> {
-        self.conn
-            .execute(
-                "INSERT OR REPLACE INTO captures (sha256, path, size, run_id, records, damaged, replayed_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                params![c.sha256, c.path, c.size as i64, run_id, c.records as i64, c.damaged as i64, wall_clock_us()],
-            )
-            .map_err(|e| self.err(e))?;
-        Ok(())
+/// What the writer commits in one transaction.
+#[derive(Debug, Default)]
+pub struct Batch {
+    pub rows: Vec<EgressRow>,
+    pub alerts: Vec<Alert>,
+    pub dns: Vec<DnsRow>,
+    pub reads: Vec<FileRead>,
+    /// Every principal of the rows and alerts above, in the order they were added, with its
+    /// gid: the last gid seen wins.
+    principals: Vec<(Principal, Option<u32>)>,
+}
+
+impl Batch {
+    pub fn add_rows(&mut self, mut rows: Vec<EgressRow>) {
+        self.principals.extend(rows.iter().map(|r| (r.principal, r.gid)));
+        self.rows.append(&mut rows);
+    }
+
+    pub fn add_dns(&mut self, mut rows: Vec<DnsRow>) {
+        self.principals.extend(rows.iter().map(|r| (r.principal, r.gid)));
+        self.dns.append(&mut rows);
+    }
+
+    pub fn add_alert(&mut self, alert: Alert) {
+        self.principals.push((alert.principal, None));
+        self.alerts.push(alert);
+    }
+
+    pub fn add_read(&mut self, read: FileRead) {
+        self.reads.push(read);
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rows.is_empty() && self.alerts.is_empty() && self.dns.is_empty() && self.reads.is_empty()
+    }
+
+    pub fn clear(&mut self) {
+        self.rows.clear();
+        self.alerts.clear();
+        self.dns.clear();
+        self.reads.clear();
+        self.principals.clear();
     }
 }
 
-pub struct CaptureRecord<'a> {
-    pub sha256: &'a str,
-    pub path: &'a str,
-    pub size: u64,
-    pub records: u64,
-    pub damaged: u64,
+/// Egress rows; rows of the same key and run add up.
+fn write_egress(
+    tx: &Transaction<'_>,
+    ids: &mut PrincipalIds<'_, '_>,
+    rows: &[EgressRow],
+    run_id: i64,
+) -> rusqlite::Result<()> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let mut upsert = tx.prepare_cached(
+        "INSERT INTO egress (principal_id, minute, proto, dst, dport, packets, bytes, first_seen, last_seen, run_id,
+           direction, dst_name)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
+         ON CONFLICT DO UPDATE SET packets = packets + excluded.packets, bytes = bytes + excluded.bytes,
+           first_seen = min(first_seen, excluded.first_seen), last_seen = max(last_seen, excluded.last_seen),
+           direction = max(direction, excluded.direction), dst_name = coalesce(excluded.dst_name, dst_name)",
+    )?;
+    // The rows in key order, which starts with the minute, so inserts append at the end of
+    // the table instead of splitting pages in its middle. (Principals have their ids and gids
+    // already, in arrival order: `None` only looks the id up.)
+    let mut keyed = Vec::with_capacity(rows.len());
+    for row in rows {
+        keyed.push((ids.get(row.principal, None)?, row));
+    }
+    keyed.sort_unstable_by_key(|(pid, r)| (r.minute_us, *pid, r.dst.proto, r.dst.addr, r.dst.port));
+    let mut addr = String::with_capacity(48);
+    for (pid, row) in keyed {
+        addr.clear();
+        let _ = write!(addr, "{}", row.dst.addr);
+        upsert.execute(params![
+            pid,
+            row.minute_us,
+            row.dst.proto,
+            addr,
+            row.dst.port,
+            row.packets as i64,
+            row.bytes as i64,
+            row.first_us,
+            row.last_us,
+            run_id,
+            row.direction.code(),
+            row.dst_name.as_deref()
+        ])?;
+    }
+    Ok(())
+}
+
+/// DNS aggregates and their sample names; rows for the same (minute, principal, domain) and
+/// run add up.
+fn write_dns(
+    tx: &Transaction<'_>,
+    ids: &mut PrincipalIds<'_, '_>,
+    rows: &[DnsRow],
+    run_id: i64,
+) -> rusqlite::Result<()> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let mut upsert = tx.prepare_cached(
+        "INSERT INTO dns (minute, principal_id, domain, queries, unique_names, name_bytes, suspicious, flags, run_id)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+         ON CONFLICT DO UPDATE SET queries = queries + excluded.queries,
+           unique_names = unique_names + excluded.unique_names, name_bytes = name_bytes + excluded.name_bytes,
+           suspicious = suspicious + excluded.suspicious, flags = flags | excluded.flags",
+    )?;
+    let mut sample = tx.prepare_cached(
+        "INSERT OR IGNORE INTO dns_samples (principal_id, domain, name, minute, run_id) VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?;
+    for row in rows {
+        let pid = ids.get(row.principal, None)?;
+        upsert.execute(params![
+            row.minute_us,
+            pid,
+            row.domain,
+            row.queries,
+            row.unique,
+            row.name_bytes as i64,
+            row.suspicious,
+            row.flags,
+            run_id
+        ])?;
+        for name in &row.samples {
+            sample.execute(params![pid, row.domain, name, row.minute_us, run_id])?;
+        }
+    }
+    Ok(())
+}
+
+/// Alerts into the trail, each linked to the one before; returns their links.
+fn insert_alerts(
+    tx: &Transaction<'_>,
+    ids: &mut PrincipalIds<'_, '_>,
+    alerts: &[Alert],
+    run_id: Option<i64>,
+) -> rusqlite::Result<Vec<crate::trail::Link>> {
+    if alerts.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut at = trail::head(tx)?;
+    let mut links = Vec::with_capacity(alerts.len());
+    for a in alerts {
+        let pid = ids.get(a.principal, None)?;
+        let row = trail::AlertRow {
+            ts_us: a.ts_us,
+            kind: a.kind.as_str(),
+            severity: a.severity.as_str(),
+            principal_id: Some(pid),
+            uid: a.principal.uid(),
+            host: a.principal.host().map(|h| h.to_string()),
+            dst: a.dst.as_deref(),
+            bytes: a.bytes as i64,
+            summary: &a.summary,
+            details: a.details.to_string(),
+            run_id,
+        };
+        trail::insert_alert(tx, &mut at, &row)?;
+        links.push(at.clone());
+    }
+    Ok(links)
+}
+
+/// A replay's alerts, held back from the trail until the replay commits.
+fn stage_alerts(
+    tx: &Transaction<'_>,
+    ids: &mut PrincipalIds<'_, '_>,
+    alerts: &[Alert],
+    run_id: i64,
+) -> rusqlite::Result<()> {
+    for a in alerts {
+        let pid = ids.get(a.principal, None)?;
+        tx.prepare_cached(
+            "INSERT INTO alerts_pending (run_id, ts, kind, severity, principal_id, dst, bytes, summary, details)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        )?
+        .execute(params![
+            run_id,
+            a.ts_us,
+            a.kind.as_str(),
+            a.severity.as_str(),
+            pid,
+            a.dst,
+            a.bytes as i64,
+            a.summary,
+            a.details.to_string()
+        ])?;
+    }
+    Ok(())
 }
 
 struct PrincipalIds<'a, 'c> {
@@ -503,6 +587,51 @@ impl PrincipalIds<'_, '_> {
         )?;
         self.cache.insert(p, (id, gid));
         Ok(id)
+    }
+}
+
+/// Keeps the `-wal` and `-shm` files when the last connection closes. SQLite makes them with
+/// the database's mode (0640), but only whoever may write to the directory can make them:
+/// kept, they let the database's group read reports (read-only, through the kept files) when
+/// no writer is running. Without them a read-only open fails ("attempt to write a readonly
+/// database").
+fn keep_wal_files(conn: &Connection) -> rusqlite::Result<()> {
+    let mut keep = 1;
+    conn.file_control(Some(rusqlite::MAIN_DB), rusqlite::FileControl::PersistWal(&mut keep))
+}
+
+/// Waiting this long for another process's lock is worth a message; so is every further
+/// [`LOCK_REMINDER`].
+const LOCK_NOTE: Duration = Duration::from_secs(5);
+const LOCK_REMINDER: Duration = Duration::from_secs(30);
+
+/// The busy handler of every connection: another process (a replay, the daemon, a migration)
+/// holds the lock this one needs, so wait for it as long as it takes, saying so after
+/// [`LOCK_NOTE`]. A timeout would make a writer fail part-way under load ("database is
+/// locked"); every write is one short transaction, so a turn always comes. What waits is the
+/// writer thread (or a report), never the packet thread: the daemon's packet thread only
+/// waits when the writer's queue is full, and counts it.
+fn lock_waiter(path: PathBuf) -> impl FnMut(i32) -> bool + Send + 'static {
+    let mut since = Instant::now();
+    let mut note = LOCK_NOTE;
+    move |attempt| {
+        if attempt == 0 {
+            since = Instant::now();
+            note = LOCK_NOTE;
+        }
+        let waited = since.elapsed();
+        if waited >= note {
+            tracing::warn!(
+                "waiting for database {}: another process has held its lock for {} s; exfilmon waits its turn \
+                 (a long-running transaction elsewhere, e.g. an open sqlite3 shell, holds it)",
+                path.display(),
+                waited.as_secs()
+            );
+            note += LOCK_REMINDER;
+        }
+        // 1, 2, 4 ... 32 ms: quick while a batch commits, gentle after.
+        std::thread::sleep(Duration::from_millis(1 << attempt.clamp(0, 5)));
+        true
     }
 }
 

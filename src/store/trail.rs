@@ -1,5 +1,6 @@
-//! Trail rows (see [`crate::trail`]): the one place alerts and events are inserted, each
-//! linked to the head read in the same transaction, and signed checkpoints of the head.
+//! Trail rows (see [`crate::trail`]): the one place alerts, events and egress digests are
+//! inserted, each linked to the head read in the same transaction, and signed checkpoints of
+//! the head.
 
 use rusqlite::types::ValueRef;
 use rusqlite::{params, OptionalExtension, Transaction, TransactionBehavior};
@@ -16,7 +17,10 @@ pub(super) fn head(tx: &Transaction<'_>) -> rusqlite::Result<Link> {
     };
     let a = last("SELECT seq, hash FROM alerts ORDER BY seq DESC LIMIT 1")?;
     let e = last("SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1")?;
-    Ok(match a.into_iter().chain(e).max_by_key(|(seq, _)| *seq) {
+    let d = last("SELECT seq, hash FROM digests ORDER BY seq DESC LIMIT 1")?;
+    // A trail pruned to nothing goes on from its anchor (store::prune).
+    let anchor = last("SELECT rows, head FROM trail_anchors ORDER BY id DESC LIMIT 1")?;
+    Ok(match a.into_iter().chain(e).chain(d).chain(anchor).max_by_key(|(seq, _)| *seq) {
         // An edited head hash cannot be linked to; the next link then breaks where verify
         // reports the edit anyway.
         Some((seq, hash)) => Link { seq, hash: decode_hash(&hash).unwrap_or(GENESIS) },
@@ -37,6 +41,39 @@ pub(super) struct AlertRow<'a> {
     pub summary: &'a str,
     pub details: String,
     pub run_id: Option<i64>,
+}
+
+/// An alert row read back (from `alerts_pending`), to insert into the trail.
+pub(super) struct OwnedAlertRow {
+    pub ts_us: i64,
+    pub kind: String,
+    pub severity: String,
+    pub principal_id: Option<i64>,
+    pub uid: Option<u32>,
+    pub host: Option<String>,
+    pub dst: Option<String>,
+    pub bytes: i64,
+    pub summary: String,
+    pub details: String,
+    pub run_id: Option<i64>,
+}
+
+impl OwnedAlertRow {
+    pub fn view(&self) -> AlertRow<'_> {
+        AlertRow {
+            ts_us: self.ts_us,
+            kind: &self.kind,
+            severity: &self.severity,
+            principal_id: self.principal_id,
+            uid: self.uid,
+            host: self.host.clone(),
+            dst: self.dst.as_deref(),
+            bytes: self.bytes,
+            summary: &self.summary,
+            details: self.details.clone(),
+            run_id: self.run_id,
+        }
+    }
 }
 
 fn int(v: Option<i64>) -> ValueRef<'static> {
@@ -92,7 +129,13 @@ pub(super) fn insert_alert(tx: &Transaction<'_>, head: &mut Link, a: &AlertRow<'
     Ok(())
 }
 
-fn insert_event(tx: &Transaction<'_>, head: &mut Link, e: &Event, run_id: Option<i64>) -> rusqlite::Result<()> {
+/// Inserts an event as the link after `head`, and advances `head`.
+pub(super) fn insert_event(
+    tx: &Transaction<'_>,
+    head: &mut Link,
+    e: &Event,
+    run_id: Option<i64>,
+) -> rusqlite::Result<()> {
     let seq = head.seq + 1;
     let details = e.details.to_string();
     let hash = link_hash(
@@ -120,6 +163,54 @@ fn insert_event(tx: &Transaction<'_>, head: &mut Link, e: &Event, run_id: Option
         run_id,
         e.summary,
         details,
+        hex::encode(head.hash),
+        hex::encode(hash)
+    ])?;
+    *head = Link { seq, hash };
+    Ok(())
+}
+
+/// A digest of one run's egress rows of one minute, as stored.
+pub(super) struct DigestRow {
+    pub run_id: i64,
+    pub minute: i64,
+    pub rows: i64,
+    pub packets: i64,
+    pub bytes: i64,
+    pub digest: String,
+}
+
+/// Inserts a digest as the link after `head`, and advances `head`.
+pub(super) fn insert_digest(tx: &Transaction<'_>, head: &mut Link, d: &DigestRow) -> rusqlite::Result<()> {
+    let seq = head.seq + 1;
+    let ts = crate::units::wall_clock_us();
+    let hash = link_hash(
+        &head.hash,
+        "digest",
+        &[
+            ValueRef::Integer(seq),
+            ValueRef::Integer(ts),
+            ValueRef::Integer(d.run_id),
+            ValueRef::Integer(d.minute),
+            ValueRef::Integer(d.rows),
+            ValueRef::Integer(d.packets),
+            ValueRef::Integer(d.bytes),
+            text(Some(&d.digest)),
+        ],
+    );
+    tx.prepare_cached(
+        "INSERT INTO digests (seq, ts, run_id, minute, rows, packets, bytes, digest, prev_hash, hash)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+    )?
+    .execute(params![
+        seq,
+        ts,
+        d.run_id,
+        d.minute,
+        d.rows,
+        d.packets,
+        d.bytes,
+        d.digest,
         hex::encode(head.hash),
         hex::encode(hash)
     ])?;

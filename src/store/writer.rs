@@ -12,15 +12,13 @@ use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::thread::JoinHandle;
 
-use rustc_hash::FxHashSet;
-
 use crate::alert::Alert;
 use crate::health::HealthUpdate;
 use crate::principal::UserNames;
 use crate::rows::DnsRow;
 use crate::rows::EgressRow;
 use crate::sink::{self, Dispatcher};
-use crate::store::{Store, StoreError};
+use crate::store::{Batch, Run, Store, StoreError};
 use crate::trail::sign::Signer;
 use crate::trail::Event;
 
@@ -53,7 +51,7 @@ pub enum Write {
 #[derive(Default)]
 pub struct Delivery {
     pub sinks: Option<Arc<Dispatcher>>,
-    /// Signs a checkpoint on [`Write::Checkpoint`] and when the writer finishes.
+    /// Signs a checkpoint on [`Write::Checkpoint`].
     pub signer: Option<Arc<Signer>>,
 }
 
@@ -126,12 +124,14 @@ impl Write {
 }
 
 impl Writer {
-    pub fn spawn(store: Store, run_id: Option<i64>) -> Writer {
-        Writer::spawn_delivering(store, run_id, Delivery::default())
+    /// Starts the thread writing `run`'s rows (none: rows of no run).
+    pub fn spawn(store: Store, run: Option<Run>) -> Writer {
+        Writer::spawn_delivering(store, run, Delivery::default())
     }
 
-    /// [`Writer::spawn`], handing what it commits to sinks and signing checkpoints.
-    pub fn spawn_delivering(mut store: Store, run_id: Option<i64>, delivery: Delivery) -> Writer {
+    /// [`Writer::spawn`], handing what it commits to sinks and signing checkpoints. A replay's
+    /// alerts reach the sinks when it commits ([`Store::commit_run`]), not here.
+    pub fn spawn_delivering(mut store: Store, run: Option<Run>, delivery: Delivery) -> Writer {
         let (tx, rx) = sync_channel(QUEUE);
         let depth = Arc::new(AtomicUsize::new(0));
         let taken = Arc::clone(&depth);
@@ -140,13 +140,7 @@ impl Writer {
         let thread = std::thread::Builder::new()
             .name("exfilmon-writer".into())
             .spawn(move || {
-                drain(&mut store, &rx, run_id, &taken, &freed.0, &delivery)?;
-                if let Some(signer) = &delivery.signer {
-                    let c = store.checkpoint(signer)?;
-                    if let Some(d) = &delivery.sinks {
-                        d.push(sink::checkpoint_record(&c));
-                    }
-                }
+                drain(&mut store, &rx, run, &taken, &freed.0, &delivery)?;
                 Ok(store)
             })
             .ok();
@@ -207,24 +201,18 @@ impl Writer {
 fn drain(
     store: &mut Store,
     rx: &Receiver<Write>,
-    run_id: Option<i64>,
+    run: Option<Run>,
     depth: &AtomicUsize,
     budget: &RowBudget,
     delivery: &Delivery,
 ) -> Result<(), StoreError> {
+    let run_id = run.map(|r| r.id);
     let mut names = UserNames::default();
     let mut events = Vec::new();
     let mut checkpoint = false;
-    let mut rows = Vec::new();
-    let mut alerts = Vec::new();
+    let mut batch = Batch::default();
     let mut acks = Vec::new();
     let mut health = Vec::new();
-    let mut dns = Vec::new();
-    let mut reads = Vec::new();
-    // Principals in the order the pipeline first named them: ids are given in that order, not
-    // in the order tables are written, which depends on how messages fell into batches.
-    let mut named = Vec::new();
-    let mut seen = FxHashSet::default();
     while let Ok(first) = rx.recv() {
         let mut next = Some(first);
         let mut n = 0;
@@ -232,22 +220,11 @@ fn drain(
         while let Some(msg) = next.take() {
             depth.fetch_sub(1, Ordering::Relaxed);
             taken_rows += msg.rows();
-            let mut name = |p, gid| {
-                if seen.insert(p) {
-                    named.push((p, gid));
-                }
-            };
-            match &msg {
-                Write::Rows(r) => r.iter().for_each(|r| name(r.principal, r.gid)),
-                Write::DnsRows(r) => r.iter().for_each(|r| name(r.principal, r.gid)),
-                Write::Alert(a) => name(a.principal, None),
-                _ => {}
-            }
             match msg {
-                Write::Rows(mut r) => rows.append(&mut r),
-                Write::Alert(a) => alerts.push(a),
-                Write::DnsRows(mut r) => dns.append(&mut r),
-                Write::FileRead(r) => reads.push(*r),
+                Write::Rows(r) => batch.add_rows(r),
+                Write::Alert(a) => batch.add_alert(a),
+                Write::DnsRows(r) => batch.add_dns(r),
+                Write::FileRead(r) => batch.add_read(*r),
                 Write::Sync(ack) => acks.push(ack),
                 Write::Health(h) => health.push(h),
                 Write::Event(e) => events.push(*e),
@@ -258,26 +235,20 @@ fn drain(
                 next = rx.try_recv().ok();
             }
         }
-        store.name_principals(&named)?;
-        named.clear();
-        seen.clear();
-        // DNS rows before alerts, so a dns_tunnel alert never refers to rows not yet stored.
-        store.write_dns(&dns)?;
-        dns.clear();
-        store.write_file_reads(&reads)?;
-        reads.clear();
-        let links = store.write(&rows, &alerts, run_id)?;
+        let links = store.write_batch(&batch, run)?;
         // Delivered only once committed: whatever a sink received is in the trail.
         let sinks = delivery.sinks.as_deref();
         if let Some(d) = sinks {
-            for (a, link) in alerts.iter().zip(&links) {
+            for (a, link) in batch.alerts.iter().zip(&links) {
                 d.push(sink::alert_record(a, link, &mut names));
             }
         }
-        rows.clear();
-        alerts.clear();
+        batch.clear();
         budget.release(taken_rows);
         for h in health.drain(..) {
+            if let Some(run) = run {
+                store.digest_settled(run, h.health.updated_at_us)?;
+            }
             let link = store.write_health(&h.health, h.loss.as_ref())?;
             if let (Some(d), Some(link), Some(loss)) = (sinks, link, &h.loss) {
                 d.push(sink::loss_record(loss, &link));
@@ -308,6 +279,41 @@ fn drain(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::principal::{Dst, Principal};
+
+    /// Issue 13, item 2: another process holding the write lock longer than SQLite's default
+    /// busy timeout (5 s: a replay's big batch, an open sqlite3 shell) stopped the daemon's
+    /// writer with "database is locked"; the writer waits its turn and loses nothing.
+    #[test]
+    fn writer_waits_for_a_lock_held_past_the_busy_timeout() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("w.db");
+        let mut store = Store::open(&db).unwrap();
+        let run = store.begin_run(crate::store::RunMode::Live).unwrap();
+        let other = rusqlite::Connection::open(&db).unwrap();
+        other.execute_batch("BEGIN IMMEDIATE; INSERT INTO exfilmon_meta VALUES ('held', 'by a test')").unwrap();
+        let mut writer = Writer::spawn(store, Some(run));
+        let row = EgressRow {
+            principal: Principal::Uid(1000),
+            gid: None,
+            dst: Dst { addr: [192, 0, 2, 1].into(), port: 443, proto: 6 },
+            minute_us: 60_000_000,
+            packets: 3,
+            bytes: 300,
+            first_us: 60_000_000,
+            last_us: 60_000_001,
+            direction: Default::default(),
+            dst_name: None,
+        };
+        writer.send(Write::Rows(vec![row]));
+        std::thread::sleep(std::time::Duration::from_secs(6));
+        assert!(!writer.failed(), "the writer gave up while another process held the lock");
+        other.execute_batch("ROLLBACK").unwrap();
+        writer.sync();
+        let store = writer.finish().unwrap();
+        let packets: i64 = store.conn().query_row("SELECT sum(packets) FROM egress", [], |r| r.get(0)).unwrap();
+        assert_eq!(packets, 3);
+    }
 
     #[test]
     fn row_budget_waits_for_the_writer_and_never_after_it_ended() {

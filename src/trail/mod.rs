@@ -1,6 +1,8 @@
-//! The tamper-evident trail: every alert and every monitor event is a link of one hash chain.
+//! The tamper-evident trail: every alert, every monitor event and a digest of every minute's
+//! egress rows is a link of one hash chain.
 //!
-//! Rows of `alerts` and `events` share one sequence (`seq` = 1, 2, 3 ... over both tables).
+//! Rows of `alerts`, `events` and `digests` share one sequence (`seq` = 1, 2, 3 ... over the
+//! three tables).
 //! Each row stores `prev_hash`, the hash of row `seq - 1` (64 zeros for row 1), and `hash`:
 //!
 //! ```text
@@ -10,10 +12,21 @@
 //! v(REAL)    = 0x02 || IEEE 754 bits, 8 bytes big-endian
 //! v(TEXT)    = 0x03 || byte length, u64 big-endian || the UTF-8 bytes
 //! v(BLOB)    = 0x04 || byte length, u64 big-endian || the bytes
-//! table      = TEXT "alert" or "event"
+//! table      = TEXT "alert", "event" or "digest"
 //! alert cols = seq, id, ts, kind, severity, uid, host, dst, bytes, summary, details, run_id
 //! event cols = seq, ts, kind, severity, run_id, summary, details
+//! digest cols = seq, ts, run_id, minute, rows, packets, bytes, digest
 //! ```
+//!
+//! A digest covers one run's egress rows of one minute (see [`EgressDigest`]):
+//!
+//! ```text
+//! digest = SHA-256( "exfilmon egress v1" 0x00 || for each row, in key order (principal_id,
+//!          proto, dst, dport): v(uid) v(host) v(proto) v(dst) v(dport) v(packets) v(bytes)
+//!          v(first_seen) v(last_seen) )
+//! ```
+//!
+//! with `uid` and `host` the row's principal's, so re-pointing rows at another user shows.
 //!
 //! Values are taken as SQLite holds them (`details` is the stored JSON text, not re-encoded),
 //! so `sqlite3` plus any SHA-256 tool can recompute a link. `uid` and `host` come from the
@@ -44,6 +57,44 @@ pub const GENESIS: [u8; 32] = [0; 32];
 pub const ALERT_COLUMNS: &[&str] =
     &["seq", "id", "ts", "kind", "severity", "uid", "host", "dst", "bytes", "summary", "details", "run_id"];
 pub const EVENT_COLUMNS: &[&str] = &["seq", "ts", "kind", "severity", "run_id", "summary", "details"];
+pub const DIGEST_COLUMNS: &[&str] = &["seq", "ts", "run_id", "minute", "rows", "packets", "bytes", "digest"];
+pub const EGRESS_DOMAIN: &[u8] = b"exfilmon egress v1\0";
+
+/// The digest of one run's egress rows of one minute, fed row by row in key order.
+#[derive(Clone)]
+pub struct EgressDigest {
+    hasher: Sha256,
+    pub rows: i64,
+    pub packets: i64,
+    pub bytes: i64,
+}
+
+impl Default for EgressDigest {
+    fn default() -> Self {
+        let mut hasher = Sha256::new();
+        hasher.update(EGRESS_DOMAIN);
+        EgressDigest { hasher, rows: 0, packets: 0, bytes: 0 }
+    }
+}
+
+impl EgressDigest {
+    /// One row: uid, host, proto, dst, dport, packets, bytes, first_seen, last_seen, as
+    /// SQLite holds them.
+    pub fn add(&mut self, values: &[ValueRef<'_>; 9]) {
+        for v in values {
+            encode(&mut self.hasher, *v);
+        }
+        let int = |v: ValueRef<'_>| if let ValueRef::Integer(n) = v { n } else { 0 };
+        self.rows += 1;
+        self.packets = self.packets.saturating_add(int(values[5]));
+        self.bytes = self.bytes.saturating_add(int(values[6]));
+    }
+
+    /// The digest, as stored: lower-case hex.
+    pub fn finish(self) -> String {
+        hex::encode(self.hasher.finalize())
+    }
+}
 
 /// The hash of a row whose previous row hashed to `prev`.
 pub fn link_hash(prev: &[u8; 32], table: &str, values: &[ValueRef<'_>]) -> [u8; 32] {
@@ -117,6 +168,14 @@ pub enum EventKind {
     SinkRecovered,
     /// Records a sink could not deliver before the monitor stopped.
     SinkUndelivered,
+    /// A replay was undone: its process died before it committed, it was stopped, or a capture
+    /// of it turned out to be counted already.
+    RunRolledBack,
+    /// A live monitor's run ended without a clean exit (found by the next process to write).
+    RunInterrupted,
+    /// `exfilmon prune` (or the daemon's daily prune) deleted what was past its retention.
+    Pruned,
+    PruneFailed,
 }
 
 impl EventKind {
@@ -135,6 +194,10 @@ impl EventKind {
             EventKind::SinkDropping => "sink_dropping",
             EventKind::SinkRecovered => "sink_recovered",
             EventKind::SinkUndelivered => "sink_undelivered",
+            EventKind::RunRolledBack => "run_rolled_back",
+            EventKind::RunInterrupted => "run_interrupted",
+            EventKind::Pruned => "pruned",
+            EventKind::PruneFailed => "prune_failed",
         }
     }
 }
@@ -198,6 +261,30 @@ impl Checkpoint {
     }
 }
 
+/// Where a pruned trail starts: `exfilmon prune` deleted rows 1 to `rows` (alerts, events and
+/// digests whose time was past their retention) and row `rows + 1` links to `head`, the hash
+/// row `rows` had. Signed like a checkpoint when a key is set, so it cannot be moved later.
+/// Egress rows of minutes before `egress_before` were pruned too: their digests may remain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Anchor {
+    pub ts_us: i64,
+    pub rows: i64,
+    pub head: String,
+    pub egress_before: i64,
+    pub key_id: Option<String>,
+    pub signature: Option<String>,
+}
+
+impl Anchor {
+    /// The exact bytes signed.
+    pub fn message(&self) -> String {
+        format!(
+            "exfilmon anchor v1\nts {}\nrows {}\nhead {}\negress_before {}\n",
+            self.ts_us, self.rows, self.head, self.egress_before
+        )
+    }
+}
+
 /// A stored hash back from its hex text; `None` when it is not 32 bytes of hex.
 pub fn decode_hash(hex_text: &str) -> Option<[u8; 32]> {
     let mut out = [0; 32];
@@ -225,6 +312,36 @@ mod tests {
         let a = link_hash(&GENESIS, "event", &[ValueRef::Text(b"ab"), ValueRef::Text(b"c")]);
         let b = link_hash(&GENESIS, "event", &[ValueRef::Text(b"a"), ValueRef::Text(b"bc")]);
         assert_ne!(a, b);
+    }
+
+    /// Also part of the on-disk format: the digest of rows is SHA-256 over the domain and their
+    /// encoded values, with the counts and sums beside it.
+    #[test]
+    fn egress_digest_is_stable() {
+        let row = |i: i64| -> [ValueRef<'static>; 9] {
+            [
+                ValueRef::Integer(1000),
+                ValueRef::Null,
+                ValueRef::Integer(6),
+                ValueRef::Text(b"192.0.2.1"),
+                ValueRef::Integer(443),
+                ValueRef::Integer(i),
+                ValueRef::Integer(100 * i),
+                ValueRef::Integer(5),
+                ValueRef::Integer(6),
+            ]
+        };
+        let mut d = EgressDigest::default();
+        let mut manual = Sha256::new();
+        manual.update(b"exfilmon egress v1\0");
+        for i in 0..1000 {
+            d.add(&row(i));
+            for v in row(i) {
+                encode(&mut manual, v);
+            }
+        }
+        assert_eq!((d.rows, d.packets, d.bytes), (1000, 499_500, 49_950_000));
+        assert_eq!(d.finish(), hex::encode(manual.finalize()));
     }
 
     #[test]

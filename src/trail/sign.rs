@@ -13,7 +13,7 @@ use ed25519_dalek::pkcs8::{DecodePrivateKey, DecodePublicKey, EncodePrivateKey, 
 use ed25519_dalek::{Signature, Signer as _, SigningKey, Verifier as _, VerifyingKey};
 use sha2::{Digest, Sha256};
 
-use super::Checkpoint;
+use super::{Anchor, Checkpoint};
 
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
@@ -66,6 +66,25 @@ impl Signer {
             signature: hex::encode(sig.to_bytes()),
         }
     }
+}
+
+impl Signer {
+    /// Signs `a` (its message: [`Anchor::message`]).
+    pub fn sign_anchor(&self, a: &mut Anchor) {
+        a.key_id = Some(self.key_id.clone());
+        a.signature = Some(hex::encode(self.key.sign(a.message().as_bytes()).to_bytes()));
+    }
+}
+
+/// Whether `key` signed `a`; `false` for an unsigned one.
+pub fn check_anchor(key: &VerifyingKey, a: &Anchor) -> bool {
+    let Some(Ok(bytes)) = a.signature.as_deref().map(hex::decode) else {
+        return false;
+    };
+    let Ok(sig) = Signature::from_slice(&bytes) else {
+        return false;
+    };
+    key.verify(a.message().as_bytes(), &sig).is_ok()
 }
 
 pub fn load_public(path: &Path) -> Result<VerifyingKey, KeyError> {

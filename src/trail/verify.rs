@@ -1,5 +1,8 @@
 //! Recomputing the trail: `exfilmon verify`.
 //!
+//! [`verify`] walks the links; [`verify_egress`] then recomputes the digest of each run's
+//! egress rows of each minute and compares it with the digest the trail holds.
+//!
 //! Rows of both tables are read in `seq` order (two sorted cursors merged, so memory stays
 //! constant however long the trail) and every link is recomputed from the row's values. The
 //! first broken link is reported with what most likely happened; after a break the walk
@@ -12,8 +15,10 @@ use ed25519_dalek::VerifyingKey;
 use rusqlite::types::ValueRef;
 use rusqlite::{Connection, Row};
 
+use std::collections::BTreeMap;
+
 use super::decode_hash;
-use super::{link_hash, sign, Checkpoint, GENESIS};
+use super::{link_hash, sign, Anchor, Checkpoint, EgressDigest, GENESIS};
 
 /// A value as SQLite holds it, owned (text need not be valid UTF-8: it was maybe edited).
 #[derive(Debug, Clone, PartialEq)]
@@ -84,6 +89,16 @@ pub struct CheckpointResult {
     pub signature_ok: Option<bool>,
     /// Why the trail does not reach this checkpoint.
     pub problem: Option<String>,
+    /// It covers fewer rows than were pruned off the trail's start: it cannot be checked.
+    pub pruned: bool,
+}
+
+/// Where a pruned trail starts, and whether its signature holds.
+#[derive(Debug, Clone)]
+pub struct AnchorResult {
+    pub anchor: Anchor,
+    /// `None`: no public key given, the signature was not checked.
+    pub signature_ok: Option<bool>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -91,11 +106,14 @@ pub struct Outcome {
     pub rows: i64,
     pub alerts: i64,
     pub events: i64,
+    pub digests: i64,
     /// Recomputed hash of the last row.
     pub head: String,
     pub first_break: Option<Break>,
     pub breaks: u64,
     pub checkpoints: Vec<CheckpointResult>,
+    /// The newest anchor, when the trail was pruned.
+    pub anchor: Option<AnchorResult>,
 }
 
 impl Outcome {
@@ -103,7 +121,31 @@ impl Outcome {
     pub fn intact(&self) -> bool {
         self.first_break.is_none()
             && self.checkpoints.iter().all(|c| c.problem.is_none() && c.signature_ok != Some(false))
+            && self.anchor.as_ref().is_none_or(|a| a.signature_ok != Some(false))
     }
+}
+
+/// The newest anchor, read loosely (an edited one is a finding, not an error).
+pub fn anchor(conn: &Connection) -> rusqlite::Result<Option<Anchor>> {
+    let mut s = conn.prepare(
+        "SELECT ts, rows, head, egress_before, key_id, signature FROM trail_anchors ORDER BY id DESC LIMIT 1",
+    )?;
+    let mut rows = s.query([])?;
+    let Some(r) = rows.next()? else { return Ok(None) };
+    let text = |i: usize| -> rusqlite::Result<Option<String>> {
+        Ok(match r.get_ref(i)? {
+            ValueRef::Null => None,
+            v => Some(show(&Value::from(v))),
+        })
+    };
+    Ok(Some(Anchor {
+        ts_us: int_of(r.get_ref(0)?),
+        rows: int_of(r.get_ref(1)?),
+        head: text(2)?.unwrap_or_default(),
+        egress_before: int_of(r.get_ref(3)?),
+        key_id: text(4)?,
+        signature: text(5)?,
+    }))
 }
 
 const ALERTS: &str =
@@ -112,6 +154,36 @@ const ALERTS: &str =
      FROM alerts a LEFT JOIN principals p ON p.id = a.principal_id ORDER BY a.seq";
 const EVENTS: &str =
     "SELECT seq, ts, kind, severity, run_id, summary, details, prev_hash, hash FROM events ORDER BY seq";
+const DIGESTS: &str =
+    "SELECT seq, ts, run_id, minute, rows, packets, bytes, digest, prev_hash, hash FROM digests ORDER BY seq";
+
+/// One table's rows in `seq` order, one row ahead.
+struct Cursor<'s> {
+    rows: rusqlite::Rows<'s>,
+    table: &'static str,
+    /// Hashed columns.
+    n: usize,
+    next: Option<TrailRow>,
+}
+
+impl<'s> Cursor<'s> {
+    fn new(stmt: &'s mut rusqlite::Statement<'_>, table: &'static str, n: usize) -> rusqlite::Result<Cursor<'s>> {
+        let mut c = Cursor { rows: stmt.query([])?, table, n, next: None };
+        c.advance()?;
+        Ok(c)
+    }
+
+    /// The row ahead's position: `i64::MIN` for one that is not a number (it comes first).
+    fn seq(&self) -> Option<i64> {
+        self.next.as_ref().map(|r| if let Value::Integer(n) = r.seq { n } else { i64::MIN })
+    }
+
+    fn advance(&mut self) -> rusqlite::Result<Option<TrailRow>> {
+        let (table, n) = (self.table, self.n);
+        let next = self.rows.next()?.map(|r| read(table, r, n)).transpose()?;
+        Ok(std::mem::replace(&mut self.next, next))
+    }
+}
 
 fn read(table: &'static str, r: &Row<'_>, n: usize) -> rusqlite::Result<TrailRow> {
     let v = |i: usize| -> rusqlite::Result<Value> { Ok(Value::from(r.get_ref(i)?)) };
@@ -168,55 +240,42 @@ pub fn verify(conn: &Connection, key: Option<&VerifyingKey>, external: &[Checkpo
         }
     }
     let wanted: Vec<i64> = stored.iter().chain(external).map(|c| c.rows).collect();
+    // A pruned trail starts after its anchor: row `rows + 1` links to the anchor's head.
+    let start = anchor(conn)?;
+    let (first, first_hash) = match &start {
+        Some(a) => (a.rows.max(0), decode_hash(&a.head).unwrap_or(GENESIS)),
+        None => (0, GENESIS),
+    };
     // Recomputed hash after row n, for the n checkpoints name (row 0: the genesis hash).
-    let mut at: Vec<(i64, [u8; 32])> = vec![(0, GENESIS)];
+    let mut at: Vec<(i64, [u8; 32])> = vec![(first, first_hash)];
 
     let mut out = Outcome::default();
-    let mut a_stmt = conn.prepare(ALERTS)?;
-    let mut e_stmt = conn.prepare(EVENTS)?;
-    let mut a_rows = a_stmt.query([])?;
-    let mut e_rows = e_stmt.query([])?;
-    let mut next_a = a_rows.next()?.map(|r| read("alert", r, 12)).transpose()?;
-    let mut next_e = e_rows.next()?.map(|r| read("event", r, 7)).transpose()?;
-    let mut running = GENESIS;
-    let mut expected = 1i64;
+    let (mut a_stmt, mut e_stmt, mut d_stmt) = (conn.prepare(ALERTS)?, conn.prepare(EVENTS)?, conn.prepare(DIGESTS)?);
+    let mut cursors = [
+        Cursor::new(&mut a_stmt, "alert", 12)?,
+        Cursor::new(&mut e_stmt, "event", 7)?,
+        Cursor::new(&mut d_stmt, "digest", 8)?,
+    ];
+    let mut running = first_hash;
+    let mut expected = first + 1;
     // Recomputed links are trusted only until the first break.
     let mut trusted = true;
-    loop {
-        let seq_of = |r: &Option<TrailRow>| match r.as_ref().map(|r| &r.seq) {
-            Some(Value::Integer(n)) => Some(*n),
-            Some(_) => Some(i64::MIN),
-            None => None,
-        };
-        let take_alert = match (seq_of(&next_a), seq_of(&next_e)) {
-            (None, None) => break,
-            (Some(_), None) => true,
-            (None, Some(_)) => false,
-            (Some(a), Some(e)) => a <= e,
-        };
-        let row = if take_alert {
-            let r = next_a.take();
-            next_a = a_rows.next()?.map(|r| read("alert", r, 12)).transpose()?;
-            r
-        } else {
-            let r = next_e.take();
-            next_e = e_rows.next()?.map(|r| read("event", r, 7)).transpose()?;
-            r
-        };
-        let Some(row) = row else { break };
+    // The lowest position next; on a tie the earlier table (alerts, events, digests).
+    while let Some(i) = (0..cursors.len()).filter(|&i| cursors[i].seq().is_some()).min_by_key(|&i| cursors[i].seq()) {
+        let Some(row) = cursors[i].advance()? else { break };
         out.rows += 1;
-        if row.table == "alert" {
-            out.alerts += 1;
-        } else {
-            out.events += 1;
+        match row.table {
+            "alert" => out.alerts += 1,
+            "event" => out.events += 1,
+            _ => out.digests += 1,
         }
         let refs: Vec<ValueRef<'_>> = row.values.iter().map(ValueRef::from).collect();
         let computed = link_hash(&running, row.table, &refs);
         let stored_hash = as_hash(&row.hash);
-        let who = if row.table == "alert" {
-            format!("alerts.id {}", show(&row.id))
-        } else {
-            format!("events.seq {}", show(&row.id))
+        let who = match row.table {
+            "alert" => format!("alerts.id {}", show(&row.id)),
+            "event" => format!("events.seq {}", show(&row.id)),
+            _ => format!("digests.seq {}", show(&row.id)),
         };
         let problem = match row.seq {
             Value::Integer(seq) if seq > expected => {
@@ -269,7 +328,10 @@ pub fn verify(conn: &Connection, key: Option<&VerifyingKey>, external: &[Checkpo
     let results = stored.into_iter().map(|c| (c, true)).chain(external.iter().cloned().map(|c| (c, false)));
     for (c, from_db) in results {
         let signature_ok = key.map(|k| sign::check(k, &c));
-        let problem = if c.rows > last {
+        let pruned = c.rows < first;
+        let problem = if pruned {
+            None
+        } else if c.rows > last {
             Some(format!("it covers {} rows but the trail has {last}: rows were cut off the end", c.rows))
         } else if let Some((_, h)) = at.iter().find(|(n, _)| *n == c.rows) {
             (hex::encode(h) != c.head)
@@ -278,8 +340,12 @@ pub fn verify(conn: &Connection, key: Option<&VerifyingKey>, external: &[Checkpo
             // Not reached through trusted links: the break above already fails the trail.
             None
         };
-        out.checkpoints.push(CheckpointResult { checkpoint: c, stored: from_db, signature_ok, problem });
+        out.checkpoints.push(CheckpointResult { checkpoint: c, stored: from_db, signature_ok, problem, pruned });
     }
+    out.anchor = start.map(|a| {
+        let signature_ok = key.map(|k| sign::check_anchor(k, &a));
+        AnchorResult { anchor: a, signature_ok }
+    });
     Ok(out)
 }
 
@@ -293,4 +359,169 @@ pub fn checkpoints_in(text: &str) -> Vec<Checkpoint> {
             Checkpoint::from_json(&v)
         })
         .collect()
+}
+
+/// What the egress table said when checked against its digests (see [`super::EgressDigest`]).
+#[derive(Debug, Clone, Default)]
+pub struct EgressOutcome {
+    /// Minutes of a run, and their rows, checked against a digest.
+    pub minutes: u64,
+    pub rows: u64,
+    /// Rows no digest covers and none has to (yet), by why, with their number.
+    pub uncovered: BTreeMap<&'static str, u64>,
+    /// Digests of minutes whose rows were pruned (before the anchor's `egress_before`).
+    pub pruned: u64,
+    pub first_break: Option<String>,
+    pub breaks: u64,
+}
+
+impl EgressOutcome {
+    pub fn intact(&self) -> bool {
+        self.first_break.is_none()
+    }
+
+    fn broken(&mut self, what: String) {
+        self.breaks += 1;
+        self.first_break.get_or_insert(what);
+    }
+}
+
+/// A stored digest, read loosely (an edited one is a finding, not an error).
+struct StoredDigest {
+    seq: i64,
+    minute: i64,
+    run: i64,
+    rows: i64,
+    packets: i64,
+    bytes: i64,
+    digest: String,
+}
+
+fn int_of(v: ValueRef<'_>) -> i64 {
+    if let ValueRef::Integer(n) = v {
+        n
+    } else {
+        i64::MIN
+    }
+}
+
+/// Recomputes the digest of every run's egress rows of every minute and compares it with the
+/// newest digest stored for that minute and run. Both are read in minute order, so memory
+/// holds one minute's digests at a time. `exempt(run, minute)` says why rows of a run need
+/// no digest (yet), or `None` when they must have one. Minutes before the newest anchor's
+/// `egress_before` were pruned: their digests need no rows.
+pub fn verify_egress(
+    conn: &Connection,
+    exempt: &dyn Fn(i64, i64) -> Option<&'static str>,
+) -> rusqlite::Result<EgressOutcome> {
+    let pruned_before = anchor(conn)?.map_or(i64::MIN, |a| a.egress_before);
+    let mut out = EgressOutcome::default();
+    let mut d_stmt = conn.prepare(
+        "SELECT seq, minute, run_id, rows, packets, bytes, digest FROM digests ORDER BY minute, run_id, seq",
+    )?;
+    let mut d_rows = d_stmt.query([])?;
+    let mut next_digest = || -> rusqlite::Result<Option<StoredDigest>> {
+        Ok(d_rows.next()?.map(|r| StoredDigest {
+            seq: r.get_ref(0).map(int_of).unwrap_or(i64::MIN),
+            minute: r.get_ref(1).map(int_of).unwrap_or(i64::MIN),
+            run: r.get_ref(2).map(int_of).unwrap_or(i64::MIN),
+            rows: r.get_ref(3).map(int_of).unwrap_or(0),
+            packets: r.get_ref(4).map(int_of).unwrap_or(0),
+            bytes: r.get_ref(5).map(int_of).unwrap_or(0),
+            digest: r.get_ref(6).map(|v| show(&Value::from(v))).unwrap_or_default(),
+        }))
+    };
+    let mut pending = next_digest()?;
+    let mut e_stmt = conn.prepare(
+        "SELECT e.minute, e.run_id, p.uid, p.host, e.proto, e.dst, e.dport, e.packets, e.bytes, e.first_seen, e.last_seen
+         FROM egress e LEFT JOIN principals p ON p.id = e.principal_id
+         ORDER BY e.minute, e.principal_id, e.proto, e.dst, e.dport, e.run_id",
+    )?;
+    let mut e_rows = e_stmt.query([])?;
+    let mut minute: Option<i64> = None;
+    let mut open: BTreeMap<i64, EgressDigest> = BTreeMap::new();
+    loop {
+        let row = e_rows.next()?;
+        let m = row.map(|r| r.get_ref(0).map(int_of)).transpose()?;
+        if minute.is_some() && m != minute {
+            // The minute is complete: the newest digest of each (minute, run) up to it.
+            let done = minute.unwrap_or_default();
+            let mut digests: BTreeMap<(i64, i64), StoredDigest> = BTreeMap::new();
+            while let Some(d) = pending.take_if(|d| d.minute <= done) {
+                digests.insert((d.minute, d.run), d);
+                pending = next_digest()?;
+            }
+            settle(&mut out, done, std::mem::take(&mut open), digests, exempt, pruned_before);
+        }
+        let Some(r) = row else { break };
+        minute = m;
+        let run = r.get_ref(1).map(int_of)?;
+        let v = |i: usize| r.get_ref(i);
+        open.entry(run).or_default().add(&[v(2)?, v(3)?, v(4)?, v(5)?, v(6)?, v(7)?, v(8)?, v(9)?, v(10)?]);
+    }
+    // Digests after the last row: their rows are all gone.
+    let mut digests = BTreeMap::new();
+    while let Some(d) = pending.take() {
+        digests.insert((d.minute, d.run), d);
+        pending = next_digest()?;
+    }
+    settle(&mut out, i64::MAX, BTreeMap::new(), digests, exempt, pruned_before);
+    Ok(out)
+}
+
+/// Compares the recomputed digests of `minute` (`open`, by run) with the stored `digests` of
+/// that minute and earlier ones (the earlier ones have lost all their rows).
+fn settle(
+    out: &mut EgressOutcome,
+    minute: i64,
+    mut open: BTreeMap<i64, EgressDigest>,
+    digests: BTreeMap<(i64, i64), StoredDigest>,
+    exempt: &dyn Fn(i64, i64) -> Option<&'static str>,
+    pruned_before: i64,
+) {
+    let when = |m: i64| crate::units::rfc3339(m);
+    for ((m, run), d) in digests {
+        let found = if m == minute { open.remove(&run) } else { None };
+        if found.is_none() && m < pruned_before {
+            out.pruned += 1;
+            continue;
+        }
+        let Some(found) = found else {
+            out.broken(format!(
+                "egress of minute {}, run {run}: its digest (trail row {}) covers {} rows, {} packets, {} bytes, \
+                 the table has none: they were deleted",
+                when(m),
+                d.seq,
+                d.rows,
+                d.packets,
+                d.bytes
+            ));
+            continue;
+        };
+        out.minutes += 1;
+        out.rows += found.rows as u64;
+        let (rows, packets, bytes) = (found.rows, found.packets, found.bytes);
+        if found.finish() != d.digest {
+            out.broken(format!(
+                "egress of minute {}, run {run}: the table has {rows} rows, {packets} packets, {bytes} bytes, its \
+                 digest (trail row {}) {} rows, {} packets, {} bytes: rows were edited, deleted or inserted",
+                when(m),
+                d.seq,
+                d.rows,
+                d.packets,
+                d.bytes
+            ));
+        }
+    }
+    for (run, found) in open {
+        match exempt(run, minute) {
+            Some(why) => *out.uncovered.entry(why).or_default() += found.rows as u64,
+            None => out.broken(format!(
+                "egress of minute {}, run {run}: {} rows no digest covers, though that run's rows have one: they \
+                 were inserted",
+                when(minute),
+                found.rows
+            )),
+        }
+    }
 }

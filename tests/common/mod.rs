@@ -132,6 +132,47 @@ pub fn pcap(linktype: u32, records: &[&[u8]]) -> Vec<u8> {
     b
 }
 
+/// A raw IPv4 UDP header (28 bytes, no payload) from `src` to `dst`:`dport` whose length
+/// field claims `wire_len` bytes: exfilmon counts the IP length, not what was captured.
+pub fn udp_v4(src: [u8; 4], dst: [u8; 4], dport: u16, wire_len: u16) -> Vec<u8> {
+    let mut p = vec![0x45, 0, (wire_len >> 8) as u8, wire_len as u8, 0, 0, 0, 0, 64, 17, 0, 0];
+    p.extend_from_slice(&src);
+    p.extend_from_slice(&dst);
+    p.extend_from_slice(&40_000u16.to_be_bytes());
+    p.extend_from_slice(&dport.to_be_bytes());
+    p.extend_from_slice(&(wire_len - 20).to_be_bytes());
+    p.extend_from_slice(&[0, 0]);
+    p
+}
+
+/// A raw IP capture of `minutes` minutes from 2023-11-14T22:13:20Z, `per_minute` packets in
+/// each from 10.0.0.1 to 192.0.2.1-4:9, each claiming 60,000 bytes: rows reach the database
+/// minute by minute while it is replayed, and the default `[[volume]]` rule (4 MiB in 10 min)
+/// alerts in its first minutes. Returns the capture and its packet count.
+pub fn minutes_capture(minutes: u32, per_minute: u32) -> (Vec<u8>, i64) {
+    minutes_capture_from(1_700_000_000, minutes, per_minute)
+}
+
+/// [`minutes_capture`] starting at `start` (seconds since the epoch).
+pub fn minutes_capture_from(start: u32, minutes: u32, per_minute: u32) -> (Vec<u8>, i64) {
+    let mut b = pcap_header(101);
+    for m in 0..minutes {
+        for i in 0..per_minute {
+            let dst = [192, 0, 2, 1 + (i % 4) as u8];
+            let usec = i * (60_000_000 / per_minute);
+            let record = udp_v4([10, 0, 0, 1], dst, 9, 60_000);
+            b.extend(pcap_record(start + m * 60 + usec / 1_000_000, usec % 1_000_000, &record));
+        }
+    }
+    (b, i64::from(minutes * per_minute))
+}
+
+/// Runs `sql` on the database at `db` and returns its one integer (NULL as 0).
+pub fn query_i64(db: impl AsRef<Path>, sql: &str) -> i64 {
+    let conn = rusqlite::Connection::open(db).unwrap();
+    conn.query_row(sql, [], |r| r.get::<_, Option<i64>>(0)).unwrap().unwrap_or(0)
+}
+
 /// A test that cannot run here (no root, a tool missing) skips with the reason printed; under
 /// CI=true, where everything must run, the skip is a failure.
 pub fn skip(reason: &str) {
