@@ -125,35 +125,32 @@ impl Attribution {
     }
 
     fn remember(&mut self, key: Key, socket: Principal, ts_us: i64) -> (Principal, Option<Arc<Owner>>) {
-        if !self.flows.contains_key(&key) {
-            if self.flows.len() >= MAX_FLOWS {
-                self.make_room(ts_us);
-            }
-            let flow =
-                Flow { who: socket, last_us: ts_us, owner: None, settled: self.lookups.is_none(), asked_us: ts_us };
-            self.flows.insert(key, flow);
-            let answer = self.lookups.as_mut().and_then(|l| l.ask_new(flow_key(key)));
-            if let Some(answer) = answer {
-                self.learn(key, &answer);
-            }
-        }
-        let stale = self.flows.get(&key).is_some_and(|f| !f.settled && ts_us - f.asked_us >= RECHECK_US);
-        if stale {
-            let answer = self.lookups.as_mut().and_then(|l| l.ask_new(flow_key(key)));
-            if let Some(f) = self.flows.get_mut(&key) {
-                f.asked_us = ts_us;
-            }
-            if let Some(answer) = answer {
-                self.learn(key, &answer);
-            }
-        }
-        match self.flows.get_mut(&key) {
+        // One lookup for a known, settled flow: the path nearly every packet takes.
+        let recheck = match self.flows.get_mut(&key) {
             Some(f) => {
                 f.last_us = f.last_us.max(ts_us);
-                (f.who, f.owner.clone())
+                if f.settled || ts_us - f.asked_us < RECHECK_US {
+                    return (f.who, f.owner.clone());
+                }
+                f.asked_us = ts_us;
+                true
             }
-            None => (socket, None),
+            None => {
+                if self.flows.len() >= MAX_FLOWS {
+                    self.make_room(ts_us);
+                }
+                let settled = self.lookups.is_none();
+                self.flows.insert(key, Flow { who: socket, last_us: ts_us, owner: None, settled, asked_us: ts_us });
+                !settled
+            }
+        };
+        // A new flow, or one whose answer may have changed: asked afresh (live only).
+        if recheck {
+            if let Some(answer) = self.lookups.as_mut().and_then(|l| l.ask_new(flow_key(key))) {
+                self.learn(key, &answer);
+            }
         }
+        self.flows.get(&key).map_or((socket, None), |f| (f.who, f.owner.clone()))
     }
 
     /// Takes the lookups' answers that arrived.

@@ -78,11 +78,13 @@ struct Learned {
     hour_us: i64,
     bytes: u64,
     alerted: bool,
+    /// Newest packet time, for forgetting the least recently active first.
+    last_us: i64,
 }
 
 impl Learned {
     fn new(hour_us: i64) -> Learned {
-        Learned { mean: [0.0; 24], hours: 0, hour_us, bytes: 0, alerted: false }
+        Learned { mean: [0.0; 24], hours: 0, hour_us, bytes: 0, alerted: false, last_us: hour_us }
     }
 
     /// Moves to the hour starting at `hour_us`, folding in the finished one and the idle ones
@@ -117,7 +119,6 @@ pub struct BaselineDetector {
     cfg: BaselineConfig,
     people: Range,
     principals: FxHashMap<u32, Learned>,
-    last_seen: FxHashMap<u32, i64>,
     counters: BaselineCounters,
 }
 
@@ -127,16 +128,14 @@ impl BaselineDetector {
             cfg: cfg.clone(),
             people,
             principals: FxHashMap::default(),
-            last_seen: FxHashMap::default(),
             counters: BaselineCounters::default(),
         }
     }
 
     fn learned(&mut self, uid: u32, hour_us: i64) -> &mut Learned {
-        if !self.principals.contains_key(&uid) && self.principals.len() >= MAX_PRINCIPALS {
-            if let Some((&oldest, _)) = self.last_seen.iter().min_by_key(|(u, t)| (**t, **u)) {
+        if self.principals.len() >= MAX_PRINCIPALS && !self.principals.contains_key(&uid) {
+            if let Some((&oldest, _)) = self.principals.iter().min_by_key(|(u, l)| (l.last_us, **u)) {
                 self.principals.remove(&oldest);
-                self.last_seen.remove(&oldest);
                 self.counters.evicted += 1;
             }
         }
@@ -155,9 +154,9 @@ impl BaselineDetector {
         let usual = l.mean[hour_of_day(hour_us)];
         let unusual = l.hours >= warm && !l.alerted && l.bytes > floor && l.bytes as f64 > usual * multiple;
         l.alerted |= unusual;
+        l.last_us = l.last_us.max(ts_us);
         let (sent, hours) = (l.bytes, l.hours);
         self.counters.hours_learned += learned;
-        self.last_seen.insert(uid, ts_us);
         unusual.then(|| Alert {
             ts_us,
             kind: AlertKind::Baseline,
