@@ -9,11 +9,19 @@ use std::path::PathBuf;
 
 use common::{alerts_of, bin, skip, Scratch};
 
-/// The example binary `cargo test --all-targets` builds beside the test binaries.
+/// The example binary `cargo test --all-targets` builds beside the test binaries
+/// (`examples/gen_capture-HASH`; `cargo build --example` adds `examples/gen_capture`).
 fn gen_capture() -> Option<PathBuf> {
     let exe = std::env::current_exe().ok()?;
-    let path = exe.parent()?.parent()?.join("examples").join("gen_capture");
-    path.exists().then_some(path)
+    let dir = exe.parent()?.parent()?.join("examples");
+    let plain = dir.join("gen_capture");
+    if plain.exists() {
+        return Some(plain);
+    }
+    std::fs::read_dir(&dir).ok()?.filter_map(|e| e.ok()).map(|e| e.path()).find(|p| {
+        let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        name.starts_with("gen_capture-") && p.extension().is_none()
+    })
 }
 
 #[test]
