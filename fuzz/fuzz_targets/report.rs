@@ -87,13 +87,22 @@ fuzz_target!(|data: &[u8]| {
         for t in [&s.totals, &s.top_users, &s.top_destinations] {
             render(t);
         }
-        render(&report::alerts(store, &f, &mut names).unwrap());
-        render(&report::users(store, &f, &mut names).unwrap());
-        render(&report::destinations(store, &f).unwrap());
+        let mut t = report::ALERTS.table();
+        report::alerts(store, &f, &mut names, &mut t).unwrap();
+        render(&t);
+        let mut t = report::USERS.table();
+        report::users(store, &f, &mut names, None, &mut t).unwrap();
+        render(&t);
+        let mut t = report::DESTINATIONS.table();
+        report::destinations(store, &f, None, &mut t).unwrap();
+        render(&t);
         render(&report::health::health(store, &f).unwrap());
         render(&report::events::events(store, &f, Some(20)).unwrap());
         render(&report::events::events(store, &f, None).unwrap());
-        render(&report::dns::dns(store, &f, &mut names, data.len() % 32).unwrap());
+        let top = data.len() % 32;
+        let mut t = Table { title: report::dns::title(top), columns: report::dns::COLUMNS.to_vec(), rows: Vec::new() };
+        report::dns::dns(store, &f, &mut names, top, &mut t).unwrap();
+        render(&t);
         let window = std::time::Duration::from_secs(600);
         render(&report::files::files(store, &f, &mut names, window).unwrap());
     });
