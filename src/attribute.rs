@@ -34,8 +34,6 @@ use crate::units::counters;
 pub trait Lookups: Send {
     /// A flow just started: look it up afresh; `Some` when answered at once.
     fn ask_new(&mut self, key: FlowKey) -> Option<Lookup>;
-    /// Again, for an answer that may have changed; from the cache when fresh.
-    fn ask(&mut self, key: FlowKey) -> Option<Lookup>;
     /// Answers that arrived since the last call.
     fn poll(&mut self, f: &mut dyn FnMut(&FlowKey, &Lookup));
 }
@@ -43,10 +41,6 @@ pub trait Lookups: Send {
 impl Lookups for Owners {
     fn ask_new(&mut self, key: FlowKey) -> Option<Lookup> {
         Owners::ask_new(self, key)
-    }
-
-    fn ask(&mut self, key: FlowKey) -> Option<Lookup> {
-        Owners::ask(self, key)
     }
 
     fn poll(&mut self, f: &mut dyn FnMut(&FlowKey, &Lookup)) {
@@ -256,9 +250,6 @@ mod tests {
     impl Lookups for Fake {
         fn ask_new(&mut self, key: FlowKey) -> Option<Lookup> {
             self.0.iter().find(|(k, _)| *k == key).map(|(_, l)| l.clone()).filter(|_| key.local.port() == 40000)
-        }
-        fn ask(&mut self, key: FlowKey) -> Option<Lookup> {
-            self.ask_new(key)
         }
         fn poll(&mut self, f: &mut dyn FnMut(&FlowKey, &Lookup)) {
             for (k, l) in self.0.drain(..) {

@@ -174,7 +174,7 @@ impl Store {
             "SELECT p.uid, p.host, p.gid, e.minute, e.proto, e.dst, e.dport, e.packets, e.bytes, e.first_seen,
                     e.last_seen, e.direction, e.dst_name
              FROM egress e JOIN principals p ON p.id = e.principal_id
-             WHERE e.minute >= ?1 ORDER BY e.minute, e.last_seen",
+             WHERE e.minute >= ?1 AND e.run_id NOT IN uncounted_runs ORDER BY e.minute, e.last_seen",
             since_us,
             |principal, r| {
                 let addr = r.get::<_, String>(5).ok()?.parse().ok()?;
@@ -205,7 +205,8 @@ impl Store {
         self.each_since(
             "SELECT p.uid, p.host, p.gid, d.minute, d.domain, d.queries, d.unique_names, d.name_bytes, d.suspicious,
                     d.flags
-             FROM dns d JOIN principals p ON p.id = d.principal_id WHERE d.minute >= ?1 ORDER BY d.minute",
+             FROM dns d JOIN principals p ON p.id = d.principal_id
+             WHERE d.minute >= ?1 AND d.run_id NOT IN uncounted_runs ORDER BY d.minute",
             since_us,
             |principal, r| {
                 let get = |i| u32::try_from(r.get::<_, i64>(i).unwrap_or(0)).unwrap_or(u32::MAX);
@@ -233,15 +234,10 @@ impl Store {
              FROM alerts a JOIN principals p ON p.id = a.principal_id WHERE a.ts >= ?1 ORDER BY a.ts",
             since_us,
             |principal, r| {
-                let severity = match r.get::<_, String>(4).ok()?.as_str() {
-                    "high" => Severity::High,
-                    "low" => Severity::Low,
-                    _ => Severity::Medium,
-                };
                 f(Alert {
                     ts_us: r.get(2).ok()?,
                     kind: AlertKind::from_name(&r.get::<_, String>(3).ok()?)?,
-                    severity,
+                    severity: Severity::from_name(&r.get::<_, String>(4).ok()?)?,
                     principal,
                     dst: r.get(5).ok()?,
                     bytes: u64::try_from(r.get::<_, i64>(6).ok()?).unwrap_or(0),
@@ -279,21 +275,17 @@ impl Store {
 
     /// Each uid principal's bytes per hour from `since_us` on, oldest first (for baselines).
     pub fn each_uid_hour_since(&self, since_us: i64, mut f: impl FnMut(u32, i64, u64)) -> Result<(), StoreError> {
-        let mut stmt = self
-            .conn
-            .prepare(
-                "SELECT p.uid, e.minute / 3600000000 * 3600000000 AS hour, sum(e.bytes)
-                 FROM egress e JOIN principals p ON p.id = e.principal_id
-                 WHERE e.minute >= ?1 AND p.uid IS NOT NULL GROUP BY p.uid, hour ORDER BY hour, p.uid",
-            )
-            .map_err(|e| self.err(e))?;
-        let mut rows = stmt.query([since_us]).map_err(|e| self.err(e))?;
-        while let Some(r) = rows.next().map_err(|e| self.err(e))? {
-            if let (Ok(uid), Ok(hour), Ok(bytes)) = (r.get::<_, u32>(0), r.get::<_, i64>(1), r.get::<_, i64>(2)) {
-                f(uid, hour, u64::try_from(bytes).unwrap_or(0));
-            }
-        }
-        Ok(())
+        self.each_since(
+            "SELECT p.uid, NULL, e.minute / 3600000000 * 3600000000 AS hour, sum(e.bytes)
+             FROM egress e JOIN principals p ON p.id = e.principal_id
+             WHERE e.minute >= ?1 AND p.uid IS NOT NULL AND e.run_id NOT IN uncounted_runs
+             GROUP BY p.uid, hour ORDER BY hour, p.uid",
+            since_us,
+            |principal, r| {
+                f(principal.uid()?, r.get(2).ok()?, u64::try_from(r.get::<_, i64>(3).ok()?).unwrap_or(0));
+                Some(())
+            },
+        )
     }
 
     /// Writes a batch in one transaction: DNS rows, file reads, egress rows, then alerts, all
