@@ -26,6 +26,9 @@ pub struct Config {
     /// Database file; `--db` overrides it.
     #[serde(default)]
     pub db: Option<PathBuf>,
+    /// This host's name in every row and record it ships; unset: the machine's host name.
+    #[serde(default, deserialize_with = "observer")]
+    pub observer: Option<String>,
     /// Egress volume thresholds, each a sliding window per principal, scoped to whom,
     /// which direction and which destinations they concern.
     #[serde(default = "crate::detect::volume::default_rules")]
@@ -74,10 +77,23 @@ pub struct Config {
     pub retention: RetentionConfig,
 }
 
+/// An observer name: printable, no spaces, at most 255 bytes (a host name's limit), so it is
+/// safe in tables, logs and keys as it is.
+fn observer<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    let name = String::deserialize(d)?;
+    if name.is_empty() || name.len() > 255 || !name.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(de::Error::custom(
+            "observer must be 1 to 255 printable ASCII characters without spaces, e.g. \"web-01\"",
+        ));
+    }
+    Ok(Some(name))
+}
+
 impl Default for Config {
     fn default() -> Self {
         Config {
             db: None,
+            observer: None,
             volume: crate::detect::volume::default_rules(),
             accounts: AccountsConfig::default(),
             baseline: BaselineConfig::default(),
@@ -157,6 +173,11 @@ pub enum ConfigError {
 }
 
 impl Config {
+    /// The name this host goes by in shipped rows and records.
+    pub fn observer(&self) -> String {
+        self.observer.clone().unwrap_or_else(crate::sink::hostname)
+    }
+
     /// Loads `path`, or the built-in defaults when `path` is `None`.
     pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
         let Some(path) = path else {
