@@ -397,11 +397,59 @@ fn every_vendored_field_is_emitted() {
     assert!(unused.is_empty(), "tests/fixtures/ecs/ecs_flat.yml defines fields no record uses: {unused:?}");
 }
 
+/// The body of the code block in docs/shipping.md fenced as `lang` that contains `needle`.
+fn snippet(lang: &str, needle: &str) -> String {
+    let doc = std::fs::read_to_string(repo_file("docs/shipping.md")).unwrap();
+    let fence = format!("```{lang}\n");
+    doc.split(fence.as_str())
+        .skip(1)
+        .filter_map(|rest| rest.split_once("```").map(|(body, _)| body.to_owned()))
+        .find(|body| body.contains(needle))
+        .unwrap_or_else(|| panic!("docs/shipping.md has no {lang} block with {needle:?}"))
+}
+
+/// docs/shipping.md's snippets: not run by Filebeat or Vector (neither is in Debian), but they
+/// parse, read the file the sink writes, and name fields the documents have.
+#[test]
+fn shipping_snippets_parse_and_read_the_sinks_file() {
+    let sink = snippet("toml", "[[sink]]");
+    let config = exfilmon::config::Config::parse(&sink, Path::new("docs/shipping.md")).unwrap();
+    let exfilmon::sink::SinkKind::Jsonl { path, format } = &config.sink[0].kind else { panic!("{sink}") };
+    assert_eq!(*format, exfilmon::sink::config::JsonlFormat::Ecs);
+    let path = path.to_str().unwrap();
+    assert_eq!(path, "/var/log/exfilmon/alerts.jsonl", "the example config's path");
+
+    let example: Value = serde_json::from_str(&snippet("json", "\"@timestamp\"")).unwrap();
+    assert_ecs(&Schema::load(), std::slice::from_ref(&example));
+    let doc = &built()[0];
+    for field in ["event.dataset", "event.id"] {
+        assert!(lookup(doc, field).is_some() && lookup(&example, field).is_some(), "{field}");
+    }
+
+    let vector: toml::Value = toml::from_str(&snippet("toml", "[sources.exfilmon_file]")).unwrap();
+    assert_eq!(vector["sources"]["exfilmon_file"]["include"][0].as_str(), Some(path));
+    let es = &vector["sinks"]["elasticsearch"];
+    assert_eq!(es["id_key"].as_str(), Some("event.id"));
+    assert_eq!(es["data_stream"]["dataset"].as_str(), Some("{{ event.dataset }}"));
+    assert!(vector["transforms"]["exfilmon_ecs"]["source"].as_str().unwrap().contains("parse_json!"));
+
+    let filebeat = &YamlLoader::load_from_str(&snippet("yaml", "filebeat.inputs")).unwrap()[0];
+    let input = &filebeat["filebeat.inputs"][0];
+    assert_eq!((input["type"].as_str(), input["paths"][0].as_str()), (Some("filestream"), Some(path)));
+    assert_eq!(input["parsers"][0]["ndjson"]["target"].as_str(), Some(""));
+    assert_eq!(filebeat["processors"][0]["fingerprint"]["fields"][0].as_str(), Some("event.id"));
+    assert_eq!(filebeat["output.elasticsearch"]["index"].as_str(), Some("logs-%{[event.dataset]}-default"));
+}
+
 /// The live monitor's records: its events, a volume alert naming the process behind an scp,
-/// checkpoints; every line an ECS document saying what the native line says.
+/// checkpoints; every line an ECS document saying what the native line says, none lost or
+/// doubled when logrotate (docs/shipping.md's configuration) rotates the file mid-run.
 #[test]
 fn live_monitor_events_and_alerts_are_ecs_documents() {
     let Some(mut lab) = Lab::new() else { return };
+    if !Path::new("/usr/sbin/logrotate").exists() {
+        return common::skip("logrotate is not installed (Debian package logrotate)");
+    }
     let key = keygen(lab.dir.path());
     let cfg = lab.path("exfilmon.toml");
     let text = format!(
@@ -421,8 +469,23 @@ fn live_monitor_events_and_alerts_are_ecs_documents() {
     // Paced (2 Mbit/s, 4 s): the owner lookup names the process before the rule's threshold.
     lab.scp_with(&ssh, user, &file, &["-l", "2000"]);
     let ecs_path = lab.path("ecs.jsonl");
-    let has = |action: &str| lines(&ecs_path).iter().any(|d| d["event"]["action"] == action);
+    let rotated = lab.path("ecs.jsonl.1");
+    // Both generations of the file, oldest first, as a shipper reads them.
+    let all = |name: &str| {
+        [format!("{name}.1"), name.to_owned()].iter().flat_map(|n| lines(&lab.path(n))).collect::<Vec<_>>()
+    };
+    let has = |action: &str| all("ecs.jsonl").iter().any(|d| d["event"]["action"] == action);
     wait_for(Duration::from_secs(20), "a volume alert", || has("volume"));
+
+    // logrotate with docs/shipping.md's configuration, pointed at the lab's directory, while
+    // the monitor runs: the file is renamed and the next record makes a new one.
+    let conf = lab.path("logrotate.conf");
+    let dir = format!("{}/", lab.dir.path().display());
+    std::fs::write(&conf, snippet("conf", "/var/log/exfilmon/*.jsonl {").replace("/var/log/exfilmon/", &dir)).unwrap();
+    let state = lab.path("logrotate.state");
+    let o = std::process::Command::new("logrotate").arg("-f").arg("-s").arg(&state).arg(&conf).output().unwrap();
+    assert!(o.status.success(), "logrotate: {}", String::from_utf8_lossy(&o.stderr));
+    assert!(rotated.exists() && !ecs_path.exists(), "renamed, and nocreate leaves the new file to exfilmon");
     assert!(lab.inside(&["nft", "delete", "table", "inet", "exfilmon"]).status.success());
     wait_for(Duration::from_secs(10), "ruleset_missing", || has("ruleset_missing"));
     lab.load_ruleset(&cfg);
@@ -432,8 +495,15 @@ fn live_monitor_events_and_alerts_are_ecs_documents() {
     let (status, log) = monitor.stop();
     assert!(status.success(), "{log}");
 
-    let (ecs, native) = (lines(&ecs_path), lines(&lab.path("native.jsonl")));
+    let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&ecs_path).unwrap().permissions());
+    assert_eq!(mode & 0o777, 0o640, "the file after rotation is exfilmon's own");
+    let (ecs, native) = (all("ecs.jsonl"), all("native.jsonl"));
     assert_eq!(ecs.len(), native.len());
+    assert!(!lines(&rotated).is_empty() && !lines(&ecs_path).is_empty(), "records on both sides of the rotation");
+    // Nothing lost or doubled across the rotation: the trail positions run on, one by one.
+    let seqs: Vec<i64> =
+        ecs.iter().filter(|d| d["event"]["kind"] != "state").filter_map(|d| d["event"]["sequence"].as_i64()).collect();
+    assert!(seqs.windows(2).all(|w| w[1] > w[0]), "{seqs:?}");
     assert_ecs(&Schema::load(), &ecs);
     for (e, n) in ecs.iter().zip(&native) {
         assert_same_record(e, n);
