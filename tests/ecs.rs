@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use common::lab::{wait_for, Lab, USERS};
-use common::{bin, fixture, repo_file, run_ok, Scratch};
+use common::{fixture, repo_file, run_ok, verify_checkpoint, Scratch};
 use exfilmon::alert::{Alert, AlertKind, Severity};
 use exfilmon::principal::{Principal, UserNames};
 use exfilmon::sink::{alert_record, ecs, event_record};
@@ -323,30 +323,10 @@ fn built() -> Vec<Value> {
     }
     let mut records: Vec<_> =
         alerts.iter().enumerate().map(|(i, a)| alert_record(a, &link(i as i64 + 1), &mut names)).collect();
-    use EventKind::*;
-    let events = [
-        Started,
-        Stopped,
-        Reloaded,
-        ReloadFailed,
-        RulesetMissing,
-        RulesetChanged,
-        RulesetRestored,
-        RulesetUnchecked,
-        DatabaseError,
-        SinkFailed,
-        SinkDropping,
-        SinkRecovered,
-        SinkUndelivered,
-        RunRolledBack,
-        RunInterrupted,
-        Pruned,
-        PruneFailed,
-    ];
-    for (i, kind) in events.into_iter().enumerate() {
+    for (i, kind) in EventKind::ALL.into_iter().enumerate() {
         let e = Event::now(kind, Severity::High, format!("{} happened", kind.as_str()), json!({ "why": "test" }));
         // A database error cannot be stored: it has no place in the trail.
-        let stored = (kind != DatabaseError).then(|| link(100 + i as i64));
+        let stored = (kind != EventKind::DatabaseError).then(|| link(100 + i as i64));
         records.push(event_record(&e, stored.as_ref(), Some(7)));
     }
     records
@@ -524,14 +504,6 @@ fn live_monitor_events_and_alerts_are_ecs_documents() {
     let last = ecs.iter().rev().find(|d| d["event"]["action"] == "checkpoint").unwrap();
     let shipped = lab.path("checkpoint.json");
     std::fs::write(&shipped, last["exfilmon"]["checkpoint"].to_string()).unwrap();
-    let o = bin()
-        .args(["verify", "--db"])
-        .arg(&db)
-        .arg("--pubkey")
-        .arg(format!("{}.pub", key.display()))
-        .arg("--checkpoint")
-        .arg(&shipped)
-        .output()
-        .unwrap();
+    let o = verify_checkpoint(&db, Path::new(&format!("{}.pub", key.display())), &shipped);
     assert!(o.status.success(), "{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
 }

@@ -199,34 +199,32 @@ const COMMAND_AND_CONTROL: (&str, &str) = ("TA0011", "Command and Control");
 const COLLECTION: (&str, &str) = ("TA0009", "Collection");
 const DEFENSE_EVASION: (&str, &str) = ("TA0005", "Defense Evasion");
 
+const fn technique(
+    id: &'static str,
+    name: &'static str,
+    parent: Option<&'static str>,
+    tactic: (&'static str, &'static str),
+) -> Technique {
+    Technique { id, name, parent, tactic }
+}
+
 const ALTERNATIVE_PROTOCOL: Technique =
-    Technique { id: "T1048", name: "Exfiltration Over Alternative Protocol", parent: None, tactic: EXFILTRATION };
-const UNENCRYPTED_NON_C2: Technique = Technique {
-    id: "T1048.003",
-    name: "Exfiltration Over Unencrypted Non-C2 Protocol",
-    parent: Some("Exfiltration Over Alternative Protocol"),
-    tactic: EXFILTRATION,
-};
-const DNS: Technique =
-    Technique { id: "T1071.004", name: "DNS", parent: Some("Application Layer Protocol"), tactic: COMMAND_AND_CONTROL };
+    technique("T1048", "Exfiltration Over Alternative Protocol", None, EXFILTRATION);
+const UNENCRYPTED_NON_C2: Technique = technique(
+    "T1048.003",
+    "Exfiltration Over Unencrypted Non-C2 Protocol",
+    Some("Exfiltration Over Alternative Protocol"),
+    EXFILTRATION,
+);
+const DNS: Technique = technique("T1071.004", "DNS", Some("Application Layer Protocol"), COMMAND_AND_CONTROL);
 const NON_APPLICATION_LAYER: Technique =
-    Technique { id: "T1095", name: "Non-Application Layer Protocol", parent: None, tactic: COMMAND_AND_CONTROL };
-const SIZE_LIMITS: Technique =
-    Technique { id: "T1030", name: "Data Transfer Size Limits", parent: None, tactic: EXFILTRATION };
-const LOCAL_SYSTEM: Technique =
-    Technique { id: "T1005", name: "Data from Local System", parent: None, tactic: COLLECTION };
-const LINUX_AUDIT: Technique = Technique {
-    id: "T1562.012",
-    name: "Disable or Modify Linux Audit System",
-    parent: Some("Impair Defenses"),
-    tactic: DEFENSE_EVASION,
-};
-const SYSTEM_FIREWALL: Technique = Technique {
-    id: "T1562.004",
-    name: "Disable or Modify System Firewall",
-    parent: Some("Impair Defenses"),
-    tactic: DEFENSE_EVASION,
-};
+    technique("T1095", "Non-Application Layer Protocol", None, COMMAND_AND_CONTROL);
+const SIZE_LIMITS: Technique = technique("T1030", "Data Transfer Size Limits", None, EXFILTRATION);
+const LOCAL_SYSTEM: Technique = technique("T1005", "Data from Local System", None, COLLECTION);
+const LINUX_AUDIT: Technique =
+    technique("T1562.012", "Disable or Modify Linux Audit System", Some("Impair Defenses"), DEFENSE_EVASION);
+const SYSTEM_FIREWALL: Technique =
+    technique("T1562.004", "Disable or Modify System Firewall", Some("Impair Defenses"), DEFENSE_EVASION);
 
 /// What each alert kind is evidence of.
 fn techniques(kind: AlertKind, details: &Value) -> &'static [Technique] {
@@ -269,20 +267,19 @@ fn threat(doc: &mut Doc, techniques: &[Technique]) {
             parents.push(parent);
         }
     }
-    let url = |id: &str| format!("https://attack.mitre.org/{}/", id.replace('.', "/"));
     doc.put("threat.framework", "MITRE ATT&CK");
-    let lists = [("tactic", &tactics, "tactics"), ("technique", &parents, "techniques")];
-    for (field, items, path) in lists {
+    let lists = [
+        ("tactic", tactics, "tactics"),
+        ("technique", parents, "techniques"),
+        ("technique.subtechnique", subs, "techniques"),
+    ];
+    for (field, items, path) in lists.into_iter().filter(|(_, items, _)| !items.is_empty()) {
         doc.put(&format!("threat.{field}.id"), json!(items.iter().map(|i| i.0).collect::<Vec<_>>()));
         doc.put(&format!("threat.{field}.name"), json!(items.iter().map(|i| i.1).collect::<Vec<_>>()));
-        let refs: Vec<String> = items.iter().map(|i| url(&format!("{path}/{}", i.0))).collect();
+        // ATT&CK's pages: /tactics/TA0010/, /techniques/T1048/, /techniques/T1048/003/.
+        let refs: Vec<String> =
+            items.iter().map(|i| format!("https://attack.mitre.org/{path}/{}/", i.0.replace('.', "/"))).collect();
         doc.put(&format!("threat.{field}.reference"), json!(refs));
-    }
-    if !subs.is_empty() {
-        doc.put("threat.technique.subtechnique.id", json!(subs.iter().map(|s| s.0).collect::<Vec<_>>()));
-        doc.put("threat.technique.subtechnique.name", json!(subs.iter().map(|s| s.1).collect::<Vec<_>>()));
-        let refs: Vec<String> = subs.iter().map(|s| url(&format!("techniques/{}", s.0))).collect();
-        doc.put("threat.technique.subtechnique.reference", json!(refs));
     }
 }
 
