@@ -20,6 +20,7 @@ use serde_json::{json, Map, Value};
 use super::{Record, RecordKind};
 use crate::alert::{AlertKind, Severity};
 use crate::principal::dst_parts;
+use crate::trail::EventKind;
 
 /// The ECS version the documents follow (`ecs.version`).
 pub const ECS_VERSION: &str = "8.12.0";
@@ -44,27 +45,31 @@ pub fn document(r: &Record) -> Value {
     match r.kind {
         RecordKind::Alert => alert(&mut doc, j),
         RecordKind::Event => event(&mut doc, j),
-        RecordKind::Checkpoint | RecordKind::Heartbeat => {
-            // The record whole, without the observer said above: a checkpoint read back
-            // from here verifies as the native one does.
-            let mut native = j.clone();
-            if let Value::Object(m) = &mut native {
-                m.remove("observer");
-            }
-            let action = r.kind.as_str();
-            doc.put("event.kind", "state");
-            doc.put("event.category", json!([if r.kind == RecordKind::Checkpoint { "database" } else { "process" }]));
-            doc.put("event.type", json!(["info"]));
-            doc.put("event.action", action);
-            if r.kind == RecordKind::Checkpoint {
-                doc.put("event.id", id(j, &j["ts_us"], Some(action)));
-                doc.put("event.sequence", j["rows"].clone());
-                doc.put("event.hash", j["head"].clone());
-            }
-            doc.put(&format!("exfilmon.{action}"), native);
+        RecordKind::Checkpoint => {
+            // The trail's state: its rows and head hash, signed.
+            state(&mut doc, j, RecordKind::Checkpoint, "database");
+            doc.put("event.id", id(j, &j["ts_us"], Some("checkpoint")));
+            doc.put("event.sequence", j["rows"].clone());
+            doc.put("event.hash", j["head"].clone());
         }
+        RecordKind::Heartbeat => state(&mut doc, j, RecordKind::Heartbeat, "process"),
     }
     Value::Object(doc.0)
+}
+
+/// A record that describes a state: categorised, and kept whole under `exfilmon.<kind>`
+/// without the observer said above (a checkpoint read back from there verifies as the
+/// native one does).
+fn state(doc: &mut Doc, j: &Value, kind: RecordKind, category: &str) {
+    let mut native = j.clone();
+    if let Value::Object(m) = &mut native {
+        m.remove("observer");
+    }
+    doc.put("event.kind", "state");
+    doc.put("event.category", json!([category]));
+    doc.put("event.type", json!(["info"]));
+    doc.put("event.action", kind.as_str());
+    doc.put(&format!("exfilmon.{}", kind.as_str()), native);
 }
 
 /// Low 1, medium 2, high 3: higher is worse, as ECS's `event.severity` expects.
@@ -164,22 +169,27 @@ fn process(doc: &mut Doc, p: &Value) {
     doc.put("process.user.id", p["uid"].as_u64().map(|u| u.to_string()));
 }
 
+/// A monitor event: exfilmon's own life (process), its configuration and ruleset, its database.
 fn event(doc: &mut Doc, j: &Value) {
-    let kind = j["kind"].as_str().unwrap_or_default();
+    let kind = j["kind"].as_str().and_then(|k| EventKind::ALL.into_iter().find(|e| e.as_str() == k));
     let (category, kind_type) = match kind {
-        "started" => ("process", "start"),
-        "stopped" | "run_interrupted" => ("process", "end"),
-        "reloaded" | "ruleset_missing" | "ruleset_changed" | "ruleset_restored" => ("configuration", "change"),
-        "reload_failed" | "ruleset_unchecked" => ("configuration", "info"),
-        "database_error" | "prune_failed" => ("database", "error"),
-        "pruned" | "run_rolled_back" => ("database", "change"),
-        // The sinks' own events, and any kind newer than this table.
-        _ => ("process", "info"),
+        Some(EventKind::Started) => ("process", "start"),
+        Some(EventKind::Stopped | EventKind::RunInterrupted) => ("process", "end"),
+        Some(
+            EventKind::Reloaded | EventKind::RulesetMissing | EventKind::RulesetChanged | EventKind::RulesetRestored,
+        ) => ("configuration", "change"),
+        Some(EventKind::ReloadFailed | EventKind::RulesetUnchecked) => ("configuration", "info"),
+        Some(EventKind::DatabaseError | EventKind::PruneFailed) => ("database", "error"),
+        Some(EventKind::Pruned | EventKind::RunRolledBack) => ("database", "change"),
+        Some(
+            EventKind::SinkFailed | EventKind::SinkDropping | EventKind::SinkRecovered | EventKind::SinkUndelivered,
+        )
+        | None => ("process", "info"),
     };
     doc.put("event.kind", "event");
     doc.put("event.category", json!([category]));
     doc.put("event.type", json!([kind_type]));
-    doc.put("event.action", kind);
+    doc.put("event.action", j["kind"].clone());
     trail(doc, j);
     doc.put("exfilmon.run", j["run"].clone());
     doc.put("exfilmon.details", j["details"].clone());
