@@ -248,9 +248,15 @@ fn replayed(dir: &Scratch) -> (Vec<Value>, Vec<Value>) {
     )
     .unwrap();
     let (db, cfg) = (dir.db(), cfg.to_string_lossy().into_owned());
-    let captures = ["nflog-sample.pcap", "covert/dest-names.pcap", "covert/iodine.pcap", "covert/iodine-raw.pcap"];
-    let more = ["covert/ptunnel.pcap", "covert/icmp6-exfil.pcap"];
-    let files: Vec<String> = captures.iter().chain(&more).map(|f| fixture(f).to_string_lossy().into_owned()).collect();
+    let captures = [
+        "nflog-sample.pcap",
+        "covert/dest-names.pcap",
+        "covert/iodine.pcap",
+        "covert/iodine-raw.pcap",
+        "covert/ptunnel.pcap",
+        "covert/icmp6-exfil.pcap",
+    ];
+    let files: Vec<String> = captures.iter().map(|f| fixture(f).to_string_lossy().into_owned()).collect();
     let mut args = vec!["replay", "--db", &db, "-c", &cfg];
     args.extend(files.iter().map(String::as_str));
     run_ok(&args);
