@@ -22,6 +22,7 @@ use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use rusqlite::types::ValueRef;
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Transaction, TransactionBehavior};
 use rustc_hash::FxHashMap;
 
@@ -71,6 +72,8 @@ pub struct Store {
     run_lock: Option<runs::RunLock>,
     /// The live run's minutes digested so far (see [`digest`]).
     live_digests: digest::LiveDigests,
+    /// The replay's digests made as its rows were written.
+    written: digest::Written,
 }
 
 impl Store {
@@ -112,6 +115,7 @@ impl Store {
             principal_ids: FxHashMap::default(),
             run_lock: None,
             live_digests: Default::default(),
+            written: Default::default(),
         };
         store.configure()?;
         // Runs left behind by processes that died are ended before anything new is written.
@@ -135,6 +139,7 @@ impl Store {
             principal_ids: FxHashMap::default(),
             run_lock: None,
             live_digests: Default::default(),
+            written: Default::default(),
         };
         if migrate::check(&store.conn, path)? < SCHEMA_VERSION {
             // An older database: migrate through a writable connection first.
@@ -315,7 +320,8 @@ impl Store {
             }
             write_dns(&tx, &mut ids, &b.dns, run_id).map_err(err)?;
             files::write_file_reads(&tx, &b.reads, run_id).map_err(err)?;
-            write_egress(&tx, &mut ids, &b.rows, run_id).map_err(err)?;
+            let written = run.is_some_and(Run::unit).then_some(&mut self.written);
+            write_egress(&tx, &mut ids, &b.rows, run_id, written).map_err(err)?;
             if run.is_some_and(Run::unit) {
                 stage_alerts(&tx, &mut ids, &b.alerts, run_id).map_err(err)?;
             } else {
@@ -410,6 +416,7 @@ fn write_egress(
     ids: &mut PrincipalIds<'_, '_>,
     rows: &[EgressRow],
     run_id: i64,
+    written: Option<&mut digest::Written>,
 ) -> rusqlite::Result<()> {
     if rows.is_empty() {
         return Ok(());
@@ -438,6 +445,25 @@ fn write_egress(
             .then_with(|| text[ta.clone()].cmp(&text[tb.clone()]))
             .then(a.dst.port.cmp(&b.dst.port))
     });
+    if let Some(written) = written {
+        let hosts: Vec<Option<String>> =
+            keyed.iter().map(|(_, _, r)| r.principal.host().map(|h| h.to_string())).collect();
+        written.add(keyed.iter().zip(&hosts).map(|((pid, addr, r), host)| digest::RowKey {
+            minute: r.minute_us,
+            principal_id: *pid,
+            values: [
+                r.principal.uid().map_or(ValueRef::Null, |u| ValueRef::Integer(i64::from(u))),
+                host.as_deref().map_or(ValueRef::Null, |h| ValueRef::Text(h.as_bytes())),
+                ValueRef::Integer(i64::from(r.dst.proto)),
+                ValueRef::Text(text[addr.clone()].as_bytes()),
+                ValueRef::Integer(i64::from(r.dst.port)),
+                ValueRef::Integer(r.packets as i64),
+                ValueRef::Integer(r.bytes as i64),
+                ValueRef::Integer(r.first_us),
+                ValueRef::Integer(r.last_us),
+            ],
+        }));
+    }
     for (pid, addr, row) in keyed {
         upsert.execute(params![
             pid,
