@@ -182,6 +182,40 @@ pub fn health(store: &Store, f: &Filter) -> Result<Table, StoreError> {
     })
 }
 
+/// Where each postgres sink stands (src/ship): the trail position and checkpoint shipped
+/// through, what waits (backlog), the last round that reached the server and the last error.
+/// Target names are URLs without passwords (the config refuses one in a URL).
+pub fn shipping(store: &Store) -> Result<Table, StoreError> {
+    let rows = store
+        .ship_states()?
+        .into_iter()
+        .map(|s| {
+            vec![
+                Cell::Text(s.target),
+                Cell::Int(s.seq),
+                Cell::Int(s.checkpoint),
+                Cell::Int(s.backlog),
+                s.shipped_at.map_or(Cell::Null, Cell::Time),
+                s.tried_at.map_or(Cell::Null, Cell::Time),
+                Cell::opt_text(s.last_error),
+            ]
+        })
+        .collect();
+    Ok(Table {
+        title: "Shipping to the fleet store".into(),
+        columns: vec![
+            col("target"),
+            col("shipped_through"),
+            hidden("checkpoint"),
+            col("backlog"),
+            col("shipped_at"),
+            hidden("tried_at"),
+            col("last_error"),
+        ],
+        rows,
+    })
+}
+
 /// The database file plus its write-ahead log, which holds the newest commits.
 pub fn database_size(path: &Path) -> i64 {
     let mut wal = path.as_os_str().to_owned();

@@ -308,9 +308,9 @@ impl Data {
             Table { title: super::dns::title(DNS_PER_SENDER), columns: super::dns::COLUMNS.to_vec(), rows: Vec::new() };
         super::dns::dns(store, f, names, DNS_PER_SENDER, &mut dns).map_err(|e| match e {
             super::ReportError::Store(e) => e,
-            super::ReportError::Output(e) => StoreError::Sql {
+            other => StoreError::Sql {
                 path: store.path().to_owned(),
-                source: rusqlite::Error::ToSqlConversionFailure(Box::new(e)),
+                source: rusqlite::Error::ToSqlConversionFailure(Box::new(std::io::Error::other(other.to_string()))),
             },
         })?;
         let mut runs = super::health::health(store, f)?;

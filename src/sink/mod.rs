@@ -233,7 +233,8 @@ impl Dispatcher {
     /// Opens every sink (a JSON Lines file must be writable now) and starts their threads;
     /// `None` without sinks.
     pub fn start(configs: &[SinkConfig]) -> Result<Option<Arc<Dispatcher>>, SinkError> {
-        if configs.is_empty() {
+        // The postgres sink reads the database, not a queue of records (src/ship).
+        if configs.iter().all(|c| matches!(c.kind, SinkKind::Postgres { .. })) {
             return Ok(None);
         }
         let notices = Arc::new(Mutex::new(Vec::new()));
@@ -255,6 +256,7 @@ impl Dispatcher {
                     Box::new(exec::Email::new(sendmail.clone(), to.clone(), from.clone(), host.clone(), c.timeout)),
                     None,
                 ),
+                SinkKind::Postgres { .. } => continue,
             };
             let queue = Arc::new(Queue {
                 config: c.clone(),

@@ -1,0 +1,202 @@
+//! The fleet store (issue 12) against a real PostgreSQL server (tests/common/pg.rs): two
+//! hosts ship into it and the central reports add up to theirs; an outage loses and doubles
+//! nothing; the password shows nowhere.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::pg::{Postgres, PASSWORD};
+use common::{bin, fixture, report, report_with, run_ok, stderr, stdout, Scratch};
+use serde_json::Value;
+
+/// One monitored host: its config (observer, the postgres sink) and database.
+struct Host {
+    scratch: Scratch,
+    config: PathBuf,
+    db: String,
+}
+
+impl Host {
+    fn new(pg: &Postgres, observer: &str) -> Host {
+        let scratch = Scratch::new();
+        let config = scratch.path("exfilmon.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "observer = \"{observer}\"\n\n[[sink]]\ntype = \"postgres\"\nurl = \"{}\"\npassword_file = \"{}\"\n",
+                pg.url(),
+                pg.password_file().display()
+            ),
+        )
+        .unwrap();
+        let db = scratch.db();
+        Host { scratch, config, db }
+    }
+
+    fn args<'a>(&'a self, cmd: &[&'a str]) -> Vec<&'a str> {
+        let mut a = cmd.to_vec();
+        a.extend(["--db", &self.db, "--config", self.config.to_str().unwrap()]);
+        a
+    }
+
+    /// Replays `capture` (a fixture or a file), which ships at its end; its stderr.
+    fn replay(&self, capture: &Path) -> String {
+        let o = bin().args(self.args(&["replay"])).arg(capture).args(["-v"]).output().unwrap();
+        assert!(o.status.success(), "replay {}: {}", capture.display(), stderr(&o));
+        stdout(&o) + &stderr(&o)
+    }
+
+    /// `report WHAT --format json` on the fleet store, with this host's config (its password).
+    fn central(&self, pg: &Postgres, what: &str, extra: &[&str]) -> Value {
+        let mut args = vec!["--config", self.config.to_str().unwrap()];
+        args.extend(extra);
+        report_with(pg.url(), what, &args)
+    }
+
+    fn ship(&self) -> std::process::Output {
+        bin().args(self.args(&["ship"])).arg("-v").output().unwrap()
+    }
+}
+
+/// Total bytes over the rows of `report users` (local or central).
+fn bytes_of(users: &Value) -> i64 {
+    users.as_array().unwrap().iter().map(|u| u["bytes"].as_i64().unwrap()).sum()
+}
+
+fn central_counts(pg: &Postgres) -> String {
+    pg.query(
+        "SELECT (SELECT count(*) FROM egress) || ' ' || (SELECT coalesce(sum(bytes), 0) FROM egress) || ' ' ||
+                (SELECT count(*) FROM dns) || ' ' || (SELECT count(*) FROM alerts) || ' ' ||
+                (SELECT count(*) FROM events) || ' ' || (SELECT count(*) FROM digests) || ' ' ||
+                (SELECT count(*) FROM checkpoints)",
+    )
+}
+
+#[test]
+fn two_observers_ship_into_one_store_and_its_totals_are_the_sum_of_theirs() {
+    let Some(pg) = Postgres::start() else { return };
+    let web = Host::new(&pg, "web-01");
+    let db = Host::new(&pg, "db-02");
+    web.replay(&fixture("nflog-sample.pcap"));
+    db.replay(&fixture("hostile-html.pcap"));
+
+    let local: i64 = bytes_of(&report(&web.db, "users")) + bytes_of(&report(&db.db, "users"));
+    assert!(local > 0);
+    let central = web.central(&pg, "users", &[]);
+    assert_eq!(bytes_of(&central), local, "{central:#}");
+    let observers: Vec<&str> = central.as_array().unwrap().iter().map(|u| u["observer"].as_str().unwrap()).collect();
+    assert!(observers.contains(&"web-01") && observers.contains(&"db-02"), "{observers:?}");
+
+    // Each alert arrives once, with the observer that raised it.
+    for host in [&web, &db] {
+        let observer = if std::ptr::eq(host, &web) { "web-01" } else { "db-02" };
+        let mine = report(&host.db, "alerts");
+        assert!(!mine.as_array().unwrap().is_empty(), "{observer} raised no alert");
+        let there = host.central(&pg, "alerts", &["--observer", observer]);
+        let strip = |v: &Value| -> Vec<(Value, Value, Value)> {
+            v.as_array().unwrap().iter().map(|a| (a["ts"].clone(), a["kind"].clone(), a["summary"].clone())).collect()
+        };
+        assert_eq!(strip(&there), strip(&mine), "{observer}");
+        assert!(there.as_array().unwrap().iter().all(|a| a["observer"] == observer));
+        // Filtered by observer, the users add up to that host's.
+        assert_eq!(
+            bytes_of(&host.central(&pg, "users", &["--observer", observer])),
+            bytes_of(&report(&host.db, "users"))
+        );
+    }
+    // The table shows whose row it is.
+    let table = stdout(&run_ok(&["report", "users", "--db", &pg.url(), "--config", web.config.to_str().unwrap()]));
+    assert!(table.starts_with("Egress by user") && table.contains("HOST"), "{table}");
+    assert!(table.contains("web-01") && table.contains("db-02"), "{table}");
+
+    // Partitioned by day, as the server sees it.
+    assert!(
+        pg.query_i64(
+            "SELECT count(*) FROM pg_inherits i JOIN pg_class p ON p.oid = i.inhparent WHERE p.relname = 'egress'"
+        ) >= 2
+    );
+}
+
+#[test]
+fn an_outage_loses_nothing_and_shipping_twice_changes_nothing() {
+    let Some(mut pg) = Postgres::start() else { return };
+    let host = Host::new(&pg, "edge-7");
+    host.replay(&fixture("nflog-sample.pcap"));
+    let before = central_counts(&pg);
+
+    // The server goes away; the host keeps recording, and its replays still succeed.
+    pg.stop();
+    let said = host.replay(&fixture("hostile-html.pcap"));
+    assert!(said.contains("the rows wait in the database"), "{said}");
+    host.replay(&fixture("many-hosts.pcap"));
+    let o = host.ship();
+    assert!(!o.status.success(), "ship with the server down must fail");
+    let health = stdout(&run_ok(&host.args(&["report", "health"])));
+    assert!(health.contains("BACKLOG") && health.contains("Connection refused"), "{health}");
+
+    pg.start_again();
+    assert_eq!(central_counts(&pg), before, "nothing arrived while the server was down");
+    let o = host.ship();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("backlog 0"), "{}", stdout(&o));
+    let after = central_counts(&pg);
+    assert_ne!(after, before);
+
+    // Everything arrived once: the central totals are the host's.
+    assert_eq!(bytes_of(&host.central(&pg, "users", &[])), bytes_of(&report(&host.db, "users")));
+    assert_eq!(
+        host.central(&pg, "alerts", &[]).as_array().unwrap().len(),
+        report(&host.db, "alerts").as_array().unwrap().len()
+    );
+
+    // Shipping again sends nothing; shipping everything again (the cursor lost) changes nothing.
+    let o = host.ship();
+    assert!(stdout(&o).contains("shipped 0 trail rows and 0 checkpoints"), "{}", stdout(&o));
+    rusqlite::Connection::open(&host.db).unwrap().execute("DELETE FROM ship_cursor", []).unwrap();
+    let o = host.ship();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(!stdout(&o).contains("shipped 0 trail rows"), "{}", stdout(&o));
+    assert_eq!(central_counts(&pg), after);
+    drop(host.scratch);
+}
+
+#[test]
+fn the_password_shows_nowhere() {
+    let Some(mut pg) = Postgres::start() else { return };
+    let host = Host::new(&pg, "quiet-1");
+    let mut seen = host.replay(&fixture("nflog-sample.pcap"));
+    seen += &stdout(&run_ok(&host.args(&["report", "health"])));
+    seen += &stdout(&run_ok(&host.args(&["report", "health", "--format", "json"])));
+    seen += &stdout(&run_ok(&host.args(&["report", "events", "--format", "json"])));
+    // Reports on the fleet store take the password from $PGPASSWORD too.
+    let o = bin().args(["report", "users", "--db", &pg.url()]).env("PGPASSWORD", PASSWORD).output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    seen += &(stdout(&o) + &stderr(&o));
+    // Failures: the server down, then a wrong password.
+    pg.stop();
+    let o = host.ship();
+    seen += &(stdout(&o) + &stderr(&o));
+    pg.start_again();
+    std::fs::write(pg.password_file(), "wrong\n").unwrap();
+    let o = host.ship();
+    assert!(!o.status.success());
+    seen += &(stdout(&o) + &stderr(&o));
+    seen += &stdout(&run_ok(&host.args(&["report", "health", "--format", "json"])));
+    let dump = std::process::Command::new("sqlite3").arg(&host.db).arg(".dump").output();
+    if let Ok(d) = dump {
+        seen += &String::from_utf8_lossy(&d.stdout);
+    }
+    seen += &pg.query("SELECT string_agg(summary || details, ' ') FROM events");
+    assert!(!seen.contains(PASSWORD), "the password leaked:\n{seen}");
+    assert!(seen.contains("password authentication failed"), "{seen}");
+
+    // A password in the url is refused before it can be shown anywhere.
+    let bad = host.scratch.path("bad.toml");
+    let url = pg.url().replace("exfil@", &format!("exfil:{PASSWORD}@"));
+    std::fs::write(&bad, format!("[[sink]]\ntype = \"postgres\"\nurl = \"{url}\"\n")).unwrap();
+    let o = bin().args(["ship", "--db", &host.db, "--config"]).arg(&bad).output().unwrap();
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("must not hold the password"), "{}", stderr(&o));
+    assert!(!stderr(&o).contains(PASSWORD), "{}", stderr(&o));
+}
