@@ -141,8 +141,6 @@ fn limit(n: Option<usize>) -> String {
 pub const ALERTS: Layout = Layout {
     title: "Alerts",
     columns: &[
-        // The host that raised it (issue 12): this one's name locally, each's in the fleet store.
-        titled("observer", "HOST"),
         col("ts"),
         col("kind"),
         col("severity"),
@@ -153,6 +151,9 @@ pub const ALERTS: Layout = Layout {
         col("bytes"),
         col("summary"),
         hidden("details"),
+        // The host that raised it (issue 12): this one's name locally, each's in the fleet
+        // store. Last, so CSV columns keep their places.
+        titled("observer", "HOST"),
     ],
 };
 
@@ -180,7 +181,6 @@ pub fn alerts(db: &Db, f: &Filter, names: &mut UserNames, out: &mut dyn Rows) ->
             let uid = r.opt_int(4)?;
             let details = r.text(9)?;
             out.row(vec![
-                Cell::Text(r.text(0)?),
                 Cell::Time(r.int(1)?),
                 Cell::Text(r.text(2)?),
                 Cell::Text(r.text(3)?),
@@ -192,6 +192,7 @@ pub fn alerts(db: &Db, f: &Filter, names: &mut UserNames, out: &mut dyn Rows) ->
                 Cell::Bytes(r.int(7)?),
                 Cell::Escaped(r.text(8)?),
                 Cell::Json(serde_json::from_str(&details).unwrap_or(Value::Null)),
+                Cell::Text(r.text(0)?),
             ])?;
             Ok(())
         },
@@ -201,7 +202,6 @@ pub fn alerts(db: &Db, f: &Filter, names: &mut UserNames, out: &mut dyn Rows) ->
 pub const USERS: Layout = Layout {
     title: "Egress by user",
     columns: &[
-        titled("observer", "HOST"),
         col("uid"),
         col("user"),
         hidden("gid"),
@@ -217,6 +217,7 @@ pub const USERS: Layout = Layout {
         // Sent today (UTC), and the mean of a day over the 14 days before.
         col("today"),
         col("baseline"),
+        titled("observer", "HOST"),
     ],
 };
 
@@ -263,7 +264,6 @@ pub fn users(
         |r| {
             let uid = r.opt_int(1)?;
             out.row(vec![
-                Cell::Text(r.text(0)?),
                 Cell::opt_int(uid),
                 Cell::opt_text(db.user(names, uid, r.opt_text(13)?)),
                 Cell::opt_int(r.opt_int(2)?),
@@ -277,6 +277,7 @@ pub fn users(
                 Cell::Bytes(r.int(10)?),
                 Cell::Bytes(r.int(11)?),
                 Cell::Bytes(r.int(12)?),
+                Cell::Text(r.text(0)?),
             ])?;
             Ok(())
         },
@@ -291,8 +292,6 @@ pub const DESTINATIONS: Layout = Layout {
         col("packets"),
         col("bytes"),
         col("senders"),
-        // Observers that saw traffic to it (1 locally).
-        col("hosts"),
         col("first"),
         col("last"),
         col("direction"),
@@ -305,8 +304,8 @@ pub const DESTINATIONS: Layout = Layout {
 pub fn destinations(db: &Db, f: &Filter, top: Option<usize>, out: &mut dyn Rows) -> Result<(), ReportError> {
     let sql = format!(
         "SELECT e.dst, e.dport, e.proto, CAST(sum(e.packets) AS BIGINT), CAST(sum(e.bytes) AS BIGINT),
-                count(DISTINCT e.observer || ' ' || e.principal), count(DISTINCT e.observer), min(e.first_seen),
-                max(e.last_seen), max(e.direction), max(e.dst_name)
+                count(DISTINCT e.observer || ' ' || e.principal), min(e.first_seen), max(e.last_seen),
+                max(e.direction), max(e.dst_name)
          FROM {{egress}} e
          WHERE e.minute >= $1 / 60000000 * 60000000 AND e.minute < $2 AND ($3 IS NULL OR e.uid = $3)
            AND ($4 IS NULL OR e.direction = $4) AND ($5 IS NULL OR e.observer = $5)
@@ -324,11 +323,10 @@ pub fn destinations(db: &Db, f: &Filter, top: Option<usize>, out: &mut dyn Rows)
             Cell::Int(r.int(3)?),
             Cell::Bytes(r.int(4)?),
             Cell::Int(r.int(5)?),
-            Cell::Int(r.int(6)?),
+            Cell::Time(r.int(6)?),
             Cell::Time(r.int(7)?),
-            Cell::Time(r.int(8)?),
-            Cell::Text(Direction::of_code(r.int(9)?).as_str().into()),
-            Cell::Text(r.opt_text(10)?.unwrap_or_default()),
+            Cell::Text(Direction::of_code(r.int(8)?).as_str().into()),
+            Cell::Text(r.opt_text(9)?.unwrap_or_default()),
         ])?;
         Ok(())
     })
