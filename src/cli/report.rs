@@ -149,7 +149,15 @@ pub fn run(args: &ReportArgs) -> Result<()> {
     super::report_select::check(&what, o)?;
     report::zone::show_utc(o.select.utc);
     let config = Config::load(o.common.config.as_deref())?;
-    let db = open(&o.common, &config)?;
+    let path = o.common.db_path(&config);
+    let local;
+    let db = match path.to_str().filter(|p| p.starts_with("postgresql://") || p.starts_with("postgres://")) {
+        Some(url) => central(url, &config)?,
+        None => {
+            local = Store::open_read(&path)?;
+            Db::Local { store: &local, observer: config.observer() }
+        }
+    };
     let now = chrono::Local::now();
     let bound = |flag: &str, v: &Option<String>| -> Result<Option<i64>> {
         v.as_deref()
@@ -243,13 +251,13 @@ pub fn run(args: &ReportArgs) -> Result<()> {
             }
             if format == Format::Table {
                 writeln!(out)?;
-                report::events::events(db.local()?, &filter, Some(RECENT_EVENTS))?.write(format, &mut out)?;
+                report::events::events(&db, &filter, Some(RECENT_EVENTS))?.write(format, &mut out)?;
             }
         }
-        What::Events => sel(report::events::events(db.local()?, &filter, None)?)?.write(format, &mut out)?,
+        What::Events => sel(report::events::events(&db, &filter, None)?)?.write(format, &mut out)?,
         What::Dns(a) => {
             table_or_stream(&report::dns::title(a.top), report::dns::COLUMNS, &select, format, &mut out, |w| {
-                report::dns::dns(db.local()?, &filter, &mut names, a.top, w)
+                report::dns::dns(&db, &filter, &mut names, a.top, w)
             })?
         }
         What::Files => sel(report::files::files(db.local()?, &filter, &mut names, config.sensitive.window)?)?
@@ -281,13 +289,9 @@ pub fn run(args: &ReportArgs) -> Result<()> {
     Ok(())
 }
 
-/// The database `--db` names: a file (this host's), or the fleet store's URL, with the
-/// password of the postgres sink of that URL in the config, else `$PGPASSWORD`.
-fn open(common: &super::Common, config: &Config) -> Result<Db> {
-    let path = common.db_path(config);
-    let Some(url) = path.to_str().filter(|p| p.starts_with("postgresql://") || p.starts_with("postgres://")) else {
-        return Ok(Db::Local { store: Store::open_read(&path)?, observer: config.observer() });
-    };
+/// The fleet store at `url` (`--db postgresql://...`), with the password of the postgres sink
+/// of that URL in the config, else `$PGPASSWORD`.
+fn central(url: &str, config: &Config) -> Result<Db<'static>> {
     let target = crate::ship::Target::all(config)
         .into_iter()
         .find(|t| t.url_is(url))

@@ -84,7 +84,7 @@ pub fn name(what: &What) -> &'static str {
 pub fn check(what: &What, o: &ReportOpts) -> Result<()> {
     let s = &o.select;
     let given: [(&str, bool, &[&str]); 10] = [
-        ("--observer", o.observer.is_some(), &["summary", "alerts", "users", "destinations"]),
+        ("--observer", o.observer.is_some(), &["summary", "alerts", "users", "destinations", "dns", "events"]),
         (
             "--uid/--user",
             o.uid.is_some() || o.user.is_some(),

@@ -3,7 +3,10 @@
 //!
 //! - `{egress}`: egress rows with `observer`, `principal` (the key of who sent), `uid`, `gid`,
 //!   `host` and `user_name` (the name the observer resolved; NULL locally);
-//! - `{alerts}`: alerts with the same six.
+//! - `{alerts}`: alerts with the same six;
+//! - `{dns}`: DNS rows with the same six; `{dns_sample}` a sample name of the row `r` of a
+//!   query (NULL centrally: samples stay on the host);
+//! - `{events}`: monitor events with `observer`.
 //!
 //! Locally they are subqueries joining `principals`, leaving out replays not committed, with
 //! the configured observer as a constant; centrally they are the tables themselves (only
@@ -21,10 +24,19 @@ use super::ReportError;
 use crate::principal::UserNames;
 use crate::store::{Store, StoreError};
 
-pub enum Db {
-    Local { store: Store, observer: String },
+pub enum Db<'s> {
+    Local { store: &'s Store, observer: String },
     Central { client: RefCell<postgres::Client>, name: String },
 }
+
+/// The shapes in the fleet store: its tables (DNS samples stay on the hosts).
+const CENTRAL: &[(&str, &str)] = &[
+    ("{egress}", "egress"),
+    ("{alerts}", "alerts"),
+    ("{dns}", "dns"),
+    ("{dns_sample}", "CAST(NULL AS TEXT)"),
+    ("{events}", "events"),
+];
 
 /// A query parameter.
 #[derive(Debug, Clone)]
@@ -57,7 +69,7 @@ pub enum Row<'a> {
     Central(&'a postgres::Row),
 }
 
-impl Db {
+impl Db<'_> {
     pub fn central(&self) -> bool {
         matches!(self, Db::Central { .. })
     }
@@ -82,21 +94,40 @@ impl Db {
                 let who = format!(
                     "p.uid, p.gid, p.host, CAST(p.id AS TEXT) AS principal, NULL AS user_name, {observer} AS observer"
                 );
-                let sql = sql
-                    .replace(
+                let not_uncounted = "run_id NOT IN (SELECT id FROM uncounted_runs)";
+                let shapes = [
+                    (
                         "{egress}",
-                        &format!(
+                        format!(
                             "(SELECT e.*, {who} FROM egress e JOIN principals p ON p.id = e.principal_id
-                          WHERE e.run_id NOT IN (SELECT id FROM uncounted_runs))"
+                              WHERE e.{not_uncounted})"
                         ),
-                    )
-                    .replace(
+                    ),
+                    (
                         "{alerts}",
-                        &format!("(SELECT a.*, {who} FROM alerts a LEFT JOIN principals p ON p.id = a.principal_id)"),
-                    );
-                numbered(sql)
+                        format!("(SELECT a.*, {who} FROM alerts a LEFT JOIN principals p ON p.id = a.principal_id)"),
+                    ),
+                    (
+                        "{dns}",
+                        format!(
+                            "(SELECT d.*, {who} FROM dns d JOIN principals p ON p.id = d.principal_id
+                              WHERE d.{not_uncounted})"
+                        ),
+                    ),
+                    (
+                        "{dns_sample}",
+                        format!(
+                            "(SELECT x.name FROM dns_samples x
+                              WHERE x.principal_id = CAST(r.principal AS INTEGER) AND x.domain = r.domain
+                                AND x.{not_uncounted}
+                              ORDER BY x.minute, x.name LIMIT 1)"
+                        ),
+                    ),
+                    ("{events}", format!("(SELECT e.*, {observer} AS observer FROM events e)")),
+                ];
+                numbered(shapes.iter().fold(sql.to_owned(), |sql, (shape, text)| sql.replace(shape, text)))
             }
-            Db::Central { .. } => sql.replace("{egress}", "egress").replace("{alerts}", "alerts"),
+            Db::Central { .. } => CENTRAL.iter().fold(sql.to_owned(), |sql, (shape, text)| sql.replace(shape, text)),
         }
     }
 

@@ -64,12 +64,6 @@ impl Filter {
     }
 }
 
-impl UserNames {
-    fn cell(&mut self, uid: Option<i64>) -> Cell {
-        Cell::opt_text(uid.and_then(|u| u32::try_from(u).ok()).and_then(|u| self.get(u)))
-    }
-}
-
 /// Days `report users` averages for its baseline column.
 const BASELINE_DAYS: i64 = 14;
 
@@ -104,22 +98,6 @@ fn select<P: rusqlite::Params, T>(
     let mut stmt = store.conn().prepare(query).map_err(|e| sql(store, e))?;
     let mapped = stmt.query_map(params, |r| map(r)).map_err(|e| sql(store, e))?;
     mapped.collect::<Result<_, _>>().map_err(|e| sql(store, e))
-}
-
-/// Runs `query` with `params` and hands each row, mapped, to `out` as it is read.
-fn each_row<P: rusqlite::Params>(
-    store: &Store,
-    query: &str,
-    params: P,
-    out: &mut dyn Rows,
-    mut map: impl FnMut(&Row<'_>) -> rusqlite::Result<Vec<Cell>>,
-) -> Result<(), ReportError> {
-    let mut stmt = store.conn().prepare(query).map_err(|e| sql(store, e))?;
-    let mut rows = stmt.query(params).map_err(|e| sql(store, e))?;
-    while let Some(r) = rows.next().map_err(|e| sql(store, e))? {
-        out.row(map(r).map_err(|e| sql(store, e))?)?;
-    }
-    Ok(())
 }
 
 /// A report that failed: the database, or the output (a closed pipe, a full disk).

@@ -338,7 +338,7 @@ mod tests {
         }
         let sinks = toml::from_str::<Sinks>(&toml_text).unwrap().sink;
         let types: Vec<&str> = sinks.iter().map(|s| s.name.split(':').next().unwrap()).collect();
-        assert_eq!(types, ["jsonl", "syslog", "exec", "email"], "{toml_text}");
+        assert_eq!(types, ["jsonl", "syslog", "exec", "email", "postgres"], "{toml_text}");
     }
 
     #[test]
