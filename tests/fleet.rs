@@ -6,6 +6,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
+use common::lab::{wait_for, Lab, USERS};
 use common::pg::{Postgres, PASSWORD};
 use common::{bin, fixture, report, report_with, run_ok, stderr, stdout, Scratch};
 use serde_json::Value;
@@ -223,4 +224,35 @@ fn the_password_shows_nowhere() {
     assert!(!o.status.success());
     assert!(stderr(&o).contains("must not hold the password"), "{}", stderr(&o));
     assert!(!stderr(&o).contains(PASSWORD), "{}", stderr(&o));
+}
+
+/// The live monitor ships as it goes (alerts within a round) and once more as it stops (the
+/// minutes its end digests): afterwards the fleet store holds what the host's database does.
+#[test]
+fn the_live_monitor_ships_as_it_goes_and_as_it_stops() {
+    let Some(lab) = Lab::new() else { return };
+    let Some(pg) = Postgres::start() else { return };
+    let config = lab.path("exfilmon.toml");
+    let sink = format!("observer = \"live-1\"\n[[sink]]\ntype = \"postgres\"\nurl = \"{}\"\n", pg.socket_url());
+    std::fs::write(&config, sink).unwrap();
+    let db = lab.path("live.db");
+    let monitor = lab.start_monitor(&config, &db, "monitor.log");
+    lab.load_ruleset(&config);
+    let user = USERS[0];
+    let script = format!("head -c {} /dev/zero | socat -u -b 1400 - UDP-SENDTO:{}:9", 6 << 20, lab.peer);
+    lab.as_user(user, &["sh", "-c", &script]);
+    wait_for(std::time::Duration::from_secs(30), "the volume alert in the fleet store", || {
+        pg.query_i64("SELECT count(*) FROM alerts WHERE observer = 'live-1' AND kind = 'volume'") > 0
+    });
+    let (status, log) = monitor.stop();
+    assert!(status.success(), "{log}");
+    let local = bytes_of(&report(&db, "users"));
+    assert!(local > 6 << 20, "{local}");
+    assert_eq!(pg.query_i64("SELECT sum(bytes) FROM egress WHERE observer = 'live-1'"), local, "{log}");
+    assert_eq!(
+        pg.query_i64("SELECT count(*) FROM alerts WHERE observer = 'live-1'"),
+        report(&db, "alerts").as_array().unwrap().len() as i64
+    );
+    let health = stdout(&run_ok(&["report", "health", "--db", db.to_str().unwrap()]));
+    assert!(health.contains("Shipping to the fleet store"), "{health}");
 }

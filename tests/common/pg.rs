@@ -80,6 +80,13 @@ impl Postgres {
         format!("postgresql://{USER}@127.0.0.1:{}/{DATABASE}", self.port)
     }
 
+    /// The same database over the unix socket in the test's directory (local logins need no
+    /// password): reachable from a network namespace, which has its own loopback.
+    pub fn socket_url(&self) -> String {
+        let dir = self.scratch.root().to_string_lossy().replace('/', "%2F");
+        format!("postgresql://{USER}@{dir}:{}/{DATABASE}", self.port)
+    }
+
     /// A file holding the password, mode 0600, in the test's directory.
     pub fn password_file(&self) -> PathBuf {
         let path = self.scratch.path("pgpass");
