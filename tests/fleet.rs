@@ -256,3 +256,41 @@ fn the_live_monitor_ships_as_it_goes_and_as_it_stops() {
     let health = stdout(&run_ok(&["report", "health", "--db", db.to_str().unwrap()]));
     assert!(health.contains("Shipping to the fleet store"), "{health}");
 }
+
+/// `sslmode=require`: TLS through rustls, the server's certificate checked against the
+/// system's roots (here the test's CA through SSL_CERT_FILE); an unknown CA is refused.
+#[test]
+fn sslmode_require_ships_over_tls_and_checks_the_certificate() {
+    let Some(mut pg) = Postgres::start() else { return };
+    let host = Host::new(&pg, "tls-1");
+    let ca = pg.enable_tls();
+    let text = std::fs::read_to_string(&host.config).unwrap().replace("/fleet\"", "/fleet?sslmode=require\"");
+    std::fs::write(&host.config, text).unwrap();
+    run_ok(&host.args(&["replay", fixture("nflog-sample.pcap").to_str().unwrap()]));
+
+    // The test's CA is no system root: the certificate is refused, nothing ships.
+    let o = bin().args(host.args(&["ship"])).env("SSL_CERT_FILE", "/dev/null").output().unwrap();
+    assert!(!o.status.success());
+    assert!(stderr(&o).to_lowercase().contains("certificate"), "{}", stderr(&o));
+    assert_eq!(pg.query_i64("SELECT count(*) FROM pg_tables WHERE tablename = 'egress'"), 0, "nothing reached it");
+
+    let o = bin().args(host.args(&["ship"])).env("SSL_CERT_FILE", &ca).output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(pg.query_i64("SELECT count(*) FROM egress") > 0);
+    assert!(pg.log().contains("SSL enabled"), "the server saw no TLS connection");
+}
+
+/// `retain`: day partitions wholly older are dropped, whole, by the round that follows.
+#[test]
+fn retain_drops_whole_day_partitions() {
+    let Some(pg) = Postgres::start() else { return };
+    let host = Host::new(&pg, "old-1");
+    // The sample was captured on 2026-11-22: more than a day ago.
+    let with_retain = std::fs::read_to_string(&host.config).unwrap() + "retain = \"1d\"\n";
+    std::fs::write(&host.config, with_retain).unwrap();
+    host.replay(&fixture("nflog-sample.pcap"));
+    assert_eq!(pg.query_i64("SELECT count(*) FROM egress"), 0);
+    assert_eq!(pg.query_i64("SELECT count(*) FROM pg_tables WHERE tablename LIKE 'egress_d%'"), 0);
+    // Today's rows (the trail's checkpoints and events carry the wall clock) stay.
+    assert!(pg.query_i64("SELECT count(*) FROM digests") + pg.query_i64("SELECT count(*) FROM observers") > 0);
+}

@@ -297,7 +297,7 @@ fn central(url: &str, config: &Config) -> Result<Db<'static>> {
         .find(|t| t.url_is(url))
         .unwrap_or_else(|| crate::ship::Target::url(url));
     let client = target.open()?;
-    Ok(Db::Central { client: std::cell::RefCell::new(client), name: target.name })
+    Ok(Db::Central { client: Box::new(std::cell::RefCell::new(client)), name: target.name })
 }
 
 /// The terminal's width on standard output, else `$COLUMNS`, else 80; never below what a

@@ -26,7 +26,7 @@ use crate::store::{Store, StoreError};
 
 pub enum Db<'s> {
     Local { store: &'s Store, observer: String },
-    Central { client: RefCell<postgres::Client>, name: String },
+    Central { client: Box<RefCell<postgres::Client>>, name: String },
 }
 
 /// The shapes in the fleet store: its tables (DNS samples stay on the hosts).

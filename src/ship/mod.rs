@@ -508,8 +508,9 @@ impl Shipper {
         for r in rows {
             let relname: String = r.get(0);
             let Some(day) = partition_day(&relname) else { continue };
-            // The partition holds day `day`: it is wholly past the cutoff when the next day is.
-            if day + 1 <= cutoff_day {
+            // The partition holds day `day`: wholly past the cutoff when the next day starts
+            // at or before it.
+            if day < cutoff_day {
                 client.batch_execute(&format!("DROP TABLE IF EXISTS \"{relname}\"")).map_err(&server)?;
                 self.partitions.remove(&relname);
             }

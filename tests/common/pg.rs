@@ -17,6 +17,8 @@ pub struct Postgres {
     bin: PathBuf,
     pub port: u16,
     running: bool,
+    /// Server options beyond the port and socket (TLS).
+    options: String,
 }
 
 /// The newest installed server's programs.
@@ -68,7 +70,7 @@ impl Postgres {
                 .output()
                 .unwrap(),
         );
-        let mut pg = Postgres { scratch, bin, port: free_port(), running: false };
+        let mut pg = Postgres { scratch, bin, port: free_port(), running: false, options: String::new() };
         pg.start_again();
         pg.psql(&format!("CREATE ROLE {USER} LOGIN PASSWORD '{PASSWORD}'"));
         pg.psql(&format!("CREATE DATABASE {DATABASE} OWNER {USER}"));
@@ -133,13 +135,63 @@ impl Postgres {
 
     pub fn start_again(&mut self) {
         let options = format!(
-            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c log_statement=all",
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c log_statement=all -c log_connections=on {}",
             self.port,
-            self.scratch.root().display()
+            self.scratch.root().display(),
+            self.options
         );
         let log = self.scratch.path("server.log");
         checked("pg_ctl start", self.pg_ctl(&["-w", "-l", &log.to_string_lossy(), "-o", &options, "start"]));
         self.running = true;
+    }
+
+    /// Restarts the server with TLS on: a certificate for 127.0.0.1 signed by a CA made for
+    /// the test (openssl). Returns the CA's file, for the client's `SSL_CERT_FILE`.
+    pub fn enable_tls(&mut self) -> PathBuf {
+        let file = |f: &str| self.scratch.path(f).to_string_lossy().into_owned();
+        let (ca, ca_key, key, csr, cert, ext) = (
+            file("ca.pem"),
+            file("ca.key"),
+            file("server.key"),
+            file("server.csr"),
+            file("server.crt"),
+            file("san.cnf"),
+        );
+        std::fs::write(&ext, "subjectAltName = IP:127.0.0.1\n").unwrap();
+        let openssl = |args: &[&str]| checked("openssl", Command::new("openssl").args(args).output().unwrap());
+        let new_key = ["-newkey", "rsa:2048", "-nodes"];
+        openssl(
+            &[
+                &["req", "-x509", "-days", "2", "-subj", "/CN=exfilmon test CA"][..],
+                &new_key,
+                &["-keyout", &ca_key, "-out", &ca],
+            ]
+            .concat(),
+        );
+        openssl(&[&["req", "-subj", "/CN=127.0.0.1"][..], &new_key, &["-keyout", &key, "-out", &csr]].concat());
+        openssl(&[
+            "x509",
+            "-req",
+            "-days",
+            "2",
+            "-in",
+            &csr,
+            "-CA",
+            &ca,
+            "-CAkey",
+            &ca_key,
+            "-CAcreateserial",
+            "-extfile",
+            &ext,
+            "-out",
+            &cert,
+        ]);
+        checked("chown", Command::new("chown").args(["postgres:postgres"]).arg(&key).arg(&cert).output().unwrap());
+        std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+        self.options = format!("-c ssl=on -c ssl_cert_file={cert} -c ssl_key_file={key}");
+        self.stop();
+        self.start_again();
+        PathBuf::from(ca)
     }
 
     /// The server's log: every statement it ran (log_statement=all).
