@@ -130,6 +130,11 @@ fn two_observers_ship_into_one_store_and_its_totals_are_the_sum_of_theirs() {
     };
     assert_eq!(mine(&rows), mine(&local_dns));
     assert!(web.central(&pg, "events", &[]).as_array().unwrap().iter().all(|e| e["observer"].is_string()));
+    // Health on the fleet store: each host's last round.
+    let rounds = web.central(&pg, "health", &[]);
+    let hosts: Vec<&str> = rounds.as_array().unwrap().iter().map(|r| r["observer"].as_str().unwrap()).collect();
+    assert_eq!(hosts.len(), 2, "{rounds:#}");
+    assert!(rounds.as_array().unwrap().iter().all(|r| r["last_minute"].is_string()), "{rounds:#}");
     // Reports that read a host's own database say so.
     let o =
         bin().args(["report", "files", "--db", &pg.url(), "--config", web.config.to_str().unwrap()]).output().unwrap();

@@ -240,6 +240,7 @@ pub fn run(args: &ReportArgs) -> Result<()> {
                 report::destinations(&db, &filter, None, w)
             })?
         }
+        What::Health if db.central() => sel(report::health::fleet(&db, &filter)?)?.write(format, &mut out)?,
         What::Health => {
             sel(report::health::health(db.local()?, &filter)?)?.write(format, &mut out)?;
             // People also get the shipping state and the latest events; programs ask `report

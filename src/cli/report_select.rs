@@ -84,7 +84,11 @@ pub fn name(what: &What) -> &'static str {
 pub fn check(what: &What, o: &ReportOpts) -> Result<()> {
     let s = &o.select;
     let given: [(&str, bool, &[&str]); 10] = [
-        ("--observer", o.observer.is_some(), &["summary", "alerts", "users", "destinations", "dns", "events"]),
+        (
+            "--observer",
+            o.observer.is_some(),
+            &["summary", "alerts", "users", "destinations", "dns", "events", "health"],
+        ),
         (
             "--uid/--user",
             o.uid.is_some() || o.user.is_some(),
