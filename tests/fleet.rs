@@ -164,12 +164,18 @@ fn an_outage_loses_nothing_and_shipping_twice_changes_nothing() {
     assert!(!o.status.success(), "ship with the server down must fail");
     let health = stdout(&run_ok(&host.args(&["report", "health"])));
     assert!(health.contains("BACKLOG") && health.contains("Connection refused"), "{health}");
+    let metrics = stdout(&run_ok(&host.args(&["metrics"])));
+    assert!(metrics.contains("exfilmon_ship_failing{target=\"postgres:postgresql://"), "{metrics}");
 
     pg.start_again();
     assert_eq!(central_counts(&pg), before, "nothing arrived while the server was down");
     let o = host.ship();
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(stdout(&o).contains("backlog 0"), "{}", stdout(&o));
+    let metrics = stdout(&run_ok(&host.args(&["metrics"])));
+    let target = format!("{{target=\"postgres:{}\"}}", pg.url());
+    assert!(metrics.contains(&format!("exfilmon_ship_backlog{target} 0\n")), "{metrics}");
+    assert!(metrics.contains(&format!("exfilmon_ship_failing{target} 0\n")), "{metrics}");
     let after = central_counts(&pg);
     assert_ne!(after, before);
 
