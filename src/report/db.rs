@@ -1,7 +1,8 @@
 //! Where a report reads: this host's SQLite database, or the fleet store (PostgreSQL, see
 //! `src/ship`). A report's SQL is written once, over two row shapes both databases provide:
 //!
-//! - `{egress}`: egress rows with `observer`, `principal` (the key of who sent), `uid`, `gid`,
+//! - `{egress}`: egress rows with `observer`, `principal` (the key of who sent: the principal's
+//!   row id locally, `uid:N` or `host:ADDR` centrally; only compared within one database), `uid`, `gid`,
 //!   `host` and `user_name` (the name the observer resolved; NULL locally);
 //! - `{alerts}`: alerts with the same six;
 //! - `{dns}`: DNS rows with the same six; `{dns_sample}` a sample name of the row `r` of a
@@ -91,9 +92,7 @@ impl Db<'_> {
         match self {
             Db::Local { observer, .. } => {
                 let observer = format!("'{}'", observer.replace('\'', "''"));
-                let who = format!(
-                    "p.uid, p.gid, p.host, CAST(p.id AS TEXT) AS principal, NULL AS user_name, {observer} AS observer"
-                );
+                let who = format!("p.uid, p.gid, p.host, p.id AS principal, NULL AS user_name, {observer} AS observer");
                 let not_uncounted = "run_id NOT IN (SELECT id FROM uncounted_runs)";
                 let shapes = [
                     (
@@ -118,7 +117,7 @@ impl Db<'_> {
                         "{dns_sample}",
                         format!(
                             "(SELECT x.name FROM dns_samples x
-                              WHERE x.principal_id = CAST(r.principal AS INTEGER) AND x.domain = r.domain
+                              WHERE x.principal_id = r.principal AND x.domain = r.domain
                                 AND x.{not_uncounted}
                               ORDER BY x.minute, x.name LIMIT 1)"
                         ),

@@ -24,7 +24,7 @@ pub fn dns(db: &Db, f: &Filter, names: &mut UserNames, top: usize, out: &mut dyn
              FROM {dns} d
              WHERE d.minute >= $1 / 60000000 * 60000000 AND d.minute < $2 AND ($3 IS NULL OR d.uid = $3)
                AND ($6 IS NULL OR d.observer = $6)
-             GROUP BY d.observer, d.principal, d.domain),
+             GROUP BY d.principal, d.observer, d.domain),
          ranked AS (
              SELECT agg.*, row_number() OVER (PARTITION BY observer, principal ORDER BY u DESC, b DESC, q DESC) AS rn,
                     sum(u) OVER (PARTITION BY observer, principal) AS total

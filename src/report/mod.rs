@@ -221,11 +221,11 @@ pub fn users(
          FROM {{egress}} e
          LEFT JOIN (SELECT observer, principal, sum(bytes) / $6 AS per_day FROM {{egress}}
                     WHERE minute >= $5 - $6 * 86400000000 AND minute < $5
-                    GROUP BY observer, principal) b
+                    GROUP BY principal, observer) b
            ON b.principal = e.principal AND b.observer = e.observer
          WHERE e.minute >= $1 / 60000000 * 60000000 AND e.minute < $2 AND ($3 IS NULL OR e.uid = $3)
            AND ($4 IS NULL OR e.direction = $4) AND ($7 IS NULL OR e.observer = $7)
-         GROUP BY e.observer, e.principal ORDER BY sum(e.bytes) DESC, e.observer, e.principal{}",
+         GROUP BY e.principal, e.observer ORDER BY sum(e.bytes) DESC, e.observer, e.principal{}",
         limit(top)
     );
     db.each(
