@@ -301,7 +301,37 @@ fn retain_drops_whole_day_partitions() {
     std::fs::write(&host.config, with_retain).unwrap();
     host.replay(&fixture("nflog-sample.pcap"));
     assert_eq!(pg.query_i64("SELECT count(*) FROM egress"), 0);
-    assert_eq!(pg.query_i64("SELECT count(*) FROM pg_tables WHERE tablename LIKE 'egress_d%'"), 0);
+    assert_eq!(
+        pg.query_i64(
+            "SELECT count(*) FROM pg_tables WHERE tablename LIKE 'egress_d%' AND tablename <> 'egress_default'"
+        ),
+        0
+    );
     // Today's rows (the trail's checkpoints and events carry the wall clock) stay.
     assert!(pg.query_i64("SELECT count(*) FROM digests") + pg.query_i64("SELECT count(*) FROM observers") > 0);
+}
+
+/// Hostile times: a capture's clock may say anything. Days far from today get no partition of
+/// their own (they would make thousands); their rows land in the default one, and count.
+#[test]
+fn rows_of_days_years_off_land_in_the_default_partition() {
+    let Some(pg) = Postgres::start() else { return };
+    let host = Host::new(&pg, "odd-1");
+    let packet = common::udp_v4([10, 0, 0, 1], [192, 0, 2, 1], 9, 1000);
+    let mut capture = common::pcap_header(101);
+    // 1970, 2001, 2023, and the far end of what a pcap can say (2106).
+    for sec in [60, 1_000_000_000, 1_700_000_000, u32::MAX - 120] {
+        capture.extend(common::pcap_record(sec, 0, &packet));
+    }
+    let path = host.scratch.path("odd.pcap");
+    std::fs::write(&path, capture).unwrap();
+    host.replay(&path);
+    assert_eq!(bytes_of(&host.central(&pg, "users", &[])), bytes_of(&report(&host.db, "users")));
+    assert_eq!(pg.query_i64("SELECT count(*) FROM egress_default"), 3, "1970, 2001 and 2106 have no partition");
+    assert_eq!(
+        pg.query_i64(
+            "SELECT count(*) FROM pg_tables WHERE tablename LIKE 'egress_d%' AND tablename <> 'egress_default'"
+        ),
+        1
+    );
 }

@@ -4,8 +4,9 @@
 -- spelled out: `principal` is the key ('uid:1000' or 'host:192.0.2.7'), `user_name` the uid's
 -- name as the observer resolved it when it shipped the row. Times are microseconds since the
 -- Unix epoch, UTC, as on the hosts. Every table is partitioned by day of its time column
--- (partitions named TABLE_pYYYYMMDD, made by the shippers as days arrive), so retention drops
--- whole partitions. Keys make shipping idempotent: a row shipped twice is one row.
+-- (partitions named TABLE_dN, N the day since the epoch, made by the shippers as days arrive),
+-- so retention drops whole partitions; rows of days without one (a capture's clock years off)
+-- land in TABLE_default. Keys make shipping idempotent: a row shipped twice is one row.
 
 -- Egress per principal, destination and minute, per run of the observer.
 CREATE TABLE egress (
@@ -111,6 +112,13 @@ CREATE TABLE checkpoints (
     signature text   NOT NULL,
     PRIMARY KEY (observer, id, ts)
 ) PARTITION BY RANGE (ts);
+
+CREATE TABLE egress_default PARTITION OF egress DEFAULT;
+CREATE TABLE dns_default PARTITION OF dns DEFAULT;
+CREATE TABLE alerts_default PARTITION OF alerts DEFAULT;
+CREATE TABLE events_default PARTITION OF events DEFAULT;
+CREATE TABLE digests_default PARTITION OF digests DEFAULT;
+CREATE TABLE checkpoints_default PARTITION OF checkpoints DEFAULT;
 
 -- Each observer's last round: how far its trail has arrived, from which version.
 CREATE TABLE observers (

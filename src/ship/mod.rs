@@ -56,6 +56,12 @@ const BATCH: i64 = 5_000;
 
 const DAY_US: i64 = 86_400_000_000;
 
+/// Days get their own partition from this many years back (older rows: the default one).
+const PARTITION_YEARS: i64 = 10;
+
+/// Partitions one batch makes at most (a capture whose times span years makes no thousands).
+const NEW_PARTITIONS: usize = 64;
+
 /// A postgres sink, as configured.
 #[derive(Debug, Clone)]
 pub struct Target {
@@ -467,25 +473,44 @@ impl Shipper {
 
     /// Makes the day partitions the staged rows need, each in its own short transaction under
     /// an advisory lock: two hosts making the same day's partition wait for each other.
+    ///
+    /// Packet times are whatever a capture says, so the days are bounded: only days from
+    /// [`PARTITION_YEARS`] back to tomorrow get a partition, at most [`NEW_PARTITIONS`] per
+    /// batch; rows of other days land in the table's default partition. A day whose rows are
+    /// already there keeps them there (PostgreSQL refuses the new partition: fine).
     fn make_partitions(&mut self, client: &mut Client, parts: &[Part]) -> Result<(), postgres::Error> {
+        let today = wall_clock_us().div_euclid(DAY_US);
+        let oldest = today - PARTITION_YEARS * 366;
+        let mut made = 0;
         for part in parts {
-            let q = format!("SELECT DISTINCT div({}, {DAY_US})::bigint FROM stage_{}", part.time, part.table);
-            for r in client.query(&q, &[])? {
+            let q = format!(
+                "SELECT DISTINCT div({t}, {DAY_US})::bigint AS day FROM stage_{table}
+                 WHERE {t} >= $1 AND {t} < $2 ORDER BY day DESC",
+                t = part.time,
+                table = part.table
+            );
+            for r in client.query(&q, &[&(oldest * DAY_US), &((today + 2) * DAY_US)])? {
                 let day: i64 = r.get(0);
                 let name = partition_name(part.table, day);
-                if self.partitions.contains(&name) {
+                if made >= NEW_PARTITIONS || self.partitions.contains(&name) {
                     continue;
                 }
                 let mut tx = client.transaction()?;
                 tx.execute("SELECT pg_advisory_xact_lock($1)", &[&schema::LOCK])?;
-                tx.batch_execute(&format!(
+                let created = tx.batch_execute(&format!(
                     "CREATE TABLE IF NOT EXISTS \"{name}\" PARTITION OF {} FOR VALUES FROM ({}) TO ({})",
                     part.table,
-                    day.saturating_mul(DAY_US),
-                    day.saturating_add(1).saturating_mul(DAY_US)
-                ))?;
-                tx.commit()?;
+                    day * DAY_US,
+                    (day + 1) * DAY_US
+                ));
+                match created {
+                    Ok(()) => tx.commit()?,
+                    // The default partition holds rows of that day: they stay there.
+                    Err(e) if e.code() == Some(&postgres::error::SqlState::CHECK_VIOLATION) => tx.rollback()?,
+                    Err(e) => return Err(e),
+                }
                 self.partitions.insert(name);
+                made += 1;
             }
         }
         Ok(())
@@ -519,8 +544,7 @@ impl Shipper {
     }
 }
 
-/// `TABLE_dDAYS`: the day as days since the epoch, so any packet time (a capture's clock
-/// may say anything) names a partition.
+/// `TABLE_dDAYS`: the day as days since the epoch.
 fn partition_name(table: &str, day: i64) -> String {
     format!("{table}_d{day}")
 }
