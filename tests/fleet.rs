@@ -335,3 +335,34 @@ fn rows_of_days_years_off_land_in_the_default_partition() {
         1
     );
 }
+
+/// Hosts connecting at once to a fresh server: one makes the schema and each day's partitions
+/// while the others wait on the advisory lock; every row arrives.
+#[test]
+fn hosts_shipping_at_once_into_a_fresh_server_all_arrive() {
+    let Some(mut pg) = Postgres::start() else { return };
+    let hosts: Vec<Host> = (0..4).map(|i| Host::new(&pg, &format!("burst-{i}"))).collect();
+    pg.stop();
+    for h in &hosts {
+        h.replay(&fixture("many-hosts.pcap"));
+    }
+    pg.start_again();
+    let children: Vec<_> = hosts
+        .iter()
+        .map(|h| {
+            bin()
+                .args(h.args(&["ship"]))
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for c in children {
+        let o = c.wait_with_output().unwrap();
+        assert!(o.status.success(), "{}", stderr(&o));
+    }
+    let local: i64 = hosts.iter().map(|h| bytes_of(&report(&h.db, "users"))).sum();
+    assert_eq!(bytes_of(&hosts[0].central(&pg, "users", &[])), local);
+    assert_eq!(pg.query_i64("SELECT count(*) FROM exfilmon_schema"), 1);
+}
