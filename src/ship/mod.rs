@@ -349,7 +349,7 @@ impl Shipper {
         store.set_ship_cursor(&self.target.name, seq, checkpoint, wall_clock_us())?;
         while seq < end {
             let through = (seq + BATCH).min(end);
-            shipped.rows += self.batch(client, store, TRAIL, seq, through)?;
+            shipped.rows += self.batch(client, store, TRAIL, seq, through, through)?;
             shipped.trail += through - seq;
             shipped.batches += 1;
             seq = through;
@@ -357,7 +357,7 @@ impl Shipper {
         }
         if checkpoint < last_checkpoint {
             shipped.rows +=
-                self.batch(client, store, std::slice::from_ref(&CHECKPOINTS), checkpoint, last_checkpoint)?;
+                self.batch(client, store, std::slice::from_ref(&CHECKPOINTS), checkpoint, last_checkpoint, seq)?;
             shipped.checkpoints = last_checkpoint - checkpoint;
             shipped.batches += 1;
             checkpoint = last_checkpoint;
@@ -369,7 +369,7 @@ impl Shipper {
     }
 
     /// Ships the rows of `parts` in `(after, through]`: staged, partitions made, merged in
-    /// one transaction with the observer's position. Returns the rows sent.
+    /// one transaction with the observer's trail position `seq`. Returns the rows sent.
     fn batch(
         &mut self,
         client: &mut Client,
@@ -377,6 +377,7 @@ impl Shipper {
         parts: &[Part],
         after: i64,
         through: i64,
+        seq: i64,
     ) -> Result<u64, ShipError> {
         let name = self.target.name.clone();
         let server = |e: postgres::Error| ShipError::Server { target: name.clone(), message: pg_text(&e) };
@@ -407,7 +408,7 @@ impl Shipper {
             "INSERT INTO observers (observer, seq, shipped_at, version) VALUES ($1, $2, $3, $4)
              ON CONFLICT (observer) DO UPDATE SET seq = greatest(observers.seq, EXCLUDED.seq),
                shipped_at = EXCLUDED.shipped_at, version = EXCLUDED.version",
-            &[&self.observer, &through, &wall_clock_us(), &env!("CARGO_PKG_VERSION")],
+            &[&self.observer, &seq, &wall_clock_us(), &env!("CARGO_PKG_VERSION")],
         )
         .map_err(&server)?;
         tx.commit().map_err(&server)?;
