@@ -27,11 +27,17 @@ are UTC too); JSON and CSV carry RFC 3339 UTC. Table output shows user names for
 CSV carry uid and user both. An option that means nothing for the report asked for is refused.
 `html` writes one page that loads nothing (open it offline); times in it are UTC.
 
+--db postgresql://USER@HOST:PORT/DB reads the fleet store every host ships into (docs/fleet.md):
+summary, alerts, users, destinations, dns, events, and health (each host's last round); rows
+carry their host (observer; HOST in tables), --observer NAME keeps one host's. The password is
+the config's postgres sink's of that URL, else $PGPASSWORD.
+
 Examples:
   exfilmon report alerts -S \"yesterday 14:00\" -p high     high alerts since yesterday 14:00
   exfilmon report alerts -k volume --dst 203.0.113.9       volume alerts to one address
   exfilmon report alerts -f -o json                        alerts as JSON lines, following
-  exfilmon report users --sort bytes -n 5                  the five biggest senders")]
+  exfilmon report users --sort bytes -n 5                  the five biggest senders
+  exfilmon report users --db postgresql://soc@fleet-db/exfilmon    the whole fleet's senders")]
 pub struct ReportArgs {
     #[command(subcommand)]
     pub what: Option<What>,
