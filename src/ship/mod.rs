@@ -302,11 +302,20 @@ pub struct Shipper {
     names: UserNames,
     /// Day partitions known to exist (made or found) on the server.
     partitions: HashSet<String>,
+    /// The last round failed (the live monitor logs an outage once).
+    failing: bool,
 }
 
 impl Shipper {
     pub fn new(target: Target, observer: String) -> Shipper {
-        Shipper { target, observer, client: None, names: UserNames::default(), partitions: HashSet::new() }
+        Shipper {
+            target,
+            observer,
+            client: None,
+            names: UserNames::default(),
+            partitions: HashSet::new(),
+            failing: false,
+        }
     }
 
     pub fn target(&self) -> &Target {
@@ -321,6 +330,23 @@ impl Shipper {
             store.ship_failed(&self.target.name, message, wall_clock_us())?;
         }
         result
+    }
+
+    /// A round of the live monitor's: an outage is logged when it starts and when it ends, not
+    /// every round of it; `then` says what becomes of the rows meanwhile.
+    fn logged_round(&mut self, store: &Store, then: &str) {
+        match self.round(store) {
+            Ok(_) if self.failing => {
+                self.failing = false;
+                tracing::info!("{}: shipping again", self.target.name);
+            }
+            Ok(_) => {}
+            Err(e) if self.failing => tracing::debug!("{e}"),
+            Err(e) => {
+                self.failing = true;
+                tracing::warn!("{e} (the rows wait in the local database; {then})");
+            }
+        }
     }
 
     /// Connects if need be, ships, and keeps the connection for the next round if it worked.
@@ -632,9 +658,7 @@ impl Continuous {
             let (lock, wake) = &*flag;
             loop {
                 for s in &mut shippers {
-                    if let Err(e) = s.round(&store) {
-                        tracing::warn!("{e} (the rows wait in the local database; next try in {SHIP_EVERY:?})");
-                    }
+                    s.logged_round(&store, &format!("tried again every {} s", SHIP_EVERY.as_secs()));
                 }
                 let Ok(stopped) = lock.lock() else { return };
                 let Ok((stopped, _)) = wake.wait_timeout_while(stopped, SHIP_EVERY, |s| !*s) else { return };
@@ -642,9 +666,7 @@ impl Continuous {
                     // The last round: what the run's end committed.
                     drop(stopped);
                     for s in &mut shippers {
-                        if let Err(e) = s.round(&store) {
-                            tracing::warn!("{e} (the rows wait in the local database for `exfilmon ship`)");
-                        }
+                        s.logged_round(&store, "`exfilmon ship` sends them");
                     }
                     return;
                 }
