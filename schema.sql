@@ -250,4 +250,15 @@ INSERT INTO exfilmon_meta (key, value) VALUES ('schema', 'exfilmon');
 -- Runs from this id on digest their egress rows (set by migration 4).
 INSERT INTO exfilmon_meta (key, value) VALUES ('digests_from_run', '1');
 
-PRAGMA user_version = 7;
+-- How far each postgres sink has shipped this database (src/ship): the database is the spool,
+-- and whatever lies past a cursor goes out on the next round.
+CREATE TABLE ship_cursor (
+    target      TEXT PRIMARY KEY,           -- the sink's name
+    seq         INTEGER NOT NULL DEFAULT 0, -- trail rows shipped (alerts, events, digests with their egress and dns rows)
+    checkpoint  INTEGER NOT NULL DEFAULT 0, -- checkpoints shipped (their id)
+    shipped_at  INTEGER,                    -- wall clock of the last round that reached the server
+    tried_at    INTEGER,                    -- wall clock of the last round
+    last_error  TEXT                        -- why the last round failed (NULL: it did not)
+);
+
+PRAGMA user_version = 8;

@@ -23,6 +23,7 @@ pub mod principal;
 pub mod report;
 pub mod rows;
 pub mod session;
+pub mod ship;
 pub mod sink;
 pub mod source;
 pub mod store;

@@ -111,6 +111,15 @@ fn checks(config: &Config, db: &Path) -> Vec<Found> {
                     Err(e) => Found::Error(format!("{what}: collector {a}: {e}")),
                 }
             }
+            // Connecting also brings the central schema up to date, as the first round would.
+            SinkKind::Postgres { .. } => {
+                let target = crate::ship::Target::all(config).into_iter().find(|t| t.name == s.name);
+                match target.map(|t| t.connect()) {
+                    Some(Ok(_)) => Found::Ok(format!("{what}: server reached, schema up to date")),
+                    Some(Err(e)) => Found::Error(e.to_string()),
+                    None => Found::Error(format!("{what}: not a postgres sink")),
+                }
+            }
         });
     }
     found.push(match nft::nft(&["-c", "-f", "-"], Some(&nft::render(config))) {

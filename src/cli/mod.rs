@@ -11,6 +11,7 @@ pub mod replay;
 pub mod report;
 pub mod report_select;
 pub mod run;
+pub mod ship;
 pub mod status;
 pub mod verify;
 
@@ -91,6 +92,9 @@ pub enum Command {
     GenerateDocs(generate_docs::GenerateDocsArgs),
     /// Delete what is past its [retention] and give the space back (the monitor does it daily).
     Prune(prune::PruneArgs),
+    /// Send what the postgres sinks (the fleet store) have not had yet: alerts, events,
+    /// checkpoints, egress and DNS rows, with this host's observer name and user names.
+    Ship(ship::ShipArgs),
 }
 
 /// Options shared by commands that use the database and configuration.

@@ -22,7 +22,7 @@ use crate::source::audit::follow::{FollowError, FollowStats, Follower};
 use crate::source::audit::{AuditEvent, Reader};
 use crate::source::pcap::{self, CaptureError, ReadStats};
 use crate::source::FrameSink;
-use crate::store::{CaptureRecord, Duplicate, RunMode};
+use crate::store::{CaptureRecord, Duplicate, RunMode, Store};
 use crate::units::{human_bytes, rfc3339};
 
 #[derive(Debug, Args)]
@@ -63,6 +63,24 @@ struct Replayed<'a> {
     stats: ReadStats,
     sha256: String,
     bytes: u64,
+}
+
+/// Ships what the replay committed to the postgres sinks; an unreachable server leaves the
+/// rows for the next `exfilmon ship` (a warning, not a failed replay).
+fn ship_at_end(config: &Config, db: &std::path::Path) {
+    if crate::ship::Target::all(config).is_empty() {
+        return;
+    }
+    match Store::open(db) {
+        Ok(store) => {
+            for (_, result) in crate::ship::ship_all(config, &store) {
+                if let Err(e) = result {
+                    eprintln!("exfilmon: warning: {e}; the rows wait in the database for `exfilmon ship`");
+                }
+            }
+        }
+        Err(e) => eprintln!("exfilmon: warning: not shipped: {e}"),
+    }
 }
 
 pub fn run(args: &ReplayArgs) -> Result<()> {
@@ -188,6 +206,7 @@ pub fn run(args: &ReplayArgs) -> Result<()> {
         eprintln!("exfilmon: replaying the other {} file(s) again without it", todo.len());
     };
     let stats = finished.map(|f| f.stats).unwrap_or_default();
+    ship_at_end(&config, &db);
 
     // A damaged capture still counts what came before the damage, but the replay fails, as
     // tshark does: its owner should know part of it was never seen.

@@ -115,6 +115,7 @@ pub fn run(opts: Options) -> Result<()> {
         crate::units::human_bytes(source.rcvbuf())
     );
 
+    let shipping = crate::ship::Continuous::start(&db, &config);
     let mut watch = SelfWatch::start(&config, session.sinks(), session.signer().is_some());
     let started = started_event(&config, &db, &source, session.signer());
     session.pipeline.output().send(Write::Event(Box::new(started)));
@@ -176,6 +177,9 @@ pub fn run(opts: Options) -> Result<()> {
     ))));
     heartbeat(&mut session.pipeline, &source, &mut alarm, run_id, started_us, Some(stopped), watch.sink_stats());
     let stats = session.finish(&[], false)?.stats;
+    if let Some(s) = shipping {
+        s.finish();
+    }
     let s = &source.stats;
     eprintln!(
         "exfilmon: stopped after {}: {} packets received, {} lost in {} overruns, {} alerts",

@@ -13,6 +13,7 @@ mod health;
 mod migrate;
 pub mod prune;
 pub mod runs;
+mod ship;
 pub mod trail;
 pub mod writer;
 
@@ -35,6 +36,7 @@ use crate::source::audit::FileRead;
 pub use migrate::SCHEMA_VERSION;
 pub use prune::{Pruned, RetentionConfig};
 pub use runs::{CaptureRecord, Committed, Duplicate, Run, RunEnd, RunMode};
+pub use ship::ShipState;
 
 /// Principal ids kept in memory at most (about 40 bytes each).
 const MAX_CACHED_PRINCIPALS: usize = 1 << 16;

@@ -1,13 +1,14 @@
 //! Scaffolding shared by the integration tests: the built binary, the files in pcaps/, a
 //! temporary directory holding a database, `report --format json`, legacy pcap files, and the
 //! one rule for a test that cannot run here ([`skip`]). [`lab`] is the two-namespace lab of the
-//! tests on the real kernel.
+//! tests on the real kernel; [`pg`] a real PostgreSQL server.
 //!
 //! Every file in tests/ is a crate of its own that declares `mod common;` and uses a part of
 //! this; in each the rest is dead code, which is not worth a warning.
 #![allow(dead_code)]
 
 pub mod lab;
+pub mod pg;
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
