@@ -3,7 +3,9 @@
 //! One source for both the shipped `nft/exfilmon.nft` (the default rendering; a unit test keeps
 //! them equal, `exfilmon nft > nft/exfilmon.nft` regenerates it) and what `exfilmon nft --apply`
 //! loads. The ruleset lives in its own table so it coexists with firewalld or any other ruleset,
-//! and every chain's policy is accept: it observes, it never filters.
+//! and every chain's policy is accept: it observes, and drops only the egress of principals in
+//! its `blocked` sets (empty unless `[response]` or `exfilmon block` put one there, each with a
+//! timeout).
 //!
 //! Everything interpolated here was validated when the config was parsed (addresses, prefixes,
 //! interface names), so a config cannot smuggle nft syntax into the ruleset.
@@ -12,8 +14,12 @@ use std::fmt::Write as _;
 use std::io::Write as _;
 use std::process::{Command, Stdio};
 
+use std::time::Duration;
+
 use crate::config::Config;
 use crate::decode::Direction;
+use crate::principal::Principal;
+use crate::respond::dnsq;
 
 pub const TABLE: &str = "inet exfilmon";
 
@@ -33,7 +39,8 @@ pub fn render(config: &Config) -> String {
 #
 # Copies outbound packets to NFLOG group {group}, which `exfilmon run` binds (or
 # `tcpdump -i nflog:{group}`). Lives in its own table so it coexists with any other ruleset;
-# every chain has policy accept, so it never drops anything.
+# every chain has policy accept; it drops only egress of principals in the blocked sets (empty
+# unless [response] or `exfilmon block` put one there, each with a timeout).
 #
 # Load:    exfilmon nft --apply          (or: nft -f nft/exfilmon.nft; re-loading is
 #                                         atomic: the table is declared, deleted and
@@ -45,6 +52,8 @@ pub fn render(config: &Config) -> String {
 # resets the sets. At run time:
 #   nft add element {TABLE} allow_v4 {{ 192.0.2.10, 198.51.100.0/24 }}
 #   nft add element {TABLE} allow_v6 {{ 2001:db8::/48 }}
+# Blocks: exfilmon block USER --for 1h, exfilmon unblock USER (trail events), or
+#   nft list set {TABLE} blocked
 #
 # Rules carry comments \"exfilmon-*\" so tools and tests find their counters:
 #   nft -j list table {TABLE}
@@ -71,16 +80,28 @@ table {TABLE} {{
     set(w, "allow_v4", "ipv4_addr", &t.allow_v4);
     w.push('\n');
     set(w, "allow_v6", "ipv6_addr", &t.allow_v6);
+    // Always there and empty unless something blocks: `[response]` or `exfilmon block` add
+    // elements with a timeout, the kernel removes them when it passes.
+    w.push_str(
+        "\n\t# Principals whose egress is blocked ([response], exfilmon block), each until its timeout.\n\
+         \tset blocked {\n\t\ttypeof meta skuid\n\t\tflags timeout\n\t}\n\n\
+         \tset blocked_v4 {\n\t\ttype ipv4_addr\n\t\tflags timeout\n\t}\n\n\
+         \tset blocked_v6 {\n\t\ttype ipv6_addr\n\t\tflags timeout\n\t}\n",
+    );
+    // With `dns_queue`, queries go to the monitor's queue for a verdict (after being logged);
+    // `bypass`: the kernel accepts them while nothing listens.
+    let dns_verdict =
+        if config.response.dns_queue { format!("queue flags bypass to {}", dnsq::QUEUE) } else { "accept".into() };
     // Comments name the counters: `{prefix}-dns-udp`, `{prefix}-dns-tcp`, `{prefix}-icmp`,
     // `{prefix}-tls-hello`, `{prefix}-served`, then `{rest}`. Log prefixes say which end opened the connection (decode::Direction):
     // conntrack's reply direction is a connection a remote peer opened, the rest ours.
-    let log_rules = |w: &mut String, prefix: &str, rest: &str| {
+    let log_rules = |w: &mut String, prefix: &str, rest: &str, dns: &str| {
         let (out, srv) = (Direction::PREFIX_INITIATED, Direction::PREFIX_SERVED);
         let (snap, queue, icmp, hello) = (n.snaplen, n.queue_threshold, n.icmp_snaplen, n.hello_snaplen);
         let _ = write!(
             w,
-            "\t\tudp dport 53 counter log prefix \"{out}\" group {group} accept comment \"{prefix}-dns-udp\"\n\
-             \t\ttcp dport 53 counter log prefix \"{out}\" group {group} accept comment \"{prefix}-dns-tcp\"\n\
+            "\t\tudp dport 53 counter log prefix \"{out}\" group {group} {dns} comment \"{prefix}-dns-udp\"\n\
+             \t\ttcp dport 53 counter log prefix \"{out}\" group {group} {dns} comment \"{prefix}-dns-tcp\"\n\
              \t\tct direction original meta l4proto {{ icmp, ipv6-icmp }} counter log prefix \"{out}\" group {group} \
              snaplen {icmp} queue-threshold {queue} accept comment \"{prefix}-icmp\"\n\
              \t\tct direction original meta l4proto tcp @ih,0,16 0x1603 counter log prefix \"{out}\" \
@@ -117,9 +138,10 @@ table {TABLE} {{
     // the upstream query leaves as the resolver's uid.
     let _ = write!(
         w,
-        "\t\toif \"lo\" udp dport 53 counter log prefix \"{lcl}\" group {group} accept comment \"exfilmon-local-dns-udp\"\n\
-         \t\toif \"lo\" tcp dport 53 counter log prefix \"{lcl}\" group {group} accept comment \"exfilmon-local-dns-tcp\"\n\
-         \t\toif \"lo\" accept comment \"exfilmon-skip-lo\"\n",
+        "\t\toif \"lo\" udp dport 53 counter log prefix \"{lcl}\" group {group} {dns_verdict} comment \"exfilmon-local-dns-udp\"\n\
+         \t\toif \"lo\" tcp dport 53 counter log prefix \"{lcl}\" group {group} {dns_verdict} comment \"exfilmon-local-dns-tcp\"\n\
+         \t\toif \"lo\" accept comment \"exfilmon-skip-lo\"\n\
+         \t\tmeta skuid @blocked counter drop comment \"exfilmon-blocked\"\n",
         lcl = Direction::PREFIX_LOCAL,
     );
     interfaces(w, "exfilmon-skip-other-if");
@@ -129,7 +151,7 @@ table {TABLE} {{
     );
     audit(w);
     w.push('\n');
-    log_rules(w, "exfilmon", "exfilmon-egress");
+    log_rules(w, "exfilmon", "exfilmon-egress", &dns_verdict);
     w.push_str(
         "\t}
 
@@ -137,6 +159,8 @@ table {TABLE} {{
 	chain forward {
 		type filter hook forward priority 100; policy accept;
 
+		ip saddr @blocked_v4 counter drop comment \"exfilmon-fwd-blocked-v4\"
+		ip6 saddr @blocked_v6 counter drop comment \"exfilmon-fwd-blocked-v6\"
 ",
     );
     interfaces(w, "exfilmon-fwd-skip-other-if");
@@ -146,7 +170,8 @@ table {TABLE} {{
     );
     audit(w);
     w.push('\n');
-    log_rules(w, "exfilmon-fwd", "exfilmon-fwd");
+    // Forwarded queries carry no uid to judge by: logged, never queued.
+    log_rules(w, "exfilmon-fwd", "exfilmon-fwd", "accept");
     let _ = write!(
         w,
         "\t}}
@@ -187,8 +212,58 @@ fn set(w: &mut String, name: &str, kind: &str, elements: &[String]) {
     w.push_str("\t}\n");
 }
 
+/// The blocked set `who` goes into, and its element as nft writes it.
+pub fn element(who: Principal) -> (&'static str, String) {
+    match who {
+        Principal::Uid(u) => ("blocked", u.to_string()),
+        Principal::Host(std::net::IpAddr::V4(a)) => ("blocked_v4", a.to_string()),
+        Principal::Host(std::net::IpAddr::V6(a)) => ("blocked_v6", a.to_string()),
+    }
+}
+
+/// Blocks `who`'s egress for `time` (a block already there gets the new timeout), in one
+/// transaction.
+pub fn block(who: Principal, time: Duration) -> Result<(), NftError> {
+    let (set, el) = element(who);
+    let secs = time.as_secs().max(1);
+    // `add` of an element already there keeps its old timeout: add, delete, add anew.
+    let batch = format!(
+        "add element {TABLE} {set} {{ {el} }}\ndelete element {TABLE} {set} {{ {el} }}\n\
+         add element {TABLE} {set} {{ {el} timeout {secs}s }}\n"
+    );
+    nft(&["-f", "-"], Some(&batch)).map(drop).map_err(not_loaded)
+}
+
+/// Lifts `who`'s block; false when there was none.
+pub fn unblock(who: Principal) -> Result<bool, NftError> {
+    if !loaded()? {
+        return Err(NftError::NotLoaded);
+    }
+    let (set, el) = element(who);
+    match nft(&["delete", "element", "inet", "exfilmon", set, &format!("{{ {el} }}")], None) {
+        Ok(_) => Ok(true),
+        Err(NftError::Failed(m)) if m.contains("No such file") => {
+            // The element, or the set itself (a ruleset from before blocks existed).
+            match nft(&["list", "set", "inet", "exfilmon", set], None) {
+                Ok(_) => Ok(false),
+                Err(e) => Err(not_loaded(e)),
+            }
+        }
+        Err(e) => Err(e),
+    }
+}
+
+fn not_loaded(e: NftError) -> NftError {
+    match e {
+        NftError::Failed(m) if m.contains("No such file") => NftError::NotLoaded,
+        e => e,
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum NftError {
+    #[error("table {TABLE} or its blocked sets are not loaded: load the ruleset with `exfilmon nft --apply`")]
+    NotLoaded,
     #[error("nft is not installed (apt-get install nftables), or not on PATH")]
     NotInstalled,
     #[error("cannot run nft: {0}")]
