@@ -231,6 +231,11 @@ pub fn run(args: &ReportArgs) -> Result<()> {
             sel(report::health::health(&store, &filter)?)?.write(format, &mut out)?;
             // People also get the latest events; programs ask `report events`.
             if format == Format::Table {
+                let blocks = report::health::blocks(&store)?;
+                if !blocks.rows.is_empty() {
+                    writeln!(out)?;
+                    blocks.write(format, &mut out)?;
+                }
                 writeln!(out)?;
                 report::events::events(&store, &filter, Some(RECENT_EVENTS))?.write(format, &mut out)?;
             }
