@@ -88,20 +88,25 @@ table {TABLE} {{
          \tset blocked_v4 {\n\t\ttype ipv4_addr\n\t\tflags timeout\n\t}\n\n\
          \tset blocked_v6 {\n\t\ttype ipv6_addr\n\t\tflags timeout\n\t}\n",
     );
-    // With `dns_queue`, queries go to the monitor's queue for a verdict (after being logged);
-    // `bypass`: the kernel accepts them while nothing listens.
-    let dns_verdict =
-        if config.response.dns_queue { format!("queue flags bypass to {}", dnsq::QUEUE) } else { "accept".into() };
+    if config.response.dns_queue {
+        let _ = write!(
+            w,
+            "\n\t# [response] dns_queue: `exfilmon nft --apply` also adds, for iptables and ip6tables:\n\
+             \t#   -t mangle -A OUTPUT {}\n\
+             \t# (see src/nft.rs, dns_queue_spec, for why these are xtables rules).\n",
+            dns_queue_spec("udp|tcp").join(" ")
+        );
+    }
     // Comments name the counters: `{prefix}-dns-udp`, `{prefix}-dns-tcp`, `{prefix}-icmp`,
     // `{prefix}-tls-hello`, `{prefix}-served`, then `{rest}`. Log prefixes say which end opened the connection (decode::Direction):
     // conntrack's reply direction is a connection a remote peer opened, the rest ours.
-    let log_rules = |w: &mut String, prefix: &str, rest: &str, dns: &str| {
+    let log_rules = |w: &mut String, prefix: &str, rest: &str| {
         let (out, srv) = (Direction::PREFIX_INITIATED, Direction::PREFIX_SERVED);
         let (snap, queue, icmp, hello) = (n.snaplen, n.queue_threshold, n.icmp_snaplen, n.hello_snaplen);
         let _ = write!(
             w,
-            "\t\tudp dport 53 counter log prefix \"{out}\" group {group} {dns} comment \"{prefix}-dns-udp\"\n\
-             \t\ttcp dport 53 counter log prefix \"{out}\" group {group} {dns} comment \"{prefix}-dns-tcp\"\n\
+            "\t\tudp dport 53 counter log prefix \"{out}\" group {group} accept comment \"{prefix}-dns-udp\"\n\
+             \t\ttcp dport 53 counter log prefix \"{out}\" group {group} accept comment \"{prefix}-dns-tcp\"\n\
              \t\tct direction original meta l4proto {{ icmp, ipv6-icmp }} counter log prefix \"{out}\" group {group} \
              snaplen {icmp} queue-threshold {queue} accept comment \"{prefix}-icmp\"\n\
              \t\tct direction original meta l4proto tcp @ih,0,16 0x1603 counter log prefix \"{out}\" \
@@ -138,8 +143,8 @@ table {TABLE} {{
     // the upstream query leaves as the resolver's uid.
     let _ = write!(
         w,
-        "\t\toif \"lo\" udp dport 53 counter log prefix \"{lcl}\" group {group} {dns_verdict} comment \"exfilmon-local-dns-udp\"\n\
-         \t\toif \"lo\" tcp dport 53 counter log prefix \"{lcl}\" group {group} {dns_verdict} comment \"exfilmon-local-dns-tcp\"\n\
+        "\t\toif \"lo\" udp dport 53 counter log prefix \"{lcl}\" group {group} accept comment \"exfilmon-local-dns-udp\"\n\
+         \t\toif \"lo\" tcp dport 53 counter log prefix \"{lcl}\" group {group} accept comment \"exfilmon-local-dns-tcp\"\n\
          \t\toif \"lo\" accept comment \"exfilmon-skip-lo\"\n\
          \t\tmeta skuid @blocked counter drop comment \"exfilmon-blocked\"\n",
         lcl = Direction::PREFIX_LOCAL,
@@ -151,7 +156,7 @@ table {TABLE} {{
     );
     audit(w);
     w.push('\n');
-    log_rules(w, "exfilmon", "exfilmon-egress", &dns_verdict);
+    log_rules(w, "exfilmon", "exfilmon-egress");
     w.push_str(
         "\t}
 
@@ -170,8 +175,7 @@ table {TABLE} {{
     );
     audit(w);
     w.push('\n');
-    // Forwarded queries carry no uid to judge by: logged, never queued.
-    log_rules(w, "exfilmon-fwd", "exfilmon-fwd", "accept");
+    log_rules(w, "exfilmon-fwd", "exfilmon-fwd");
     let _ = write!(
         w,
         "\t}}
@@ -266,6 +270,8 @@ pub enum NftError {
     NotLoaded,
     #[error("nft is not installed (apt-get install nftables), or not on PATH")]
     NotInstalled,
+    #[error("[response] dns_queue needs iptables for its queue rules (apt-get install iptables)")]
+    NoIptables,
     #[error("cannot run nft: {0}")]
     Spawn(std::io::Error),
     #[error("nft needs CAP_NET_ADMIN: run as root")]
@@ -302,18 +308,78 @@ pub fn nft(args: &[&str], input: Option<&str>) -> Result<String, NftError> {
     Err(NftError::Failed(crate::escape::printable(first).into_owned()))
 }
 
-/// Loads the ruleset atomically (one `nft -f` transaction).
+/// Loads the ruleset atomically (one `nft -f` transaction), then adds or removes the DNS
+/// queue rules as `[response] dns_queue` says.
 pub fn apply(config: &Config) -> Result<(), NftError> {
-    nft(&["-f", "-"], Some(&render(config))).map(drop)
+    nft(&["-f", "-"], Some(&render(config)))?;
+    dns_queue(config.response.dns_queue)
 }
 
-/// Deletes the table; returns false when it was not loaded.
+/// Deletes the table and the DNS queue rules; returns false when the table was not loaded.
 pub fn remove() -> Result<bool, NftError> {
+    dns_queue(false)?;
     match nft(&["delete", "table", "inet", "exfilmon"], None) {
         Ok(_) => Ok(true),
         Err(NftError::Failed(m)) if m.contains("No such file") => Ok(false),
         Err(e) => Err(e),
     }
+}
+
+/// The iptables rule (after `-t mangle -A OUTPUT`) sending DNS queries over `proto` to the
+/// monitor's queue, `bypass`: while nothing listens the kernel accepts them (fail-open).
+///
+/// Why xtables and not nft's own `queue` statement in this table: that needs the kernel's
+/// nft_queue (CONFIG_NFT_QUEUE), which some kernels leave out (the one this project's CI runs
+/// on among them), while the NFQUEUE target through iptables-nft (nft_compat) is there
+/// wherever either is. The mangle table's OUTPUT chain runs at priority -150, before this
+/// table's chains, so the queries the verdict accepts are logged as before; a dropped one is
+/// not (it never leaves).
+fn dns_queue_spec(proto: &str) -> Vec<String> {
+    let queue = dnsq::QUEUE.to_string();
+    ["-p", proto, "--dport", "53", "-m", "comment", "--comment", "exfilmon-dns-queue", "-j", "NFQUEUE"]
+        .into_iter()
+        .chain(["--queue-num", &queue, "--queue-bypass"])
+        .map(String::from)
+        .collect()
+}
+
+/// Adds (once) or removes the DNS queue rules of both address families.
+pub fn dns_queue(on: bool) -> Result<(), NftError> {
+    for tool in ["iptables", "ip6tables"] {
+        for proto in ["udp", "tcp"] {
+            let spec = dns_queue_spec(proto);
+            let run = |op: &str| {
+                let mut args = vec!["-w", "-t", "mangle", op, "OUTPUT"];
+                args.extend(spec.iter().map(String::as_str));
+                Command::new(tool).args(&args).stdin(Stdio::null()).output()
+            };
+            match run("-C") {
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    if on {
+                        return Err(NftError::NoIptables);
+                    }
+                    return Ok(());
+                }
+                Err(e) => return Err(NftError::Spawn(e)),
+                Ok(present) => {
+                    let out = match (on, present.status.success()) {
+                        (true, false) => run("-A").map_err(NftError::Spawn)?,
+                        (false, true) => run("-D").map_err(NftError::Spawn)?,
+                        _ => continue,
+                    };
+                    if !out.status.success() {
+                        let err = String::from_utf8_lossy(&out.stderr);
+                        if err.contains("Permission denied") || err.contains("Operation not permitted") {
+                            return Err(NftError::NotPermitted);
+                        }
+                        let first = err.lines().next().unwrap_or("no error message").trim();
+                        return Err(NftError::Failed(format!("{tool}: {}", crate::escape::printable(first))));
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Whether the table is loaded in this network namespace.

@@ -127,7 +127,11 @@ fn a_volume_alert_blocks_the_sender_until_unblock_or_expiry_and_spares_others() 
     // block_for passes: the kernel lets t1 out again, the trail says the block expired, and
     // the connection that was open carries data again (after TCP's retransmission backoff).
     wait_for(Duration::from_secs(15), "the block to expire", || connects(&lab, t1));
-    assert!(blocked_at.elapsed() >= Duration::from_secs(5), "expired after {:?}, before block_for", blocked_at.elapsed());
+    assert!(
+        blocked_at.elapsed() >= Duration::from_secs(5),
+        "expired after {:?}, before block_for",
+        blocked_at.elapsed()
+    );
     wait_for(Duration::from_secs(5), "a block_expired event", || event_for(&db, "block_expired", uid1));
     let resumed = file_len(&long);
     wait_for(Duration::from_secs(20), "the open connection to resume", || file_len(&long) > resumed);
@@ -164,4 +168,87 @@ fn block_and_unblock_without_the_ruleset_say_how_to_load_it() {
     }
     let out = cli(&lab, &cfg, &db, &["block", "no-such-user-here"]);
     assert!(stderr(&out).contains("no user named"), "{}", stderr(&out));
+}
+
+/// `dig` as `user` to the lab's resolver: the answers, empty when none came (dropped).
+fn dig(lab: &Lab, user: &str, names: &[String]) -> String {
+    let server = format!("@{}", lab.peer);
+    let mut args = vec!["ip", "netns", "exec", &lab.inside, "runuser", "-u", user, "--"];
+    args.extend(["dig", "+short", "+tries=1", "+time=1", &server]);
+    for n in names {
+        args.extend([n.as_str(), "A"]);
+    }
+    String::from_utf8_lossy(&exec(&args).stdout).into_owned()
+}
+
+fn resolves(lab: &Lab, user: &str, name: &str) -> bool {
+    dig(lab, user, &[name.to_string()]).lines().any(|l| l.trim() == lab.peer)
+}
+
+/// Names a tunnel would send: 40 base32 characters each, under tun.example.test.
+fn tunnel_names(from: u64, n: u64) -> Vec<String> {
+    (from..from + n)
+        .map(|i| {
+            let mut x = (i + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+            let label: String = (0..40)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    b"abcdefghijklmnopqrstuvwxyz234567"[(x % 32) as usize] as char
+                })
+                .collect();
+            format!("{label}.tun.example.test")
+        })
+        .collect()
+}
+
+#[test]
+fn dns_queue_drops_a_detected_tunnels_queries_only_and_fails_open_when_killed() {
+    let Some(mut lab) = Lab::new() else { return };
+    lab.start_dns();
+    let outside = lab.outside.clone();
+    lab.spawn_in(&outside, &["socat", "-u", "TCP-LISTEN:5000,fork,reuseaddr", "OPEN:/dev/null"], "sink.log");
+    lab.wait_listening("t", 5000);
+    let (t1, t2) = (USERS[0], USERS[1]);
+    let uid1 = Lab::uid(t1);
+    let cfg = lab.path("exfilmon.toml");
+    std::fs::write(&cfg, "[response]\ndns_queue = true\n").unwrap();
+    lab.load_ruleset(&cfg);
+    let rules = must(&["ip", "netns", "exec", &lab.inside, "iptables", "-t", "mangle", "-S", "OUTPUT"]);
+    assert!(rules.contains("--queue-bypass"), "the queue rules have the bypass flag: {rules}");
+    // Nothing listens on the queue yet: bypass lets queries through.
+    assert!(resolves(&lab, t1, "www.other.test"), "DNS works with the queue and no monitor");
+    let db = lab.path("live.db");
+    let mut monitor = lab.start_monitor(&cfg, &db, "monitor.log");
+    assert!(resolves(&lab, t1, &tunnel_names(0, 1)[0]), "before detection, tunnel names are answered");
+
+    dig(&lab, t1, &tunnel_names(1, 15));
+    wait_for(Duration::from_secs(10), "a dns_tunnel alert", || {
+        alerts_of(&db, "dns_tunnel").iter().any(|a| a["uid"] == uid1 && a["dst"] == "example.test")
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let fresh = tunnel_names(100, 3);
+    for name in &fresh {
+        assert!(!resolves(&lab, t1, name), "a tunnel query after detection is dropped: {name}");
+    }
+    assert!(resolves(&lab, t1, "www.other.test"), "the same user's other lookups resolve");
+    assert!(resolves(&lab, t2, &fresh[0]), "another user's queries under the domain resolve");
+    let health = report(&db, "health");
+    eprintln!("health counters: {}", health[0]["counters"]["response"]);
+
+    // A block set while the monitor runs outlives it; DNS keeps working without it (bypass).
+    let out = cli(&lab, &cfg, &db, &["block", t2, "--for", "4s"]);
+    assert!(out.status.success(), "block: {}", stderr(&out));
+    let blocked_at = Instant::now();
+    monitor.signal("KILL");
+    common::lab::wait_exit(&mut monitor.child, Duration::from_secs(10));
+    assert!(resolves(&lab, t1, &tunnel_names(200, 1)[0]), "with the monitor killed, the kernel lets queries pass");
+    assert!(!connects(&lab, t2), "the block stays with the monitor gone");
+    wait_for(Duration::from_secs(10), "the block to expire by itself", || connects(&lab, t2));
+    assert!(blocked_at.elapsed() >= Duration::from_secs(3), "expired after {:?}", blocked_at.elapsed());
+    let out = lab.inside(&[common::EXFILMON, "nft", "--remove"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let rules = must(&["ip", "netns", "exec", &lab.inside, "iptables", "-t", "mangle", "-S", "OUTPUT"]);
+    assert!(!rules.contains("NFQUEUE"), "nft --remove takes the queue rules away: {rules}");
 }

@@ -341,11 +341,12 @@ impl Lab {
         (ssh, format!("{user}@{me}"))
     }
 
-    /// A resolver in the outside namespace answering *.example.test.
+    /// A resolver in the outside namespace answering *.example.test and *.other.test.
     pub fn start_dns(&mut self) {
         let outside = self.outside.clone();
         let listen = format!("--listen-address={}", self.peer);
         let answer = format!("--address=/example.test/{}", self.peer);
+        let other = format!("--address=/other.test/{}", self.peer);
         let pid = format!("--pid-file={}", self.path("dnsmasq.pid").display());
         self.spawn_in(
             &outside,
@@ -358,6 +359,7 @@ impl Lab {
                 "--bind-interfaces",
                 &listen,
                 &answer,
+                &other,
                 &pid,
                 "--log-facility=-",
             ],
