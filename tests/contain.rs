@@ -252,3 +252,33 @@ fn dns_queue_drops_a_detected_tunnels_queries_only_and_fails_open_when_killed() 
     let rules = must(&["ip", "netns", "exec", &lab.inside, "iptables", "-t", "mangle", "-S", "OUTPUT"]);
     assert!(!rules.contains("NFQUEUE"), "nft --remove takes the queue rules away: {rules}");
 }
+
+/// Nothing is blocked in a replay: it says what would have been, and when, on stdout and as
+/// `would_block` events; without `[response] block` it says nothing of the kind.
+#[test]
+fn replay_reports_what_would_have_been_blocked_and_when() {
+    let s = common::Scratch::new();
+    let (capture, _) = common::minutes_capture(3, 100);
+    let file = s.path("big.pcap");
+    std::fs::write(&file, capture).unwrap();
+    let cfg = s.path("exfilmon.toml");
+    std::fs::write(&cfg, "[response]\nblock = [\"volume\"]\nblock_for = \"5m\"\n").unwrap();
+    let db = s.path("r.db");
+    let out = bin().arg("replay").arg(&file).arg("--config").arg(&cfg).arg("--db").arg(&db).output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = common::stdout(&out);
+    let line = text.lines().find(|l| l.starts_with("would have blocked")).unwrap_or_else(|| panic!("{text}"));
+    assert!(line.contains("host 10.0.0.1 from 2023-11-14T22:1") && line.contains("volume"), "{line}");
+    let would = events(&db, "would_block");
+    assert_eq!(would.len(), 1, "{would:#?}");
+    assert_eq!(would[0]["details"]["host"], "10.0.0.1");
+    let until = would[0]["details"]["until_us"].as_i64().unwrap() - would[0]["details"]["since_us"].as_i64().unwrap();
+    assert_eq!(until, 300_000_000, "block_for from the alert's packet time");
+    assert!(events(&db, "blocked").is_empty(), "a replay blocks nothing");
+    let health = bin().args(["report", "health", "--db"]).arg(&db).output().unwrap();
+    assert!(!common::stdout(&health).contains("Active blocks"), "no active block: {}", common::stdout(&health));
+
+    let plain = s.path("plain.db");
+    let out = bin().arg("replay").arg(&file).arg("--db").arg(&plain).output().unwrap();
+    assert!(out.status.success() && !common::stdout(&out).contains("would have"), "{}", common::stdout(&out));
+}

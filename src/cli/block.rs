@@ -46,8 +46,7 @@ pub fn run(args: &BlockArgs) -> Result<()> {
     if time > Duration::from_secs(30 * 86_400) {
         bail!("--for {}: at most 30d (a block nobody remembers is an outage)", human_duration(time));
     }
-    let gid = who.uid().and_then(|u| nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(u)).ok().flatten());
-    if config.response.exempt(who, gid.map(|u| u.gid.as_raw())) {
+    if config.response.exempt(who, who.uid().and_then(crate::principal::login_group)) {
         bail!("{who} is exempt ([response] exempt; root by default): not blocked");
     }
     nft::block(who, time).with_context(|| format!("cannot block {who}"))?;

@@ -17,12 +17,13 @@ use super::Common;
 use crate::config::Config;
 use crate::escape::message;
 use crate::pipeline::Merge;
+use crate::respond;
 use crate::session::{self, Session};
 use crate::source::audit::follow::{FollowError, FollowStats, Follower};
 use crate::source::audit::{AuditEvent, Reader};
 use crate::source::pcap::{self, CaptureError, ReadStats};
 use crate::source::FrameSink;
-use crate::store::{CaptureRecord, Duplicate, RunMode};
+use crate::store::{CaptureRecord, Duplicate, RunMode, Store};
 use crate::units::{human_bytes, rfc3339};
 
 #[derive(Debug, Args)]
@@ -135,6 +136,12 @@ pub fn run(args: &ReplayArgs) -> Result<()> {
         };
         let mut session =
             opened.start(&config, (!todo.is_empty()).then_some(RunMode::Replay), session::signer(&config)?)?;
+        // Nothing is blocked in a replay: the alerts are kept to say what would have been.
+        let (tap, tapped) = crossbeam_channel::unbounded();
+        if !config.response.block.is_empty() {
+            session.pipeline.output().tap_alerts(tap);
+        }
+        let run_id = session.run_id();
         if !args.audit_log.is_empty() {
             session.pipeline.enable_audit(&config);
             session.count_audit(&audit, &logs);
@@ -160,6 +167,7 @@ pub fn run(args: &ReplayArgs) -> Result<()> {
             .collect();
         let finished = session.finish(&records, args.force)?;
         if finished.duplicates.is_empty() {
+            would_block(&config, &db, run_id, tapped.try_iter().collect())?;
             break (replayed, Some(finished), principals);
         }
         let mut again = Vec::new();
@@ -231,6 +239,22 @@ pub fn run(args: &ReplayArgs) -> Result<()> {
 }
 
 /// Says a capture is not replayed because `db` counted its content already.
+/// `[response] block`: what the replay's alerts would have blocked, and when, as report lines
+/// and `would_block` events in the trail.
+fn would_block(config: &Config, db: &Path, run_id: Option<i64>, alerts: Vec<crate::alert::Alert>) -> Result<()> {
+    let blocks = respond::would_block(&config.response, &alerts, crate::principal::login_group);
+    if blocks.is_empty() {
+        return Ok(());
+    }
+    let events: Vec<_> = blocks.iter().map(|b| respond::blocked_event(b, true)).collect();
+    Store::open(db)?.append_events(&events, run_id)?;
+    let mut out = super::stdout();
+    for e in &events {
+        writeln!(out, "{}", e.summary)?;
+    }
+    Ok(())
+}
+
 fn skipping(path: &Path, db: &Path, earlier: &str, when: i64) {
     eprintln!(
         "exfilmon: skipping {}: already replayed into {} on {} (as {}); pass --force to count it again",

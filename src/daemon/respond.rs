@@ -128,7 +128,7 @@ impl State {
     fn alert(&mut self, alert: &Alert) {
         let policy = Policy { config: &self.config };
         let who = alert.principal;
-        let exempt = self.config.exempt(who, who.uid().and_then(primary_gid));
+        let exempt = self.config.exempt(who, who.uid().and_then(crate::principal::login_group));
         if exempt {
             if policy.block(alert).is_some() || policy.hold(alert, self.dns_window).is_some() {
                 tracing::info!("{who} is exempt from [response]: not blocked");
@@ -191,9 +191,4 @@ fn principal_of(b: &crate::store::ActiveBlock) -> Option<Principal> {
         (None, Some(h)) => h.parse().ok().map(Principal::Host),
         (None, None) => None,
     }
-}
-
-/// The user's login group, for group exemptions.
-fn primary_gid(uid: u32) -> Option<u32> {
-    nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid)).ok().flatten().map(|u| u.gid.as_raw())
 }

@@ -197,6 +197,26 @@ impl Policy<'_> {
     }
 }
 
+/// What a replay's alerts would have blocked, in the order the blocks began: one block per
+/// principal and stretch of time, a later alert inside a block extending it as it would live.
+/// `primary_gid` looks up a user's login group for group exemptions.
+pub fn would_block(config: &ResponseConfig, alerts: &[Alert], primary_gid: impl Fn(u32) -> Option<u32>) -> Vec<Block> {
+    let policy = Policy { config };
+    let mut sorted: Vec<&Alert> = alerts.iter().collect();
+    sorted.sort_by_key(|a| a.ts_us);
+    let mut blocks: Vec<Block> = Vec::new();
+    for b in sorted.into_iter().filter_map(|a| policy.block(a)) {
+        if config.exempt(b.principal, b.principal.uid().and_then(&primary_gid)) {
+            continue;
+        }
+        match blocks.iter_mut().rev().find(|o| o.principal == b.principal && o.until_us > b.since_us) {
+            Some(open) => open.until_us = open.until_us.max(b.until_us),
+            None => blocks.push(b),
+        }
+    }
+    blocks
+}
+
 fn micros(d: Duration) -> i64 {
     i64::try_from(d.as_micros()).unwrap_or(i64::MAX)
 }
@@ -390,6 +410,21 @@ mod tests {
         assert!(!h.held(a, "other.test", 50));
         assert!(!h.held(b, "x.example.test", 50));
         assert!(!h.held(a, "x.example.test", 100), "ends at its time");
+    }
+
+    #[test]
+    fn replayed_alerts_give_one_block_per_stretch_and_spare_the_exempt() {
+        let c = ResponseConfig {
+            block: vec![BlockOn { kind: AlertKind::Volume, severity: Severity::Low }],
+            block_for: Duration::from_secs(10),
+            ..ResponseConfig::default()
+        };
+        let at = |ts: i64, who: Principal| Alert { ts_us: ts, ..alert(AlertKind::Volume, Severity::High, who) };
+        let (u, root) = (Principal::Uid(1001), Principal::Uid(0));
+        let alerts = [at(30_000_000, u), at(5_000_000, u), at(1_000_000, u), at(2_000_000, root)];
+        let blocks = would_block(&c, &alerts, |_| None);
+        let spans: Vec<(i64, i64)> = blocks.iter().map(|b| (b.since_us, b.until_us)).collect();
+        assert_eq!(spans, [(1_000_000, 15_000_000), (30_000_000, 40_000_000)], "root is exempt: {blocks:?}");
     }
 
     #[test]
