@@ -351,6 +351,7 @@ mod tests {
         assert_eq!(c.volume, crate::detect::volume::default_rules());
         assert_eq!(c.baseline, BaselineConfig::default());
         assert_eq!(c.owner, OwnerConfig::default());
+        assert_eq!(c.response, ResponseConfig::default(), "containment is opt-in, root exempt");
     }
 
     #[test]

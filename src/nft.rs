@@ -309,10 +309,39 @@ pub fn nft(args: &[&str], input: Option<&str>) -> Result<String, NftError> {
 }
 
 /// Loads the ruleset atomically (one `nft -f` transaction), then adds or removes the DNS
-/// queue rules as `[response] dns_queue` says.
+/// queue rules as `[response] dns_queue` says. Blocks in force keep their time left: re-loading
+/// (`systemctl reload`) must not lift them.
 pub fn apply(config: &Config) -> Result<(), NftError> {
-    nft(&["-f", "-"], Some(&render(config)))?;
+    let mut ruleset = render(config);
+    for (set, element, left) in blocks_in_force() {
+        let _ = writeln!(ruleset, "add element {TABLE} {set} {{ {element} timeout {left}s }}");
+    }
+    nft(&["-f", "-"], Some(&ruleset))?;
     dns_queue(config.response.dns_queue)
+}
+
+/// The loaded blocked sets' elements and their seconds left; none when the table is not
+/// loaded (or predates blocks).
+fn blocks_in_force() -> Vec<(&'static str, String, u64)> {
+    let mut out = Vec::new();
+    for set in ["blocked", "blocked_v4", "blocked_v6"] {
+        let Ok(json) = nft(&["-j", "list", "set", "inet", "exfilmon", set], None) else { continue };
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(&json) else { continue };
+        let sets = v["nftables"].as_array().into_iter().flatten().filter_map(|i| i["set"]["elem"].as_array());
+        for e in sets.flatten() {
+            let e = &e["elem"];
+            // Values were put there as numbers or addresses; anything else is not carried over.
+            let value = match &e["val"] {
+                serde_json::Value::Number(n) => n.as_u64().map(|n| n.to_string()),
+                serde_json::Value::String(s) => s.parse::<std::net::IpAddr>().ok().map(|a| a.to_string()),
+                _ => None,
+            };
+            if let (Some(value), Some(left)) = (value, e["expires"].as_u64()) {
+                out.push((set, value, left.max(1)));
+            }
+        }
+    }
+    out
 }
 
 /// Deletes the table and the DNS queue rules; returns false when the table was not loaded.
@@ -343,8 +372,20 @@ fn dns_queue_spec(proto: &str) -> Vec<String> {
         .collect()
 }
 
-/// Adds (once) or removes the DNS queue rules of both address families.
+/// Adds (once) or removes the DNS queue rules of both address families. Removing is best
+/// effort: a configuration without `dns_queue` never fails on iptables (absent, or not
+/// allowed in a sandbox).
 pub fn dns_queue(on: bool) -> Result<(), NftError> {
+    match set_dns_queue(on) {
+        Err(e) if !on => {
+            tracing::debug!("DNS queue rules not checked: {e}");
+            Ok(())
+        }
+        r => r,
+    }
+}
+
+fn set_dns_queue(on: bool) -> Result<(), NftError> {
     for tool in ["iptables", "ip6tables"] {
         for proto in ["udp", "tcp"] {
             let spec = dns_queue_spec(proto);

@@ -140,6 +140,8 @@ fn a_volume_alert_blocks_the_sender_until_unblock_or_expiry_and_spares_others() 
     let out = cli(&lab, &cfg, &db, &["block", t1, "--for", "1h"]);
     assert!(out.status.success(), "block: {}", stderr(&out));
     assert!(!connects(&lab, t1), "blocked by hand");
+    lab.load_ruleset(&cfg);
+    assert!(!connects(&lab, t1), "re-loading the ruleset (systemctl reload) keeps the block");
     let out = cli(&lab, &cfg, &db, &["unblock", t1]);
     assert!(out.status.success(), "unblock: {}", stderr(&out));
     assert!(connects(&lab, t1), "unblock restores the user at once");
