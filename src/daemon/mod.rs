@@ -162,17 +162,8 @@ pub fn run(opts: Options) -> Result<()> {
         }
         if Instant::now() >= next_beat {
             next_beat = Instant::now() + HEARTBEAT;
-            let response = responder.as_ref().map(respond::Responder::stats);
-            heartbeat(
-                &mut session.pipeline,
-                &source,
-                &mut alarm,
-                run_id,
-                started_us,
-                None,
-                watch.sink_stats(),
-                response,
-            );
+            let watched = watched(&watch, responder.as_ref());
+            heartbeat(&mut session.pipeline, &source, &mut alarm, run_id, started_us, None, watched);
             let (alerts, s) = (session.pipeline.stats.alerts, &source.stats);
             watch.tick(session.pipeline.output(), || {
                 json!({ "run": run_id, "pid": std::process::id(), "started": crate::units::rfc3339(started_us),
@@ -193,17 +184,8 @@ pub fn run(opts: Options) -> Result<()> {
         format!("exfilmon stopped {why}: {} packets received, {} lost, {alerts} alerts", s.records, s.lost),
         json!({ "packets": s.records, "lost": s.lost, "alerts": alerts }),
     ))));
-    let response = responder.as_ref().map(respond::Responder::stats);
-    heartbeat(
-        &mut session.pipeline,
-        &source,
-        &mut alarm,
-        run_id,
-        started_us,
-        Some(stopped),
-        watch.sink_stats(),
-        response,
-    );
+    let watched = watched(&watch, responder.as_ref());
+    heartbeat(&mut session.pipeline, &source, &mut alarm, run_id, started_us, Some(stopped), watched);
     let stats = session.finish(&[], false)?.stats;
     let s = &source.stats;
     eprintln!(
@@ -285,6 +267,11 @@ fn follow_audit(follower: &mut Follower, reader: &mut Reader, session: &mut Sess
     session.count_audit(reader, [&follower.stats]);
 }
 
+/// The heartbeat's counters from the threads beside the pipeline: the sinks', `[response]`'s.
+fn watched(watch: &SelfWatch, responder: Option<&respond::Responder>) -> serde_json::Value {
+    json!({ "sinks": watch.sink_stats(), "response": responder.map(respond::Responder::stats) })
+}
+
 /// Hands the open aggregates and a heartbeat (with a loss alert when due) to the writer.
 fn heartbeat(
     pipeline: &mut Pipeline<Writer>,
@@ -293,8 +280,7 @@ fn heartbeat(
     run_id: i64,
     started_us: i64,
     stopped_us: Option<i64>,
-    sinks: serde_json::Value,
-    response: Option<serde_json::Value>,
+    watched: serde_json::Value,
 ) {
     pipeline.flush();
     let now = stopped_us.unwrap_or_else(wall_clock_us);
@@ -330,8 +316,8 @@ fn heartbeat(
             "unsequenced": s.unsequenced,
             "seq_resets": s.seq_resets,
             "bad_netlink_messages": s.bad_messages,
-            "sinks": sinks,
-            "response": response,
+            "sinks": watched["sinks"],
+            "response": watched["response"],
         }),
     };
     writer.send(Write::Health(Box::new(HealthUpdate { health, loss })));
