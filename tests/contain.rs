@@ -187,22 +187,8 @@ fn resolves(lab: &Lab, user: &str, name: &str) -> bool {
     dig(lab, user, &[name.to_string()]).lines().any(|l| l.trim() == lab.peer)
 }
 
-/// Names a tunnel would send: 40 base32 characters each, under tun.example.test.
 fn tunnel_names(from: u64, n: u64) -> Vec<String> {
-    (from..from + n)
-        .map(|i| {
-            let mut x = (i + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-            let label: String = (0..40)
-                .map(|_| {
-                    x ^= x << 13;
-                    x ^= x >> 7;
-                    x ^= x << 17;
-                    b"abcdefghijklmnopqrstuvwxyz234567"[(x % 32) as usize] as char
-                })
-                .collect();
-            format!("{label}.tun.example.test")
-        })
-        .collect()
+    (from..from + n).map(common::tunnel_name).collect()
 }
 
 #[test]

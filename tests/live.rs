@@ -361,16 +361,7 @@ fn tunnel_through_a_local_resolver_and_padded_echoes_name_the_user() {
 
     let mut args = vec!["dig".to_string(), "+short".into(), "+tries=1".into(), "+time=2".into(), "@127.0.0.53".into()];
     for i in 0..15u64 {
-        let mut x = (i + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-        let label: String = (0..40)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                b"abcdefghijklmnopqrstuvwxyz234567"[(x % 32) as usize] as char
-            })
-            .collect();
-        args.extend([format!("{label}.tun.example.test"), "A".into()]);
+        args.extend([common::tunnel_name(i), "A".into()]);
     }
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let answers = lab.as_user(user, &args);
