@@ -469,4 +469,29 @@ mod tests {
         assert!(r.contains("ct state new log level audit"), "{r}");
         assert!(!render(&Config::default()).contains("chain audit_trail"));
     }
+
+    /// Issue 17: the blocked sets and their drop rules are always there (empty, they drop
+    /// nothing); the DNS queue only with `dns_queue`, and never as a statement of this table.
+    #[test]
+    fn blocked_sets_always_and_the_dns_queue_only_when_asked() {
+        let plain = render(&Config::default());
+        assert!(plain.contains("set blocked {\n\t\ttypeof meta skuid\n\t\tflags timeout\n\t}"), "{plain}");
+        assert!(plain.contains("oif \"lo\" accept comment \"exfilmon-skip-lo\"\n\t\tmeta skuid @blocked counter drop"));
+        assert!(plain.contains("ip saddr @blocked_v4 counter drop comment \"exfilmon-fwd-blocked-v4\""));
+        assert!(
+            !plain.contains("NFQUEUE") && !plain.contains("queue flags") && !plain.contains("queue num"),
+            "{plain}"
+        );
+        let queued = render(&Config::parse("[response]\ndns_queue = true\n", Path::new("t")).unwrap());
+        let text =
+            "-p udp|tcp --dport 53 -m comment --comment exfilmon-dns-queue -j NFQUEUE --queue-num 7117 --queue-bypass";
+        assert!(queued.contains(text), "{queued}");
+        assert_eq!(
+            queued.lines().filter(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#')).collect::<Vec<_>>(),
+            plain.lines().filter(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#')).collect::<Vec<_>>(),
+            "the table's rules are the same either way"
+        );
+        assert_eq!(element(Principal::Uid(1001)), ("blocked", "1001".into()));
+        assert_eq!(element(Principal::Host("2001:db8::1".parse().unwrap())), ("blocked_v6", "2001:db8::1".into()));
+    }
 }
