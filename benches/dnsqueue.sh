@@ -12,7 +12,7 @@
 # Added latency is the queue's median and p99 minus plain's. The numbers include Python's
 # own overhead, the same in both modes.
 #
-# Usage (root): [PROFILE=release|dev] [QUERIES=5000] [SECS=5] [WINDOW=32] benches/dnsqueue.sh
+# Usage (root): [PROFILE=release|dev] [EXFILMON_BIN=path] [QUERIES=5000] [SECS=5] [WINDOW=32] benches/dnsqueue.sh
 # Needs: dnsmasq, nftables, iptables, iproute2, python3.
 #
 # SAFETY: traffic goes only from namespace xdq-in-PID (10.77.252.2) over a veth pair to
@@ -51,7 +51,9 @@ TMP="$(mktemp -d /tmp/exfilmon-dnsqueue-bench.XXXXXX)"
 chmod 755 "$TMP"
 
 target="${CARGO_TARGET_DIR:-$REPO/target}"
-if [ "$PROFILE" = release ]; then
+if [ -n "${EXFILMON_BIN:-}" ]; then
+	BIN="$EXFILMON_BIN" # a binary built already (a release build with fat LTO takes long here)
+elif [ "$PROFILE" = release ]; then
 	(cd "$REPO" && cargo build --release --quiet --bin exfilmon)
 	BIN="$target/release/exfilmon"
 else
@@ -90,7 +92,7 @@ measure() {
 	local mon=$!
 	PIDS+=("$mon")
 	for _ in $(seq 1 100); do
-		grep -q "monitoring NFLOG group" "$TMP/$name.log" && break
+		grep -qs "monitoring NFLOG group" "$TMP/$name.log" && break
 		sleep 0.1
 	done
 	"${IN[@]}" python3 "$REPO/benches/dnsclient.py" "$PEER" "$QUERIES" "$SECS" "$WINDOW" >"$TMP/$name.out"
