@@ -84,11 +84,14 @@ fn a_volume_alert_blocks_the_sender_until_unblock_or_expiry_and_spares_others() 
     lab.wait_listening("t", 5000);
     lab.wait_listening("t", 5001);
     let cfg = lab.path("exfilmon.toml");
+    let shipped = lab.path("shipped.jsonl");
     std::fs::write(
         &cfg,
         format!(
             "[[volume]]\nwindow = \"10m\"\nbytes = \"1MiB\"\nseverity = \"high\"\n\
-             [response]\nblock = [\"volume:high\"]\nblock_for = \"6s\"\nexempt = [\"root\", \"{t2}\"]\n"
+             [response]\nblock = [\"volume:high\"]\nblock_for = \"6s\"\nexempt = [\"root\", \"{t2}\"]\n\
+             [[sink]]\ntype = \"jsonl\"\npath = \"{}\"\n",
+            shipped.display()
         ),
     )
     .unwrap();
@@ -152,6 +155,17 @@ fn a_volume_alert_blocks_the_sender_until_unblock_or_expiry_and_spares_others() 
     let (status, log) = monitor.stop();
     assert!(status.success(), "{log}");
     assert!(!log.contains("ruleset_changed") && !log.contains("differs"), "the ruleset check stays quiet: {log}");
+    // The sink got the alert and every block event, from the monitor and from the commands.
+    let records: Vec<Value> = std::fs::read_to_string(&shipped)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .filter(|r: &Value| r["details"]["uid"] == uid1 || r["uid"] == uid1)
+        .collect();
+    let kinds: Vec<&str> = records.iter().filter_map(|r| r["kind"].as_str()).collect();
+    for kind in ["volume", "blocked", "block_expired", "unblocked"] {
+        assert!(kinds.contains(&kind), "{kind} reached the sink: {kinds:?}");
+    }
     let verify = bin().args(["verify", "--db"]).arg(&db).output().unwrap();
     assert!(verify.status.success(), "the trail with its block events verifies: {}", stderr(&verify));
 }
