@@ -280,6 +280,19 @@ fn replay_reports_what_would_have_been_blocked_and_when() {
     let health = bin().args(["report", "health", "--db"]).arg(&db).output().unwrap();
     assert!(!common::stdout(&health).contains("Active blocks"), "no active block: {}", common::stdout(&health));
 
+    // With dns_queue, a tunnel's alert says which queries would have been dropped.
+    let dns = s.path("dns.toml");
+    std::fs::write(&dns, "[response]\ndns_queue = true\n").unwrap();
+    let tunnel = common::repo_file("pcaps/covert/dns2tcp.pcap");
+    let out =
+        bin().arg("replay").arg(&tunnel).arg("--config").arg(&dns).arg("--db").arg(s.path("d.db")).output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = common::stdout(&out);
+    assert!(
+        text.contains("would have dropped DNS queries of uid 1005 under tun.test from 2026-11-22T02:13:30Z"),
+        "{text}"
+    );
+
     let plain = s.path("plain.db");
     let out = bin().arg("replay").arg(&file).arg("--db").arg(&plain).output().unwrap();
     assert!(out.status.success() && !common::stdout(&out).contains("would have"), "{}", common::stdout(&out));

@@ -138,7 +138,7 @@ pub fn run(args: &ReplayArgs) -> Result<()> {
             opened.start(&config, (!todo.is_empty()).then_some(RunMode::Replay), session::signer(&config)?)?;
         // Nothing is blocked in a replay: the alerts are kept to say what would have been.
         let (tap, tapped) = crossbeam_channel::unbounded();
-        if !config.response.block.is_empty() {
+        if config.response.enabled() {
             session.pipeline.output().tap_alerts(tap);
         }
         let run_id = session.run_id();
@@ -238,15 +238,16 @@ pub fn run(args: &ReplayArgs) -> Result<()> {
     }
 }
 
-/// Says a capture is not replayed because `db` counted its content already.
-/// `[response] block`: what the replay's alerts would have blocked, and when, as report lines
-/// and `would_block` events in the trail.
+/// `[response]`: what the replay's alerts would have blocked and which DNS queries dropped, and
+/// when, as report lines and `would_block` events in the trail.
 fn would_block(config: &Config, db: &Path, run_id: Option<i64>, alerts: Vec<crate::alert::Alert>) -> Result<()> {
-    let blocks = respond::would_block(&config.response, &alerts, crate::principal::login_group);
-    if blocks.is_empty() {
+    let group = crate::principal::login_group;
+    let blocks = respond::would_block(&config.response, &alerts, group);
+    let mut events: Vec<_> = blocks.iter().map(|b| respond::blocked_event(b, true)).collect();
+    events.extend(respond::would_hold(&config.response, &alerts, config.dns.window, group));
+    if events.is_empty() {
         return Ok(());
     }
-    let events: Vec<_> = blocks.iter().map(|b| respond::blocked_event(b, true)).collect();
     Store::open(db)?.append_events(&events, run_id)?;
     let mut out = super::stdout();
     for e in &events {
@@ -255,6 +256,7 @@ fn would_block(config: &Config, db: &Path, run_id: Option<i64>, alerts: Vec<crat
     Ok(())
 }
 
+/// Says a capture is not replayed because `db` counted its content already.
 fn skipping(path: &Path, db: &Path, earlier: &str, when: i64) {
     eprintln!(
         "exfilmon: skipping {}: already replayed into {} on {} (as {}); pass --force to count it again",

@@ -217,6 +217,45 @@ pub fn would_block(config: &ResponseConfig, alerts: &[Alert], primary_gid: impl 
     blocks
 }
 
+/// The DNS holds a replay's `dns_tunnel` alerts would have opened (with `dns_queue`), one per
+/// principal, domain and stretch of time, as `would_block` events.
+pub fn would_hold(
+    config: &ResponseConfig,
+    alerts: &[Alert],
+    window: Duration,
+    primary_gid: impl Fn(u32) -> Option<u32>,
+) -> Vec<Event> {
+    let policy = Policy { config };
+    let mut sorted: Vec<&Alert> = alerts.iter().collect();
+    sorted.sort_by_key(|a| a.ts_us);
+    let mut holds: Vec<(Principal, String, i64, i64)> = Vec::new();
+    for a in sorted {
+        let Some((who, domain, until)) = policy.hold(a, window) else { continue };
+        if config.exempt(who, who.uid().and_then(&primary_gid)) {
+            continue;
+        }
+        match holds.iter_mut().rev().find(|h| h.0 == who && h.1 == domain && h.3 > a.ts_us) {
+            Some(open) => open.3 = open.3.max(until),
+            None => holds.push((who, domain, a.ts_us, until)),
+        }
+    }
+    let rfc = crate::units::rfc3339;
+    holds
+        .into_iter()
+        .map(|(who, domain, since, until)| {
+            let summary = format!(
+                "would have dropped DNS queries of {who} under {domain} from {} until {}",
+                rfc(since),
+                rfc(until)
+            );
+            let mut e = Event::now(EventKind::WouldBlock, Severity::High, summary, details(who, until));
+            e.details["since_us"] = json!(since);
+            e.details["domain"] = json!(domain);
+            e
+        })
+        .collect()
+}
+
 fn micros(d: Duration) -> i64 {
     i64::try_from(d.as_micros()).unwrap_or(i64::MAX)
 }
@@ -425,6 +464,44 @@ mod tests {
         let blocks = would_block(&c, &alerts, |_| None);
         let spans: Vec<(i64, i64)> = blocks.iter().map(|b| (b.since_us, b.until_us)).collect();
         assert_eq!(spans, [(1_000_000, 15_000_000), (30_000_000, 40_000_000)], "root is exempt: {blocks:?}");
+    }
+
+    #[test]
+    fn replayed_tunnel_alerts_give_one_hold_per_domain_and_stretch() {
+        let c = ResponseConfig { dns_queue: true, ..ResponseConfig::default() };
+        let at = |ts: i64, who: Principal| Alert { ts_us: ts, ..alert(AlertKind::DnsTunnel, Severity::Medium, who) };
+        let u = Principal::Uid(1001);
+        let alerts = [at(1_000_000, u), at(2_000_000, u), at(2_000_000, Principal::Uid(0))];
+        let holds = would_hold(&c, &alerts, Duration::from_secs(60), |_| None);
+        assert_eq!(holds.len(), 1, "{holds:?}");
+        assert_eq!(holds[0].details["domain"], "tun.example.test");
+        assert_eq!(holds[0].details["until_us"], 62_000_000);
+        assert!(holds[0].summary.starts_with("would have dropped DNS queries of uid 1001 under tun.example.test"));
+        let off = ResponseConfig::default();
+        assert!(would_hold(&off, &alerts, Duration::from_secs(60), |_| None).is_empty(), "only with dns_queue");
+    }
+
+    /// Hostile packets on the queue: whatever arrives, the name is found or not, never a panic.
+    #[test]
+    fn queue_names_of_random_bytes_never_panic() {
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        for len in 0..2000usize {
+            let bytes: Vec<u8> = (0..len % 700)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    x as u8
+                })
+                .collect();
+            let mut ip = bytes.clone();
+            if ip.len() > 20 {
+                ip[0] = 0x45;
+                ip[9] = if len % 2 == 0 { 17 } else { 6 };
+            }
+            let _ = dnsq::name(&bytes);
+            let _ = dnsq::name(&ip);
+        }
     }
 
     #[test]
