@@ -15,9 +15,12 @@
 //! name the program. Until the answer arrives the flow counts for its socket's uid; an answer
 //! that names no process is counted by its reason and changes nothing.
 //!
-//! Memory is bounded: at most [`MAX_FLOWS`] flows, each forgotten [`IDLE_US`] after its last
-//! packet; when the table is full the idle half is evicted early and counted, so a flood of new
-//! flows cannot grow it.
+//! Memory is bounded: live, at most [`MAX_FLOWS`] flows, each forgotten [`IDLE_US`] after its
+//! last packet; when the table is full the idle half is evicted early and counted, so a flood of
+//! new flows cannot grow it. A replay needs only each flow's uid, and needs it at millions of
+//! packets a second: [`memory::FlowMemory`], a fixed table with one memory access per packet.
+
+mod memory;
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -85,7 +88,10 @@ struct Flow {
 
 #[derive(Default)]
 pub struct Attribution {
+    /// Live: each flow with its owner.
     flows: FxHashMap<Key, Flow>,
+    /// Replay: each flow's uid.
+    memory: memory::FlowMemory,
     lookups: Option<Box<dyn Lookups>>,
     pub counters: AttributeCounters,
     /// Lookups that named no process, by reason.
@@ -103,6 +109,9 @@ impl Attribution {
     pub fn principal(&mut self, p: &Packet<'_>) -> (Principal, Option<Arc<Owner>>) {
         let key = (p.sport != 0 && matches!(p.proto, PROTO_TCP | PROTO_UDP))
             .then_some((p.proto, p.src, p.sport, p.dst, p.dport));
+        if let (Some(key), None) = (key, &self.lookups) {
+            return (self.replayed(&key, p), None);
+        }
         match (p.uid, key) {
             (Some(uid), Some(key)) => self.remember(key, Principal::Uid(uid), p.ts_us),
             (Some(uid), None) => (Principal::Uid(uid), None),
@@ -115,6 +124,24 @@ impl Attribution {
                 _ => (Principal::Host(p.src), None),
             },
             (None, None) => (Principal::Host(p.src), None),
+        }
+    }
+
+    /// A replay's flow memory: a uid-stamped packet is its uid's, a uid-less one its flow's.
+    fn replayed(&mut self, key: &Key, p: &Packet<'_>) -> Principal {
+        let at = self.memory.place(key);
+        match p.uid {
+            Some(uid) => {
+                self.counters.evicted += u64::from(self.memory.put(at, uid, p.ts_us));
+                Principal::Uid(uid)
+            }
+            None => match self.memory.get(at, p.ts_us) {
+                Some(uid) => {
+                    self.counters.orphans += 1;
+                    Principal::Uid(uid)
+                }
+                None => Principal::Host(p.src),
+            },
         }
     }
 
@@ -232,16 +259,18 @@ mod tests {
         }
     }
 
+    /// Replay (the flow memory) and live (flows with their owners) alike.
     #[test]
     fn bytes_after_close_count_for_the_flows_uid() {
-        let mut a = Attribution::default();
-        assert_eq!(a.principal(&packet(0, Some(1001), 40000)).0, Principal::Uid(1001));
-        assert_eq!(a.principal(&packet(S, None, 40000)).0, Principal::Uid(1001));
-        assert_eq!(a.counters.orphans, 1);
-        // Another flow of the same host, never seen with a uid: the host.
-        assert!(matches!(a.principal(&packet(S, None, 40001)).0, Principal::Host(_)));
-        // Long after the flow went quiet: forgotten.
-        assert!(matches!(a.principal(&packet(S + IDLE_US + 2 * S, None, 40000)).0, Principal::Host(_)));
+        for mut a in [Attribution::default(), Attribution::with_lookups(Box::new(Fake(Vec::new())))] {
+            assert_eq!(a.principal(&packet(0, Some(1001), 40000)).0, Principal::Uid(1001));
+            assert_eq!(a.principal(&packet(S, None, 40000)).0, Principal::Uid(1001));
+            assert_eq!(a.counters.orphans, 1);
+            // Another flow of the same host, never seen with a uid: the host.
+            assert!(matches!(a.principal(&packet(S, None, 40001)).0, Principal::Host(_)));
+            // Long after the flow went quiet: forgotten.
+            assert!(matches!(a.principal(&packet(S + IDLE_US + 2 * S, None, 40000)).0, Principal::Host(_)));
+        }
     }
 
     /// Answers as the live lookups give them: the first at once, the next through poll.
@@ -291,7 +320,7 @@ mod tests {
 
     #[test]
     fn a_flood_of_flows_is_bounded_and_counted() {
-        let mut a = Attribution::default();
+        let mut a = Attribution::with_lookups(Box::new(Fake(Vec::new())));
         for i in 0..(MAX_FLOWS as i64 + 10) {
             a.principal(&packet(i, Some(1), (i % 60000) as u16 + 1));
             let mut p = packet(i, Some(1), 1);

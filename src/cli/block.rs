@@ -86,7 +86,7 @@ pub(super) fn record(config: &Config, common: &Common, event: Event) -> Result<(
     let mut store =
         Store::open(&db).with_context(|| format!("the block is set, but not recorded in {}", db.display()))?;
     let links = store.append_events(std::slice::from_ref(&event), None)?;
-    if let Some(d) = Dispatcher::start(&config.sink)? {
+    if let Some(d) = Dispatcher::start(&config.sink, &config.observer())? {
         d.push(sink::event_record(&event, links.first(), None));
         for e in d.close(config.monitor.delivery_grace) {
             eprintln!("exfilmon: {}", e.summary);

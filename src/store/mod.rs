@@ -424,23 +424,28 @@ fn write_egress(
            first_seen = min(first_seen, excluded.first_seen), last_seen = max(last_seen, excluded.last_seen),
            direction = max(direction, excluded.direction), dst_name = coalesce(excluded.dst_name, dst_name)",
     )?;
-    // The rows in key order, which starts with the minute, so inserts append at the end of
-    // the table instead of splitting pages in its middle. (Principals have their ids and gids
-    // already, in arrival order: `None` only looks the id up.)
+    // The rows in key order (the destination as the stored text), so inserts append at the
+    // end of the table instead of splitting pages in its middle. (Principals have their ids and
+    // gids already, in arrival order: `None` only looks the id up.)
+    let mut text = String::with_capacity(rows.len() * 16);
     let mut keyed = Vec::with_capacity(rows.len());
     for row in rows {
-        keyed.push((ids.get(row.principal, None)?, row));
+        let start = text.len();
+        let _ = write!(text, "{}", row.dst.addr);
+        keyed.push((ids.get(row.principal, None)?, start..text.len(), row));
     }
-    keyed.sort_unstable_by_key(|(pid, r)| (r.minute_us, *pid, r.dst.proto, r.dst.addr, r.dst.port));
-    let mut addr = String::with_capacity(48);
-    for (pid, row) in keyed {
-        addr.clear();
-        let _ = write!(addr, "{}", row.dst.addr);
+    keyed.sort_unstable_by(|(pa, ta, a), (pb, tb, b)| {
+        (a.minute_us, pa, a.dst.proto)
+            .cmp(&(b.minute_us, pb, b.dst.proto))
+            .then_with(|| text[ta.clone()].cmp(&text[tb.clone()]))
+            .then(a.dst.port.cmp(&b.dst.port))
+    });
+    for (pid, addr, row) in keyed {
         upsert.execute(params![
             pid,
             row.minute_us,
             row.dst.proto,
-            addr,
+            &text[addr],
             row.dst.port,
             row.packets as i64,
             row.bytes as i64,

@@ -189,6 +189,32 @@ pub enum EventKind {
 }
 
 impl EventKind {
+    /// Every kind, for what must handle them all (the sinks' ECS documents are tested so).
+    pub const ALL: [EventKind; 22] = [
+        EventKind::Started,
+        EventKind::Stopped,
+        EventKind::Reloaded,
+        EventKind::ReloadFailed,
+        EventKind::RulesetMissing,
+        EventKind::RulesetChanged,
+        EventKind::RulesetRestored,
+        EventKind::RulesetUnchecked,
+        EventKind::DatabaseError,
+        EventKind::SinkFailed,
+        EventKind::SinkDropping,
+        EventKind::SinkRecovered,
+        EventKind::SinkUndelivered,
+        EventKind::RunRolledBack,
+        EventKind::RunInterrupted,
+        EventKind::Pruned,
+        EventKind::PruneFailed,
+        EventKind::Blocked,
+        EventKind::Unblocked,
+        EventKind::BlockExpired,
+        EventKind::WouldBlock,
+        EventKind::BlockFailed,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             EventKind::Started => "started",
