@@ -188,7 +188,12 @@ fn block_and_unblock_without_the_ruleset_say_how_to_load_it() {
 
 /// `dig` as `user` to the lab's resolver: the answers, empty when none came (dropped).
 fn dig(lab: &Lab, user: &str, names: &[String]) -> String {
-    let server = format!("@{}", lab.peer);
+    dig_at(lab, &lab.peer, user, names)
+}
+
+/// [`dig`] to the resolver at `server`.
+fn dig_at(lab: &Lab, server: &str, user: &str, names: &[String]) -> String {
+    let server = format!("@{server}");
     let mut args = vec!["ip", "netns", "exec", &lab.inside, "runuser", "-u", user, "--"];
     args.extend(["dig", "+short", "+tries=1", "+time=1", &server]);
     for n in names {
@@ -209,6 +214,7 @@ fn tunnel_names(from: u64, n: u64) -> Vec<String> {
 fn dns_queue_drops_a_detected_tunnels_queries_only_and_fails_open_when_killed() {
     let Some(mut lab) = Lab::new() else { return };
     lab.start_dns();
+    lab.start_local_resolver();
     let outside = lab.outside.clone();
     lab.spawn_in(&outside, &["socat", "-u", "TCP-LISTEN:5000,fork,reuseaddr", "OPEN:/dev/null"], "sink.log");
     lab.wait_listening("t", 5000);
@@ -236,6 +242,11 @@ fn dns_queue_drops_a_detected_tunnels_queries_only_and_fails_open_when_killed() 
     }
     assert!(resolves(&lab, t1, "www.other.test"), "the same user's other lookups resolve");
     assert!(resolves(&lab, t2, &fresh[0]), "another user's queries under the domain resolve");
+    // Through the local resolver the query to 127.0.0.53 is the user's: held too, while the
+    // resolver's own upstream queries (as nobody) and the other user's pass.
+    let local = |user: &str, name: &str| dig_at(&lab, "127.0.0.53", user, &[name.to_string()]).contains(&lab.peer);
+    assert!(!local(t1, &tunnel_names(300, 1)[0]), "held through the local resolver too");
+    assert!(local(t1, "mail.other.test") && local(t2, &tunnel_names(301, 1)[0]));
     let health = report(&db, "health");
     eprintln!("health counters: {}", health[0]["counters"]["response"]);
 
