@@ -149,6 +149,12 @@ fn a_volume_alert_blocks_the_sender_until_unblock_or_expiry_and_spares_others() 
     assert!(out.status.success(), "unblock: {}", stderr(&out));
     assert!(connects(&lab, t1), "unblock restores the user at once");
     assert!(event_for(&db, "unblocked", uid1));
+    // A block set by hand while the monitor runs: its expiry is recorded by the monitor.
+    let out = cli(&lab, &cfg, &db, &["block", t1, "--for", "2s"]);
+    assert!(out.status.success(), "block: {}", stderr(&out));
+    let expired = |db: &Path| events(db, "block_expired").iter().filter(|e| e["details"]["uid"] == uid1).count();
+    wait_for(Duration::from_secs(15), "the expiry of the hand-set block", || expired(&db) == 2);
+    assert!(connects(&lab, t1));
     let out = cli(&lab, &cfg, &db, &["block", "root"]);
     assert!(!out.status.success() && stderr(&out).contains("exempt"), "{}", stderr(&out));
 

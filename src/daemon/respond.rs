@@ -27,6 +27,9 @@ use crate::units::wall_clock_us;
 
 /// Alerts waiting for the respond thread; past this they are not acted on (and logged).
 const QUEUED_ALERTS: usize = 1024;
+/// How often the trail is read for blocks set elsewhere (`exfilmon block`), so that their
+/// expiry is recorded too.
+const LOOK_FOR_BLOCKS: Duration = Duration::from_secs(5);
 
 pub struct Responder {
     alerts: Sender<Alert>,
@@ -109,19 +112,33 @@ struct State {
 
 impl State {
     fn run(mut self, alerts: Receiver<Alert>) {
-        // Blocks an earlier run (or `exfilmon block`) set still end while this one runs.
-        if let Ok(store) = Store::open_read(&self.db) {
-            if let Ok(active) = store.active_blocks(wall_clock_us()) {
-                self.pending.extend(active.iter().filter_map(|b| Some((principal_of(b)?, b.until_us))));
-            }
-        }
+        let mut next_look = std::time::Instant::now();
         loop {
+            // Blocks an earlier run or `exfilmon block` set end while this one runs too.
+            if std::time::Instant::now() >= next_look {
+                next_look = std::time::Instant::now() + LOOK_FOR_BLOCKS;
+                self.adopt();
+            }
             match alerts.recv_timeout(Duration::from_millis(500)) {
                 Ok(alert) => self.alert(&alert),
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => return,
             }
             self.expire(wall_clock_us());
+        }
+    }
+
+    /// Takes on the blocks the trail says are in force that this thread did not set.
+    fn adopt(&mut self) {
+        let Ok(store) = Store::open_read(&self.db) else { return };
+        let Ok(active) = store.active_blocks(wall_clock_us()) else { return };
+        for b in &active {
+            if let Some(who) = principal_of(b) {
+                if !self.pending.contains(&(who, b.until_us)) {
+                    self.pending.retain(|(p, _)| *p != who);
+                    self.pending.push((who, b.until_us));
+                }
+            }
         }
     }
 
