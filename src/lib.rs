@@ -21,6 +21,7 @@ pub mod nft;
 pub mod pipeline;
 pub mod principal;
 pub mod report;
+pub mod respond;
 pub mod rows;
 pub mod session;
 pub mod ship;

@@ -21,6 +21,8 @@ fn main() -> ExitCode {
         Command::GenerateDocs(args) => cli::generate_docs::run(args),
         Command::Prune(args) => cli::prune::run(args),
         Command::Ship(args) => cli::ship::run(args),
+        Command::Block(args) => cli::block::run(args),
+        Command::Unblock(args) => cli::unblock::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

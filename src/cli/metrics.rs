@@ -176,5 +176,7 @@ pub fn exposition(store: &Store, top: usize) -> Result<String> {
 
     o.family("exfilmon_database_size_bytes", "gauge", "The database file and its write-ahead log.");
     o.sample("exfilmon_database_size_bytes", &[], health::database_size(store.path()));
+    o.family("exfilmon_blocks_active", "gauge", "Principals whose egress [response] or exfilmon block holds blocked.");
+    o.sample("exfilmon_blocks_active", &[], store.active_blocks(crate::units::wall_clock_us())?.len());
     Ok(o.0)
 }

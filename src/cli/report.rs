@@ -257,6 +257,11 @@ pub fn run(args: &ReportArgs) -> Result<()> {
                 shipping.write(format, &mut out)?;
             }
             if format == Format::Table {
+                let blocks = report::health::blocks(db.local()?)?;
+                if !blocks.rows.is_empty() {
+                    writeln!(out)?;
+                    blocks.write(format, &mut out)?;
+                }
                 writeln!(out)?;
                 report::events::events(&db, &filter, Some(RECENT_EVENTS))?.write(format, &mut out)?;
             }

@@ -112,6 +112,16 @@ pub fn runs(store: &Store, f: &Filter) -> Result<Vec<Run>, StoreError> {
 pub fn health(store: &Store, f: &Filter) -> Result<Table, StoreError> {
     let now = wall_clock_us();
     let db_bytes = database_size(store.path());
+    let active: Vec<serde_json::Value> = store
+        .active_blocks(now)?
+        .into_iter()
+        .map(|b| {
+            serde_json::json!({
+                "principal": b.principal, "uid": b.uid, "host": b.host, "since": crate::units::rfc3339(b.since_us),
+                "until": crate::units::rfc3339(b.until_us), "reason": b.reason,
+            })
+        })
+        .collect();
     let mut rows: Vec<Vec<Cell>> = runs(store, f)?
         .into_iter()
         .map(|h| {
@@ -134,6 +144,7 @@ pub fn health(store: &Store, f: &Filter) -> Result<Table, StoreError> {
                 Cell::Bytes(h.rcvbuf),
                 Cell::Bytes(db_bytes),
                 Cell::Json(h.counters),
+                Cell::Json(serde_json::Value::Array(active.clone())),
             ]
         })
         .collect();
@@ -146,7 +157,7 @@ pub fn health(store: &Store, f: &Filter) -> Result<Table, StoreError> {
         } else {
             (Cell::Null, Cell::Null)
         };
-        let mut row = vec![Cell::Null; 18];
+        let mut row = vec![Cell::Null; 19];
         row[0] = Cell::Int(u.id);
         row[1] = Cell::Text(state.into());
         row[2] = Cell::opt_int(u.pid);
@@ -178,6 +189,8 @@ pub fn health(store: &Store, f: &Filter) -> Result<Table, StoreError> {
             hidden("rcvbuf"),
             hidden("db_bytes"),
             hidden("counters"),
+            // The same on every row: blocks belong to the host, not to a run.
+            hidden("blocks"),
         ],
         rows,
     })
@@ -247,6 +260,20 @@ pub fn shipping(store: &Store) -> Result<Table, StoreError> {
             hidden("tried_at"),
             col("last_error"),
         ],
+        rows,
+    })
+}
+
+/// Blocks in force ([response], `exfilmon block`), for people: who, since, until, why.
+pub fn blocks(store: &Store) -> Result<Table, StoreError> {
+    let rows = store
+        .active_blocks(wall_clock_us())?
+        .into_iter()
+        .map(|b| vec![Cell::Text(b.principal), Cell::Time(b.since_us), Cell::Time(b.until_us), Cell::Escaped(b.reason)])
+        .collect();
+    Ok(Table {
+        title: "Active blocks (exfilmon unblock USER|UID|ADDRESS lifts one)".into(),
+        columns: vec![col("principal"), col("since"), col("until"), col("reason")],
         rows,
     })
 }

@@ -53,14 +53,33 @@ pub enum JsonlFormat {
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum SinkKind {
-    Jsonl { path: PathBuf, format: JsonlFormat },
-    Syslog { target: SyslogTarget, facility: u8, app_name: String, heartbeat: Option<Duration> },
-    Exec { program: PathBuf, args: Vec<String> },
-    Email { sendmail: PathBuf, to: Vec<String>, from: Option<String> },
+    Jsonl {
+        path: PathBuf,
+        format: JsonlFormat,
+    },
+    Syslog {
+        target: SyslogTarget,
+        facility: u8,
+        app_name: String,
+        heartbeat: Option<Duration>,
+    },
+    Exec {
+        program: PathBuf,
+        args: Vec<String>,
+    },
+    Email {
+        sendmail: PathBuf,
+        to: Vec<String>,
+        from: Option<String>,
+    },
     /// The fleet store (`src/ship`): not a queue of records but a reader of the local
     /// database, which is its spool. The password is never in `url`: it comes from
     /// `password_file`, else `$PGPASSWORD`. `retain`: day partitions older are dropped.
-    Postgres { url: String, password_file: Option<PathBuf>, retain: Option<Duration> },
+    Postgres {
+        url: String,
+        password_file: Option<PathBuf>,
+        retain: Option<Duration>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]

@@ -7,6 +7,7 @@
 //! kept when the last connection closes, so the database's group can read it with no writer
 //! running ([`keep_wal_files`]).
 
+mod blocks;
 mod digest;
 mod files;
 mod health;
@@ -33,6 +34,7 @@ use crate::principal::{Dst, Principal};
 use crate::rows::{DnsRow, EgressRow};
 use crate::source::audit::FileRead;
 
+pub use blocks::ActiveBlock;
 pub use migrate::SCHEMA_VERSION;
 pub use prune::{Pruned, RetentionConfig};
 pub use runs::{CaptureRecord, Committed, Duplicate, Run, RunEnd, RunMode};

@@ -189,6 +189,21 @@ pub fn query_i64(db: impl AsRef<Path>, sql: &str) -> i64 {
     conn.query_row(sql, [], |r| r.get::<_, Option<i64>>(0)).unwrap().unwrap_or(0)
 }
 
+/// A name a DNS tunnel would send: 40 pseudo-random base32 characters (seeded by `i`) under
+/// `tun.example.test`, which the lab's resolver answers.
+pub fn tunnel_name(i: u64) -> String {
+    let mut x = (i + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    let label: String = (0..40)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            b"abcdefghijklmnopqrstuvwxyz234567"[(x % 32) as usize] as char
+        })
+        .collect();
+    format!("{label}.tun.example.test")
+}
+
 /// A test that cannot run here (no root, a tool missing) skips with the reason printed; under
 /// CI=true, where everything must run, the skip is a failure.
 pub fn skip(reason: &str) {
