@@ -21,6 +21,8 @@
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# shellcheck source=benches/lib.sh
+. "$REPO/benches/lib.sh"
 PROFILE="${PROFILE:-release}"
 QUERIES="${QUERIES:-5000}"
 SECS="${SECS:-5}"
@@ -61,17 +63,7 @@ else
 	BIN="$target/debug/exfilmon"
 fi
 
-ip netns add "$NS_IN"
-ip netns add "$NS_OUT"
-ip link add "xdqi$$" netns "$NS_IN" type veth peer name "xdqo$$" netns "$NS_OUT"
-for ns in "$NS_IN" "$NS_OUT"; do
-	ip -n "$ns" link set lo up
-	ip netns exec "$ns" sysctl -qw net.ipv6.conf.all.disable_ipv6=1
-done
-ip -n "$NS_IN" addr add 10.77.252.2/24 dev "xdqi$$"
-ip -n "$NS_OUT" addr add "$PEER/24" dev "xdqo$$"
-ip -n "$NS_IN" link set "xdqi$$" up
-ip -n "$NS_OUT" link set "xdqo$$" up
+veth_pair xdq
 IN=(ip netns exec "$NS_IN")
 
 ip netns exec "$NS_OUT" dnsmasq --keep-in-foreground --conf-file=/dev/null --no-resolv --no-hosts \

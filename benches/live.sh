@@ -28,6 +28,8 @@
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# shellcheck source=benches/lib.sh
+. "$REPO/benches/lib.sh"
 SECS="${1:-10}"
 shift || true
 RATES=("$@")
@@ -70,17 +72,7 @@ log "building"
 gcc -O2 -Wall -o "$TMP/udpflood" "$REPO/benches/udpflood.c"
 
 log "namespaces $NS_IN / $NS_OUT"
-ip netns add "$NS_IN"
-ip netns add "$NS_OUT"
-ip link add "xmbi$$" netns "$NS_IN" type veth peer name "xmbo$$" netns "$NS_OUT"
-for ns in "$NS_IN" "$NS_OUT"; do
-	ip -n "$ns" link set lo up
-	ip netns exec "$ns" sysctl -qw net.ipv6.conf.all.disable_ipv6=1
-done
-ip -n "$NS_IN" addr add 10.77.250.2/24 dev "xmbi$$"
-ip -n "$NS_OUT" addr add "$PEER/24" dev "xmbo$$"
-ip -n "$NS_IN" link set "xmbi$$" up
-ip -n "$NS_OUT" link set "xmbo$$" up
+veth_pair xmb
 # The receiver drops the flood quietly (no ICMP port-unreachable storm back).
 ip netns exec "$NS_OUT" nft -f - <<-EOF
 	table inet sink {
