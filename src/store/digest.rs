@@ -42,37 +42,32 @@ pub(super) struct LiveDigests {
 #[derive(Default)]
 pub(super) struct Written {
     minutes: BTreeMap<i64, Option<EgressDigest>>,
-}
-
-/// One egress row as the table holds it, in the key order `write_egress` inserts in.
-pub(super) struct RowKey<'a> {
-    pub minute: i64,
-    pub principal_id: i64,
-    pub values: [ValueRef<'a>; 9],
+    /// The minute of the batch's rows so far.
+    current: Option<i64>,
 }
 
 impl Written {
-    /// The rows of one batch, in key order.
-    pub fn add<'a>(&mut self, rows: impl Iterator<Item = RowKey<'a>>) {
-        let mut seen_now: Option<i64> = None;
-        let mut prev: Option<(i64, i64, [ValueRef<'a>; 9])> = None;
-        for row in rows {
-            if seen_now != Some(row.minute) {
-                seen_now = Some(row.minute);
-                let first_time = !self.minutes.contains_key(&row.minute);
-                self.minutes.insert(row.minute, first_time.then(EgressDigest::default));
-            }
-            let key = |(m, p, v): &(i64, i64, [ValueRef<'a>; 9])| (*m, *p, v[2], v[3], v[4]);
-            let this = (row.minute, row.principal_id, row.values);
-            let merged = prev.as_ref().is_some_and(|p| key(p) == key(&this));
-            let slot = self.minutes.get_mut(&row.minute).expect("inserted above");
-            if merged {
-                *slot = None;
-            }
-            if let Some(d) = slot {
-                d.add(&row.values);
-            }
-            prev = Some(this);
+    /// A batch begins; its rows follow in key order.
+    pub fn begin(&mut self) {
+        self.current = None;
+    }
+
+    /// One row of the batch, as the table holds it (uid, host, proto, dst, dport, packets,
+    /// bytes, first_seen, last_seen); `merged`: it has the key of the row before it, so the
+    /// table holds their sum.
+    pub fn row(&mut self, minute: i64, merged: bool, values: &[ValueRef<'_>; 9]) {
+        if self.current != Some(minute) {
+            self.current = Some(minute);
+            // A minute an earlier batch wrote too: its rows may have merged with these.
+            let first_time = !self.minutes.contains_key(&minute);
+            self.minutes.insert(minute, first_time.then(EgressDigest::default));
+        }
+        let slot = self.minutes.get_mut(&minute).expect("inserted above");
+        if merged {
+            *slot = None;
+        }
+        if let Some(d) = slot {
+            d.add(values);
         }
     }
 

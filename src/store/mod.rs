@@ -432,77 +432,103 @@ fn write_egress(
            first_seen = min(first_seen, excluded.first_seen), last_seen = max(last_seen, excluded.last_seen),
            direction = max(direction, excluded.direction), dst_name = coalesce(excluded.dst_name, dst_name)",
     )?;
-    // The rows in key order (the destination as the stored text), so inserts append at the
-    // end of the table instead of splitting pages in its middle. (Principals have their ids and
-    // gids already, in arrival order: `None` only looks the id up.)
-    let mut keyed = Vec::with_capacity(rows.len());
-    for row in rows {
-        keyed.push((RowOrder::of(ids.get(row.principal, None)?, row), row));
-    }
-    keyed.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-    if let Some(written) = written {
-        let hosts: Vec<Option<String>> = keyed.iter().map(|(_, r)| r.principal.host().map(|h| h.to_string())).collect();
-        written.add(keyed.iter().zip(&hosts).map(|((key, r), host)| digest::RowKey {
-            minute: r.minute_us,
-            principal_id: key.pid,
-            values: [
-                r.principal.uid().map_or(ValueRef::Null, |u| ValueRef::Integer(i64::from(u))),
-                host.as_deref().map_or(ValueRef::Null, |h| ValueRef::Text(h.as_bytes())),
-                ValueRef::Integer(i64::from(r.dst.proto)),
-                ValueRef::Text(key.dst()),
-                ValueRef::Integer(i64::from(r.dst.port)),
-                ValueRef::Integer(r.packets as i64),
-                ValueRef::Integer(r.bytes as i64),
-                ValueRef::Integer(r.first_us),
-                ValueRef::Integer(r.last_us),
-            ],
-        }));
-    }
-    for (key, row) in keyed {
-        let dst = std::str::from_utf8(key.dst()).unwrap_or_default();
-        upsert.execute(params![
-            key.pid,
-            row.minute_us,
-            row.dst.proto,
-            dst,
-            row.dst.port,
-            row.packets as i64,
-            row.bytes as i64,
-            row.first_us,
-            row.last_us,
-            run_id,
-            row.direction.code(),
-            row.dst_name.as_deref()
-        ])?;
+    // A batch is written in chunks of at most SORT_CHUNK rows, so the sort keys of a flood's
+    // batch stay small (a minute split across chunks is digested by reading it back).
+    let mut written = written;
+    for rows in rows.chunks(SORT_CHUNK) {
+        // The rows in key order (the destination as the stored text), so inserts append at the
+        // end of the table instead of splitting pages in its middle. (Principals have their ids and
+        // gids already, in arrival order: `None` only looks the id up.)
+        let mut keyed = Vec::with_capacity(rows.len());
+        for (i, row) in (0..).zip(rows) {
+            keyed.push(RowOrder::of(ids.get(row.principal, None)?, row, i));
+        }
+        keyed.sort_unstable();
+        if let Some(written) = written.as_deref_mut() {
+            written.begin();
+            let mut host = String::new();
+            for (i, key) in keyed.iter().enumerate() {
+                let r = &rows[key.row as usize];
+                host.clear();
+                if let Some(h) = r.principal.host() {
+                    let _ = std::fmt::Write::write_fmt(&mut host, format_args!("{h}"));
+                }
+                let merged = i > 0 && keyed[i - 1].same_key(key);
+                written.row(
+                    r.minute_us,
+                    merged,
+                    &[
+                        r.principal.uid().map_or(ValueRef::Null, |u| ValueRef::Integer(i64::from(u))),
+                        if host.is_empty() { ValueRef::Null } else { ValueRef::Text(host.as_bytes()) },
+                        ValueRef::Integer(i64::from(r.dst.proto)),
+                        ValueRef::Text(key.dst()),
+                        ValueRef::Integer(i64::from(r.dst.port)),
+                        ValueRef::Integer(r.packets as i64),
+                        ValueRef::Integer(r.bytes as i64),
+                        ValueRef::Integer(r.first_us),
+                        ValueRef::Integer(r.last_us),
+                    ],
+                );
+            }
+        }
+        for key in &keyed {
+            let row = &rows[key.row as usize];
+            let dst = std::str::from_utf8(key.dst()).unwrap_or_default();
+            upsert.execute(params![
+                key.pid,
+                row.minute_us,
+                row.dst.proto,
+                dst,
+                row.dst.port,
+                row.packets as i64,
+                row.bytes as i64,
+                row.first_us,
+                row.last_us,
+                run_id,
+                row.direction.code(),
+                row.dst_name.as_deref()
+            ])?;
+        }
     }
     Ok(())
 }
 
+/// Egress rows sorted and written at a time (4 MiB of [`RowOrder`]).
+const SORT_CHUNK: usize = 1 << 16;
+
 /// An egress row's primary key in the order SQLite keeps it: the destination as its text,
 /// zero-padded, which orders as SQLite compares text (bytewise); an array comparison is far
-/// cheaper in a sort than slicing strings.
+/// cheaper in a sort than slicing strings. 64 bytes, the row's index included.
 #[derive(PartialEq, Eq, PartialOrd, Ord)]
 struct RowOrder {
     minute: i64,
     pid: i64,
     proto: u8,
-    /// Room for any address's text (at most 45 bytes).
-    dst: [u8; 48],
+    /// Room for any address's text (at most 39 bytes as Rust writes them).
+    dst: [u8; 40],
     port: u16,
     len: u8,
+    /// Its place in the batch (a batch is far below 4 G rows).
+    row: u32,
 }
 
 impl RowOrder {
-    fn of(pid: i64, row: &EgressRow) -> RowOrder {
-        let mut dst = [0u8; 48];
+    fn of(pid: i64, row: &EgressRow, i: u32) -> RowOrder {
+        let mut dst = [0u8; 40];
         let mut rest = &mut dst[..];
         let _ = std::io::Write::write_fmt(&mut rest, format_args!("{}", row.dst.addr));
-        let len = (48 - rest.len()) as u8;
-        RowOrder { minute: row.minute_us, pid, proto: row.dst.proto, dst, port: row.dst.port, len }
+        let len = (40 - rest.len()) as u8;
+        RowOrder { minute: row.minute_us, pid, proto: row.dst.proto, dst, port: row.dst.port, len, row: i }
     }
 
     fn dst(&self) -> &[u8] {
         &self.dst[..usize::from(self.len)]
+    }
+
+    /// The table's key: rows that share it are stored as one.
+    fn same_key(&self, other: &RowOrder) -> bool {
+        (self.minute, self.pid, self.proto, self.dst, self.port)
+            == (other.minute, other.pid, other.proto, other.dst, other.port)
     }
 }
 
