@@ -74,13 +74,19 @@ fn central_counts(pg: &Postgres) -> String {
     )
 }
 
+/// web-01 replays the scp sample, db-02 the hostile names (a volume alert, DNS tunnels).
+fn two_hosts(pg: &Postgres) -> (Host, Host) {
+    let web = Host::new(pg, "web-01");
+    let db = Host::new(pg, "db-02");
+    web.replay(&fixture("nflog-sample.pcap"));
+    db.replay(&fixture("hostile-html.pcap"));
+    (web, db)
+}
+
 #[test]
 fn two_observers_ship_into_one_store_and_its_totals_are_the_sum_of_theirs() {
     let Some(pg) = Postgres::start() else { return };
-    let web = Host::new(&pg, "web-01");
-    let db = Host::new(&pg, "db-02");
-    web.replay(&fixture("nflog-sample.pcap"));
-    db.replay(&fixture("hostile-html.pcap"));
+    let (web, db) = two_hosts(&pg);
 
     let local: i64 = bytes_of(&report(&web.db, "users")) + bytes_of(&report(&db.db, "users"));
     assert!(local > 0);
@@ -365,4 +371,69 @@ fn hosts_shipping_at_once_into_a_fresh_server_all_arrive() {
     let local: i64 = hosts.iter().map(|h| bytes_of(&report(&h.db, "users"))).sum();
     assert_eq!(bytes_of(&hosts[0].central(&pg, "users", &[])), local);
     assert_eq!(pg.query_i64("SELECT count(*) FROM exfilmon_schema"), 1);
+}
+
+/// Every open tag closed in order (void elements and `<.../>` aside): text is escaped, so a
+/// `<` in the page starts a tag.
+fn well_formed(html: &str) -> Result<(), String> {
+    const VOID: &[&str] = &["!doctype", "meta", "br", "hr", "img", "input", "link"];
+    let mut open: Vec<String> = Vec::new();
+    for tag in html.split('<').skip(1) {
+        let tag = tag.split('>').next().unwrap_or_default();
+        let name = tag.trim_start_matches('/').split([' ', '/']).next().unwrap_or_default().to_lowercase();
+        if VOID.contains(&name.as_str()) || tag.ends_with('/') {
+            continue;
+        }
+        if tag.starts_with('/') {
+            match open.pop() {
+                Some(o) if o == name => {}
+                other => return Err(format!("</{name}> closes {other:?}")),
+            }
+        } else {
+            open.push(name);
+        }
+    }
+    if open.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("left open: {open:?}"))
+    }
+}
+
+/// `report html` and `report timeline` on the fleet store: both hosts' senders, each labelled
+/// with its host; `--observer` keeps one.
+#[test]
+fn html_and_timeline_read_the_fleet_store() {
+    let Some(pg) = Postgres::start() else { return };
+    let (web, db) = two_hosts(&pg);
+    let config = web.config.to_str().unwrap();
+
+    let page = web.scratch.path("fleet.html");
+    run_ok(&["report", "html", "--db", &pg.url(), "--config", config, "--output", page.to_str().unwrap()]);
+    let html = std::fs::read_to_string(&page).unwrap();
+    assert!(html.starts_with("<!DOCTYPE html>") && html.ends_with("</html>\n"));
+    well_formed(&html).unwrap();
+    assert!(html.contains("web-01: ") && html.contains("db-02: "), "both hosts' senders");
+    for link in html.split("href=\"#").skip(1) {
+        let id = link.split('"').next().unwrap();
+        assert!(html.contains(&format!("id=\"{id}\"")), "link to #{id} has no target");
+    }
+    // The hostile names stay escaped, and the host list replaces the runs.
+    assert!(!html.contains("<img src=x") && html.contains("&lt;img src=x onerror=alert(1)&gt;.example"));
+    assert!(html.contains("<h3>Each host's last round</h3>"), "the hosts' rounds in the health section");
+    let one = stdout(&run_ok(&["report", "html", "--db", &pg.url(), "--config", config, "--observer", "db-02"]));
+    assert!(one.contains("db-02: ") && !one.contains("web-01: "));
+
+    // The timeline's numbers: rows of both hosts, adding up to their egress.
+    let rows = web.central(&pg, "timeline", &["--width", "200"]);
+    let rows = rows.as_array().unwrap();
+    let hosts: std::collections::BTreeSet<&str> = rows.iter().filter_map(|r| r["observer"].as_str()).collect();
+    assert_eq!(hosts.into_iter().collect::<Vec<_>>(), ["db-02", "web-01"], "{rows:#?}");
+    let bytes: i64 = rows.iter().map(|r| r["bytes"].as_i64().unwrap()).sum();
+    assert_eq!(bytes, bytes_of(&report(&web.db, "users")) + bytes_of(&report(&db.db, "users")));
+    assert!(rows.iter().all(|r| r["sender"].as_str().unwrap().starts_with(r["observer"].as_str().unwrap_or(""))));
+    let text = stdout(&run_ok(&["report", "timeline", "--db", &pg.url(), "--config", config, "--width", "120"]));
+    assert!(text.contains("web-01: ") && text.contains("db-02: "), "{text}");
+    let only = web.central(&pg, "timeline", &["--observer", "web-01"]);
+    assert!(only.as_array().unwrap().iter().all(|r| r["observer"] == "web-01" || r["observer"].is_null()));
 }

@@ -28,9 +28,10 @@ CSV carry uid and user both. An option that means nothing for the report asked f
 `html` writes one page that loads nothing (open it offline); times in it are UTC.
 
 --db postgresql://USER@HOST:PORT/DB reads the fleet store every host ships into (docs/fleet.md):
-summary, alerts, users, destinations, dns, events, and health (each host's last round); rows
-carry their host (observer; HOST in tables), --observer NAME keeps one host's. The password is
-the config's postgres sink's of that URL, else $PGPASSWORD.
+summary, alerts, users, destinations, dns, events, html, timeline, and health (each host's last
+round); rows carry their host (observer; HOST in tables; senders in html and timeline are named
+HOST: USER), --observer NAME keeps one host's. The password is the config's postgres sink's of
+that URL, else $PGPASSWORD.
 
 Examples:
   exfilmon report alerts -S \"yesterday 14:00\" -p high     high alerts since yesterday 14:00
@@ -276,7 +277,7 @@ pub fn run(args: &ReportArgs) -> Result<()> {
             .write(format, &mut out)?,
         What::Html(a) => {
             let page = report::html::Page { generated_on: crate::sink::hostname(), now_us: now.timestamp_micros() };
-            let text = report::html::html(db.local()?, &filter, &mut names, &page)?;
+            let text = report::html::html(&db, &filter, &mut names, &page).map_err(plain)?;
             match &a.output {
                 Some(path) => std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))?,
                 None if out.is_terminal() => {
@@ -287,7 +288,8 @@ pub fn run(args: &ReportArgs) -> Result<()> {
         }
         What::Timeline(a) => {
             let width = a.width.map(usize::from).unwrap_or_else(terminal_width);
-            let t = report::timeline::timeline(db.local()?, &filter, &mut names, width, a.top, now.timestamp_micros())?;
+            let t = report::timeline::timeline(&db, &filter, &mut names, width, a.top, now.timestamp_micros())
+                .map_err(plain)?;
             match format {
                 Format::Table => {
                     let color = report::timeline::use_color(out.is_terminal(), std::env::var_os("NO_COLOR").as_deref());
