@@ -28,7 +28,7 @@ CSV carry uid and user both. An option that means nothing for the report asked f
 `html` writes one page that loads nothing (open it offline); times in it are UTC.
 
 --db postgresql://USER@HOST:PORT/DB reads the fleet store every host ships into (docs/fleet.md):
-summary, alerts, users, destinations, dns, events, html, timeline, and health (each host's last
+summary, alerts, users, destinations, dns, events, files, html, timeline, and health (each host's last
 round); rows carry their host (observer; HOST in tables; senders in html and timeline are named
 HOST: USER), --observer NAME keeps one host's. The password is the config's postgres sink's of
 that URL, else $PGPASSWORD.
@@ -273,8 +273,10 @@ pub fn run(args: &ReportArgs) -> Result<()> {
                 report::dns::dns(&db, &filter, &mut names, a.top, w)
             })?
         }
-        What::Files => sel(report::files::files(db.local()?, &filter, &mut names, config.sensitive.window)?)?
-            .write(format, &mut out)?,
+        What::Files => {
+            let t = report::files::files(&db, &filter, &mut names, config.sensitive.window).map_err(plain)?;
+            sel(t)?.write(format, &mut out)?
+        }
         What::Html(a) => {
             let page = report::html::Page { generated_on: crate::sink::hostname(), now_us: now.timestamp_micros() };
             let text = report::html::html(&db, &filter, &mut names, &page).map_err(plain)?;

@@ -87,7 +87,7 @@ pub fn check(what: &What, o: &ReportOpts) -> Result<()> {
         (
             "--observer",
             o.observer.is_some(),
-            &["summary", "alerts", "users", "destinations", "dns", "events", "health", "html", "timeline"],
+            &["summary", "alerts", "users", "destinations", "dns", "events", "health", "html", "timeline", "files"],
         ),
         (
             "--uid/--user",

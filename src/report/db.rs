@@ -7,7 +7,9 @@
 //! - `{alerts}`: alerts with the same six;
 //! - `{dns}`: DNS rows with the same six; `{dns_sample}` a sample name of the row `r` of a
 //!   query (NULL centrally: samples stay on the host);
-//! - `{events}`: monitor events with `observer`.
+//! - `{events}`: monitor events with `observer`;
+//! - `{file_reads}`: sensitive-file reads with `observer` and `user_name` (the reader's name
+//!   as the observer resolved it; NULL locally).
 //!
 //! Locally they are subqueries joining `principals`, leaving out replays not committed, with
 //! the configured observer as a constant; centrally they are the tables themselves (only
@@ -37,6 +39,7 @@ const CENTRAL: &[(&str, &str)] = &[
     ("{dns}", "dns"),
     ("{dns_sample}", "CAST(NULL AS TEXT)"),
     ("{events}", "events"),
+    ("{file_reads}", "file_reads"),
 ];
 
 /// A query parameter.
@@ -123,6 +126,13 @@ impl Db<'_> {
                         ),
                     ),
                     ("{events}", format!("(SELECT e.*, {observer} AS observer FROM events e)")),
+                    (
+                        "{file_reads}",
+                        format!(
+                            "(SELECT f.*, {observer} AS observer, NULL AS user_name FROM file_reads f
+                              WHERE f.{not_uncounted})"
+                        ),
+                    ),
                 ];
                 numbered(shapes.iter().fold(sql.to_owned(), |sql, (shape, text)| sql.replace(shape, text)))
             }
