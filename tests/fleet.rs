@@ -165,6 +165,20 @@ fn an_outage_loses_nothing_and_shipping_twice_changes_nothing() {
     assert!(!o.status.success(), "ship with the server down must fail");
     let health = stdout(&run_ok(&host.args(&["report", "health"])));
     assert!(health.contains("BACKLOG") && health.contains("Connection refused"), "{health}");
+    // Scripts read the runs from `report health --format json` as before, the shipping state
+    // from `--shipping`.
+    let runs = report_with(&host.db, "health", &["--config", host.config.to_str().unwrap()]);
+    assert!(runs.as_array().unwrap().iter().all(|r| r["run"].is_i64()), "{runs:#}");
+    let shipping = |host: &Host| -> Value {
+        report_with(&host.db, "health", &["--shipping", "--config", host.config.to_str().unwrap()])
+    };
+    let down = shipping(&host);
+    let target = format!("postgres:{}", pg.url());
+    assert_eq!(down.as_array().unwrap().len(), 1, "{down:#}");
+    assert_eq!(down[0]["target"], target.as_str());
+    assert!(down[0]["backlog"].as_i64() > Some(0), "{down:#}");
+    assert!(down[0]["last_error"].as_str().unwrap().contains("Connection refused"), "{down:#}");
+    assert!(down[0]["shipped_at"].is_string() && down[0]["tried_at"].is_string(), "{down:#}");
     let metrics = stdout(&run_ok(&host.args(&["metrics"])));
     assert!(metrics.contains("exfilmon_ship_failing{target=\"postgres:postgresql://"), "{metrics}");
 
@@ -173,6 +187,9 @@ fn an_outage_loses_nothing_and_shipping_twice_changes_nothing() {
     let o = host.ship();
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(stdout(&o).contains("backlog 0"), "{}", stdout(&o));
+    let up = shipping(&host);
+    assert_eq!((up[0]["backlog"].as_i64(), up[0]["last_error"].is_null()), (Some(0), true), "{up:#}");
+    assert!(up[0]["shipped_through"].as_i64() > down[0]["shipped_through"].as_i64(), "{up:#}");
     let metrics = stdout(&run_ok(&host.args(&["metrics"])));
     let target = format!("{{target=\"postgres:{}\"}}", pg.url());
     assert!(metrics.contains(&format!("exfilmon_ship_backlog{target} 0\n")), "{metrics}");

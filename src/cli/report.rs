@@ -104,7 +104,8 @@ pub enum What {
     /// Egress per destination address and port.
     Destinations,
     /// The live monitor: running or not, uptime, packets received and lost, queue depth.
-    Health,
+    /// --format json gives the list of runs; --shipping the fleet store's shipping state.
+    Health(HealthArgs),
     /// DNS per user: the registered domains with the most unique names and name bytes, with
     /// suspicious ones (encoded-looking names, tunnel alerts) marked.
     Dns(DnsArgs),
@@ -121,6 +122,14 @@ pub enum What {
     /// Egress over time in the terminal: a sparkline per sender (its total beside it), marks
     /// under the columns where it raised alerts. --format json|csv gives the numbers instead.
     Timeline(TimelineArgs),
+}
+
+#[derive(Debug, Args, Clone, Copy)]
+pub struct HealthArgs {
+    /// Only where each postgres sink stands: trail position shipped through, backlog, last
+    /// round that reached the server, last error (in JSON: an array of those, one per target).
+    #[arg(long)]
+    pub shipping: bool,
 }
 
 #[derive(Debug, Args, Clone)]
@@ -247,11 +256,13 @@ pub fn run(args: &ReportArgs) -> Result<()> {
                 report::destinations(&db, &filter, None, w)
             })?
         }
-        What::Health if db.central() => sel(report::health::fleet(&db, &filter)?)?.write(format, &mut out)?,
-        What::Health => {
+        What::Health(h) if h.shipping => sel(report::health::shipping(db.local()?)?)?.write(format, &mut out)?,
+        What::Health(_) if db.central() => sel(report::health::fleet(&db, &filter)?)?.write(format, &mut out)?,
+        What::Health(_) => {
             sel(report::health::health(db.local()?, &filter)?)?.write(format, &mut out)?;
             // People also get the shipping state and the latest events; programs ask `report
-            // events`, and `report health --format csv` ends with the shipping table.
+            // events` and `report health --shipping`, and `report health --format csv` ends with
+            // the shipping table (the JSON stays the list of runs, which scripts read).
             let shipping = report::health::shipping(db.local()?)?;
             if format != Format::Json && !shipping.rows.is_empty() {
                 writeln!(out)?;

@@ -71,7 +71,7 @@ pub fn name(what: &What) -> &'static str {
         What::Alerts => "alerts",
         What::Users => "users",
         What::Destinations => "destinations",
-        What::Health => "health",
+        What::Health(_) => "health",
         What::Dns(_) => "dns",
         What::Files => "files",
         What::Events => "events",
