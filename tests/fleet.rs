@@ -117,24 +117,27 @@ fn two_observers_ship_into_one_store_and_its_totals_are_the_sum_of_theirs() {
     assert!(table.starts_with("Egress by user") && table.contains("HOST"), "{table}");
     assert!(table.contains("web-01") && table.contains("db-02"), "{table}");
 
-    // DNS reads the fleet store too, each row with its host, its user named as on the host.
+    // DNS reads the fleet store too, each row with its host, its user named as on the host,
+    // and its sample name.
     let rows = web.central(&pg, "dns", &[]);
     let hosts: std::collections::BTreeSet<&str> =
         rows.as_array().unwrap().iter().map(|r| r["observer"].as_str().unwrap()).collect();
     assert_eq!(hosts.into_iter().collect::<Vec<_>>(), ["db-02", "web-01"], "{rows:#}");
     let local_dns = report_with(&web.db, "dns", &["--config", web.config.to_str().unwrap()]);
-    let mine = |rows: &Value| -> Vec<(Value, Value, Value)> {
+    let mine = |rows: &Value| -> Vec<(Value, Value, Value, Value)> {
         let mut v: Vec<_> = rows
             .as_array()
             .unwrap()
             .iter()
             .filter(|r| r["observer"] == "web-01")
-            .map(|r| (r["domain"].clone(), r["unique"].clone(), r["user"].clone()))
+            .map(|r| (r["domain"].clone(), r["unique"].clone(), r["user"].clone(), r["sample"].clone()))
             .collect();
         v.sort_by_key(|t| t.0.to_string());
         v
     };
     assert_eq!(mine(&rows), mine(&local_dns));
+    // Sample names ship too: every row of the fleet store's DNS report has one, as on the hosts.
+    assert!(rows.as_array().unwrap().iter().all(|r| r["sample"].is_string()), "{rows:#}");
     assert!(web.central(&pg, "events", &[]).as_array().unwrap().iter().all(|e| e["observer"].is_string()));
     // Health on the fleet store: each host's last round.
     let rounds = web.central(&pg, "health", &[]);

@@ -17,10 +17,11 @@
 //! What is shipped follows the trail: a batch is a range of trail positions, and each digest
 //! in it (one run's egress rows of one minute, chained when the minute is final: at a
 //! replay's commit, or two minutes after it for the live monitor) brings that minute's
-//! egress rows, and that run's DNS rows and file reads up to that minute. So only what counts locally is
-//! shipped (a replay not committed has no digests), and a minute goes out once it is final.
-//! Limits: rows written before digests existed (schema 6) are not shipped, nor DNS rows of a
-//! run's minutes after its last egress minute, nor file reads of those.
+//! egress rows, and that run's DNS rows, their sample names and file reads up to that minute.
+//! So only what counts locally is shipped (a replay not committed has no digests), and a
+//! minute goes out once it is final. Limits: rows written before digests existed (schema 6)
+//! are not shipped, nor the DNS rows, samples and file reads of a run's minutes after its
+//! last egress minute.
 //!
 //! Rows travel by `COPY` into temporary tables, then one `INSERT ... SELECT ... ON CONFLICT`
 //! per table in one transaction. Tables are partitioned by day; a shipper makes the day
@@ -310,7 +311,23 @@ const TRAIL: &[Part] = &[
                       OR (d.run_id, d.minute) IN (SELECT run_id, minute FROM digests WHERE seq > ?1 AND seq <= ?2))"
         ),
     },
-    // File reads go as DNS rows do (a read shipped again is left alone).
+    // Sample names and file reads go as DNS rows do (shipped again, they are left alone).
+    Part {
+        table: "dns_samples",
+        who: Who::Principal,
+        columns: "minute, domain, name, run_id",
+        key: "observer, minute, principal, domain, name, run_id",
+        time: "minute",
+        update: "",
+        local: concat!(
+            digested!(),
+            "SELECT p.uid, p.gid, p.host, s.minute, s.domain, s.name, s.run_id
+                FROM dns_samples s JOIN now ON now.run_id = s.run_id LEFT JOIN before ON before.run_id = s.run_id
+                JOIN principals p ON p.id = s.principal_id
+                WHERE s.minute <= now.upto AND (before.done IS NULL OR s.minute > before.done
+                      OR (s.run_id, s.minute) IN (SELECT run_id, minute FROM digests WHERE seq > ?1 AND seq <= ?2))"
+        ),
+    },
     Part {
         table: "file_reads",
         who: Who::Reader,
@@ -611,7 +628,8 @@ impl Shipper {
             .query(
                 "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
                  JOIN pg_class p ON p.oid = i.inhparent
-                 WHERE p.relname IN ('egress', 'dns', 'alerts', 'events', 'digests', 'checkpoints', 'file_reads')",
+                 WHERE p.relname IN ('egress', 'dns', 'alerts', 'events', 'digests', 'checkpoints', 'file_reads',
+                                    'dns_samples')",
                 &[],
             )
             .map_err(&server)?;
