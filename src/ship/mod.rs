@@ -237,13 +237,20 @@ impl Who {
     }
 }
 
-/// What a batch `(?1, ?2]` of trail positions digested: per run, the newest minute digested in
-/// it (`now.upto`) and the newest before it (`before.done`), for the rows that go by minute
-/// without a digest of their own (DNS, file reads).
-macro_rules! digested {
-    () => {
-        "WITH now AS (SELECT run_id, max(minute) AS upto FROM digests WHERE seq > ?1 AND seq <= ?2 GROUP BY run_id),
-              before AS (SELECT run_id, max(minute) AS done FROM digests WHERE seq <= ?1 GROUP BY run_id) "
+/// The local query of rows that go by minute without a digest of their own (DNS rows, their
+/// samples, file reads): `$columns` of `$from` (the table as `x`) of each run's minutes up to
+/// the newest it digested in the batch `(?1, ?2]`, after the newest it digested before, and
+/// of any minute digested again.
+macro_rules! by_minute {
+    ($columns:literal, $from:literal, $minute:literal) => {
+        concat!(
+            "WITH now AS (SELECT run_id, max(minute) AS upto FROM digests WHERE seq > ?1 AND seq <= ?2 GROUP BY run_id),
+                  before AS (SELECT run_id, max(minute) AS done FROM digests WHERE seq <= ?1 GROUP BY run_id)
+             SELECT ", $columns, " FROM ", $from, "
+             JOIN now ON now.run_id = x.run_id LEFT JOIN before ON before.run_id = x.run_id
+             WHERE ", $minute, " <= now.upto AND (before.done IS NULL OR ", $minute, " > before.done
+                   OR (x.run_id, ", $minute, ") IN (SELECT run_id, minute FROM digests WHERE seq > ?1 AND seq <= ?2))"
+        )
     };
 }
 
@@ -292,8 +299,8 @@ const TRAIL: &[Part] = &[
                 FROM egress e JOIN principals p ON p.id = e.principal_id
                 WHERE (e.run_id, e.minute) IN (SELECT run_id, minute FROM digests WHERE seq > ?1 AND seq <= ?2)",
     },
-    // A run's DNS rows up to the newest minute it digested in the batch, from the minute
-    // after the newest it digested before (and any minute digested again).
+    // DNS rows, their samples and file reads go by minute (`by_minute!`); a DNS row shipped
+    // again overwrites itself, a sample or a read is left alone.
     Part {
         table: "dns",
         who: Who::Principal,
@@ -301,17 +308,13 @@ const TRAIL: &[Part] = &[
         key: "observer, minute, principal, domain, run_id",
         time: "minute",
         update: "gid, user_name, queries, unique_names, name_bytes, suspicious, flags",
-        local: concat!(
-            digested!(),
-            "SELECT p.uid, p.gid, p.host, d.minute, d.domain, d.queries, d.unique_names, d.name_bytes,
-                       d.suspicious, d.flags, d.run_id
-                FROM dns d JOIN now ON now.run_id = d.run_id LEFT JOIN before ON before.run_id = d.run_id
-                JOIN principals p ON p.id = d.principal_id
-                WHERE d.minute <= now.upto AND (before.done IS NULL OR d.minute > before.done
-                      OR (d.run_id, d.minute) IN (SELECT run_id, minute FROM digests WHERE seq > ?1 AND seq <= ?2))"
+        local: by_minute!(
+            "p.uid, p.gid, p.host, x.minute, x.domain, x.queries, x.unique_names, x.name_bytes, x.suspicious, x.flags,
+             x.run_id",
+            "dns x JOIN principals p ON p.id = x.principal_id",
+            "x.minute"
         ),
     },
-    // Sample names and file reads go as DNS rows do (shipped again, they are left alone).
     Part {
         table: "dns_samples",
         who: Who::Principal,
@@ -319,13 +322,10 @@ const TRAIL: &[Part] = &[
         key: "observer, minute, principal, domain, name, run_id",
         time: "minute",
         update: "",
-        local: concat!(
-            digested!(),
-            "SELECT p.uid, p.gid, p.host, s.minute, s.domain, s.name, s.run_id
-                FROM dns_samples s JOIN now ON now.run_id = s.run_id LEFT JOIN before ON before.run_id = s.run_id
-                JOIN principals p ON p.id = s.principal_id
-                WHERE s.minute <= now.upto AND (before.done IS NULL OR s.minute > before.done
-                      OR (s.run_id, s.minute) IN (SELECT run_id, minute FROM digests WHERE seq > ?1 AND seq <= ?2))"
+        local: by_minute!(
+            "p.uid, p.gid, p.host, x.minute, x.domain, x.name, x.run_id",
+            "dns_samples x JOIN principals p ON p.id = x.principal_id",
+            "x.minute"
         ),
     },
     Part {
@@ -335,15 +335,11 @@ const TRAIL: &[Part] = &[
         key: "observer, ts, serial, path, run_id",
         time: "ts",
         update: "",
-        local: concat!(
-            digested!(),
-            "SELECT coalesce(f.fsuid, f.uid), f.ts, f.serial, f.path, f.uid, f.auid, f.fsuid, f.user, f.pid,
-                       f.exe, f.comm, f.proctitle, f.size, f.run_id
-                FROM file_reads f JOIN now ON now.run_id = f.run_id LEFT JOIN before ON before.run_id = f.run_id
-                WHERE f.ts / 60000000 * 60000000 <= now.upto
-                  AND (before.done IS NULL OR f.ts / 60000000 * 60000000 > before.done
-                       OR (f.run_id, f.ts / 60000000 * 60000000)
-                          IN (SELECT run_id, minute FROM digests WHERE seq > ?1 AND seq <= ?2))"
+        local: by_minute!(
+            "coalesce(x.fsuid, x.uid), x.ts, x.serial, x.path, x.uid, x.auid, x.fsuid, x.user, x.pid, x.exe, x.comm,
+             x.proctitle, x.size, x.run_id",
+            "file_reads x",
+            "x.ts / 60000000 * 60000000"
         ),
     },
 ];
