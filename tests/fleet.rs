@@ -74,13 +74,19 @@ fn central_counts(pg: &Postgres) -> String {
     )
 }
 
+/// web-01 replays the scp sample, db-02 the hostile names (a volume alert, DNS tunnels).
+fn two_hosts(pg: &Postgres) -> (Host, Host) {
+    let web = Host::new(pg, "web-01");
+    let db = Host::new(pg, "db-02");
+    web.replay(&fixture("nflog-sample.pcap"));
+    db.replay(&fixture("hostile-html.pcap"));
+    (web, db)
+}
+
 #[test]
 fn two_observers_ship_into_one_store_and_its_totals_are_the_sum_of_theirs() {
     let Some(pg) = Postgres::start() else { return };
-    let web = Host::new(&pg, "web-01");
-    let db = Host::new(&pg, "db-02");
-    web.replay(&fixture("nflog-sample.pcap"));
-    db.replay(&fixture("hostile-html.pcap"));
+    let (web, db) = two_hosts(&pg);
 
     let local: i64 = bytes_of(&report(&web.db, "users")) + bytes_of(&report(&db.db, "users"));
     assert!(local > 0);
@@ -111,35 +117,33 @@ fn two_observers_ship_into_one_store_and_its_totals_are_the_sum_of_theirs() {
     assert!(table.starts_with("Egress by user") && table.contains("HOST"), "{table}");
     assert!(table.contains("web-01") && table.contains("db-02"), "{table}");
 
-    // DNS reads the fleet store too, each row with its host, its user named as on the host.
+    // DNS reads the fleet store too, each row with its host, its user named as on the host,
+    // and its sample name.
     let rows = web.central(&pg, "dns", &[]);
     let hosts: std::collections::BTreeSet<&str> =
         rows.as_array().unwrap().iter().map(|r| r["observer"].as_str().unwrap()).collect();
     assert_eq!(hosts.into_iter().collect::<Vec<_>>(), ["db-02", "web-01"], "{rows:#}");
     let local_dns = report_with(&web.db, "dns", &["--config", web.config.to_str().unwrap()]);
-    let mine = |rows: &Value| -> Vec<(Value, Value, Value)> {
+    let mine = |rows: &Value| -> Vec<(Value, Value, Value, Value)> {
         let mut v: Vec<_> = rows
             .as_array()
             .unwrap()
             .iter()
             .filter(|r| r["observer"] == "web-01")
-            .map(|r| (r["domain"].clone(), r["unique"].clone(), r["user"].clone()))
+            .map(|r| (r["domain"].clone(), r["unique"].clone(), r["user"].clone(), r["sample"].clone()))
             .collect();
         v.sort_by_key(|t| t.0.to_string());
         v
     };
     assert_eq!(mine(&rows), mine(&local_dns));
+    // Sample names ship too: every row of the fleet store's DNS report has one, as on the hosts.
+    assert!(rows.as_array().unwrap().iter().all(|r| r["sample"].is_string()), "{rows:#}");
     assert!(web.central(&pg, "events", &[]).as_array().unwrap().iter().all(|e| e["observer"].is_string()));
     // Health on the fleet store: each host's last round.
     let rounds = web.central(&pg, "health", &[]);
     let hosts: Vec<&str> = rounds.as_array().unwrap().iter().map(|r| r["observer"].as_str().unwrap()).collect();
     assert_eq!(hosts.len(), 2, "{rounds:#}");
     assert!(rounds.as_array().unwrap().iter().all(|r| r["last_minute"].is_string()), "{rounds:#}");
-    // Reports that read a host's own database say so.
-    let o =
-        bin().args(["report", "files", "--db", &pg.url(), "--config", web.config.to_str().unwrap()]).output().unwrap();
-    assert!(!o.status.success() && stderr(&o).contains("pass --db FILE"), "{}", stderr(&o));
-
     // Partitioned by day, as the server sees it.
     assert!(
         pg.query_i64(
@@ -164,6 +168,20 @@ fn an_outage_loses_nothing_and_shipping_twice_changes_nothing() {
     assert!(!o.status.success(), "ship with the server down must fail");
     let health = stdout(&run_ok(&host.args(&["report", "health"])));
     assert!(health.contains("BACKLOG") && health.contains("Connection refused"), "{health}");
+    // Scripts read the runs from `report health --format json` as before, the shipping state
+    // from `--shipping`.
+    let runs = report_with(&host.db, "health", &["--config", host.config.to_str().unwrap()]);
+    assert!(runs.as_array().unwrap().iter().all(|r| r["run"].is_i64()), "{runs:#}");
+    let shipping = |host: &Host| -> Value {
+        report_with(&host.db, "health", &["--shipping", "--config", host.config.to_str().unwrap()])
+    };
+    let down = shipping(&host);
+    let target = format!("postgres:{}", pg.url());
+    assert_eq!(down.as_array().unwrap().len(), 1, "{down:#}");
+    assert_eq!(down[0]["target"], target.as_str());
+    assert!(down[0]["backlog"].as_i64() > Some(0), "{down:#}");
+    assert!(down[0]["last_error"].as_str().unwrap().contains("Connection refused"), "{down:#}");
+    assert!(down[0]["shipped_at"].is_string() && down[0]["tried_at"].is_string(), "{down:#}");
     let metrics = stdout(&run_ok(&host.args(&["metrics"])));
     assert!(metrics.contains("exfilmon_ship_failing{target=\"postgres:postgresql://"), "{metrics}");
 
@@ -172,6 +190,9 @@ fn an_outage_loses_nothing_and_shipping_twice_changes_nothing() {
     let o = host.ship();
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(stdout(&o).contains("backlog 0"), "{}", stdout(&o));
+    let up = shipping(&host);
+    assert_eq!((up[0]["backlog"].as_i64(), up[0]["last_error"].is_null()), (Some(0), true), "{up:#}");
+    assert!(up[0]["shipped_through"].as_i64() > down[0]["shipped_through"].as_i64(), "{up:#}");
     let metrics = stdout(&run_ok(&host.args(&["metrics"])));
     let target = format!("{{target=\"postgres:{}\"}}", pg.url());
     assert!(metrics.contains(&format!("exfilmon_ship_backlog{target} 0\n")), "{metrics}");
@@ -364,5 +385,103 @@ fn hosts_shipping_at_once_into_a_fresh_server_all_arrive() {
     }
     let local: i64 = hosts.iter().map(|h| bytes_of(&report(&h.db, "users"))).sum();
     assert_eq!(bytes_of(&hosts[0].central(&pg, "users", &[])), local);
-    assert_eq!(pg.query_i64("SELECT count(*) FROM exfilmon_schema"), 1);
+    // Each migration applied once, whoever came first.
+    let migrations = std::fs::read_dir(common::repo_file("migrations/postgres")).unwrap().count() as i64;
+    assert_eq!(pg.query_i64("SELECT count(*) FROM exfilmon_schema"), migrations);
+}
+
+/// Every open tag closed in order (void elements and `<.../>` aside): text is escaped, so a
+/// `<` in the page starts a tag.
+fn well_formed(html: &str) -> Result<(), String> {
+    const VOID: &[&str] = &["!doctype", "meta", "br", "hr", "img", "input", "link"];
+    let mut open: Vec<String> = Vec::new();
+    for tag in html.split('<').skip(1) {
+        let tag = tag.split('>').next().unwrap_or_default();
+        let name = tag.trim_start_matches('/').split([' ', '/']).next().unwrap_or_default().to_lowercase();
+        if VOID.contains(&name.as_str()) || tag.ends_with('/') {
+            continue;
+        }
+        if tag.starts_with('/') {
+            match open.pop() {
+                Some(o) if o == name => {}
+                other => return Err(format!("</{name}> closes {other:?}")),
+            }
+        } else {
+            open.push(name);
+        }
+    }
+    if open.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("left open: {open:?}"))
+    }
+}
+
+/// `report html` and `report timeline` on the fleet store: both hosts' senders, each labelled
+/// with its host; `--observer` keeps one.
+#[test]
+fn html_and_timeline_read_the_fleet_store() {
+    let Some(pg) = Postgres::start() else { return };
+    let (web, db) = two_hosts(&pg);
+    let config = web.config.to_str().unwrap();
+
+    let page = web.scratch.path("fleet.html");
+    run_ok(&["report", "html", "--db", &pg.url(), "--config", config, "--output", page.to_str().unwrap()]);
+    let html = std::fs::read_to_string(&page).unwrap();
+    assert!(html.starts_with("<!DOCTYPE html>") && html.ends_with("</html>\n"));
+    well_formed(&html).unwrap();
+    assert!(html.contains("web-01: ") && html.contains("db-02: "), "both hosts' senders");
+    for link in html.split("href=\"#").skip(1) {
+        let id = link.split('"').next().unwrap();
+        assert!(html.contains(&format!("id=\"{id}\"")), "link to #{id} has no target");
+    }
+    // The hostile names stay escaped, and the host list replaces the runs.
+    assert!(!html.contains("<img src=x") && html.contains("&lt;img src=x onerror=alert(1)&gt;.example"));
+    assert!(html.contains("<h3>Each host's last round</h3>"), "the hosts' rounds in the health section");
+    let one = stdout(&run_ok(&["report", "html", "--db", &pg.url(), "--config", config, "--observer", "db-02"]));
+    assert!(one.contains("db-02: ") && !one.contains("web-01: "));
+
+    // The timeline's numbers: rows of both hosts, adding up to their egress.
+    let rows = web.central(&pg, "timeline", &["--width", "200"]);
+    let rows = rows.as_array().unwrap();
+    let hosts: std::collections::BTreeSet<&str> = rows.iter().filter_map(|r| r["observer"].as_str()).collect();
+    assert_eq!(hosts.into_iter().collect::<Vec<_>>(), ["db-02", "web-01"], "{rows:#?}");
+    let bytes: i64 = rows.iter().map(|r| r["bytes"].as_i64().unwrap()).sum();
+    assert_eq!(bytes, bytes_of(&report(&web.db, "users")) + bytes_of(&report(&db.db, "users")));
+    assert!(rows.iter().all(|r| r["sender"].as_str().unwrap().starts_with(r["observer"].as_str().unwrap_or(""))));
+    let text = stdout(&run_ok(&["report", "timeline", "--db", &pg.url(), "--config", config, "--width", "120"]));
+    assert!(text.contains("web-01: ") && text.contains("db-02: "), "{text}");
+    let only = web.central(&pg, "timeline", &["--observer", "web-01"]);
+    assert!(only.as_array().unwrap().iter().all(|r| r["observer"] == "web-01" || r["observer"].is_null()));
+}
+
+/// Sensitive-file reads (the recorded scenarios of pcaps/sensitive.sh, replayed with their
+/// audit log) ship with the egress, once: the central `report files` is the host's, with its
+/// host and the reader named as on the host.
+#[test]
+fn file_reads_ship_and_report_files_reads_the_fleet_store() {
+    let Some(pg) = Postgres::start() else { return };
+    let host = Host::new(&pg, "files-1");
+    let recorded = fixture("sensitive");
+    let config = std::fs::read_to_string(&host.config).unwrap()
+        + &std::fs::read_to_string(recorded.join("exfilmon.toml")).unwrap();
+    std::fs::write(&host.config, config).unwrap();
+    let (capture, audit) = (recorded.join("egress.pcap"), recorded.join("audit.log"));
+    run_ok(&host.args(&["replay", capture.to_str().unwrap(), "--audit-log", audit.to_str().unwrap()]));
+
+    let local = report_with(&host.db, "files", &["--config", host.config.to_str().unwrap()]);
+    let central = host.central(&pg, "files", &[]);
+    assert_eq!(local.as_array().unwrap().len(), 5, "{local:#}");
+    assert_eq!(central, local, "the same rows, the same reader names and egress after");
+    assert!(central.as_array().unwrap().iter().any(|r| r["alerts"].as_i64() > Some(0)), "{central:#}");
+    assert!(central.as_array().unwrap().iter().all(|r| r["observer"] == "files-1"));
+    let table = stdout(&run_ok(&["report", "files", "--db", &pg.url(), "--config", host.config.to_str().unwrap()]));
+    assert!(table.contains("HOST") && table.contains("files-1"), "{table}");
+
+    // Shipped again (the cursor lost), nothing doubles.
+    let reads = pg.query_i64("SELECT count(*) FROM file_reads");
+    rusqlite::Connection::open(&host.db).unwrap().execute("DELETE FROM ship_cursor", []).unwrap();
+    assert!(host.ship().status.success());
+    assert_eq!(pg.query_i64("SELECT count(*) FROM file_reads"), reads);
+    assert!(host.central(&pg, "files", &["--observer", "elsewhere"]).as_array().unwrap().is_empty());
 }

@@ -28,9 +28,10 @@ CSV carry uid and user both. An option that means nothing for the report asked f
 `html` writes one page that loads nothing (open it offline); times in it are UTC.
 
 --db postgresql://USER@HOST:PORT/DB reads the fleet store every host ships into (docs/fleet.md):
-summary, alerts, users, destinations, dns, events, and health (each host's last round); rows
-carry their host (observer; HOST in tables), --observer NAME keeps one host's. The password is
-the config's postgres sink's of that URL, else $PGPASSWORD.
+summary, alerts, users, destinations, dns, events, files, html, timeline, and health (each host's last
+round); rows carry their host (observer; HOST in tables; senders in html and timeline are named
+HOST: USER), --observer NAME keeps one host's. The password is the config's postgres sink's of
+that URL, else $PGPASSWORD.
 
 Examples:
   exfilmon report alerts -S \"yesterday 14:00\" -p high     high alerts since yesterday 14:00
@@ -103,7 +104,8 @@ pub enum What {
     /// Egress per destination address and port.
     Destinations,
     /// The live monitor: running or not, uptime, packets received and lost, queue depth.
-    Health,
+    /// --format json gives the list of runs; --shipping the fleet store's shipping state.
+    Health(HealthArgs),
     /// DNS per user: the registered domains with the most unique names and name bytes, with
     /// suspicious ones (encoded-looking names, tunnel alerts) marked.
     Dns(DnsArgs),
@@ -120,6 +122,14 @@ pub enum What {
     /// Egress over time in the terminal: a sparkline per sender (its total beside it), marks
     /// under the columns where it raised alerts. --format json|csv gives the numbers instead.
     Timeline(TimelineArgs),
+}
+
+#[derive(Debug, Args, Clone, Copy)]
+pub struct HealthArgs {
+    /// Only where each postgres sink stands: trail position shipped through, backlog, last
+    /// round that reached the server, last error (in JSON: an array of those, one per target).
+    #[arg(long)]
+    pub shipping: bool,
 }
 
 #[derive(Debug, Args, Clone)]
@@ -246,11 +256,13 @@ pub fn run(args: &ReportArgs) -> Result<()> {
                 report::destinations(&db, &filter, None, w)
             })?
         }
-        What::Health if db.central() => sel(report::health::fleet(&db, &filter)?)?.write(format, &mut out)?,
-        What::Health => {
+        What::Health(h) if h.shipping => sel(report::health::shipping(db.local()?)?)?.write(format, &mut out)?,
+        What::Health(_) if db.central() => sel(report::health::fleet(&db, &filter)?)?.write(format, &mut out)?,
+        What::Health(_) => {
             sel(report::health::health(db.local()?, &filter)?)?.write(format, &mut out)?;
             // People also get the shipping state and the latest events; programs ask `report
-            // events`, and `report health --format csv` ends with the shipping table.
+            // events` and `report health --shipping`, and `report health --format csv` ends with
+            // the shipping table (the JSON stays the list of runs, which scripts read).
             let shipping = report::health::shipping(db.local()?)?;
             if format != Format::Json && !shipping.rows.is_empty() {
                 writeln!(out)?;
@@ -272,11 +284,13 @@ pub fn run(args: &ReportArgs) -> Result<()> {
                 report::dns::dns(&db, &filter, &mut names, a.top, w)
             })?
         }
-        What::Files => sel(report::files::files(db.local()?, &filter, &mut names, config.sensitive.window)?)?
-            .write(format, &mut out)?,
+        What::Files => {
+            let t = report::files::files(&db, &filter, &mut names, config.sensitive.window).map_err(plain)?;
+            sel(t)?.write(format, &mut out)?
+        }
         What::Html(a) => {
             let page = report::html::Page { generated_on: crate::sink::hostname(), now_us: now.timestamp_micros() };
-            let text = report::html::html(db.local()?, &filter, &mut names, &page)?;
+            let text = report::html::html(&db, &filter, &mut names, &page).map_err(plain)?;
             match &a.output {
                 Some(path) => std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))?,
                 None if out.is_terminal() => {
@@ -287,7 +301,8 @@ pub fn run(args: &ReportArgs) -> Result<()> {
         }
         What::Timeline(a) => {
             let width = a.width.map(usize::from).unwrap_or_else(terminal_width);
-            let t = report::timeline::timeline(db.local()?, &filter, &mut names, width, a.top, now.timestamp_micros())?;
+            let t = report::timeline::timeline(&db, &filter, &mut names, width, a.top, now.timestamp_micros())
+                .map_err(plain)?;
             match format {
                 Format::Table => {
                     let color = report::timeline::use_color(out.is_terminal(), std::env::var_os("NO_COLOR").as_deref());

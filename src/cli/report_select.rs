@@ -71,7 +71,7 @@ pub fn name(what: &What) -> &'static str {
         What::Alerts => "alerts",
         What::Users => "users",
         What::Destinations => "destinations",
-        What::Health => "health",
+        What::Health(_) => "health",
         What::Dns(_) => "dns",
         What::Files => "files",
         What::Events => "events",
@@ -87,7 +87,7 @@ pub fn check(what: &What, o: &ReportOpts) -> Result<()> {
         (
             "--observer",
             o.observer.is_some(),
-            &["summary", "alerts", "users", "destinations", "dns", "events", "health"],
+            &["summary", "alerts", "users", "destinations", "dns", "events", "health", "html", "timeline", "files"],
         ),
         (
             "--uid/--user",

@@ -5,9 +5,11 @@
 //!   row id locally, `uid:N` or `host:ADDR` centrally; only compared within one database), `uid`, `gid`,
 //!   `host` and `user_name` (the name the observer resolved; NULL locally);
 //! - `{alerts}`: alerts with the same six;
-//! - `{dns}`: DNS rows with the same six; `{dns_sample}` a sample name of the row `r` of a
-//!   query (NULL centrally: samples stay on the host);
-//! - `{events}`: monitor events with `observer`.
+//! - `{dns}`: DNS rows with the same six; `{dns_sample}` a sample name of the row `r` (with
+//!   `observer`, `principal`, `domain`) of a query;
+//! - `{events}`: monitor events with `observer`;
+//! - `{file_reads}`: sensitive-file reads with `observer` and `user_name` (the reader's name
+//!   as the observer resolved it; NULL locally).
 //!
 //! Locally they are subqueries joining `principals`, leaving out replays not committed, with
 //! the configured observer as a constant; centrally they are the tables themselves (only
@@ -30,13 +32,19 @@ pub enum Db<'s> {
     Central { client: Box<RefCell<postgres::Client>>, name: String },
 }
 
-/// The shapes in the fleet store: its tables (DNS samples stay on the hosts).
+/// The shapes in the fleet store: its tables.
 const CENTRAL: &[(&str, &str)] = &[
     ("{egress}", "egress"),
     ("{alerts}", "alerts"),
     ("{dns}", "dns"),
-    ("{dns_sample}", "CAST(NULL AS TEXT)"),
+    (
+        "{dns_sample}",
+        "(SELECT x.name FROM dns_samples x
+          WHERE x.observer = r.observer AND x.principal = r.principal AND x.domain = r.domain
+          ORDER BY x.minute, x.name LIMIT 1)",
+    ),
     ("{events}", "events"),
+    ("{file_reads}", "file_reads"),
 ];
 
 /// A query parameter.
@@ -123,6 +131,13 @@ impl Db<'_> {
                         ),
                     ),
                     ("{events}", format!("(SELECT e.*, {observer} AS observer FROM events e)")),
+                    (
+                        "{file_reads}",
+                        format!(
+                            "(SELECT f.*, {observer} AS observer, NULL AS user_name FROM file_reads f
+                              WHERE f.{not_uncounted})"
+                        ),
+                    ),
                 ];
                 numbered(shapes.iter().fold(sql.to_owned(), |sql, (shape, text)| sql.replace(shape, text)))
             }

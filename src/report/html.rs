@@ -17,15 +17,14 @@ use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write;
 
-use rusqlite::params;
-
 use super::chart::{self, bucket_time, severity_class, Chart, Flag, Layer, Scale};
-use super::series::{self, Buckets, Egress, Mark, Sender, Span, OTHERS};
+use super::db::{Db, Row};
+use super::series::{self, bounds, Buckets, Egress, Mark, Sender, Span, ALERTS_IN, EGRESS_IN, OTHERS};
 use super::table::{col, Cell, Table};
-use super::{select, Filter};
+use super::{Filter, ReportError};
 use crate::escape;
 use crate::principal::{endpoint, proto_name, UserNames};
-use crate::store::{Store, StoreError};
+use crate::store::StoreError;
 use crate::units::rfc3339;
 
 /// Senders with a section of their own (the rest are summed as "others").
@@ -54,8 +53,8 @@ const PALETTE: [&str; STACKED] =
 const OTHERS_COLOR: &str = "#bab0ac";
 const PACKETS_COLOR: &str = "#8aa9c9";
 
-/// The alerts under one flag: (kind, principal) → (highest severity, alerts).
-type FlagGroup<'a> = BTreeMap<(&'a str, Option<i64>), (u8, i64)>;
+/// The alerts under one flag: (kind, sender's key) → (highest severity, alerts).
+type FlagGroup<'a> = BTreeMap<(&'a str, Option<&'a str>), (u8, i64)>;
 
 /// Where and when the page was made.
 pub struct Page {
@@ -87,15 +86,15 @@ fn esc(s: &str) -> Cow<'_, str> {
     escape::html(s)
 }
 
-pub fn html(store: &Store, f: &Filter, names: &mut UserNames, page: &Page) -> Result<String, StoreError> {
-    let span = series::span(store, f, page.now_us)?;
+pub fn html(db: &Db, f: &Filter, names: &mut UserNames, page: &Page) -> Result<String, ReportError> {
+    let span = series::span(db, f, page.now_us)?;
     let mut out = String::with_capacity(256 * 1024);
-    head(&mut out, span, f, page);
+    head(&mut out, span, f, page, db.central());
     let Some(span) = span else {
         out.push_str("<p class=\"note\">No egress or alert recorded in this range.</p></main></body></html>\n");
         return Ok(out);
     };
-    let d = Data::load(store, f, names, span)?;
+    let d = Data::load(db, f, names, span)?;
     d.nav(&mut out);
     d.summary(&mut out);
     d.egress_chart(&mut out);
@@ -117,7 +116,7 @@ pub fn html(store: &Store, f: &Filter, names: &mut UserNames, page: &Page) -> Re
     Ok(out)
 }
 
-fn head(out: &mut String, span: Option<Span>, f: &Filter, page: &Page) {
+fn head(out: &mut String, span: Option<Span>, f: &Filter, page: &Page, central: bool) {
     let range = match span {
         Some(s) => format!("{} to {}", rfc3339(s.start_us), rfc3339(s.end_us)),
         None => "(no data)".into(),
@@ -131,9 +130,11 @@ fn head(out: &mut String, span: Option<Span>, f: &Filter, page: &Page) {
          <title>exfilmon: egress from {host}, {range}</title><style>{css}</style></head>\
          <body><main><header><h1>Egress from {host}</h1><p class=\"meta\">{range}{user}</p></header>",
         csp = esc(CSP),
-        host = plain(&page.generated_on),
+        // The fleet store's page covers its hosts, each sender labelled with its own.
+        host = if central { "the fleet".into() } else { plain(&page.generated_on) },
         range = esc(&range),
-        user = f.uid.map(|u| format!(", uid {u} only")).unwrap_or_default(),
+        user = f.uid.map(|u| format!(", uid {u} only")).unwrap_or_default()
+            + &f.observer.as_deref().map(|o| format!(", host {} only", plain(o))).unwrap_or_default(),
         css = CSS,
     );
 }
@@ -143,8 +144,8 @@ struct Data {
     buckets: Buckets,
     senders: Vec<Sender>,
     totals: series::Senders,
-    /// Runs recorded, malformed frames skipped, frames ignored.
-    runs_recorded: (i64, i64, i64),
+    /// Runs recorded, malformed frames skipped, frames ignored (a host's own database).
+    runs_recorded: Option<(i64, i64, i64)>,
     egress: Egress,
     marks: Vec<Mark>,
     lost: Vec<i64>,
@@ -156,22 +157,26 @@ struct Data {
     domains: Vec<DomainRow>,
     dns: Table,
     runs: Table,
-    /// Labels of principals met outside the sections (alerts of small senders).
-    labels: BTreeMap<i64, String>,
+    /// Labels of senders (by key) met outside the sections (alerts of small senders).
+    labels: BTreeMap<String, String>,
+    /// The fleet store's page: senders named with their host.
+    central: bool,
 }
 
 struct AlertRow {
     ts: i64,
     kind: String,
     severity: String,
-    principal: Option<i64>,
+    /// The sender's key (none: the monitor's own).
+    principal: Option<String>,
     dst: Option<String>,
     bytes: i64,
     summary: String,
 }
 
 struct DstRow {
-    principal: i64,
+    /// The sender's key (empty in the totals).
+    principal: String,
     dst: String,
     proto: u8,
     packets: i64,
@@ -190,148 +195,165 @@ struct DomainRow {
 }
 
 impl Data {
-    fn load(store: &Store, f: &Filter, names: &mut UserNames, span: Span) -> Result<Data, StoreError> {
+    fn load(db: &Db, f: &Filter, names: &mut UserNames, span: Span) -> Result<Data, ReportError> {
         let buckets = Buckets::rollup(span);
-        let mut totals = series::senders(store, f, names, SENDER_SECTIONS)?;
+        let mut totals = series::senders(db, f, names, SENDER_SECTIONS)?;
+        let egress = series::egress(db, f, &buckets, &totals)?;
         let senders = std::mem::take(&mut totals.top);
-        let ids: Vec<i64> = senders.iter().map(|s| s.id).collect();
-        let runs_recorded = select(
-            store,
-            "SELECT count(*), coalesce(sum(malformed), 0), coalesce(sum(ignored), 0) FROM runs",
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-        )?
-        .first()
-        .copied()
-        .unwrap_or((0, 0, 0));
-        let egress = series::egress(store, f, &buckets, &ids)?;
-        let marks = series::marks(store, f, &buckets)?;
-        let lost = series::losses(store, f, &buckets)?;
-        let bounds = params![f.since(), f.until(), f.uid()];
-        let alert_counts = select(
-            store,
-            "SELECT a.kind, a.severity, count(*) FROM alerts a LEFT JOIN principals p ON p.id = a.principal_id
-             WHERE a.ts >= ?1 AND a.ts < ?2 AND (?3 IS NULL OR p.uid = ?3)
-             GROUP BY a.kind, a.severity ORDER BY a.kind, a.severity",
-            bounds,
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        // Runs are each host's own (the fleet store lists each host's last round instead).
+        let runs_recorded = match db {
+            Db::Local { store, .. } => Some(
+                store
+                    .conn()
+                    .query_row(
+                        "SELECT count(*), coalesce(sum(malformed), 0), coalesce(sum(ignored), 0) FROM runs",
+                        [],
+                        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                    )
+                    .map_err(|e| StoreError::Sql { path: store.path().to_owned(), source: e })?,
+            ),
+            Db::Central { .. } => None,
+        };
+        let marks = series::marks(db, f, &buckets)?;
+        let lost = series::losses(db, f, &buckets)?;
+        let mut alert_counts = Vec::new();
+        db.each(
+            &format!(
+                "SELECT a.kind, a.severity, count(*) FROM {{alerts}} a WHERE {ALERTS_IN}
+                 GROUP BY a.kind, a.severity ORDER BY a.kind, a.severity"
+            ),
+            &bounds(f),
+            |r| {
+                alert_counts.push((r.text(0)?, r.text(1)?, r.int(2)?));
+                Ok(())
+            },
         )?;
-        let alert_row = |r: &rusqlite::Row<'_>| {
+        let alert_row = |r: &Row<'_>| -> Result<AlertRow, ReportError> {
             Ok(AlertRow {
-                ts: r.get(0)?,
-                kind: r.get(1)?,
-                severity: r.get(2)?,
-                principal: r.get(3)?,
-                dst: r.get(4)?,
-                bytes: r.get(5)?,
-                summary: r.get(6)?,
+                ts: r.int(0)?,
+                kind: r.text(1)?,
+                severity: r.text(2)?,
+                principal: r.opt_text(3)?,
+                dst: r.opt_text(4)?,
+                bytes: r.int(5)?,
+                summary: r.text(6)?,
             })
         };
-        let newest = select(
-            store,
-            "SELECT a.ts, a.kind, a.severity, a.principal_id, a.dst, a.bytes, a.summary
-             FROM alerts a LEFT JOIN principals p ON p.id = a.principal_id
-             WHERE a.ts >= ?1 AND a.ts < ?2 AND (?3 IS NULL OR p.uid = ?3)
-             ORDER BY a.ts DESC, a.id DESC LIMIT ?4",
-            params![f.since(), f.until(), f.uid(), ALERTS_SHOWN as i64],
-            alert_row,
+        let alert_columns = format!("a.ts, a.kind, a.severity, {}, a.dst, a.bytes, a.summary", series::key("a"));
+        let (mut newest, mut labels) = (Vec::new(), BTreeMap::new());
+        let mut params = bounds(f);
+        params.push((ALERTS_SHOWN as i64).into());
+        db.each(
+            &format!(
+                "SELECT {alert_columns}, a.observer, a.uid, a.host, a.user_name FROM {{alerts}} a WHERE {ALERTS_IN}
+                 ORDER BY a.ts DESC, a.observer DESC, a.id DESC LIMIT $5"
+            ),
+            &params,
+            |r| {
+                let alert = alert_row(r)?;
+                // Labels of principals met outside the sections (alerts of small senders).
+                if let Some(key) = alert.principal.clone().filter(|k| !senders.iter().any(|s| &s.key == k)) {
+                    let host = r.opt_text(9)?;
+                    let label = series::label(db, names, &r.text(7)?, r.opt_int(8)?, host.as_deref(), r.opt_text(10)?);
+                    labels.insert(key, label);
+                }
+                newest.push(alert);
+                Ok(())
+            },
         )?;
-        let per_sender_alerts = select(
-            store,
-            "SELECT x.ts, x.kind, x.severity, x.principal_id, x.dst, x.bytes, x.summary FROM (
-                 SELECT a.ts, a.kind, a.severity, a.principal_id, a.dst, a.bytes, a.summary, a.id,
-                        row_number() OVER (PARTITION BY a.principal_id ORDER BY a.ts DESC, a.id DESC) AS rn
-                 FROM alerts a JOIN principals p ON p.id = a.principal_id
-                 WHERE a.ts >= ?1 AND a.ts < ?2 AND (?3 IS NULL OR p.uid = ?3)) x
-             WHERE x.rn <= ?4 ORDER BY x.ts DESC, x.id DESC",
-            params![f.since(), f.until(), f.uid(), ALERTS_PER_SENDER as i64],
-            alert_row,
+        let mut per_sender_alerts = Vec::new();
+        let mut params = bounds(f);
+        params.push((ALERTS_PER_SENDER as i64).into());
+        db.each(
+            &format!(
+                "SELECT x.* FROM (
+                     SELECT {alert_columns}, a.observer, a.id,
+                            row_number() OVER (PARTITION BY a.observer, a.principal ORDER BY a.ts DESC, a.id DESC) AS rn
+                     FROM {{alerts}} a WHERE a.principal IS NOT NULL AND {ALERTS_IN}) x
+                 WHERE x.rn <= $5 ORDER BY x.ts DESC, x.observer DESC, x.id DESC"
+            ),
+            &params,
+            |r| {
+                per_sender_alerts.push(alert_row(r)?);
+                Ok(())
+            },
         )?;
-        let dst_row = |r: &rusqlite::Row<'_>| -> rusqlite::Result<DstRow> {
-            let (addr, port, proto): (String, u16, u8) = (r.get(1)?, r.get(2)?, r.get(3)?);
-            Ok(DstRow {
-                principal: r.get(0)?,
-                dst: addr.parse().map_or_else(|_| addr.clone(), |a| endpoint(a, port, proto)),
-                proto,
-                packets: r.get(4)?,
-                bytes: r.get(5)?,
-                senders: r.get(6)?,
-            })
-        };
         // One pass over the egress rows for both lists: per (sender, destination) once, then
         // ranked per sender and summed per destination.
-        let (per_sender_dsts, destinations): (Vec<_>, Vec<_>) = select(
-            store,
-            "WITH agg AS (
-                 SELECT e.principal_id, e.dst, e.dport, e.proto, sum(e.packets) AS pk, sum(e.bytes) AS b
-                 FROM egress e JOIN principals p ON p.id = e.principal_id
-                 WHERE e.minute >= ?1 / 60000000 * 60000000 AND e.minute < ?2 AND (?3 IS NULL OR p.uid = ?3)
-                 GROUP BY e.principal_id, e.dst, e.dport, e.proto),
-             ranked AS (
-                 SELECT agg.*, row_number() OVER (PARTITION BY principal_id ORDER BY b DESC, dst, dport, proto) AS rn
-                 FROM agg),
-             total AS (
-                 SELECT dst, dport, proto, sum(pk) AS pk, sum(b) AS b, count(*) AS senders FROM agg
-                 GROUP BY dst, dport, proto ORDER BY sum(b) DESC, dst, dport, proto LIMIT ?4)
-             SELECT principal_id, dst, dport, proto, pk, b, 1, 0 AS scope FROM ranked WHERE rn <= ?5
-             UNION ALL
-             SELECT 0, dst, dport, proto, pk, b, senders, 1 FROM total",
-            params![f.since(), f.until(), f.uid(), TOP_DESTINATIONS as i64, DESTINATIONS_PER_SENDER as i64],
-            |r| Ok((dst_row(r)?, r.get::<_, i64>(7)? == 1)),
-        )?
-        .into_iter()
-        .partition(|(_, total)| !*total);
-        let strip = |v: Vec<(DstRow, bool)>| v.into_iter().map(|(d, _)| d).collect::<Vec<_>>();
-        let (per_sender_dsts, mut destinations) = (strip(per_sender_dsts), strip(destinations));
-        destinations.sort_by(|a, b| b.bytes.cmp(&a.bytes).then_with(|| a.dst.cmp(&b.dst)));
-        let domains = select(
-            store,
-            "SELECT d.domain, sum(d.queries), sum(d.unique_names), sum(d.name_bytes), sum(d.suspicious),
-                    max(d.flags & 4), count(DISTINCT d.principal_id)
-             FROM dns d JOIN principals p ON p.id = d.principal_id
-             WHERE d.minute >= ?1 / 60000000 * 60000000 AND d.minute < ?2 AND (?3 IS NULL OR p.uid = ?3)
-             GROUP BY d.domain ORDER BY sum(d.queries) DESC, d.domain LIMIT ?4",
-            params![f.since(), f.until(), f.uid(), TOP_DOMAINS as i64],
+        let (mut per_sender_dsts, mut destinations) = (Vec::new(), Vec::new());
+        let mut params = bounds(f);
+        params.extend([(TOP_DESTINATIONS as i64).into(), (DESTINATIONS_PER_SENDER as i64).into()]);
+        db.each(
+            &format!(
+                "WITH agg AS (
+                     SELECT {key} AS sender, e.dst, e.dport, e.proto, CAST(sum(e.packets) AS BIGINT) AS pk,
+                            CAST(sum(e.bytes) AS BIGINT) AS b
+                     FROM {{egress}} e WHERE {EGRESS_IN}
+                     GROUP BY e.observer, e.principal, e.dst, e.dport, e.proto),
+                 ranked AS (
+                     SELECT agg.*, row_number() OVER (PARTITION BY sender ORDER BY b DESC, dst, dport, proto) AS rn
+                     FROM agg),
+                 total AS (
+                     SELECT dst, dport, proto, CAST(sum(pk) AS BIGINT) AS pk, CAST(sum(b) AS BIGINT) AS b,
+                            count(*) AS senders FROM agg
+                     GROUP BY dst, dport, proto ORDER BY sum(b) DESC, dst, dport, proto LIMIT $5)
+                 SELECT sender, dst, dport, proto, pk, b, CAST(1 AS BIGINT), CAST(0 AS BIGINT) FROM ranked WHERE rn <= $6
+                 UNION ALL
+                 SELECT '', dst, dport, proto, pk, b, senders, 1 FROM total",
+                key = series::key("e")
+            ),
+            &params,
             |r| {
-                Ok(DomainRow {
-                    domain: r.get(0)?,
-                    queries: r.get(1)?,
-                    unique: r.get(2)?,
-                    name_bytes: r.get(3)?,
-                    suspicious: r.get(4)?,
-                    alerted: r.get::<_, i64>(5)? != 0,
-                    senders: r.get(6)?,
-                })
+                let (addr, port, proto) = (r.text(1)?, r.int(2)?, u8::try_from(r.int(3)?).unwrap_or(0));
+                let row = DstRow {
+                    principal: r.text(0)?,
+                    dst: addr.parse().map_or_else(|_| addr.clone(), |a| endpoint(a, u16::try_from(port).unwrap_or(0), proto)),
+                    proto,
+                    packets: r.int(4)?,
+                    bytes: r.int(5)?,
+                    senders: r.int(6)?,
+                };
+                match r.int(7)? {
+                    1 => destinations.push(row),
+                    _ => per_sender_dsts.push(row),
+                }
+                Ok(())
+            },
+        )?;
+        destinations.sort_by(|a, b| b.bytes.cmp(&a.bytes).then_with(|| a.dst.cmp(&b.dst)));
+        let mut domains = Vec::new();
+        let mut params = bounds(f);
+        params.push((TOP_DOMAINS as i64).into());
+        db.each(
+            "SELECT d.domain, CAST(sum(d.queries) AS BIGINT), CAST(sum(d.unique_names) AS BIGINT),
+                    CAST(sum(d.name_bytes) AS BIGINT), CAST(sum(d.suspicious) AS BIGINT), max(d.flags & 4),
+                    count(DISTINCT d.observer || ' ' || d.principal)
+             FROM {dns} d
+             WHERE d.minute >= $1 / 60000000 * 60000000 AND d.minute < $2 AND ($3 IS NULL OR d.uid = $3)
+               AND ($4 IS NULL OR d.observer = $4)
+             GROUP BY d.domain ORDER BY sum(d.queries) DESC, d.domain LIMIT $5",
+            &params,
+            |r| {
+                domains.push(DomainRow {
+                    domain: r.text(0)?,
+                    queries: r.int(1)?,
+                    unique: r.int(2)?,
+                    name_bytes: r.int(3)?,
+                    suspicious: r.int(4)?,
+                    alerted: r.int(5)? != 0,
+                    senders: r.int(6)?,
+                });
+                Ok(())
             },
         )?;
         let mut dns =
             Table { title: super::dns::title(DNS_PER_SENDER), columns: super::dns::COLUMNS.to_vec(), rows: Vec::new() };
-        // One host's page: no HOST column.
-        let local = super::db::Db::Local { store, observer: String::new() };
-        super::dns::dns(&local, f, names, DNS_PER_SENDER, &mut dns).map_err(|e| match e {
-            super::ReportError::Store(e) => e,
-            other => StoreError::Sql {
-                path: store.path().to_owned(),
-                source: rusqlite::Error::ToSqlConversionFailure(Box::new(std::io::Error::other(other.to_string()))),
-            },
-        })?;
-        dns.columns.iter_mut().filter(|c| c.name == "observer").for_each(|c| c.in_table = false);
-        let mut runs = super::health::health(store, f)?;
+        super::dns::dns(db, f, names, DNS_PER_SENDER, &mut dns)?;
+        let mut runs = match db {
+            Db::Local { store, .. } => super::health::health(store, f)?,
+            Db::Central { .. } => super::health::fleet(db, f)?,
+        };
         runs.rows.truncate(RUNS);
-
-        let mut labels = BTreeMap::new();
-        let unknown: Vec<i64> =
-            newest.iter().filter_map(|a| a.principal).filter(|p| !senders.iter().any(|s| s.id == *p)).collect();
-        for id in unknown {
-            if let std::collections::btree_map::Entry::Vacant(v) = labels.entry(id) {
-                let who: Vec<(Option<i64>, Option<String>)> =
-                    select(store, "SELECT uid, host FROM principals WHERE id = ?1", [id], |r| {
-                        Ok((r.get(0)?, r.get(1)?))
-                    })?;
-                let (uid, host) = who.into_iter().next().unwrap_or((None, None));
-                v.insert(series::label(names, uid, host.as_deref()));
-            }
-        }
         Ok(Data {
             buckets,
             senders,
@@ -349,20 +371,21 @@ impl Data {
             dns,
             runs,
             labels,
+            central: db.central(),
         })
     }
 
-    fn section_of(&self, principal: i64) -> Option<&Sender> {
-        self.senders.iter().find(|s| s.id == principal)
+    fn section_of(&self, key: &str) -> Option<&Sender> {
+        self.senders.iter().find(|s| s.key == key)
     }
 
     /// A sender's name, linked to its section when it has one.
-    fn who(&self, principal: Option<i64>) -> String {
+    fn who(&self, principal: Option<&str>) -> String {
         match principal {
             None => "<span class=\"note\">monitor</span>".into(),
-            Some(id) => match self.section_of(id) {
-                Some(s) => format!("<a href=\"#u{id}\">{}</a>", plain(&s.label)),
-                None => plain(self.labels.get(&id).map_or("?", String::as_str)),
+            Some(key) => match self.section_of(key) {
+                Some(s) => format!("<a href=\"#u{}\">{}</a>", s.id, plain(&s.label)),
+                None => plain(self.labels.get(key).map_or("?", String::as_str)),
             },
         }
     }
@@ -392,10 +415,11 @@ impl Data {
             *by_kind.entry(kind).or_default() += n;
         }
         rows.extend(by_kind.into_iter().map(|(kind, n)| item(&format!("alerts: {kind}"), Cell::Int(n))));
-        let (runs, malformed, ignored) = self.runs_recorded;
-        rows.push(item("runs recorded", Cell::Int(runs)));
-        rows.push(item("malformed frames skipped", Cell::Int(malformed)));
-        rows.push(item("frames ignored (not IP, inbound)", Cell::Int(ignored)));
+        if let Some((runs, malformed, ignored)) = self.runs_recorded {
+            rows.push(item("runs recorded", Cell::Int(runs)));
+            rows.push(item("malformed frames skipped", Cell::Int(malformed)));
+            rows.push(item("frames ignored (not IP, inbound)", Cell::Int(ignored)));
+        }
         Table { title: String::new(), columns: vec![col("item"), col("value")], rows }
     }
 
@@ -411,7 +435,7 @@ impl Data {
                 text(Cell::Bytes(s.bytes)),
                 bar(s.bytes, most),
                 text(Cell::Int(s.packets)),
-                text(Cell::Int(alerts.get(&s.id).copied().unwrap_or(0))),
+                text(Cell::Int(alerts.get(s.key.as_str()).copied().unwrap_or(0))),
             ]
         });
         grid(out, &[("sender", Text), ("bytes", Num), ("", Word), ("packets", Num), ("alerts", Num)], rows);
@@ -427,11 +451,11 @@ impl Data {
         out.push_str("</div></div></section>");
     }
 
-    fn alerts_per_principal(&self) -> BTreeMap<i64, i64> {
+    fn alerts_per_principal(&self) -> BTreeMap<&str, i64> {
         let mut n = BTreeMap::new();
         for m in &self.marks {
-            if let Some(p) = m.principal {
-                *n.entry(p).or_insert(0) += m.count;
+            if let Some(p) = &m.principal {
+                *n.entry(p.as_str()).or_insert(0) += m.count;
             }
         }
         n
@@ -439,14 +463,19 @@ impl Data {
 
     /// One flag per bucket with alerts (of `principal` only, when given); past [`MAX_FLAGS`]
     /// such buckets, neighbouring buckets share a flag, so a chart's flags stay a few KB.
-    fn flags(&self, principal: Option<i64>, href: &str) -> Vec<Flag> {
+    fn flags(&self, principal: Option<&str>, href: &str) -> Vec<Flag> {
         let b = &self.buckets;
-        let marks: Vec<&Mark> = self.marks.iter().filter(|m| principal.is_none() || m.principal == principal).collect();
+        let marks: Vec<&Mark> =
+            self.marks.iter().filter(|m| principal.is_none() || m.principal.as_deref() == principal).collect();
         let flagged: BTreeSet<usize> = marks.iter().map(|m| m.bucket).collect();
         let per_flag = if flagged.len() > MAX_FLAGS { b.count.div_ceil(MAX_FLAGS) } else { 1 };
         let mut groups: BTreeMap<usize, FlagGroup<'_>> = BTreeMap::new();
         for m in marks {
-            let e = groups.entry(m.bucket / per_flag).or_default().entry((&m.kind, m.principal)).or_insert((0, 0));
+            let e = groups
+                .entry(m.bucket / per_flag)
+                .or_default()
+                .entry((&m.kind, m.principal.as_deref()))
+                .or_insert((0, 0));
             *e = (e.0.max(m.severity), e.1 + m.count);
         }
         groups
@@ -468,9 +497,9 @@ impl Data {
                     let who = match (principal, p) {
                         (None, Some(p)) => format!(
                             " from {}",
-                            self.section_of(*p)
+                            self.section_of(p)
                                 .map(|s| s.label.as_str())
-                                .or(self.labels.get(p).map(String::as_str))
+                                .or(self.labels.get(*p).map(String::as_str))
                                 .unwrap_or("another sender")
                         ),
                         _ => String::new(),
@@ -570,7 +599,7 @@ impl Data {
         let rows = alerts.map(|a| {
             let mut row = vec![text(Cell::Time(a.ts)), plain(&a.kind), severity_badge(&a.severity)];
             if with_sender {
-                row.push(self.who(a.principal));
+                row.push(self.who(a.principal.as_deref()));
             }
             row.push(a.dst.as_deref().map_or_else(|| text(Cell::Null), wire));
             row.push(text(Cell::Bytes(a.bytes)));
@@ -662,17 +691,18 @@ impl Data {
 
     fn dns_table<'a>(&self, out: &mut String, rows: impl Iterator<Item = &'a Vec<Cell>>, with_sender: bool) {
         let col = |name: &str| self.dns.columns.iter().position(|c| c.name == name);
-        let (uid, host) = (col("uid"), col("host"));
         let shown = ["domain", "queries", "unique", "name_bytes", "suspicious", "mark", "sample"];
         let rows = rows.map(|r| {
             let mut row = Vec::new();
             if with_sender {
-                let id = self.principal_of(uid.and_then(|i| r.get(i)), host.and_then(|i| r.get(i)));
-                row.push(match id {
-                    Some(id) => self.who(Some(id)),
+                row.push(match self.principal_of(r) {
+                    Some(s) => self.who(Some(&s.key)),
                     None => {
-                        let u = col("user").and_then(|i| r.get(i)).cloned().unwrap_or(Cell::Null);
-                        text(u)
+                        let cell = |name| col(name).and_then(|i| r.get(i)).cloned().unwrap_or(Cell::Null);
+                        match (self.central, cell("observer")) {
+                            (true, Cell::Text(host)) => format!("{}: {}", plain(&host), text(cell("user"))),
+                            _ => text(cell("user")),
+                        }
                     }
                 });
             }
@@ -701,17 +731,22 @@ impl Data {
         grid(out, &head, rows);
     }
 
-    /// The sender a DNS row (uid or host cell) belongs to, among those with a section.
-    fn principal_of(&self, uid: Option<&Cell>, host: Option<&Cell>) -> Option<i64> {
-        let (uid, host) = match (uid, host) {
+    /// The sender a DNS row (its uid or host, and observer) belongs to, among those with a
+    /// section.
+    fn principal_of(&self, r: &[Cell]) -> Option<&Sender> {
+        let cell = |name: &str| self.dns.columns.iter().position(|c| c.name == name).and_then(|i| r.get(i));
+        let observer = match cell("observer") {
+            Some(Cell::Text(o)) => o.as_str(),
+            _ => return None,
+        };
+        let (uid, host) = match (cell("uid"), cell("host")) {
             (Some(Cell::Int(u)), _) => (Some(*u), None),
             (_, Some(Cell::Text(h))) => (None, Some(h.as_str())),
             _ => return None,
         };
-        self.senders
-            .iter()
-            .find(|s| s.uid == uid && s.host.as_deref() == host && (uid.is_some() || host.is_some()))
-            .map(|s| s.id)
+        self.senders.iter().find(|s| {
+            s.observer == observer && s.uid == uid && s.host.as_deref() == host && (uid.is_some() || host.is_some())
+        })
     }
 
     fn health(&self, out: &mut String) {
@@ -757,13 +792,13 @@ impl Data {
                 format!("{} packets lost in this range.", chart::count(lost))
             }
         );
-        out.push_str("<h3>Monitor runs</h3>");
+        out.push_str(if self.central { "<h3>Each host's last round</h3>" } else { "<h3>Monitor runs</h3>" });
         table_of(out, &self.runs);
         out.push_str("</section>");
     }
 
     fn sender(&self, out: &mut String, rank: usize, s: &Sender) {
-        let alerts = self.alerts_per_principal().get(&s.id).copied().unwrap_or(0);
+        let alerts = self.alerts_per_principal().get(s.key.as_str()).copied().unwrap_or(0);
         let _ = write!(
             out,
             "<section id=\"u{id}\" class=\"sender\"><h2>{sw}{label}</h2><p class=\"meta\">{bytes} in {packets} \
@@ -783,7 +818,7 @@ impl Data {
                 title: &format!("Egress of {} per {}", s.label, self.buckets.label()),
                 buckets: &self.buckets,
                 layers: vec![Layer { label: &label, values, color: color(rank) }],
-                flags: self.flags(Some(s.id), &format!("u{}-alerts", s.id)),
+                flags: self.flags(Some(&s.key), &format!("u{}-alerts", s.id)),
                 scale: Scale::Bytes,
                 height: 180.0,
                 hover: false,
@@ -791,23 +826,17 @@ impl Data {
             .svg(),
         );
         out.push_str("<h3>Top destinations</h3>");
-        let dsts: Vec<&DstRow> = self.per_sender_dsts.iter().filter(|d| d.principal == s.id).collect();
+        let dsts: Vec<&DstRow> = self.per_sender_dsts.iter().filter(|d| d.principal == s.key).collect();
         dst_table(out, dsts, false);
-        let dns: Vec<&Vec<Cell>> = {
-            let col = |name: &str| self.dns.columns.iter().position(|c| c.name == name);
-            let (uid, host) = (col("uid"), col("host"));
-            self.dns
-                .rows
-                .iter()
-                .filter(|r| self.principal_of(uid.and_then(|i| r.get(i)), host.and_then(|i| r.get(i))) == Some(s.id))
-                .collect()
-        };
+        let dns: Vec<&Vec<Cell>> =
+            self.dns.rows.iter().filter(|r| self.principal_of(r).is_some_and(|p| p.key == s.key)).collect();
         if !dns.is_empty() {
             out.push_str("<h3>DNS</h3>");
             self.dns_table(out, dns.into_iter(), false);
         }
         let _ = write!(out, "<h3 id=\"u{}-alerts\">Alerts</h3>", s.id);
-        let alerts_here: Vec<&AlertRow> = self.per_sender_alerts.iter().filter(|a| a.principal == Some(s.id)).collect();
+        let alerts_here: Vec<&AlertRow> =
+            self.per_sender_alerts.iter().filter(|a| a.principal.as_ref() == Some(&s.key)).collect();
         if alerts_here.is_empty() {
             out.push_str("<p class=\"note\">None in this range.</p>");
         } else {

@@ -20,8 +20,6 @@ pub mod timeline;
 pub mod when;
 pub mod zone;
 
-use rusqlite::Row;
-
 use db::{Db, Param};
 use serde_json::{json, Value};
 
@@ -75,29 +73,6 @@ fn today_start() -> i64 {
 
 fn sql(store: &Store, e: rusqlite::Error) -> StoreError {
     StoreError::Sql { path: store.path().to_owned(), source: e }
-}
-
-/// Runs `query` with `params` and maps each row.
-fn rows<P: rusqlite::Params>(
-    store: &Store,
-    query: &str,
-    params: P,
-    map: impl FnMut(&Row<'_>) -> rusqlite::Result<Vec<Cell>>,
-) -> Result<Vec<Vec<Cell>>, StoreError> {
-    select(store, query, params, map)
-}
-
-/// Runs `query` with `params` and maps each row to any value (for charts, which want numbers
-/// rather than cells).
-fn select<P: rusqlite::Params, T>(
-    store: &Store,
-    query: &str,
-    params: P,
-    mut map: impl FnMut(&Row<'_>) -> rusqlite::Result<T>,
-) -> Result<Vec<T>, StoreError> {
-    let mut stmt = store.conn().prepare(query).map_err(|e| sql(store, e))?;
-    let mapped = stmt.query_map(params, |r| map(r)).map_err(|e| sql(store, e))?;
-    mapped.collect::<Result<_, _>>().map_err(|e| sql(store, e))
 }
 
 /// A report that failed: the database, or the output (a closed pipe, a full disk).

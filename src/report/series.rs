@@ -9,13 +9,12 @@
 
 use std::collections::BTreeMap;
 
-use rusqlite::params;
 use serde_json::Value;
 
-use super::{select, Filter};
+use super::db::{Db, Param};
+use super::{Filter, ReportError};
 use crate::principal::UserNames;
 use crate::rows::MINUTE_US;
-use crate::store::{Store, StoreError};
 
 pub const HOUR_US: i64 = 60 * MINUTE_US;
 pub const DAY_US: i64 = 24 * HOUR_US;
@@ -27,8 +26,27 @@ const HOURS_UP_TO: i64 = 40 * DAY_US;
 /// At most this many buckets in a chart: beyond it a bucket spans several units (2 days ...).
 pub const MAX_BUCKETS: i64 = 1000;
 
-/// The series key of every sender not asked for by id.
+/// The series id of every sender not asked for.
 pub const OTHERS: i64 = -1;
+
+/// The parameters every query here starts with: `$1` since, `$2` until, `$3` uid, `$4`
+/// observer (the last two left out when not given).
+pub fn bounds(f: &Filter) -> Vec<Param> {
+    vec![f.since().into(), f.until().into(), f.uid().into(), f.observer.clone().into()]
+}
+
+/// The egress rows (`e`) [`bounds`] keeps.
+pub const EGRESS_IN: &str = "e.minute >= $1 / 60000000 * 60000000 AND e.minute < $2 AND ($3 IS NULL OR e.uid = $3)
+     AND ($4 IS NULL OR e.observer = $4)";
+/// The alerts (`a`) [`bounds`] keeps.
+pub const ALERTS_IN: &str =
+    "a.ts >= $1 AND a.ts < $2 AND ($3 IS NULL OR a.uid = $3) AND ($4 IS NULL OR a.observer = $4)";
+
+/// The key of a row's sender, unique across hosts: its observer and principal (the local row
+/// id, or `uid:N` centrally); NULL for the monitor's own alerts.
+pub fn key(alias: &str) -> String {
+    format!("{alias}.observer || ' ' || {alias}.principal")
+}
 
 /// The time a report covers: `[start_us, end_us)`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,30 +57,26 @@ pub struct Span {
 
 /// The span of a report: `--since`/`--until` where given; else from the first to the last
 /// minute with egress or an alert (an open `--since` ends now).
-pub fn span(store: &Store, f: &Filter, now_us: i64) -> Result<Option<Span>, StoreError> {
+pub fn span(db: &Db, f: &Filter, now_us: i64) -> Result<Option<Span>, ReportError> {
     // The first and last minute by walking the egress key in order (no scan), then the alerts.
-    let edge = |order: &str| -> Result<Option<i64>, StoreError> {
-        let t: Vec<i64> = select(
-            store,
-            &format!(
-                "SELECT e.minute FROM egress e JOIN principals p ON p.id = e.principal_id
-                 WHERE e.minute >= ?1 / 60000000 * 60000000 AND e.minute < ?2 AND (?3 IS NULL OR p.uid = ?3)
-                 ORDER BY e.minute {order} LIMIT 1"
-            ),
-            params![f.since(), f.until(), f.uid()],
-            |r| r.get(0),
+    let edge = |order: &str| -> Result<Option<i64>, ReportError> {
+        let mut t = None;
+        db.each(
+            &format!("SELECT e.minute FROM {{egress}} e WHERE {EGRESS_IN} ORDER BY e.minute {order} LIMIT 1"),
+            &bounds(f),
+            |r| {
+                t = r.opt_int(0)?;
+                Ok(())
+            },
         )?;
-        Ok(t.first().copied())
+        Ok(t)
     };
     let (first, last) = (edge("ASC")?, edge("DESC")?.map(|m| m + MINUTE_US));
-    let alerts: Vec<(Option<i64>, Option<i64>)> = select(
-        store,
-        "SELECT min(a.ts), max(a.ts) + 1 FROM alerts a LEFT JOIN principals p ON p.id = a.principal_id
-         WHERE a.ts >= ?1 AND a.ts < ?2 AND (?3 IS NULL OR p.uid = ?3)",
-        params![f.since(), f.until(), f.uid()],
-        |r| Ok((r.get(0)?, r.get(1)?)),
-    )?;
-    let (a_first, a_last) = alerts.first().copied().unwrap_or((None, None));
+    let (mut a_first, mut a_last) = (None, None);
+    db.each(&format!("SELECT min(a.ts), max(a.ts) + 1 FROM {{alerts}} a WHERE {ALERTS_IN}"), &bounds(f), |r| {
+        (a_first, a_last) = (r.opt_int(0)?, r.opt_int(1)?);
+        Ok(())
+    })?;
     let first = first.into_iter().chain(a_first).min();
     let last = last.into_iter().chain(a_last).max();
     let start = f.since_us.or(first);
@@ -162,13 +176,18 @@ impl Buckets {
     }
 }
 
-/// One sender (a principal) with its totals in the filter's range.
+/// One sender (a principal of one host) with its totals in the filter's range.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Sender {
+    /// Its series: 1 for the most bytes, 2 next... (anchors in a page).
     pub id: i64,
+    /// Its [`key`] in the database.
+    pub key: String,
+    pub observer: String,
     pub uid: Option<i64>,
     pub host: Option<String>,
-    /// `alice (uid 1001)`, `uid 1001` or the host address: not yet escaped for any output.
+    /// `alice (uid 1001)`, `uid 1001` or the host address, after `web-01: ` in the fleet
+    /// store: not yet escaped for any output.
     pub label: String,
     pub bytes: i64,
     pub packets: i64,
@@ -188,148 +207,173 @@ pub struct Senders {
     pub last_us: Option<i64>,
 }
 
+impl Senders {
+    /// The series of a sender's key: its own if shown, else [`OTHERS`].
+    pub fn series(&self, key: &str) -> i64 {
+        self.top.iter().find(|s| s.key == key).map_or(OTHERS, |s| s.id)
+    }
+}
+
 /// The senders with the most bytes in the range, at most `limit`, with the totals of all: one
 /// pass over the egress rows (window functions over the groups give the totals).
-pub fn senders(store: &Store, f: &Filter, names: &mut UserNames, limit: usize) -> Result<Senders, StoreError> {
+pub fn senders(db: &Db, f: &Filter, names: &mut UserNames, limit: usize) -> Result<Senders, ReportError> {
     let mut out = Senders::default();
-    let mut top: Vec<Sender> = select(
-        store,
-        "SELECT p.id, p.uid, p.host, sum(e.bytes), sum(e.packets),
-                count(*) OVER (), sum(sum(e.bytes)) OVER (), sum(sum(e.packets)) OVER (),
-                min(min(e.first_seen)) OVER (), max(max(e.last_seen)) OVER ()
-         FROM egress e JOIN principals p ON p.id = e.principal_id
-         WHERE e.minute >= ?1 / 60000000 * 60000000 AND e.minute < ?2 AND (?3 IS NULL OR p.uid = ?3)
-         GROUP BY p.id, p.uid, p.host ORDER BY sum(e.bytes) DESC, p.id LIMIT ?4",
-        params![f.since(), f.until(), f.uid(), i64::try_from(limit.max(1)).unwrap_or(i64::MAX)],
+    let mut params = bounds(f);
+    params.push(i64::try_from(limit.max(1)).unwrap_or(i64::MAX).into());
+    db.each(
+        &format!(
+            "SELECT {key}, e.observer, max(e.uid), max(e.host), max(e.user_name), CAST(sum(e.bytes) AS BIGINT),
+                    CAST(sum(e.packets) AS BIGINT), count(*) OVER (), CAST(sum(sum(e.bytes)) OVER () AS BIGINT),
+                    CAST(sum(sum(e.packets)) OVER () AS BIGINT), min(min(e.first_seen)) OVER (),
+                    max(max(e.last_seen)) OVER ()
+             FROM {{egress}} e WHERE {EGRESS_IN}
+             GROUP BY e.observer, e.principal ORDER BY sum(e.bytes) DESC, e.observer, e.principal LIMIT $5",
+            key = key("e")
+        ),
+        &params,
         |r| {
-            out = Senders {
-                top: Vec::new(),
-                count: r.get::<_, i64>(5)?.max(0) as usize,
-                bytes: r.get(6)?,
-                packets: r.get(7)?,
-                first_us: r.get(8)?,
-                last_us: r.get(9)?,
-            };
-            Ok(Sender {
-                id: r.get(0)?,
-                uid: r.get(1)?,
-                host: r.get(2)?,
-                label: String::new(),
-                bytes: r.get(3)?,
-                packets: r.get(4)?,
-            })
+            let (observer, uid, host) = (r.text(1)?, r.opt_int(2)?, r.opt_text(3)?);
+            let label = label(db, names, &observer, uid, host.as_deref(), r.opt_text(4)?);
+            out.count = r.int(7)?.max(0) as usize;
+            (out.bytes, out.packets, out.first_us, out.last_us) =
+                (r.int(8)?, r.int(9)?, r.opt_int(10)?, r.opt_int(11)?);
+            if out.top.len() < limit {
+                let id = out.top.len() as i64 + 1;
+                let (bytes, packets) = (r.int(5)?, r.int(6)?);
+                out.top.push(Sender { id, key: r.text(0)?, observer, uid, host, label, bytes, packets });
+            }
+            Ok(())
         },
     )?;
-    top.truncate(limit);
-    for s in &mut top {
-        s.label = label(names, s.uid, s.host.as_deref());
-    }
-    out.top = top;
     Ok(out)
 }
 
-/// How a principal is named on a chart or a row.
-pub fn label(names: &mut UserNames, uid: Option<i64>, host: Option<&str>) -> String {
-    match (uid, host) {
-        (Some(uid), _) => match u32::try_from(uid).ok().and_then(|u| names.get(u)) {
+/// How a principal is named on a chart or a row: `alice (uid 1001)` (named as its host named
+/// it in the fleet store, which also puts the host in front: `web-01: alice (uid 1001)`).
+pub fn label(
+    db: &Db,
+    names: &mut UserNames,
+    observer: &str,
+    uid: Option<i64>,
+    host: Option<&str>,
+    user_name: Option<String>,
+) -> String {
+    let who = match (uid, host) {
+        (Some(uid), _) => match db.user(names, Some(uid), user_name) {
             Some(name) => format!("{name} (uid {uid})"),
             None => format!("uid {uid}"),
         },
         (None, Some(host)) => host.to_string(),
         (None, None) => "monitor".to_string(),
+    };
+    if db.central() {
+        format!("{observer}: {who}")
+    } else {
+        who
     }
 }
 
-/// Egress per bucket: bytes of each sender asked for and of the rest together ([`OTHERS`],
-/// present only when non-zero), and packets of all senders together.
+/// Egress per bucket: bytes of each sender asked for (by its series id) and of the rest
+/// together ([`OTHERS`], present only when non-zero), and packets of all senders together.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Egress {
     pub bytes: BTreeMap<i64, Vec<i64>>,
     pub packets: Vec<i64>,
 }
 
-pub fn egress(store: &Store, f: &Filter, b: &Buckets, ids: &[i64]) -> Result<Egress, StoreError> {
-    // Ids come from the database as integers: formatting them cannot inject anything. Without
-    // ids every sender is in OTHERS (a constant, so not a grouping term).
-    let (key, group) = if ids.is_empty() {
-        (format!("{OTHERS}"), String::new())
+pub fn egress(db: &Db, f: &Filter, b: &Buckets, senders: &Senders) -> Result<Egress, ReportError> {
+    // The senders' keys are parameters from $8 on; without any, every sender is in OTHERS
+    // (a constant, so not a grouping term).
+    let mut params = bounds(f);
+    params.extend([b.start_us.into(), b.width_us.into(), b.end_us().into()]);
+    let (series, group) = if senders.top.is_empty() {
+        ("''".to_string(), String::new())
     } else {
-        let list: Vec<String> = ids.iter().map(i64::to_string).collect();
-        let key = format!("CASE WHEN e.principal_id IN ({}) THEN e.principal_id ELSE {OTHERS} END", list.join(", "));
-        (key.clone(), format!(", {key}"))
+        let list: Vec<String> = (0..senders.top.len()).map(|i| format!("${}", i + 8)).collect();
+        params.extend(senders.top.iter().map(|s| Param::Text(Some(s.key.clone()))));
+        let series = format!("CASE WHEN {k} IN ({}) THEN {k} ELSE '' END", list.join(", "), k = key("e"));
+        (series.clone(), format!(", {series}"))
     };
-    let rows: Vec<(i64, i64, i64, i64)> = select(
-        store,
-        &format!(
-            "SELECT (e.minute - ?4) / ?5, {key}, sum(e.bytes), sum(e.packets)
-             FROM egress e JOIN principals p ON p.id = e.principal_id
-             WHERE e.minute >= ?1 / 60000000 * 60000000 AND e.minute < ?2 AND (?3 IS NULL OR p.uid = ?3)
-               AND e.minute >= ?4 AND e.minute < ?6
-             GROUP BY (e.minute - ?4) / ?5{group}"
-        ),
-        params![f.since(), f.until(), f.uid(), b.start_us, b.width_us, b.end_us()],
-        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
-    )?;
     let mut out = Egress { bytes: BTreeMap::new(), packets: vec![0; b.count] };
-    for &id in ids {
-        out.bytes.insert(id, vec![0; b.count]);
+    for s in &senders.top {
+        out.bytes.insert(s.id, vec![0; b.count]);
     }
-    for (i, who, bytes, packets) in rows {
-        let Some(i) = b.index(i) else { continue };
-        out.bytes.entry(who).or_insert_with(|| vec![0; b.count])[i] += bytes;
-        out.packets[i] += packets;
-    }
+    db.each(
+        &format!(
+            "SELECT (e.minute - $5) / $6, {series}, CAST(sum(e.bytes) AS BIGINT), CAST(sum(e.packets) AS BIGINT)
+             FROM {{egress}} e WHERE {EGRESS_IN} AND e.minute >= $5 AND e.minute < $7
+             GROUP BY (e.minute - $5) / $6{group}"
+        ),
+        &params,
+        |r| {
+            let Some(i) = b.index(r.int(0)?) else { return Ok(()) };
+            let who = senders.series(&r.text(1)?);
+            out.bytes.entry(who).or_insert_with(|| vec![0; b.count])[i] += r.int(2)?;
+            out.packets[i] += r.int(3)?;
+            Ok(())
+        },
+    )?;
     Ok(out)
 }
 
-/// Alerts of one kind against one principal (none: the monitor's own) in one bucket.
+/// Alerts of one kind against one sender (none: the monitor's own) in one bucket.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Mark {
     pub bucket: usize,
-    pub principal: Option<i64>,
+    /// The sender's [`key`].
+    pub principal: Option<String>,
     pub kind: String,
     /// The highest severity among them: 1 low, 2 medium, 3 high.
     pub severity: u8,
     pub count: i64,
 }
 
-/// The alerts in the range, counted per bucket, principal and kind.
-pub fn marks(store: &Store, f: &Filter, b: &Buckets) -> Result<Vec<Mark>, StoreError> {
-    let rows: Vec<(i64, Option<i64>, String, i64, i64)> = select(
-        store,
-        "SELECT (a.ts - ?4) / ?5, a.principal_id, a.kind,
-                max(CASE a.severity WHEN 'high' THEN 3 WHEN 'medium' THEN 2 ELSE 1 END), count(*)
-         FROM alerts a LEFT JOIN principals p ON p.id = a.principal_id
-         WHERE a.ts >= ?1 AND a.ts < ?2 AND (?3 IS NULL OR p.uid = ?3) AND a.ts >= ?4 AND a.ts < ?6
-         GROUP BY (a.ts - ?4) / ?5, a.principal_id, a.kind
-         ORDER BY 1, 2, 3",
-        params![f.since(), f.until(), f.uid(), b.start_us, b.width_us, b.end_us()],
-        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+/// The alerts in the range, counted per bucket, sender and kind.
+pub fn marks(db: &Db, f: &Filter, b: &Buckets) -> Result<Vec<Mark>, ReportError> {
+    let mut params = bounds(f);
+    params.extend([b.start_us.into(), b.width_us.into(), b.end_us().into()]);
+    let mut out = Vec::new();
+    db.each(
+        &format!(
+            "SELECT (a.ts - $5) / $6, {key}, a.kind,
+                    CAST(max(CASE a.severity WHEN 'high' THEN 3 WHEN 'medium' THEN 2 ELSE 1 END) AS BIGINT),
+                    count(*)
+             FROM {{alerts}} a WHERE {ALERTS_IN} AND a.ts >= $5 AND a.ts < $7
+             GROUP BY (a.ts - $5) / $6, a.observer, a.principal, a.kind
+             ORDER BY 1, 2, 3",
+            key = key("a")
+        ),
+        &params,
+        |r| {
+            if let Some(bucket) = b.index(r.int(0)?) {
+                let severity = r.int(3)?.clamp(1, 3) as u8;
+                out.push(Mark { bucket, principal: r.opt_text(1)?, kind: r.text(2)?, severity, count: r.int(4)? });
+            }
+            Ok(())
+        },
     )?;
-    Ok(rows
-        .into_iter()
-        .filter_map(|(i, principal, kind, severity, count)| {
-            Some(Mark { bucket: b.index(i)?, principal, kind, severity: severity.clamp(1, 3) as u8, count })
-        })
-        .collect())
+    Ok(out)
 }
 
 /// Packets the live monitor lost per bucket, from its `monitor_loss` alerts (at most one per
 /// alert period, so few rows).
-pub fn losses(store: &Store, f: &Filter, b: &Buckets) -> Result<Vec<i64>, StoreError> {
-    let rows: Vec<(i64, String)> = select(
-        store,
-        "SELECT (a.ts - ?3) / ?4, a.details FROM alerts a
-         WHERE a.kind = 'monitor_loss' AND a.ts >= ?1 AND a.ts < ?2 AND a.ts >= ?3 AND a.ts < ?5",
-        params![f.since(), f.until(), b.start_us, b.width_us, b.end_us()],
-        |r| Ok((r.get(0)?, r.get(1)?)),
-    )?;
+pub fn losses(db: &Db, f: &Filter, b: &Buckets) -> Result<Vec<i64>, ReportError> {
+    let mut params = bounds(f);
+    params.extend([b.start_us.into(), b.width_us.into(), b.end_us().into()]);
     let mut lost = vec![0; b.count];
-    for (i, details) in rows {
-        let Some(i) = b.index(i) else { continue };
-        let n = serde_json::from_str::<Value>(&details).ok().and_then(|v| v["lost"].as_i64()).unwrap_or(0);
-        lost[i] += n.max(0);
-    }
+    // The monitor's alerts have no uid: $3 goes unused.
+    db.each(
+        "SELECT (a.ts - $5) / $6, a.details FROM {alerts} a
+         WHERE a.kind = 'monitor_loss' AND a.ts >= $1 AND a.ts < $2 AND ($4 IS NULL OR a.observer = $4)
+           AND a.ts >= $5 AND a.ts < $7",
+        &params,
+        |r| {
+            let Some(i) = b.index(r.int(0)?) else { return Ok(()) };
+            let n = serde_json::from_str::<Value>(&r.text(1)?).ok().and_then(|v| v["lost"].as_i64()).unwrap_or(0);
+            lost[i] += n.max(0);
+            Ok(())
+        },
+    )?;
     Ok(lost)
 }
 

@@ -10,11 +10,11 @@ use std::collections::BTreeMap;
 use std::io::{self, Write};
 
 use super::chart::utc;
+use super::db::Db;
 use super::series::{self, Buckets, Mark, Span, DAY_US, OTHERS};
 use super::table::{col, hidden, Cell, Table};
-use super::Filter;
+use super::{Filter, ReportError};
 use crate::principal::UserNames;
-use crate::store::{Store, StoreError};
 use crate::units::human_duration;
 
 /// Eighths of a cell, lowest first; an empty bucket is a space.
@@ -38,6 +38,8 @@ const RESET: &str = "\x1b[0m";
 #[derive(Debug, Clone)]
 pub struct Row {
     pub label: String,
+    /// The sender's host (none for the others' and the monitor's rows).
+    pub observer: Option<String>,
     pub uid: Option<i64>,
     pub host: Option<String>,
     pub bytes: Vec<i64>,
@@ -72,34 +74,30 @@ fn spark_width(width: usize, label: usize) -> usize {
 }
 
 pub fn timeline(
-    store: &Store,
+    db: &Db,
     f: &Filter,
     names: &mut UserNames,
     width: usize,
     top: usize,
     now_us: i64,
-) -> Result<Timeline, StoreError> {
-    let Some(span) = series::span(store, f, now_us)? else {
+) -> Result<Timeline, ReportError> {
+    let Some(span) = series::span(db, f, now_us)? else {
         return Ok(Timeline { span: None, buckets: None, rows: Vec::new(), hidden: 0, label_width: LABEL_MIN, width });
     };
-    let series::Senders { top: senders, count: all, .. } = series::senders(store, f, names, top)?;
+    let senders = series::senders(db, f, names, top)?;
     // Labels give way to the sparkline on a narrow terminal.
-    let label_width = senders.iter().map(|s| printable(&s.label).len()).max().unwrap_or(0).clamp(LABEL_MIN, LABEL_MAX);
+    let label_width =
+        senders.top.iter().map(|s| printable(&s.label).len()).max().unwrap_or(0).clamp(LABEL_MIN, LABEL_MAX);
     let label_width = label_width.min(width.saturating_sub(FIXED + MIN_SPARK)).max(6);
     let b = Buckets::fit(span, spark_width(width, label_width));
-    let ids: Vec<i64> = senders.iter().map(|s| s.id).collect();
-    let egress = series::egress(store, f, &b, &ids)?;
-    let marks = series::marks(store, f, &b)?;
-    let mut by_principal: BTreeMap<Option<i64>, Vec<&Mark>> = BTreeMap::new();
+    let egress = series::egress(db, f, &b, &senders)?;
+    let marks = series::marks(db, f, &b)?;
+    // Per series; alerts of senders not shown go to the "others" row, the monitor's to None.
+    let mut by_series: BTreeMap<Option<i64>, Vec<&Mark>> = BTreeMap::new();
     for m in &marks {
-        // Alerts of senders not shown go to the "others" row.
-        let key = match m.principal {
-            Some(p) if !ids.contains(&p) => Some(OTHERS),
-            p => p,
-        };
-        by_principal.entry(key).or_default().push(m);
+        by_series.entry(m.principal.as_deref().map(|k| senders.series(k))).or_default().push(m);
     }
-    let row = |label: String, uid, host, bytes: Vec<i64>, marks: Option<&Vec<&Mark>>| {
+    let row = |label: String, observer: Option<String>, uid, host, bytes: Vec<i64>, marks: Option<&Vec<&Mark>>| {
         let mut alerts = vec![(0u8, 0i64); b.count];
         let mut kinds: Vec<String> = Vec::new();
         for m in marks.into_iter().flatten() {
@@ -109,24 +107,26 @@ pub fn timeline(
                 kinds.push(m.kind.clone());
             }
         }
-        Row { label, uid, host, bytes, alerts, kinds, egress: true }
+        Row { label, observer, uid, host, bytes, alerts, kinds, egress: true }
     };
     let empty = vec![0; b.count];
     let mut rows: Vec<Row> = senders
+        .top
         .iter()
         .map(|s| {
             let bytes = egress.bytes.get(&s.id).unwrap_or(&empty).clone();
-            row(s.label.clone(), s.uid, s.host.clone(), bytes, by_principal.get(&Some(s.id)))
+            let observer = Some(s.observer.clone());
+            row(s.label.clone(), observer, s.uid, s.host.clone(), bytes, by_series.get(&Some(s.id)))
         })
         .collect();
-    let hidden = all.saturating_sub(senders.len());
-    if hidden > 0 || by_principal.contains_key(&Some(OTHERS)) {
+    let hidden = senders.count.saturating_sub(senders.top.len());
+    if hidden > 0 || by_series.contains_key(&Some(OTHERS)) {
         let bytes = egress.bytes.get(&OTHERS).unwrap_or(&empty).clone();
         let label = format!("{hidden} other{}", if hidden == 1 { "" } else { "s" });
-        rows.push(row(label, None, None, bytes, by_principal.get(&Some(OTHERS))));
+        rows.push(row(label, None, None, None, bytes, by_series.get(&Some(OTHERS))));
     }
-    if let Some(own) = by_principal.get(&None) {
-        rows.push(Row { egress: false, ..row("monitor".into(), None, None, empty.clone(), Some(own)) });
+    if let Some(own) = by_series.get(&None) {
+        rows.push(Row { egress: false, ..row("monitor".into(), None, None, None, empty.clone(), Some(own)) });
     }
     Ok(Timeline { span: Some(span), buckets: Some(b), rows, hidden, label_width, width })
 }
@@ -247,6 +247,7 @@ impl Timeline {
                         Cell::Int(b.width_us / 1_000_000),
                         Cell::Bytes(bytes),
                         Cell::Int(alerts),
+                        Cell::opt_text(r.observer.clone()),
                     ]);
                 }
             }
@@ -261,6 +262,8 @@ impl Timeline {
                 col("seconds"),
                 col("bytes"),
                 col("alerts"),
+                // Last, so CSV columns keep their places (issue 12).
+                col("observer"),
             ],
             rows,
         }
@@ -291,6 +294,7 @@ mod tests {
             buckets: Some(b),
             rows: vec![Row {
                 label: "evil\x1b[2J\rname".into(),
+                observer: None,
                 uid: Some(1001),
                 host: None,
                 bytes,

@@ -17,10 +17,11 @@
 //! What is shipped follows the trail: a batch is a range of trail positions, and each digest
 //! in it (one run's egress rows of one minute, chained when the minute is final: at a
 //! replay's commit, or two minutes after it for the live monitor) brings that minute's
-//! egress rows, and that run's DNS rows up to that minute. So only what counts locally is
-//! shipped (a replay not committed has no digests), and a minute goes out once it is final.
-//! Limits: rows written before digests existed (schema 6) are not shipped, nor DNS rows of a
-//! run's minutes after its last egress minute.
+//! egress rows, and that run's DNS rows, their sample names and file reads up to that minute.
+//! So only what counts locally is shipped (a replay not committed has no digests), and a
+//! minute goes out once it is final. Limits: rows written before digests existed (schema 6)
+//! are not shipped, nor the DNS rows, samples and file reads of a run's minutes after its
+//! last egress minute.
 //!
 //! Rows travel by `COPY` into temporary tables, then one `INSERT ... SELECT ... ON CONFLICT`
 //! per table in one transaction. Tables are partitioned by day; a shipper makes the day
@@ -201,9 +202,8 @@ pub struct Shipped {
 /// One table's rows: read here, staged by `COPY`, merged on the key.
 struct Part {
     table: &'static str,
-    /// Whether the local query starts with the principal's uid, gid and host, which become
-    /// the central principal, uid, gid, host and user_name columns.
-    who: bool,
+    /// What the local query starts with besides the columns.
+    who: Who,
     /// The central columns after those, in the local query's order.
     columns: &'static str,
     key: &'static str,
@@ -215,13 +215,50 @@ struct Part {
     local: &'static str,
 }
 
-const WHO: &str = "principal, uid, gid, host, user_name";
+/// The columns a row's sender becomes centrally.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Who {
+    /// Nothing: the query gives the columns alone.
+    No,
+    /// The principal's uid, gid and host: the central principal, uid, gid, host and user_name.
+    Principal,
+    /// A uid (a file's reader): its name as `user_name`.
+    Reader,
+}
+
+impl Who {
+    /// The central columns in front of a part's own.
+    fn columns(self) -> &'static str {
+        match self {
+            Who::No => "",
+            Who::Principal => "principal, uid, gid, host, user_name, ",
+            Who::Reader => "user_name, ",
+        }
+    }
+}
+
+/// The local query of rows that go by minute without a digest of their own (DNS rows, their
+/// samples, file reads): `$columns` of `$from` (the table as `x`) of each run's minutes up to
+/// the newest it digested in the batch `(?1, ?2]`, after the newest it digested before, and
+/// of any minute digested again.
+macro_rules! by_minute {
+    ($columns:literal, $from:literal, $minute:literal) => {
+        concat!(
+            "WITH now AS (SELECT run_id, max(minute) AS upto FROM digests WHERE seq > ?1 AND seq <= ?2 GROUP BY run_id),
+                  before AS (SELECT run_id, max(minute) AS done FROM digests WHERE seq <= ?1 GROUP BY run_id)
+             SELECT ", $columns, " FROM ", $from, "
+             JOIN now ON now.run_id = x.run_id LEFT JOIN before ON before.run_id = x.run_id
+             WHERE ", $minute, " <= now.upto AND (before.done IS NULL OR ", $minute, " > before.done
+                   OR (x.run_id, ", $minute, ") IN (SELECT run_id, minute FROM digests WHERE seq > ?1 AND seq <= ?2))"
+        )
+    };
+}
 
 /// Tables that follow the trail.
 const TRAIL: &[Part] = &[
     Part {
         table: "alerts",
-        who: true,
+        who: Who::Principal,
         columns: "seq, id, ts, kind, severity, dst, bytes, summary, details, run_id, hash",
         key: "observer, seq, ts",
         time: "ts",
@@ -232,7 +269,7 @@ const TRAIL: &[Part] = &[
     },
     Part {
         table: "events",
-        who: false,
+        who: Who::No,
         columns: "seq, ts, kind, severity, run_id, summary, details, hash",
         key: "observer, seq, ts",
         time: "ts",
@@ -242,7 +279,7 @@ const TRAIL: &[Part] = &[
     },
     Part {
         table: "digests",
-        who: false,
+        who: Who::No,
         columns: "seq, ts, run_id, minute, rows, packets, bytes, digest, hash",
         key: "observer, seq, ts",
         time: "ts",
@@ -252,7 +289,7 @@ const TRAIL: &[Part] = &[
     },
     Part {
         table: "egress",
-        who: true,
+        who: Who::Principal,
         columns: "minute, proto, dst, dport, packets, bytes, first_seen, last_seen, direction, dst_name, run_id",
         key: "observer, minute, principal, proto, dst, dport, run_id",
         time: "minute",
@@ -262,31 +299,55 @@ const TRAIL: &[Part] = &[
                 FROM egress e JOIN principals p ON p.id = e.principal_id
                 WHERE (e.run_id, e.minute) IN (SELECT run_id, minute FROM digests WHERE seq > ?1 AND seq <= ?2)",
     },
-    // A run's DNS rows up to the newest minute it digested in the batch, from the minute
-    // after the newest it digested before (and any minute digested again).
+    // DNS rows, their samples and file reads go by minute (`by_minute!`); a DNS row shipped
+    // again overwrites itself, a sample or a read is left alone.
     Part {
         table: "dns",
-        who: true,
+        who: Who::Principal,
         columns: "minute, domain, queries, unique_names, name_bytes, suspicious, flags, run_id",
         key: "observer, minute, principal, domain, run_id",
         time: "minute",
         update: "gid, user_name, queries, unique_names, name_bytes, suspicious, flags",
-        local: "WITH now AS (SELECT run_id, max(minute) AS upto FROM digests WHERE seq > ?1 AND seq <= ?2
-                             GROUP BY run_id),
-                     before AS (SELECT run_id, max(minute) AS done FROM digests WHERE seq <= ?1 GROUP BY run_id)
-                SELECT p.uid, p.gid, p.host, d.minute, d.domain, d.queries, d.unique_names, d.name_bytes,
-                       d.suspicious, d.flags, d.run_id
-                FROM dns d JOIN now ON now.run_id = d.run_id LEFT JOIN before ON before.run_id = d.run_id
-                JOIN principals p ON p.id = d.principal_id
-                WHERE d.minute <= now.upto AND (before.done IS NULL OR d.minute > before.done
-                      OR (d.run_id, d.minute) IN (SELECT run_id, minute FROM digests WHERE seq > ?1 AND seq <= ?2))",
+        local: by_minute!(
+            "p.uid, p.gid, p.host, x.minute, x.domain, x.queries, x.unique_names, x.name_bytes, x.suspicious, x.flags,
+             x.run_id",
+            "dns x JOIN principals p ON p.id = x.principal_id",
+            "x.minute"
+        ),
+    },
+    Part {
+        table: "dns_samples",
+        who: Who::Principal,
+        columns: "minute, domain, name, run_id",
+        key: "observer, minute, principal, domain, name, run_id",
+        time: "minute",
+        update: "",
+        local: by_minute!(
+            "p.uid, p.gid, p.host, x.minute, x.domain, x.name, x.run_id",
+            "dns_samples x JOIN principals p ON p.id = x.principal_id",
+            "x.minute"
+        ),
+    },
+    Part {
+        table: "file_reads",
+        who: Who::Reader,
+        columns: "ts, serial, path, uid, auid, fsuid, \"user\", pid, exe, comm, proctitle, size, run_id",
+        key: "observer, ts, serial, path, run_id",
+        time: "ts",
+        update: "",
+        local: by_minute!(
+            "coalesce(x.fsuid, x.uid), x.ts, x.serial, x.path, x.uid, x.auid, x.fsuid, x.user, x.pid, x.exe, x.comm,
+             x.proctitle, x.size, x.run_id",
+            "file_reads x",
+            "x.ts / 60000000 * 60000000"
+        ),
     },
 ];
 
 /// Checkpoints, by their own id.
 const CHECKPOINTS: Part = Part {
     table: "checkpoints",
-    who: false,
+    who: Who::No,
     columns: "id, ts, rows, head, key_id, signature",
     key: "observer, id, ts",
     time: "ts",
@@ -414,8 +475,7 @@ impl Shipper {
         self.make_partitions(client, parts).map_err(&server)?;
         let mut tx = client.transaction().map_err(&server)?;
         for part in parts {
-            let who = if part.who { format!("{WHO}, ") } else { String::new() };
-            let columns = format!("observer, {who}{}", part.columns);
+            let columns = format!("observer, {}{}", part.who.columns(), part.columns);
             let on_conflict = if part.update.is_empty() {
                 "DO NOTHING".to_owned()
             } else {
@@ -452,9 +512,13 @@ impl Shipper {
     ) -> Result<u64, ShipError> {
         let name = self.target.name.clone();
         let server = |e: postgres::Error| ShipError::Server { target: name.clone(), message: pg_text(&e) };
-        let who = if part.who { format!("{WHO}, ") } else { String::new() };
         let mut copy = client
-            .copy_in(&format!("COPY stage_{} (observer, {who}{}) FROM STDIN (FORMAT csv)", part.table, part.columns))
+            .copy_in(&format!(
+                "COPY stage_{} (observer, {}{}) FROM STDIN (FORMAT csv)",
+                part.table,
+                part.who.columns(),
+                part.columns
+            ))
             .map_err(&server)?;
         let mut stmt = store.conn().prepare_cached(part.local).map_err(|e| sql(store, e))?;
         let mut rows = stmt.query([after, through]).map_err(|e| sql(store, e))?;
@@ -465,7 +529,14 @@ impl Shipper {
             line.clear();
             csv_text(&mut line, Some(&self.observer));
             let mut first = 0;
-            if part.who {
+            if part.who == Who::Reader {
+                let uid: Option<i64> = r.get(0).map_err(|e| sql(store, e))?;
+                let user = uid.and_then(|u| u32::try_from(u).ok()).and_then(|u| self.names.get(u));
+                line.push(b',');
+                csv_text(&mut line, user.as_deref());
+                first = 1;
+            }
+            if part.who == Who::Principal {
                 let uid: Option<i64> = r.get(0).map_err(|e| sql(store, e))?;
                 let host: Option<String> = r.get(2).map_err(|e| sql(store, e))?;
                 let principal = match (uid, &host) {
@@ -553,7 +624,8 @@ impl Shipper {
             .query(
                 "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
                  JOIN pg_class p ON p.oid = i.inhparent
-                 WHERE p.relname IN ('egress', 'dns', 'alerts', 'events', 'digests', 'checkpoints')",
+                 WHERE p.relname IN ('egress', 'dns', 'alerts', 'events', 'digests', 'checkpoints', 'file_reads',
+                                    'dns_samples')",
                 &[],
             )
             .map_err(&server)?;
