@@ -35,6 +35,36 @@ CREATE TABLE egress (
     PRIMARY KEY (minute, principal_id, proto, dst, dport, run_id)
 ) WITHOUT ROWID;
 
+-- Which program sent the egress (live only; migration 8): an egress row's packets split by the
+-- program the owner lookup found behind each flow. A program is its exe and comm as the process
+-- set them (raw: escaped when shown), the socket's uid and the login session's uid; or, when
+-- the lookup named no process, why (unknown: socket_gone, denied, unanswered ...). Replays of
+-- captures have none.
+CREATE TABLE programs (
+    id        INTEGER PRIMARY KEY,
+    exe       TEXT,
+    comm      TEXT,
+    uid       INTEGER,
+    login_uid INTEGER,
+    unknown   TEXT,
+    CHECK ((unknown IS NULL) <> (comm IS NULL))
+);
+CREATE UNIQUE INDEX programs_key ON programs (ifnull(exe, ''), ifnull(comm, ''), ifnull(uid, -1),
+    ifnull(login_uid, -1), ifnull(unknown, ''));
+
+CREATE TABLE egress_programs (
+    minute       INTEGER NOT NULL,
+    principal_id INTEGER NOT NULL REFERENCES principals (id),
+    proto        INTEGER NOT NULL,
+    dst          TEXT    NOT NULL,
+    dport        INTEGER NOT NULL,
+    program_id   INTEGER NOT NULL REFERENCES programs (id),
+    packets      INTEGER NOT NULL,
+    bytes        INTEGER NOT NULL,
+    run_id       INTEGER NOT NULL,  -- as in egress
+    PRIMARY KEY (minute, principal_id, proto, dst, dport, program_id, run_id)
+) WITHOUT ROWID;
+
 -- One row per alert. details holds the detector's evidence as JSON.
 CREATE TABLE alerts (
     id           INTEGER PRIMARY KEY,
@@ -250,4 +280,4 @@ INSERT INTO exfilmon_meta (key, value) VALUES ('schema', 'exfilmon');
 -- Runs from this id on digest their egress rows (set by migration 4).
 INSERT INTO exfilmon_meta (key, value) VALUES ('digests_from_run', '1');
 
-PRAGMA user_version = 7;
+PRAGMA user_version = 8;

@@ -15,6 +15,14 @@
 //! name the program. Until the answer arrives the flow counts for its socket's uid; an answer
 //! that names no process is counted by its reason and changes nothing.
 //!
+//! Live, each flow also keeps its packets of the current and the previous minute until they
+//! are handed out as program rows ([`Attribution::drain_programs`]): at once when its answer
+//! is settled, after [`HOLD_US`] when it may still change. An answer that changes the flow's
+//! principal (sshd's session: the login uid appears about a second after the fork) moves
+//! what is held from the old principal to the new ([`Attribution::take_moves`]), so a pull
+//! that ends before the lookup sees the login still counts for the user. A replay keeps
+//! none of this (no lookups): its packet path is unchanged.
+//!
 //! Memory is bounded: at most [`MAX_FLOWS`] flows, each forgotten [`IDLE_US`] after its last
 //! packet; when the table is full the idle half is evicted early and counted, so a flood of new
 //! flows cannot grow it.
@@ -25,9 +33,10 @@ use std::sync::Arc;
 
 use rustc_hash::FxHashMap;
 
-use crate::decode::{Packet, PROTO_TCP, PROTO_UDP};
-use crate::principal::Principal;
-use crate::source::owner::{FlowKey, Lookup, Owner, Owners};
+use crate::decode::{Direction, Packet, PROTO_TCP, PROTO_UDP};
+use crate::principal::{Dst, Principal};
+use crate::rows::{EgressRow, Program, ProgramRow, Recredit, MINUTE_US};
+use crate::source::owner::{FlowKey, Lookup, Owner, Owners, Why};
 use crate::units::counters;
 
 /// Where the owners of flows are asked: the live lookups; a replay has none.
@@ -52,6 +61,10 @@ impl Lookups for Owners {
 /// afresh this long after, so a session's bulk after the login is the user's.
 const RECHECK_US: i64 = 50_000;
 
+/// A live flow whose answer may still change holds its packets this long (packet time) before
+/// they are handed out as program rows under its principal of then.
+pub const HOLD_US: i64 = 10_000_000;
+
 /// Flows remembered at most (about 64 bytes each).
 pub const MAX_FLOWS: usize = 1 << 17;
 /// A flow is forgotten this long after its last packet: longer than TIME_WAIT (60 s) and the
@@ -71,6 +84,8 @@ counters! {
         owners_found => "owner_found",
         /// Of those, charged to a login user other than the socket's uid.
         owners_login => "owner_login_user",
+        /// Bytes moved to another principal when a later answer changed a flow's.
+        recredited => "attribution_recredited_bytes",
     }
 }
 
@@ -78,9 +93,91 @@ struct Flow {
     who: Principal,
     last_us: i64,
     owner: Option<Arc<Owner>>,
+    /// Why the last answer named no process.
+    why: Option<Why>,
     /// The answer may still change (or none came yet): ask again after [`RECHECK_US`].
     settled: bool,
     asked_us: i64,
+    /// Live only: packets not yet handed out as program rows.
+    held: Option<Box<Held>>,
+}
+
+/// A live flow's packets of its two newest minutes not yet handed out, newest first.
+#[derive(Default)]
+struct Held {
+    gid: Option<u32>,
+    direction: Direction,
+    minutes: [Count; 2],
+}
+
+#[derive(Default, Clone, Copy)]
+struct Count {
+    minute_us: i64,
+    packets: u64,
+    bytes: u64,
+    first_us: i64,
+    last_us: i64,
+}
+
+impl Held {
+    /// Counts an egress packet; a minute pushed out of the two is returned, to hand out.
+    fn add(&mut self, p: &Packet<'_>) -> Option<Count> {
+        self.gid = p.gid.or(self.gid);
+        self.direction = self.direction.max(p.direction);
+        let minute_us = p.ts_us.div_euclid(MINUTE_US) * MINUTE_US;
+        let mut out = None;
+        if self.minutes[0].packets > 0 && minute_us > self.minutes[0].minute_us {
+            out = Some(self.minutes[1]).filter(|c| c.packets > 0);
+            self.minutes = [Count::default(), self.minutes[0]];
+        }
+        let now = &mut self.minutes[0];
+        if now.packets == 0 {
+            *now = Count { minute_us, first_us: p.ts_us, last_us: p.ts_us, ..Count::default() };
+        }
+        // A packet older than the newest minute (capture reordering) counts in it.
+        now.packets += 1;
+        now.bytes += u64::from(p.wire_len);
+        now.first_us = now.first_us.min(p.ts_us);
+        now.last_us = now.last_us.max(p.ts_us);
+        out
+    }
+}
+
+impl Flow {
+    fn program(&self) -> Program {
+        match (&self.owner, self.why) {
+            (Some(o), _) => Program::Found {
+                exe: o.exe.as_str().into(),
+                comm: o.comm.as_str().into(),
+                uid: o.uid,
+                login_uid: o.login_uid,
+            },
+            (None, Some(why)) => Program::Unknown(why.name()),
+            (None, None) => Program::Unknown("unanswered"),
+        }
+    }
+
+    /// Counts a live egress packet; a minute pushed out is handed out to `programs`.
+    fn hold(&mut self, key: Key, p: &Packet<'_>, programs: &mut Vec<ProgramRow>) {
+        if !p.direction.is_egress() {
+            return;
+        }
+        let Some(held) = &mut self.held else { return };
+        if let Some(c) = held.add(p) {
+            programs.push(self.program_row(key, c));
+        }
+    }
+
+    fn program_row(&self, key: Key, c: Count) -> ProgramRow {
+        ProgramRow {
+            principal: self.who,
+            dst: dst(key),
+            minute_us: c.minute_us,
+            program: self.program(),
+            packets: c.packets,
+            bytes: c.bytes,
+        }
+    }
 }
 
 #[derive(Default)]
@@ -90,6 +187,10 @@ pub struct Attribution {
     pub counters: AttributeCounters,
     /// Lookups that named no process, by reason.
     pub unknown: BTreeMap<&'static str, u64>,
+    /// Program rows handed out, waiting for [`drain_programs`](Self::drain_programs).
+    programs: Vec<ProgramRow>,
+    /// Held bytes a changed answer moved, with the flow's process.
+    moves: Vec<(Recredit, Option<Arc<Owner>>)>,
 }
 
 impl Attribution {
@@ -104,12 +205,13 @@ impl Attribution {
         let key = (p.sport != 0 && matches!(p.proto, PROTO_TCP | PROTO_UDP))
             .then_some((p.proto, p.src, p.sport, p.dst, p.dport));
         match (p.uid, key) {
-            (Some(uid), Some(key)) => self.remember(key, Principal::Uid(uid), p.ts_us),
+            (Some(uid), Some(key)) => self.remember(key, Principal::Uid(uid), p),
             (Some(uid), None) => (Principal::Uid(uid), None),
             (None, Some(key)) => match self.flows.get_mut(&key) {
                 Some(f) if p.ts_us.saturating_sub(f.last_us) <= IDLE_US => {
                     f.last_us = f.last_us.max(p.ts_us);
                     self.counters.orphans += 1;
+                    f.hold(key, p, &mut self.programs);
                     (f.who, f.owner.clone())
                 }
                 _ => (Principal::Host(p.src), None),
@@ -118,11 +220,13 @@ impl Attribution {
         }
     }
 
-    fn remember(&mut self, key: Key, socket: Principal, ts_us: i64) -> (Principal, Option<Arc<Owner>>) {
+    fn remember(&mut self, key: Key, socket: Principal, p: &Packet<'_>) -> (Principal, Option<Arc<Owner>>) {
+        let ts_us = p.ts_us;
         // One lookup for a known, settled flow: the path nearly every packet takes.
         let recheck = match self.flows.get_mut(&key) {
             Some(f) => {
                 f.last_us = f.last_us.max(ts_us);
+                f.hold(key, p, &mut self.programs);
                 if f.settled || ts_us - f.asked_us < RECHECK_US {
                     return (f.who, f.owner.clone());
                 }
@@ -134,7 +238,17 @@ impl Attribution {
                     self.make_room(ts_us);
                 }
                 let settled = self.lookups.is_none();
-                self.flows.insert(key, Flow { who: socket, last_us: ts_us, owner: None, settled, asked_us: ts_us });
+                let mut flow = Flow {
+                    who: socket,
+                    last_us: ts_us,
+                    owner: None,
+                    why: None,
+                    settled,
+                    asked_us: ts_us,
+                    held: (!settled).then(Box::default),
+                };
+                flow.hold(key, p, &mut self.programs);
+                self.flows.insert(key, flow);
                 !settled
             }
         };
@@ -168,12 +282,56 @@ impl Attribution {
                     self.counters.owners_found += 1;
                     self.counters.owners_login += u64::from(login != owner.uid);
                 }
-                f.who = Principal::Uid(login);
                 f.owner = Some(owner.clone());
+                f.why = None;
+                let who = Principal::Uid(login);
+                if who != f.who {
+                    if let Some(m) = moved(key, f, who) {
+                        self.counters.recredited += m.rows.iter().map(|r| r.bytes).sum::<u64>();
+                        self.moves.push((m, f.owner.clone()));
+                    }
+                    f.who = who;
+                }
             }
-            Lookup::Unknown(why) if f.settled => *self.unknown.entry(why.counter()).or_default() += 1,
-            Lookup::Unknown(_) => {}
+            Lookup::Unknown(why) => {
+                f.why = Some(*why);
+                if f.settled {
+                    *self.unknown.entry(why.counter()).or_default() += 1;
+                }
+            }
         }
+    }
+
+    /// Held bytes that a changed answer moved to another principal since the last call, each
+    /// with the flow's process.
+    pub fn take_moves(&mut self) -> Vec<(Recredit, Option<Arc<Owner>>)> {
+        std::mem::take(&mut self.moves)
+    }
+
+    /// Whether a changed answer moved bytes since the last [`take_moves`](Self::take_moves).
+    pub fn moved(&self) -> bool {
+        !self.moves.is_empty()
+    }
+
+    /// Hands out the program rows of held packets: every flow's when `all` (the end), else
+    /// settled flows' and those held [`HOLD_US`] as of `now_us`. Live only: a replay holds none.
+    pub fn drain_programs(&mut self, now_us: i64, all: bool) -> Vec<ProgramRow> {
+        if self.lookups.is_some() {
+            for (&key, f) in &mut self.flows {
+                let Some(held) = &mut f.held else { continue };
+                let mut minutes = std::mem::take(&mut held.minutes);
+                for c in &mut minutes {
+                    if c.packets > 0 && (all || f.settled || now_us.saturating_sub(c.first_us) >= HOLD_US) {
+                        self.programs.push(f.program_row(key, std::mem::take(c)));
+                    }
+                }
+                if let Some(held) = &mut f.held {
+                    // Still held: keep the newest first.
+                    held.minutes = if minutes[0].packets == 0 { [minutes[1], Count::default()] } else { minutes };
+                }
+            }
+        }
+        std::mem::take(&mut self.programs)
     }
 
     /// Each counter with its stored name, the lookups' unknowns by reason among them.
@@ -187,20 +345,61 @@ impl Attribution {
     /// Forgets idle flows; if that is not enough, the idle-longest half.
     fn make_room(&mut self, now_us: i64) {
         let before = self.flows.len();
-        self.flows.retain(|_, f| now_us.saturating_sub(f.last_us) <= IDLE_US);
+        self.sweep(now_us);
         if self.flows.len() >= MAX_FLOWS {
             let mut lasts: Vec<i64> = self.flows.values().map(|f| f.last_us).collect();
             let mid = lasts.len() / 2;
             let (_, &mut cutoff, _) = lasts.select_nth_unstable(mid);
-            self.flows.retain(|_, f| f.last_us > cutoff);
+            self.forget(|f| f.last_us <= cutoff);
             self.counters.evicted += (before - self.flows.len()) as u64;
         }
     }
 
     /// Forgets flows idle as of `now_us` (the pipeline calls this each minute).
     pub fn sweep(&mut self, now_us: i64) {
-        self.flows.retain(|_, f| now_us.saturating_sub(f.last_us) <= IDLE_US);
+        self.forget(|f| now_us.saturating_sub(f.last_us) > IDLE_US);
     }
+
+    /// Forgets the flows `gone` picks, handing out what they held.
+    fn forget(&mut self, gone: impl Fn(&Flow) -> bool) {
+        let programs = &mut self.programs;
+        self.flows.retain(|&key, f| {
+            if !gone(f) {
+                return true;
+            }
+            if let Some(held) = &f.held {
+                programs.extend(held.minutes.iter().filter(|c| c.packets > 0).map(|&c| f.program_row(key, c)));
+            }
+            false
+        });
+    }
+}
+
+/// The held bytes of flow `f`, moving from its principal to `to`.
+fn moved(key: Key, f: &Flow, to: Principal) -> Option<Recredit> {
+    let held = f.held.as_ref()?;
+    let rows: Vec<EgressRow> = held
+        .minutes
+        .iter()
+        .filter(|c| c.packets > 0)
+        .map(|c| EgressRow {
+            principal: to,
+            gid: held.gid,
+            dst: dst(key),
+            minute_us: c.minute_us,
+            packets: c.packets,
+            bytes: c.bytes,
+            first_us: c.first_us,
+            last_us: c.last_us,
+            direction: held.direction,
+            dst_name: None,
+        })
+        .collect();
+    (!rows.is_empty()).then_some(Recredit { from: f.who, rows })
+}
+
+fn dst((proto, _, _, addr, port): Key) -> Dst {
+    Dst { addr, port, proto }
 }
 
 fn flow_key((proto, src, sport, dst, dport): Key) -> FlowKey {

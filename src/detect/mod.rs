@@ -23,7 +23,7 @@ use crate::alert::Alert;
 use crate::decode::Packet;
 use crate::flows::FlowTable;
 use crate::principal::Principal;
-use crate::rows::{DnsRow, EgressRow, Sent};
+use crate::rows::{DnsRow, EgressRow, Recredit, Sent};
 use crate::source::audit::AuditEvent;
 use crate::source::owner::Owner;
 
@@ -84,6 +84,13 @@ pub trait Detector: Send {
     /// then is taken as alerted then; nothing is raised from the past.
     fn resume(&mut self, past: Past<'_>) {
         let _ = past;
+    }
+
+    /// Live: bytes already seen for `moved.from` were `moved.rows`' principal's (the owner
+    /// lookup answered after they were counted; `owner` is the flow's process): detectors
+    /// that sum bytes per principal move them.
+    fn recredit(&mut self, moved: &Recredit, owner: Option<&Owner>, out: &mut Findings) {
+        let _ = (moved, owner, out);
     }
 
     /// A principal's bytes in one past hour, for detectors that learn what is usual; the

@@ -19,8 +19,8 @@ use super::scope::{DirectionScope, Range, Scope, Who};
 use super::tally::SlidingSum;
 use super::{Detector, Findings, Past, Seen};
 use crate::alert::{Alert, AlertKind, Severity};
-use crate::principal::Principal;
-use crate::rows::Sent;
+use crate::principal::{Dst, Principal};
+use crate::rows::{Recredit, Sent};
 use crate::source::owner::Owner;
 use crate::units::counters;
 use crate::units::de::{byte_size, duration};
@@ -131,6 +131,19 @@ impl VolumeDetector {
         }
     }
 
+    /// Takes back bytes counted for `s.principal` since `first_us` from every rule whose scope
+    /// covered them; a rule left under its threshold ends its episode.
+    fn take(&mut self, s: &Sent, first_us: i64) {
+        let Some(state) = self.principals.get_mut(&s.principal) else { return };
+        for (rule, state) in self.rules.iter().zip(state.rules.iter_mut()) {
+            if rule.scope.applies(s.principal, s.gid, self.people, s.direction, &s.dst)
+                && state.sum.take(first_us, s.bytes) < rule.bytes
+            {
+                state.firing = false;
+            }
+        }
+    }
+
     /// Makes room for one more principal: true if there is room.
     fn make_room(&mut self, c: &mut VolumeCounters) -> bool {
         if self.principals.len() < self.max {
@@ -156,7 +169,27 @@ impl VolumeDetector {
 impl Detector for VolumeDetector {
     fn packet(&mut self, seen: &Seen<'_, '_>, out: &mut Findings) {
         let mut c = self.counters;
-        self.observe(&seen.sent, &mut c, |cross| out.alerts.push(alert(cross, seen)));
+        self.observe(&seen.sent, &mut c, |cross| {
+            let dst = seen.flows.top_dst(cross.principal).unwrap_or(seen.sent.dst);
+            out.alerts.push(alert(cross, dst, seen.owner));
+        });
+        self.counters = c;
+    }
+
+    fn recredit(&mut self, moved: &Recredit, owner: Option<&Owner>, out: &mut Findings) {
+        let mut c = self.counters;
+        for row in &moved.rows {
+            let to = Sent {
+                principal: row.principal,
+                gid: row.gid,
+                direction: row.direction,
+                dst: row.dst,
+                ts_us: row.last_us,
+                bytes: row.bytes,
+            };
+            self.take(&Sent { principal: moved.from, ..to }, row.first_us);
+            self.observe(&to, &mut c, |cross| out.alerts.push(alert(cross, row.dst, owner)));
+        }
         self.counters = c;
     }
 
@@ -181,9 +214,9 @@ impl Detector for VolumeDetector {
     }
 }
 
-/// The alert names where most of the principal's bytes went this minute.
-fn alert(c: Crossing, seen: &Seen<'_, '_>) -> Alert {
-    let dst = seen.flows.top_dst(c.principal).unwrap_or(seen.sent.dst);
+/// The alert names `dst`, where most of the principal's bytes went this minute, and the
+/// flow's process when known.
+fn alert(c: Crossing, dst: Dst, owner: Option<&Owner>) -> Alert {
     let window = human_duration(c.window);
     Alert {
         ts_us: c.ts_us,
@@ -198,13 +231,13 @@ fn alert(c: Crossing, seen: &Seen<'_, '_>) -> Alert {
             human_bytes(c.bytes),
             human_bytes(c.threshold),
             c.rule.as_deref().map_or_else(String::new, |r| format!(", rule {}", crate::escape::printable(r))),
-            seen.owner.map_or_else(String::new, Owner::describe),
+            owner.map_or_else(String::new, Owner::describe),
         ),
         details: json!({
             "window_secs": c.window.as_secs(),
             "threshold_bytes": c.threshold,
             "rule": c.rule,
-            "process": seen.owner.map(Owner::record),
+            "process": owner.map(Owner::record),
         }),
     }
 }

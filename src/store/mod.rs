@@ -11,6 +11,7 @@ mod digest;
 mod files;
 mod health;
 mod migrate;
+mod programs;
 pub mod prune;
 pub mod runs;
 pub mod trail;
@@ -28,7 +29,7 @@ use rustc_hash::FxHashMap;
 use crate::alert::{Alert, AlertKind, Severity};
 use crate::decode::Direction;
 use crate::principal::{Dst, Principal};
-use crate::rows::{DnsRow, EgressRow};
+use crate::rows::{DnsRow, EgressRow, ProgramRow, Recredit};
 use crate::source::audit::FileRead;
 
 pub use migrate::SCHEMA_VERSION;
@@ -316,14 +317,19 @@ impl Store {
             write_dns(&tx, &mut ids, &b.dns, run_id).map_err(err)?;
             files::write_file_reads(&tx, &b.reads, run_id).map_err(err)?;
             write_egress(&tx, &mut ids, &b.rows, run_id).map_err(err)?;
+            programs::write_programs(&tx, &mut ids, &b.programs, run_id).map_err(err)?;
+            for m in &b.recredits {
+                write_egress(&tx, &mut ids, &m.rows, run_id).map_err(err)?;
+            }
+            programs::take_recredited(&tx, &mut ids, &b.recredits, run_id).map_err(err)?;
             if run.is_some_and(Run::unit) {
                 stage_alerts(&tx, &mut ids, &b.alerts, run_id).map_err(err)?;
             } else {
                 links = insert_alerts(&tx, &mut ids, &b.alerts, run.map(|r| r.id)).map_err(err)?;
-                digest::redigest_late(&tx, run_id, done_before, b.rows.iter().map(|r| r.minute_us)).map_err(err)?;
+                digest::redigest_late(&tx, run_id, done_before, b.minutes()).map_err(err)?;
             }
             if run.is_some() {
-                let minutes = b.rows.iter().map(|r| r.minute_us).chain(b.dns.iter().map(|r| r.minute_us));
+                let minutes = b.minutes().chain(b.dns.iter().map(|r| r.minute_us));
                 if let (Some(first), Some(last)) = (minutes.clone().min(), minutes.max()) {
                     tx.prepare_cached(
                         "UPDATE runs SET first_minute = min(ifnull(first_minute, ?2), ?2),
@@ -366,6 +372,8 @@ pub struct Batch {
     pub alerts: Vec<Alert>,
     pub dns: Vec<DnsRow>,
     pub reads: Vec<FileRead>,
+    pub programs: Vec<ProgramRow>,
+    pub recredits: Vec<Recredit>,
     /// Every principal of the rows and alerts above, in the order they were added, with its
     /// gid: the last gid seen wins.
     principals: Vec<(Principal, Option<u32>)>,
@@ -382,6 +390,24 @@ impl Batch {
         self.dns.append(&mut rows);
     }
 
+    pub fn add_programs(&mut self, mut rows: Vec<ProgramRow>) {
+        self.principals.extend(rows.iter().map(|r| (r.principal, None)));
+        self.programs.append(&mut rows);
+    }
+
+    pub fn add_recredits(&mut self, mut moves: Vec<Recredit>) {
+        for m in &moves {
+            self.principals.push((m.from, None));
+            self.principals.extend(m.rows.iter().map(|r| (r.principal, r.gid)));
+        }
+        self.recredits.append(&mut moves);
+    }
+
+    /// The minutes of the egress rows, moved ones included.
+    fn minutes(&self) -> impl Iterator<Item = i64> + Clone + '_ {
+        self.rows.iter().chain(self.recredits.iter().flat_map(|m| &m.rows)).map(|r| r.minute_us)
+    }
+
     pub fn add_alert(&mut self, alert: Alert) {
         self.principals.push((alert.principal, None));
         self.alerts.push(alert);
@@ -392,7 +418,12 @@ impl Batch {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.rows.is_empty() && self.alerts.is_empty() && self.dns.is_empty() && self.reads.is_empty()
+        self.rows.is_empty()
+            && self.alerts.is_empty()
+            && self.dns.is_empty()
+            && self.reads.is_empty()
+            && self.programs.is_empty()
+            && self.recredits.is_empty()
     }
 
     pub fn clear(&mut self) {
@@ -400,6 +431,8 @@ impl Batch {
         self.alerts.clear();
         self.dns.clear();
         self.reads.clear();
+        self.programs.clear();
+        self.recredits.clear();
         self.principals.clear();
     }
 }

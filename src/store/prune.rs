@@ -137,6 +137,8 @@ impl Store {
             dns: self.delete_minutes("dns", minute(cutoff(r.dns)))?,
             ..Pruned::default()
         };
+        // The split by program goes with the rows it splits.
+        self.delete_minutes("egress_programs", minute(cutoff(r.egress)))?;
         let path = self.path.clone();
         let err = |e| sql_err(&path, e);
         {
