@@ -488,6 +488,85 @@ mod tests {
         assert_eq!(a.principal(&q).0, Principal::Uid(1002));
     }
 
+    /// Answers held back until the test hands them over.
+    struct Later(Vec<(FlowKey, Lookup)>, bool);
+
+    impl Lookups for Later {
+        fn ask_new(&mut self, _: FlowKey) -> Option<Lookup> {
+            None
+        }
+        fn poll(&mut self, f: &mut dyn FnMut(&FlowKey, &Lookup)) {
+            if std::mem::take(&mut self.1) {
+                for (k, l) in self.0.drain(..) {
+                    f(&k, &l);
+                }
+            }
+        }
+    }
+
+    fn key_of(p: &Packet<'_>) -> FlowKey {
+        FlowKey::egress(p.proto, p.src, p.sport, p.dst, p.dport)
+    }
+
+    /// Issue 11: an scp pull on veth is over before the lookup sees the login. What the flow
+    /// counted for the socket's uid moves to the login user when the answer changes, minute by
+    /// minute; program rows wait for the settled answer and name it.
+    #[test]
+    fn a_late_login_answer_moves_what_was_counted_and_names_the_program() {
+        let p = packet(59 * S, Some(0), 40000);
+        let mut a = Attribution::with_lookups(Box::new(Later(vec![(key_of(&p), sshd_session(Some(1001)))], false)));
+        for ts in [59 * S, 59 * S + S / 2, 61 * S] {
+            assert_eq!(a.principal(&packet(ts, Some(0), 40000)).0, Principal::Uid(0));
+        }
+        // Unsettled: held, not yet handed out, nothing moved.
+        assert!(a.drain_programs(62 * S, false).is_empty());
+        assert!(!a.moved());
+        a.lookups = Some(Box::new(Later(vec![(key_of(&p), sshd_session(Some(1001)))], true)));
+        a.poll();
+        let moves = a.take_moves();
+        let [(m, owner)] = &moves[..] else { panic!("{}", moves.len()) };
+        assert_eq!(m.from, Principal::Uid(0));
+        assert_eq!(owner.as_ref().unwrap().comm, "sshd");
+        let per_minute: Vec<_> = m.rows.iter().map(|r| (r.principal, r.minute_us, r.packets, r.bytes)).collect();
+        assert_eq!(
+            per_minute,
+            [(Principal::Uid(1001), MINUTE_US, 1, 1500), (Principal::Uid(1001), 0, 2, 3000)],
+            "newest minute first"
+        );
+        assert_eq!(a.counters.recredited, 4500);
+        // Settled now: later packets are the user's, and everything goes out as program rows.
+        assert_eq!(a.principal(&packet(62 * S, Some(0), 40000)).0, Principal::Uid(1001));
+        let rows = a.drain_programs(62 * S, false);
+        assert_eq!(rows.iter().map(|r| r.bytes).sum::<u64>(), 6000);
+        assert!(rows.iter().all(|r| r.principal == Principal::Uid(1001)
+            && matches!(&r.program, Program::Found { comm, login_uid: Some(1001), .. } if &**comm == "sshd")));
+        assert!(a.drain_programs(63 * S, true).is_empty(), "handed out once");
+    }
+
+    #[test]
+    fn a_flow_no_answer_names_is_unknown_with_its_reason_and_a_replay_holds_nothing() {
+        let p = packet(0, Some(1000), 40000);
+        let gone = Lookup::Unknown(Why::SocketGone);
+        let mut a = Attribution::with_lookups(Box::new(Later(vec![(key_of(&p), gone)], true)));
+        a.principal(&p);
+        // Held while unanswered; after HOLD_US it goes out as it stands.
+        assert!(a.drain_programs(HOLD_US - 1, false).is_empty());
+        assert!(matches!(&a.drain_programs(HOLD_US, false)[..], [r] if r.program == Program::Unknown("unanswered")));
+        a.poll();
+        a.principal(&packet(S, Some(1000), 40000));
+        assert!(matches!(&a.drain_programs(S, false)[..], [r] if r.program == Program::Unknown("socket_gone")));
+        // Inbound DNS answers (not egress) are never counted.
+        let mut answer = packet(2 * S, Some(1000), 40000);
+        answer.direction = Direction::Answer;
+        a.principal(&answer);
+        assert!(a.drain_programs(2 * S, true).is_empty());
+
+        let mut replay = Attribution::default();
+        replay.principal(&p);
+        assert!(replay.flows.values().all(|f| f.held.is_none()));
+        assert!(replay.drain_programs(HOLD_US, true).is_empty());
+    }
+
     #[test]
     fn a_flood_of_flows_is_bounded_and_counted() {
         let mut a = Attribution::default();

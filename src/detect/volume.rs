@@ -401,6 +401,35 @@ mod tests {
         assert_eq!(alerts[0].rule.as_deref(), Some("people-10m"));
     }
 
+    /// Issue 11: sshd's flow counted for root until the lookup saw the login; the bytes move
+    /// to the user, whose rule alerts then, naming the process; root's window gives them back.
+    #[test]
+    fn recredited_bytes_leave_roots_window_and_alert_for_the_login_user() {
+        let mut d = VolumeDetector::new(&[rule(1000)], PEOPLE);
+        let (root, alice) = (Principal::Uid(0), Principal::Uid(1001));
+        assert_eq!(feed(&mut d, root, &[(0, 900), (S, 300)]).len(), 1, "root crossed before the answer");
+        let s = sent(alice, S, 1200);
+        let row = EgressRow {
+            principal: alice,
+            gid: None,
+            dst: s.dst,
+            minute_us: 0,
+            packets: 2,
+            bytes: 1200,
+            first_us: 0,
+            last_us: S,
+            direction: Direction::Unknown,
+            dst_name: None,
+        };
+        let mut out = Findings::default();
+        d.recredit(&Recredit { from: root, rows: vec![row] }, None, &mut out);
+        assert_eq!(out.alerts.len(), 1);
+        assert_eq!((out.alerts[0].principal, out.alerts[0].bytes), (alice, 1200));
+        assert_eq!(out.alerts[0].dst.as_deref(), Some("203.0.113.1:443/tcp"));
+        // Root's window is empty again: its next 900 bytes are under the threshold.
+        assert!(feed(&mut d, root, &[(2 * S, 900)]).is_empty());
+    }
+
     #[test]
     fn a_restart_resumes_the_windows_and_remembers_what_alerted() {
         let row = |who: Principal, minute: i64, bytes: u64| EgressRow {

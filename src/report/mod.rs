@@ -11,6 +11,7 @@ pub mod events;
 pub mod files;
 pub mod health;
 pub mod html;
+mod programs;
 pub mod select;
 pub mod series;
 pub mod stream;
@@ -200,6 +201,9 @@ pub const USERS: Layout = Layout {
         // Sent today (UTC), and the mean of a day over the 14 days before.
         col("today"),
         col("baseline"),
+        // The programs that sent the most (live only), and each one's bytes and login user.
+        col("program"),
+        hidden("programs"),
     ],
 };
 
@@ -214,23 +218,28 @@ pub fn users(
 ) -> Result<(), ReportError> {
     each_row(
         store,
-        "SELECT p.uid, p.gid, p.host, sum(e.packets), sum(e.bytes),
+        &format!(
+            "SELECT p.uid, p.gid, p.host, sum(e.packets), sum(e.bytes),
                 count(DISTINCT e.dst || ' ' || e.dport || ' ' || e.proto), min(e.first_seen), max(e.last_seen),
                 (SELECT count(*) FROM alerts a WHERE a.principal_id = p.id AND a.ts >= ?1 AND a.ts < ?2),
                 sum(CASE WHEN e.direction = 2 THEN e.bytes ELSE 0 END),
-                sum(CASE WHEN e.minute >= ?5 THEN e.bytes ELSE 0 END), coalesce(max(b.per_day), 0)
+                sum(CASE WHEN e.minute >= ?5 THEN e.bytes ELSE 0 END), coalesce(max(b.per_day), 0), max(g.programs)
          FROM egress e JOIN principals p ON p.id = e.principal_id
          LEFT JOIN (SELECT principal_id, sum(bytes) / ?6 AS per_day FROM egress
                     WHERE minute >= ?5 - ?6 * 86400000000 AND minute < ?5 AND run_id NOT IN uncounted_runs
                     GROUP BY principal_id) b
            ON b.principal_id = p.id
+         LEFT JOIN {programs} g ON g.principal_id = p.id
          WHERE e.minute >= ?1 / 60000000 * 60000000 AND e.minute < ?2 AND (?3 IS NULL OR p.uid = ?3)
            AND (?4 IS NULL OR e.direction = ?4) AND e.run_id NOT IN uncounted_runs
          GROUP BY p.id ORDER BY sum(e.bytes) DESC LIMIT ?7",
+            programs = programs::by(&["principal_id"])
+        ),
         params![f.since(), f.until(), f.uid(), f.direction(), today_start(), BASELINE_DAYS, limit(top)],
         out,
         |r| {
             let uid: Option<i64> = r.get(0)?;
+            let [program, programs] = programs::cells(r.get(12)?, names);
             Ok(vec![
                 Cell::opt_int(uid),
                 names.cell(uid),
@@ -245,6 +254,8 @@ pub fn users(
                 Cell::Bytes(r.get(9)?),
                 Cell::Bytes(r.get(10)?),
                 Cell::Bytes(r.get(11)?),
+                program,
+                programs,
             ])
         },
     )
@@ -263,23 +274,32 @@ pub const DESTINATIONS: Layout = Layout {
         col("direction"),
         // The name a sender used for the address (DNS answer, TLS server name).
         col("name"),
+        // As in `report users`.
+        col("program"),
+        hidden("programs"),
     ],
 };
 
 /// Egress per destination, most bytes first; `top` keeps the first ones only.
 pub fn destinations(store: &Store, f: &Filter, top: Option<usize>, out: &mut dyn Rows) -> Result<(), ReportError> {
+    let mut names = UserNames::default();
     each_row(
         store,
-        "SELECT e.dst, e.dport, e.proto, sum(e.packets), sum(e.bytes),
+        &format!(
+            "SELECT e.dst, e.dport, e.proto, sum(e.packets), sum(e.bytes),
                 count(DISTINCT e.principal_id), min(e.first_seen), max(e.last_seen), max(e.direction),
-                max(e.dst_name)
+                max(e.dst_name), max(g.programs)
          FROM egress e JOIN principals p ON p.id = e.principal_id
+         LEFT JOIN {programs} g ON g.dst = e.dst AND g.dport = e.dport AND g.proto = e.proto
          WHERE e.minute >= ?1 / 60000000 * 60000000 AND e.minute < ?2 AND (?3 IS NULL OR p.uid = ?3)
            AND (?4 IS NULL OR e.direction = ?4) AND e.run_id NOT IN uncounted_runs
          GROUP BY e.dst, e.dport, e.proto ORDER BY sum(e.bytes) DESC LIMIT ?5",
+            programs = programs::by(&["dst", "dport", "proto"])
+        ),
         params![f.since(), f.until(), f.uid(), f.direction(), limit(top)],
         out,
         |r| {
+            let [program, programs] = programs::cells(r.get(10)?, &mut names);
             let addr: String = r.get(0)?;
             let port: u16 = r.get(1)?;
             let proto: u8 = r.get(2)?;
@@ -294,6 +314,8 @@ pub fn destinations(store: &Store, f: &Filter, top: Option<usize>, out: &mut dyn
                 Cell::Time(r.get(7)?),
                 Cell::Text(Direction::of_code(r.get(8)?).as_str().into()),
                 Cell::Text(r.get::<_, Option<String>>(9)?.unwrap_or_default()),
+                program,
+                programs,
             ])
         },
     )

@@ -351,6 +351,11 @@ pub fn start_time(root: &Path, pid: u32) -> Result<u64, ProcError> {
 
 /// Reads a process. The caller checks afterwards that it is still the process it meant
 /// (start time, descriptor), since the pid may be reused while this runs.
+/// `/proc/PID/loginuid` alone (`None`: unset or unreadable).
+pub fn login_uid(root: &Path, pid: u32) -> Option<u32> {
+    parse_loginuid(&fs::read_to_string(root.join(pid.to_string()).join("loginuid")).ok()?)
+}
+
 pub fn read_process(root: &Path, pid: u32, start_time: u64) -> Result<ProcInfo, ProcError> {
     let dir = root.join(pid.to_string());
     let comm = fs::read_to_string(dir.join("comm"))?;

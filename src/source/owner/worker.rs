@@ -363,7 +363,11 @@ impl<D: Diag> Worker<D> {
             return Err(Why::ProcessGone);
         }
         let now = Instant::now();
-        if let Some(owner) = self.procs.get(holder.pid, start, info.uid, now) {
+        // A process without a login uid may be sshd just before pam_loginuid sets it: its
+        // cached answer holds only while the uid is still unset (one small read), so the
+        // session is seen as the user's at once, not a cache age later.
+        let cached = self.procs.get(holder.pid, start, info.uid, now);
+        if let Some(owner) = cached.filter(|o| o.login_uid.is_some() || procfs::login_uid(&root, o.pid).is_none()) {
             self.stats.process_cache_hits += 1;
             return Ok(owner);
         }
@@ -490,6 +494,24 @@ mod tests {
         assert!(matches!(&out[..], [Done { lookup: Lookup::Found(o), .. }] if o.pid == 300), "{out:?}");
         assert_eq!(w.stats.pid_scans, 1, "found in the hot pid's table");
         assert_eq!(w.stats.process_cache_hits, 1);
+    }
+
+    /// sshd's session: the login uid appears after the first lookup; the process cache must
+    /// not hide it for its age (that took about a second, and an scp pull on veth is over by then).
+    #[test]
+    fn a_login_uid_set_after_a_lookup_is_seen_at_once() {
+        let proc = tempfile::tempdir().unwrap();
+        process(proc.path(), 300, 777, "4294967295", &[(4, 5555), (5, 5556)]);
+        let mut w = worker(
+            &[(key(1), sock(state::ESTABLISHED, 0, 5555)), (key(2), sock(state::ESTABLISHED, 0, 5556))],
+            proc.path(),
+        );
+        let out = run(&mut w, &[key(1)]);
+        assert!(matches!(&out[..], [Done { lookup: Lookup::Found(o), .. }] if o.login_uid.is_none()), "{out:?}");
+        std::fs::write(proc.path().join("300").join("loginuid"), "1001").unwrap();
+        let out = run(&mut w, &[key(2)]);
+        assert!(matches!(&out[..], [Done { lookup: Lookup::Found(o), .. }] if o.login_uid == Some(1001)), "{out:?}");
+        assert_eq!(w.stats.process_cache_hits, 0);
     }
 
     #[test]
