@@ -60,3 +60,71 @@ fn describe(p: &Value) -> String {
         (None, None) => program.to_string(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::{destinations, users, Filter, DESTINATIONS, USERS};
+    use crate::principal::{Dst, Principal, UserNames};
+    use crate::rows::{EgressRow, Program, ProgramRow, Recredit};
+    use crate::store::{Batch, Store};
+
+    fn row(principal: Principal, bytes: u64) -> EgressRow {
+        EgressRow {
+            principal,
+            gid: None,
+            dst: Dst { addr: [192, 0, 2, 9].into(), port: 50022, proto: 6 },
+            minute_us: 60_000_000,
+            packets: bytes / 1000,
+            bytes,
+            first_us: 60_000_000,
+            last_us: 61_000_000,
+            direction: Default::default(),
+            dst_name: None,
+        }
+    }
+
+    fn program(principal: Principal, program: Program, bytes: u64) -> ProgramRow {
+        let r = row(principal, bytes);
+        ProgramRow { principal, dst: r.dst, minute_us: r.minute_us, program, packets: r.packets, bytes }
+    }
+
+    /// The scp pull: root's row (sshd's socket) written before the lookup saw the login; the
+    /// correction moves it to the login user, whose row then names sshd and the login. Programs
+    /// rank by bytes; a flow no lookup could name says why.
+    #[test]
+    fn recredited_rows_move_whole_and_reports_name_the_main_programs() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(&dir.path().join("p.db")).unwrap();
+        let (root, alice) = (Principal::Uid(0), Principal::Uid(4_000_001));
+        let mut b = Batch::default();
+        b.add_rows(vec![row(root, 6000)]);
+        store.write_batch(&b, None).unwrap();
+        let sshd =
+            Program::Found { exe: "/usr/sbin/sshd".into(), comm: "sshd".into(), uid: 0, login_uid: Some(4_000_001) };
+        let mut b = Batch::default();
+        b.add_recredits(vec![Recredit { from: root, rows: vec![row(alice, 6000)] }]);
+        b.add_programs(vec![program(alice, sshd, 5000), program(alice, Program::Unknown("socket_gone"), 1000)]);
+        store.write_batch(&b, None).unwrap();
+
+        let mut t = USERS.table();
+        users(&store, &Filter::default(), &mut UserNames::default(), None, &mut t).unwrap();
+        let json = t.json();
+        let rows = json.as_array().unwrap();
+        assert_eq!(rows.len(), 1, "root's row went whole: {json:#}");
+        assert_eq!((rows[0]["uid"].as_i64(), rows[0]["bytes"].as_i64()), (Some(4_000_001), Some(6000)));
+        assert_eq!(rows[0]["program"], "/usr/sbin/sshd (login uid 4000001), unknown (socket_gone)");
+        assert_eq!(rows[0]["programs"][0]["comm"], "sshd");
+        assert_eq!(rows[0]["programs"][0]["bytes"], 5000);
+        assert_eq!(rows[0]["programs"][1]["unknown"], "socket_gone");
+
+        let mut t = DESTINATIONS.table();
+        destinations(&store, &Filter::default(), None, &mut t).unwrap();
+        let json = t.json();
+        assert_eq!(json[0]["senders"], 1);
+        assert_eq!(json[0]["programs"][0]["login_uid"], 4_000_001);
+        // Another user's filter leaves the programs out with the rows.
+        let mut t = DESTINATIONS.table();
+        destinations(&store, &Filter { uid: Some(0), ..Filter::default() }, None, &mut t).unwrap();
+        assert!(t.rows.is_empty());
+    }
+}
