@@ -217,6 +217,21 @@ CREATE TABLE dns_samples (
     PRIMARY KEY (principal_id, domain, name, run_id)
 ) WITHOUT ROWID;
 
+-- The ICMP detector's window per principal, peer and minute (migration 9), read back on start so
+-- a restart keeps it: carried is echo payload bytes not among the peer's recent payloads,
+-- signed the echoes with a known tunnel signature.
+CREATE TABLE icmp (
+    minute       INTEGER NOT NULL,
+    principal_id INTEGER NOT NULL REFERENCES principals (id),
+    peer         TEXT    NOT NULL,
+    requests     INTEGER NOT NULL,
+    replies      INTEGER NOT NULL,
+    carried      INTEGER NOT NULL,
+    signed       INTEGER NOT NULL,
+    run_id       INTEGER NOT NULL,  -- as in egress
+    PRIMARY KEY (minute, principal_id, peer, run_id)
+) WITHOUT ROWID;
+
 -- Capture files already replayed, by content hash, so a second replay does not count twice.
 CREATE TABLE captures (
     sha256      TEXT PRIMARY KEY,
@@ -280,4 +295,4 @@ INSERT INTO exfilmon_meta (key, value) VALUES ('schema', 'exfilmon');
 -- Runs from this id on digest their egress rows (set by migration 4).
 INSERT INTO exfilmon_meta (key, value) VALUES ('digests_from_run', '1');
 
-PRAGMA user_version = 8;
+PRAGMA user_version = 9;

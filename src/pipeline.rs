@@ -25,7 +25,7 @@ use crate::detect::volume::VolumeDetector;
 use crate::detect::{Detector, Findings, Past, Seen, Tick};
 use crate::flows::FlowTable;
 use crate::principal::{Dst, Principal};
-use crate::rows::{DnsRow, EgressRow, ProgramRow, Recredit, RunTotals, Sent, MINUTE_US};
+use crate::rows::{DnsRow, EgressRow, IcmpRow, ProgramRow, Recredit, RunTotals, Sent, MINUTE_US};
 use crate::source::audit::{AuditEvent, FileRead};
 use crate::source::FrameSink;
 
@@ -120,6 +120,10 @@ pub trait Output {
     /// A sensitive file's read, from the audit trail (for `report files`).
     fn file_read(&mut self, read: &FileRead) {
         let _ = read;
+    }
+    /// The ICMP detector's window per (principal, peer, minute), read back on restart.
+    fn icmp_rows(&mut self, rows: Vec<IcmpRow>) {
+        let _ = rows;
     }
     /// Live: egress split by the program that sent it.
     fn programs(&mut self, rows: Vec<ProgramRow>) {
@@ -434,6 +438,9 @@ impl<O: Output> Pipeline<O> {
         }
         if !self.found.dns_rows.is_empty() {
             self.out.dns_rows(std::mem::take(&mut self.found.dns_rows));
+        }
+        if !self.found.icmp_rows.is_empty() {
+            self.out.icmp_rows(std::mem::take(&mut self.found.icmp_rows));
         }
         for alert in self.found.alerts.drain(..) {
             self.stats.alerts += 1;

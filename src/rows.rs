@@ -102,3 +102,19 @@ pub struct Recredit {
     pub from: Principal,
     pub rows: Vec<EgressRow>,
 }
+
+/// One stored ICMP aggregate: a principal's echoes to one peer in one minute, as the ICMP
+/// detector's window counts them, so a restarted monitor picks the window up (payload hashes
+/// are per process and not stored).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IcmpRow {
+    pub principal: Principal,
+    pub peer: std::net::IpAddr,
+    pub minute_us: i64,
+    pub requests: u32,
+    pub replies: u32,
+    /// Payload bytes not among the peer's recent payloads: the data an echo tunnel carries.
+    pub carried: u64,
+    /// Echoes with a known tunnel signature.
+    pub signed: u32,
+}

@@ -10,6 +10,7 @@
 mod digest;
 mod files;
 mod health;
+mod icmp;
 mod migrate;
 mod programs;
 pub mod prune;
@@ -29,7 +30,7 @@ use rustc_hash::FxHashMap;
 use crate::alert::{Alert, AlertKind, Severity};
 use crate::decode::Direction;
 use crate::principal::{Dst, Principal};
-use crate::rows::{DnsRow, EgressRow, ProgramRow, Recredit};
+use crate::rows::{DnsRow, EgressRow, IcmpRow, ProgramRow, Recredit};
 use crate::source::audit::FileRead;
 
 pub use migrate::SCHEMA_VERSION;
@@ -318,6 +319,7 @@ impl Store {
             files::write_file_reads(&tx, &b.reads, run_id).map_err(err)?;
             write_egress(&tx, &mut ids, &b.rows, run_id).map_err(err)?;
             programs::write_programs(&tx, &mut ids, &b.programs, run_id).map_err(err)?;
+            icmp::write_icmp(&tx, &mut ids, &b.icmp, run_id).map_err(err)?;
             for m in &b.recredits {
                 write_egress(&tx, &mut ids, &m.rows, run_id).map_err(err)?;
             }
@@ -329,7 +331,8 @@ impl Store {
                 digest::redigest_late(&tx, run_id, done_before, b.minutes()).map_err(err)?;
             }
             if run.is_some() {
-                let minutes = b.minutes().chain(b.dns.iter().map(|r| r.minute_us));
+                let minutes =
+                    b.minutes().chain(b.dns.iter().map(|r| r.minute_us)).chain(b.icmp.iter().map(|r| r.minute_us));
                 if let (Some(first), Some(last)) = (minutes.clone().min(), minutes.max()) {
                     tx.prepare_cached(
                         "UPDATE runs SET first_minute = min(ifnull(first_minute, ?2), ?2),
@@ -374,6 +377,7 @@ pub struct Batch {
     pub reads: Vec<FileRead>,
     pub programs: Vec<ProgramRow>,
     pub recredits: Vec<Recredit>,
+    pub icmp: Vec<IcmpRow>,
     /// Every principal of the rows and alerts above, in the order they were added, with its
     /// gid: the last gid seen wins.
     principals: Vec<(Principal, Option<u32>)>,
@@ -393,6 +397,11 @@ impl Batch {
     pub fn add_programs(&mut self, mut rows: Vec<ProgramRow>) {
         self.principals.extend(rows.iter().map(|r| (r.principal, None)));
         self.programs.append(&mut rows);
+    }
+
+    pub fn add_icmp(&mut self, mut rows: Vec<IcmpRow>) {
+        self.principals.extend(rows.iter().map(|r| (r.principal, None)));
+        self.icmp.append(&mut rows);
     }
 
     pub fn add_recredits(&mut self, mut moves: Vec<Recredit>) {
@@ -424,6 +433,7 @@ impl Batch {
             && self.reads.is_empty()
             && self.programs.is_empty()
             && self.recredits.is_empty()
+            && self.icmp.is_empty()
     }
 
     pub fn clear(&mut self) {
@@ -433,6 +443,7 @@ impl Batch {
         self.reads.clear();
         self.programs.clear();
         self.recredits.clear();
+        self.icmp.clear();
         self.principals.clear();
     }
 }

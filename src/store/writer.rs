@@ -15,7 +15,7 @@ use std::thread::JoinHandle;
 use crate::alert::Alert;
 use crate::health::HealthUpdate;
 use crate::principal::UserNames;
-use crate::rows::{DnsRow, EgressRow, ProgramRow, Recredit};
+use crate::rows::{DnsRow, EgressRow, IcmpRow, ProgramRow, Recredit};
 use crate::sink::{self, Dispatcher};
 use crate::store::{Batch, Run, Store, StoreError};
 use crate::trail::sign::Signer;
@@ -34,6 +34,7 @@ pub enum Write {
     Rows(Vec<EgressRow>),
     Alert(Alert),
     DnsRows(Vec<DnsRow>),
+    IcmpRows(Vec<IcmpRow>),
     /// Egress split by program (live).
     Programs(Vec<ProgramRow>),
     /// Bytes moved to the principal the owner lookup found after they were counted.
@@ -122,6 +123,7 @@ impl Write {
             Write::Rows(r) => r.len(),
             Write::DnsRows(r) => r.len(),
             Write::Programs(r) => r.len(),
+            Write::IcmpRows(r) => r.len(),
             _ => 0,
         }
     }
@@ -229,6 +231,7 @@ fn drain(
                 Write::Alert(a) => batch.add_alert(a),
                 Write::DnsRows(r) => batch.add_dns(r),
                 Write::Programs(r) => batch.add_programs(r),
+                Write::IcmpRows(r) => batch.add_icmp(r),
                 Write::Recredits(m) => batch.add_recredits(m),
                 Write::FileRead(r) => batch.add_read(*r),
                 Write::Sync(ack) => acks.push(ack),
