@@ -240,3 +240,45 @@ fn a_pull_over_ssh_is_the_login_users_not_roots() {
     let dst = report(&db, "destinations").as_array().unwrap()[0].clone();
     assert!(dst["program"].as_str().unwrap().contains(&login), "{dst}");
 }
+
+/// `count` ICMP echo requests of 1 KiB of random payload each to the peer, from a raw socket
+/// (as root): an echo tunnel's traffic.
+fn echo_tunnel(lab: &Lab, count: u32) {
+    let script = format!(
+        "import os, socket, struct\n\
+         def csum(b):\n    s = sum(struct.unpack('!%dH' % (len(b) // 2), b))\n    s = (s >> 16) + (s & 0xffff)\n    \
+         return ~(s + (s >> 16)) & 0xffff\n\
+         s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)\n\
+         for i in range({count}):\n    p = os.urandom(1024)\n    \
+         h = struct.pack('!BBHHH', 8, 0, 0, 0x4242, i)\n    \
+         h = struct.pack('!BBHHH', 8, 0, csum(h + p), 0x4242, i)\n    s.sendto(h + p, ('{}', 0))\n",
+        lab.peer
+    );
+    must(&["ip", "netns", "exec", &lab.inside, "/usr/bin/python3", "-c", &script]);
+}
+
+/// Issue 11: 5 KiB of an echo tunnel, a restart, 5 KiB more: one alert for the 8 KiB rule,
+/// from the ICMP window the first monitor stored.
+#[test]
+fn an_icmp_tunnel_split_by_a_restart_alerts_once() {
+    let Some(lab) = Lab::new() else { return };
+    let cfg = config(&lab, "");
+    let db = lab.path("icmp.db");
+    let monitor = lab.start_monitor(&cfg, &db, "icmp.log");
+    lab.load_ruleset(&cfg);
+    echo_tunnel(&lab, 5);
+    std::thread::sleep(Duration::from_millis(1500));
+    let (status, log) = monitor.stop();
+    assert!(status.success(), "{log}");
+    assert!(alerts_of(&db, "icmp_tunnel").is_empty(), "5 KiB is under 8 KiB");
+    let monitor = lab.start_monitor(&cfg, &db, "icmp-2.log");
+    echo_tunnel(&lab, 5);
+    wait_for(Duration::from_secs(10), "the alert after the restart", || !alerts_of(&db, "icmp_tunnel").is_empty());
+    echo_tunnel(&lab, 5);
+    std::thread::sleep(Duration::from_millis(1500));
+    let (status, log) = monitor.stop();
+    assert!(status.success(), "{log}");
+    let alerts = alerts_of(&db, "icmp_tunnel");
+    assert_eq!(alerts.len(), 1, "{alerts:#?}");
+    assert_eq!(alerts[0]["uid"], 0, "{alerts:#?}");
+}
