@@ -294,7 +294,9 @@ impl Attribution {
                 }
             }
             Lookup::Unknown(why) => {
-                f.why = Some(*why);
+                // That the socket has since ended says less than why it was not found before.
+                let ended = matches!(why, Why::SocketGone | Why::TimeWait | Why::Closed);
+                f.why = if ended { f.why.or(Some(*why)) } else { Some(*why) };
                 if f.settled {
                     *self.unknown.entry(why.counter()).or_default() += 1;
                 }

@@ -282,7 +282,9 @@ impl<D: Diag> Worker<D> {
                     // Just created or just passed on: one more try after the next scan.
                     self.retry_at(job, next_scan, out);
                 } else {
-                    finish(out, &job, Lookup::Unknown(Why::NoProcess));
+                    // Not found where we could look: say so rather than "no process".
+                    let why = if self.index.denied() { Why::Denied } else { Why::NoProcess };
+                    finish(out, &job, Lookup::Unknown(why));
                 }
                 continue;
             };
