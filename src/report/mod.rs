@@ -145,6 +145,8 @@ pub const ALERTS: Layout = Layout {
         col("bytes"),
         col("summary"),
         hidden("details"),
+        // The process behind the flow (live), with its login user: details.process, in short.
+        col("program"),
     ],
 };
 
@@ -165,7 +167,8 @@ pub fn alerts(store: &Store, f: &Filter, names: &mut UserNames, out: &mut dyn Ro
         out,
         |r| {
             let uid: Option<i64> = r.get(3)?;
-            let details: String = r.get(8)?;
+            let details: Value = serde_json::from_str(&r.get::<_, String>(8)?).unwrap_or(Value::Null);
+            let program = programs::of_alert(&details, names);
             Ok(vec![
                 Cell::Time(r.get(0)?),
                 Cell::Text(r.get(1)?),
@@ -177,7 +180,8 @@ pub fn alerts(store: &Store, f: &Filter, names: &mut UserNames, out: &mut dyn Ro
                 r.get::<_, Option<String>>(5)?.map_or(Cell::Null, Cell::Escaped),
                 Cell::Bytes(r.get(6)?),
                 Cell::Escaped(r.get(7)?),
-                Cell::Json(serde_json::from_str(&details).unwrap_or(Value::Null)),
+                Cell::Json(details),
+                program,
             ])
         },
     )

@@ -47,6 +47,16 @@ pub(super) fn cells(programs: Option<String>, names: &mut UserNames) -> [Cell; 2
     [Cell::Text(text.join(", ")), Cell::Json(Value::Array(list))]
 }
 
+/// The `program` cell of an alert: its `details.process`, as in [`cells`].
+pub(super) fn of_alert(details: &Value, names: &mut UserNames) -> Cell {
+    let process = &details["process"];
+    if !process.is_object() {
+        return Cell::Null;
+    }
+    let [text, _] = cells(Some(Value::Array(vec![process.clone()]).to_string()), names);
+    text
+}
+
 /// `/usr/bin/python3.11 (login alice)`, or `unknown (socket_gone)`.
 fn describe(p: &Value) -> String {
     if let Some(why) = p["unknown"].as_str() {
