@@ -226,8 +226,8 @@ impl Attribution {
         let recheck = match self.flows.get_mut(&key) {
             Some(f) => {
                 f.last_us = f.last_us.max(ts_us);
-                f.hold(key, p, &mut self.programs);
                 if f.settled || ts_us - f.asked_us < RECHECK_US {
+                    f.hold(key, p, &mut self.programs);
                     return (f.who, f.owner.clone());
                 }
                 f.asked_us = ts_us;
@@ -238,7 +238,7 @@ impl Attribution {
                     self.make_room(ts_us);
                 }
                 let settled = self.lookups.is_none();
-                let mut flow = Flow {
+                let flow = Flow {
                     who: socket,
                     last_us: ts_us,
                     owner: None,
@@ -247,7 +247,6 @@ impl Attribution {
                     asked_us: ts_us,
                     held: (!settled).then(Box::default),
                 };
-                flow.hold(key, p, &mut self.programs);
                 self.flows.insert(key, flow);
                 !settled
             }
@@ -258,7 +257,14 @@ impl Attribution {
                 self.learn(key, &answer);
             }
         }
-        self.flows.get(&key).map_or((socket, None), |f| (f.who, f.owner.clone()))
+        // Held only now, under the principal an answer given at once may have changed.
+        match self.flows.get_mut(&key) {
+            Some(f) => {
+                f.hold(key, p, &mut self.programs);
+                (f.who, f.owner.clone())
+            }
+            None => (socket, None),
+        }
     }
 
     /// Takes the lookups' answers that arrived.
@@ -479,6 +485,7 @@ mod tests {
         let mut a = Attribution::with_lookups(Box::new(Fake(vec![(key, sshd_session(Some(1001)))])));
         let (who, owner) = a.principal(&p);
         assert_eq!(who, Principal::Uid(1001), "the socket is root's, the session alice's");
+        assert!(!a.moved(), "answered before the packet was counted: nothing to move");
         assert_eq!(owner.unwrap().comm, "sshd");
         assert_eq!((a.counters.owners_found, a.counters.owners_login), (1, 1));
         // An answer arriving later (another flow): it applies from then on.

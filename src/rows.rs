@@ -36,6 +36,20 @@ pub struct EgressRow {
     pub dst_name: Option<Box<str>>,
 }
 
+impl EgressRow {
+    /// The row as one packet at its last time, for windows rebuilt from rows.
+    pub fn sent(&self) -> Sent {
+        Sent {
+            principal: self.principal,
+            gid: self.gid,
+            direction: self.direction,
+            dst: self.dst,
+            ts_us: self.last_us,
+            bytes: self.bytes,
+        }
+    }
+}
+
 /// One stored aggregate: a principal's queries under one registered domain in one minute.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DnsRow {

@@ -186,7 +186,11 @@ fn reports_filter_by_time_and_user_and_render_all_formats() {
     assert!(table.contains("root"), "{table}");
     assert!(!table.contains("1001"), "{table}");
     let o = run(&["report", "destinations", "--db", &db, "--format", "csv"]);
-    assert!(stdout(&o).starts_with("dst,proto,packets,bytes,senders,first,last,direction,name,program,programs\n"), "{}", stdout(&o));
+    assert!(
+        stdout(&o).starts_with("dst,proto,packets,bytes,senders,first,last,direction,name,program,programs\n"),
+        "{}",
+        stdout(&o)
+    );
     assert!(stdout(&o).contains("10.77.0.1:22,tcp,"));
     let o = run(&["report", "--db", &db, "--format", "json"]);
     let summary: Value = serde_json::from_str(&stdout(&o)).unwrap();

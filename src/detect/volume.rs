@@ -179,14 +179,7 @@ impl Detector for VolumeDetector {
     fn recredit(&mut self, moved: &Recredit, owner: Option<&Owner>, out: &mut Findings) {
         let mut c = self.counters;
         for row in &moved.rows {
-            let to = Sent {
-                principal: row.principal,
-                gid: row.gid,
-                direction: row.direction,
-                dst: row.dst,
-                ts_us: row.last_us,
-                bytes: row.bytes,
-            };
+            let to = row.sent();
             self.take(&Sent { principal: moved.from, ..to }, row.first_us);
             self.observe(&to, &mut c, |cross| out.alerts.push(alert(cross, row.dst, owner)));
         }
@@ -195,17 +188,9 @@ impl Detector for VolumeDetector {
 
     fn resume(&mut self, past: Past<'_>) {
         let Past::Egress(row) = past else { return };
-        let sent = Sent {
-            principal: row.principal,
-            gid: row.gid,
-            direction: row.direction,
-            dst: row.dst,
-            ts_us: row.last_us,
-            bytes: row.bytes,
-        };
         let mut c = self.counters;
         // A crossing in the past sets the rule firing: the alert was raised then.
-        self.observe(&sent, &mut c, |_| {});
+        self.observe(&row.sent(), &mut c, |_| {});
         self.counters = c;
     }
 
