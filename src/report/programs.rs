@@ -73,6 +73,7 @@ fn describe(p: &Value) -> String {
 
 #[cfg(test)]
 mod tests {
+    use super::super::table::Format;
     use super::super::{destinations, users, Filter, DESTINATIONS, USERS};
     use crate::principal::{Dst, Principal, UserNames};
     use crate::rows::{EgressRow, Program, ProgramRow, Recredit};
@@ -102,7 +103,7 @@ mod tests {
     /// correction moves it to the login user, whose row then names sshd and the login. Programs
     /// rank by bytes; a flow no lookup could name says why.
     #[test]
-    fn recredited_rows_move_whole_and_reports_name_the_main_programs() {
+    fn recredited_rows_move_and_reports_name_the_main_programs_escaped() {
         let dir = tempfile::tempdir().unwrap();
         let mut store = Store::open(&dir.path().join("p.db")).unwrap();
         let (root, alice) = (Principal::Uid(0), Principal::Uid(4_000_001));
@@ -114,14 +115,26 @@ mod tests {
         let mut b = Batch::default();
         b.add_recredits(vec![Recredit { from: root, rows: vec![row(alice, 6000)] }]);
         b.add_programs(vec![program(alice, sshd, 5000), program(alice, Program::Unknown("socket_gone"), 1000)]);
+        // A process names itself: its comm and exe are shown escaped.
+        let hostile = Program::Found { exe: "".into(), comm: "=x\x1b[2J".into(), uid: 0, login_uid: None };
+        b.add_programs(vec![program(root, hostile, 1000)]);
+        b.add_rows(vec![row(root, 1000)]);
         store.write_batch(&b, None).unwrap();
 
         let mut t = USERS.table();
         users(&store, &Filter::default(), &mut UserNames::default(), None, &mut t).unwrap();
         let json = t.json();
         let rows = json.as_array().unwrap();
-        assert_eq!(rows.len(), 1, "root's row went whole: {json:#}");
+        assert_eq!(rows.len(), 2, "{json:#}");
         assert_eq!((rows[0]["uid"].as_i64(), rows[0]["bytes"].as_i64()), (Some(4_000_001), Some(6000)));
+        assert_eq!(rows[1]["bytes"], 1000, "root keeps only its later 1000 bytes: {json:#}");
+        for format in [Format::Table, Format::Csv] {
+            let mut out = Vec::new();
+            t.write(format, &mut out).unwrap();
+            let text = String::from_utf8(out).unwrap();
+            assert!(!text.contains('\x1b') && text.contains("\\x1b[2J"), "{text}");
+            assert!(format == Format::Table || text.contains(",'=x"), "a formula in CSV: {text}");
+        }
         assert_eq!(rows[0]["program"], "/usr/sbin/sshd (login uid 4000001), unknown (socket_gone)");
         assert_eq!(rows[0]["programs"][0]["comm"], "sshd");
         assert_eq!(rows[0]["programs"][0]["bytes"], 5000);
@@ -130,11 +143,14 @@ mod tests {
         let mut t = DESTINATIONS.table();
         destinations(&store, &Filter::default(), None, &mut t).unwrap();
         let json = t.json();
-        assert_eq!(json[0]["senders"], 1);
+        assert_eq!(json[0]["senders"], 2);
         assert_eq!(json[0]["programs"][0]["login_uid"], 4_000_001);
-        // Another user's filter leaves the programs out with the rows.
+        assert_eq!(json[0]["programs"].as_array().unwrap().len(), 3);
+        // A user filter leaves the other users' programs out with their rows.
         let mut t = DESTINATIONS.table();
         destinations(&store, &Filter { uid: Some(0), ..Filter::default() }, None, &mut t).unwrap();
-        assert!(t.rows.is_empty());
+        let json = t.json();
+        assert_eq!(json[0]["programs"].as_array().unwrap().len(), 1, "{json:#}");
+        assert_eq!(json[0]["programs"][0]["comm"], "=x\x1b[2J");
     }
 }
