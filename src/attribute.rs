@@ -157,12 +157,14 @@ impl Flow {
         }
     }
 
-    /// Counts a live egress packet; a minute pushed out is handed out to `programs`.
+    /// Counts a live egress packet; a minute pushed out is handed out to `programs`. A replay's
+    /// flows hold nothing: one branch.
+    #[inline]
     fn hold(&mut self, key: Key, p: &Packet<'_>, programs: &mut Vec<ProgramRow>) {
+        let Some(held) = &mut self.held else { return };
         if !p.direction.is_egress() {
             return;
         }
-        let Some(held) = &mut self.held else { return };
         if let Some(c) = held.add(p) {
             programs.push(self.program_row(key, c));
         }
