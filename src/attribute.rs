@@ -23,9 +23,12 @@
 //! that ends before the lookup sees the login still counts for the user. A replay keeps
 //! none of this (no lookups): its packet path is unchanged.
 //!
-//! Memory is bounded: at most [`MAX_FLOWS`] flows, each forgotten [`IDLE_US`] after its last
-//! packet; when the table is full the idle half is evicted early and counted, so a flood of new
-//! flows cannot grow it.
+//! Memory is bounded: live, at most [`MAX_FLOWS`] flows, each forgotten [`IDLE_US`] after its
+//! last packet; when the table is full the idle half is evicted early and counted, so a flood of
+//! new flows cannot grow it. A replay needs only each flow's uid, and needs it at millions of
+//! packets a second: [`memory::FlowMemory`], a fixed table with one memory access per packet.
+
+mod memory;
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -157,9 +160,7 @@ impl Flow {
         }
     }
 
-    /// Counts a live egress packet; a minute pushed out is handed out to `programs`. A replay's
-    /// flows hold nothing: one branch.
-    #[inline]
+    /// Counts a live egress packet; a minute pushed out is handed out to `programs`.
     fn hold(&mut self, key: Key, p: &Packet<'_>, programs: &mut Vec<ProgramRow>) {
         let Some(held) = &mut self.held else { return };
         if !p.direction.is_egress() {
@@ -184,7 +185,10 @@ impl Flow {
 
 #[derive(Default)]
 pub struct Attribution {
+    /// Live: each flow with its owner.
     flows: FxHashMap<Key, Flow>,
+    /// Replay: each flow's uid.
+    memory: memory::FlowMemory,
     lookups: Option<Box<dyn Lookups>>,
     pub counters: AttributeCounters,
     /// Lookups that named no process, by reason.
@@ -206,6 +210,9 @@ impl Attribution {
     pub fn principal(&mut self, p: &Packet<'_>) -> (Principal, Option<Arc<Owner>>) {
         let key = (p.sport != 0 && matches!(p.proto, PROTO_TCP | PROTO_UDP))
             .then_some((p.proto, p.src, p.sport, p.dst, p.dport));
+        if let (Some(key), None) = (key, &self.lookups) {
+            return (self.replayed(&key, p), None);
+        }
         match (p.uid, key) {
             (Some(uid), Some(key)) => self.remember(key, Principal::Uid(uid), p),
             (Some(uid), None) => (Principal::Uid(uid), None),
@@ -219,6 +226,24 @@ impl Attribution {
                 _ => (Principal::Host(p.src), None),
             },
             (None, None) => (Principal::Host(p.src), None),
+        }
+    }
+
+    /// A replay's flow memory: a uid-stamped packet is its uid's, a uid-less one its flow's.
+    fn replayed(&mut self, key: &Key, p: &Packet<'_>) -> Principal {
+        let at = self.memory.place(key);
+        match p.uid {
+            Some(uid) => {
+                self.counters.evicted += u64::from(self.memory.put(at, uid, p.ts_us));
+                Principal::Uid(uid)
+            }
+            None => match self.memory.get(at, p.ts_us) {
+                Some(uid) => {
+                    self.counters.orphans += 1;
+                    Principal::Uid(uid)
+                }
+                None => Principal::Host(p.src),
+            },
         }
     }
 
@@ -324,7 +349,8 @@ impl Attribution {
     }
 
     /// Hands out the program rows of held packets: every flow's when `all` (the end), else
-    /// settled flows' and those held [`HOLD_US`] as of `now_us`. Live only: a replay holds none.
+    /// settled flows' and those held [`HOLD_US`] as of `now_us`. Live only: a replay (its flow
+    /// memory) holds none.
     pub fn drain_programs(&mut self, now_us: i64, all: bool) -> Vec<ProgramRow> {
         if self.lookups.is_some() {
             for (&key, f) in &mut self.flows {
@@ -441,16 +467,18 @@ mod tests {
         }
     }
 
+    /// Replay (the flow memory) and live (flows with their owners) alike.
     #[test]
     fn bytes_after_close_count_for_the_flows_uid() {
-        let mut a = Attribution::default();
-        assert_eq!(a.principal(&packet(0, Some(1001), 40000)).0, Principal::Uid(1001));
-        assert_eq!(a.principal(&packet(S, None, 40000)).0, Principal::Uid(1001));
-        assert_eq!(a.counters.orphans, 1);
-        // Another flow of the same host, never seen with a uid: the host.
-        assert!(matches!(a.principal(&packet(S, None, 40001)).0, Principal::Host(_)));
-        // Long after the flow went quiet: forgotten.
-        assert!(matches!(a.principal(&packet(S + IDLE_US + 2 * S, None, 40000)).0, Principal::Host(_)));
+        for mut a in [Attribution::default(), Attribution::with_lookups(Box::new(Fake(Vec::new())))] {
+            assert_eq!(a.principal(&packet(0, Some(1001), 40000)).0, Principal::Uid(1001));
+            assert_eq!(a.principal(&packet(S, None, 40000)).0, Principal::Uid(1001));
+            assert_eq!(a.counters.orphans, 1);
+            // Another flow of the same host, never seen with a uid: the host.
+            assert!(matches!(a.principal(&packet(S, None, 40001)).0, Principal::Host(_)));
+            // Long after the flow went quiet: forgotten.
+            assert!(matches!(a.principal(&packet(S + IDLE_US + 2 * S, None, 40000)).0, Principal::Host(_)));
+        }
     }
 
     /// Answers as the live lookups give them: the first at once, the next through poll.
@@ -580,7 +608,7 @@ mod tests {
 
     #[test]
     fn a_flood_of_flows_is_bounded_and_counted() {
-        let mut a = Attribution::default();
+        let mut a = Attribution::with_lookups(Box::new(Fake(Vec::new())));
         for i in 0..(MAX_FLOWS as i64 + 10) {
             a.principal(&packet(i, Some(1), (i % 60000) as u16 + 1));
             let mut p = packet(i, Some(1), 1);
