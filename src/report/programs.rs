@@ -32,8 +32,8 @@ pub(super) fn by(key: &[&str]) -> String {
     )
 }
 
-/// The `program` (text) and `programs` (JSON) cells from the subquery's array: most bytes
-/// first, user names added.
+/// The `program` (text; null when none is known) and `programs` (JSON) cells from the
+/// subquery's array: most bytes first, user names added.
 pub(super) fn cells(programs: Option<String>, names: &mut UserNames) -> [Cell; 2] {
     let mut list: Vec<Value> = programs.and_then(|p| serde_json::from_str(&p).ok()).unwrap_or_default();
     list.sort_by_key(|p| std::cmp::Reverse(p["bytes"].as_i64().unwrap_or(0)));
@@ -43,8 +43,9 @@ pub(super) fn cells(programs: Option<String>, names: &mut UserNames) -> [Cell; 2
         p["user"] = json!(user);
         p["login_user"] = json!(login_user);
     }
-    let text: Vec<String> = list.iter().map(describe).collect();
-    [Cell::Text(text.join(", ")), Cell::Json(Value::Array(list))]
+    // None known (a replay of a capture): no program, not an empty name.
+    let text = (!list.is_empty()).then(|| list.iter().map(describe).collect::<Vec<_>>().join(", "));
+    [Cell::opt_text(text), Cell::Json(Value::Array(list))]
 }
 
 /// The `program` cell of an alert: its `details.process`, as in [`cells`].
