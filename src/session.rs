@@ -227,7 +227,7 @@ impl Opened {
         mode: Option<RunMode>,
         signer: Option<Arc<Signer>>,
     ) -> anyhow::Result<Session> {
-        let sinks = Dispatcher::start(&config.sink)?;
+        let sinks = Dispatcher::start(&config.sink, &config.observer())?;
         let run = mode.map(|m| self.store.begin_run(m)).transpose()?;
         let delivery = Delivery { sinks: sinks.clone(), signer: signer.clone() };
         let db = self.store.path().to_owned();

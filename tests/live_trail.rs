@@ -8,11 +8,12 @@
 mod common;
 
 use std::os::unix::net::UnixDatagram;
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::lab::{wait_for, Lab};
-use common::{bin, report};
+use common::{bin, report, verify_checkpoint};
 use serde_json::Value;
 
 fn kinds(db: &std::path::Path) -> Vec<String> {
@@ -92,15 +93,7 @@ fn monitor_events_heartbeats_and_checkpoints_reach_syslog_and_verify() {
     assert_eq!(k.last().map(String::as_str), Some("stopped"), "{k:?}");
     // The last checkpoint is signed at exit and covers the stopped event.
     let shipped = lab.path("shipped.jsonl");
-    let o = bin()
-        .args(["verify", "--db"])
-        .arg(&db)
-        .arg("--pubkey")
-        .arg(format!("{}.pub", key.display()))
-        .arg("--checkpoint")
-        .arg(&shipped)
-        .output()
-        .unwrap();
+    let o = verify_checkpoint(&db, Path::new(&format!("{}.pub", key.display())), &shipped);
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(o.status.success(), "{out}{}", String::from_utf8_lossy(&o.stderr));
     assert!(out.contains("links: intact") && !out.contains("rows after the newest"), "{out}");

@@ -18,7 +18,9 @@ use std::time::{Duration, Instant};
 use common::{bin, fixture, report, Scratch};
 use serde_json::Value;
 
-const RULES: &str = "[[volume]]\nwindow = \"10m\"\nbytes = \"4MiB\"\n[[volume]]\nwindow = \"1m\"\nbytes = \"512KiB\"\nseverity = \"high\"\n";
+/// Every record, syslog header and mail subject names this observer, not the machine.
+const OBSERVER: &str = "web-01";
+const RULES: &str = "observer = \"web-01\"\n[[volume]]\nwindow = \"10m\"\nbytes = \"4MiB\"\n[[volume]]\nwindow = \"1m\"\nbytes = \"512KiB\"\nseverity = \"high\"\n";
 
 /// One test's directory: its config, scripts, receivers' files and the database.
 struct Case {
@@ -66,6 +68,7 @@ fn assert_same_as_report(sent: &Value, reported: &Value) {
         assert_eq!(&sent[key], value, "field {key}: sent {sent}, reported {reported}");
     }
     assert_eq!(sent["type"], "alert");
+    assert_eq!(sent["observer"], OBSERVER, "{sent}");
     assert!(sent["hash"].as_str().is_some_and(|h| h.len() == 64), "{sent}");
 }
 
@@ -114,6 +117,7 @@ fn syslog_over_udp_and_tcp_is_rfc5424() {
     // local3 (19) * 8 + crit (2) for the high alert, + warning (4) for the medium one.
     let first: Vec<&str> = datagrams[0].splitn(8, ' ').collect();
     assert_eq!(first[0], "<154>1", "{}", datagrams[0]);
+    assert_eq!(first[2], OBSERVER, "RFC 5424 HOSTNAME");
     assert_eq!(first[3], "exfilmon");
     assert_eq!(first[5..7], ["alert", "-"]);
     chrono::DateTime::parse_from_rfc3339(first[1]).unwrap();
@@ -169,7 +173,7 @@ fn email_goes_through_the_sendmail_program() {
     let mail = std::fs::read_to_string(c.dir.path("mail")).unwrap();
     let (headers, body) = mail.split_once("\n\n").unwrap();
     assert!(headers.contains("From: exfilmon@example.org\nTo: soc@example.org, oncall@example.org\n"), "{headers}");
-    assert!(headers.contains("Subject: [exfilmon ") && headers.contains("] high volume: uid 1001 sent"), "{headers}");
+    assert!(headers.contains("Subject: [exfilmon web-01] high volume: uid 1001 sent"), "{headers}");
     assert!(body.starts_with("uid 1001 sent 517.4 KiB within 1m"), "{body}");
     assert!(body.contains("\"kind\": \"volume\""), "{body}");
 }

@@ -95,7 +95,7 @@ fn checks(config: &Config, db: &Path) -> Vec<Found> {
     for s in &config.sink {
         let what = format!("sink {}", s.name);
         found.push(match &s.kind {
-            SinkKind::Jsonl { path } => writable_file(&what, path),
+            SinkKind::Jsonl { path, .. } => writable_file(&what, path),
             SinkKind::Exec { program, .. } => executable(&what, program),
             SinkKind::Email { sendmail, .. } => executable(&what, sendmail),
             SinkKind::Syslog { target: SyslogTarget::Unix(path), .. } => match std::fs::metadata(path) {

@@ -13,7 +13,11 @@ use crate::daemon;
 #[command(after_help = "\
 Needs CAP_NET_ADMIN (root, or the systemd unit in dist/). Load the ruleset first with
 `exfilmon nft --apply`. Signals: TERM/INT flush and exit, HUP reloads the configuration
-(detector windows restart), a second TERM/INT exits at once. Health: `exfilmon report health`.")]
+(detector windows restart), a second TERM/INT exits at once. Health: `exfilmon report health`.
+
+Alerts, monitor events and checkpoints go to the config's [[sink]]s as they are stored, named
+by `observer` (default: the host name). A jsonl sink writes exfilmon's records, or with
+format = \"ecs\" Elastic Common Schema documents for Filebeat or Vector (README.md, \"Sinks\").")]
 pub struct RunArgs {
     /// Follow auditd's log (e.g. /var/log/audit/audit.log, through rotation) and tie reads
     /// of [sensitive] files to the egress that follows. Install the rules with

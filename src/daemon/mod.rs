@@ -347,6 +347,8 @@ fn reload(
     session.pipeline.reconfigure(&new);
     let restart: Vec<&str> = [
         ("sink", new.sink != config.sink),
+        // The sinks stamp the observer they were started with.
+        ("observer", new.observer != config.observer),
         ("trail", new.trail != config.trail),
         ("monitor", new.monitor != config.monitor),
     ]

@@ -123,7 +123,7 @@ impl NamesSeen {
                 continue;
             }
             let Some(dst) = a.dst.as_deref() else { continue };
-            let Some(addr) = address_of(dst) else { continue };
+            let Some(addr) = crate::principal::dst_parts(dst).map(|d| d.addr) else { continue };
             let Some(name) = self.name(a.principal, addr) else { continue };
             let name = name.to_string();
             if a.summary.contains(dst) {
@@ -152,16 +152,6 @@ fn host_name(name: &dns::Name<'_>) -> Option<String> {
         s.extend(label.iter().map(|&b| char::from(b.to_ascii_lowercase())));
     }
     (!s.is_empty()).then_some(s)
-}
-
-/// The address in an alert's destination: `a.b.c.d`, `a.b.c.d:port/proto`, `[v6]:port/proto`
-/// or a bare IPv6 address; a domain is none.
-fn address_of(dst: &str) -> Option<IpAddr> {
-    let no_proto = dst.rsplit_once('/').map_or(dst, |(a, _)| a);
-    if let Some(rest) = no_proto.strip_prefix('[') {
-        return rest.split_once(']')?.0.parse().ok();
-    }
-    no_proto.parse().ok().or_else(|| no_proto.rsplit_once(':')?.0.parse().ok())
 }
 
 impl Detector for NamesSeen {
@@ -301,20 +291,5 @@ mod tests {
         }
         assert!(n.names[0].len() + n.names[1].len() <= 1000);
         assert!(n.counters.dropped > 0);
-    }
-
-    #[test]
-    fn destinations_in_alerts_parse() {
-        for (dst, want) in [
-            ("10.77.0.2:9100/tcp", Some("10.77.0.2")),
-            ("10.77.9.1", Some("10.77.9.1")),
-            ("10.77.9.1:53/udp", Some("10.77.9.1")),
-            ("[fd77::1]:443/tcp", Some("fd77::1")),
-            ("fd77:9::1", Some("fd77:9::1")),
-            ("tun.example", None),
-            ("", None),
-        ] {
-            assert_eq!(address_of(dst), want.map(|w| w.parse().unwrap()), "{dst}");
-        }
     }
 }

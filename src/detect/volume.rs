@@ -99,14 +99,18 @@ impl VolumeDetector {
     /// whose threshold this packet reached.
     pub fn observe(&mut self, s: &Sent, c: &mut VolumeCounters, mut on_cross: impl FnMut(Crossing)) {
         let Sent { principal, ts_us, bytes, .. } = *s;
-        if !self.principals.contains_key(&principal) && !self.make_room(c) {
+        // Only a full table costs a second lookup: one for the principal, one to insert it.
+        if self.principals.len() >= self.max && !self.principals.contains_key(&principal) && !self.make_room(c) {
             c.principals_full += 1;
             return;
         }
         let rules = &self.rules;
-        let state = self.principals.entry(principal).or_insert_with(|| State {
-            last_us: ts_us,
-            rules: rules.iter().map(|r| RuleState { sum: SlidingSum::new(r.window), firing: false }).collect(),
+        let state = self.principals.entry(principal).or_insert_with(|| {
+            c.principals += 1;
+            State {
+                last_us: ts_us,
+                rules: rules.iter().map(|r| RuleState { sum: SlidingSum::new(r.window), firing: false }).collect(),
+            }
         });
         state.last_us = state.last_us.max(ts_us);
         for (rule, state) in rules.iter().zip(state.rules.iter_mut()) {
@@ -144,12 +148,8 @@ impl VolumeDetector {
         }
     }
 
-    /// Makes room for one more principal: true if there is room.
+    /// Makes room for one more principal in a full table: true if there is room.
     fn make_room(&mut self, c: &mut VolumeCounters) -> bool {
-        if self.principals.len() < self.max {
-            c.principals += 1;
-            return true;
-        }
         // Evict the idle half (by last packet), never a principal over a threshold.
         let mut idle: Vec<i64> = self.principals.values().filter(|s| !s.firing()).map(|s| s.last_us).collect();
         if idle.is_empty() {
@@ -160,9 +160,7 @@ impl VolumeDetector {
         let before = self.principals.len();
         self.principals.retain(|_, s| s.firing() || s.last_us > cutoff);
         c.principals_evicted += (before - self.principals.len()) as u64;
-        let room = self.principals.len() < self.max;
-        c.principals += u64::from(room);
-        room
+        self.principals.len() < self.max
     }
 }
 

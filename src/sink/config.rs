@@ -41,9 +41,19 @@ pub enum SyslogTarget {
     Tcp(String),
 }
 
+/// The shape of a jsonl sink's lines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum JsonlFormat {
+    /// exfilmon's own records (src/sink/record.rs), as every other sink sends them.
+    #[default]
+    Native,
+    /// Elastic Common Schema documents (src/sink/ecs.rs).
+    Ecs,
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub enum SinkKind {
-    Jsonl { path: PathBuf },
+    Jsonl { path: PathBuf, format: JsonlFormat },
     Syslog { target: SyslogTarget, facility: u8, app_name: String, heartbeat: Option<Duration> },
     Exec { program: PathBuf, args: Vec<String> },
     Email { sendmail: PathBuf, to: Vec<String>, from: Option<String> },
@@ -75,6 +85,7 @@ struct RawSink {
     kind: String,
     name: Option<String>,
     path: Option<PathBuf>,
+    format: Option<String>,
     address: Option<String>,
     facility: Option<String>,
     app_name: Option<String>,
@@ -130,7 +141,7 @@ impl TryFrom<RawSink> for SinkConfig {
         let kind_name = r.kind.as_str();
         // Keys that belong to another type are mistakes, as unknown keys are.
         let allowed: &[&str] = match kind_name {
-            "jsonl" => &["path"],
+            "jsonl" => &["path", "format"],
             "syslog" => &["address", "facility", "app_name", "heartbeat"],
             "exec" => &["program", "args"],
             "email" => &["sendmail", "to", "from"],
@@ -138,6 +149,7 @@ impl TryFrom<RawSink> for SinkConfig {
         };
         let given = [
             ("path", r.path.is_some()),
+            ("format", r.format.is_some()),
             ("address", r.address.is_some()),
             ("facility", r.facility.is_some()),
             ("app_name", r.app_name.is_some()),
@@ -154,8 +166,22 @@ impl TryFrom<RawSink> for SinkConfig {
         let (kind, default_name, default_records): (SinkKind, String, &[RecordKind]) = match kind_name {
             "jsonl" => {
                 let path = r.path.ok_or("a jsonl sink needs `path`, the file to append to")?;
+                let format = match r.format.as_deref() {
+                    None | Some("native") => JsonlFormat::Native,
+                    Some("ecs") => JsonlFormat::Ecs,
+                    Some(other) => {
+                        return Err(format!(
+                            "jsonl format {:?} is not one of native (exfilmon's records), ecs (Elastic Common Schema)",
+                            crate::escape::printable(other)
+                        ))
+                    }
+                };
                 let name = format!("jsonl:{}", path.display());
-                (SinkKind::Jsonl { path }, name, &[RecordKind::Alert, RecordKind::Event, RecordKind::Checkpoint])
+                (
+                    SinkKind::Jsonl { path, format },
+                    name,
+                    &[RecordKind::Alert, RecordKind::Event, RecordKind::Checkpoint],
+                )
             }
             "syslog" => {
                 let address = r.address.unwrap_or_else(|| "unix:/dev/log".into());
@@ -260,6 +286,10 @@ mod tests {
         assert_eq!(s.records, [RecordKind::Alert]);
         let s = parse("[sink]\ntype = \"exec\"\nprogram = \"/bin/true\"\nargs = [\"-x\"]\ntimeout = \"2s\"\n").unwrap();
         assert_eq!(s.timeout, Duration::from_secs(2));
+        let s = parse("[sink]\ntype = \"jsonl\"\npath = \"/x\"\n").unwrap();
+        assert_eq!(s.kind, SinkKind::Jsonl { path: "/x".into(), format: JsonlFormat::Native });
+        let s = parse("[sink]\ntype = \"jsonl\"\npath = \"/x\"\nformat = \"ecs\"\n").unwrap();
+        assert_eq!(s.kind, SinkKind::Jsonl { path: "/x".into(), format: JsonlFormat::Ecs });
     }
 
     /// The commented-out examples in exfilmon.example.toml are valid sinks.
@@ -298,6 +328,10 @@ mod tests {
         assert!(err.contains("not a mail address"), "{err}");
         let err = parse("[sink]\ntype = \"syslog\"\naddress = \"udp:nowhere\"\n").unwrap_err();
         assert!(err.contains("udp:HOST:PORT"), "{err}");
+        let err = parse("[sink]\ntype = \"jsonl\"\npath = \"/x\"\nformat = \"gelf\"\n").unwrap_err();
+        assert!(err.contains("not one of native (exfilmon's records), ecs"), "{err}");
+        let err = parse("[sink]\ntype = \"syslog\"\nformat = \"ecs\"\n").unwrap_err();
+        assert!(err.contains("`format` does not apply to a syslog sink"), "{err}");
         let err = parse("[sink]\ntype = \"pager\"\n").unwrap_err();
         assert!(err.contains("not one of"), "{err}");
     }

@@ -85,7 +85,8 @@ pub(super) struct Email {
     sendmail: PathBuf,
     to: Vec<String>,
     from: Option<String>,
-    hostname: String,
+    /// This host's name (the config's `observer`), in every subject.
+    observer: String,
     timeout: Duration,
 }
 
@@ -94,10 +95,10 @@ impl Email {
         sendmail: PathBuf,
         to: Vec<String>,
         from: Option<String>,
-        hostname: String,
+        observer: String,
         timeout: Duration,
     ) -> Email {
-        Email { sendmail, to, from, hostname, timeout }
+        Email { sendmail, to, from, observer, timeout }
     }
 
     /// The message: headers cannot be broken by what a summary holds (it is escaped to
@@ -106,7 +107,7 @@ impl Email {
         let severity = r.severity.as_str();
         let kind = r.json.get("kind").and_then(|k| k.as_str()).unwrap_or(r.kind.as_str());
         let subject: String =
-            crate::escape::printable(&format!("[exfilmon {}] {severity} {kind}: {}", self.hostname, r.summary))
+            crate::escape::printable(&format!("[exfilmon {}] {severity} {kind}: {}", self.observer, r.summary))
                 .chars()
                 .filter(|c| c.is_ascii() && !c.is_ascii_control())
                 .take(200)

@@ -1,4 +1,5 @@
-//! JSON Lines file: one object per line, appended, for a log shipper to pick up.
+//! JSON Lines file: one object per line, appended, for a log shipper to pick up: exfilmon's
+//! records as they are, or (`format = "ecs"`) as Elastic Common Schema documents.
 //!
 //! Each record is written with a single `write` on an `O_APPEND` descriptor, so lines from
 //! two processes never interleave. The file is reopened when it was rotated away (its inode
@@ -10,10 +11,12 @@ use std::io::Write as _;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
+use super::config::JsonlFormat;
 use super::{Deliver, Record};
 
 pub(super) struct Jsonl {
     path: PathBuf,
+    format: JsonlFormat,
     file: Option<(File, u64)>,
 }
 
@@ -36,8 +39,8 @@ fn open(path: &Path) -> Result<(File, u64), String> {
 }
 
 impl Jsonl {
-    pub(super) fn open(path: &Path) -> Result<Jsonl, String> {
-        Ok(Jsonl { path: path.to_owned(), file: Some(open(path)?) })
+    pub(super) fn open(path: &Path, format: JsonlFormat) -> Result<Jsonl, String> {
+        Ok(Jsonl { path: path.to_owned(), format, file: Some(open(path)?) })
     }
 }
 
@@ -47,7 +50,10 @@ impl Deliver for Jsonl {
         if self.file.as_ref().is_none_or(|(_, ino)| current != Some(*ino)) {
             self.file = Some(open(&self.path)?);
         }
-        let mut line = r.json.to_string();
+        let mut line = match self.format {
+            JsonlFormat::Native => r.json.to_string(),
+            JsonlFormat::Ecs => super::ecs::document(r).to_string(),
+        };
         line.push('\n');
         let Some((file, _)) = self.file.as_mut() else {
             return Err("not open".into());
@@ -76,12 +82,12 @@ mod tests {
         std::fs::write(&victim, "keep\n").unwrap();
         let path = dir.path().join("alerts.jsonl");
         symlink(&victim, &path).unwrap();
-        let e = Jsonl::open(&path).err().unwrap();
+        let e = Jsonl::open(&path, JsonlFormat::Native).err().unwrap();
         assert!(e.contains("alerts.jsonl is a symbolic link"), "{e}");
 
         // A file of its own, 0640 at most; then rotated away and replaced by a link.
         std::fs::remove_file(&path).unwrap();
-        let mut sink = Jsonl::open(&path).unwrap();
+        let mut sink = Jsonl::open(&path, JsonlFormat::Native).unwrap();
         assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o7137, 0);
         sink.deliver(&record()).unwrap();
         std::fs::rename(&path, dir.path().join("alerts.jsonl.1")).unwrap();

@@ -11,6 +11,7 @@
 //! what could not be delivered in time is counted in a `sink_undelivered` event.
 
 pub mod config;
+pub mod ecs;
 mod exec;
 mod jsonl;
 mod record;
@@ -217,6 +218,8 @@ impl Queue {
 
 /// The sinks of one process.
 pub struct Dispatcher {
+    /// This host's name (`observer` in the config), stamped on every record.
+    observer: String,
     queues: Vec<Arc<Queue>>,
     threads: Mutex<Vec<JoinHandle<()>>>,
     notices: Arc<Mutex<Vec<Event>>>,
@@ -231,28 +234,34 @@ pub struct SinkError {
 
 impl Dispatcher {
     /// Opens every sink (a JSON Lines file must be writable now) and starts their threads;
-    /// `None` without sinks.
-    pub fn start(configs: &[SinkConfig]) -> Result<Option<Arc<Dispatcher>>, SinkError> {
+    /// `None` without sinks. `observer` names this host in every record, syslog header and
+    /// mail subject.
+    pub fn start(configs: &[SinkConfig], observer: &str) -> Result<Option<Arc<Dispatcher>>, SinkError> {
         if configs.is_empty() {
             return Ok(None);
         }
         let notices = Arc::new(Mutex::new(Vec::new()));
-        let host = hostname();
         let mut queues = Vec::new();
         let mut threads = Vec::new();
         for c in configs {
             let err = |message: String| SinkError { name: c.name.clone(), message };
             let (mut sink, heartbeat): (Box<dyn Deliver>, _) = match &c.kind {
-                SinkKind::Jsonl { path } => (Box::new(jsonl::Jsonl::open(path).map_err(err)?), None),
+                SinkKind::Jsonl { path, format } => (Box::new(jsonl::Jsonl::open(path, *format).map_err(err)?), None),
                 SinkKind::Syslog { target, facility, app_name, heartbeat } => (
-                    Box::new(syslog::Syslog::new(target.clone(), *facility, app_name.clone(), host.clone(), c.timeout)),
+                    Box::new(syslog::Syslog::new(
+                        target.clone(),
+                        *facility,
+                        app_name.clone(),
+                        observer.into(),
+                        c.timeout,
+                    )),
                     *heartbeat,
                 ),
                 SinkKind::Exec { program, args } => {
                     (Box::new(exec::Exec::new(program.clone(), args.clone(), c.timeout)), None)
                 }
                 SinkKind::Email { sendmail, to, from } => (
-                    Box::new(exec::Email::new(sendmail.clone(), to.clone(), from.clone(), host.clone(), c.timeout)),
+                    Box::new(exec::Email::new(sendmail.clone(), to.clone(), from.clone(), observer.into(), c.timeout)),
                     None,
                 ),
             };
@@ -280,12 +289,20 @@ impl Dispatcher {
             queues.push(queue);
             threads.push(thread);
         }
-        Ok(Some(Arc::new(Dispatcher { queues, threads: Mutex::new(threads), notices })))
+        Ok(Some(Arc::new(Dispatcher { observer: observer.into(), queues, threads: Mutex::new(threads), notices })))
+    }
+
+    /// `record` with this host's name in it, as every sink receives it.
+    fn stamped(&self, mut record: Record) -> Arc<Record> {
+        if let Value::Object(fields) = &mut record.json {
+            fields.insert("observer".into(), Value::String(self.observer.clone()));
+        }
+        Arc::new(record)
     }
 
     /// Queues `record` for every sink that takes it; never waits.
     pub fn push(&self, record: Record) {
-        let record = Arc::new(record);
+        let record = self.stamped(record);
         for q in self.queues.iter().filter(|q| q.accepts(&record)) {
             q.enqueue(Arc::clone(&record));
         }
@@ -313,7 +330,7 @@ impl Dispatcher {
         if due.is_empty() {
             return;
         }
-        let record = Arc::new(record::heartbeat_record(status()));
+        let record = self.stamped(record::heartbeat_record(status()));
         for q in due {
             q.enqueue(Arc::clone(&record));
         }

@@ -2,10 +2,12 @@
 //!
 //! An alert carries the fields of `exfilmon report alerts --format json` (`ts`, `kind`,
 //! `severity`, `uid`, `user`, `host`, `dst`, `bytes`, `summary`, `details`) plus `type`
-//! ("alert"), its trail position `seq` and `hash`, and `observer` (this machine's host name).
+//! ("alert"), its trail position `seq` and `hash`, and `observer` (this host's name: the
+//! config's `observer`, else the machine's host name).
 //! Events have `type` "event", `ts`, `kind`, `severity`, `summary`, `details`, `run`, `seq`,
-//! `hash` and `observer`; checkpoints are [`Checkpoint::json`] plus `observer`. The mapping to
-//! the Elastic Common Schema is in README.md.
+//! `hash` and `observer`; checkpoints are [`Checkpoint::json`] plus `observer`. The
+//! [`Dispatcher`](super::Dispatcher) stamps `observer` on each record as it queues it.
+//! [`ecs`](super::ecs) turns a record into an Elastic Common Schema document.
 
 use std::sync::OnceLock;
 
@@ -28,7 +30,7 @@ pub struct Record {
     pub json: Value,
 }
 
-/// This machine's name, read once.
+/// This machine's host name, read once: the default `observer`.
 pub fn hostname() -> String {
     static NAME: OnceLock<String> = OnceLock::new();
     NAME.get_or_init(|| {
@@ -98,7 +100,7 @@ struct AlertView<'a> {
 }
 
 /// The one shape of an alert record: `report alerts --format json`'s fields plus the trail
-/// position and the observer.
+/// position (the observer is stamped when it is queued).
 fn alert(a: AlertView<'_>, link: &Link) -> Record {
     let (seq, hash) = trail(Some(link));
     Record {
@@ -119,7 +121,6 @@ fn alert(a: AlertView<'_>, link: &Link) -> Record {
             "details": a.details,
             "seq": seq,
             "hash": hash,
-            "observer": hostname(),
         }),
     }
 }
@@ -141,24 +142,20 @@ pub fn event_record(e: &Event, link: Option<&Link>, run_id: Option<i64>) -> Reco
             "run": run_id,
             "seq": seq,
             "hash": hash,
-            "observer": hostname(),
         }),
     }
 }
 
 pub fn checkpoint_record(c: &Checkpoint) -> Record {
-    let mut json = c.json();
-    json["observer"] = json!(hostname());
     Record {
         kind: RecordKind::Checkpoint,
         severity: Severity::Low,
         summary: format!("trail checkpoint: {} rows, head {}", c.rows, c.head),
-        json,
+        json: c.json(),
     }
 }
 
 pub(super) fn heartbeat_record(mut status: Value) -> Record {
     status["type"] = json!("heartbeat");
-    status["observer"] = json!(hostname());
     Record { kind: RecordKind::Heartbeat, severity: Severity::Low, summary: "exfilmon is running".into(), json: status }
 }

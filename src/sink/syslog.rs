@@ -22,6 +22,7 @@ pub(super) struct Syslog {
     target: SyslogTarget,
     facility: u8,
     app_name: String,
+    /// RFC 5424's HOSTNAME: the config's `observer`.
     hostname: String,
     timeout: Duration,
     tcp: Option<TcpStream>,

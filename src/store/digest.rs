@@ -10,8 +10,17 @@
 //! one that holds. The minutes not yet digested when the monitor stops are digested when its
 //! run ends, or, if it died, by whoever finds it dead (`Store::recover`).
 //!
-//! Cost: reading the run's rows back once, through the primary key (see BENCHMARKS.md).
+//! A replay's rows come to the writer a minute at a time, in key order, each written once: the
+//! writer digests them as it writes them ([`Written`]) and committing only chains the digests
+//! in. A minute whose rows came in more than one batch, or merged with one another (their
+//! stored values are sums then), is read back instead.
+//!
+//! Cost: reading the run's rows back once, through the primary key, where the writer could
+//! not digest them (see BENCHMARKS.md).
 
+use std::collections::BTreeMap;
+
+use rusqlite::types::ValueRef;
 use rusqlite::{params, Transaction};
 
 use super::trail::{self, DigestRow};
@@ -27,6 +36,65 @@ pub const SETTLE_MINUTES: i64 = 2;
 #[derive(Debug, Default)]
 pub(super) struct LiveDigests {
     pub done_before: Option<i64>,
+}
+
+/// A replay's digests made as its rows were written: `None` for a minute to read back.
+#[derive(Default)]
+pub(super) struct Written {
+    minutes: BTreeMap<i64, Option<EgressDigest>>,
+}
+
+/// One egress row as the table holds it, in the key order `write_egress` inserts in.
+pub(super) struct RowKey<'a> {
+    pub minute: i64,
+    pub principal_id: i64,
+    pub values: [ValueRef<'a>; 9],
+}
+
+impl Written {
+    /// The rows of one batch, in key order.
+    pub fn add<'a>(&mut self, rows: impl Iterator<Item = RowKey<'a>>) {
+        let mut seen_now: Option<i64> = None;
+        let mut prev: Option<(i64, i64, [ValueRef<'a>; 9])> = None;
+        for row in rows {
+            if seen_now != Some(row.minute) {
+                seen_now = Some(row.minute);
+                let first_time = !self.minutes.contains_key(&row.minute);
+                self.minutes.insert(row.minute, first_time.then(EgressDigest::default));
+            }
+            let key = |(m, p, v): &(i64, i64, [ValueRef<'a>; 9])| (*m, *p, v[2], v[3], v[4]);
+            let this = (row.minute, row.principal_id, row.values);
+            let merged = prev.as_ref().is_some_and(|p| key(p) == key(&this));
+            let slot = self.minutes.get_mut(&row.minute).expect("inserted above");
+            if merged {
+                *slot = None;
+            }
+            if let Some(d) = slot {
+                d.add(&row.values);
+            }
+            prev = Some(this);
+        }
+    }
+
+    /// Chains run `run_id`'s digests into the trail, oldest minute first; returns how many.
+    pub fn commit(self, tx: &Transaction<'_>, run_id: i64) -> rusqlite::Result<usize> {
+        let n = self.minutes.len();
+        let mut at = trail::head(tx)?;
+        for (minute, made) in self.minutes {
+            match made {
+                Some(d) => {
+                    let (rows, packets, bytes) = (d.rows, d.packets, d.bytes);
+                    let row = DigestRow { run_id, minute, rows, packets, bytes, digest: d.finish() };
+                    trail::insert_digest(tx, &mut at, &row)?;
+                }
+                None => {
+                    digest_minutes(tx, run_id, minute, minute)?;
+                    at = trail::head(tx)?;
+                }
+            }
+        }
+        Ok(n)
+    }
 }
 
 /// Digests run `run_id`'s rows of the minutes `first..=last` into the trail, one link per
@@ -166,6 +234,25 @@ mod tests {
     fn digests(store: &Store) -> Vec<(i64, i64)> {
         let mut s = store.conn().prepare("SELECT minute / 60000000, rows FROM digests ORDER BY seq").unwrap();
         s.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).unwrap().map(Result::unwrap).collect()
+    }
+
+    /// A replay's digests, made as its rows are written, are those the rows give when read
+    /// back: for a minute written once, one split across batches, one whose rows merged, and
+    /// one of a host principal.
+    #[test]
+    fn a_replays_digests_made_while_writing_hold() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(&dir.path().join("d.db")).unwrap();
+        let run = store.begin_run(RunMode::Replay).unwrap();
+        let other = |minute, port| EgressRow { dst: Dst { port, ..row(minute, 1).dst }, ..row(minute, 1) };
+        let host = EgressRow { principal: Principal::Host([10, 0, 0, 9].into()), ..row(10, 7) };
+        write(&mut store, run, vec![other(10, 22), row(10, 1), host, row(11, 2)]);
+        write(&mut store, run, vec![row(11, 3), row(12, 1), other(12, 9), row(12, 4), row(13, 1)]);
+        let totals = crate::rows::RunTotals::default();
+        store.commit_run(run, &crate::store::RunEnd { totals: &totals, captures: &[], force: false }).unwrap();
+        assert_eq!(digests(&store), [(10, 3), (11, 1), (12, 2), (13, 1)]);
+        let out = verify_egress(store.conn(), &|_, _| None).unwrap();
+        assert!(out.intact() && out.minutes == 4 && out.rows == 7, "{out:?}");
     }
 
     /// The live monitor digests minutes as they settle, again when a late row changes one, and

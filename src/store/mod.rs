@@ -24,6 +24,7 @@ use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use rusqlite::types::ValueRef;
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Transaction, TransactionBehavior};
 use rustc_hash::FxHashMap;
 
@@ -73,6 +74,8 @@ pub struct Store {
     run_lock: Option<runs::RunLock>,
     /// The live run's minutes digested so far (see [`digest`]).
     live_digests: digest::LiveDigests,
+    /// The replay's digests made as its rows were written.
+    written: digest::Written,
 }
 
 impl Store {
@@ -114,6 +117,7 @@ impl Store {
             principal_ids: FxHashMap::default(),
             run_lock: None,
             live_digests: Default::default(),
+            written: Default::default(),
         };
         store.configure()?;
         // Runs left behind by processes that died are ended before anything new is written.
@@ -137,6 +141,7 @@ impl Store {
             principal_ids: FxHashMap::default(),
             run_lock: None,
             live_digests: Default::default(),
+            written: Default::default(),
         };
         if migrate::check(&store.conn, path)? < SCHEMA_VERSION {
             // An older database: migrate through a writable connection first.
@@ -317,11 +322,13 @@ impl Store {
             }
             write_dns(&tx, &mut ids, &b.dns, run_id).map_err(err)?;
             files::write_file_reads(&tx, &b.reads, run_id).map_err(err)?;
-            write_egress(&tx, &mut ids, &b.rows, run_id).map_err(err)?;
+            let written = run.is_some_and(Run::unit).then_some(&mut self.written);
+            write_egress(&tx, &mut ids, &b.rows, run_id, written).map_err(err)?;
             programs::write_programs(&tx, &mut ids, &b.programs, run_id).map_err(err)?;
             icmp::write_icmp(&tx, &mut ids, &b.icmp, run_id).map_err(err)?;
+            // Live only (a replay has no owner lookups), so no replay digest to keep.
             for m in &b.recredits {
-                write_egress(&tx, &mut ids, &m.rows, run_id).map_err(err)?;
+                write_egress(&tx, &mut ids, &m.rows, run_id, None).map_err(err)?;
             }
             programs::take_recredited(&tx, &mut ids, &b.recredits, run_id).map_err(err)?;
             if run.is_some_and(Run::unit) {
@@ -454,6 +461,7 @@ fn write_egress(
     ids: &mut PrincipalIds<'_, '_>,
     rows: &[EgressRow],
     run_id: i64,
+    written: Option<&mut digest::Written>,
 ) -> rusqlite::Result<()> {
     if rows.is_empty() {
         return Ok(());
@@ -466,23 +474,47 @@ fn write_egress(
            first_seen = min(first_seen, excluded.first_seen), last_seen = max(last_seen, excluded.last_seen),
            direction = max(direction, excluded.direction), dst_name = coalesce(excluded.dst_name, dst_name)",
     )?;
-    // The rows in key order, which starts with the minute, so inserts append at the end of
-    // the table instead of splitting pages in its middle. (Principals have their ids and gids
-    // already, in arrival order: `None` only looks the id up.)
+    // The rows in key order (the destination as the stored text), so inserts append at the
+    // end of the table instead of splitting pages in its middle. (Principals have their ids and
+    // gids already, in arrival order: `None` only looks the id up.)
+    let mut text = String::with_capacity(rows.len() * 16);
     let mut keyed = Vec::with_capacity(rows.len());
     for row in rows {
-        keyed.push((ids.get(row.principal, None)?, row));
+        let start = text.len();
+        let _ = write!(text, "{}", row.dst.addr);
+        keyed.push((ids.get(row.principal, None)?, start..text.len(), row));
     }
-    keyed.sort_unstable_by_key(|(pid, r)| (r.minute_us, *pid, r.dst.proto, r.dst.addr, r.dst.port));
-    let mut addr = String::with_capacity(48);
-    for (pid, row) in keyed {
-        addr.clear();
-        let _ = write!(addr, "{}", row.dst.addr);
+    keyed.sort_unstable_by(|(pa, ta, a), (pb, tb, b)| {
+        (a.minute_us, pa, a.dst.proto)
+            .cmp(&(b.minute_us, pb, b.dst.proto))
+            .then_with(|| text[ta.clone()].cmp(&text[tb.clone()]))
+            .then(a.dst.port.cmp(&b.dst.port))
+    });
+    if let Some(written) = written {
+        let hosts: Vec<Option<String>> =
+            keyed.iter().map(|(_, _, r)| r.principal.host().map(|h| h.to_string())).collect();
+        written.add(keyed.iter().zip(&hosts).map(|((pid, addr, r), host)| digest::RowKey {
+            minute: r.minute_us,
+            principal_id: *pid,
+            values: [
+                r.principal.uid().map_or(ValueRef::Null, |u| ValueRef::Integer(i64::from(u))),
+                host.as_deref().map_or(ValueRef::Null, |h| ValueRef::Text(h.as_bytes())),
+                ValueRef::Integer(i64::from(r.dst.proto)),
+                ValueRef::Text(text[addr.clone()].as_bytes()),
+                ValueRef::Integer(i64::from(r.dst.port)),
+                ValueRef::Integer(r.packets as i64),
+                ValueRef::Integer(r.bytes as i64),
+                ValueRef::Integer(r.first_us),
+                ValueRef::Integer(r.last_us),
+            ],
+        }));
+    }
+    for (pid, addr, row) in keyed {
         upsert.execute(params![
             pid,
             row.minute_us,
             row.dst.proto,
-            addr,
+            &text[addr],
             row.dst.port,
             row.packets as i64,
             row.bytes as i64,

@@ -314,8 +314,11 @@ impl Store {
             }
             let alerts = release_alerts(&tx, run.id).map_err(err)?;
             // A replay's minutes all at once (its rows are final now); the rest of a live run's.
-            let from = if run.unit() { None } else { self.live_digests.done_before };
-            digest::digest_rest(&tx, run.id, from).map_err(err)?;
+            if run.unit() {
+                std::mem::take(&mut self.written).commit(&tx, run.id).map_err(err)?;
+            } else {
+                digest::digest_rest(&tx, run.id, self.live_digests.done_before).map_err(err)?;
+            }
             let t = end.totals;
             tx.execute(
                 "UPDATE runs SET state = 'finished', finished_at = ?2, packets = ?3, bytes = ?4, malformed = ?5,
@@ -348,6 +351,7 @@ impl Store {
         tx.commit().map_err(err)?;
         self.run_lock = None;
         self.live_digests = Default::default();
+        self.written = Default::default();
         Ok(committed)
     }
 

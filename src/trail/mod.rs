@@ -179,6 +179,27 @@ pub enum EventKind {
 }
 
 impl EventKind {
+    /// Every kind, for what must handle them all (the sinks' ECS documents are tested so).
+    pub const ALL: [EventKind; 17] = [
+        EventKind::Started,
+        EventKind::Stopped,
+        EventKind::Reloaded,
+        EventKind::ReloadFailed,
+        EventKind::RulesetMissing,
+        EventKind::RulesetChanged,
+        EventKind::RulesetRestored,
+        EventKind::RulesetUnchecked,
+        EventKind::DatabaseError,
+        EventKind::SinkFailed,
+        EventKind::SinkDropping,
+        EventKind::SinkRecovered,
+        EventKind::SinkUndelivered,
+        EventKind::RunRolledBack,
+        EventKind::RunInterrupted,
+        EventKind::Pruned,
+        EventKind::PruneFailed,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             EventKind::Started => "started",

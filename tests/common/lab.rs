@@ -394,9 +394,16 @@ impl Lab {
     /// `scp` of `file` as `user` to the peer's `recv/<user>.bin`, with the `ssh` options of
     /// [`start_sshd`](Self::start_sshd).
     pub fn scp(&self, ssh: &[String], user: &str, file: &Path) {
+        self.scp_with(ssh, user, file, &[]);
+    }
+
+    /// [`Lab::scp`] with further options to scp (`-l KBIT` paces it, so the owner lookup
+    /// names the process before the file is through).
+    pub fn scp_with(&self, ssh: &[String], user: &str, file: &Path, options: &[&str]) {
         let key = self.path(user).join("id");
         let dest = format!("{user}@{}:{}", self.peer, self.path("recv").join(format!("{user}.bin")).display());
         let mut args = vec!["scp", "-q"];
+        args.extend_from_slice(options);
         args.extend(ssh.iter().map(String::as_str));
         args.extend(["-i", key.to_str().unwrap(), file.to_str().unwrap(), &dest]);
         self.as_user(user, &args);

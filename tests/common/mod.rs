@@ -167,6 +167,21 @@ pub fn minutes_capture_from(start: u32, minutes: u32, per_minute: u32) -> (Vec<u
     (b, i64::from(minutes * per_minute))
 }
 
+/// `exfilmon verify --db DB --pubkey PUBKEY --checkpoint FILE`: the trail against a checkpoint
+/// that left the machine (a sink's file, or one checkpoint's JSON).
+pub fn verify_checkpoint(db: &Path, pubkey: &Path, checkpoint: &Path) -> Output {
+    bin()
+        .arg("verify")
+        .arg("--db")
+        .arg(db)
+        .arg("--pubkey")
+        .arg(pubkey)
+        .arg("--checkpoint")
+        .arg(checkpoint)
+        .output()
+        .unwrap()
+}
+
 /// Runs `sql` on the database at `db` and returns its one integer (NULL as 0).
 pub fn query_i64(db: impl AsRef<Path>, sql: &str) -> i64 {
     let conn = rusqlite::Connection::open(db).unwrap();
