@@ -90,14 +90,21 @@ fn a_web_servers_downloads_do_not_alert_but_its_own_uploads_do() {
     });
     let (status, log) = monitor.stop();
     assert!(status.success(), "{log}");
-    // The reports name the programs (issue 11): the web server's python3 first, then socat.
+    // The reports name the programs (issue 11): the web server's python3, for the user and for
+    // each download's destination.
     let row = users_row(&db, www).unwrap();
-    let names: Vec<&str> = row["programs"].as_array().unwrap().iter().filter_map(|p| p["comm"].as_str()).collect();
-    assert!(names.len() >= 2 && names[0].starts_with("python3") && names.contains(&"socat"), "{row}");
+    assert_eq!(row["programs"][0]["comm"].as_str().map(|c| c.starts_with("python3")), Some(true), "{row}");
     assert!(row["program"].as_str().unwrap().starts_with("/usr/bin/python3"), "{row}");
     let dsts = report(&db, "destinations");
-    let upload = dsts.as_array().unwrap().iter().find(|d| d["dst"] == format!("{}:9", lab.peer) && d["proto"] == "udp");
-    assert!(upload.is_some_and(|d| d["program"] == "/usr/bin/socat"), "{dsts:#}");
+    let dsts = dsts.as_array().unwrap();
+    let downloads: Vec<_> =
+        dsts.iter().filter(|d| d["proto"] == "tcp" && d["bytes"].as_u64() > Some(40 << 20)).collect();
+    assert_eq!(downloads.len(), 2, "{dsts:#?}");
+    assert!(downloads.iter().all(|d| d["program"].as_str().unwrap().starts_with("/usr/bin/python3")), "{downloads:#?}");
+    // socat is gone within a second: named if the lookup was quicker, else why not, never a guess.
+    let upload = dsts.iter().find(|d| d["dst"] == format!("{}:9", lab.peer) && d["proto"] == "udp").unwrap();
+    let program = upload["program"].as_str().unwrap();
+    assert!(program == "/usr/bin/socat" || program.starts_with("unknown ("), "{upload:#}");
 }
 
 /// A script that writes 6 MiB to a slow reader and closes at once: the kernel sends most of it
