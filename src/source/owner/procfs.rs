@@ -291,6 +291,11 @@ pub fn parse_start_time(stat: &str) -> Option<u64> {
     rest.split_ascii_whitespace().nth(19)?.parse().ok()
 }
 
+/// Field 4 (the parent's pid) of `/proc/PID/stat`.
+pub fn parse_parent(stat: &str) -> Option<u32> {
+    stat[stat.rfind(')')? + 1..].split_ascii_whitespace().nth(1)?.parse().ok()
+}
+
 /// The cgroup path of a process from `/proc/PID/cgroup`: the unified (v2) hierarchy's line
 /// `0::/path`, unless that is the bare root and systemd keeps its own v1 hierarchy (legacy
 /// setups: `N:name=systemd:/path`); else the first line's.
@@ -368,13 +373,18 @@ pub fn start_time(root: &Path, pid: u32) -> Result<u64, ProcError> {
     parse_start_time(&stat).ok_or(ProcError::Garbled)
 }
 
-/// Reads a process. The caller checks afterwards that it is still the process it meant
-/// (start time, descriptor), since the pid may be reused while this runs.
 /// `/proc/PID/loginuid` alone (`None`: unset or unreadable).
 pub fn login_uid(root: &Path, pid: u32) -> Option<u32> {
     parse_loginuid(&fs::read_to_string(root.join(pid.to_string()).join("loginuid")).ok()?)
 }
 
+/// The parent's pid, from `/proc/PID/stat` (`None`: gone or unreadable).
+pub fn parent(root: &Path, pid: u32) -> Option<u32> {
+    parse_parent(&fs::read_to_string(root.join(pid.to_string()).join("stat")).ok()?)
+}
+
+/// Reads a process. The caller checks afterwards that it is still the process it meant
+/// (start time, descriptor), since the pid may be reused while this runs.
 pub fn read_process(root: &Path, pid: u32, start_time: u64) -> Result<ProcInfo, ProcError> {
     let dir = root.join(pid.to_string());
     let comm = fs::read_to_string(dir.join("comm"))?;

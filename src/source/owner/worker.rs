@@ -290,6 +290,14 @@ impl<D: Diag> Worker<D> {
             };
             match self.describe(holder, info, &mut starts) {
                 Ok(owner) => {
+                    // A holder without a login uid may be sshd's pre-auth child, which exits
+                    // at the login while its parent (the session's monitor) keeps the socket:
+                    // the parent's table is rescanned with the recent owners', not only at the
+                    // next full scan (up to 10 s away on a busy host, after a quick pull ended).
+                    let parent = owner.login_uid.is_none().then(|| procfs::parent(self.index.root(), owner.pid));
+                    if let Some(parent) = parent.flatten().filter(|&p| p > 1) {
+                        self.index.note_owner(parent);
+                    }
                     self.index.note_owner(owner.pid);
                     finish(out, &job, Lookup::Found(owner));
                 }
@@ -514,6 +522,32 @@ mod tests {
         let out = run(&mut w, &[key(2)]);
         assert!(matches!(&out[..], [Done { lookup: Lookup::Found(o), .. }] if o.login_uid == Some(1001)), "{out:?}");
         assert_eq!(w.stats.process_cache_hits, 0);
+    }
+
+    /// sshd: the pre-auth child (no login uid) is named first; at the login it exits and its
+    /// parent, which holds the same socket and now has the login uid, is found by the rescan
+    /// of recent owners, without waiting for another full scan.
+    #[test]
+    fn a_holder_that_exits_is_followed_to_its_parent_without_a_full_scan() {
+        let proc = tempfile::tempdir().unwrap();
+        process(proc.path(), 200, 100, "4294967295", &[]);
+        process(proc.path(), 300, 200, "4294967295", &[(4, 7777)]);
+        // The child's stat names its parent (field 4) and its start time (field 22).
+        let fields: Vec<&str> = (4..=52).map(|i| if i == 4 || i == 22 { "200" } else { "0" }).collect();
+        fs::write(proc.path().join("300/stat"), format!("300 (sshd) S {}", fields.join(" "))).unwrap();
+        let mut w = worker(&[(key(1), sock(state::ESTABLISHED, 0, 7777))], proc.path());
+        let out = run(&mut w, &[key(1)]);
+        assert!(matches!(&out[..], [Done { lookup: Lookup::Found(o), .. }] if o.pid == 300), "{out:?}");
+        // The login: the child exits, the parent (holding the socket all along) has the uid.
+        std::os::unix::fs::symlink("socket:[7777]", proc.path().join("200/fd/5")).unwrap();
+        fs::write(proc.path().join("200/loginuid"), "1001").unwrap();
+        fs::remove_dir_all(proc.path().join("300")).unwrap();
+        let out = run(&mut w, &[key(1)]);
+        assert!(
+            matches!(&out[..], [Done { lookup: Lookup::Found(o), .. }] if o.pid == 200 && o.login_uid == Some(1001)),
+            "{out:?}"
+        );
+        assert_eq!(w.stats.full_scans, 1, "found among the recent owners");
     }
 
     #[test]
