@@ -35,7 +35,7 @@ CREATE TABLE egress (
     PRIMARY KEY (minute, principal_id, proto, dst, dport, run_id)
 ) WITHOUT ROWID;
 
--- Which program sent the egress (live only; migration 8): an egress row's packets split by the
+-- Which program sent the egress (live only; migration 9): an egress row's packets split by the
 -- program the owner lookup found behind each flow. A program is its exe and comm as the process
 -- set them (raw: escaped when shown), the socket's uid and the login session's uid; or, when
 -- the lookup named no process, why (unknown: socket_gone, denied, unanswered ...). Replays of
@@ -217,7 +217,7 @@ CREATE TABLE dns_samples (
     PRIMARY KEY (principal_id, domain, name, run_id)
 ) WITHOUT ROWID;
 
--- The ICMP detector's window per principal, peer and minute (migration 9), read back on start so
+-- The ICMP detector's window per principal, peer and minute (migration 10), read back on start so
 -- a restart keeps it: carried is echo payload bytes not among the peer's recent payloads,
 -- signed the echoes with a known tunnel signature.
 CREATE TABLE icmp (
@@ -295,4 +295,15 @@ INSERT INTO exfilmon_meta (key, value) VALUES ('schema', 'exfilmon');
 -- Runs from this id on digest their egress rows (set by migration 4).
 INSERT INTO exfilmon_meta (key, value) VALUES ('digests_from_run', '1');
 
-PRAGMA user_version = 9;
+-- How far each postgres sink has shipped this database (src/ship): the database is the spool,
+-- and whatever lies past a cursor goes out on the next round.
+CREATE TABLE ship_cursor (
+    target      TEXT PRIMARY KEY,           -- the sink's name
+    seq         INTEGER NOT NULL DEFAULT 0, -- trail rows shipped (alerts, events, digests with their egress and dns rows)
+    checkpoint  INTEGER NOT NULL DEFAULT 0, -- checkpoints shipped (their id)
+    shipped_at  INTEGER,                    -- wall clock of the last round that reached the server
+    tried_at    INTEGER,                    -- wall clock of the last round
+    last_error  TEXT                        -- why the last round failed (NULL: it did not)
+);
+
+PRAGMA user_version = 10;

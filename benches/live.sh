@@ -14,7 +14,11 @@
 # reverse, so a lossy trial is retried (TRIES, default 3) and the rate passes if any try is
 # lossless; a consumer that cannot keep up fails every try.
 #
-# Usage (root): [CONSUMERS="exfilmon tcpdump"] [TRIES=3] benches/live.sh [SECS] [RATE...]
+# KIND=icmp sends ICMP echo requests of PAYLOAD bytes (default 1000) instead of 64-byte UDP
+# datagrams: the ruleset logs echo whole (snaplen 1500), so each record is about 16 times the
+# size of a UDP one (issue 16's larger snaplens).
+#
+# Usage (root): [KIND=udp|icmp] [PAYLOAD=N] [CONSUMERS="exfilmon tcpdump"] [TRIES=3] benches/live.sh [SECS] [RATE...]
 #   defaults: 10 s per trial, rates 2000 5000 10000 20000 50000 100000 150000 200000 300000
 # Needs: nftables, tcpdump, ulogd2, ulogd2-sqlite3, sqlite3, gcc, iproute2.
 #
@@ -24,6 +28,8 @@
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# shellcheck source=benches/lib.sh
+. "$REPO/benches/lib.sh"
 SECS="${1:-10}"
 shift || true
 RATES=("$@")
@@ -34,6 +40,12 @@ PEER=10.77.250.1
 BIN="$REPO/target/release/exfilmon"
 RCVBUF_KIB=16384
 TRIES="${TRIES:-3}"
+KIND="${KIND:-udp}"
+case "$KIND" in
+udp) TARGET=9 PAYLOAD="${PAYLOAD:-64}" ;;
+icmp) TARGET=icmp PAYLOAD="${PAYLOAD:-1000}" ;;
+*) echo "KIND is udp or icmp" >&2; exit 2 ;;
+esac
 TMP=""
 CONSUMER_PID=""
 
@@ -60,23 +72,14 @@ log "building"
 gcc -O2 -Wall -o "$TMP/udpflood" "$REPO/benches/udpflood.c"
 
 log "namespaces $NS_IN / $NS_OUT"
-ip netns add "$NS_IN"
-ip netns add "$NS_OUT"
-ip link add "xmbi$$" netns "$NS_IN" type veth peer name "xmbo$$" netns "$NS_OUT"
-for ns in "$NS_IN" "$NS_OUT"; do
-	ip -n "$ns" link set lo up
-	ip netns exec "$ns" sysctl -qw net.ipv6.conf.all.disable_ipv6=1
-done
-ip -n "$NS_IN" addr add 10.77.250.2/24 dev "xmbi$$"
-ip -n "$NS_OUT" addr add "$PEER/24" dev "xmbo$$"
-ip -n "$NS_IN" link set "xmbi$$" up
-ip -n "$NS_OUT" link set "xmbo$$" up
+veth_pair xmb
 # The receiver drops the flood quietly (no ICMP port-unreachable storm back).
 ip netns exec "$NS_OUT" nft -f - <<-EOF
 	table inet sink {
 		chain input {
 			type filter hook input priority 0; policy accept;
 			udp dport 9 drop
+			icmp type echo-request drop
 		}
 	}
 EOF
@@ -170,6 +173,7 @@ SELF=""
 
 CONSUMERS=(${CONSUMERS:-exfilmon tcpdump ulogd2})
 RESULTS=()
+log "sending $KIND, $PAYLOAD-byte payloads, $SECS s per trial"
 printf '%-9s %9s %9s %9s %9s %s\n' consumer target sent logged stored verdict
 for consumer in "${CONSUMERS[@]}"; do
 	best=0
@@ -178,7 +182,7 @@ for consumer in "${CONSUMERS[@]}"; do
 		for try in $(seq 1 "$TRIES"); do
 			"${IN[@]}" "$BIN" nft --apply --config "$TMP/exfilmon.toml" 2>/dev/null
 			start_consumer "$consumer"
-			out="$("${IN[@]}" "$TMP/udpflood" "$PEER" 9 "$rate" "$SECS")"
+			out="$("${IN[@]}" "$TMP/udpflood" "$PEER" "$TARGET" "$rate" "$SECS" "$PAYLOAD")"
 			sent_rate="$(awk '{print $8}' <<<"$out")"
 			sleep 2 # the kernel flushes partial batches after the queue timeout
 			n_logged="$(logged)"

@@ -28,6 +28,8 @@
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# shellcheck source=benches/lib.sh
+. "$REPO/benches/lib.sh"
 SECS="${1:-10}"
 shift || true
 RATES=("$@")
@@ -72,17 +74,7 @@ fi
 gcc -O2 -Wall -o "$TMP/tcpconnect" "$REPO/benches/tcpconnect.c"
 
 log "namespaces $NS_IN / $NS_OUT"
-ip netns add "$NS_IN"
-ip netns add "$NS_OUT"
-ip link add "xobi$$" netns "$NS_IN" type veth peer name "xobo$$" netns "$NS_OUT"
-for ns in "$NS_IN" "$NS_OUT"; do
-	ip -n "$ns" link set lo up
-	ip netns exec "$ns" sysctl -qw net.ipv6.conf.all.disable_ipv6=1
-done
-ip -n "$NS_IN" addr add 10.77.251.2/24 dev "xobi$$"
-ip -n "$NS_OUT" addr add "$PEER/24" dev "xobo$$"
-ip -n "$NS_IN" link set "xobi$$" up
-ip -n "$NS_OUT" link set "xobo$$" up
+veth_pair xob
 # The peer drops the SYNs quietly: no RST, so each socket stays in SYN_SENT until closed.
 ip netns exec "$NS_OUT" nft -f - <<-EOF
 	table inet sink {

@@ -1,10 +1,13 @@
-/* Paced UDP sender for benches/live.sh: sends `rate` datagrams per second for `secs` seconds
- * to addr:port, in bursts every millisecond, and prints what it sent. Unconnected sendto, so
- * ICMP errors from the peer do not stop it.
+/* Paced sender for benches/live.sh: sends `rate` UDP datagrams (or, with `icmp` for the port,
+ * ICMP echo requests through a raw socket) per second for `secs` seconds to addr, in bursts
+ * every millisecond, and prints what it sent. Unconnected sendto, so ICMP errors from the peer
+ * do not stop it.
  *
- *   udpflood ADDR PORT RATE SECS [PAYLOAD_BYTES]
+ *   udpflood ADDR PORT|icmp RATE SECS [PAYLOAD_BYTES]
  */
 #include <arpa/inet.h>
+#include <netinet/in.h>
+#include <stdint.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,12 +22,22 @@ static double now(void) {
 	return t.tv_sec + t.tv_nsec / 1e9;
 }
 
+/* The Internet checksum (RFC 1071) of an ICMP message. */
+static uint16_t checksum(const unsigned char *p, size_t len) {
+	uint32_t sum = 0;
+	for (size_t i = 0; i + 1 < len; i += 2) sum += (uint32_t)p[i] << 8 | p[i + 1];
+	if (len & 1) sum += (uint32_t)p[len - 1] << 8;
+	while (sum >> 16) sum = (sum & 0xffff) + (sum >> 16);
+	return (uint16_t)~sum;
+}
+
 int main(int argc, char **argv) {
 	if (argc < 5) {
 		fprintf(stderr, "usage: %s ADDR PORT RATE SECS [PAYLOAD_BYTES]\n", argv[0]);
 		return 2;
 	}
-	struct sockaddr_in dst = {.sin_family = AF_INET, .sin_port = htons(atoi(argv[2]))};
+	int icmp = strcmp(argv[2], "icmp") == 0;
+	struct sockaddr_in dst = {.sin_family = AF_INET, .sin_port = icmp ? 0 : htons(atoi(argv[2]))};
 	if (inet_pton(AF_INET, argv[1], &dst.sin_addr) != 1) {
 		fprintf(stderr, "bad address %s\n", argv[1]);
 		return 2;
@@ -34,7 +47,18 @@ int main(int argc, char **argv) {
 	char buf[2048];
 	if (len > sizeof buf) len = sizeof buf;
 	memset(buf, 'x', len);
-	int fd = socket(AF_INET, SOCK_DGRAM, 0);
+	if (icmp) {
+		/* Echo request, id 0x4242, sequence 1; the payload's first bytes make the header. */
+		if (len < 8) len = 8;
+		memset(buf, 0, 8);
+		buf[0] = 8;
+		buf[4] = buf[5] = 0x42;
+		buf[7] = 1;
+		uint16_t sum = checksum((unsigned char *)buf, len);
+		buf[2] = sum >> 8;
+		buf[3] = sum & 0xff;
+	}
+	int fd = icmp ? socket(AF_INET, SOCK_RAW, IPPROTO_ICMP) : socket(AF_INET, SOCK_DGRAM, 0);
 	if (fd < 0) {
 		perror("socket");
 		return 1;

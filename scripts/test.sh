@@ -10,7 +10,8 @@ cd "$(dirname "$0")/.."
 packages=(
     nftables iproute2 tcpdump tshark openssh-server openssh-client socat bind9-dnsutils
     dnsmasq-base sqlite3 publicsuffix procps passwd time auditd python3 systemd
-    chromium fonts-dejavu-core prometheus rsyslog util-linux binutils logrotate
+    chromium fonts-dejavu-core prometheus rsyslog util-linux binutils logrotate postgresql openssl
+    iptables
 )
 missing=()
 for p in "${packages[@]}"; do

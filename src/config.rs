@@ -15,6 +15,7 @@ use crate::detect::names_seen::NamesConfig;
 use crate::detect::scope::{AccountsConfig, System};
 use crate::detect::sensitive::SensitiveConfig;
 use crate::detect::volume::VolumeRule;
+use crate::respond::ResponseConfig;
 use crate::source::nflog::NflogConfig;
 use crate::source::owner::OwnerConfig;
 use crate::store::RetentionConfig;
@@ -75,6 +76,9 @@ pub struct Config {
     /// How long each kind of data is kept (`exfilmon prune`, and the daemon once a day).
     #[serde(default)]
     pub retention: RetentionConfig,
+    /// Containment: which alerts block their principal's egress, DNS verdicts (opt-in).
+    #[serde(default)]
+    pub response: ResponseConfig,
 }
 
 /// An observer name: printable, no spaces, at most 255 bytes (a host name's limit), so it is
@@ -109,6 +113,7 @@ impl Default for Config {
             trail: TrailConfig::default(),
             monitor: MonitorConfig::default(),
             retention: RetentionConfig::default(),
+            response: ResponseConfig::default(),
         }
     }
 }
@@ -214,6 +219,9 @@ impl Config {
         }
         if let Err(e) = config.baseline.scope.resolve(&System) {
             return Err(invalid(text.find("[baseline").unwrap_or(0), format!("[baseline] scope: {e}")));
+        }
+        if let Err(e) = config.response.resolve(&System) {
+            return Err(invalid(text.find("[response").unwrap_or(0), format!("[response] {e}")));
         }
         Ok(config)
     }
@@ -343,6 +351,7 @@ mod tests {
         assert_eq!(c.volume, crate::detect::volume::default_rules());
         assert_eq!(c.baseline, BaselineConfig::default());
         assert_eq!(c.owner, OwnerConfig::default());
+        assert_eq!(c.response, ResponseConfig::default(), "containment is opt-in, root exempt");
     }
 
     #[test]

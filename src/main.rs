@@ -20,6 +20,9 @@ fn main() -> ExitCode {
         Command::Metrics(args) => cli::metrics::run(args),
         Command::GenerateDocs(args) => cli::generate_docs::run(args),
         Command::Prune(args) => cli::prune::run(args),
+        Command::Ship(args) => cli::ship::run(args),
+        Command::Block(args) => cli::block::run(args),
+        Command::Unblock(args) => cli::unblock::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -3,7 +3,9 @@
 //! One source for both the shipped `nft/exfilmon.nft` (the default rendering; a unit test keeps
 //! them equal, `exfilmon nft > nft/exfilmon.nft` regenerates it) and what `exfilmon nft --apply`
 //! loads. The ruleset lives in its own table so it coexists with firewalld or any other ruleset,
-//! and every chain's policy is accept: it observes, it never filters.
+//! and every chain's policy is accept: it observes, and drops only the egress of principals in
+//! its `blocked` sets (empty unless `[response]` or `exfilmon block` put one there, each with a
+//! timeout).
 //!
 //! Everything interpolated here was validated when the config was parsed (addresses, prefixes,
 //! interface names), so a config cannot smuggle nft syntax into the ruleset.
@@ -12,8 +14,12 @@ use std::fmt::Write as _;
 use std::io::Write as _;
 use std::process::{Command, Stdio};
 
+use std::time::Duration;
+
 use crate::config::Config;
 use crate::decode::Direction;
+use crate::principal::Principal;
+use crate::respond::dnsq;
 
 pub const TABLE: &str = "inet exfilmon";
 
@@ -33,7 +39,8 @@ pub fn render(config: &Config) -> String {
 #
 # Copies outbound packets to NFLOG group {group}, which `exfilmon run` binds (or
 # `tcpdump -i nflog:{group}`). Lives in its own table so it coexists with any other ruleset;
-# every chain has policy accept, so it never drops anything.
+# every chain has policy accept; it drops only egress of principals in the blocked sets (empty
+# unless [response] or `exfilmon block` put one there, each with a timeout).
 #
 # Load:    exfilmon nft --apply          (or: nft -f nft/exfilmon.nft; re-loading is
 #                                         atomic: the table is declared, deleted and
@@ -45,6 +52,8 @@ pub fn render(config: &Config) -> String {
 # resets the sets. At run time:
 #   nft add element {TABLE} allow_v4 {{ 192.0.2.10, 198.51.100.0/24 }}
 #   nft add element {TABLE} allow_v6 {{ 2001:db8::/48 }}
+# Blocks: exfilmon block USER --for 1h, exfilmon unblock USER (trail events), or
+#   nft list set {TABLE} blocked
 #
 # Rules carry comments \"exfilmon-*\" so tools and tests find their counters:
 #   nft -j list table {TABLE}
@@ -71,6 +80,23 @@ table {TABLE} {{
     set(w, "allow_v4", "ipv4_addr", &t.allow_v4);
     w.push('\n');
     set(w, "allow_v6", "ipv6_addr", &t.allow_v6);
+    // Always there and empty unless something blocks: `[response]` or `exfilmon block` add
+    // elements with a timeout, the kernel removes them when it passes.
+    w.push_str(
+        "\n\t# Principals whose egress is blocked ([response], exfilmon block), each until its timeout.\n\
+         \tset blocked {\n\t\ttypeof meta skuid\n\t\tflags timeout\n\t}\n\n\
+         \tset blocked_v4 {\n\t\ttype ipv4_addr\n\t\tflags timeout\n\t}\n\n\
+         \tset blocked_v6 {\n\t\ttype ipv6_addr\n\t\tflags timeout\n\t}\n",
+    );
+    if config.response.dns_queue {
+        let _ = write!(
+            w,
+            "\n\t# [response] dns_queue: `exfilmon nft --apply` also adds, for iptables and ip6tables:\n\
+             \t#   -t mangle -A OUTPUT {}\n\
+             \t# (see src/nft.rs, dns_queue_spec, for why these are xtables rules).\n",
+            dns_queue_spec("udp|tcp").join(" ")
+        );
+    }
     // Comments name the counters: `{prefix}-dns-udp`, `{prefix}-dns-tcp`, `{prefix}-icmp`,
     // `{prefix}-tls-hello`, `{prefix}-served`, then `{rest}`. Log prefixes say which end opened the connection (decode::Direction):
     // conntrack's reply direction is a connection a remote peer opened, the rest ours.
@@ -119,7 +145,8 @@ table {TABLE} {{
         w,
         "\t\toif \"lo\" udp dport 53 counter log prefix \"{lcl}\" group {group} accept comment \"exfilmon-local-dns-udp\"\n\
          \t\toif \"lo\" tcp dport 53 counter log prefix \"{lcl}\" group {group} accept comment \"exfilmon-local-dns-tcp\"\n\
-         \t\toif \"lo\" accept comment \"exfilmon-skip-lo\"\n",
+         \t\toif \"lo\" accept comment \"exfilmon-skip-lo\"\n\
+         \t\tmeta skuid @blocked counter drop comment \"exfilmon-blocked\"\n",
         lcl = Direction::PREFIX_LOCAL,
     );
     interfaces(w, "exfilmon-skip-other-if");
@@ -137,6 +164,8 @@ table {TABLE} {{
 	chain forward {
 		type filter hook forward priority 100; policy accept;
 
+		ip saddr @blocked_v4 counter drop comment \"exfilmon-fwd-blocked-v4\"
+		ip6 saddr @blocked_v6 counter drop comment \"exfilmon-fwd-blocked-v6\"
 ",
     );
     interfaces(w, "exfilmon-fwd-skip-other-if");
@@ -187,10 +216,62 @@ fn set(w: &mut String, name: &str, kind: &str, elements: &[String]) {
     w.push_str("\t}\n");
 }
 
+/// The blocked set `who` goes into, and its element as nft writes it.
+pub fn element(who: Principal) -> (&'static str, String) {
+    match who {
+        Principal::Uid(u) => ("blocked", u.to_string()),
+        Principal::Host(std::net::IpAddr::V4(a)) => ("blocked_v4", a.to_string()),
+        Principal::Host(std::net::IpAddr::V6(a)) => ("blocked_v6", a.to_string()),
+    }
+}
+
+/// Blocks `who`'s egress for `time` (a block already there gets the new timeout), in one
+/// transaction.
+pub fn block(who: Principal, time: Duration) -> Result<(), NftError> {
+    let (set, el) = element(who);
+    let secs = time.as_secs().max(1);
+    // `add` of an element already there keeps its old timeout: add, delete, add anew.
+    let batch = format!(
+        "add element {TABLE} {set} {{ {el} }}\ndelete element {TABLE} {set} {{ {el} }}\n\
+         add element {TABLE} {set} {{ {el} timeout {secs}s }}\n"
+    );
+    nft(&["-f", "-"], Some(&batch)).map(drop).map_err(not_loaded)
+}
+
+/// Lifts `who`'s block; false when there was none.
+pub fn unblock(who: Principal) -> Result<bool, NftError> {
+    if !loaded()? {
+        return Err(NftError::NotLoaded);
+    }
+    let (set, el) = element(who);
+    match nft(&["delete", "element", "inet", "exfilmon", set, &format!("{{ {el} }}")], None) {
+        Ok(_) => Ok(true),
+        Err(NftError::Failed(m)) if m.contains("No such file") => {
+            // The element, or the set itself (a ruleset from before blocks existed).
+            match nft(&["list", "set", "inet", "exfilmon", set], None) {
+                Ok(_) => Ok(false),
+                Err(e) => Err(not_loaded(e)),
+            }
+        }
+        Err(e) => Err(e),
+    }
+}
+
+fn not_loaded(e: NftError) -> NftError {
+    match e {
+        NftError::Failed(m) if m.contains("No such file") => NftError::NotLoaded,
+        e => e,
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum NftError {
+    #[error("table {TABLE} or its blocked sets are not loaded: load the ruleset with `exfilmon nft --apply`")]
+    NotLoaded,
     #[error("nft is not installed (apt-get install nftables), or not on PATH")]
     NotInstalled,
+    #[error("[response] dns_queue needs iptables for its queue rules (apt-get install iptables)")]
+    NoIptables,
     #[error("cannot run nft: {0}")]
     Spawn(std::io::Error),
     #[error("nft needs CAP_NET_ADMIN: run as root")]
@@ -227,18 +308,119 @@ pub fn nft(args: &[&str], input: Option<&str>) -> Result<String, NftError> {
     Err(NftError::Failed(crate::escape::printable(first).into_owned()))
 }
 
-/// Loads the ruleset atomically (one `nft -f` transaction).
+/// Loads the ruleset atomically (one `nft -f` transaction), then adds or removes the DNS
+/// queue rules as `[response] dns_queue` says. Blocks in force keep their time left: re-loading
+/// (`systemctl reload`) must not lift them.
 pub fn apply(config: &Config) -> Result<(), NftError> {
-    nft(&["-f", "-"], Some(&render(config))).map(drop)
+    let mut ruleset = render(config);
+    for (set, element, left) in blocks_in_force() {
+        let _ = writeln!(ruleset, "add element {TABLE} {set} {{ {element} timeout {left}s }}");
+    }
+    nft(&["-f", "-"], Some(&ruleset))?;
+    dns_queue(config.response.dns_queue)
 }
 
-/// Deletes the table; returns false when it was not loaded.
+/// The loaded blocked sets' elements and their seconds left; none when the table is not
+/// loaded (or predates blocks).
+fn blocks_in_force() -> Vec<(&'static str, String, u64)> {
+    let mut out = Vec::new();
+    for set in ["blocked", "blocked_v4", "blocked_v6"] {
+        let Ok(json) = nft(&["-j", "list", "set", "inet", "exfilmon", set], None) else { continue };
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(&json) else { continue };
+        let sets = v["nftables"].as_array().into_iter().flatten().filter_map(|i| i["set"]["elem"].as_array());
+        for e in sets.flatten() {
+            let e = &e["elem"];
+            // Values were put there as numbers or addresses; anything else is not carried over.
+            let value = match &e["val"] {
+                serde_json::Value::Number(n) => n.as_u64().map(|n| n.to_string()),
+                serde_json::Value::String(s) => s.parse::<std::net::IpAddr>().ok().map(|a| a.to_string()),
+                _ => None,
+            };
+            if let (Some(value), Some(left)) = (value, e["expires"].as_u64()) {
+                out.push((set, value, left.max(1)));
+            }
+        }
+    }
+    out
+}
+
+/// Deletes the table and the DNS queue rules; returns false when the table was not loaded.
 pub fn remove() -> Result<bool, NftError> {
+    dns_queue(false)?;
     match nft(&["delete", "table", "inet", "exfilmon"], None) {
         Ok(_) => Ok(true),
         Err(NftError::Failed(m)) if m.contains("No such file") => Ok(false),
         Err(e) => Err(e),
     }
+}
+
+/// The iptables rule (after `-t mangle -A OUTPUT`) sending DNS queries over `proto` to the
+/// monitor's queue, `bypass`: while nothing listens the kernel accepts them (fail-open).
+///
+/// Why xtables and not nft's own `queue` statement in this table: that needs the kernel's
+/// nft_queue (CONFIG_NFT_QUEUE), which some kernels leave out (the one this project's CI runs
+/// on among them), while the NFQUEUE target through iptables-nft (nft_compat) is there
+/// wherever either is. The mangle table's OUTPUT chain runs at priority -150, before this
+/// table's chains, so the queries the verdict accepts are logged as before; a dropped one is
+/// not (it never leaves).
+fn dns_queue_spec(proto: &str) -> Vec<String> {
+    let queue = dnsq::QUEUE.to_string();
+    ["-p", proto, "--dport", "53", "-m", "comment", "--comment", "exfilmon-dns-queue", "-j", "NFQUEUE"]
+        .into_iter()
+        .chain(["--queue-num", &queue, "--queue-bypass"])
+        .map(String::from)
+        .collect()
+}
+
+/// Adds (once) or removes the DNS queue rules of both address families. Removing is best
+/// effort: a configuration without `dns_queue` never fails on iptables (absent, or not
+/// allowed in a sandbox).
+pub fn dns_queue(on: bool) -> Result<(), NftError> {
+    match set_dns_queue(on) {
+        Err(e) if !on => {
+            tracing::debug!("DNS queue rules not checked: {e}");
+            Ok(())
+        }
+        r => r,
+    }
+}
+
+fn set_dns_queue(on: bool) -> Result<(), NftError> {
+    for tool in ["iptables", "ip6tables"] {
+        for proto in ["udp", "tcp"] {
+            let spec = dns_queue_spec(proto);
+            let run = |op: &str| {
+                let mut args = vec!["-w", "-t", "mangle", op, "OUTPUT"];
+                args.extend(spec.iter().map(String::as_str));
+                Command::new(tool).args(&args).stdin(Stdio::null()).output()
+            };
+            match run("-C") {
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    if on {
+                        return Err(NftError::NoIptables);
+                    }
+                    return Ok(());
+                }
+                Err(e) => return Err(NftError::Spawn(e)),
+                Ok(present) => {
+                    let out = match (on, present.status.success()) {
+                        (true, false) => run("-A").map_err(NftError::Spawn)?,
+                        (false, true) => run("-D").map_err(NftError::Spawn)?,
+                        _ => continue,
+                    };
+                    if !out.status.success() {
+                        let err = String::from_utf8_lossy(&out.stderr);
+                        if err.contains("Permission denied") || err.contains("Operation not permitted") {
+                            return Err(NftError::NotPermitted);
+                        }
+                        let first = err.lines().next().unwrap_or("no error message").trim();
+                        return Err(NftError::Failed(format!("{tool}: {}", crate::escape::printable(first))));
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Whether the table is loaded in this network namespace.
@@ -286,5 +468,30 @@ mod tests {
         assert_eq!(r.matches("jump audit_trail\n").count(), 2, "{r}");
         assert!(r.contains("ct state new log level audit"), "{r}");
         assert!(!render(&Config::default()).contains("chain audit_trail"));
+    }
+
+    /// Issue 17: the blocked sets and their drop rules are always there (empty, they drop
+    /// nothing); the DNS queue only with `dns_queue`, and never as a statement of this table.
+    #[test]
+    fn blocked_sets_always_and_the_dns_queue_only_when_asked() {
+        let plain = render(&Config::default());
+        assert!(plain.contains("set blocked {\n\t\ttypeof meta skuid\n\t\tflags timeout\n\t}"), "{plain}");
+        assert!(plain.contains("oif \"lo\" accept comment \"exfilmon-skip-lo\"\n\t\tmeta skuid @blocked counter drop"));
+        assert!(plain.contains("ip saddr @blocked_v4 counter drop comment \"exfilmon-fwd-blocked-v4\""));
+        assert!(
+            !plain.contains("NFQUEUE") && !plain.contains("queue flags") && !plain.contains("queue num"),
+            "{plain}"
+        );
+        let queued = render(&Config::parse("[response]\ndns_queue = true\n", Path::new("t")).unwrap());
+        let text =
+            "-p udp|tcp --dport 53 -m comment --comment exfilmon-dns-queue -j NFQUEUE --queue-num 7117 --queue-bypass";
+        assert!(queued.contains(text), "{queued}");
+        assert_eq!(
+            queued.lines().filter(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#')).collect::<Vec<_>>(),
+            plain.lines().filter(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#')).collect::<Vec<_>>(),
+            "the table's rules are the same either way"
+        );
+        assert_eq!(element(Principal::Uid(1001)), ("blocked", "1001".into()));
+        assert_eq!(element(Principal::Host("2001:db8::1".parse().unwrap())), ("blocked_v6", "2001:db8::1".into()));
     }
 }

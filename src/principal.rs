@@ -81,6 +81,11 @@ impl fmt::Display for Dst {
     }
 }
 
+/// A user's login (primary) group from the system's user database.
+pub fn login_group(uid: u32) -> Option<u32> {
+    nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid)).ok().flatten().map(|u| u.gid.as_raw())
+}
+
 /// An alert's destination text read back: the address, the port and the protocol's name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DstParts<'a> {

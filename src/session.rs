@@ -33,7 +33,7 @@ impl Output for Writer {
     }
 
     fn alert(&mut self, alert: &Alert) {
-        self.send(Write::Alert(alert.clone()));
+        Writer::alert(self, alert);
     }
 
     fn dns_rows(&mut self, rows: Vec<DnsRow>) {

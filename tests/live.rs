@@ -330,27 +330,8 @@ fn sighup_reloads_the_configuration_as_an_unprivileged_user() {
 fn tunnel_through_a_local_resolver_and_padded_echoes_name_the_user() {
     let Some(mut lab) = Lab::new() else { return };
     lab.start_dns();
-    let server = format!("--server={}", lab.peer);
-    let pid = format!("--pid-file={}", lab.path("resolver.pid").display());
+    lab.start_local_resolver();
     let inside = lab.inside.clone();
-    let resolver = [
-        "dnsmasq",
-        "--keep-in-foreground",
-        "--conf-file=/dev/null",
-        "--no-resolv",
-        "--no-hosts",
-        "--bind-interfaces",
-        "--listen-address=127.0.0.53",
-        "--user=nobody",
-        "--cache-size=0",
-        &server,
-        &pid,
-        "--log-facility=-",
-    ];
-    lab.spawn_in(&inside, &resolver, "resolver.log");
-    wait_for(Duration::from_secs(10), "the local resolver", || {
-        !must(&["ip", "netns", "exec", &inside, "ss", "-Hlnu", "sport = :53"]).trim().is_empty()
-    });
     must(&["ip", "netns", "exec", &inside, "sysctl", "-q", "-w", "net.ipv4.ping_group_range=0 2147483647"]);
     let cfg = config(&lab, "");
     let db = lab.path("live.db");
@@ -361,16 +342,7 @@ fn tunnel_through_a_local_resolver_and_padded_echoes_name_the_user() {
 
     let mut args = vec!["dig".to_string(), "+short".into(), "+tries=1".into(), "+time=2".into(), "@127.0.0.53".into()];
     for i in 0..15u64 {
-        let mut x = (i + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-        let label: String = (0..40)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                b"abcdefghijklmnopqrstuvwxyz234567"[(x % 32) as usize] as char
-            })
-            .collect();
-        args.extend([format!("{label}.tun.example.test"), "A".into()]);
+        args.extend([common::tunnel_name(i), "A".into()]);
     }
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let answers = lab.as_user(user, &args);

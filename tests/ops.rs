@@ -105,6 +105,7 @@ fn metrics_pass_promtool_and_bound_the_principals() {
         "exfilmon_sink_failing{sink=\"file\"} 0\n",
         "exfilmon_sink_dropped_total{sink=\"mail \\\"ops\\\"\"} 3\n",
         "exfilmon_database_size_bytes ",
+        "exfilmon_blocks_active 0",
     ] {
         assert!(text.contains(needle), "{needle:?} not in\n{text}");
     }

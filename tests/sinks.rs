@@ -15,7 +15,7 @@ use std::path::PathBuf;
 use std::process::Output;
 use std::time::{Duration, Instant};
 
-use common::{bin, fixture, report, Scratch};
+use common::{bin, fixture, report_with, Scratch};
 use serde_json::Value;
 
 /// Every record, syslog header and mail subject names this observer, not the machine.
@@ -30,6 +30,12 @@ struct Case {
 impl Case {
     fn new() -> Case {
         Case { dir: Scratch::new() }
+    }
+
+    /// `report WHAT --format json` read with the case's configuration (its observer).
+    fn report(&self, what: &str) -> Value {
+        let config = self.dir.path("exfilmon.toml");
+        report_with(self.dir.db(), what, &["-c", config.to_str().unwrap()])
     }
 
     /// An executable shell script (the sinks themselves use no shell).
@@ -77,7 +83,7 @@ fn jsonl_lines_carry_the_report_fields_and_the_trail_position() {
     let c = Case::new();
     c.replay(&format!("[[sink]]\ntype = \"jsonl\"\npath = {:?}\n", c.dir.path("alerts.jsonl")));
     let sent = c.lines("alerts.jsonl");
-    let reported = report(c.dir.db(), "alerts");
+    let reported = c.report("alerts");
     assert_eq!(sent.len(), 2, "{sent:?}");
     // Report order is by time then id; the trail's is by seq: the same here.
     for (s, r) in sent.iter().zip(reported.as_array().unwrap()) {
@@ -113,7 +119,7 @@ fn syslog_over_udp_and_tcp_is_rfc5424() {
         let n = udp.recv(&mut buf).unwrap();
         datagrams.push(String::from_utf8(buf[..n].to_vec()).unwrap());
     }
-    let reported = report(c.dir.db(), "alerts");
+    let reported = c.report("alerts");
     // local3 (19) * 8 + crit (2) for the high alert, + warning (4) for the medium one.
     let first: Vec<&str> = datagrams[0].splitn(8, ' ').collect();
     assert_eq!(first[0], "<154>1", "{}", datagrams[0]);
@@ -155,7 +161,7 @@ fn exec_hook_gets_each_alert_as_json_on_stdin_without_a_shell() {
     let args = std::fs::read_to_string(c.dir.path("args")).unwrap();
     assert_eq!(args, "alert --team sec; rm -rf /tmp/x $(id)\n".repeat(2));
     let sent = c.lines("stdin");
-    for (s, r) in sent.iter().zip(report(c.dir.db(), "alerts").as_array().unwrap()) {
+    for (s, r) in sent.iter().zip(c.report("alerts").as_array().unwrap()) {
         assert_same_as_report(s, r);
     }
     assert_eq!(sent.len(), 2);
@@ -196,10 +202,10 @@ fn hanging_receiver_times_out_is_counted_and_blocks_nothing() {
     assert!(took < Duration::from_secs(8), "replay took {took:?}");
     let stderr = String::from_utf8_lossy(&o.stderr);
     assert!(stderr.contains("did not finish within 300ms and was killed"), "{stderr}");
-    assert_eq!(report(c.dir.db(), "alerts").as_array().unwrap().len(), 2, "capture and storage went on");
+    assert_eq!(c.report("alerts").as_array().unwrap().len(), 2, "capture and storage went on");
     assert_eq!(c.lines("alerts.jsonl").len(), 2, "the other sink delivered");
 
-    let events = report(c.dir.db(), "events");
+    let events = c.report("events");
     let kinds: Vec<&str> = events.as_array().unwrap().iter().map(|e| e["kind"].as_str().unwrap()).collect();
     assert!(kinds.contains(&"sink_failed"), "{events}");
     let undelivered = events.as_array().unwrap().iter().find(|e| e["kind"] == "sink_undelivered").unwrap();
@@ -227,7 +233,7 @@ fn full_queue_and_failing_receivers_drop_nothing_uncounted() {
          [[sink]]\ntype = \"exec\"\nprogram = \"/bin/false\"\nretries = 2\nbackoff = \"10ms\"\n\
          [[sink]]\ntype = \"syslog\"\naddress = \"tcp:{closed}\"\nretries = 0\n"
     ));
-    let events = report(c.dir.db(), "events");
+    let events = c.report("events");
     let events = events.as_array().unwrap();
     for name in [format!("exec:{}", hang.display()), "exec:/bin/false".into(), format!("syslog:tcp:{closed}")] {
         let mine: Vec<&Value> = events.iter().filter(|e| e["details"]["sink"] == name.as_str()).collect();

@@ -111,7 +111,30 @@ fn checks(config: &Config, db: &Path) -> Vec<Found> {
                     Err(e) => Found::Error(format!("{what}: collector {a}: {e}")),
                 }
             }
+            // Connecting also brings the central schema up to date, as the first round would.
+            SinkKind::Postgres { .. } => {
+                let target = crate::ship::Target::all(config).into_iter().find(|t| t.name == s.name);
+                match target.map(|t| t.connect()) {
+                    Some(Ok(_)) => Found::Ok(format!("{what}: server reached, schema up to date")),
+                    Some(Err(e)) => Found::Error(e.to_string()),
+                    None => Found::Error(format!("{what}: not a postgres sink")),
+                }
+            }
         });
+    }
+    if config.response.dns_queue {
+        let version = std::process::Command::new("iptables").arg("--version").output();
+        found.push(match version {
+            Ok(o) if o.status.success() => Found::Ok("[response] dns_queue: iptables found for the queue rules".into()),
+            _ => Found::Error(nft::NftError::NoIptables.to_string()),
+        });
+    }
+    if config.user.is_some() && !config.response.block.is_empty() {
+        found.push(Found::Warning(
+            "[response] block runs nft, which needs CAP_NET_ADMIN: `user` drops it, so blocks would fail \
+             (the shipped unit keeps it without `user`)"
+                .into(),
+        ));
     }
     found.push(match nft::nft(&["-c", "-f", "-"], Some(&nft::render(config))) {
         Ok(_) => Found::Ok("nft accepts the ruleset (nft -c)".into()),

@@ -162,7 +162,21 @@ pub fn exposition(store: &Store, top: usize) -> Result<String> {
         }
     }
 
+    let shipping = store.ship_states()?;
+    if !shipping.is_empty() {
+        o.family("exfilmon_ship_backlog", "gauge", "Trail rows and checkpoints not yet in the fleet store, by target.");
+        for s in &shipping {
+            o.sample("exfilmon_ship_backlog", &[("target", &s.target)], s.backlog);
+        }
+        o.family("exfilmon_ship_failing", "gauge", "1 while the last round to a fleet store failed, by target.");
+        for s in &shipping {
+            o.sample("exfilmon_ship_failing", &[("target", &s.target)], u8::from(s.last_error.is_some()));
+        }
+    }
+
     o.family("exfilmon_database_size_bytes", "gauge", "The database file and its write-ahead log.");
     o.sample("exfilmon_database_size_bytes", &[], health::database_size(store.path()));
+    o.family("exfilmon_blocks_active", "gauge", "Principals whose egress [response] or exfilmon block holds blocked.");
+    o.sample("exfilmon_blocks_active", &[], store.active_blocks(crate::units::wall_clock_us())?.len());
     Ok(o.0)
 }

@@ -1,6 +1,7 @@
 //! Command-line interface: argument definitions and the commands behind them.
 
 pub mod audit_rules;
+pub mod block;
 pub mod check_config;
 pub mod generate_docs;
 pub mod keygen;
@@ -11,7 +12,9 @@ pub mod replay;
 pub mod report;
 pub mod report_select;
 pub mod run;
+pub mod ship;
 pub mod status;
+pub mod unblock;
 pub mod verify;
 
 use std::io::{self, Write};
@@ -91,6 +94,13 @@ pub enum Command {
     GenerateDocs(generate_docs::GenerateDocsArgs),
     /// Delete what is past its [retention] and give the space back (the monitor does it daily).
     Prune(prune::PruneArgs),
+    /// Send what the postgres sinks (the fleet store) have not had yet: alerts, events,
+    /// checkpoints, egress and DNS rows, with this host's observer name and user names.
+    Ship(ship::ShipArgs),
+    /// Block a user's egress for a while (kernel drop, expires by itself); see [response].
+    Block(block::BlockArgs),
+    /// Lift a block set by [response] or `exfilmon block` before it expires.
+    Unblock(unblock::UnblockArgs),
 }
 
 /// Options shared by commands that use the database and configuration.

@@ -17,12 +17,13 @@ use super::Common;
 use crate::config::Config;
 use crate::escape::message;
 use crate::pipeline::Merge;
+use crate::respond;
 use crate::session::{self, Session};
 use crate::source::audit::follow::{FollowError, FollowStats, Follower};
 use crate::source::audit::{AuditEvent, Reader};
 use crate::source::pcap::{self, CaptureError, ReadStats};
 use crate::source::FrameSink;
-use crate::store::{CaptureRecord, Duplicate, RunMode};
+use crate::store::{CaptureRecord, Duplicate, RunMode, Store};
 use crate::units::{human_bytes, rfc3339};
 
 #[derive(Debug, Args)]
@@ -63,6 +64,24 @@ struct Replayed<'a> {
     stats: ReadStats,
     sha256: String,
     bytes: u64,
+}
+
+/// Ships what the replay committed to the postgres sinks; an unreachable server leaves the
+/// rows for the next `exfilmon ship` (a warning, not a failed replay).
+fn ship_at_end(config: &Config, db: &std::path::Path) {
+    if crate::ship::Target::all(config).is_empty() {
+        return;
+    }
+    match Store::open(db) {
+        Ok(store) => {
+            for (_, result) in crate::ship::ship_all(config, &store) {
+                if let Err(e) = result {
+                    eprintln!("exfilmon: warning: {e}; the rows wait in the database for `exfilmon ship`");
+                }
+            }
+        }
+        Err(e) => eprintln!("exfilmon: warning: not shipped: {e}"),
+    }
 }
 
 pub fn run(args: &ReplayArgs) -> Result<()> {
@@ -135,6 +154,12 @@ pub fn run(args: &ReplayArgs) -> Result<()> {
         };
         let mut session =
             opened.start(&config, (!todo.is_empty()).then_some(RunMode::Replay), session::signer(&config)?)?;
+        // Nothing is blocked in a replay: the alerts are kept to say what would have been.
+        let (tap, tapped) = crossbeam_channel::unbounded();
+        if config.response.enabled() {
+            session.pipeline.output().tap_alerts(tap);
+        }
+        let run_id = session.run_id();
         if !args.audit_log.is_empty() {
             session.pipeline.enable_audit(&config);
             session.count_audit(&audit, &logs);
@@ -160,6 +185,7 @@ pub fn run(args: &ReplayArgs) -> Result<()> {
             .collect();
         let finished = session.finish(&records, args.force)?;
         if finished.duplicates.is_empty() {
+            would_block(&config, &db, run_id, tapped.try_iter().collect())?;
             break (replayed, Some(finished), principals);
         }
         let mut again = Vec::new();
@@ -188,6 +214,7 @@ pub fn run(args: &ReplayArgs) -> Result<()> {
         eprintln!("exfilmon: replaying the other {} file(s) again without it", todo.len());
     };
     let stats = finished.map(|f| f.stats).unwrap_or_default();
+    ship_at_end(&config, &db);
 
     // A damaged capture still counts what came before the damage, but the replay fails, as
     // tshark does: its owner should know part of it was never seen.
@@ -228,6 +255,24 @@ pub fn run(args: &ReplayArgs) -> Result<()> {
             anyhow::bail!("{n} of {} capture files could not be read in full", args.files.len())
         }
     }
+}
+
+/// `[response]`: what the replay's alerts would have blocked and which DNS queries dropped, and
+/// when, as report lines and `would_block` events in the trail.
+fn would_block(config: &Config, db: &Path, run_id: Option<i64>, alerts: Vec<crate::alert::Alert>) -> Result<()> {
+    let group = crate::principal::login_group;
+    let blocks = respond::would_block(&config.response, &alerts, group);
+    let mut events: Vec<_> = blocks.iter().map(|b| respond::blocked_event(b, true)).collect();
+    events.extend(respond::would_hold(&config.response, &alerts, config.dns.window, group));
+    if events.is_empty() {
+        return Ok(());
+    }
+    Store::open(db)?.append_events(&events, run_id)?;
+    let mut out = super::stdout();
+    for e in &events {
+        writeln!(out, "{}", e.summary)?;
+    }
+    Ok(())
 }
 
 /// Says a capture is not replayed because `db` counted its content already.

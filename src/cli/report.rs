@@ -10,6 +10,7 @@ use super::{Common, FormatArg};
 use crate::config::Config;
 use crate::decode::Direction;
 use crate::principal::UserNames;
+use crate::report::db::Db;
 use crate::report::stream::{Rows, TableWriter};
 use crate::report::table::{Column, Format, Table};
 use crate::report::{self, when, Filter, ReportError};
@@ -26,11 +27,17 @@ are UTC too); JSON and CSV carry RFC 3339 UTC. Table output shows user names for
 CSV carry uid and user both. An option that means nothing for the report asked for is refused.
 `html` writes one page that loads nothing (open it offline); times in it are UTC.
 
+--db postgresql://USER@HOST:PORT/DB reads the fleet store every host ships into (docs/fleet.md):
+summary, alerts, users, destinations, dns, events, and health (each host's last round); rows
+carry their host (observer; HOST in tables), --observer NAME keeps one host's. The password is
+the config's postgres sink's of that URL, else $PGPASSWORD.
+
 Examples:
   exfilmon report alerts -S \"yesterday 14:00\" -p high     high alerts since yesterday 14:00
   exfilmon report alerts -k volume --dst 203.0.113.9       volume alerts to one address
   exfilmon report alerts -f -o json                        alerts as JSON lines, following
-  exfilmon report users --sort bytes -n 5                  the five biggest senders")]
+  exfilmon report users --sort bytes -n 5                  the five biggest senders
+  exfilmon report users --db postgresql://soc@fleet-db/exfilmon    the whole fleet's senders")]
 pub struct ReportArgs {
     #[command(subcommand)]
     pub what: Option<What>,
@@ -46,6 +53,9 @@ pub struct ReportOpts {
     /// Only what happened before this time (-U as journalctl).
     #[arg(long, short = 'U', global = true, value_name = "TIME")]
     pub until: Option<String>,
+    /// Only the rows of this host: its `observer` name (the fleet store, --db postgresql://...).
+    #[arg(long, global = true, value_name = "NAME")]
+    pub observer: Option<String>,
     /// Only this uid.
     #[arg(long, global = true, value_name = "UID", conflicts_with = "user")]
     pub uid: Option<u32>,
@@ -145,7 +155,15 @@ pub fn run(args: &ReportArgs) -> Result<()> {
     super::report_select::check(&what, o)?;
     report::zone::show_utc(o.select.utc);
     let config = Config::load(o.common.config.as_deref())?;
-    let store = Store::open_read(&o.common.db_path(&config))?;
+    let path = o.common.db_path(&config);
+    let local;
+    let db = match path.to_str().filter(|p| p.starts_with("postgresql://") || p.starts_with("postgres://")) {
+        Some(url) => central(url, &config)?,
+        None => {
+            local = Store::open_read(&path)?;
+            Db::Local { store: &local, observer: config.observer() }
+        }
+    };
     let now = chrono::Local::now();
     let bound = |flag: &str, v: &Option<String>| -> Result<Option<i64>> {
         v.as_deref()
@@ -172,6 +190,7 @@ pub fn run(args: &ReportArgs) -> Result<()> {
         until_us: bound("until", &o.until)?,
         uid,
         direction: o.direction.map(Direction::from),
+        observer: o.observer.clone(),
         ..Filter::default()
     };
     let select = o.select.select();
@@ -179,7 +198,7 @@ pub fn run(args: &ReportArgs) -> Result<()> {
     let format = o.format.format;
     let mut out = super::stdout();
     if o.select.follow {
-        return super::report_select::follow(&store, &filter, &select, format, &mut names, &mut out);
+        return super::report_select::follow(&db, &filter, &select, format, &mut names, &mut out);
     }
     // Every report that is one table takes --kind, --sort, --limit and the rest the same way.
     let sel = |t: Table| -> Result<Table> {
@@ -189,7 +208,7 @@ pub fn run(args: &ReportArgs) -> Result<()> {
     };
     match what {
         What::Summary => {
-            let s = report::summary(&store, &filter, &mut names).map_err(plain)?;
+            let s = report::summary(&db, &filter, &mut names).map_err(plain)?;
             match format {
                 Format::Json => {
                     serde_json::to_writer_pretty(&mut out, &s.json())?;
@@ -216,37 +235,48 @@ pub fn run(args: &ReportArgs) -> Result<()> {
         // to be picked or sorted (--kind, --sort, --limit...): then they are collected first.
         What::Alerts => {
             table_or_stream(report::ALERTS.title, report::ALERTS.columns, &select, format, &mut out, |w| {
-                report::alerts(&store, &filter, &mut names, w)
+                report::alerts(&db, &filter, &mut names, w)
             })?
         }
         What::Users => table_or_stream(report::USERS.title, report::USERS.columns, &select, format, &mut out, |w| {
-            report::users(&store, &filter, &mut names, None, w)
+            report::users(&db, &filter, &mut names, None, w)
         })?,
         What::Destinations => {
             table_or_stream(report::DESTINATIONS.title, report::DESTINATIONS.columns, &select, format, &mut out, |w| {
-                report::destinations(&store, &filter, None, w)
+                report::destinations(&db, &filter, None, w)
             })?
         }
+        What::Health if db.central() => sel(report::health::fleet(&db, &filter)?)?.write(format, &mut out)?,
         What::Health => {
-            sel(report::health::health(&store, &filter)?)?.write(format, &mut out)?;
-            // People also get the latest events; programs ask `report events`.
-            if format == Format::Table {
+            sel(report::health::health(db.local()?, &filter)?)?.write(format, &mut out)?;
+            // People also get the shipping state and the latest events; programs ask `report
+            // events`, and `report health --format csv` ends with the shipping table.
+            let shipping = report::health::shipping(db.local()?)?;
+            if format != Format::Json && !shipping.rows.is_empty() {
                 writeln!(out)?;
-                report::events::events(&store, &filter, Some(RECENT_EVENTS))?.write(format, &mut out)?;
+                shipping.write(format, &mut out)?;
+            }
+            if format == Format::Table {
+                let blocks = report::health::blocks(db.local()?)?;
+                if !blocks.rows.is_empty() {
+                    writeln!(out)?;
+                    blocks.write(format, &mut out)?;
+                }
+                writeln!(out)?;
+                report::events::events(&db, &filter, Some(RECENT_EVENTS))?.write(format, &mut out)?;
             }
         }
-        What::Events => sel(report::events::events(&store, &filter, None)?)?.write(format, &mut out)?,
+        What::Events => sel(report::events::events(&db, &filter, None)?)?.write(format, &mut out)?,
         What::Dns(a) => {
             table_or_stream(&report::dns::title(a.top), report::dns::COLUMNS, &select, format, &mut out, |w| {
-                report::dns::dns(&store, &filter, &mut names, a.top, w)
+                report::dns::dns(&db, &filter, &mut names, a.top, w)
             })?
         }
-        What::Files => {
-            sel(report::files::files(&store, &filter, &mut names, config.sensitive.window)?)?.write(format, &mut out)?
-        }
+        What::Files => sel(report::files::files(db.local()?, &filter, &mut names, config.sensitive.window)?)?
+            .write(format, &mut out)?,
         What::Html(a) => {
             let page = report::html::Page { generated_on: crate::sink::hostname(), now_us: now.timestamp_micros() };
-            let text = report::html::html(&store, &filter, &mut names, &page)?;
+            let text = report::html::html(db.local()?, &filter, &mut names, &page)?;
             match &a.output {
                 Some(path) => std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))?,
                 None if out.is_terminal() => {
@@ -257,7 +287,7 @@ pub fn run(args: &ReportArgs) -> Result<()> {
         }
         What::Timeline(a) => {
             let width = a.width.map(usize::from).unwrap_or_else(terminal_width);
-            let t = report::timeline::timeline(&store, &filter, &mut names, width, a.top, now.timestamp_micros())?;
+            let t = report::timeline::timeline(db.local()?, &filter, &mut names, width, a.top, now.timestamp_micros())?;
             match format {
                 Format::Table => {
                     let color = report::timeline::use_color(out.is_terminal(), std::env::var_os("NO_COLOR").as_deref());
@@ -269,6 +299,17 @@ pub fn run(args: &ReportArgs) -> Result<()> {
     }
     out.flush()?;
     Ok(())
+}
+
+/// The fleet store at `url` (`--db postgresql://...`), with the password of the postgres sink
+/// of that URL in the config, else `$PGPASSWORD`.
+fn central(url: &str, config: &Config) -> Result<Db<'static>> {
+    let target = crate::ship::Target::all(config)
+        .into_iter()
+        .find(|t| t.url_is(url))
+        .unwrap_or_else(|| crate::ship::Target::url(url));
+    let client = target.open()?;
+    Ok(Db::Central { client: Box::new(std::cell::RefCell::new(client)), name: target.name })
 }
 
 /// The terminal's width on standard output, else `$COLUMNS`, else 80; never below what a
@@ -308,5 +349,6 @@ fn plain(e: ReportError) -> anyhow::Error {
     match e {
         ReportError::Store(e) => e.into(),
         ReportError::Output(e) => e.into(),
+        e @ ReportError::Central { .. } => e.into(),
     }
 }

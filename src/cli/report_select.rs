@@ -10,10 +10,10 @@ use clap::Args;
 
 use super::report::{ReportOpts, What};
 use crate::principal::UserNames;
+use crate::report::db::Db;
 use crate::report::select::Select;
 use crate::report::table::{Format, Table};
 use crate::report::{self, Filter};
-use crate::store::Store;
 
 /// How often `--follow` looks for new alerts.
 const FOLLOW_POLL: Duration = Duration::from_millis(500);
@@ -83,7 +83,12 @@ pub fn name(what: &What) -> &'static str {
 /// Refuses options that mean nothing for `what`, naming the reports they work with.
 pub fn check(what: &What, o: &ReportOpts) -> Result<()> {
     let s = &o.select;
-    let given: [(&str, bool, &[&str]); 9] = [
+    let given: [(&str, bool, &[&str]); 10] = [
+        (
+            "--observer",
+            o.observer.is_some(),
+            &["summary", "alerts", "users", "destinations", "dns", "events", "health"],
+        ),
         (
             "--uid/--user",
             o.uid.is_some() || o.user.is_some(),
@@ -109,7 +114,7 @@ pub fn check(what: &What, o: &ReportOpts) -> Result<()> {
 
 /// `report alerts --follow`: what matches now, then each alert as it is committed.
 pub fn follow(
-    store: &Store,
+    db: &Db,
     filter: &Filter,
     select: &Select,
     format: Format,
@@ -120,12 +125,12 @@ pub fn follow(
     let mut first = true;
     loop {
         // Ids grow in commit order (one writer), so every alert up to the newest id is complete.
-        let through: Option<i64> = store.conn().query_row("SELECT max(id) FROM alerts", [], |r| r.get(0))?;
+        let through: Option<i64> = db.local()?.conn().query_row("SELECT max(id) FROM alerts", [], |r| r.get(0))?;
         let through = through.unwrap_or(last);
         if first || through > last {
             let f = Filter { alert_ids: Some((last, through)), ..filter.clone() };
             let mut t = report::ALERTS.table();
-            report::alerts(store, &f, names, &mut t)?;
+            report::alerts(db, &f, names, &mut t)?;
             let mut s = select.clone();
             // --limit counts the alerts shown at the start, as tail -n does.
             if !first {

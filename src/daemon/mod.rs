@@ -10,6 +10,7 @@
 //! its own prunes what is past its `[retention]` ([`prune`]).
 
 pub mod privilege;
+pub mod respond;
 pub mod watch;
 
 use std::path::{Path, PathBuf};
@@ -92,6 +93,8 @@ pub fn run(opts: Options) -> Result<()> {
             None
         }
     };
+    // Binds the DNS queue (`[response] dns_queue`): needs the privileges about to go.
+    let responder = respond::Responder::start(&config, &db)?;
     let privileged = match &config.user {
         Some(name) => {
             privilege::become_user(name, &db)?;
@@ -106,6 +109,9 @@ pub fn run(opts: Options) -> Result<()> {
         session.pipeline.set_lookups(Box::new(owners));
     }
     resume(&mut session, &config, &db);
+    if let Some(r) = &responder {
+        session.pipeline.output().tap_alerts(r.alerts());
+    }
     let run_id = session.run_id().context("the run was not recorded")?;
     let started_us = wall_clock_us();
     eprintln!(
@@ -115,6 +121,7 @@ pub fn run(opts: Options) -> Result<()> {
         crate::units::human_bytes(source.rcvbuf())
     );
 
+    let shipping = crate::ship::Continuous::start(&db, &config);
     let mut watch = SelfWatch::start(&config, session.sinks(), session.signer().is_some());
     let started = started_event(&config, &db, &source, session.signer());
     session.pipeline.output().send(Write::Event(Box::new(started)));
@@ -139,6 +146,9 @@ pub fn run(opts: Options) -> Result<()> {
         if let Some((follower, reader)) = &mut audit {
             follow_audit(follower, reader, &mut session, started_us);
         }
+        if let Some(r) = &responder {
+            r.drain(session.pipeline.output());
+        }
         if signals.hup.swap(false, Ordering::Relaxed) {
             session = reload(session, &mut config, config_path.as_deref(), &mut source, privileged);
             watch.reloaded(&config);
@@ -153,7 +163,8 @@ pub fn run(opts: Options) -> Result<()> {
         }
         if Instant::now() >= next_beat {
             next_beat = Instant::now() + HEARTBEAT;
-            heartbeat(&mut session.pipeline, &source, &mut alarm, run_id, started_us, None, watch.sink_stats());
+            let watched = watched(&watch, responder.as_ref());
+            heartbeat(&mut session.pipeline, &source, &mut alarm, run_id, started_us, None, watched);
             let (alerts, s) = (session.pipeline.stats.alerts, &source.stats);
             watch.tick(session.pipeline.output(), || {
                 json!({ "run": run_id, "pid": std::process::id(), "started": crate::units::rfc3339(started_us),
@@ -174,8 +185,12 @@ pub fn run(opts: Options) -> Result<()> {
         format!("exfilmon stopped {why}: {} packets received, {} lost, {alerts} alerts", s.records, s.lost),
         json!({ "packets": s.records, "lost": s.lost, "alerts": alerts }),
     ))));
-    heartbeat(&mut session.pipeline, &source, &mut alarm, run_id, started_us, Some(stopped), watch.sink_stats());
+    let watched = watched(&watch, responder.as_ref());
+    heartbeat(&mut session.pipeline, &source, &mut alarm, run_id, started_us, Some(stopped), watched);
     let stats = session.finish(&[], false)?.stats;
+    if let Some(s) = shipping {
+        s.finish();
+    }
     let s = &source.stats;
     eprintln!(
         "exfilmon: stopped after {}: {} packets received, {} lost in {} overruns, {} alerts",
@@ -256,6 +271,11 @@ fn follow_audit(follower: &mut Follower, reader: &mut Reader, session: &mut Sess
     session.count_audit(reader, [&follower.stats]);
 }
 
+/// The heartbeat's counters from the threads beside the pipeline: the sinks', `[response]`'s.
+fn watched(watch: &SelfWatch, responder: Option<&respond::Responder>) -> serde_json::Value {
+    json!({ "sinks": watch.sink_stats(), "response": responder.map(respond::Responder::stats) })
+}
+
 /// Hands the open aggregates and a heartbeat (with a loss alert when due) to the writer.
 fn heartbeat(
     pipeline: &mut Pipeline<Writer>,
@@ -264,7 +284,7 @@ fn heartbeat(
     run_id: i64,
     started_us: i64,
     stopped_us: Option<i64>,
-    sinks: serde_json::Value,
+    watched: serde_json::Value,
 ) {
     pipeline.flush();
     let now = stopped_us.unwrap_or_else(wall_clock_us);
@@ -300,7 +320,8 @@ fn heartbeat(
             "unsequenced": s.unsequenced,
             "seq_resets": s.seq_resets,
             "bad_netlink_messages": s.bad_messages,
-            "sinks": sinks,
+            "sinks": watched["sinks"],
+            "response": watched["response"],
         }),
     };
     writer.send(Write::Health(Box::new(HealthUpdate { health, loss })));
@@ -351,6 +372,7 @@ fn reload(
         ("observer", new.observer != config.observer),
         ("trail", new.trail != config.trail),
         ("monitor", new.monitor != config.monitor),
+        ("response", new.response != config.response),
     ]
     .into_iter()
     .filter_map(|(section, changed)| changed.then_some(section))

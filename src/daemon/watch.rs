@@ -178,11 +178,28 @@ pub fn difference(rendered: &str, listed: &str) -> Option<String> {
     }
 }
 
-/// Lines without comments, blank lines, indentation or counter values.
+/// Lines without comments, blank lines, indentation, counter values or the elements of the
+/// blocked sets (blocks come and go at run time; `report health` lists them).
 fn normalise(text: &str) -> Vec<String> {
+    let (mut in_blocked, mut in_elements) = (false, false);
     text.lines()
         .map(str::trim)
         .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .filter(|l| {
+            if l.starts_with("set blocked") {
+                in_blocked = true;
+            } else if *l == "}" {
+                in_blocked = false;
+            }
+            if in_blocked && l.starts_with("elements = {") {
+                in_elements = true;
+            }
+            let skip = in_elements;
+            if in_elements && l.ends_with('}') {
+                in_elements = false;
+            }
+            !skip
+        })
         .map(|l| {
             let words: Vec<&str> = l.split_whitespace().collect();
             let mut out = Vec::with_capacity(words.len());
@@ -216,11 +233,27 @@ mod tests {
 		flags interval
 	}
 
+	set blocked {
+		typeof meta skuid
+		flags timeout
+	}
+
+	set blocked_v4 {
+		type ipv4_addr
+		flags timeout
+	}
+
+	set blocked_v6 {
+		type ipv6_addr
+		flags timeout
+	}
+
 	chain egress {
 		type filter hook output priority 100; policy accept;
 		oif \"lo\" udp dport 53 counter packets 0 bytes 0 log prefix \"lcl\" group 7 accept comment \"exfilmon-local-dns-udp\"
 		oif \"lo\" tcp dport 53 counter packets 0 bytes 0 log prefix \"lcl\" group 7 accept comment \"exfilmon-local-dns-tcp\"
 		oif \"lo\" accept comment \"exfilmon-skip-lo\"
+		meta skuid @blocked counter packets 3 bytes 180 drop comment \"exfilmon-blocked\"
 		ip daddr @allow_v4 accept comment \"exfilmon-allow-v4\"
 		ip6 daddr @allow_v6 accept comment \"exfilmon-allow-v6\"
 		udp dport 53 counter packets 0 bytes 0 log prefix \"out\" group 7 accept comment \"exfilmon-dns-udp\"
@@ -233,6 +266,8 @@ mod tests {
 
 	chain forward {
 		type filter hook forward priority 100; policy accept;
+		ip saddr @blocked_v4 counter packets 0 bytes 0 drop comment \"exfilmon-fwd-blocked-v4\"
+		ip6 saddr @blocked_v6 counter packets 0 bytes 0 drop comment \"exfilmon-fwd-blocked-v6\"
 		ip daddr @allow_v4 accept comment \"exfilmon-fwd-allow-v4\"
 		ip6 daddr @allow_v6 accept comment \"exfilmon-fwd-allow-v6\"
 		udp dport 53 counter packets 0 bytes 0 log prefix \"out\" group 7 accept comment \"exfilmon-fwd-dns-udp\"
@@ -265,5 +300,27 @@ mod tests {
             "",
         );
         assert!(difference(&rendered, &gone).is_some());
+    }
+
+    /// Issue 17: blocks set at run time (one line or wrapped over several) are not a change;
+    /// an element in another set still is.
+    #[test]
+    fn blocked_elements_are_not_a_difference() {
+        let rendered = nft::render(&Config::default());
+        let one = LISTED.replacen(
+            "typeof meta skuid\n\t\tflags timeout\n",
+            "typeof meta skuid\n\t\tflags timeout\n\t\telements = { 1001 timeout 1h expires 59m58s }\n",
+            1,
+        );
+        assert_eq!(difference(&rendered, &one), None);
+        let wrapped = LISTED.replacen(
+            "type ipv4_addr\n\t\tflags timeout\n",
+            "type ipv4_addr\n\t\tflags timeout\n\t\telements = { 192.0.2.1 timeout 1h expires 5m,\n\t\t\t     192.0.2.2 timeout 1h expires 6m }\n",
+            1,
+        );
+        assert_eq!(difference(&rendered, &wrapped), None);
+        let dropped = LISTED
+            .replace("\t\tmeta skuid @blocked counter packets 3 bytes 180 drop comment \"exfilmon-blocked\"\n", "");
+        assert!(difference(&rendered, &dropped).is_some(), "the block rule removed is a change");
     }
 }

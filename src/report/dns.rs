@@ -1,12 +1,10 @@
 //! `exfilmon report dns`: the registered domains each user queried most, by unique names and
 //! the bytes those names hold, with the suspicious ones marked.
 
-use rusqlite::params;
-
+use super::db::Db;
 use super::stream::Rows;
-use super::table::{col, hidden, Cell, Column};
-use super::{each_row, Filter, ReportError, UserNames};
-use crate::store::Store;
+use super::table::{col, hidden, titled, Cell, Column};
+use super::{Filter, ReportError, UserNames};
 
 /// Suspicious names (encoded-looking, over-long, odd-typed) that mark a domain `suspicious`:
 /// one or two random-looking CDN host names are ordinary, a run of them is not.
@@ -16,54 +14,53 @@ pub(super) const SUSPICIOUS_NAMES: i64 = 3;
 /// `mark` is `ALERT` where a dns_tunnel episode was open, `suspicious` where at least
 /// [`SUSPICIOUS_NAMES`] names were, else empty. Domains and names were escaped when stored,
 /// so they are shown as they are.
-pub fn dns(
-    store: &Store,
-    f: &Filter,
-    names: &mut UserNames,
-    top: usize,
-    out: &mut dyn Rows,
-) -> Result<(), ReportError> {
-    each_row(
-        store,
+pub fn dns(db: &Db, f: &Filter, names: &mut UserNames, top: usize, out: &mut dyn Rows) -> Result<(), ReportError> {
+    db.each(
         "WITH agg AS (
-             SELECT d.principal_id, d.domain, sum(d.queries) AS q, sum(d.unique_names) AS u, sum(d.name_bytes) AS b,
-                    sum(d.suspicious) AS s, max(d.flags & 4) AS alerted,
-                    min(d.minute) AS first, max(d.minute) AS last
-             FROM dns d JOIN principals p ON p.id = d.principal_id
-             WHERE d.minute >= ?1 / 60000000 * 60000000 AND d.minute < ?2 AND (?3 IS NULL OR p.uid = ?3)
-               AND d.run_id NOT IN uncounted_runs
-             GROUP BY d.principal_id, d.domain),
+             SELECT d.observer, d.principal, max(d.uid) AS uid, max(d.host) AS host, max(d.user_name) AS user_name,
+                    d.domain, sum(d.queries) AS q, sum(d.unique_names) AS u, sum(d.name_bytes) AS b,
+                    sum(d.suspicious) AS s, max(d.flags & 4) AS alerted, min(d.minute) AS first,
+                    max(d.minute) AS last
+             FROM {dns} d
+             WHERE d.minute >= $1 / 60000000 * 60000000 AND d.minute < $2 AND ($3 IS NULL OR d.uid = $3)
+               AND ($6 IS NULL OR d.observer = $6)
+             GROUP BY d.principal, d.observer, d.domain),
          ranked AS (
-             SELECT agg.*, row_number() OVER (PARTITION BY principal_id ORDER BY u DESC, b DESC, q DESC) AS rn,
-                    sum(u) OVER (PARTITION BY principal_id) AS total
+             SELECT agg.*, row_number() OVER (PARTITION BY observer, principal ORDER BY u DESC, b DESC, q DESC) AS rn,
+                    sum(u) OVER (PARTITION BY observer, principal) AS total
              FROM agg)
-         SELECT p.uid, p.host, r.domain, r.q, r.u, r.b, r.s,
-                CASE WHEN r.alerted > 0 THEN 'ALERT' WHEN r.s >= ?5 THEN 'suspicious' ELSE '' END,
-                (SELECT x.name FROM dns_samples x WHERE x.principal_id = r.principal_id AND x.domain = r.domain
-                   AND x.run_id NOT IN uncounted_runs
-                 ORDER BY x.minute, x.name LIMIT 1),
-                r.first, r.last
-         FROM ranked r JOIN principals p ON p.id = r.principal_id
-         WHERE r.rn <= ?4
-         ORDER BY r.total DESC, r.principal_id, r.rn",
-        params![f.since(), f.until(), f.uid(), i64::try_from(top).unwrap_or(i64::MAX), SUSPICIOUS_NAMES],
-        out,
+         SELECT r.uid, r.host, r.domain, CAST(r.q AS BIGINT), CAST(r.u AS BIGINT), CAST(r.b AS BIGINT),
+                CAST(r.s AS BIGINT), CASE WHEN r.alerted > 0 THEN 'ALERT' WHEN r.s >= $5 THEN 'suspicious' ELSE '' END,
+                {dns_sample}, r.first, r.last, r.observer, r.user_name
+         FROM ranked r
+         WHERE r.rn <= $4
+         ORDER BY r.total DESC, r.observer, r.principal, r.rn",
+        &[
+            f.since().into(),
+            f.until().into(),
+            f.uid().into(),
+            i64::try_from(top).unwrap_or(i64::MAX).into(),
+            SUSPICIOUS_NAMES.into(),
+            f.observer.clone().into(),
+        ],
         |r| {
-            let uid: Option<i64> = r.get(0)?;
-            Ok(vec![
+            let uid = r.opt_int(0)?;
+            out.row(vec![
                 Cell::opt_int(uid),
-                names.cell(uid),
-                Cell::opt_text(r.get(1)?),
-                Cell::Escaped(r.get(2)?),
-                Cell::Int(r.get(3)?),
-                Cell::Int(r.get(4)?),
-                Cell::Bytes(r.get(5)?),
-                Cell::Int(r.get(6)?),
-                Cell::Text(r.get(7)?),
-                r.get::<_, Option<String>>(8)?.map_or(Cell::Null, Cell::Escaped),
-                Cell::Time(r.get(9)?),
-                Cell::Time(r.get(10)?),
-            ])
+                Cell::opt_text(db.user(names, uid, r.opt_text(12)?)),
+                Cell::opt_text(r.opt_text(1)?),
+                Cell::Escaped(r.text(2)?),
+                Cell::Int(r.int(3)?),
+                Cell::Int(r.int(4)?),
+                Cell::Bytes(r.int(5)?),
+                Cell::Int(r.int(6)?),
+                Cell::Text(r.text(7)?),
+                r.opt_text(8)?.map_or(Cell::Null, Cell::Escaped),
+                Cell::Time(r.int(9)?),
+                Cell::Time(r.int(10)?),
+                Cell::Text(r.text(11)?),
+            ])?;
+            Ok(())
         },
     )
 }
@@ -76,7 +73,7 @@ pub fn title(top: usize) -> String {
 pub const COLUMNS: &[Column] = &[
     hidden("uid"),
     col("user"),
-    col("host"),
+    titled("host", "SOURCE"),
     col("domain"),
     col("queries"),
     col("unique"),
@@ -86,4 +83,5 @@ pub const COLUMNS: &[Column] = &[
     col("sample"),
     hidden("first"),
     hidden("last"),
+    titled("observer", "HOST"),
 ];

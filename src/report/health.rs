@@ -5,8 +5,9 @@ use std::time::Duration;
 
 use rusqlite::params;
 
-use super::table::{col, hidden, Cell, Table};
-use super::Filter;
+use super::db::Db;
+use super::table::{col, hidden, titled, Cell, Table};
+use super::{Filter, ReportError};
 use crate::store::{Store, StoreError};
 use crate::units::wall_clock_us;
 use crate::units::{human_bytes, human_duration};
@@ -111,6 +112,16 @@ pub fn runs(store: &Store, f: &Filter) -> Result<Vec<Run>, StoreError> {
 pub fn health(store: &Store, f: &Filter) -> Result<Table, StoreError> {
     let now = wall_clock_us();
     let db_bytes = database_size(store.path());
+    let active: Vec<serde_json::Value> = store
+        .active_blocks(now)?
+        .into_iter()
+        .map(|b| {
+            serde_json::json!({
+                "principal": b.principal, "uid": b.uid, "host": b.host, "since": crate::units::rfc3339(b.since_us),
+                "until": crate::units::rfc3339(b.until_us), "reason": b.reason,
+            })
+        })
+        .collect();
     let mut rows: Vec<Vec<Cell>> = runs(store, f)?
         .into_iter()
         .map(|h| {
@@ -133,6 +144,7 @@ pub fn health(store: &Store, f: &Filter) -> Result<Table, StoreError> {
                 Cell::Bytes(h.rcvbuf),
                 Cell::Bytes(db_bytes),
                 Cell::Json(h.counters),
+                Cell::Json(serde_json::Value::Array(active.clone())),
             ]
         })
         .collect();
@@ -145,7 +157,7 @@ pub fn health(store: &Store, f: &Filter) -> Result<Table, StoreError> {
         } else {
             (Cell::Null, Cell::Null)
         };
-        let mut row = vec![Cell::Null; 18];
+        let mut row = vec![Cell::Null; 19];
         row[0] = Cell::Int(u.id);
         row[1] = Cell::Text(state.into());
         row[2] = Cell::opt_int(u.pid);
@@ -177,7 +189,91 @@ pub fn health(store: &Store, f: &Filter) -> Result<Table, StoreError> {
             hidden("rcvbuf"),
             hidden("db_bytes"),
             hidden("counters"),
+            // The same on every row: blocks belong to the host, not to a run.
+            hidden("blocks"),
         ],
+        rows,
+    })
+}
+
+/// The fleet store's health: each host's last round (its `observers` row) and the newest
+/// minute of egress it has delivered, oldest round first, so a host that stopped shipping
+/// stands out at the top.
+pub fn fleet(db: &Db, f: &Filter) -> Result<Table, ReportError> {
+    let mut rows = Vec::new();
+    db.each(
+        "SELECT o.observer, o.seq, o.shipped_at, o.version,
+                (SELECT max(e.minute) FROM egress e WHERE e.observer = o.observer)
+         FROM observers o WHERE ($1 IS NULL OR o.observer = $1) ORDER BY o.shipped_at, o.observer",
+        &[f.observer.clone().into()],
+        |r| {
+            rows.push(vec![
+                Cell::Text(r.text(0)?),
+                Cell::Int(r.int(1)?),
+                Cell::Time(r.int(2)?),
+                Cell::Text(r.text(3)?),
+                r.opt_int(4)?.map_or(Cell::Null, Cell::Time),
+            ]);
+            Ok(())
+        },
+    )?;
+    Ok(Table {
+        title: "Fleet: each host's last round".into(),
+        columns: vec![
+            titled("observer", "HOST"),
+            col("shipped_through"),
+            col("shipped_at"),
+            col("version"),
+            col("last_minute"),
+        ],
+        rows,
+    })
+}
+
+/// Where each postgres sink stands (src/ship): the trail position and checkpoint shipped
+/// through, what waits (backlog), the last round that reached the server and the last error.
+/// Target names are URLs without passwords (the config refuses one in a URL).
+pub fn shipping(store: &Store) -> Result<Table, StoreError> {
+    let rows = store
+        .ship_states()?
+        .into_iter()
+        .map(|s| {
+            vec![
+                Cell::Text(s.target),
+                Cell::Int(s.seq),
+                Cell::Int(s.checkpoint),
+                Cell::Int(s.backlog),
+                s.shipped_at.map_or(Cell::Null, Cell::Time),
+                s.tried_at.map_or(Cell::Null, Cell::Time),
+                Cell::opt_text(s.last_error),
+            ]
+        })
+        .collect();
+    Ok(Table {
+        title: "Shipping to the fleet store".into(),
+        columns: vec![
+            col("target"),
+            col("shipped_through"),
+            hidden("checkpoint"),
+            col("backlog"),
+            col("shipped_at"),
+            hidden("tried_at"),
+            col("last_error"),
+        ],
+        rows,
+    })
+}
+
+/// Blocks in force ([response], `exfilmon block`), for people: who, since, until, why.
+pub fn blocks(store: &Store) -> Result<Table, StoreError> {
+    let rows = store
+        .active_blocks(wall_clock_us())?
+        .into_iter()
+        .map(|b| vec![Cell::Text(b.principal), Cell::Time(b.since_us), Cell::Time(b.until_us), Cell::Escaped(b.reason)])
+        .collect();
+    Ok(Table {
+        title: "Active blocks (exfilmon unblock USER|UID|ADDRESS lifts one)".into(),
+        columns: vec![col("principal"), col("since"), col("until"), col("reason")],
         rows,
     })
 }

@@ -306,13 +306,16 @@ impl Data {
         )?;
         let mut dns =
             Table { title: super::dns::title(DNS_PER_SENDER), columns: super::dns::COLUMNS.to_vec(), rows: Vec::new() };
-        super::dns::dns(store, f, names, DNS_PER_SENDER, &mut dns).map_err(|e| match e {
+        // One host's page: no HOST column.
+        let local = super::db::Db::Local { store, observer: String::new() };
+        super::dns::dns(&local, f, names, DNS_PER_SENDER, &mut dns).map_err(|e| match e {
             super::ReportError::Store(e) => e,
-            super::ReportError::Output(e) => StoreError::Sql {
+            other => StoreError::Sql {
                 path: store.path().to_owned(),
-                source: rusqlite::Error::ToSqlConversionFailure(Box::new(e)),
+                source: rusqlite::Error::ToSqlConversionFailure(Box::new(std::io::Error::other(other.to_string()))),
             },
         })?;
+        dns.columns.iter_mut().filter(|c| c.name == "observer").for_each(|c| c.in_table = false);
         let mut runs = super::health::health(store, f)?;
         runs.rows.truncate(RUNS);
 

@@ -6,6 +6,7 @@
 //! `uncounted_runs` view, see `store::runs`) are left out: a replay counts whole or not at all.
 
 pub mod chart;
+pub mod db;
 pub mod dns;
 pub mod events;
 pub mod files;
@@ -20,7 +21,9 @@ pub mod timeline;
 pub mod when;
 pub mod zone;
 
-use rusqlite::{params, Row};
+use rusqlite::Row;
+
+use db::{Db, Param};
 use serde_json::{json, Value};
 
 use crate::decode::Direction;
@@ -28,7 +31,7 @@ use crate::principal::{endpoint, proto_name, UserNames};
 use crate::store::{Store, StoreError};
 use crate::units::wall_clock_us;
 use stream::{Layout, Rows};
-use table::{col, hidden, Cell, Table};
+use table::{col, hidden, titled, Cell, Table};
 
 /// Which rows a report covers.
 #[derive(Debug, Clone, Default)]
@@ -40,6 +43,8 @@ pub struct Filter {
     pub direction: Option<Direction>,
     /// Only alerts with `after < id <= through` (`report alerts --follow`).
     pub alert_ids: Option<(i64, i64)>,
+    /// Only this host's rows (`--observer`).
+    pub observer: Option<String>,
 }
 
 impl Filter {
@@ -57,12 +62,6 @@ impl Filter {
 
     fn direction(&self) -> Option<i64> {
         self.direction.map(Direction::code)
-    }
-}
-
-impl UserNames {
-    fn cell(&mut self, uid: Option<i64>) -> Cell {
-        Cell::opt_text(uid.and_then(|u| u32::try_from(u).ok()).and_then(|u| self.get(u)))
     }
 }
 
@@ -102,22 +101,6 @@ fn select<P: rusqlite::Params, T>(
     mapped.collect::<Result<_, _>>().map_err(|e| sql(store, e))
 }
 
-/// Runs `query` with `params` and hands each row, mapped, to `out` as it is read.
-fn each_row<P: rusqlite::Params>(
-    store: &Store,
-    query: &str,
-    params: P,
-    out: &mut dyn Rows,
-    mut map: impl FnMut(&Row<'_>) -> rusqlite::Result<Vec<Cell>>,
-) -> Result<(), ReportError> {
-    let mut stmt = store.conn().prepare(query).map_err(|e| sql(store, e))?;
-    let mut rows = stmt.query(params).map_err(|e| sql(store, e))?;
-    while let Some(r) = rows.next().map_err(|e| sql(store, e))? {
-        out.row(map(r).map_err(|e| sql(store, e))?)?;
-    }
-    Ok(())
-}
-
 /// A report that failed: the database, or the output (a closed pipe, a full disk).
 #[derive(Debug, thiserror::Error)]
 pub enum ReportError {
@@ -125,11 +108,13 @@ pub enum ReportError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Output(#[from] std::io::Error),
+    #[error("{target}: {message}")]
+    Central { target: String, message: String },
 }
 
-/// `LIMIT` for SQL: none is -1.
-fn limit(n: Option<usize>) -> i64 {
-    n.map_or(-1, |n| i64::try_from(n).unwrap_or(i64::MAX))
+/// A `LIMIT` clause, none without a limit (PostgreSQL takes no negative limit).
+fn limit(n: Option<usize>) -> String {
+    n.map_or_else(String::new, |n| format!(" LIMIT {n}"))
 }
 
 pub const ALERTS: Layout = Layout {
@@ -140,49 +125,59 @@ pub const ALERTS: Layout = Layout {
         col("severity"),
         hidden("uid"),
         col("user"),
-        col("host"),
+        titled("host", "SOURCE"),
         col("dst"),
         col("bytes"),
         col("summary"),
         hidden("details"),
+        // The host that raised it (issue 12): this one's name locally, each's in the fleet
+        // store. Last, so CSV columns keep their places.
+        titled("observer", "HOST"),
         // The process behind the flow (live), with its login user: details.process, in short.
         col("program"),
     ],
 };
 
-pub fn alerts(store: &Store, f: &Filter, names: &mut UserNames, out: &mut dyn Rows) -> Result<(), ReportError> {
-    each_row(
-        store,
-        "SELECT a.ts, a.kind, a.severity, p.uid, p.host, a.dst, a.bytes, a.summary, a.details
-         FROM alerts a LEFT JOIN principals p ON p.id = a.principal_id
-         WHERE a.ts >= ?1 AND a.ts < ?2 AND (?3 IS NULL OR p.uid = ?3) AND a.id > ?4 AND a.id <= ?5
-         ORDER BY a.ts, a.id",
-        params![
-            f.since(),
-            f.until(),
-            f.uid(),
-            f.alert_ids.map_or(i64::MIN, |r| r.0),
-            f.alert_ids.map_or(i64::MAX, |r| r.1)
+/// `$N IS NULL OR column = $N`: a filter left out when not given.
+fn observer_param(f: &Filter) -> Param {
+    Param::Text(f.observer.clone())
+}
+
+pub fn alerts(db: &Db, f: &Filter, names: &mut UserNames, out: &mut dyn Rows) -> Result<(), ReportError> {
+    db.each(
+        "SELECT a.observer, a.ts, a.kind, a.severity, a.uid, a.host, a.dst, a.bytes, a.summary, a.details, a.user_name
+         FROM {alerts} a
+         WHERE a.ts >= $1 AND a.ts < $2 AND ($3 IS NULL OR a.uid = $3) AND a.id > $4 AND a.id <= $5
+           AND ($6 IS NULL OR a.observer = $6)
+         ORDER BY a.ts, a.observer, a.seq",
+        &[
+            f.since().into(),
+            f.until().into(),
+            f.uid().into(),
+            f.alert_ids.map_or(i64::MIN, |r| r.0).into(),
+            f.alert_ids.map_or(i64::MAX, |r| r.1).into(),
+            observer_param(f),
         ],
-        out,
         |r| {
-            let uid: Option<i64> = r.get(3)?;
-            let details: Value = serde_json::from_str(&r.get::<_, String>(8)?).unwrap_or(Value::Null);
+            let uid = r.opt_int(4)?;
+            let details: Value = serde_json::from_str(&r.text(9)?).unwrap_or(Value::Null);
             let program = programs::of_alert(&details, names);
-            Ok(vec![
-                Cell::Time(r.get(0)?),
-                Cell::Text(r.get(1)?),
-                Cell::Text(r.get(2)?),
+            out.row(vec![
+                Cell::Time(r.int(1)?),
+                Cell::Text(r.text(2)?),
+                Cell::Text(r.text(3)?),
                 Cell::opt_int(uid),
-                names.cell(uid),
-                Cell::opt_text(r.get(4)?),
+                Cell::opt_text(db.user(names, uid, r.opt_text(10)?)),
+                Cell::opt_text(r.opt_text(5)?),
                 // Detectors escape what came from the wire (DNS names) in dst and summary.
-                r.get::<_, Option<String>>(5)?.map_or(Cell::Null, Cell::Escaped),
-                Cell::Bytes(r.get(6)?),
-                Cell::Escaped(r.get(7)?),
+                r.opt_text(6)?.map_or(Cell::Null, Cell::Escaped),
+                Cell::Bytes(r.int(7)?),
+                Cell::Escaped(r.text(8)?),
                 Cell::Json(details),
+                Cell::Text(r.text(0)?),
                 program,
-            ])
+            ])?;
+            Ok(())
         },
     )
 }
@@ -193,7 +188,7 @@ pub const USERS: Layout = Layout {
         col("uid"),
         col("user"),
         hidden("gid"),
-        col("host"),
+        titled("host", "SOURCE"),
         col("packets"),
         col("bytes"),
         col("destinations"),
@@ -205,62 +200,78 @@ pub const USERS: Layout = Layout {
         // Sent today (UTC), and the mean of a day over the 14 days before.
         col("today"),
         col("baseline"),
+        titled("observer", "HOST"),
         // The programs that sent the most (live only), and each one's bytes and login user.
         col("program"),
         hidden("programs"),
     ],
 };
 
-/// Egress per principal, most bytes first; `top` keeps the first ones only. SQLite
-/// aggregates and sorts (spilling to temporary files past its cache), rows stream out.
+/// Egress per principal (and observer), most bytes first; `top` keeps the first ones only.
+/// The database aggregates and sorts (SQLite spilling to temporary files past its cache),
+/// rows stream out.
 pub fn users(
-    store: &Store,
+    db: &Db,
     f: &Filter,
     names: &mut UserNames,
     top: Option<usize>,
     out: &mut dyn Rows,
 ) -> Result<(), ReportError> {
-    each_row(
-        store,
-        &format!(
-            "SELECT p.uid, p.gid, p.host, sum(e.packets), sum(e.bytes),
+    let sql = format!(
+        "SELECT e.observer, max(e.uid), max(e.gid), max(e.host), CAST(sum(e.packets) AS BIGINT),
+                CAST(sum(e.bytes) AS BIGINT),
                 count(DISTINCT e.dst || ' ' || e.dport || ' ' || e.proto), min(e.first_seen), max(e.last_seen),
-                (SELECT count(*) FROM alerts a WHERE a.principal_id = p.id AND a.ts >= ?1 AND a.ts < ?2),
-                sum(CASE WHEN e.direction = 2 THEN e.bytes ELSE 0 END),
-                sum(CASE WHEN e.minute >= ?5 THEN e.bytes ELSE 0 END), coalesce(max(b.per_day), 0), max(g.programs)
-         FROM egress e JOIN principals p ON p.id = e.principal_id
-         LEFT JOIN (SELECT principal_id, sum(bytes) / ?6 AS per_day FROM egress
-                    WHERE minute >= ?5 - ?6 * 86400000000 AND minute < ?5 AND run_id NOT IN uncounted_runs
-                    GROUP BY principal_id) b
-           ON b.principal_id = p.id
-         LEFT JOIN {programs} g ON g.principal_id = p.id
-         WHERE e.minute >= ?1 / 60000000 * 60000000 AND e.minute < ?2 AND (?3 IS NULL OR p.uid = ?3)
-           AND (?4 IS NULL OR e.direction = ?4) AND e.run_id NOT IN uncounted_runs
-         GROUP BY p.id ORDER BY sum(e.bytes) DESC LIMIT ?7",
-            programs = programs::by(&["principal_id"])
-        ),
-        params![f.since(), f.until(), f.uid(), f.direction(), today_start(), BASELINE_DAYS, limit(top)],
-        out,
+                (SELECT count(*) FROM {{alerts}} a
+                 WHERE a.principal = e.principal AND a.observer = e.observer AND a.ts >= $1 AND a.ts < $2),
+                CAST(sum(CASE WHEN e.direction = 2 THEN e.bytes ELSE 0 END) AS BIGINT),
+                CAST(sum(CASE WHEN e.minute >= $5 THEN e.bytes ELSE 0 END) AS BIGINT),
+                CAST(coalesce(max(b.per_day), 0) AS BIGINT), max(e.user_name), {programs}
+         FROM {{egress}} e
+         LEFT JOIN (SELECT observer, principal, sum(bytes) / $6 AS per_day FROM {{egress}}
+                    WHERE minute >= $5 - $6 * 86400000000 AND minute < $5
+                    GROUP BY principal, observer) b
+           ON b.principal = e.principal AND b.observer = e.observer
+         {by_program}
+         WHERE e.minute >= $1 / 60000000 * 60000000 AND e.minute < $2 AND ($3 IS NULL OR e.uid = $3)
+           AND ($4 IS NULL OR e.direction = $4) AND ($7 IS NULL OR e.observer = $7)
+         GROUP BY e.principal, e.observer ORDER BY sum(e.bytes) DESC, e.observer, e.principal{}",
+        limit(top),
+        programs = programs::column(db),
+        by_program = programs::join(db, &["principal_id"], "g.principal_id = e.principal"),
+    );
+    db.each(
+        &sql,
+        &[
+            f.since().into(),
+            f.until().into(),
+            f.uid().into(),
+            f.direction().into(),
+            today_start().into(),
+            BASELINE_DAYS.into(),
+            observer_param(f),
+        ],
         |r| {
-            let uid: Option<i64> = r.get(0)?;
-            let [program, programs] = programs::cells(r.get(12)?, names);
-            Ok(vec![
+            let uid = r.opt_int(1)?;
+            let [program, programs] = programs::cells(r.opt_text(14)?, names);
+            out.row(vec![
                 Cell::opt_int(uid),
-                names.cell(uid),
-                Cell::opt_int(r.get(1)?),
-                Cell::opt_text(r.get(2)?),
-                Cell::Int(r.get(3)?),
-                Cell::Bytes(r.get(4)?),
-                Cell::Int(r.get(5)?),
-                Cell::Time(r.get(6)?),
-                Cell::Time(r.get(7)?),
-                Cell::Int(r.get(8)?),
-                Cell::Bytes(r.get(9)?),
-                Cell::Bytes(r.get(10)?),
-                Cell::Bytes(r.get(11)?),
+                Cell::opt_text(db.user(names, uid, r.opt_text(13)?)),
+                Cell::opt_int(r.opt_int(2)?),
+                Cell::opt_text(r.opt_text(3)?),
+                Cell::Int(r.int(4)?),
+                Cell::Bytes(r.int(5)?),
+                Cell::Int(r.int(6)?),
+                Cell::Time(r.int(7)?),
+                Cell::Time(r.int(8)?),
+                Cell::Int(r.int(9)?),
+                Cell::Bytes(r.int(10)?),
+                Cell::Bytes(r.int(11)?),
+                Cell::Bytes(r.int(12)?),
+                Cell::Text(r.text(0)?),
                 program,
                 programs,
-            ])
+            ])?;
+            Ok(())
         },
     )
 }
@@ -285,44 +296,43 @@ pub const DESTINATIONS: Layout = Layout {
 };
 
 /// Egress per destination, most bytes first; `top` keeps the first ones only.
-pub fn destinations(store: &Store, f: &Filter, top: Option<usize>, out: &mut dyn Rows) -> Result<(), ReportError> {
+pub fn destinations(db: &Db, f: &Filter, top: Option<usize>, out: &mut dyn Rows) -> Result<(), ReportError> {
     let mut names = UserNames::default();
-    each_row(
-        store,
-        &format!(
-            "SELECT e.dst, e.dport, e.proto, sum(e.packets), sum(e.bytes),
-                count(DISTINCT e.principal_id), min(e.first_seen), max(e.last_seen), max(e.direction),
-                max(e.dst_name), max(g.programs)
-         FROM egress e JOIN principals p ON p.id = e.principal_id
-         LEFT JOIN {programs} g ON g.dst = e.dst AND g.dport = e.dport AND g.proto = e.proto
-         WHERE e.minute >= ?1 / 60000000 * 60000000 AND e.minute < ?2 AND (?3 IS NULL OR p.uid = ?3)
-           AND (?4 IS NULL OR e.direction = ?4) AND e.run_id NOT IN uncounted_runs
-         GROUP BY e.dst, e.dport, e.proto ORDER BY sum(e.bytes) DESC LIMIT ?5",
-            programs = programs::by(&["dst", "dport", "proto"])
-        ),
-        params![f.since(), f.until(), f.uid(), f.direction(), limit(top)],
-        out,
-        |r| {
-            let [program, programs] = programs::cells(r.get(10)?, &mut names);
-            let addr: String = r.get(0)?;
-            let port: u16 = r.get(1)?;
-            let proto: u8 = r.get(2)?;
-            let dst = addr.parse().map_or_else(|_| addr.clone(), |a| endpoint(a, port, proto));
-            Ok(vec![
-                Cell::Text(dst),
-                Cell::Text(proto_name(proto)),
-                Cell::Int(r.get(3)?),
-                Cell::Bytes(r.get(4)?),
-                Cell::Int(r.get(5)?),
-                Cell::Time(r.get(6)?),
-                Cell::Time(r.get(7)?),
-                Cell::Text(Direction::of_code(r.get(8)?).as_str().into()),
-                Cell::Text(r.get::<_, Option<String>>(9)?.unwrap_or_default()),
-                program,
-                programs,
-            ])
-        },
-    )
+    let sql = format!(
+        "SELECT e.dst, e.dport, e.proto, CAST(sum(e.packets) AS BIGINT), CAST(sum(e.bytes) AS BIGINT),
+                count(DISTINCT e.observer || ' ' || e.principal), min(e.first_seen), max(e.last_seen),
+                max(e.direction), max(e.dst_name), {programs}
+         FROM {{egress}} e
+         {by_program}
+         WHERE e.minute >= $1 / 60000000 * 60000000 AND e.minute < $2 AND ($3 IS NULL OR e.uid = $3)
+           AND ($4 IS NULL OR e.direction = $4) AND ($5 IS NULL OR e.observer = $5)
+         GROUP BY e.dst, e.dport, e.proto ORDER BY sum(e.bytes) DESC, e.dst, e.dport, e.proto{}",
+        limit(top),
+        programs = programs::column(db),
+        by_program =
+            programs::join(db, &["dst", "dport", "proto"], "g.dst = e.dst AND g.dport = e.dport AND g.proto = e.proto"),
+    );
+    db.each(&sql, &[f.since().into(), f.until().into(), f.uid().into(), f.direction().into(), observer_param(f)], |r| {
+        let addr = r.text(0)?;
+        let port = u16::try_from(r.int(1)?).unwrap_or(0);
+        let proto = u8::try_from(r.int(2)?).unwrap_or(0);
+        let dst = addr.parse().map_or_else(|_| addr.clone(), |a| endpoint(a, port, proto));
+        let [program, programs] = programs::cells(r.opt_text(10)?, &mut names);
+        out.row(vec![
+            Cell::Text(dst),
+            Cell::Text(proto_name(proto)),
+            Cell::Int(r.int(3)?),
+            Cell::Bytes(r.int(4)?),
+            Cell::Int(r.int(5)?),
+            Cell::Time(r.int(6)?),
+            Cell::Time(r.int(7)?),
+            Cell::Text(Direction::of_code(r.int(8)?).as_str().into()),
+            Cell::Text(r.opt_text(9)?.unwrap_or_default()),
+            program,
+            programs,
+        ])?;
+        Ok(())
+    })
 }
 
 /// The overview: totals, alerts by kind, and the top users and destinations.
@@ -335,54 +345,64 @@ pub struct Summary {
 /// Users and destinations in the summary.
 const TOP: usize = 5;
 
-pub fn summary(store: &Store, f: &Filter, names: &mut UserNames) -> Result<Summary, ReportError> {
-    let bounds = params![f.since(), f.until(), f.uid()];
-    let (first, last, packets, bytes, senders): (Option<i64>, Option<i64>, Option<i64>, Option<i64>, i64) = store
-        .conn()
-        .query_row(
-            "SELECT min(e.first_seen), max(e.last_seen), sum(e.packets), sum(e.bytes), count(DISTINCT e.principal_id)
-             FROM egress e JOIN principals p ON p.id = e.principal_id
-             WHERE e.minute >= ?1 / 60000000 * 60000000 AND e.minute < ?2 AND (?3 IS NULL OR p.uid = ?3)
-           AND e.run_id NOT IN uncounted_runs",
-            bounds,
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
-        )
-        .map_err(|e| sql(store, e))?;
-    let by_kind = rows(
-        store,
-        "SELECT 'alerts: ' || a.kind, count(*) FROM alerts a LEFT JOIN principals p ON p.id = a.principal_id
-         WHERE a.ts >= ?1 AND a.ts < ?2 AND (?3 IS NULL OR p.uid = ?3) GROUP BY a.kind ORDER BY a.kind",
-        bounds,
-        |r| Ok(vec![Cell::Text(r.get(0)?), Cell::Int(r.get(1)?)]),
+pub fn summary(db: &Db, f: &Filter, names: &mut UserNames) -> Result<Summary, ReportError> {
+    let bounds = [f.since().into(), f.until().into(), f.uid().into(), observer_param(f)];
+    let mut totals = Vec::new();
+    let item = |name: &str, value: Cell| vec![Cell::Text(name.into()), value];
+    db.each(
+        "SELECT min(e.first_seen), max(e.last_seen), CAST(sum(e.packets) AS BIGINT), CAST(sum(e.bytes) AS BIGINT),
+                count(DISTINCT e.observer || ' ' || e.principal), count(DISTINCT e.observer)
+         FROM {egress} e
+         WHERE e.minute >= $1 / 60000000 * 60000000 AND e.minute < $2 AND ($3 IS NULL OR e.uid = $3)
+           AND ($4 IS NULL OR e.observer = $4)",
+        &bounds,
+        |r| {
+            totals.push(item("first packet", r.opt_int(0)?.map_or(Cell::Null, Cell::Time)));
+            totals.push(item("last packet", r.opt_int(1)?.map_or(Cell::Null, Cell::Time)));
+            totals.push(item("packets", Cell::Int(r.int(2)?)));
+            totals.push(item("bytes", Cell::Bytes(r.int(3)?)));
+            totals.push(item("senders", Cell::Int(r.int(4)?)));
+            if db.central() {
+                totals.push(item("hosts", Cell::Int(r.int(5)?)));
+            }
+            Ok(())
+        },
+    )?;
+    let mut by_kind = Vec::new();
+    db.each(
+        "SELECT 'alerts: ' || a.kind, count(*) FROM {alerts} a
+         WHERE a.ts >= $1 AND a.ts < $2 AND ($3 IS NULL OR a.uid = $3) AND ($4 IS NULL OR a.observer = $4)
+         GROUP BY a.kind ORDER BY a.kind",
+        &bounds,
+        |r| {
+            by_kind.push(vec![Cell::Text(r.text(0)?), Cell::Int(r.int(1)?)]);
+            Ok(())
+        },
     )?;
     let alerts: i64 = by_kind.iter().map(|r| if let Cell::Int(n) = r[1] { n } else { 0 }).sum();
-    let (runs, malformed, ignored): (i64, Option<i64>, Option<i64>) = store
-        .conn()
-        .query_row("SELECT count(*), sum(malformed), sum(ignored) FROM runs WHERE id NOT IN uncounted_runs", [], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-        })
-        .map_err(|e| sql(store, e))?;
-
-    let item = |name: &str, value: Cell| vec![Cell::Text(name.into()), value];
-    let mut totals = vec![
-        item("first packet", first.map_or(Cell::Null, Cell::Time)),
-        item("last packet", last.map_or(Cell::Null, Cell::Time)),
-        item("packets", Cell::Int(packets.unwrap_or(0))),
-        item("bytes", Cell::Bytes(bytes.unwrap_or(0))),
-        item("senders", Cell::Int(senders)),
-        item("alerts", Cell::Int(alerts)),
-    ];
+    totals.push(item("alerts", Cell::Int(alerts)));
     totals.extend(by_kind);
-    totals.push(item("runs recorded", Cell::Int(runs)));
-    totals.push(item("malformed frames skipped", Cell::Int(malformed.unwrap_or(0))));
-    totals.push(item("frames ignored (not IP, inbound)", Cell::Int(ignored.unwrap_or(0))));
+    // Runs and what they skipped are each host's own: `report summary --db` on the host.
+    if let Db::Local { store, .. } = db {
+        let (runs, malformed, ignored): (i64, Option<i64>, Option<i64>) = store
+            .conn()
+            .query_row(
+                "SELECT count(*), sum(malformed), sum(ignored) FROM runs WHERE id NOT IN uncounted_runs",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .map_err(|e| sql(store, e))?;
+        totals.push(item("runs recorded", Cell::Int(runs)));
+        totals.push(item("malformed frames skipped", Cell::Int(malformed.unwrap_or(0))));
+        totals.push(item("frames ignored (not IP, inbound)", Cell::Int(ignored.unwrap_or(0))));
+    }
 
     let mut top_users = USERS.table();
     top_users.title = "Top senders".into();
-    users(store, f, names, Some(TOP), &mut top_users)?;
+    users(db, f, names, Some(TOP), &mut top_users)?;
     let mut top_destinations = DESTINATIONS.table();
     top_destinations.title = "Top destinations".into();
-    destinations(store, f, Some(TOP), &mut top_destinations)?;
+    destinations(db, f, Some(TOP), &mut top_destinations)?;
     Ok(Summary {
         totals: Table { title: "Egress summary".into(), columns: vec![col("item"), col("value")], rows: totals },
         top_users,

@@ -3,32 +3,46 @@
 
 use serde_json::{json, Value};
 
+use super::db::Db;
 use super::table::Cell;
 use crate::principal::UserNames;
 
 /// Programs named per row at most.
 const TOP: i64 = 3;
 
-/// A subquery giving, per `key` (columns of `egress_programs`), `programs`: a JSON array of
-/// its top programs by bytes within the report's filter (?1 since, ?2 until, ?3 uid, ?4
-/// direction).
-pub(super) fn by(key: &[&str]) -> String {
+/// The select-list expression of the programs a [`join`] gives: none in the fleet store
+/// (programs stay on the hosts).
+pub(super) fn column(db: &Db) -> &'static str {
+    if db.central() {
+        "CAST(NULL AS TEXT)"
+    } else {
+        "max(g.programs)"
+    }
+}
+
+/// Locally, `LEFT JOIN` of a subquery `g` giving, per `key` (columns of `egress_programs`),
+/// `programs`: a JSON array of its top programs by bytes within the report's filter ($1
+/// since, $2 until, $3 uid, $4 direction), joined `on`; nothing in the fleet store.
+pub(super) fn join(db: &Db, key: &[&str], on: &str) -> String {
+    if db.central() {
+        return String::new();
+    }
     let outer = key.join(", ");
     let inner: Vec<String> = key.iter().map(|k| format!("ep.{k}")).collect();
     let inner = inner.join(", ");
     format!(
-        "(SELECT {outer}, json_group_array(json_object('exe', exe, 'comm', comm, 'uid', uid, 'login_uid', login_uid,
-                 'unknown', unknown, 'bytes', b)) AS programs
+        "LEFT JOIN (SELECT {outer}, json_group_array(json_object('exe', exe, 'comm', comm, 'uid', uid,
+                 'login_uid', login_uid, 'unknown', unknown, 'bytes', b)) AS programs
           FROM (SELECT {inner}, pr.exe, pr.comm, pr.uid, pr.login_uid, pr.unknown, sum(ep.bytes) AS b,
                        row_number() OVER (PARTITION BY {inner} ORDER BY sum(ep.bytes) DESC, pr.id) AS rank
                 FROM egress_programs ep JOIN programs pr ON pr.id = ep.program_id
                 JOIN egress e ON e.minute = ep.minute AND e.principal_id = ep.principal_id AND e.proto = ep.proto
                      AND e.dst = ep.dst AND e.dport = ep.dport AND e.run_id = ep.run_id
-                WHERE ep.minute >= ?1 / 60000000 * 60000000 AND ep.minute < ?2 AND (?4 IS NULL OR e.direction = ?4)
+                WHERE ep.minute >= $1 / 60000000 * 60000000 AND ep.minute < $2 AND ($4 IS NULL OR e.direction = $4)
                   AND ep.run_id NOT IN uncounted_runs
-                  AND (?3 IS NULL OR ep.principal_id IN (SELECT id FROM principals WHERE uid = ?3))
+                  AND ($3 IS NULL OR ep.principal_id IN (SELECT id FROM principals WHERE uid = $3))
                 GROUP BY {inner}, pr.id)
-          WHERE rank <= {TOP} GROUP BY {outer})"
+          WHERE rank <= {TOP} GROUP BY {outer}) g ON {on}"
     )
 }
 
@@ -76,6 +90,7 @@ fn describe(p: &Value) -> String {
 mod tests {
     use super::super::table::Format;
     use super::super::{destinations, users, Filter, DESTINATIONS, USERS};
+    use super::Db;
     use crate::principal::{Dst, Principal, UserNames};
     use crate::rows::{EgressRow, Program, ProgramRow, Recredit};
     use crate::store::{Batch, Store};
@@ -122,8 +137,9 @@ mod tests {
         b.add_rows(vec![row(root, 1000)]);
         store.write_batch(&b, None).unwrap();
 
+        let db = Db::Local { store: &store, observer: "h".into() };
         let mut t = USERS.table();
-        users(&store, &Filter::default(), &mut UserNames::default(), None, &mut t).unwrap();
+        users(&db, &Filter::default(), &mut UserNames::default(), None, &mut t).unwrap();
         let json = t.json();
         let rows = json.as_array().unwrap();
         assert_eq!(rows.len(), 2, "{json:#}");
@@ -142,14 +158,14 @@ mod tests {
         assert_eq!(rows[0]["programs"][1]["unknown"], "socket_gone");
 
         let mut t = DESTINATIONS.table();
-        destinations(&store, &Filter::default(), None, &mut t).unwrap();
+        destinations(&db, &Filter::default(), None, &mut t).unwrap();
         let json = t.json();
         assert_eq!(json[0]["senders"], 2);
         assert_eq!(json[0]["programs"][0]["login_uid"], 4_000_001);
         assert_eq!(json[0]["programs"].as_array().unwrap().len(), 3);
         // A user filter leaves the other users' programs out with their rows.
         let mut t = DESTINATIONS.table();
-        destinations(&store, &Filter { uid: Some(0), ..Filter::default() }, None, &mut t).unwrap();
+        destinations(&db, &Filter { uid: Some(0), ..Filter::default() }, None, &mut t).unwrap();
         let json = t.json();
         assert_eq!(json[0]["programs"].as_array().unwrap().len(), 1, "{json:#}");
         assert_eq!(json[0]["programs"][0]["comm"], "=x\x1b[2J");

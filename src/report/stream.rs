@@ -104,7 +104,7 @@ impl<'o> TableWriter<'o> {
                 out,
                 title: title.to_owned(),
                 lines: Vec::new(),
-                widths: shown.iter().map(|&i| columns[i].name.len()).collect(),
+                widths: shown.iter().map(|&i| columns[i].header().len()).collect(),
             },
         };
         Ok(TableWriter { columns: columns.to_vec(), shown, sink })
@@ -163,7 +163,7 @@ impl<'o> TableWriter<'o> {
                     }
                     writeln!(out)
                 };
-                let headers: Vec<String> = self.shown.iter().map(|&i| self.columns[i].name.to_uppercase()).collect();
+                let headers: Vec<String> = self.shown.iter().map(|&i| self.columns[i].header()).collect();
                 line(out, &mut headers.iter().map(String::as_str))?;
                 if lines.is_empty() {
                     writeln!(out, "(none)")?;

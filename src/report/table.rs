@@ -88,14 +88,27 @@ pub struct Column {
     pub name: &'static str,
     /// Shown in the human table (JSON and CSV always carry every column).
     pub in_table: bool,
+    /// The human table's header when not the name in capitals.
+    pub header: Option<&'static str>,
 }
 
 pub const fn col(name: &'static str) -> Column {
-    Column { name, in_table: true }
+    Column { name, in_table: true, header: None }
 }
 
 pub const fn hidden(name: &'static str) -> Column {
-    Column { name, in_table: false }
+    Column { name, in_table: false, header: None }
+}
+
+/// A column whose table header is not its name: `observer` is the table's HOST.
+pub const fn titled(name: &'static str, header: &'static str) -> Column {
+    Column { name, in_table: true, header: Some(header) }
+}
+
+impl Column {
+    pub fn header(&self) -> String {
+        self.header.map_or_else(|| self.name.to_uppercase(), str::to_owned)
+    }
 }
 
 #[derive(Debug, Clone)]

@@ -53,10 +53,33 @@ pub enum JsonlFormat {
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum SinkKind {
-    Jsonl { path: PathBuf, format: JsonlFormat },
-    Syslog { target: SyslogTarget, facility: u8, app_name: String, heartbeat: Option<Duration> },
-    Exec { program: PathBuf, args: Vec<String> },
-    Email { sendmail: PathBuf, to: Vec<String>, from: Option<String> },
+    Jsonl {
+        path: PathBuf,
+        format: JsonlFormat,
+    },
+    Syslog {
+        target: SyslogTarget,
+        facility: u8,
+        app_name: String,
+        heartbeat: Option<Duration>,
+    },
+    Exec {
+        program: PathBuf,
+        args: Vec<String>,
+    },
+    Email {
+        sendmail: PathBuf,
+        to: Vec<String>,
+        from: Option<String>,
+    },
+    /// The fleet store (`src/ship`): not a queue of records but a reader of the local
+    /// database, which is its spool. The password is never in `url`: it comes from
+    /// `password_file`, else `$PGPASSWORD`. `retain`: day partitions older are dropped.
+    Postgres {
+        url: String,
+        password_file: Option<PathBuf>,
+        retain: Option<Duration>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -95,6 +118,9 @@ struct RawSink {
     sendmail: Option<PathBuf>,
     to: Option<Vec<String>>,
     from: Option<String>,
+    url: Option<String>,
+    password_file: Option<PathBuf>,
+    retain: Option<String>,
     min_severity: Option<Severity>,
     records: Option<Vec<RecordKind>>,
     queue: Option<usize>,
@@ -134,6 +160,21 @@ fn host_port(s: &str) -> bool {
     s.rsplit_once(':').is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0))
 }
 
+/// A PostgreSQL URL without a password: the sink's name is the URL, and names reach events,
+/// logs and `report health`.
+fn postgres_url_ok(url: &str) -> Result<(), String> {
+    if !(url.starts_with("postgresql://") || url.starts_with("postgres://")) {
+        return Err("url must start with postgresql:// (postgresql://USER@HOST:PORT/DATABASE)".into());
+    }
+    let config: postgres::Config = url.parse().map_err(|e| format!("url: {e}"))?;
+    if config.get_password().is_some() {
+        return Err("url must not hold the password (it would show in logs and reports): put it in \
+                    `password_file` (mode 0600) or $PGPASSWORD"
+            .into());
+    }
+    Ok(())
+}
+
 impl TryFrom<RawSink> for SinkConfig {
     type Error = String;
 
@@ -145,7 +186,8 @@ impl TryFrom<RawSink> for SinkConfig {
             "syslog" => &["address", "facility", "app_name", "heartbeat"],
             "exec" => &["program", "args"],
             "email" => &["sendmail", "to", "from"],
-            other => return Err(format!("sink type {other:?} is not one of jsonl, syslog, exec, email")),
+            "postgres" => &["url", "password_file", "retain"],
+            other => return Err(format!("sink type {other:?} is not one of jsonl, syslog, exec, email, postgres")),
         };
         let given = [
             ("path", r.path.is_some()),
@@ -159,6 +201,9 @@ impl TryFrom<RawSink> for SinkConfig {
             ("sendmail", r.sendmail.is_some()),
             ("to", r.to.is_some()),
             ("from", r.from.is_some()),
+            ("url", r.url.is_some()),
+            ("password_file", r.password_file.is_some()),
+            ("retain", r.retain.is_some()),
         ];
         if let Some((key, _)) = given.iter().find(|(k, set)| *set && !allowed.contains(k)) {
             return Err(format!("`{key}` does not apply to a {kind_name} sink (it takes {})", allowed.join(", ")));
@@ -226,6 +271,15 @@ impl TryFrom<RawSink> for SinkConfig {
                     name,
                     &[RecordKind::Alert, RecordKind::Event],
                 )
+            }
+            "postgres" => {
+                let url =
+                    r.url.ok_or("a postgres sink needs `url`, e.g. \"postgresql://exfilmon@db.example.org/fleet\"")?;
+                postgres_url_ok(&url)?;
+                let retain = r.retain.map(|s| parse_duration(&s).map_err(|e| format!("retain: {e}"))).transpose()?;
+                let name = format!("postgres:{url}");
+                let kind = SinkKind::Postgres { url, password_file: r.password_file, retain };
+                (kind, name, &[RecordKind::Alert, RecordKind::Event, RecordKind::Checkpoint])
             }
             _ => {
                 let to = r.to.filter(|t| !t.is_empty()).ok_or("an email sink needs `to`, a list of addresses")?;
@@ -315,7 +369,7 @@ mod tests {
         }
         let sinks = toml::from_str::<Sinks>(&toml_text).unwrap().sink;
         let types: Vec<&str> = sinks.iter().map(|s| s.name.split(':').next().unwrap()).collect();
-        assert_eq!(types, ["jsonl", "syslog", "exec", "email"], "{toml_text}");
+        assert_eq!(types, ["jsonl", "syslog", "exec", "email", "postgres"], "{toml_text}");
     }
 
     #[test]

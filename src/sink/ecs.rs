@@ -181,6 +181,10 @@ fn event(doc: &mut Doc, j: &Value) {
         Some(EventKind::ReloadFailed | EventKind::RulesetUnchecked) => ("configuration", "info"),
         Some(EventKind::DatabaseError | EventKind::PruneFailed) => ("database", "error"),
         Some(EventKind::Pruned | EventKind::RunRolledBack) => ("database", "change"),
+        // [response]: a principal's egress denied, allowed again, or what a replay would have done.
+        Some(EventKind::Blocked) => ("network", "denied"),
+        Some(EventKind::Unblocked | EventKind::BlockExpired) => ("network", "allowed"),
+        Some(EventKind::WouldBlock | EventKind::BlockFailed) => ("network", "info"),
         Some(
             EventKind::SinkFailed | EventKind::SinkDropping | EventKind::SinkRecovered | EventKind::SinkUndelivered,
         )

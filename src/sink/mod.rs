@@ -237,7 +237,8 @@ impl Dispatcher {
     /// `None` without sinks. `observer` names this host in every record, syslog header and
     /// mail subject.
     pub fn start(configs: &[SinkConfig], observer: &str) -> Result<Option<Arc<Dispatcher>>, SinkError> {
-        if configs.is_empty() {
+        // The postgres sink reads the database, not a queue of records (src/ship).
+        if configs.iter().all(|c| matches!(c.kind, SinkKind::Postgres { .. })) {
             return Ok(None);
         }
         let notices = Arc::new(Mutex::new(Vec::new()));
@@ -264,6 +265,7 @@ impl Dispatcher {
                     Box::new(exec::Email::new(sendmail.clone(), to.clone(), from.clone(), observer.into(), c.timeout)),
                     None,
                 ),
+                SinkKind::Postgres { .. } => continue,
             };
             let queue = Arc::new(Queue {
                 config: c.clone(),

@@ -1,4 +1,4 @@
-//! The ICMP detector's window per principal, peer and minute (`icmp`; migration 9): written as
+//! The ICMP detector's window per principal, peer and minute (`icmp`; migration 10): written as
 //! the detector hands rows over, read back when the live monitor starts.
 
 use std::fmt::Write as _;

@@ -7,6 +7,7 @@
 //! kept when the last connection closes, so the database's group can read it with no writer
 //! running ([`keep_wal_files`]).
 
+mod blocks;
 mod digest;
 mod files;
 mod health;
@@ -15,6 +16,7 @@ mod migrate;
 mod programs;
 pub mod prune;
 pub mod runs;
+mod ship;
 pub mod trail;
 pub mod writer;
 
@@ -34,9 +36,11 @@ use crate::principal::{Dst, Principal};
 use crate::rows::{DnsRow, EgressRow, IcmpRow, ProgramRow, Recredit};
 use crate::source::audit::FileRead;
 
+pub use blocks::ActiveBlock;
 pub use migrate::SCHEMA_VERSION;
 pub use prune::{Pruned, RetentionConfig};
 pub use runs::{CaptureRecord, Committed, Duplicate, Run, RunEnd, RunMode};
+pub use ship::ShipState;
 
 /// Principal ids kept in memory at most (about 40 bytes each).
 const MAX_CACHED_PRINCIPALS: usize = 1 << 16;

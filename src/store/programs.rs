@@ -1,4 +1,4 @@
-//! Which program sent the egress (`programs`, `egress_programs`; migration 8), and bytes moved
+//! Which program sent the egress (`programs`, `egress_programs`; migration 9), and bytes moved
 //! between principals when the owner lookup answered after they were counted.
 
 use std::fmt::Write as _;

@@ -67,6 +67,8 @@ pub struct Writer {
     /// Messages queued and not yet taken by the thread.
     depth: Arc<AtomicUsize>,
     budget: Arc<RowBudget>,
+    /// Also hands each alert here as it is sent (containment, replay's would-be blocks).
+    tap: Option<crossbeam_channel::Sender<Alert>>,
 }
 
 /// Rows sent and not yet committed, shared by the sender and the writer thread.
@@ -153,7 +155,7 @@ impl Writer {
         if thread.is_none() {
             budget.close();
         }
-        Writer { tx: Some(tx), thread, waits: 0, depth, budget }
+        Writer { tx: Some(tx), thread, waits: 0, depth, budget, tap: None }
     }
 
     pub fn send(&mut self, msg: Write) {
@@ -172,6 +174,21 @@ impl Writer {
             // The thread ended on an error; `finish` reports it.
             Err(TrySendError::Disconnected(_)) => {}
         }
+    }
+
+    /// Hands every alert sent from now on to `tap` too (never waiting: a full tap misses it).
+    pub fn tap_alerts(&mut self, tap: crossbeam_channel::Sender<Alert>) {
+        self.tap = Some(tap);
+    }
+
+    /// An alert to the database, and to the tap if there is one.
+    pub fn alert(&mut self, alert: &Alert) {
+        if let Some(tap) = &self.tap {
+            if tap.try_send(alert.clone()).is_err() {
+                tracing::warn!("alert not handed to [response] (its queue is full): {}", alert.summary);
+            }
+        }
+        self.send(Write::Alert(alert.clone()));
     }
 
     /// True once the thread has ended, i.e. on a database error; `finish` returns it.

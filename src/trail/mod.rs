@@ -176,11 +176,21 @@ pub enum EventKind {
     /// `exfilmon prune` (or the daemon's daily prune) deleted what was past its retention.
     Pruned,
     PruneFailed,
+    /// `[response]` or `exfilmon block` put a principal's egress behind a timed block.
+    Blocked,
+    /// `exfilmon unblock` lifted a block before its time.
+    Unblocked,
+    /// A block's time passed: the kernel let the principal's egress through again.
+    BlockExpired,
+    /// A replay's alert would have blocked its principal (nothing is blocked in a replay).
+    WouldBlock,
+    /// A block could not be set (the ruleset not loaded, nft failing).
+    BlockFailed,
 }
 
 impl EventKind {
     /// Every kind, for what must handle them all (the sinks' ECS documents are tested so).
-    pub const ALL: [EventKind; 17] = [
+    pub const ALL: [EventKind; 22] = [
         EventKind::Started,
         EventKind::Stopped,
         EventKind::Reloaded,
@@ -198,6 +208,11 @@ impl EventKind {
         EventKind::RunInterrupted,
         EventKind::Pruned,
         EventKind::PruneFailed,
+        EventKind::Blocked,
+        EventKind::Unblocked,
+        EventKind::BlockExpired,
+        EventKind::WouldBlock,
+        EventKind::BlockFailed,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -219,6 +234,11 @@ impl EventKind {
             EventKind::RunInterrupted => "run_interrupted",
             EventKind::Pruned => "pruned",
             EventKind::PruneFailed => "prune_failed",
+            EventKind::Blocked => "blocked",
+            EventKind::Unblocked => "unblocked",
+            EventKind::BlockExpired => "block_expired",
+            EventKind::WouldBlock => "would_block",
+            EventKind::BlockFailed => "block_failed",
         }
     }
 }

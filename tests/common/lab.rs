@@ -357,29 +357,36 @@ impl Lab {
         (ssh, format!("{user}@{me}"))
     }
 
-    /// A resolver in the outside namespace answering *.example.test.
+    /// A resolver in the outside namespace answering *.example.test and *.other.test.
     pub fn start_dns(&mut self) {
         let outside = self.outside.clone();
         let listen = format!("--listen-address={}", self.peer);
         let answer = format!("--address=/example.test/{}", self.peer);
-        let pid = format!("--pid-file={}", self.path("dnsmasq.pid").display());
-        self.spawn_in(
-            &outside,
-            &[
-                "dnsmasq",
-                "--keep-in-foreground",
-                "--conf-file=/dev/null",
-                "--no-resolv",
-                "--no-hosts",
-                "--bind-interfaces",
-                &listen,
-                &answer,
-                &pid,
-                "--log-facility=-",
-            ],
-            "dnsmasq.log",
-        );
+        let other = format!("--address=/other.test/{}", self.peer);
+        self.dnsmasq(&outside, &[&listen, &answer, &other], "dnsmasq");
         self.wait_listening("u", 53);
+    }
+
+    /// A caching resolver's stand-in inside (dnsmasq on 127.0.0.53, running as `nobody`, no
+    /// cache) forwarding to [`start_dns`](Self::start_dns)'s: the upstream queries leave as
+    /// `nobody`, the users' queries stay on loopback.
+    pub fn start_local_resolver(&mut self) {
+        let server = format!("--server={}", self.peer);
+        let inside = self.inside.clone();
+        self.dnsmasq(&inside, &["--listen-address=127.0.0.53", "--user=nobody", "--cache-size=0", &server], "resolver");
+        wait_for(Duration::from_secs(10), "the local resolver", || {
+            !must(&["ip", "netns", "exec", &inside, "ss", "-Hlnu", "sport = :53"]).trim().is_empty()
+        });
+    }
+
+    /// dnsmasq in `ns` with only the options given (no config file, hosts or resolv.conf),
+    /// logging to `<name>.log`.
+    fn dnsmasq(&mut self, ns: &str, options: &[&str], name: &str) {
+        let pid = format!("--pid-file={}", self.path(&format!("{name}.pid")).display());
+        let mut args = vec!["dnsmasq", "--keep-in-foreground", "--conf-file=/dev/null", "--no-resolv", "--no-hosts"];
+        args.extend(["--bind-interfaces", &pid, "--log-facility=-"]);
+        args.extend_from_slice(options);
+        self.spawn_in(ns, &args, &format!("{name}.log"));
     }
 
     /// Waits until something in the outside namespace listens on `port` (`proto` t or u).

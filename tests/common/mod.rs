@@ -1,13 +1,14 @@
 //! Scaffolding shared by the integration tests: the built binary, the files in pcaps/, a
 //! temporary directory holding a database, `report --format json`, legacy pcap files, and the
 //! one rule for a test that cannot run here ([`skip`]). [`lab`] is the two-namespace lab of the
-//! tests on the real kernel.
+//! tests on the real kernel; [`pg`] a real PostgreSQL server.
 //!
 //! Every file in tests/ is a crate of its own that declares `mod common;` and uses a part of
 //! this; in each the rest is dead code, which is not worth a warning.
 #![allow(dead_code)]
 
 pub mod lab;
+pub mod pg;
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -186,6 +187,21 @@ pub fn verify_checkpoint(db: &Path, pubkey: &Path, checkpoint: &Path) -> Output 
 pub fn query_i64(db: impl AsRef<Path>, sql: &str) -> i64 {
     let conn = rusqlite::Connection::open(db).unwrap();
     conn.query_row(sql, [], |r| r.get::<_, Option<i64>>(0)).unwrap().unwrap_or(0)
+}
+
+/// A name a DNS tunnel would send: 40 pseudo-random base32 characters (seeded by `i`) under
+/// `tun.example.test`, which the lab's resolver answers.
+pub fn tunnel_name(i: u64) -> String {
+    let mut x = (i + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    let label: String = (0..40)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            b"abcdefghijklmnopqrstuvwxyz234567"[(x % 32) as usize] as char
+        })
+        .collect();
+    format!("{label}.tun.example.test")
 }
 
 /// A test that cannot run here (no root, a tool missing) skips with the reason printed; under
