@@ -35,6 +35,36 @@ CREATE TABLE egress (
     PRIMARY KEY (minute, principal_id, proto, dst, dport, run_id)
 ) WITHOUT ROWID;
 
+-- Which program sent the egress (live only; migration 9): an egress row's packets split by the
+-- program the owner lookup found behind each flow. A program is its exe and comm as the process
+-- set them (raw: escaped when shown), the socket's uid and the login session's uid; or, when
+-- the lookup named no process, why (unknown: socket_gone, denied, unanswered ...). Replays of
+-- captures have none.
+CREATE TABLE programs (
+    id        INTEGER PRIMARY KEY,
+    exe       TEXT,
+    comm      TEXT,
+    uid       INTEGER,
+    login_uid INTEGER,
+    unknown   TEXT,
+    CHECK ((unknown IS NULL) <> (comm IS NULL))
+);
+CREATE UNIQUE INDEX programs_key ON programs (ifnull(exe, ''), ifnull(comm, ''), ifnull(uid, -1),
+    ifnull(login_uid, -1), ifnull(unknown, ''));
+
+CREATE TABLE egress_programs (
+    minute       INTEGER NOT NULL,
+    principal_id INTEGER NOT NULL REFERENCES principals (id),
+    proto        INTEGER NOT NULL,
+    dst          TEXT    NOT NULL,
+    dport        INTEGER NOT NULL,
+    program_id   INTEGER NOT NULL REFERENCES programs (id),
+    packets      INTEGER NOT NULL,
+    bytes        INTEGER NOT NULL,
+    run_id       INTEGER NOT NULL,  -- as in egress
+    PRIMARY KEY (minute, principal_id, proto, dst, dport, program_id, run_id)
+) WITHOUT ROWID;
+
 -- One row per alert. details holds the detector's evidence as JSON.
 CREATE TABLE alerts (
     id           INTEGER PRIMARY KEY,
@@ -187,6 +217,21 @@ CREATE TABLE dns_samples (
     PRIMARY KEY (principal_id, domain, name, run_id)
 ) WITHOUT ROWID;
 
+-- The ICMP detector's window per principal, peer and minute (migration 10), read back on start so
+-- a restart keeps it: carried is echo payload bytes not among the peer's recent payloads,
+-- signed the echoes with a known tunnel signature.
+CREATE TABLE icmp (
+    minute       INTEGER NOT NULL,
+    principal_id INTEGER NOT NULL REFERENCES principals (id),
+    peer         TEXT    NOT NULL,
+    requests     INTEGER NOT NULL,
+    replies      INTEGER NOT NULL,
+    carried      INTEGER NOT NULL,
+    signed       INTEGER NOT NULL,
+    run_id       INTEGER NOT NULL,  -- as in egress
+    PRIMARY KEY (minute, principal_id, peer, run_id)
+) WITHOUT ROWID;
+
 -- Capture files already replayed, by content hash, so a second replay does not count twice.
 CREATE TABLE captures (
     sha256      TEXT PRIMARY KEY,
@@ -261,4 +306,4 @@ CREATE TABLE ship_cursor (
     last_error  TEXT                        -- why the last round failed (NULL: it did not)
 );
 
-PRAGMA user_version = 8;
+PRAGMA user_version = 10;

@@ -15,6 +15,14 @@
 //! name the program. Until the answer arrives the flow counts for its socket's uid; an answer
 //! that names no process is counted by its reason and changes nothing.
 //!
+//! Live, each flow also keeps its packets of the current and the previous minute until they
+//! are handed out as program rows ([`Attribution::drain_programs`]): at once when its answer
+//! is settled, after [`HOLD_US`] when it may still change. An answer that changes the flow's
+//! principal (sshd's session: the login uid appears about a second after the fork) moves
+//! what is held from the old principal to the new ([`Attribution::take_moves`]), so a pull
+//! that ends before the lookup sees the login still counts for the user. A replay keeps
+//! none of this (no lookups): its packet path is unchanged.
+//!
 //! Memory is bounded: live, at most [`MAX_FLOWS`] flows, each forgotten [`IDLE_US`] after its
 //! last packet; when the table is full the idle half is evicted early and counted, so a flood of
 //! new flows cannot grow it. A replay needs only each flow's uid, and needs it at millions of
@@ -28,9 +36,10 @@ use std::sync::Arc;
 
 use rustc_hash::FxHashMap;
 
-use crate::decode::{Packet, PROTO_TCP, PROTO_UDP};
-use crate::principal::Principal;
-use crate::source::owner::{FlowKey, Lookup, Owner, Owners};
+use crate::decode::{Direction, Packet, PROTO_TCP, PROTO_UDP};
+use crate::principal::{Dst, Principal};
+use crate::rows::{EgressRow, Program, ProgramRow, Recredit, MINUTE_US};
+use crate::source::owner::{FlowKey, Lookup, Owner, Owners, Why};
 use crate::units::counters;
 
 /// Where the owners of flows are asked: the live lookups; a replay has none.
@@ -55,6 +64,10 @@ impl Lookups for Owners {
 /// afresh this long after, so a session's bulk after the login is the user's.
 const RECHECK_US: i64 = 50_000;
 
+/// A live flow whose answer may still change holds its packets this long (packet time) before
+/// they are handed out as program rows under its principal of then.
+pub const HOLD_US: i64 = 10_000_000;
+
 /// Flows remembered at most (about 64 bytes each).
 pub const MAX_FLOWS: usize = 1 << 17;
 /// A flow is forgotten this long after its last packet: longer than TIME_WAIT (60 s) and the
@@ -74,6 +87,8 @@ counters! {
         owners_found => "owner_found",
         /// Of those, charged to a login user other than the socket's uid.
         owners_login => "owner_login_user",
+        /// Bytes moved to another principal when a later answer changed a flow's.
+        recredited => "attribution_recredited_bytes",
     }
 }
 
@@ -81,9 +96,91 @@ struct Flow {
     who: Principal,
     last_us: i64,
     owner: Option<Arc<Owner>>,
+    /// Why the last answer named no process.
+    why: Option<Why>,
     /// The answer may still change (or none came yet): ask again after [`RECHECK_US`].
     settled: bool,
     asked_us: i64,
+    /// Live only: packets not yet handed out as program rows.
+    held: Option<Box<Held>>,
+}
+
+/// A live flow's packets of its two newest minutes not yet handed out, newest first.
+#[derive(Default)]
+struct Held {
+    gid: Option<u32>,
+    direction: Direction,
+    minutes: [Count; 2],
+}
+
+#[derive(Default, Clone, Copy)]
+struct Count {
+    minute_us: i64,
+    packets: u64,
+    bytes: u64,
+    first_us: i64,
+    last_us: i64,
+}
+
+impl Held {
+    /// Counts an egress packet; a minute pushed out of the two is returned, to hand out.
+    fn add(&mut self, p: &Packet<'_>) -> Option<Count> {
+        self.gid = p.gid.or(self.gid);
+        self.direction = self.direction.max(p.direction);
+        let minute_us = p.ts_us.div_euclid(MINUTE_US) * MINUTE_US;
+        let mut out = None;
+        if self.minutes[0].packets > 0 && minute_us > self.minutes[0].minute_us {
+            out = Some(self.minutes[1]).filter(|c| c.packets > 0);
+            self.minutes = [Count::default(), self.minutes[0]];
+        }
+        let now = &mut self.minutes[0];
+        if now.packets == 0 {
+            *now = Count { minute_us, first_us: p.ts_us, last_us: p.ts_us, ..Count::default() };
+        }
+        // A packet older than the newest minute (capture reordering) counts in it.
+        now.packets += 1;
+        now.bytes += u64::from(p.wire_len);
+        now.first_us = now.first_us.min(p.ts_us);
+        now.last_us = now.last_us.max(p.ts_us);
+        out
+    }
+}
+
+impl Flow {
+    fn program(&self) -> Program {
+        match (&self.owner, self.why) {
+            (Some(o), _) => Program::Found {
+                exe: o.exe.as_str().into(),
+                comm: o.comm.as_str().into(),
+                uid: o.uid,
+                login_uid: o.login_uid,
+            },
+            (None, Some(why)) => Program::Unknown(why.name()),
+            (None, None) => Program::Unknown("unanswered"),
+        }
+    }
+
+    /// Counts a live egress packet; a minute pushed out is handed out to `programs`.
+    fn hold(&mut self, key: Key, p: &Packet<'_>, programs: &mut Vec<ProgramRow>) {
+        let Some(held) = &mut self.held else { return };
+        if !p.direction.is_egress() {
+            return;
+        }
+        if let Some(c) = held.add(p) {
+            programs.push(self.program_row(key, c));
+        }
+    }
+
+    fn program_row(&self, key: Key, c: Count) -> ProgramRow {
+        ProgramRow {
+            principal: self.who,
+            dst: dst(key),
+            minute_us: c.minute_us,
+            program: self.program(),
+            packets: c.packets,
+            bytes: c.bytes,
+        }
+    }
 }
 
 #[derive(Default)]
@@ -96,6 +193,10 @@ pub struct Attribution {
     pub counters: AttributeCounters,
     /// Lookups that named no process, by reason.
     pub unknown: BTreeMap<&'static str, u64>,
+    /// Program rows handed out, waiting for [`drain_programs`](Self::drain_programs).
+    programs: Vec<ProgramRow>,
+    /// Held bytes a changed answer moved, with the flow's process.
+    moves: Vec<(Recredit, Option<Arc<Owner>>)>,
 }
 
 impl Attribution {
@@ -113,12 +214,13 @@ impl Attribution {
             return (self.replayed(&key, p), None);
         }
         match (p.uid, key) {
-            (Some(uid), Some(key)) => self.remember(key, Principal::Uid(uid), p.ts_us),
+            (Some(uid), Some(key)) => self.remember(key, Principal::Uid(uid), p),
             (Some(uid), None) => (Principal::Uid(uid), None),
             (None, Some(key)) => match self.flows.get_mut(&key) {
                 Some(f) if p.ts_us.saturating_sub(f.last_us) <= IDLE_US => {
                     f.last_us = f.last_us.max(p.ts_us);
                     self.counters.orphans += 1;
+                    f.hold(key, p, &mut self.programs);
                     (f.who, f.owner.clone())
                 }
                 _ => (Principal::Host(p.src), None),
@@ -145,12 +247,14 @@ impl Attribution {
         }
     }
 
-    fn remember(&mut self, key: Key, socket: Principal, ts_us: i64) -> (Principal, Option<Arc<Owner>>) {
+    fn remember(&mut self, key: Key, socket: Principal, p: &Packet<'_>) -> (Principal, Option<Arc<Owner>>) {
+        let ts_us = p.ts_us;
         // One lookup for a known, settled flow: the path nearly every packet takes.
         let recheck = match self.flows.get_mut(&key) {
             Some(f) => {
                 f.last_us = f.last_us.max(ts_us);
                 if f.settled || ts_us - f.asked_us < RECHECK_US {
+                    f.hold(key, p, &mut self.programs);
                     return (f.who, f.owner.clone());
                 }
                 f.asked_us = ts_us;
@@ -161,7 +265,16 @@ impl Attribution {
                     self.make_room(ts_us);
                 }
                 let settled = self.lookups.is_none();
-                self.flows.insert(key, Flow { who: socket, last_us: ts_us, owner: None, settled, asked_us: ts_us });
+                let flow = Flow {
+                    who: socket,
+                    last_us: ts_us,
+                    owner: None,
+                    why: None,
+                    settled,
+                    asked_us: ts_us,
+                    held: (!settled).then(Box::default),
+                };
+                self.flows.insert(key, flow);
                 !settled
             }
         };
@@ -171,7 +284,14 @@ impl Attribution {
                 self.learn(key, &answer);
             }
         }
-        self.flows.get(&key).map_or((socket, None), |f| (f.who, f.owner.clone()))
+        // Held only now, under the principal an answer given at once may have changed.
+        match self.flows.get_mut(&key) {
+            Some(f) => {
+                f.hold(key, p, &mut self.programs);
+                (f.who, f.owner.clone())
+            }
+            None => (socket, None),
+        }
     }
 
     /// Takes the lookups' answers that arrived.
@@ -195,12 +315,59 @@ impl Attribution {
                     self.counters.owners_found += 1;
                     self.counters.owners_login += u64::from(login != owner.uid);
                 }
-                f.who = Principal::Uid(login);
                 f.owner = Some(owner.clone());
+                f.why = None;
+                let who = Principal::Uid(login);
+                if who != f.who {
+                    if let Some(m) = moved(key, f, who) {
+                        self.counters.recredited += m.rows.iter().map(|r| r.bytes).sum::<u64>();
+                        self.moves.push((m, f.owner.clone()));
+                    }
+                    f.who = who;
+                }
             }
-            Lookup::Unknown(why) if f.settled => *self.unknown.entry(why.counter()).or_default() += 1,
-            Lookup::Unknown(_) => {}
+            Lookup::Unknown(why) => {
+                // That the socket has since ended says less than why it was not found before.
+                let ended = matches!(why, Why::SocketGone | Why::TimeWait | Why::Closed);
+                f.why = if ended { f.why.or(Some(*why)) } else { Some(*why) };
+                if f.settled {
+                    *self.unknown.entry(why.counter()).or_default() += 1;
+                }
+            }
         }
+    }
+
+    /// Held bytes that a changed answer moved to another principal since the last call, each
+    /// with the flow's process.
+    pub fn take_moves(&mut self) -> Vec<(Recredit, Option<Arc<Owner>>)> {
+        std::mem::take(&mut self.moves)
+    }
+
+    /// Whether a changed answer moved bytes since the last [`take_moves`](Self::take_moves).
+    pub fn moved(&self) -> bool {
+        !self.moves.is_empty()
+    }
+
+    /// Hands out the program rows of held packets: every flow's when `all` (the end), else
+    /// settled flows' and those held [`HOLD_US`] as of `now_us`. Live only: a replay (its flow
+    /// memory) holds none.
+    pub fn drain_programs(&mut self, now_us: i64, all: bool) -> Vec<ProgramRow> {
+        if self.lookups.is_some() {
+            for (&key, f) in &mut self.flows {
+                let Some(held) = &mut f.held else { continue };
+                let mut minutes = std::mem::take(&mut held.minutes);
+                for c in &mut minutes {
+                    if c.packets > 0 && (all || f.settled || now_us.saturating_sub(c.first_us) >= HOLD_US) {
+                        self.programs.push(f.program_row(key, std::mem::take(c)));
+                    }
+                }
+                if let Some(held) = &mut f.held {
+                    // Still held: keep the newest first.
+                    held.minutes = if minutes[0].packets == 0 { [minutes[1], Count::default()] } else { minutes };
+                }
+            }
+        }
+        std::mem::take(&mut self.programs)
     }
 
     /// Each counter with its stored name, the lookups' unknowns by reason among them.
@@ -214,20 +381,61 @@ impl Attribution {
     /// Forgets idle flows; if that is not enough, the idle-longest half.
     fn make_room(&mut self, now_us: i64) {
         let before = self.flows.len();
-        self.flows.retain(|_, f| now_us.saturating_sub(f.last_us) <= IDLE_US);
+        self.sweep(now_us);
         if self.flows.len() >= MAX_FLOWS {
             let mut lasts: Vec<i64> = self.flows.values().map(|f| f.last_us).collect();
             let mid = lasts.len() / 2;
             let (_, &mut cutoff, _) = lasts.select_nth_unstable(mid);
-            self.flows.retain(|_, f| f.last_us > cutoff);
+            self.forget(|f| f.last_us <= cutoff);
             self.counters.evicted += (before - self.flows.len()) as u64;
         }
     }
 
     /// Forgets flows idle as of `now_us` (the pipeline calls this each minute).
     pub fn sweep(&mut self, now_us: i64) {
-        self.flows.retain(|_, f| now_us.saturating_sub(f.last_us) <= IDLE_US);
+        self.forget(|f| now_us.saturating_sub(f.last_us) > IDLE_US);
     }
+
+    /// Forgets the flows `gone` picks, handing out what they held.
+    fn forget(&mut self, gone: impl Fn(&Flow) -> bool) {
+        let programs = &mut self.programs;
+        self.flows.retain(|&key, f| {
+            if !gone(f) {
+                return true;
+            }
+            if let Some(held) = &f.held {
+                programs.extend(held.minutes.iter().filter(|c| c.packets > 0).map(|&c| f.program_row(key, c)));
+            }
+            false
+        });
+    }
+}
+
+/// The held bytes of flow `f`, moving from its principal to `to`.
+fn moved(key: Key, f: &Flow, to: Principal) -> Option<Recredit> {
+    let held = f.held.as_ref()?;
+    let rows: Vec<EgressRow> = held
+        .minutes
+        .iter()
+        .filter(|c| c.packets > 0)
+        .map(|c| EgressRow {
+            principal: to,
+            gid: held.gid,
+            dst: dst(key),
+            minute_us: c.minute_us,
+            packets: c.packets,
+            bytes: c.bytes,
+            first_us: c.first_us,
+            last_us: c.last_us,
+            direction: held.direction,
+            dst_name: None,
+        })
+        .collect();
+    (!rows.is_empty()).then_some(Recredit { from: f.who, rows })
+}
+
+fn dst((proto, _, _, addr, port): Key) -> Dst {
+    Dst { addr, port, proto }
 }
 
 fn flow_key((proto, src, sport, dst, dport): Key) -> FlowKey {
@@ -307,6 +515,7 @@ mod tests {
         let mut a = Attribution::with_lookups(Box::new(Fake(vec![(key, sshd_session(Some(1001)))])));
         let (who, owner) = a.principal(&p);
         assert_eq!(who, Principal::Uid(1001), "the socket is root's, the session alice's");
+        assert!(!a.moved(), "answered before the packet was counted: nothing to move");
         assert_eq!(owner.unwrap().comm, "sshd");
         assert_eq!((a.counters.owners_found, a.counters.owners_login), (1, 1));
         // An answer arriving later (another flow): it applies from then on.
@@ -316,6 +525,85 @@ mod tests {
         assert_eq!(a.principal(&q).0, Principal::Uid(0));
         a.poll();
         assert_eq!(a.principal(&q).0, Principal::Uid(1002));
+    }
+
+    /// Answers held back until the test hands them over.
+    struct Later(Vec<(FlowKey, Lookup)>, bool);
+
+    impl Lookups for Later {
+        fn ask_new(&mut self, _: FlowKey) -> Option<Lookup> {
+            None
+        }
+        fn poll(&mut self, f: &mut dyn FnMut(&FlowKey, &Lookup)) {
+            if std::mem::take(&mut self.1) {
+                for (k, l) in self.0.drain(..) {
+                    f(&k, &l);
+                }
+            }
+        }
+    }
+
+    fn key_of(p: &Packet<'_>) -> FlowKey {
+        FlowKey::egress(p.proto, p.src, p.sport, p.dst, p.dport)
+    }
+
+    /// Issue 11: an scp pull on veth is over before the lookup sees the login. What the flow
+    /// counted for the socket's uid moves to the login user when the answer changes, minute by
+    /// minute; program rows wait for the settled answer and name it.
+    #[test]
+    fn a_late_login_answer_moves_what_was_counted_and_names_the_program() {
+        let p = packet(59 * S, Some(0), 40000);
+        let mut a = Attribution::with_lookups(Box::new(Later(vec![(key_of(&p), sshd_session(Some(1001)))], false)));
+        for ts in [59 * S, 59 * S + S / 2, 61 * S] {
+            assert_eq!(a.principal(&packet(ts, Some(0), 40000)).0, Principal::Uid(0));
+        }
+        // Unsettled: held, not yet handed out, nothing moved.
+        assert!(a.drain_programs(62 * S, false).is_empty());
+        assert!(!a.moved());
+        a.lookups = Some(Box::new(Later(vec![(key_of(&p), sshd_session(Some(1001)))], true)));
+        a.poll();
+        let moves = a.take_moves();
+        let [(m, owner)] = &moves[..] else { panic!("{}", moves.len()) };
+        assert_eq!(m.from, Principal::Uid(0));
+        assert_eq!(owner.as_ref().unwrap().comm, "sshd");
+        let per_minute: Vec<_> = m.rows.iter().map(|r| (r.principal, r.minute_us, r.packets, r.bytes)).collect();
+        assert_eq!(
+            per_minute,
+            [(Principal::Uid(1001), MINUTE_US, 1, 1500), (Principal::Uid(1001), 0, 2, 3000)],
+            "newest minute first"
+        );
+        assert_eq!(a.counters.recredited, 4500);
+        // Settled now: later packets are the user's, and everything goes out as program rows.
+        assert_eq!(a.principal(&packet(62 * S, Some(0), 40000)).0, Principal::Uid(1001));
+        let rows = a.drain_programs(62 * S, false);
+        assert_eq!(rows.iter().map(|r| r.bytes).sum::<u64>(), 6000);
+        assert!(rows.iter().all(|r| r.principal == Principal::Uid(1001)
+            && matches!(&r.program, Program::Found { comm, login_uid: Some(1001), .. } if &**comm == "sshd")));
+        assert!(a.drain_programs(63 * S, true).is_empty(), "handed out once");
+    }
+
+    #[test]
+    fn a_flow_no_answer_names_is_unknown_with_its_reason_and_a_replay_holds_nothing() {
+        let p = packet(0, Some(1000), 40000);
+        let gone = Lookup::Unknown(Why::SocketGone);
+        let mut a = Attribution::with_lookups(Box::new(Later(vec![(key_of(&p), gone)], true)));
+        a.principal(&p);
+        // Held while unanswered; after HOLD_US it goes out as it stands.
+        assert!(a.drain_programs(HOLD_US - 1, false).is_empty());
+        assert!(matches!(&a.drain_programs(HOLD_US, false)[..], [r] if r.program == Program::Unknown("unanswered")));
+        a.poll();
+        a.principal(&packet(S, Some(1000), 40000));
+        assert!(matches!(&a.drain_programs(S, false)[..], [r] if r.program == Program::Unknown("socket_gone")));
+        // Inbound DNS answers (not egress) are never counted.
+        let mut answer = packet(2 * S, Some(1000), 40000);
+        answer.direction = Direction::Answer;
+        a.principal(&answer);
+        assert!(a.drain_programs(2 * S, true).is_empty());
+
+        let mut replay = Attribution::default();
+        replay.principal(&p);
+        assert!(replay.flows.values().all(|f| f.held.is_none()));
+        assert!(replay.drain_programs(HOLD_US, true).is_empty());
     }
 
     #[test]

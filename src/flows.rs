@@ -94,6 +94,13 @@ impl FlowTable {
         });
     }
 
+    /// Closes the open row of `(principal, dst)`, if any.
+    pub fn close(&mut self, principal: Principal, dst: Dst, out: &mut Vec<EgressRow>) {
+        if let Some(row) = self.open.remove(&(principal, dst)) {
+            out.push(row.row((principal, dst)));
+        }
+    }
+
     /// Closes every open row.
     pub fn drain(&mut self, out: &mut Vec<EgressRow>) {
         out.extend(self.open.drain().map(|(key, row)| row.row(key)));

@@ -25,7 +25,7 @@ use crate::detect::volume::VolumeDetector;
 use crate::detect::{Detector, Findings, Past, Seen, Tick};
 use crate::flows::FlowTable;
 use crate::principal::{Dst, Principal};
-use crate::rows::{DnsRow, EgressRow, RunTotals, Sent, MINUTE_US};
+use crate::rows::{DnsRow, EgressRow, IcmpRow, ProgramRow, Recredit, RunTotals, Sent, MINUTE_US};
 use crate::source::audit::{AuditEvent, FileRead};
 use crate::source::FrameSink;
 
@@ -121,6 +121,19 @@ pub trait Output {
     fn file_read(&mut self, read: &FileRead) {
         let _ = read;
     }
+    /// The ICMP detector's window per (principal, peer, minute), read back on restart.
+    fn icmp_rows(&mut self, rows: Vec<IcmpRow>) {
+        let _ = rows;
+    }
+    /// Live: egress split by the program that sent it.
+    fn programs(&mut self, rows: Vec<ProgramRow>) {
+        let _ = rows;
+    }
+    /// Live: bytes of rows already handed over that belong to another principal; they come
+    /// after the rows they correct.
+    fn recredits(&mut self, moves: Vec<Recredit>) {
+        let _ = moves;
+    }
 }
 
 /// What the pipeline counted. Every frame lands in exactly one of: packets, `skipped` by
@@ -187,6 +200,8 @@ pub struct Pipeline<O: Output> {
     attribution: Attribution,
     flows: FlowTable,
     pending: Vec<EgressRow>,
+    /// Moves of counted bytes to hand over after `pending`.
+    recredits: Vec<Recredit>,
     /// Rows of minutes before this one have been swept out of the flow table.
     swept_minute: i64,
     /// What the detectors found on the current input, not yet passed on.
@@ -207,6 +222,7 @@ impl<O: Output> Pipeline<O> {
             attribution: Attribution::default(),
             flows: FlowTable::default(),
             pending: Vec::with_capacity(ROW_BATCH),
+            recredits: Vec::new(),
             swept_minute: i64::MIN,
             found: Findings::default(),
             latest_us: i64::MIN,
@@ -248,9 +264,18 @@ impl<O: Output> Pipeline<O> {
 
     /// Closes all open aggregates and hands everything pending to the output.
     pub fn flush(&mut self) {
+        self.flush_held(false);
+    }
+
+    /// [`flush`](Self::flush); `all`: the end, so program rows still held go out too.
+    fn flush_held(&mut self, all: bool) {
         self.tick(Tick::Flush(self.latest_us));
         self.flows.drain(&mut self.pending);
         self.pass_on();
+        let programs = self.attribution.drain_programs(self.latest_us, all);
+        if !programs.is_empty() {
+            self.out.programs(programs);
+        }
         let mut counters = self.retired.clone();
         self.attribution.each(&mut |k, v| *counters.entry(k).or_default() += v);
         for (_, d) in &self.detectors {
@@ -294,6 +319,27 @@ impl<O: Output> Pipeline<O> {
     /// Live: takes the owner lookups' answers that arrived.
     pub fn poll_owners(&mut self) {
         self.attribution.poll();
+        self.recredit();
+    }
+
+    /// Moves bytes an answer showed to be another principal's, in the rows and the detectors:
+    /// the old principal's open row of the flow's destination goes out first, so the store
+    /// takes the bytes off a row it has.
+    fn recredit(&mut self) {
+        if !self.attribution.moved() {
+            return;
+        }
+        let moves = self.attribution.take_moves();
+        for (m, owner) in &moves {
+            for row in &m.rows {
+                self.flows.close(m.from, row.dst, &mut self.pending);
+            }
+            for (_, d) in &mut self.detectors {
+                d.recredit(m, owner.as_deref(), &mut self.found);
+            }
+        }
+        self.recredits.extend(moves.into_iter().map(|(m, _)| m));
+        self.pass_on();
     }
 
     /// Live: time has moved on to `now_us` even without packets, so audit records waiting for
@@ -312,7 +358,7 @@ impl<O: Output> Pipeline<O> {
     }
 
     pub fn into_output(mut self) -> O {
-        self.flush();
+        self.flush_held(true);
         self.out
     }
 
@@ -350,6 +396,7 @@ impl<O: Output> Pipeline<O> {
         for (_, d) in &mut self.detectors {
             d.packet(&seen, &mut self.found);
         }
+        self.recredit();
         if self.pending.len() >= ROW_BATCH || !self.found.alerts.is_empty() || !self.found.dns_rows.is_empty() {
             self.pass_on();
         }
@@ -386,8 +433,14 @@ impl<O: Output> Pipeline<O> {
             }
             self.out.rows(rows);
         }
+        if !self.recredits.is_empty() {
+            self.out.recredits(std::mem::take(&mut self.recredits));
+        }
         if !self.found.dns_rows.is_empty() {
             self.out.dns_rows(std::mem::take(&mut self.found.dns_rows));
+        }
+        if !self.found.icmp_rows.is_empty() {
+            self.out.icmp_rows(std::mem::take(&mut self.found.icmp_rows));
         }
         for alert in self.found.alerts.drain(..) {
             self.stats.alerts += 1;

@@ -36,6 +36,20 @@ pub struct EgressRow {
     pub dst_name: Option<Box<str>>,
 }
 
+impl EgressRow {
+    /// The row as one packet at its last time, for windows rebuilt from rows.
+    pub fn sent(&self) -> Sent {
+        Sent {
+            principal: self.principal,
+            gid: self.gid,
+            direction: self.direction,
+            dst: self.dst,
+            ts_us: self.last_us,
+            bytes: self.bytes,
+        }
+    }
+}
+
 /// One stored aggregate: a principal's queries under one registered domain in one minute.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DnsRow {
@@ -65,4 +79,56 @@ pub struct RunTotals {
     pub ignored: u64,
     pub alerts: u64,
     pub counters: serde_json::Value,
+}
+
+/// The program behind a live flow, as the owner lookup found it, or why it found none.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Program {
+    Found {
+        /// `/proc/PID/exe` (empty when unreadable) and `comm`, as the process set them: raw.
+        exe: Box<str>,
+        comm: Box<str>,
+        /// The socket's uid, and the login session's user when set.
+        uid: u32,
+        login_uid: Option<u32>,
+    },
+    /// A stable reason name (`source::owner::Why::name`, or `unanswered`).
+    Unknown(&'static str),
+}
+
+/// One stored program aggregate (live only): a principal's packets to one destination in one
+/// minute, sent by one program. The egress row of the same key holds the sum over programs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProgramRow {
+    pub principal: Principal,
+    pub dst: Dst,
+    pub minute_us: i64,
+    pub program: Program,
+    pub packets: u64,
+    pub bytes: u64,
+}
+
+/// Bytes of one flow already counted for `from`, which the owner lookup has since shown to be
+/// someone else's (a login user's, known about a second after sshd forked): each row, one per
+/// minute, is taken off `from`'s row of its key and added to the row's principal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Recredit {
+    pub from: Principal,
+    pub rows: Vec<EgressRow>,
+}
+
+/// One stored ICMP aggregate: a principal's echoes to one peer in one minute, as the ICMP
+/// detector's window counts them, so a restarted monitor picks the window up (payload hashes
+/// are per process and not stored).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IcmpRow {
+    pub principal: Principal,
+    pub peer: std::net::IpAddr,
+    pub minute_us: i64,
+    pub requests: u32,
+    pub replies: u32,
+    /// Payload bytes not among the peer's recent payloads: the data an echo tunnel carries.
+    pub carried: u64,
+    /// Echoes with a known tunnel signature.
+    pub signed: u32,
 }

@@ -18,7 +18,7 @@ use serde_json::json;
 use crate::alert::{Alert, Severity};
 use crate::config::Config;
 use crate::pipeline::{Output, Pipeline, Stats};
-use crate::rows::{DnsRow, EgressRow};
+use crate::rows::{DnsRow, EgressRow, IcmpRow, ProgramRow, Recredit};
 use crate::sink::{self, Dispatcher};
 use crate::source::audit::follow::FollowStats;
 use crate::source::audit::{FileRead, Reader};
@@ -42,6 +42,18 @@ impl Output for Writer {
 
     fn file_read(&mut self, read: &FileRead) {
         self.send(Write::FileRead(Box::new(read.clone())));
+    }
+
+    fn icmp_rows(&mut self, rows: Vec<IcmpRow>) {
+        self.send(Write::IcmpRows(rows));
+    }
+
+    fn programs(&mut self, rows: Vec<ProgramRow>) {
+        self.send(Write::Programs(rows));
+    }
+
+    fn recredits(&mut self, moves: Vec<Recredit>) {
+        self.send(Write::Recredits(moves));
     }
 }
 

@@ -1,6 +1,7 @@
 //! Least privilege of the shipped service unit: `systemd-analyze security` must rate
-//! dist/exfilmon.service at most 2.0 of 10 ("OK"; it scores 1.5), and the
-//! unit keeps the one capability the daemon needs. The daemon's own side — the database 0640
+//! dist/exfilmon.service at most 2.0 of 10 ("OK"; it scores 1.9), and the
+//! unit keeps the capabilities the daemon needs, each of them needed (run with exactly the
+//! unit's, and with one fewer, in a network namespace). The daemon's own side — the database 0640
 //! in a 0750 directory, running as the config's `user` after binding the NFLOG group — is
 //! tested in tests/replay.rs (`database_is_created_private`) and tests/live.rs
 //! (`sighup_reloads_the_configuration_as_an_unprivileged_user`).
@@ -11,14 +12,25 @@
 mod common;
 
 use std::process::Command;
+use std::time::Duration;
 
-use common::{repo_file, skip};
+use common::lab::{must, Lab, USERS};
+use common::{repo_file, report, skip};
 
 #[test]
-fn shipped_unit_rates_ok_or_better_and_keeps_cap_net_admin() {
+fn shipped_unit_rates_ok_or_better_with_the_capabilities_it_needs() {
     let unit = repo_file("dist/exfilmon.service");
     let text = std::fs::read_to_string(&unit).unwrap();
-    for line in ["CapabilityBoundingSet=CAP_NET_ADMIN", "AmbientCapabilities=CAP_NET_ADMIN", "NoNewPrivileges=yes"] {
+    let caps = "CAP_NET_ADMIN CAP_DAC_READ_SEARCH CAP_SYS_PTRACE";
+    // CAP_SYS_PTRACE reads /proc links; the calls that would use it on other processes' memory
+    // stay refused.
+    let lines = [
+        format!("CapabilityBoundingSet={caps}"),
+        format!("AmbientCapabilities={caps}"),
+        "NoNewPrivileges=yes".into(),
+        "SystemCallFilter=~process_vm_readv process_vm_writev".into(),
+    ];
+    for line in &lines {
         assert!(text.lines().any(|l| l == line), "{line} missing from the unit");
     }
     let out = match Command::new("systemd-analyze")
@@ -71,4 +83,61 @@ fn shipped_sink_examples_fit_the_shipped_unit() {
     assert_eq!(user, ["exfilmon"]);
     let sysusers = std::fs::read_to_string(repo_file("dist/debian/sysusers.conf")).unwrap();
     assert!(sysusers.lines().any(|l| l.starts_with("u exfilmon ")), "{sysusers}");
+}
+
+/// The unit's capabilities, as `setpriv` names them (`net_admin`).
+fn unit_capabilities() -> Vec<String> {
+    let unit = std::fs::read_to_string(repo_file("dist/exfilmon.service")).unwrap();
+    let line = unit.lines().find_map(|l| l.strip_prefix("AmbientCapabilities=")).unwrap();
+    line.split_whitespace().map(|c| c.trim_start_matches("CAP_").to_lowercase()).collect()
+}
+
+/// Issue 11: owner lookups under the unit. The daemon runs as an unprivileged user with
+/// exactly the unit's capabilities (setpriv, no new privileges) and the unit's
+/// ProtectProc=invisible (/proc mounted hidepid=invisible): another user's program is named.
+/// Without CAP_DAC_READ_SEARCH or CAP_SYS_PTRACE the lookup is denied: both are needed.
+#[test]
+fn owner_lookups_work_with_the_units_capabilities_and_need_each_of_them() {
+    let Some(mut lab) = Lab::new() else { return };
+    let caps = unit_capabilities();
+    let cfg = lab.path("exfilmon.toml");
+    std::fs::write(&cfg, "").unwrap();
+    let daemon = USERS[1];
+    let sender = USERS[0];
+    let outside = lab.outside.clone();
+    lab.spawn_in(&outside, &["socat", "-u", "TCP-LISTEN:9100,reuseaddr,fork", "OPEN:/dev/null"], "sink.log");
+    lab.wait_listening("t", 9100);
+    let holds = format!(
+        "import socket, time\ns = socket.create_connection(('{}', 9100))\ns.sendall(b'x' * 100000)\ntime.sleep(1.5)\n",
+        lab.peer
+    );
+    let mut loaded = false;
+    for drop in [None, Some("dac_read_search"), Some("sys_ptrace")] {
+        let set: Vec<&str> = caps.iter().map(String::as_str).filter(|c| Some(*c) != drop).collect();
+        let set = set.iter().map(|c| format!("+{c}")).collect::<Vec<_>>().join(",");
+        let dir = lab.path(&format!("db-{}", drop.unwrap_or("all")));
+        std::fs::create_dir_all(&dir).unwrap();
+        must(&["chown", &format!("{daemon}:{daemon}"), dir.to_str().unwrap()]);
+        let db = dir.join("live.db");
+        let setpriv = format!(
+            "mount -t proc -o hidepid=invisible proc /proc && exec setpriv --reuid={daemon} --regid={daemon} \
+             --clear-groups --inh-caps=-all,{set} --ambient-caps=-all,{set} --bounding-set=-all,{set} --no-new-privs \"$@\""
+        );
+        let wrapper = ["unshare", "-m", "--propagation", "private", "sh", "-c", &setpriv, "sh"];
+        let log = format!("monitor-{}.log", drop.unwrap_or("all"));
+        let monitor = lab.start_monitor_under(&wrapper, &cfg, &db, &log, &[]);
+        if !std::mem::replace(&mut loaded, true) {
+            lab.load_ruleset(&cfg);
+        }
+        lab.as_user(sender, &["/usr/bin/python3", "-c", &holds]);
+        std::thread::sleep(Duration::from_millis(1500));
+        let (status, log) = monitor.stop();
+        assert!(status.success(), "{log}");
+        let row = report(&db, "users").as_array().unwrap().iter().find(|u| u["user"] == sender).cloned().unwrap();
+        let program = row["program"].as_str().unwrap();
+        match drop {
+            None => assert!(program.contains("python3"), "with the unit's capabilities: {row}"),
+            Some(cap) => assert_eq!(program, "unknown (denied)", "without {cap}: {row}"),
+        }
+    }
 }

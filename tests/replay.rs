@@ -6,8 +6,8 @@ mod common;
 
 use std::process::Output;
 
-use common::{fixture, pcap, run, stderr, stdout, temp_db, Scratch};
-use serde_json::Value;
+use common::{fixture, pcap, report, run, stderr, stdout, temp_db, Scratch};
+use serde_json::{json, Value};
 
 fn expected() -> Value {
     let text = std::fs::read_to_string(fixture("expected.json")).unwrap();
@@ -186,8 +186,15 @@ fn reports_filter_by_time_and_user_and_render_all_formats() {
     assert!(table.contains("root"), "{table}");
     assert!(!table.contains("1001"), "{table}");
     let o = run(&["report", "destinations", "--db", &db, "--format", "csv"]);
-    assert!(stdout(&o).starts_with("dst,proto,packets,bytes,senders,first,last,direction,name\n"), "{}", stdout(&o));
+    assert!(
+        stdout(&o).starts_with("dst,proto,packets,bytes,senders,first,last,direction,name,program,programs\n"),
+        "{}",
+        stdout(&o)
+    );
     assert!(stdout(&o).contains("10.77.0.1:22,tcp,"));
+    // A capture names no programs (only the live monitor looks them up).
+    let users = report(&db, "users");
+    assert!(users.as_array().unwrap().iter().all(|u| u["program"].is_null() && u["programs"] == json!([])), "{users}");
     let o = run(&["report", "--db", &db, "--format", "json"]);
     let summary: Value = serde_json::from_str(&stdout(&o)).unwrap();
     assert_eq!(summary["totals"]["packets"], 252);

@@ -412,6 +412,7 @@ fn resume(session: &mut Session, config: &Config, db: &Path) {
             pipeline.resume(Past::Egress(&row));
         })?;
         past.each_dns_since(ago(config.dns.window), |row| pipeline.resume(Past::Dns(&row)))?;
+        past.each_icmp_since(ago(config.icmp.window), |row| pipeline.resume(Past::Icmp(&row)))?;
         past.each_alert_since(ago(longest), |alert| pipeline.resume(Past::Alert(&alert)))
     });
     match read {

@@ -21,6 +21,8 @@ use super::scope::{Range, Scope, Who};
 use super::{Detector, Findings, Seen};
 use crate::alert::{Alert, AlertKind, Severity};
 use crate::principal::Principal;
+use crate::rows::{Recredit, Sent};
+use crate::source::owner::Owner;
 use crate::units::counters;
 use crate::units::de::{byte_size, duration};
 use crate::units::human_bytes;
@@ -175,14 +177,36 @@ impl BaselineDetector {
     }
 }
 
+impl BaselineDetector {
+    /// The uid of a principal whose bytes like these the scope counts.
+    fn counted(&self, s: &Sent) -> Option<u32> {
+        s.principal.uid().filter(|_| self.cfg.scope.applies(s.principal, s.gid, self.people, s.direction, &s.dst))
+    }
+}
+
 impl Detector for BaselineDetector {
     fn packet(&mut self, seen: &Seen<'_, '_>, out: &mut Findings) {
         let s = &seen.sent;
-        let Some(uid) = s.principal.uid() else { return };
-        if !self.cfg.scope.applies(s.principal, s.gid, self.people, s.direction, &s.dst) {
-            return;
+        if let Some(uid) = self.counted(s) {
+            out.alerts.extend(self.add(uid, s.ts_us, s.bytes));
         }
-        out.alerts.extend(self.add(uid, s.ts_us, s.bytes));
+    }
+
+    /// Bytes of this hour leave the earlier principal's count for the new one's.
+    fn recredit(&mut self, moved: &Recredit, _owner: Option<&Owner>, out: &mut Findings) {
+        for row in &moved.rows {
+            let to = row.sent();
+            let from = Sent { principal: moved.from, ..to };
+            let hour_us = to.ts_us.div_euclid(HOUR_US) * HOUR_US;
+            if let Some(l) = self.counted(&from).and_then(|uid| self.principals.get_mut(&uid)) {
+                if l.hour_us == hour_us {
+                    l.bytes = l.bytes.saturating_sub(to.bytes);
+                }
+            }
+            if let Some(uid) = self.counted(&to) {
+                out.alerts.extend(self.add(uid, to.ts_us, to.bytes));
+            }
+        }
     }
 
     fn history(&mut self, principal: Principal, hour_us: i64, bytes: u64) {
@@ -205,6 +229,29 @@ mod tests {
     use super::*;
 
     const PEOPLE: Range = Range { lo: 1000, hi: 60000 };
+
+    /// Issue 11: bytes moved from the socket's uid to the login user count in the user's hour.
+    #[test]
+    fn recredited_bytes_count_in_the_new_principals_hour() {
+        let mut d = BaselineDetector::new(&BaselineConfig::default(), PEOPLE);
+        let t = 10 * 24 * HOUR_US + 14 * HOUR_US;
+        d.add(1001, t, 1);
+        d.add(1002, t, 5 << 20);
+        let row = crate::rows::EgressRow {
+            principal: Principal::Uid(1001),
+            gid: None,
+            dst: crate::principal::Dst { addr: [192, 0, 2, 1].into(), port: 22, proto: 6 },
+            minute_us: t,
+            packets: 10,
+            bytes: 5 << 20,
+            first_us: t,
+            last_us: t + 1,
+            direction: Default::default(),
+            dst_name: None,
+        };
+        d.recredit(&Recredit { from: Principal::Uid(1002), rows: vec![row] }, None, &mut Findings::default());
+        assert_eq!((d.principals[&1001].bytes, d.principals[&1002].bytes), ((5 << 20) + 1, 0));
+    }
 
     #[test]
     fn a_slow_leak_under_fixed_thresholds_stands_out_against_the_users_own_hours() {

@@ -13,6 +13,10 @@
 //! snaplen only payload bytes 16-100 were, and a tunnel keeping those constant went unseen.
 //! Echoes cut shorter than their payload are counted (`icmp_echo_cut`).
 //!
+//! A restart keeps the windows: each (principal, peer)'s counts per minute go to the store as
+//! [`IcmpRow`]s and are read back on start ([`Past::Icmp`]); the payload hashes are not (they
+//! are keyed per process), so the first payloads after a restart count as new once.
+//!
 //! Limits: up to 16 bytes per packet can hide in the timestamp area; payload sizes come from
 //! the IP length field minus a basic IP header (options and IPv6 extension headers, rare on
 //! echo, are counted as payload). Memory: at most `max_pairs` peers, idle ones dropped at the
@@ -31,6 +35,7 @@ use crate::alert::Severity;
 use crate::alert::{Alert, AlertKind};
 use crate::decode::{Packet, L4};
 use crate::principal::Principal;
+use crate::rows::{IcmpRow, MINUTE_US};
 use crate::units::counters;
 use crate::units::de::{byte_size, duration, positive, positive_usize};
 use crate::units::{human_bytes, human_duration};
@@ -109,6 +114,36 @@ struct Peer {
     max_payload: usize,
     signature: Option<Signature>,
     last_us: i64,
+    /// This minute's counts, not yet handed over as a row.
+    minute: Minute,
+}
+
+/// Counts of one minute of a (principal, peer), for [`IcmpRow`].
+#[derive(Default, Clone, Copy)]
+struct Minute {
+    minute_us: i64,
+    requests: u32,
+    replies: u32,
+    carried: u64,
+    signed: u32,
+}
+
+impl Minute {
+    fn is_empty(&self) -> bool {
+        self.requests == 0 && self.replies == 0
+    }
+
+    fn row(&self, (principal, peer): (Principal, IpAddr)) -> IcmpRow {
+        IcmpRow {
+            principal,
+            peer,
+            minute_us: self.minute_us,
+            requests: self.requests,
+            replies: self.replies,
+            carried: self.carried,
+            signed: self.signed,
+        }
+    }
 }
 
 pub struct IcmpDetector {
@@ -118,6 +153,8 @@ pub struct IcmpDetector {
     hasher: RandomState,
     peers: FxHashMap<(Principal, IpAddr), Peer>,
     counters: IcmpCounters,
+    /// Minutes closed, not yet handed over.
+    rows: Vec<IcmpRow>,
 }
 
 impl IcmpDetector {
@@ -130,6 +167,7 @@ impl IcmpDetector {
             hasher: RandomState::new(),
             peers: FxHashMap::default(),
             counters: IcmpCounters::default(),
+            rows: Vec::new(),
         }
     }
 
@@ -154,13 +192,12 @@ impl IcmpDetector {
             c.signatures += 1;
         }
         let key = (who, p.dst);
-        if !self.peers.contains_key(&key) && self.peers.len() >= self.cfg.max_pairs {
-            c.pairs_full += 1;
-            return;
-        }
         let content = self.hasher.hash_one((len, payload.get(TIMESTAMP..).unwrap_or(payload)));
         let ts = p.ts_us;
-        let peer = self.peers.entry(key).or_insert_with(|| Peer { min_payload: usize::MAX, ..Peer::default() });
+        let Some(peer) = room(&mut self.peers, self.cfg.max_pairs, key) else {
+            c.pairs_full += 1;
+            return;
+        };
         peer.last_us = peer.last_us.max(ts);
         let new = !peer.recent.contains(&content);
         if new {
@@ -173,6 +210,17 @@ impl IcmpDetector {
         peer.max_payload = peer.max_payload.max(len);
         peer.signature = signature.or(peer.signature);
         let carried = if new { u32::try_from(len).unwrap_or(u32::MAX) } else { 0 };
+        let minute_us = ts.div_euclid(MINUTE_US) * MINUTE_US;
+        if minute_us > peer.minute.minute_us {
+            if !peer.minute.is_empty() {
+                self.rows.push(peer.minute.row(key));
+            }
+            peer.minute = Minute { minute_us, ..Minute::default() };
+        }
+        let m = &mut peer.minute;
+        (m.requests, m.replies) = (m.requests + u32::from(!reply), m.replies + u32::from(reply));
+        m.carried += u64::from(carried);
+        m.signed += u32::from(signature.is_some());
         let sums = peer.tally.add(
             ts,
             self.bucket_us,
@@ -188,6 +236,7 @@ impl IcmpDetector {
                 recent: peer.recent,
                 next: peer.next,
                 last_us: peer.last_us,
+                minute: peer.minute,
                 min_payload: usize::MAX,
                 ..Peer::default()
             };
@@ -242,9 +291,30 @@ impl IcmpDetector {
         self.peers.retain(|_, p| p.last_us >= horizon);
     }
 
+    /// Hands over the rows of minutes before `before_us`, in a stable order (see
+    /// `DnsDetector::take_rows`).
+    fn take_rows(&mut self, before_us: i64) -> Vec<IcmpRow> {
+        for (key, peer) in &mut self.peers {
+            if !peer.minute.is_empty() && peer.minute.minute_us < before_us {
+                self.rows.push(peer.minute.row(*key));
+                peer.minute = Minute { minute_us: peer.minute.minute_us, ..Minute::default() };
+            }
+        }
+        self.rows.sort_unstable_by_key(|r| (r.minute_us, r.principal, r.peer));
+        std::mem::take(&mut self.rows)
+    }
+
     pub fn peers(&self) -> usize {
         self.peers.len()
     }
+}
+
+/// A (principal, peer)'s state, made if there are fewer than `max` peers.
+fn room(peers: &mut FxHashMap<(Principal, IpAddr), Peer>, max: usize, key: (Principal, IpAddr)) -> Option<&mut Peer> {
+    if !peers.contains_key(&key) && peers.len() >= max {
+        return None;
+    }
+    Some(peers.entry(key).or_insert_with(|| Peer { min_payload: usize::MAX, ..Peer::default() }))
 }
 
 /// `[icmp]`: ICMP tunnel detection per (principal, peer) over a sliding window.
@@ -287,26 +357,40 @@ impl Detector for IcmpDetector {
         self.counters = c;
     }
 
-    /// Only an alert before a restart is kept (payload hashes are not stored): its peer's
-    /// episode stays open for a window, so the same tunnel does not alert again.
+    /// The stored minutes rebuild the windows (payload hashes are not stored); an alert before
+    /// a restart keeps its peer's episode open for a window, so the same tunnel does not alert
+    /// again.
     fn resume(&mut self, past: Past<'_>) {
+        let bucket_us = self.bucket_us;
+        if let Past::Icmp(r) = past {
+            let Some(peer) = room(&mut self.peers, self.cfg.max_pairs, (r.principal, r.peer)) else { return };
+            let carried = u32::try_from(r.carried).unwrap_or(u32::MAX);
+            peer.tally.add(r.minute_us, bucket_us, [r.requests, r.replies, carried, r.signed]);
+            peer.carried = peer.carried.saturating_add(r.carried);
+            peer.last_us = peer.last_us.max(r.minute_us);
+            return;
+        }
         let Past::Alert(a) = past else { return };
         let Some(dst) = a.dst.as_deref().and_then(|d| d.parse::<IpAddr>().ok()) else { return };
-        if a.kind != AlertKind::IcmpTunnel || self.peers.len() >= self.cfg.max_pairs {
+        if a.kind != AlertKind::IcmpTunnel {
             return;
         }
         let carried = u32::try_from(a.bytes.max(self.cfg.carried_bytes)).unwrap_or(u32::MAX);
-        let peer =
-            self.peers.entry((a.principal, dst)).or_insert_with(|| Peer { min_payload: usize::MAX, ..Peer::default() });
+        let escalate_at = self.cfg.escalate_bytes;
+        let Some(peer) = room(&mut self.peers, self.cfg.max_pairs, (a.principal, dst)) else { return };
         peer.last_us = peer.last_us.max(a.ts_us);
-        peer.tally.add(a.ts_us, self.bucket_us, [0, 0, carried, 0]);
+        peer.tally.add(a.ts_us, bucket_us, [0, 0, carried, 0]);
         peer.carried = peer.carried.max(a.bytes);
-        peer.episode.update(true, false, peer.carried, self.cfg.escalate_bytes);
+        peer.episode.update(true, false, peer.carried, escalate_at);
     }
 
-    fn tick(&mut self, tick: Tick, _out: &mut Findings) {
-        if let Tick::Minute(minute_us) = tick {
-            self.sweep(minute_us);
+    fn tick(&mut self, tick: Tick, out: &mut Findings) {
+        match tick {
+            Tick::Minute(minute_us) => {
+                out.icmp_rows.append(&mut self.take_rows(minute_us));
+                self.sweep(minute_us);
+            }
+            Tick::Flush(_) => out.icmp_rows.append(&mut self.take_rows(i64::MAX)),
         }
     }
 
@@ -452,6 +536,38 @@ mod tests {
         for seq in 20..40u64 {
             assert!(echo(&mut again, &mut c, seq as i64 * S / 10, false, 8, &noise(seq, 1000)).is_empty());
         }
+    }
+
+    /// Issue 11: 5 KiB of a tunnel before a restart, 5 KiB after, an 8 KiB rule: one alert,
+    /// from the stored minutes. A plain ping across the restart stays quiet.
+    #[test]
+    fn a_tunnel_split_by_a_restart_alerts_once_from_the_stored_minutes() {
+        let mut before = IcmpDetector::new(&IcmpConfig::default());
+        let mut c = IcmpCounters::default();
+        let mut alerts = Vec::new();
+        for seq in 0..5u64 {
+            alerts.extend(echo(&mut before, &mut c, 50 * S + seq as i64 * S, false, 8, &noise(seq, 1024)));
+            alerts.extend(echo(&mut before, &mut c, 50 * S + seq as i64 * S, true, 128, &linux_ping(seq, 56)));
+        }
+        let mut found = Findings::default();
+        before.tick(Tick::Minute(60 * S), &mut found);
+        before.tick(Tick::Flush(60 * S), &mut found);
+        assert!(alerts.is_empty());
+        let rows = std::mem::take(&mut found.icmp_rows);
+        assert_eq!(rows.len(), 1, "one peer, one minute: {} rows", rows.len());
+        assert_eq!((rows[0].requests, rows[0].carried), (10, 5 * 1024 + 56), "the first ping payload is new");
+
+        let mut after = IcmpDetector::new(&IcmpConfig::default());
+        for r in &rows {
+            after.resume(Past::Icmp(r));
+        }
+        for seq in 5..10u64 {
+            alerts.extend(echo(&mut after, &mut c, 70 * S + seq as i64 * S, false, 8, &noise(seq, 1024)));
+            alerts.extend(echo(&mut after, &mut c, 70 * S + seq as i64 * S, true, 128, &linux_ping(seq, 56)));
+        }
+        assert_eq!(alerts.len(), 1, "{alerts:#?}");
+        // 10 before and the third tunnel echo after (5 KiB after the restart alone stays under).
+        assert_eq!(alerts[0].details["requests"], 15, "{:#}", alerts[0].details);
     }
 
     #[test]

@@ -23,7 +23,7 @@ use crate::alert::Alert;
 use crate::decode::Packet;
 use crate::flows::FlowTable;
 use crate::principal::Principal;
-use crate::rows::{DnsRow, EgressRow, Sent};
+use crate::rows::{DnsRow, EgressRow, IcmpRow, Recredit, Sent};
 use crate::source::audit::AuditEvent;
 use crate::source::owner::Owner;
 
@@ -54,6 +54,7 @@ pub enum Tick {
 pub enum Past<'a> {
     Egress(&'a EgressRow),
     Dns(&'a DnsRow),
+    Icmp(&'a IcmpRow),
     Alert(&'a Alert),
 }
 
@@ -62,6 +63,7 @@ pub enum Past<'a> {
 pub struct Findings {
     pub alerts: Vec<Alert>,
     pub dns_rows: Vec<DnsRow>,
+    pub icmp_rows: Vec<IcmpRow>,
 }
 
 /// A detector. Every method but [`counters`](Detector::counters) has a do-nothing default, so
@@ -84,6 +86,13 @@ pub trait Detector: Send {
     /// then is taken as alerted then; nothing is raised from the past.
     fn resume(&mut self, past: Past<'_>) {
         let _ = past;
+    }
+
+    /// Live: bytes already seen for `moved.from` were `moved.rows`' principal's (the owner
+    /// lookup answered after they were counted; `owner` is the flow's process): detectors
+    /// that sum bytes per principal move them.
+    fn recredit(&mut self, moved: &Recredit, owner: Option<&Owner>, out: &mut Findings) {
+        let _ = (moved, owner, out);
     }
 
     /// A principal's bytes in one past hour, for detectors that learn what is usual; the

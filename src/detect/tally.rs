@@ -120,6 +120,26 @@ impl SlidingSum {
     pub fn advance(&mut self, ts_us: i64) -> u64 {
         self.ring.advance(ts_us, self.bucket_us)[0]
     }
+
+    /// Takes back up to `n` added since `first_us` (from the newest bucket back: a packet
+    /// added late counts in the newest) and returns the sum left.
+    pub fn take(&mut self, first_us: i64, mut n: u64) -> u64 {
+        let r = &mut self.ring;
+        if r.head == i64::MIN {
+            return 0;
+        }
+        let oldest = r.head.saturating_sub(59).max(first_us.div_euclid(self.bucket_us));
+        let mut i = r.head;
+        while n > 0 && i >= oldest {
+            let slot = i.rem_euclid(60) as usize;
+            let t = r.ring[slot][0].min(n);
+            r.ring[slot][0] -= t;
+            r.sum[0] = r.sum[0].saturating_sub(t);
+            n -= t;
+            i -= 1;
+        }
+        r.sum[0]
+    }
 }
 
 /// What an episode did with a new reading.

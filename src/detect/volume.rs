@@ -19,8 +19,8 @@ use super::scope::{DirectionScope, Range, Scope, Who};
 use super::tally::SlidingSum;
 use super::{Detector, Findings, Past, Seen};
 use crate::alert::{Alert, AlertKind, Severity};
-use crate::principal::Principal;
-use crate::rows::Sent;
+use crate::principal::{Dst, Principal};
+use crate::rows::{Recredit, Sent};
 use crate::source::owner::Owner;
 use crate::units::counters;
 use crate::units::de::{byte_size, duration};
@@ -135,6 +135,19 @@ impl VolumeDetector {
         }
     }
 
+    /// Takes back bytes counted for `s.principal` since `first_us` from every rule whose scope
+    /// covered them; a rule left under its threshold ends its episode.
+    fn take(&mut self, s: &Sent, first_us: i64) {
+        let Some(state) = self.principals.get_mut(&s.principal) else { return };
+        for (rule, state) in self.rules.iter().zip(state.rules.iter_mut()) {
+            if rule.scope.applies(s.principal, s.gid, self.people, s.direction, &s.dst)
+                && state.sum.take(first_us, s.bytes) < rule.bytes
+            {
+                state.firing = false;
+            }
+        }
+    }
+
     /// Makes room for one more principal in a full table: true if there is room.
     fn make_room(&mut self, c: &mut VolumeCounters) -> bool {
         // Evict the idle half (by last packet), never a principal over a threshold.
@@ -154,23 +167,28 @@ impl VolumeDetector {
 impl Detector for VolumeDetector {
     fn packet(&mut self, seen: &Seen<'_, '_>, out: &mut Findings) {
         let mut c = self.counters;
-        self.observe(&seen.sent, &mut c, |cross| out.alerts.push(alert(cross, seen)));
+        self.observe(&seen.sent, &mut c, |cross| {
+            let dst = seen.flows.top_dst(cross.principal).unwrap_or(seen.sent.dst);
+            out.alerts.push(alert(cross, dst, seen.owner));
+        });
+        self.counters = c;
+    }
+
+    fn recredit(&mut self, moved: &Recredit, owner: Option<&Owner>, out: &mut Findings) {
+        let mut c = self.counters;
+        for row in &moved.rows {
+            let to = row.sent();
+            self.take(&Sent { principal: moved.from, ..to }, row.first_us);
+            self.observe(&to, &mut c, |cross| out.alerts.push(alert(cross, row.dst, owner)));
+        }
         self.counters = c;
     }
 
     fn resume(&mut self, past: Past<'_>) {
         let Past::Egress(row) = past else { return };
-        let sent = Sent {
-            principal: row.principal,
-            gid: row.gid,
-            direction: row.direction,
-            dst: row.dst,
-            ts_us: row.last_us,
-            bytes: row.bytes,
-        };
         let mut c = self.counters;
         // A crossing in the past sets the rule firing: the alert was raised then.
-        self.observe(&sent, &mut c, |_| {});
+        self.observe(&row.sent(), &mut c, |_| {});
         self.counters = c;
     }
 
@@ -179,9 +197,9 @@ impl Detector for VolumeDetector {
     }
 }
 
-/// The alert names where most of the principal's bytes went this minute.
-fn alert(c: Crossing, seen: &Seen<'_, '_>) -> Alert {
-    let dst = seen.flows.top_dst(c.principal).unwrap_or(seen.sent.dst);
+/// The alert names `dst`, where most of the principal's bytes went this minute, and the
+/// flow's process when known.
+fn alert(c: Crossing, dst: Dst, owner: Option<&Owner>) -> Alert {
     let window = human_duration(c.window);
     Alert {
         ts_us: c.ts_us,
@@ -196,13 +214,13 @@ fn alert(c: Crossing, seen: &Seen<'_, '_>) -> Alert {
             human_bytes(c.bytes),
             human_bytes(c.threshold),
             c.rule.as_deref().map_or_else(String::new, |r| format!(", rule {}", crate::escape::printable(r))),
-            seen.owner.map_or_else(String::new, Owner::describe),
+            owner.map_or_else(String::new, Owner::describe),
         ),
         details: json!({
             "window_secs": c.window.as_secs(),
             "threshold_bytes": c.threshold,
             "rule": c.rule,
-            "process": seen.owner.map(Owner::record),
+            "process": owner.map(Owner::record),
         }),
     }
 }
@@ -364,6 +382,35 @@ mod tests {
         }
         assert_eq!(alerts.len(), 1);
         assert_eq!(alerts[0].rule.as_deref(), Some("people-10m"));
+    }
+
+    /// Issue 11: sshd's flow counted for root until the lookup saw the login; the bytes move
+    /// to the user, whose rule alerts then, naming the process; root's window gives them back.
+    #[test]
+    fn recredited_bytes_leave_roots_window_and_alert_for_the_login_user() {
+        let mut d = VolumeDetector::new(&[rule(1000)], PEOPLE);
+        let (root, alice) = (Principal::Uid(0), Principal::Uid(1001));
+        assert_eq!(feed(&mut d, root, &[(0, 900), (S, 300)]).len(), 1, "root crossed before the answer");
+        let s = sent(alice, S, 1200);
+        let row = EgressRow {
+            principal: alice,
+            gid: None,
+            dst: s.dst,
+            minute_us: 0,
+            packets: 2,
+            bytes: 1200,
+            first_us: 0,
+            last_us: S,
+            direction: Direction::Unknown,
+            dst_name: None,
+        };
+        let mut out = Findings::default();
+        d.recredit(&Recredit { from: root, rows: vec![row] }, None, &mut out);
+        assert_eq!(out.alerts.len(), 1);
+        assert_eq!((out.alerts[0].principal, out.alerts[0].bytes), (alice, 1200));
+        assert_eq!(out.alerts[0].dst.as_deref(), Some("203.0.113.1:443/tcp"));
+        // Root's window is empty again: its next 900 bytes are under the threshold.
+        assert!(feed(&mut d, root, &[(2 * S, 900)]).is_empty());
     }
 
     #[test]

@@ -12,6 +12,7 @@ pub mod events;
 pub mod files;
 pub mod health;
 pub mod html;
+mod programs;
 pub mod select;
 pub mod series;
 pub mod stream;
@@ -107,6 +108,8 @@ pub const ALERTS: Layout = Layout {
         // The host that raised it (issue 12): this one's name locally, each's in the fleet
         // store. Last, so CSV columns keep their places.
         titled("observer", "HOST"),
+        // The process behind the flow (live), with its login user: details.process, in short.
+        col("program"),
     ],
 };
 
@@ -132,7 +135,8 @@ pub fn alerts(db: &Db, f: &Filter, names: &mut UserNames, out: &mut dyn Rows) ->
         ],
         |r| {
             let uid = r.opt_int(4)?;
-            let details = r.text(9)?;
+            let details: Value = serde_json::from_str(&r.text(9)?).unwrap_or(Value::Null);
+            let program = programs::of_alert(&details, names);
             out.row(vec![
                 Cell::Time(r.int(1)?),
                 Cell::Text(r.text(2)?),
@@ -144,8 +148,9 @@ pub fn alerts(db: &Db, f: &Filter, names: &mut UserNames, out: &mut dyn Rows) ->
                 r.opt_text(6)?.map_or(Cell::Null, Cell::Escaped),
                 Cell::Bytes(r.int(7)?),
                 Cell::Escaped(r.text(8)?),
-                Cell::Json(serde_json::from_str(&details).unwrap_or(Value::Null)),
+                Cell::Json(details),
                 Cell::Text(r.text(0)?),
+                program,
             ])?;
             Ok(())
         },
@@ -171,6 +176,9 @@ pub const USERS: Layout = Layout {
         col("today"),
         col("baseline"),
         titled("observer", "HOST"),
+        // The programs that sent the most (live only), and each one's bytes and login user.
+        col("program"),
+        hidden("programs"),
     ],
 };
 
@@ -192,16 +200,19 @@ pub fn users(
                  WHERE a.principal = e.principal AND a.observer = e.observer AND a.ts >= $1 AND a.ts < $2),
                 CAST(sum(CASE WHEN e.direction = 2 THEN e.bytes ELSE 0 END) AS BIGINT),
                 CAST(sum(CASE WHEN e.minute >= $5 THEN e.bytes ELSE 0 END) AS BIGINT),
-                CAST(coalesce(max(b.per_day), 0) AS BIGINT), max(e.user_name)
+                CAST(coalesce(max(b.per_day), 0) AS BIGINT), max(e.user_name), {programs}
          FROM {{egress}} e
          LEFT JOIN (SELECT observer, principal, sum(bytes) / $6 AS per_day FROM {{egress}}
                     WHERE minute >= $5 - $6 * 86400000000 AND minute < $5
                     GROUP BY principal, observer) b
            ON b.principal = e.principal AND b.observer = e.observer
+         {by_program}
          WHERE e.minute >= $1 / 60000000 * 60000000 AND e.minute < $2 AND ($3 IS NULL OR e.uid = $3)
            AND ($4 IS NULL OR e.direction = $4) AND ($7 IS NULL OR e.observer = $7)
          GROUP BY e.principal, e.observer ORDER BY sum(e.bytes) DESC, e.observer, e.principal{}",
-        limit(top)
+        limit(top),
+        programs = programs::column(db),
+        by_program = programs::join(db, &["principal_id"], "g.principal_id = e.principal"),
     );
     db.each(
         &sql,
@@ -216,6 +227,7 @@ pub fn users(
         ],
         |r| {
             let uid = r.opt_int(1)?;
+            let [program, programs] = programs::cells(r.opt_text(14)?, names);
             out.row(vec![
                 Cell::opt_int(uid),
                 Cell::opt_text(db.user(names, uid, r.opt_text(13)?)),
@@ -231,6 +243,8 @@ pub fn users(
                 Cell::Bytes(r.int(11)?),
                 Cell::Bytes(r.int(12)?),
                 Cell::Text(r.text(0)?),
+                program,
+                programs,
             ])?;
             Ok(())
         },
@@ -250,26 +264,35 @@ pub const DESTINATIONS: Layout = Layout {
         col("direction"),
         // The name a sender used for the address (DNS answer, TLS server name).
         col("name"),
+        // As in `report users`.
+        col("program"),
+        hidden("programs"),
     ],
 };
 
 /// Egress per destination, most bytes first; `top` keeps the first ones only.
 pub fn destinations(db: &Db, f: &Filter, top: Option<usize>, out: &mut dyn Rows) -> Result<(), ReportError> {
+    let mut names = UserNames::default();
     let sql = format!(
         "SELECT e.dst, e.dport, e.proto, CAST(sum(e.packets) AS BIGINT), CAST(sum(e.bytes) AS BIGINT),
                 count(DISTINCT e.observer || ' ' || e.principal), min(e.first_seen), max(e.last_seen),
-                max(e.direction), max(e.dst_name)
+                max(e.direction), max(e.dst_name), {programs}
          FROM {{egress}} e
+         {by_program}
          WHERE e.minute >= $1 / 60000000 * 60000000 AND e.minute < $2 AND ($3 IS NULL OR e.uid = $3)
            AND ($4 IS NULL OR e.direction = $4) AND ($5 IS NULL OR e.observer = $5)
          GROUP BY e.dst, e.dport, e.proto ORDER BY sum(e.bytes) DESC, e.dst, e.dport, e.proto{}",
-        limit(top)
+        limit(top),
+        programs = programs::column(db),
+        by_program =
+            programs::join(db, &["dst", "dport", "proto"], "g.dst = e.dst AND g.dport = e.dport AND g.proto = e.proto"),
     );
     db.each(&sql, &[f.since().into(), f.until().into(), f.uid().into(), f.direction().into(), observer_param(f)], |r| {
         let addr = r.text(0)?;
         let port = u16::try_from(r.int(1)?).unwrap_or(0);
         let proto = u8::try_from(r.int(2)?).unwrap_or(0);
         let dst = addr.parse().map_or_else(|_| addr.clone(), |a| endpoint(a, port, proto));
+        let [program, programs] = programs::cells(r.opt_text(10)?, &mut names);
         out.row(vec![
             Cell::Text(dst),
             Cell::Text(proto_name(proto)),
@@ -280,6 +303,8 @@ pub fn destinations(db: &Db, f: &Filter, top: Option<usize>, out: &mut dyn Rows)
             Cell::Time(r.int(7)?),
             Cell::Text(Direction::of_code(r.int(8)?).as_str().into()),
             Cell::Text(r.opt_text(9)?.unwrap_or_default()),
+            program,
+            programs,
         ])?;
         Ok(())
     })

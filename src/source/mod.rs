@@ -21,3 +21,10 @@ pub trait FrameSink {
         self.damaged_record();
     }
 }
+
+/// The calling thread's effective capabilities (`CapEff` of `/proc/thread-self/status`), as a
+/// bit set by capability number; `None` when unreadable.
+pub(crate) fn effective_capabilities() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/thread-self/status").ok()?;
+    status.lines().find_map(|l| l.strip_prefix("CapEff:")).and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
+}

@@ -308,16 +308,9 @@ fn ack_result(bytes: &[u8]) -> io::Result<()> {
     }
 }
 
-/// CAP_NET_ADMIN in the effective set, from /proc/self/status.
+/// CAP_NET_ADMIN in the effective set (assumed when unreadable).
 fn has_net_admin() -> bool {
-    let Ok(status) = std::fs::read_to_string("/proc/self/status") else {
-        return true;
-    };
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("CapEff:"))
-        .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
-        .is_none_or(|caps| caps & (1 << CAP_NET_ADMIN) != 0)
+    super::effective_capabilities().is_none_or(|caps| caps & (1 << CAP_NET_ADMIN) != 0)
 }
 
 /// Names the program holding `group`, from `/proc/net/netfilter/nfnetlink_log` (group and

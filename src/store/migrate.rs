@@ -20,6 +20,8 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0006_egress_digests.sql"),
     include_str!("../../migrations/0007_retention.sql"),
     include_str!("../../migrations/0008_ship_cursor.sql"),
+    include_str!("../../migrations/0009_programs.sql"),
+    include_str!("../../migrations/0010_icmp.sql"),
 ];
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 

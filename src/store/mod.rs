@@ -11,7 +11,9 @@ mod blocks;
 mod digest;
 mod files;
 mod health;
+mod icmp;
 mod migrate;
+mod programs;
 pub mod prune;
 pub mod runs;
 mod ship;
@@ -30,7 +32,7 @@ use rustc_hash::FxHashMap;
 use crate::alert::{Alert, AlertKind, Severity};
 use crate::decode::Direction;
 use crate::principal::{Dst, Principal};
-use crate::rows::{DnsRow, EgressRow};
+use crate::rows::{DnsRow, EgressRow, IcmpRow, ProgramRow, Recredit};
 use crate::source::audit::FileRead;
 
 pub use blocks::ActiveBlock;
@@ -325,14 +327,22 @@ impl Store {
             files::write_file_reads(&tx, &b.reads, run_id).map_err(err)?;
             let written = run.is_some_and(Run::unit).then_some(&mut self.written);
             write_egress(&tx, &mut ids, &b.rows, run_id, written).map_err(err)?;
+            programs::write_programs(&tx, &mut ids, &b.programs, run_id).map_err(err)?;
+            icmp::write_icmp(&tx, &mut ids, &b.icmp, run_id).map_err(err)?;
+            // Live only (a replay has no owner lookups), so no replay digest to keep.
+            for m in &b.recredits {
+                write_egress(&tx, &mut ids, &m.rows, run_id, None).map_err(err)?;
+            }
+            programs::take_recredited(&tx, &mut ids, &b.recredits, run_id).map_err(err)?;
             if run.is_some_and(Run::unit) {
                 stage_alerts(&tx, &mut ids, &b.alerts, run_id).map_err(err)?;
             } else {
                 links = insert_alerts(&tx, &mut ids, &b.alerts, run.map(|r| r.id)).map_err(err)?;
-                digest::redigest_late(&tx, run_id, done_before, b.rows.iter().map(|r| r.minute_us)).map_err(err)?;
+                digest::redigest_late(&tx, run_id, done_before, b.minutes()).map_err(err)?;
             }
             if run.is_some() {
-                let minutes = b.rows.iter().map(|r| r.minute_us).chain(b.dns.iter().map(|r| r.minute_us));
+                let minutes =
+                    b.minutes().chain(b.dns.iter().map(|r| r.minute_us)).chain(b.icmp.iter().map(|r| r.minute_us));
                 if let (Some(first), Some(last)) = (minutes.clone().min(), minutes.max()) {
                     tx.prepare_cached(
                         "UPDATE runs SET first_minute = min(ifnull(first_minute, ?2), ?2),
@@ -375,6 +385,9 @@ pub struct Batch {
     pub alerts: Vec<Alert>,
     pub dns: Vec<DnsRow>,
     pub reads: Vec<FileRead>,
+    pub programs: Vec<ProgramRow>,
+    pub recredits: Vec<Recredit>,
+    pub icmp: Vec<IcmpRow>,
     /// Every principal of the rows and alerts above, in the order they were added, with its
     /// gid: the last gid seen wins.
     principals: Vec<(Principal, Option<u32>)>,
@@ -391,6 +404,29 @@ impl Batch {
         self.dns.append(&mut rows);
     }
 
+    pub fn add_programs(&mut self, mut rows: Vec<ProgramRow>) {
+        self.principals.extend(rows.iter().map(|r| (r.principal, None)));
+        self.programs.append(&mut rows);
+    }
+
+    pub fn add_icmp(&mut self, mut rows: Vec<IcmpRow>) {
+        self.principals.extend(rows.iter().map(|r| (r.principal, None)));
+        self.icmp.append(&mut rows);
+    }
+
+    pub fn add_recredits(&mut self, mut moves: Vec<Recredit>) {
+        for m in &moves {
+            self.principals.push((m.from, None));
+            self.principals.extend(m.rows.iter().map(|r| (r.principal, r.gid)));
+        }
+        self.recredits.append(&mut moves);
+    }
+
+    /// The minutes of the egress rows, moved ones included.
+    fn minutes(&self) -> impl Iterator<Item = i64> + Clone + '_ {
+        self.rows.iter().chain(self.recredits.iter().flat_map(|m| &m.rows)).map(|r| r.minute_us)
+    }
+
     pub fn add_alert(&mut self, alert: Alert) {
         self.principals.push((alert.principal, None));
         self.alerts.push(alert);
@@ -401,7 +437,13 @@ impl Batch {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.rows.is_empty() && self.alerts.is_empty() && self.dns.is_empty() && self.reads.is_empty()
+        self.rows.is_empty()
+            && self.alerts.is_empty()
+            && self.dns.is_empty()
+            && self.reads.is_empty()
+            && self.programs.is_empty()
+            && self.recredits.is_empty()
+            && self.icmp.is_empty()
     }
 
     pub fn clear(&mut self) {
@@ -409,6 +451,9 @@ impl Batch {
         self.alerts.clear();
         self.dns.clear();
         self.reads.clear();
+        self.programs.clear();
+        self.recredits.clear();
+        self.icmp.clear();
         self.principals.clear();
     }
 }

@@ -137,6 +137,9 @@ impl Store {
             dns: self.delete_minutes("dns", minute(cutoff(r.dns)))?,
             ..Pruned::default()
         };
+        // The split by program goes with the rows it splits; the ICMP window with egress.
+        self.delete_minutes("egress_programs", minute(cutoff(r.egress)))?;
+        self.delete_minutes("icmp", minute(cutoff(r.egress)))?;
         let path = self.path.clone();
         let err = |e| sql_err(&path, e);
         {

@@ -212,6 +212,8 @@ fn undo(tx: &Transaction<'_>, run_id: i64) -> rusqlite::Result<Undone> {
     if let (Some(first), Some(last)) = (first, last) {
         let range = params![first, last, run_id];
         n.egress = tx.execute("DELETE FROM egress WHERE minute BETWEEN ?1 AND ?2 AND run_id = ?3", range)?;
+        tx.execute("DELETE FROM egress_programs WHERE minute BETWEEN ?1 AND ?2 AND run_id = ?3", range)?;
+        tx.execute("DELETE FROM icmp WHERE minute BETWEEN ?1 AND ?2 AND run_id = ?3", range)?;
         n.dns = tx.execute("DELETE FROM dns WHERE minute BETWEEN ?1 AND ?2 AND run_id = ?3", range)?;
     }
     n.samples = tx.execute("DELETE FROM dns_samples WHERE run_id = ?1", [run_id])?;

@@ -15,8 +15,7 @@ use std::thread::JoinHandle;
 use crate::alert::Alert;
 use crate::health::HealthUpdate;
 use crate::principal::UserNames;
-use crate::rows::DnsRow;
-use crate::rows::EgressRow;
+use crate::rows::{DnsRow, EgressRow, IcmpRow, ProgramRow, Recredit};
 use crate::sink::{self, Dispatcher};
 use crate::store::{Batch, Run, Store, StoreError};
 use crate::trail::sign::Signer;
@@ -35,6 +34,11 @@ pub enum Write {
     Rows(Vec<EgressRow>),
     Alert(Alert),
     DnsRows(Vec<DnsRow>),
+    IcmpRows(Vec<IcmpRow>),
+    /// Egress split by program (live).
+    Programs(Vec<ProgramRow>),
+    /// Bytes moved to the principal the owner lookup found after they were counted.
+    Recredits(Vec<Recredit>),
     /// A read of a sensitive file, stored before the alerts of its batch.
     FileRead(Box<crate::source::audit::FileRead>),
     /// Commit everything before this and answer.
@@ -120,6 +124,8 @@ impl Write {
         match self {
             Write::Rows(r) => r.len(),
             Write::DnsRows(r) => r.len(),
+            Write::Programs(r) => r.len(),
+            Write::IcmpRows(r) => r.len(),
             _ => 0,
         }
     }
@@ -241,6 +247,9 @@ fn drain(
                 Write::Rows(r) => batch.add_rows(r),
                 Write::Alert(a) => batch.add_alert(a),
                 Write::DnsRows(r) => batch.add_dns(r),
+                Write::Programs(r) => batch.add_programs(r),
+                Write::IcmpRows(r) => batch.add_icmp(r),
+                Write::Recredits(m) => batch.add_recredits(m),
                 Write::FileRead(r) => batch.add_read(*r),
                 Write::Sync(ack) => acks.push(ack),
                 Write::Health(h) => health.push(h),

@@ -227,9 +227,25 @@ impl Lab {
 
     /// [`Lab::start_monitor`] with further arguments to `exfilmon run`.
     pub fn start_monitor_with(&self, config: &Path, db: &Path, log: &str, extra: &[&std::ffi::OsStr]) -> Monitor {
+        self.start_monitor_under(&[], config, db, log, extra)
+    }
+
+    /// [`start_monitor_with`](Self::start_monitor_with), started through `wrapper` (a command
+    /// that runs its last arguments: `setpriv ...` to run it as another user with chosen
+    /// capabilities).
+    pub fn start_monitor_under(
+        &self,
+        wrapper: &[&str],
+        config: &Path,
+        db: &Path,
+        log: &str,
+        extra: &[&std::ffi::OsStr],
+    ) -> Monitor {
         let log = self.path(log);
         let child = Command::new("ip")
-            .args(["netns", "exec", &self.inside, EXFILMON, "run", "--config"])
+            .args(["netns", "exec", &self.inside])
+            .args(wrapper)
+            .args([EXFILMON, "run", "--config"])
             .arg(config)
             .arg("--db")
             .arg(db)

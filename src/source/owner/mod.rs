@@ -149,7 +149,8 @@ pub enum Why {
     ProcessGone,
     /// The pid was reused while it was being read.
     PidReused,
-    /// Not permitted to ask the kernel or read the process (needs root or CAP_SYS_PTRACE).
+    /// Not permitted to ask the kernel or read the process, or not found while other users'
+    /// processes could not be read (needs root, or CAP_DAC_READ_SEARCH and CAP_SYS_PTRACE).
     Denied,
     /// Neither TCP nor UDP.
     Unsupported,

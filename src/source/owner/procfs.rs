@@ -80,6 +80,9 @@ pub struct SocketIndex {
     last_hot_cost: Duration,
     last_full: Option<Instant>,
     last_full_cost: Duration,
+    /// The last full scan was refused some process's descriptors (no CAP_DAC_READ_SEARCH or
+    /// CAP_SYS_PTRACE): a socket it did not find may be one of theirs.
+    denied: bool,
     pub stats: IndexStats,
 }
 
@@ -95,6 +98,7 @@ impl SocketIndex {
             last_hot_cost: Duration::ZERO,
             last_full: None,
             last_full_cost: Duration::ZERO,
+            denied: false,
             stats: IndexStats::default(),
         }
     }
@@ -177,13 +181,22 @@ impl SocketIndex {
         let start = Instant::now();
         let mut found = FxHashMap::default();
         self.map.clear();
+        // Without both, other users' processes are unreadable or (ProtectProc=invisible) not
+        // even listed, so a scan that sees no refusal can still be blind to them.
+        const DAC_READ_SEARCH: u64 = 1 << 2;
+        const SYS_PTRACE: u64 = 1 << 19;
+        let needed = DAC_READ_SEARCH | SYS_PTRACE;
+        self.denied = self.root == Path::new("/proc")
+            && crate::source::effective_capabilities().is_some_and(|caps| caps & needed != needed);
         if let Ok(dir) = fs::read_dir(&self.root) {
             for entry in dir.flatten() {
                 let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
                     continue;
                 };
                 // A process that exits mid-scan, or a kernel thread: nothing to index.
-                let _ = self.scan_pid(pid, wanted, &mut found, usize::MAX, false);
+                if let Err(e) = self.scan_pid(pid, wanted, &mut found, usize::MAX, false) {
+                    self.denied |= e.kind() == io::ErrorKind::PermissionDenied;
+                }
             }
         }
         wanted.retain(|i| !found.contains_key(i));
@@ -195,6 +208,11 @@ impl SocketIndex {
         self.stats.last_full_scan_us = cost.as_micros() as u64;
         self.stats.size = self.map.len() as u64;
         found
+    }
+
+    /// Whether the last full scan was refused some process's descriptors.
+    pub fn denied(&self) -> bool {
+        self.denied
     }
 
     /// Indexes the socket descriptors of one process (at most `limit` descriptors read);
@@ -219,6 +237,7 @@ impl SocketIndex {
                 continue;
             };
             let target = nix::fcntl::readlinkat(&dir_fd, name.as_os_str());
+            self.denied |= matches!(target, Err(nix::errno::Errno::EACCES | nix::errno::Errno::EPERM));
             let Some(inode) = target.ok().as_deref().and_then(|t| t.to_str()).and_then(parse_socket_link) else {
                 continue;
             };
@@ -270,6 +289,11 @@ pub fn parse_start_time(stat: &str) -> Option<u64> {
     let rest = &stat[stat.rfind(')')? + 1..];
     // After the name: field 3 (state) is the first; field 22 is the twentieth.
     rest.split_ascii_whitespace().nth(19)?.parse().ok()
+}
+
+/// Field 4 (the parent's pid) of `/proc/PID/stat`.
+pub fn parse_parent(stat: &str) -> Option<u32> {
+    stat[stat.rfind(')')? + 1..].split_ascii_whitespace().nth(1)?.parse().ok()
 }
 
 /// The cgroup path of a process from `/proc/PID/cgroup`: the unified (v2) hierarchy's line
@@ -347,6 +371,16 @@ impl From<io::Error> for ProcError {
 pub fn start_time(root: &Path, pid: u32) -> Result<u64, ProcError> {
     let stat = fs::read_to_string(root.join(pid.to_string()).join("stat"))?;
     parse_start_time(&stat).ok_or(ProcError::Garbled)
+}
+
+/// `/proc/PID/loginuid` alone (`None`: unset or unreadable).
+pub fn login_uid(root: &Path, pid: u32) -> Option<u32> {
+    parse_loginuid(&fs::read_to_string(root.join(pid.to_string()).join("loginuid")).ok()?)
+}
+
+/// The parent's pid, from `/proc/PID/stat` (`None`: gone or unreadable).
+pub fn parent(root: &Path, pid: u32) -> Option<u32> {
+    parse_parent(&fs::read_to_string(root.join(pid.to_string()).join("stat")).ok()?)
 }
 
 /// Reads a process. The caller checks afterwards that it is still the process it meant

@@ -282,12 +282,22 @@ impl<D: Diag> Worker<D> {
                     // Just created or just passed on: one more try after the next scan.
                     self.retry_at(job, next_scan, out);
                 } else {
-                    finish(out, &job, Lookup::Unknown(Why::NoProcess));
+                    // Not found where we could look: say so rather than "no process".
+                    let why = if self.index.denied() { Why::Denied } else { Why::NoProcess };
+                    finish(out, &job, Lookup::Unknown(why));
                 }
                 continue;
             };
             match self.describe(holder, info, &mut starts) {
                 Ok(owner) => {
+                    // A holder without a login uid may be sshd's pre-auth child, which exits
+                    // at the login while its parent (the session's monitor) keeps the socket:
+                    // the parent's table is rescanned with the recent owners', not only at the
+                    // next full scan (up to 10 s away on a busy host, after a quick pull ended).
+                    let parent = owner.login_uid.is_none().then(|| procfs::parent(self.index.root(), owner.pid));
+                    if let Some(parent) = parent.flatten().filter(|&p| p > 1) {
+                        self.index.note_owner(parent);
+                    }
                     self.index.note_owner(owner.pid);
                     finish(out, &job, Lookup::Found(owner));
                 }
@@ -363,7 +373,11 @@ impl<D: Diag> Worker<D> {
             return Err(Why::ProcessGone);
         }
         let now = Instant::now();
-        if let Some(owner) = self.procs.get(holder.pid, start, info.uid, now) {
+        // A process without a login uid may be sshd just before pam_loginuid sets it: its
+        // cached answer holds only while the uid is still unset (one small read), so the
+        // session is seen as the user's at once, not a cache age later.
+        let cached = self.procs.get(holder.pid, start, info.uid, now);
+        if let Some(owner) = cached.filter(|o| o.login_uid.is_some() || procfs::login_uid(&root, o.pid).is_none()) {
             self.stats.process_cache_hits += 1;
             return Ok(owner);
         }
@@ -490,6 +504,50 @@ mod tests {
         assert!(matches!(&out[..], [Done { lookup: Lookup::Found(o), .. }] if o.pid == 300), "{out:?}");
         assert_eq!(w.stats.pid_scans, 1, "found in the hot pid's table");
         assert_eq!(w.stats.process_cache_hits, 1);
+    }
+
+    /// sshd's session: the login uid appears after the first lookup; the process cache must
+    /// not hide it for its age (that took about a second, and an scp pull on veth is over by then).
+    #[test]
+    fn a_login_uid_set_after_a_lookup_is_seen_at_once() {
+        let proc = tempfile::tempdir().unwrap();
+        process(proc.path(), 300, 777, "4294967295", &[(4, 5555), (5, 5556)]);
+        let mut w = worker(
+            &[(key(1), sock(state::ESTABLISHED, 0, 5555)), (key(2), sock(state::ESTABLISHED, 0, 5556))],
+            proc.path(),
+        );
+        let out = run(&mut w, &[key(1)]);
+        assert!(matches!(&out[..], [Done { lookup: Lookup::Found(o), .. }] if o.login_uid.is_none()), "{out:?}");
+        std::fs::write(proc.path().join("300").join("loginuid"), "1001").unwrap();
+        let out = run(&mut w, &[key(2)]);
+        assert!(matches!(&out[..], [Done { lookup: Lookup::Found(o), .. }] if o.login_uid == Some(1001)), "{out:?}");
+        assert_eq!(w.stats.process_cache_hits, 0);
+    }
+
+    /// sshd: the pre-auth child (no login uid) is named first; at the login it exits and its
+    /// parent, which holds the same socket and now has the login uid, is found by the rescan
+    /// of recent owners, without waiting for another full scan.
+    #[test]
+    fn a_holder_that_exits_is_followed_to_its_parent_without_a_full_scan() {
+        let proc = tempfile::tempdir().unwrap();
+        process(proc.path(), 200, 100, "4294967295", &[]);
+        process(proc.path(), 300, 200, "4294967295", &[(4, 7777)]);
+        // The child's stat names its parent (field 4) and its start time (field 22).
+        let fields: Vec<&str> = (4..=52).map(|i| if i == 4 || i == 22 { "200" } else { "0" }).collect();
+        fs::write(proc.path().join("300/stat"), format!("300 (sshd) S {}", fields.join(" "))).unwrap();
+        let mut w = worker(&[(key(1), sock(state::ESTABLISHED, 0, 7777))], proc.path());
+        let out = run(&mut w, &[key(1)]);
+        assert!(matches!(&out[..], [Done { lookup: Lookup::Found(o), .. }] if o.pid == 300), "{out:?}");
+        // The login: the child exits, the parent (holding the socket all along) has the uid.
+        std::os::unix::fs::symlink("socket:[7777]", proc.path().join("200/fd/5")).unwrap();
+        fs::write(proc.path().join("200/loginuid"), "1001").unwrap();
+        fs::remove_dir_all(proc.path().join("300")).unwrap();
+        let out = run(&mut w, &[key(1)]);
+        assert!(
+            matches!(&out[..], [Done { lookup: Lookup::Found(o), .. }] if o.pid == 200 && o.login_uid == Some(1001)),
+            "{out:?}"
+        );
+        assert_eq!(w.stats.full_scans, 1, "found among the recent owners");
     }
 
     #[test]
