@@ -18,7 +18,9 @@
 # datagrams: the ruleset logs echo whole (snaplen 1500), so each record is about 16 times the
 # size of a UDP one (issue 16's larger snaplens).
 #
-# Usage (root): [KIND=udp|icmp] [PAYLOAD=N] [CONSUMERS="exfilmon tcpdump"] [TRIES=3] benches/live.sh [SECS] [RATE...]
+# CONFIG_APPEND adds to exfilmon's configuration (e.g. $'[response]\ndns_queue = true').
+#
+# Usage (root): [KIND=udp|icmp] [PAYLOAD=N] [CONFIG_APPEND=TOML] [CONSUMERS="exfilmon tcpdump"] [TRIES=3] benches/live.sh [SECS] [RATE...]
 #   defaults: 10 s per trial, rates 2000 5000 10000 20000 50000 100000 150000 200000 300000
 # Needs: nftables, tcpdump, ulogd2, ulogd2-sqlite3, sqlite3, gcc, iproute2.
 #
@@ -86,6 +88,8 @@ EOF
 
 IN=(ip netns exec "$NS_IN")
 printf '[nflog]\nrcvbuf = "%dKiB"\n' "$RCVBUF_KIB" >"$TMP/exfilmon.toml"
+# CONFIG_APPEND: more of exfilmon's configuration, e.g. a [response] section.
+[ -z "${CONFIG_APPEND:-}" ] || printf '%s\n' "$CONFIG_APPEND" >>"$TMP/exfilmon.toml"
 cat >"$TMP/ulogd.conf" <<EOF
 [global]
 logfile="$TMP/ulogd.log"
