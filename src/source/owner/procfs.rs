@@ -36,7 +36,7 @@ const MAX_HOT_INTERVAL: Duration = Duration::from_millis(50);
 /// Rescans of recent owners are spaced at least this many times their own duration apart.
 const HOT_SPACING: u32 = 2;
 /// Shortest interval between two full scans.
-const MIN_SCAN_INTERVAL: Duration = Duration::from_millis(10);
+pub(super) const MIN_SCAN_INTERVAL: Duration = Duration::from_millis(10);
 /// Full scans are spaced at least this many times their own duration apart (at most 10 s).
 const SCAN_SPACING: u32 = 5;
 const MAX_SCAN_INTERVAL: Duration = Duration::from_secs(10);
