@@ -83,8 +83,10 @@ impl FlowMemory {
             slot.last_us = slot.last_us.max(ts_us);
             return false;
         }
-        let oldest = set.iter_mut().min_by_key(|s| if s.live_at(ts_us) { s.last_us } else { i64::MIN });
-        let slot = oldest.expect("a set has slots");
+        // The slot to take: an idle one, else the one idle longest.
+        let age = |s: &Slot| if s.live_at(ts_us) { s.last_us } else { i64::MIN };
+        let oldest = (1..WAYS).fold(0, |best, i| if age(&set[i]) < age(&set[best]) { i } else { best });
+        let slot = &mut set[oldest];
         let evicted = slot.live_at(ts_us);
         *slot = Slot { tag: at.tag, uid, last_us: ts_us };
         evicted

@@ -18,6 +18,7 @@
 //! Cost: reading the run's rows back once, through the primary key, where the writer could
 //! not digest them (see BENCHMARKS.md).
 
+use std::collections::btree_map::Entry;
 use std::collections::BTreeMap;
 
 use rusqlite::types::ValueRef;
@@ -26,7 +27,7 @@ use rusqlite::{params, Transaction};
 use super::trail::{self, DigestRow};
 use super::{sql_err, Run, RunMode, Store, StoreError};
 use crate::rows::MINUTE_US;
-use crate::trail::EgressDigest;
+use crate::trail::{EgressDigest, Link};
 
 /// Minutes the live monitor waits after a minute ends before digesting it: flows are handed
 /// over every second, so later rows only come from a writer far behind.
@@ -56,13 +57,19 @@ impl Written {
     /// bytes, first_seen, last_seen); `merged`: it has the key of the row before it, so the
     /// table holds their sum.
     pub fn row(&mut self, minute: i64, merged: bool, values: &[ValueRef<'_>; 9]) {
-        if self.current != Some(minute) {
-            self.current = Some(minute);
-            // A minute an earlier batch wrote too: its rows may have merged with these.
-            let first_time = !self.minutes.contains_key(&minute);
-            self.minutes.insert(minute, first_time.then(EgressDigest::default));
-        }
-        let slot = self.minutes.get_mut(&minute).expect("inserted above");
+        let new_here = self.current != Some(minute);
+        self.current = Some(minute);
+        let slot = match self.minutes.entry(minute) {
+            Entry::Vacant(v) => v.insert(Some(EgressDigest::default())),
+            Entry::Occupied(o) => {
+                let slot = o.into_mut();
+                // A minute an earlier batch wrote too: its rows may have merged with these.
+                if new_here {
+                    *slot = None;
+                }
+                slot
+            }
+        };
         if merged {
             *slot = None;
         }
@@ -77,11 +84,7 @@ impl Written {
         let mut at = trail::head(tx)?;
         for (minute, made) in self.minutes {
             match made {
-                Some(d) => {
-                    let (rows, packets, bytes) = (d.rows, d.packets, d.bytes);
-                    let row = DigestRow { run_id, minute, rows, packets, bytes, digest: d.finish() };
-                    trail::insert_digest(tx, &mut at, &row)?;
-                }
+                Some(d) => chain(tx, &mut at, run_id, minute, d)?,
                 None => {
                     digest_minutes(tx, run_id, minute, minute)?;
                     at = trail::head(tx)?;
@@ -118,11 +121,15 @@ pub(super) fn digest_minutes(tx: &Transaction<'_>, run_id: i64, first: i64, last
     let mut at = trail::head(tx)?;
     let n = done.len();
     for (minute, d) in done {
-        let (rows, packets, bytes) = (d.rows, d.packets, d.bytes);
-        let row = DigestRow { run_id, minute, rows, packets, bytes, digest: d.finish() };
-        trail::insert_digest(tx, &mut at, &row)?;
+        chain(tx, &mut at, run_id, minute, d)?;
     }
     Ok(n)
+}
+
+/// Chains one minute's digest into the trail after `at`.
+fn chain(tx: &Transaction<'_>, at: &mut Link, run_id: i64, minute: i64, d: EgressDigest) -> rusqlite::Result<()> {
+    let (rows, packets, bytes) = (d.rows, d.packets, d.bytes);
+    trail::insert_digest(tx, at, &DigestRow { run_id, minute, rows, packets, bytes, digest: d.finish() })
 }
 
 /// The minutes `run_id` has rows in, from its row (`None` before its first row).
