@@ -234,7 +234,7 @@ CREATE TABLE icmp (
 
 -- Capture files already replayed, by content hash, so a second replay does not count twice.
 CREATE TABLE captures (
-    sha256      TEXT PRIMARY KEY,
+    digest      TEXT PRIMARY KEY,           -- 'blake3:<hex>' ('sha256:<hex>' before version 11)
     path        TEXT    NOT NULL,
     size        INTEGER NOT NULL,
     run_id      INTEGER NOT NULL REFERENCES runs (id),
@@ -306,4 +306,4 @@ CREATE TABLE ship_cursor (
     last_error  TEXT                        -- why the last round failed (NULL: it did not)
 );
 
-PRAGMA user_version = 10;
+PRAGMA user_version = 11;

@@ -134,6 +134,25 @@ fn second_replay_is_skipped_unless_forced() {
     assert_eq!(query_i64(&db, "SELECT sum(packets) FROM egress"), 18);
 }
 
+/// Captures replayed before schema version 11 are known by their SHA-256 only (migration 11
+/// prefixes it): the same content again, from the file or a pipe, is still recognised.
+#[test]
+fn captures_known_by_sha256_are_still_recognised() {
+    let (_dir, db) = temp_db();
+    assert!(replay(&db, &["raw.pcap"], &[]).status.success());
+    assert_eq!(query_i64(&db, "SELECT count(*) FROM captures WHERE digest LIKE 'blake3:%'"), 1);
+    let sha = std::process::Command::new("sha256sum").arg(fixture("raw.pcap")).output().unwrap();
+    let sha = String::from_utf8_lossy(&sha.stdout).split_whitespace().next().unwrap().to_owned();
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    conn.execute("UPDATE captures SET digest = ?1", [format!("sha256:{sha}")]).unwrap();
+    drop(conn);
+    let o = replay(&db, &["raw.pcap"], &[]);
+    assert!(o.status.success() && stderr(&o).contains("already replayed"), "{}", stderr(&o));
+    let o = replay_through_bash(&db, &format!("<(cat {})", fixture("raw.pcap").display()));
+    assert!(o.status.success() && stderr(&o).contains("already replayed"), "{}", stderr(&o));
+    assert_eq!(query_i64(&db, "SELECT sum(packets) FROM egress"), 9);
+}
+
 #[test]
 fn summary_line_counts_everything() {
     let (_dir, db) = temp_db();

@@ -55,14 +55,71 @@ struct Capture {
     /// Hashed before the replay only when a capture of the same size makes a duplicate
     /// possible (and the file can be read twice); otherwise while it is replayed, so the file
     /// is read once.
+    identity: Option<Identity>,
+    /// Also hashed with SHA-256: the database knows captures it might equal by that alone.
+    sha256: bool,
+}
+
+/// A capture's content identity as stored in `captures.digest`: `blake3:<hex>`; and
+/// `sha256:<hex>` when it was also taken, to match captures replayed before schema version 11.
+#[derive(Debug, Clone, PartialEq)]
+struct Identity {
+    blake3: String,
     sha256: Option<String>,
+}
+
+impl Identity {
+    fn digests(&self) -> Vec<&str> {
+        std::iter::once(self.blake3.as_str()).chain(self.sha256.as_deref()).collect()
+    }
+}
+
+/// A capture's identity as it is read: known before, or taken from the bytes as they pass.
+enum Hashing {
+    Known(Identity),
+    Taking(Hashers),
+}
+
+impl Hashing {
+    fn identity(self) -> Identity {
+        match self {
+            Hashing::Known(identity) => identity,
+            Hashing::Taking(hashers) => hashers.identity(),
+        }
+    }
+}
+
+/// The hashes a capture's bytes go through.
+struct Hashers {
+    blake3: blake3::Hasher,
+    sha256: Option<Sha256>,
+}
+
+impl Hashers {
+    fn new(sha256: bool) -> Hashers {
+        Hashers { blake3: blake3::Hasher::new(), sha256: sha256.then(Sha256::new) }
+    }
+
+    fn update(&mut self, bytes: &[u8]) {
+        self.blake3.update(bytes);
+        if let Some(h) = &mut self.sha256 {
+            h.update(bytes);
+        }
+    }
+
+    fn identity(self) -> Identity {
+        Identity {
+            blake3: format!("blake3:{}", self.blake3.finalize().to_hex()),
+            sha256: self.sha256.map(|h| format!("sha256:{}", hex::encode(h.finalize()))),
+        }
+    }
 }
 
 /// A capture as replayed: what its reader saw, its content hash and the bytes read.
 struct Replayed<'a> {
     capture: &'a Capture,
     stats: ReadStats,
-    sha256: String,
+    identity: Identity,
     bytes: u64,
 }
 
@@ -106,31 +163,34 @@ pub fn run(args: &ReplayArgs) -> Result<()> {
     let mut todo: Vec<Capture> = Vec::new();
     for mut c in found {
         if !c.seekable {
+            c.sha256 = !args.force && store.sha256_captures()?;
             todo.push(c);
             continue;
         }
         let twin = sizes.iter().filter(|&&s| s == c.size).count() > 1;
-        if !twin && (args.force || !store.capture_size_seen(c.size)?) {
+        let seen = if args.force { None } else { store.capture_size_seen(c.size)? };
+        c.sha256 = seen == Some(true);
+        if !twin && seen.is_none() {
             todo.push(c);
             continue;
         }
-        let sha256 = match hash_file(&c.path) {
+        let identity = match hash_file(&c.path, c.sha256) {
             Ok(h) => h,
             Err(e) => {
                 failures.push(e);
                 continue;
             }
         };
-        match store.capture_seen(&sha256)? {
+        match store.capture_seen(&identity.digests())? {
             Some((earlier, when)) if !args.force => skipping(&c.path, &db, &earlier, when),
-            _ if todo.iter().any(|t| t.sha256.as_deref() == Some(&sha256)) => {
+            _ if todo.iter().any(|t| t.identity.as_ref().is_some_and(|i| i.blake3 == identity.blake3)) => {
                 eprintln!(
                     "exfilmon: skipping {}: same content as an earlier file in this replay",
                     message(&c.path.to_string_lossy())
                 )
             }
             _ => {
-                c.sha256 = Some(sha256);
+                c.identity = Some(identity);
                 todo.push(c);
             }
         }
@@ -176,7 +236,8 @@ pub fn run(args: &ReplayArgs) -> Result<()> {
             .iter()
             .zip(&paths)
             .map(|(r, path)| CaptureRecord {
-                sha256: &r.sha256,
+                digest: &r.identity.blake3,
+                sha256: r.identity.sha256.as_deref(),
                 path,
                 size: r.bytes,
                 records: r.stats.records,
@@ -326,7 +387,7 @@ fn replay_all<'a>(
         let result = replay(capture, &mut merged, &mut |n| bar.set_position(done_bytes + n), stop);
         done_bytes += capture.size;
         match result {
-            Ok((stats, sha256, bytes)) => replayed.push(Replayed { capture, stats, sha256, bytes }),
+            Ok((stats, identity, bytes)) => replayed.push(Replayed { capture, stats, identity, bytes }),
             Err(e) => failures.push(anyhow::Error::new(e)),
         }
     }
@@ -342,7 +403,7 @@ fn identify(path: &Path) -> Result<Capture> {
         anyhow::bail!("{} is a directory, not a capture file", path.display());
     }
     File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
-    Ok(Capture { path: path.to_owned(), size: meta.len(), seekable: meta.is_file(), sha256: None })
+    Ok(Capture { path: path.to_owned(), size: meta.len(), seekable: meta.is_file(), identity: None, sha256: false })
 }
 
 /// Every event of a saved audit log, in file order, and what its follower counted.
@@ -354,11 +415,11 @@ fn read_audit_log(reader: &mut Reader, path: &Path, events: &mut Vec<AuditEvent>
     Ok(log.stats)
 }
 
-fn hash_file(path: &Path) -> Result<String> {
+fn hash_file(path: &Path, sha256: bool) -> Result<Identity> {
     let file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
-    let mut input = Input::new(file, true, None);
+    let mut input = Input::new(file, Hashing::Taking(Hashers::new(sha256)), None);
     std::io::copy(&mut input, &mut std::io::sink()).with_context(|| format!("cannot read {}", path.display()))?;
-    Ok(input.sha256().unwrap_or_default())
+    Ok(input.hashing.identity())
 }
 
 /// Replays one capture; returns what the reader saw, the content hash (computed on the way
@@ -369,34 +430,33 @@ fn replay(
     sink: &mut dyn FrameSink,
     progress: &mut dyn FnMut(u64),
     stop: &AtomicBool,
-) -> Result<(ReadStats, String, u64), CaptureError> {
+) -> Result<(ReadStats, Identity, u64), CaptureError> {
     let file = File::open(&c.path).map_err(|source| CaptureError::Open { path: c.path.clone(), source })?;
-    let mut input = Input::new(file, c.sha256.is_none(), Some(stop));
+    let hashing = match &c.identity {
+        Some(known) => Hashing::Known(known.clone()),
+        None => Hashing::Taking(Hashers::new(c.sha256)),
+    };
+    let mut input = Input::new(file, hashing, Some(stop));
     let stats = pcap::read(&c.path, &mut input, sink, progress)?;
     // Reading stops at a damaged record; the identity still covers the whole file.
     std::io::copy(&mut input, &mut std::io::sink())
         .map_err(|e| CaptureError::Read { path: c.path.clone(), message: e.to_string() })?;
     let bytes = input.bytes;
-    let sha256 = c.sha256.clone().or_else(|| input.sha256()).unwrap_or_default();
-    Ok((stats, sha256, bytes))
+    Ok((stats, input.hashing.identity(), bytes))
 }
 
 /// A capture as it is read: hashed [`HASH_CHUNK`] bytes at a time when asked, bytes counted
 /// (a pipe has no size before), and cut short by a signal.
 struct Input<'a, R> {
     inner: R,
-    hasher: Option<Sha256>,
+    hashing: Hashing,
     bytes: u64,
     stop: Option<&'a AtomicBool>,
 }
 
 impl<'a, R: Read> Input<'a, R> {
-    fn new(inner: R, hash: bool, stop: Option<&'a AtomicBool>) -> Self {
-        Input { inner, hasher: hash.then(Sha256::new), bytes: 0, stop }
-    }
-
-    fn sha256(self) -> Option<String> {
-        self.hasher.map(hex)
+    fn new(inner: R, hashing: Hashing, stop: Option<&'a AtomicBool>) -> Self {
+        Input { inner, hashing, bytes: 0, stop }
     }
 }
 
@@ -407,16 +467,12 @@ impl<R: Read> Read for Input<'_, R> {
         }
         let n = buf.len().min(HASH_CHUNK);
         let n = self.inner.read(&mut buf[..n])?;
-        if let Some(h) = &mut self.hasher {
+        if let Hashing::Taking(h) = &mut self.hashing {
             h.update(&buf[..n]);
         }
         self.bytes += n as u64;
         Ok(n)
     }
-}
-
-fn hex(hasher: Sha256) -> String {
-    hasher.finalize().iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]
@@ -442,12 +498,12 @@ mod tests {
             let size = std::fs::metadata(&path).unwrap().len();
             let (mut once, mut twice) = (Count(0), Count(0));
             let stop = AtomicBool::new(false);
-            let c = Capture { path: path.clone(), size, seekable: true, sha256: None };
+            let c = Capture { path: path.clone(), size, seekable: true, identity: None, sha256: true };
             let (_, streamed, bytes) = replay(&c, &mut once, &mut |_| {}, &stop).unwrap();
             assert_eq!(bytes, size, "{name}");
-            let before = hash_file(&path).unwrap();
+            let before = hash_file(&path, true).unwrap();
             assert_eq!(streamed, before, "{name}");
-            let c = Capture { sha256: Some(before.clone()), ..c };
+            let c = Capture { identity: Some(before.clone()), ..c };
             assert_eq!(replay(&c, &mut twice, &mut |_| {}, &stop).unwrap().1, before, "{name}");
             assert_eq!(once.0, twice.0, "{name}");
         }
@@ -461,9 +517,15 @@ mod tests {
         data.extend((0..4 * HASH_CHUNK).map(|i| i as u8));
         let file = tempfile::NamedTempFile::new().unwrap();
         std::fs::write(file.path(), &data).unwrap();
-        let c = Capture { path: file.path().to_owned(), size: data.len() as u64, seekable: true, sha256: None };
+        let c = Capture {
+            path: file.path().to_owned(),
+            size: data.len() as u64,
+            seekable: true,
+            identity: None,
+            sha256: false,
+        };
         let (stats, streamed, _) = replay(&c, &mut Count(0), &mut |_| {}, &AtomicBool::new(false)).unwrap();
         assert_eq!(stats.damaged, 1);
-        assert_eq!(streamed, hash_file(file.path()).unwrap());
+        assert_eq!(streamed, hash_file(file.path(), false).unwrap());
     }
 }

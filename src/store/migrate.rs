@@ -22,6 +22,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0008_ship_cursor.sql"),
     include_str!("../../migrations/0009_programs.sql"),
     include_str!("../../migrations/0010_icmp.sql"),
+    include_str!("../../migrations/0011_capture_digest.sql"),
 ];
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 

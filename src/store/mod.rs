@@ -357,21 +357,31 @@ impl Store {
         Ok(links)
     }
 
-    /// When and from where a capture with this content hash was replayed before.
-    pub fn capture_seen(&self, sha256: &str) -> Result<Option<(String, i64)>, StoreError> {
+    /// When and from where a capture with one of these digests (`blake3:<hex>`, `sha256:<hex>`)
+    /// was replayed before.
+    pub fn capture_seen(&self, digests: &[&str]) -> Result<Option<(String, i64)>, StoreError> {
+        runs::capture_seen(&self.conn, digests.iter().copied()).map_err(|e| self.err(e))
+    }
+
+    /// Whether a capture of exactly this many bytes was replayed before (only then can a new
+    /// file have the same content, so only then must it be hashed before it is replayed), and
+    /// if so whether one of them is known by its SHA-256 only (replayed before version 11).
+    pub fn capture_size_seen(&self, size: u64) -> Result<Option<bool>, StoreError> {
         self.conn
-            .query_row("SELECT path, replayed_at FROM captures WHERE sha256 = ?1", [sha256], |r| {
-                Ok((r.get(0)?, r.get(1)?))
-            })
+            .query_row(
+                "SELECT max(digest LIKE 'sha256:%') FROM captures WHERE size = ?1 HAVING count(*) > 0",
+                [size as i64],
+                |r| r.get(0),
+            )
             .optional()
             .map_err(|e| self.err(e))
     }
 
-    /// Whether a capture of exactly this many bytes was replayed before: only then can a new
-    /// file have the same content, so only then must it be hashed before it is replayed.
-    pub fn capture_size_seen(&self, size: u64) -> Result<bool, StoreError> {
+    /// Whether any capture is known by its SHA-256 only: a pipe's size is unknown before it is
+    /// read, so it must then be hashed both ways.
+    pub fn sha256_captures(&self) -> Result<bool, StoreError> {
         self.conn
-            .query_row("SELECT 1 FROM captures WHERE size = ?1 LIMIT 1", [size as i64], |_| Ok(()))
+            .query_row("SELECT 1 FROM captures WHERE digest LIKE 'sha256:%' LIMIT 1", [], |_| Ok(()))
             .optional()
             .map(|found| found.is_some())
             .map_err(|e| self.err(e))

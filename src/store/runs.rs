@@ -39,7 +39,7 @@ use std::fs::File;
 use std::os::fd::AsFd;
 use std::path::Path;
 
-use rusqlite::{params, OptionalExtension, Transaction, TransactionBehavior};
+use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBehavior};
 use serde_json::json;
 
 use super::{digest, sql_err, trail, Store, StoreError};
@@ -87,7 +87,10 @@ impl Run {
 
 /// A capture file a replay read, recorded when the replay commits.
 pub struct CaptureRecord<'a> {
-    pub sha256: &'a str,
+    /// `blake3:<hex>`.
+    pub digest: &'a str,
+    /// `sha256:<hex>`, when it was taken to match captures recorded by it.
+    pub sha256: Option<&'a str>,
     pub path: &'a str,
     /// Bytes read (a pipe has no size until it is read).
     pub size: u64,
@@ -298,10 +301,10 @@ impl Store {
         let committed = if duplicates.is_empty() {
             for c in end.captures {
                 tx.execute(
-                    "INSERT OR REPLACE INTO captures (sha256, path, size, run_id, records, damaged, replayed_at)
+                    "INSERT OR REPLACE INTO captures (digest, path, size, run_id, records, damaged, replayed_at)
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
                     params![
-                        c.sha256,
+                        c.digest,
                         c.path,
                         c.size as i64,
                         run.id,
@@ -479,15 +482,26 @@ impl Store {
 fn duplicates(tx: &Transaction<'_>, captures: &[CaptureRecord<'_>]) -> rusqlite::Result<Vec<Duplicate>> {
     let mut out = Vec::new();
     for (i, c) in captures.iter().enumerate() {
-        let earlier = tx
-            .prepare_cached("SELECT path, replayed_at FROM captures WHERE sha256 = ?1")?
-            .query_row([c.sha256], |r| Ok((r.get(0)?, r.get(1)?)))
-            .optional()?;
-        if earlier.is_some() || captures[..i].iter().any(|e| e.sha256 == c.sha256) {
+        let earlier = capture_seen(tx, std::iter::once(c.digest).chain(c.sha256))?;
+        if earlier.is_some() || captures[..i].iter().any(|e| e.digest == c.digest) {
             out.push(Duplicate { index: i, path: c.path.to_owned(), earlier });
         }
     }
     Ok(out)
+}
+
+/// Where and when (wall clock) a capture of one of these digests was replayed before.
+pub(super) fn capture_seen<'a>(
+    conn: &Connection,
+    digests: impl IntoIterator<Item = &'a str>,
+) -> rusqlite::Result<Option<(String, i64)>> {
+    let mut find = conn.prepare_cached("SELECT path, replayed_at FROM captures WHERE digest = ?1")?;
+    for digest in digests {
+        if let Some(seen) = find.query_row([digest], |r| Ok((r.get(0)?, r.get(1)?))).optional()? {
+            return Ok(Some(seen));
+        }
+    }
+    Ok(None)
 }
 
 /// Moves run `run_id`'s pending alerts into the trail, in the order they were raised;
