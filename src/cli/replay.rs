@@ -77,7 +77,7 @@ impl Identity {
 /// A capture's identity as it is read: known before, or taken from the bytes as they pass.
 enum Hashing {
     Known(Identity),
-    Taking(Hashers),
+    Taking(Box<Hashers>),
 }
 
 impl Hashing {
@@ -417,7 +417,7 @@ fn read_audit_log(reader: &mut Reader, path: &Path, events: &mut Vec<AuditEvent>
 
 fn hash_file(path: &Path, sha256: bool) -> Result<Identity> {
     let file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
-    let mut input = Input::new(file, Hashing::Taking(Hashers::new(sha256)), None);
+    let mut input = Input::new(file, Hashing::Taking(Box::new(Hashers::new(sha256))), None);
     std::io::copy(&mut input, &mut std::io::sink()).with_context(|| format!("cannot read {}", path.display()))?;
     Ok(input.hashing.identity())
 }
@@ -434,7 +434,7 @@ fn replay(
     let file = File::open(&c.path).map_err(|source| CaptureError::Open { path: c.path.clone(), source })?;
     let hashing = match &c.identity {
         Some(known) => Hashing::Known(known.clone()),
-        None => Hashing::Taking(Hashers::new(c.sha256)),
+        None => Hashing::Taking(Box::new(Hashers::new(c.sha256))),
     };
     let mut input = Input::new(file, hashing, Some(stop));
     let stats = pcap::read(&c.path, &mut input, sink, progress)?;
