@@ -229,6 +229,14 @@ impl Attribution {
         }
     }
 
+    /// Has the memory the packet's flow lives in fetched into the CPU's cache (replay only:
+    /// live, the flows are few and the packets come one at a time).
+    pub fn prefetch(&self, p: &Packet<'_>) {
+        if self.lookups.is_none() && p.sport != 0 && matches!(p.proto, PROTO_TCP | PROTO_UDP) {
+            self.memory.prefetch(self.memory.place(&(p.proto, p.src, p.sport, p.dst, p.dport)));
+        }
+    }
+
     /// A replay's flow memory: a uid-stamped packet is its uid's, a uid-less one its flow's.
     fn replayed(&mut self, key: &Key, p: &Packet<'_>) -> Principal {
         let at = self.memory.place(key);

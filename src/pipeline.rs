@@ -32,6 +32,12 @@ use crate::source::FrameSink;
 /// Rows are handed to the output in batches of about this many.
 const ROW_BATCH: usize = 4096;
 
+/// Frames of one [`FrameSink::frames`] call decoded ahead at most (more are taken one by one).
+const MAX_BATCH: usize = 32;
+/// How many packets ahead a flow's memory is fetched: enough to hide a miss to DRAM, few
+/// enough that the fetches in flight do not queue behind each other.
+const LEAD: usize = 8;
+
 /// One registered detector: when the configuration wants it, how to build it, and whether
 /// a running one can carry on under a new configuration (a reload keeps its state then).
 struct Entry {
@@ -362,6 +368,13 @@ impl<O: Output> Pipeline<O> {
         self.out
     }
 
+    fn decoded(&mut self, d: &Result<decode::Packet<'_>, DecodeError>) {
+        match d {
+            Ok(p) => self.packet(p),
+            Err(e) => *self.stats.skipped.entry(e.name()).or_default() += 1,
+        }
+    }
+
     fn tick(&mut self, tick: Tick) {
         for (_, d) in &mut self.detectors {
             d.tick(tick, &mut self.found);
@@ -482,6 +495,15 @@ impl<O: Output> FrameSink for Merge<'_, O> {
         self.pipeline.frame(frame);
     }
 
+    fn frames(&mut self, frames: &[Frame<'_>]) {
+        let last = frames.iter().map(|f| f.ts_us).max().unwrap_or(i64::MIN);
+        if self.events.peek().is_some_and(|e| e.ts_us() <= last) {
+            frames.iter().for_each(|f| self.frame(*f));
+        } else {
+            self.pipeline.frames(frames);
+        }
+    }
+
     fn damaged_record(&mut self) {
         self.pipeline.damaged_record();
     }
@@ -493,9 +515,30 @@ impl<O: Output> FrameSink for Merge<'_, O> {
 
 impl<O: Output> FrameSink for Pipeline<O> {
     fn frame(&mut self, frame: Frame<'_>) {
-        match decode::decode(&frame) {
-            Ok(p) => self.packet(&p),
-            Err(e) => *self.stats.skipped.entry(e.name()).or_default() += 1,
+        self.decoded(&decode::decode(&frame));
+    }
+
+    /// Decodes the frames first, then has the memory of each packet's flow fetched while the
+    /// [`LEAD`] packets before it are processed: on a flow-heavy capture that memory is rarely
+    /// in the CPU's cache, and waiting for it cost a replay a tenth of its time.
+    fn frames(&mut self, frames: &[Frame<'_>]) {
+        let (now, later) = frames.split_at(frames.len().min(MAX_BATCH));
+        let mut decoded = [const { Err(DecodeError::Truncated) }; MAX_BATCH];
+        for (slot, f) in decoded.iter_mut().zip(now) {
+            *slot = decode::decode(f);
+        }
+        let decoded = &decoded[..now.len()];
+        for p in decoded.iter().take(LEAD).flatten() {
+            self.attribution.prefetch(p);
+        }
+        for (i, d) in decoded.iter().enumerate() {
+            if let Some(Ok(ahead)) = decoded.get(i + LEAD) {
+                self.attribution.prefetch(ahead);
+            }
+            self.decoded(d);
+        }
+        for f in later {
+            self.frame(*f);
         }
     }
 
@@ -506,5 +549,64 @@ impl<O: Output> FrameSink for Pipeline<O> {
     fn unusable_record(&mut self, reason: &'static str) {
         self.damaged_record();
         *self.stats.damaged_reasons.entry(reason).or_default() += 1;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::decode::LinkType;
+
+    #[derive(Default)]
+    struct Kept {
+        rows: Vec<EgressRow>,
+        alerts: Vec<(i64, String)>,
+    }
+
+    impl Output for Kept {
+        fn rows(&mut self, rows: Vec<EgressRow>) {
+            self.rows.extend(rows);
+        }
+        fn alert(&mut self, alert: &Alert) {
+            self.alerts.push((alert.ts_us, alert.summary.clone()));
+        }
+    }
+
+    /// A capture's frames, owned.
+    #[derive(Default)]
+    struct Owned(Vec<(i64, LinkType, Vec<u8>)>);
+
+    impl FrameSink for Owned {
+        fn frame(&mut self, f: Frame<'_>) {
+            self.0.push((f.ts_us, f.link, f.data.to_vec()));
+        }
+        fn damaged_record(&mut self) {}
+    }
+
+    /// Frames handed over in batches (with prefetches, longer than a batch, with frames that
+    /// do not decode) count exactly as the same frames one by one.
+    #[test]
+    fn frames_in_batches_count_as_one_by_one() {
+        for name in ["nflog-sample.pcap", "nflog-synth.pcap", "many-hosts.pcap", "truncated.pcap"] {
+            let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("pcaps").join(name);
+            let mut owned = Owned::default();
+            crate::source::pcap::read_file(&path, &mut owned, &mut |_| {}).unwrap();
+            let frames: Vec<Frame<'_>> =
+                owned.0.iter().map(|(ts_us, link, data)| Frame { ts_us: *ts_us, link: *link, data }).collect();
+            let config = Config::default();
+            let mut one = Pipeline::new(&config, Kept::default());
+            frames.iter().for_each(|f| one.frame(*f));
+            let mut batched = Pipeline::new(&config, Kept::default());
+            frames.chunks(MAX_BATCH + 13).for_each(|c| batched.frames(c));
+            let (mut one, mut batched) = (one.into_output(), batched.into_output());
+            assert!(!one.rows.is_empty(), "{name}");
+            for kept in [&mut one, &mut batched] {
+                kept.rows.sort_by_key(|r| (r.minute_us, r.principal, r.dst, r.first_us));
+            }
+            assert_eq!(one.rows, batched.rows, "{name}");
+            assert_eq!(one.alerts, batched.alerts, "{name}");
+        }
     }
 }

@@ -11,6 +11,13 @@ use crate::decode::Frame;
 /// Where a source delivers what it reads.
 pub trait FrameSink {
     fn frame(&mut self, frame: Frame<'_>);
+    /// Consecutive frames, in order: the same as one [`frame`](Self::frame) call each, which
+    /// is what sinks that cannot use the lead do.
+    fn frames(&mut self, frames: &[Frame<'_>]) {
+        for f in frames {
+            self.frame(*f);
+        }
+    }
     /// A record the source could not frame at all (damaged capture record).
     fn damaged_record(&mut self);
     /// A whole record the source cannot deliver, for `reason` (a counter name): a pcapng

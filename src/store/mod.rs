@@ -25,7 +25,7 @@ use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use rusqlite::types::ValueRef;
+use rusqlite::types::{ToSqlOutput, ValueRef};
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Transaction, TransactionBehavior};
 use rustc_hash::FxHashMap;
 
@@ -479,14 +479,8 @@ fn write_egress(
     if rows.is_empty() {
         return Ok(());
     }
-    let mut upsert = tx.prepare_cached(
-        "INSERT INTO egress (principal_id, minute, proto, dst, dport, packets, bytes, first_seen, last_seen, run_id,
-           direction, dst_name)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
-         ON CONFLICT DO UPDATE SET packets = packets + excluded.packets, bytes = bytes + excluded.bytes,
-           first_seen = min(first_seen, excluded.first_seen), last_seen = max(last_seen, excluded.last_seen),
-           direction = max(direction, excluded.direction), dst_name = coalesce(excluded.dst_name, dst_name)",
-    )?;
+    let mut one = tx.prepare_cached(&egress_upsert(1))?;
+    let mut many = tx.prepare_cached(&egress_upsert(ROWS_PER_INSERT))?;
     // A batch is written in chunks of at most SORT_CHUNK rows, so the sort keys of a flood's
     // batch stay small (a minute split across chunks is digested by reading it back).
     let mut written = written;
@@ -526,26 +520,58 @@ fn write_egress(
                 );
             }
         }
-        for key in &keyed {
-            let row = &rows[key.row as usize];
-            let dst = std::str::from_utf8(key.dst()).unwrap_or_default();
-            upsert.execute(params![
-                key.pid,
-                row.minute_us,
-                row.dst.proto,
-                dst,
-                row.dst.port,
-                row.packets as i64,
-                row.bytes as i64,
-                row.first_us,
-                row.last_us,
-                run_id,
-                row.direction.code(),
-                row.dst_name.as_deref()
-            ])?;
+        // Many rows to a statement: one cursor for them all, so SQLite finds each row's place
+        // from the one before (they come in key order) instead of from the root.
+        let mut groups = keyed.chunks_exact(ROWS_PER_INSERT);
+        for group in &mut groups {
+            let mut values = Vec::with_capacity(ROWS_PER_INSERT * EGRESS_COLUMNS);
+            for key in group {
+                values.extend(egress_values(key, &rows[key.row as usize], run_id));
+            }
+            many.execute(rusqlite::params_from_iter(values))?;
+        }
+        for key in groups.remainder() {
+            one.execute(rusqlite::params_from_iter(egress_values(key, &rows[key.row as usize], run_id)))?;
         }
     }
     Ok(())
+}
+
+/// Egress rows inserted by one statement.
+const ROWS_PER_INSERT: usize = 64;
+const EGRESS_COLUMNS: usize = 12;
+
+/// The statement that adds `n` egress rows (or to the stored rows of their keys).
+fn egress_upsert(n: usize) -> String {
+    let row = format!("({})", ["?"; EGRESS_COLUMNS].join(", "));
+    format!(
+        "INSERT INTO egress (principal_id, minute, proto, dst, dport, packets, bytes, first_seen, last_seen, run_id,
+           direction, dst_name)
+         VALUES {}
+         ON CONFLICT DO UPDATE SET packets = packets + excluded.packets, bytes = bytes + excluded.bytes,
+           first_seen = min(first_seen, excluded.first_seen), last_seen = max(last_seen, excluded.last_seen),
+           direction = max(direction, excluded.direction), dst_name = coalesce(excluded.dst_name, dst_name)",
+        vec![row; n].join(", ")
+    )
+}
+
+/// One egress row's values, in [`egress_upsert`]'s column order.
+fn egress_values<'a>(key: &'a RowOrder, row: &'a EgressRow, run_id: i64) -> [ToSqlOutput<'a>; EGRESS_COLUMNS] {
+    [
+        ValueRef::Integer(key.pid),
+        ValueRef::Integer(row.minute_us),
+        ValueRef::Integer(i64::from(row.dst.proto)),
+        ValueRef::Text(key.dst()),
+        ValueRef::Integer(i64::from(row.dst.port)),
+        ValueRef::Integer(row.packets as i64),
+        ValueRef::Integer(row.bytes as i64),
+        ValueRef::Integer(row.first_us),
+        ValueRef::Integer(row.last_us),
+        ValueRef::Integer(run_id),
+        ValueRef::Integer(row.direction.code()),
+        row.dst_name.as_deref().map_or(ValueRef::Null, |n| ValueRef::Text(n.as_bytes())),
+    ]
+    .map(ToSqlOutput::Borrowed)
 }
 
 /// Egress rows sorted and written at a time (4 MiB of [`RowOrder`]).
