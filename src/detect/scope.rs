@@ -170,8 +170,13 @@ impl Scope {
 
     /// Whether a packet of `who` (with the socket's `gid`) to `dst` counts under this scope.
     /// `people`: the uids of login users.
-    #[inline]
     pub fn applies(&self, who: Principal, gid: Option<u32>, people: Range, direction: Direction, dst: &Dst) -> bool {
+        self.admits(who, gid, people) && self.covers(direction, dst)
+    }
+
+    /// The part of [`applies`](Self::applies) that depends only on the sender: the same for all
+    /// of a principal's packets with one gid, so callers may keep it.
+    pub fn admits(&self, who: Principal, gid: Option<u32>, people: Range) -> bool {
         let ids = |list: &[Account], uid: u32| list.contains(&Account::Id(uid));
         let class = match who {
             Principal::Uid(u) if people.contains(u) => Who::People,
@@ -188,9 +193,11 @@ impl Scope {
                     || self.uids.iter().any(|r| r.contains(u))
                     || self.members.iter().any(|(g, m)| gid == Some(*g) || m.contains(&u))
             });
-        if !named || uid.is_some_and(|u| ids(&self.exclude_users, u)) {
-            return false;
-        }
+        named && !uid.is_some_and(|u| ids(&self.exclude_users, u))
+    }
+
+    /// The part of [`applies`](Self::applies) that depends on the packet.
+    pub fn covers(&self, direction: Direction, dst: &Dst) -> bool {
         let direction_ok = match self.direction {
             DirectionScope::Any => true,
             DirectionScope::Initiated => direction != Direction::Served,

@@ -46,6 +46,8 @@ pub const MAX_PRINCIPALS: usize = 16_384;
 struct RuleState {
     sum: SlidingSum,
     firing: bool,
+    /// Whether the rule's scope admits the principal, for the socket gid it was asked with.
+    admits: Option<(Option<u32>, bool)>,
 }
 
 struct State {
@@ -109,12 +111,23 @@ impl VolumeDetector {
             c.principals += 1;
             State {
                 last_us: ts_us,
-                rules: rules.iter().map(|r| RuleState { sum: SlidingSum::new(r.window), firing: false }).collect(),
+                rules: rules
+                    .iter()
+                    .map(|r| RuleState { sum: SlidingSum::new(r.window), firing: false, admits: None })
+                    .collect(),
             }
         });
         state.last_us = state.last_us.max(ts_us);
         for (rule, state) in rules.iter().zip(state.rules.iter_mut()) {
-            if !rule.scope.applies(principal, s.gid, self.people, s.direction, &s.dst) {
+            let admits = match state.admits {
+                Some((gid, admits)) if gid == s.gid => admits,
+                _ => {
+                    let admits = rule.scope.admits(principal, s.gid, self.people);
+                    state.admits = Some((s.gid, admits));
+                    admits
+                }
+            };
+            if !admits || !rule.scope.covers(s.direction, &s.dst) {
                 continue;
             }
             let sum = state.sum.add(ts_us, bytes);

@@ -21,6 +21,7 @@ pub mod trail;
 pub mod writer;
 
 use std::fs::{DirBuilder, OpenOptions};
+use std::net::{IpAddr, Ipv4Addr};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -596,10 +597,15 @@ struct RowOrder {
 impl RowOrder {
     fn of(pid: i64, row: &EgressRow, i: u32) -> RowOrder {
         let mut dst = [0u8; 40];
-        let mut rest = &mut dst[..];
-        let _ = std::io::Write::write_fmt(&mut rest, format_args!("{}", row.dst.addr));
-        let len = (40 - rest.len()) as u8;
-        RowOrder { minute: row.minute_us, pid, proto: row.dst.proto, dst, port: row.dst.port, len, row: i }
+        let len = match row.dst.addr {
+            IpAddr::V4(v4) => ipv4_text(v4, &mut dst),
+            IpAddr::V6(v6) => {
+                let mut rest = &mut dst[..];
+                let _ = std::io::Write::write_fmt(&mut rest, format_args!("{v6}"));
+                40 - rest.len()
+            }
+        };
+        RowOrder { minute: row.minute_us, pid, proto: row.dst.proto, dst, port: row.dst.port, len: len as u8, row: i }
     }
 
     fn dst(&self) -> &[u8] {
@@ -611,6 +617,29 @@ impl RowOrder {
         (self.minute, self.pid, self.proto, self.dst, self.port)
             == (other.minute, other.pid, other.proto, other.dst, other.port)
     }
+}
+
+/// Writes `a` as `Ipv4Addr`'s `Display` does (`10.0.0.1`) at the start of `out`; returns the
+/// length. Formatting through `fmt` was a tenth of the writer's time on a flow-heavy replay.
+fn ipv4_text(a: Ipv4Addr, out: &mut [u8; 40]) -> usize {
+    let mut n = 0;
+    for (i, octet) in a.octets().into_iter().enumerate() {
+        if i > 0 {
+            out[n] = b'.';
+            n += 1;
+        }
+        if octet >= 100 {
+            out[n] = b'0' + octet / 100;
+            n += 1;
+        }
+        if octet >= 10 {
+            out[n] = b'0' + octet / 10 % 10;
+            n += 1;
+        }
+        out[n] = b'0' + octet % 10;
+        n += 1;
+    }
+    n
 }
 
 /// DNS aggregates and their sample names; rows for the same (minute, principal, domain) and
@@ -798,4 +827,24 @@ fn sql_err(path: &Path, e: rusqlite::Error) -> StoreError {
         }
     }
     StoreError::Sql { path: path.to_owned(), source: e }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ipv4_text_is_what_display_writes() {
+        let mut out = [0u8; 40];
+        for a in [0u32, 1, 9, 10, 99, 100, 255, 0x0a00_0001, 0xc0a8_0a64, 0x7f00_0001, u32::MAX, 0x0102_0304] {
+            let a = Ipv4Addr::from(a);
+            let n = ipv4_text(a, &mut out);
+            assert_eq!(std::str::from_utf8(&out[..n]).unwrap(), a.to_string());
+        }
+        for i in 0..=255u8 {
+            let a = Ipv4Addr::new(i, i.wrapping_mul(7), 255 - i, i / 3);
+            let n = ipv4_text(a, &mut out);
+            assert_eq!(std::str::from_utf8(&out[..n]).unwrap(), a.to_string());
+        }
+    }
 }
