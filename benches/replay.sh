@@ -4,6 +4,8 @@
 #   benches/replay.sh                 # 1,000,000 packets, 3 runs each (best run counts)
 #   PACKETS=200000 RUNS=1 benches/replay.sh
 #   MEMORY=0 benches/replay.sh         # skip the memory runs
+#   BASELINE=/tmp/exfilmon-52c3bcd benches/replay.sh   # also an older exfilmon build, runs
+#                                      # alternating with this one (this machine's speed drifts)
 #
 # A benchmark, not a test: it prints figures and exits 0 unless something failed to run.
 # Every tool is pinned to one core (taskset -c $CORE), exfilmon with its writer thread, and
@@ -119,9 +121,25 @@ echo "capture: $mixed, $PACKETS packets, $(($(stat -c %s "$mixed") / 1048576)) M
 cat "$mixed" >/dev/null
 
 prepare=fresh_db
-read -r exf_s exf_rss < <(measure "$RUNS" "$exfilmon" replay "$mixed" --db "$work/bench.db")
-check_packets "$PACKETS"
-summary=$(cat "$work/out")
+BASELINE=${BASELINE:-}
+if [[ -n $BASELINE ]]; then
+    # One run of each in turn, so a drift of the machine's speed reaches both alike.
+    exf_s="" base_s="" exf_rss=0 base_rss=0
+    for ((run = 0; run < RUNS; run++)); do
+        read -r s rss < <(measure 1 "$exfilmon" replay "$mixed" --db "$work/bench.db")
+        check_packets "$PACKETS"
+        summary=$(cat "$work/out")
+        if [[ -z $exf_s ]] || awk -v s="$s" -v b="$exf_s" 'BEGIN { exit !(s < b) }'; then exf_s=$s; fi
+        ((rss > exf_rss)) && exf_rss=$rss
+        read -r s rss < <(measure 1 "$BASELINE" replay "$mixed" --db "$work/bench.db")
+        if [[ -z $base_s ]] || awk -v s="$s" -v b="$base_s" 'BEGIN { exit !(s < b) }'; then base_s=$s; fi
+        ((rss > base_rss)) && base_rss=$rss
+    done
+else
+    read -r exf_s exf_rss < <(measure "$RUNS" "$exfilmon" replay "$mixed" --db "$work/bench.db")
+    check_packets "$PACKETS"
+    summary=$(cat "$work/out")
+fi
 exf_pps=$(awk -v n="$PACKETS" -v s="$exf_s" 'BEGIN { print n / s }')
 prepare=:
 read -r tcpdump_s tcpdump_rss < <(measure "$RUNS" tcpdump -r "$mixed" -w /dev/null)
@@ -130,6 +148,7 @@ read -r tshark_s tshark_rss < <(measure "$TSHARK_RUNS" tshark -n -r "$mixed")
 echo
 header
 row "exfilmon replay (fresh db)" "$exf_s" "$exf_rss" "$exf_pps"
+[[ -n $BASELINE ]] && row "$(basename "$BASELINE") replay (fresh db)" "$base_s" "$base_rss" "$exf_pps"
 row "tcpdump -r FILE -w /dev/null" "$tcpdump_s" "$tcpdump_rss" "$exf_pps"
 row "tshark -n -r FILE" "$tshark_s" "$tshark_rss" "$exf_pps"
 echo "exfilmon said: $summary"
