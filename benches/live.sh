@@ -16,11 +16,13 @@
 #
 # KIND=icmp sends ICMP echo requests of PAYLOAD bytes (default 1000) instead of 64-byte UDP
 # datagrams: the ruleset logs echo whole (snaplen 1500), so each record is about 16 times the
-# size of a UDP one (issue 16's larger snaplens).
+# size of a UDP one (issue 16's larger snaplens). KIND=dns-answer sends the other way: UDP from
+# port 53 of the peer into the monitored namespace, PAYLOAD bytes (default 512), which the
+# ruleset's input chain logs whole as DNS answers (a silent socket there takes them).
 #
 # CONFIG_APPEND adds to exfilmon's configuration (e.g. $'[response]\ndns_queue = true').
 #
-# Usage (root): [KIND=udp|icmp] [PAYLOAD=N] [CONFIG_APPEND=TOML] [CONSUMERS="exfilmon tcpdump"] [TRIES=3] benches/live.sh [SECS] [RATE...]
+# Usage (root): [KIND=udp|icmp|dns-answer] [PAYLOAD=N] [CONFIG_APPEND=TOML] [CONSUMERS="exfilmon tcpdump"] [TRIES=3] benches/live.sh [SECS] [RATE...]
 #   defaults: 10 s per trial, rates 2000 5000 10000 20000 50000 100000 150000 200000 300000
 # Needs: nftables, tcpdump, ulogd2, ulogd2-sqlite3, sqlite3, gcc, iproute2.
 #
@@ -46,15 +48,18 @@ KIND="${KIND:-udp}"
 case "$KIND" in
 udp) TARGET=9 PAYLOAD="${PAYLOAD:-64}" ;;
 icmp) TARGET=icmp PAYLOAD="${PAYLOAD:-1000}" ;;
-*) echo "KIND is udp or icmp" >&2; exit 2 ;;
+dns-answer) TARGET=40053 PAYLOAD="${PAYLOAD:-512}" ;;
+*) echo "KIND is udp, icmp or dns-answer" >&2; exit 2 ;;
 esac
 TMP=""
 CONSUMER_PID=""
+SILENT_PID=""
 
 log() { printf '[live.sh] %s\n' "$*" >&2; }
 
 cleanup() {
 	[ -n "$CONSUMER_PID" ] && kill "$CONSUMER_PID" 2>/dev/null && wait "$CONSUMER_PID" 2>/dev/null
+	[ -n "$SILENT_PID" ] && kill "$SILENT_PID" 2>/dev/null
 	ip netns del "$NS_IN" 2>/dev/null || true
 	ip netns del "$NS_OUT" 2>/dev/null || true
 	[ -n "$TMP" ] && rm -rf "$TMP"
@@ -87,6 +92,19 @@ ip netns exec "$NS_OUT" nft -f - <<-EOF
 EOF
 
 IN=(ip netns exec "$NS_IN")
+# Who sends where: from the monitored namespace to the peer, or (DNS answers) the other way.
+SEND=("${IN[@]}" "$TMP/udpflood" "$PEER" "$TARGET")
+SOURCE_PORT=()
+if [ "$KIND" = dns-answer ]; then
+	SEND=(ip netns exec "$NS_OUT" "$TMP/udpflood" "${PEER%.1}.2" "$TARGET")
+	SOURCE_PORT=(53)
+	# A socket that never reads: the answers end in its full queue, with no ICMP back.
+	"${IN[@]}" python3 -c 'import socket, time
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("0.0.0.0", 40053))
+time.sleep(1e6)' &
+	SILENT_PID=$!
+fi
 printf '[nflog]\nrcvbuf = "%dKiB"\n' "$RCVBUF_KIB" >"$TMP/exfilmon.toml"
 # CONFIG_APPEND: more of exfilmon's configuration, e.g. a [response] section.
 [ -z "${CONFIG_APPEND:-}" ] || printf '%s\n' "$CONFIG_APPEND" >>"$TMP/exfilmon.toml"
@@ -186,7 +204,7 @@ for consumer in "${CONSUMERS[@]}"; do
 		for try in $(seq 1 "$TRIES"); do
 			"${IN[@]}" "$BIN" nft --apply --config "$TMP/exfilmon.toml" 2>/dev/null
 			start_consumer "$consumer"
-			out="$("${IN[@]}" "$TMP/udpflood" "$PEER" "$TARGET" "$rate" "$SECS" "$PAYLOAD")"
+			out="$("${SEND[@]}" "$rate" "$SECS" "$PAYLOAD" "${SOURCE_PORT[@]}")"
 			sent_rate="$(awk '{print $8}' <<<"$out")"
 			sleep 2 # the kernel flushes partial batches after the queue timeout
 			n_logged="$(logged)"

@@ -33,7 +33,7 @@ static uint16_t checksum(const unsigned char *p, size_t len) {
 
 int main(int argc, char **argv) {
 	if (argc < 5) {
-		fprintf(stderr, "usage: %s ADDR PORT RATE SECS [PAYLOAD_BYTES]\n", argv[0]);
+		fprintf(stderr, "usage: %s ADDR PORT RATE SECS [PAYLOAD_BYTES [SOURCE_PORT]]\n", argv[0]);
 		return 2;
 	}
 	int icmp = strcmp(argv[2], "icmp") == 0;
@@ -62,6 +62,14 @@ int main(int argc, char **argv) {
 	if (fd < 0) {
 		perror("socket");
 		return 1;
+	}
+	/* A source port (53: datagrams that look like DNS answers to the receiver's ruleset). */
+	if (!icmp && argc > 6) {
+		struct sockaddr_in src = {.sin_family = AF_INET, .sin_port = htons(atoi(argv[6]))};
+		if (bind(fd, (struct sockaddr *)&src, sizeof src) < 0) {
+			perror("bind");
+			return 1;
+		}
 	}
 	unsigned long sent = 0, failed = 0;
 	double start = now(), end = start + secs;
