@@ -64,6 +64,8 @@ pub const EGRESS_DOMAIN: &[u8] = b"exfilmon egress v1\0";
 #[derive(Clone)]
 pub struct EgressDigest {
     hasher: Sha256,
+    /// A row's encoding, hashed in one piece (a hash update per value cost a replay 4 %).
+    row: Vec<u8>,
     pub rows: i64,
     pub packets: i64,
     pub bytes: i64,
@@ -73,7 +75,7 @@ impl Default for EgressDigest {
     fn default() -> Self {
         let mut hasher = Sha256::new();
         hasher.update(EGRESS_DOMAIN);
-        EgressDigest { hasher, rows: 0, packets: 0, bytes: 0 }
+        EgressDigest { hasher, row: Vec::with_capacity(128), rows: 0, packets: 0, bytes: 0 }
     }
 }
 
@@ -81,9 +83,11 @@ impl EgressDigest {
     /// One row: uid, host, proto, dst, dport, packets, bytes, first_seen, last_seen, as
     /// SQLite holds them.
     pub fn add(&mut self, values: &[ValueRef<'_>; 9]) {
+        self.row.clear();
         for v in values {
-            encode(&mut self.hasher, *v);
+            encode(&mut self.row, *v);
         }
+        self.hasher.update(&self.row);
         let int = |v: ValueRef<'_>| if let ValueRef::Integer(n) = v { n } else { 0 };
         self.rows += 1;
         self.packets = self.packets.saturating_add(int(values[5]));
@@ -98,36 +102,40 @@ impl EgressDigest {
 
 /// The hash of a row whose previous row hashed to `prev`.
 pub fn link_hash(prev: &[u8; 32], table: &str, values: &[ValueRef<'_>]) -> [u8; 32] {
+    let mut encoded = Vec::with_capacity(256);
+    encode(&mut encoded, ValueRef::Text(table.as_bytes()));
+    for v in values {
+        encode(&mut encoded, *v);
+    }
     let mut h = Sha256::new();
     h.update(DOMAIN);
     h.update(prev);
-    encode(&mut h, ValueRef::Text(table.as_bytes()));
-    for v in values {
-        encode(&mut h, *v);
-    }
+    h.update(&encoded);
     h.finalize().into()
 }
 
-fn encode(h: &mut Sha256, v: ValueRef<'_>) {
+/// A value as hashed: a type byte, then an integer's or real's 8 bytes big-endian, or a text's or
+/// blob's length (8 bytes) and bytes.
+fn encode(out: &mut Vec<u8>, v: ValueRef<'_>) {
     match v {
-        ValueRef::Null => h.update([0]),
+        ValueRef::Null => out.push(0),
         ValueRef::Integer(n) => {
-            h.update([1]);
-            h.update(n.to_be_bytes());
+            out.push(1);
+            out.extend_from_slice(&n.to_be_bytes());
         }
         ValueRef::Real(f) => {
-            h.update([2]);
-            h.update(f.to_bits().to_be_bytes());
+            out.push(2);
+            out.extend_from_slice(&f.to_bits().to_be_bytes());
         }
         ValueRef::Text(t) => {
-            h.update([3]);
-            h.update((t.len() as u64).to_be_bytes());
-            h.update(t);
+            out.push(3);
+            out.extend_from_slice(&(t.len() as u64).to_be_bytes());
+            out.extend_from_slice(t);
         }
         ValueRef::Blob(b) => {
-            h.update([4]);
-            h.update((b.len() as u64).to_be_bytes());
-            h.update(b);
+            out.push(4);
+            out.extend_from_slice(&(b.len() as u64).to_be_bytes());
+            out.extend_from_slice(b);
         }
     }
 }
@@ -375,10 +383,16 @@ mod tests {
         let mut d = EgressDigest::default();
         let mut manual = Sha256::new();
         manual.update(b"exfilmon egress v1\0");
+        let int = |n: i64| [&[1][..], &n.to_be_bytes()].concat();
         for i in 0..1000 {
             d.add(&row(i));
-            for v in row(i) {
-                encode(&mut manual, v);
+            manual.update(int(1000));
+            manual.update([0]);
+            manual.update(int(6));
+            manual.update([3, 0, 0, 0, 0, 0, 0, 0, 9]);
+            manual.update(b"192.0.2.1");
+            for n in [443, i, 100 * i, 5, 6] {
+                manual.update(int(n));
             }
         }
         assert_eq!((d.rows, d.packets, d.bytes), (1000, 499_500, 49_950_000));
