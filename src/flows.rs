@@ -5,15 +5,17 @@
 //! sweeps closed minutes, or at the end. Memory is capped: at `MAX_FLOWS` open rows the table
 //! is flushed early (rows for the same minute merge in the store, so nothing is lost).
 
-use rustc_hash::FxHashMap;
+mod slots;
+
+use slots::Slots;
 
 use crate::decode::Direction;
 use crate::principal::{Dst, Principal};
 use crate::rows::{EgressRow, Sent, MINUTE_US};
 
-/// Open rows at most: 7/8 of 2^18, the most a hash table of 2^18 buckets holds before it
-/// doubles, so the cap bounds the table at about 23 MB.
-const MAX_FLOWS: usize = 229_376;
+/// Open rows at most: 3/4 of 2^18, the most a table of 2^18 slots holds before it doubles, so
+/// the cap bounds the table at about 25 MB.
+const MAX_FLOWS: usize = 196_608;
 /// An open row without its key, which the table already holds.
 #[derive(Debug, Clone, Copy)]
 struct Open {
@@ -45,7 +47,7 @@ impl Open {
 
 #[derive(Default)]
 pub struct FlowTable {
-    open: FxHashMap<(Principal, Dst), Open>,
+    open: Slots<Open>,
     /// Times the cap forced an early flush.
     pub early_flushes: u64,
 }
@@ -60,26 +62,26 @@ impl FlowTable {
             self.drain(out);
         }
         let fresh = Open { gid, minute_us, packets: 1, bytes, first_us: ts_us, last_us: ts_us, direction };
-        match self.open.entry((principal, dst)) {
-            std::collections::hash_map::Entry::Occupied(mut e) => {
-                let key = *e.key();
-                let row = e.get_mut();
-                if row.minute_us == minute_us {
-                    row.packets += 1;
-                    row.bytes += bytes;
-                    row.first_us = row.first_us.min(ts_us);
-                    row.last_us = row.last_us.max(ts_us);
-                    row.gid = gid.or(row.gid);
-                    // Known beats unknown; a destination both opened and served counts as served.
-                    row.direction = row.direction.max(direction);
-                } else {
-                    out.push(std::mem::replace(row, fresh).row(key));
-                }
-            }
-            std::collections::hash_map::Entry::Vacant(e) => {
-                e.insert(fresh);
-            }
+        let (row, new) = self.open.get_or_insert_with((principal, dst), || fresh);
+        if new {
+            return;
         }
+        if row.minute_us == minute_us {
+            row.packets += 1;
+            row.bytes += bytes;
+            row.first_us = row.first_us.min(ts_us);
+            row.last_us = row.last_us.max(ts_us);
+            row.gid = gid.or(row.gid);
+            // Known beats unknown; a destination both opened and served counts as served.
+            row.direction = row.direction.max(direction);
+        } else {
+            out.push(std::mem::replace(row, fresh).row((principal, dst)));
+        }
+    }
+
+    /// Starts fetching the open row a packet of `principal` to `dst` will touch.
+    pub fn prefetch(&self, principal: Principal, dst: Dst) {
+        self.open.prefetch(&(principal, dst));
     }
 
     /// Closes every row of a minute before `minute_us`.
@@ -103,7 +105,7 @@ impl FlowTable {
 
     /// Closes every open row.
     pub fn drain(&mut self, out: &mut Vec<EgressRow>) {
-        out.extend(self.open.drain().map(|(key, row)| row.row(key)));
+        self.open.drain(|key, row| out.push(row.row(key)));
     }
 
     /// The destination with the most bytes in `principal`'s open rows. A linear scan: it runs

@@ -19,6 +19,7 @@ pub mod health;
 pub mod logging;
 pub mod nft;
 pub mod pipeline;
+mod prefetch;
 pub mod principal;
 pub mod report;
 pub mod respond;

@@ -368,6 +368,15 @@ impl<O: Output> Pipeline<O> {
         self.out
     }
 
+    /// Starts fetching what the packet's flow will touch: its flow memory, and the open row of
+    /// its uid and destination (a uid-less packet's principal is not known before its turn).
+    fn prefetch(&self, p: &decode::Packet<'_>) {
+        self.attribution.prefetch(p);
+        if let (Some(uid), true) = (p.uid, p.direction.is_egress()) {
+            self.flows.prefetch(Principal::Uid(uid), Dst::of(p));
+        }
+    }
+
     fn decoded(&mut self, d: &Result<decode::Packet<'_>, DecodeError>) {
         match d {
             Ok(p) => self.packet(p),
@@ -529,11 +538,11 @@ impl<O: Output> FrameSink for Pipeline<O> {
         }
         let decoded = &decoded[..now.len()];
         for p in decoded.iter().take(LEAD).flatten() {
-            self.attribution.prefetch(p);
+            self.prefetch(p);
         }
         for (i, d) in decoded.iter().enumerate() {
             if let Some(Ok(ahead)) = decoded.get(i + LEAD) {
-                self.attribution.prefetch(ahead);
+                self.prefetch(ahead);
             }
             self.decoded(d);
         }

@@ -65,16 +65,8 @@ impl FlowMemory {
 
     /// Starts fetching the set at `at` into the CPU's cache, for a lookup soon after.
     pub fn prefetch(&self, at: Place) {
-        #[cfg(target_arch = "x86_64")]
         if let Some(set) = self.sets.get(at.set) {
-            use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
-            let p = (set as *const Set).cast::<i8>();
-            // SAFETY: a prefetch is only a hint: it never faults and changes no memory; both
-            // addresses lie inside `set` (two cache lines).
-            unsafe {
-                _mm_prefetch(p, _MM_HINT_T0);
-                _mm_prefetch(p.add(64), _MM_HINT_T0);
-            }
+            crate::prefetch::lines(set);
         }
     }
 
