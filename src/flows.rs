@@ -86,6 +86,7 @@ impl FlowTable {
 
     /// Closes every row of a minute before `minute_us`.
     pub fn sweep(&mut self, minute_us: i64, out: &mut Vec<EgressRow>) {
+        let from = out.len();
         self.open.retain(|key, row| {
             if row.minute_us < minute_us {
                 out.push(row.row(*key));
@@ -94,6 +95,7 @@ impl FlowTable {
                 true
             }
         });
+        in_key_order(&mut out[from..]);
     }
 
     /// Closes the open row of `(principal, dst)`, if any.
@@ -105,7 +107,9 @@ impl FlowTable {
 
     /// Closes every open row.
     pub fn drain(&mut self, out: &mut Vec<EgressRow>) {
+        let from = out.len();
         self.open.drain(|key, row| out.push(row.row(key)));
+        in_key_order(&mut out[from..]);
     }
 
     /// The destination with the most bytes in `principal`'s open rows. A linear scan: it runs
@@ -114,9 +118,15 @@ impl FlowTable {
         self.open
             .iter()
             .filter(|((p, _), _)| *p == principal)
-            .max_by_key(|(_, row)| row.bytes)
+            .max_by_key(|((_, dst), row)| (row.bytes, *dst))
             .map(|((_, dst), _)| *dst)
     }
+}
+
+/// Rows taken out of the table, in an order that does not depend on its per-process hash key:
+/// the store numbers principals as it first sees them, and a replay is deterministic.
+fn in_key_order(rows: &mut [EgressRow]) {
+    rows.sort_unstable_by_key(|r| (r.principal, r.dst));
 }
 
 #[cfg(test)]
