@@ -2,7 +2,8 @@
 //! arbitrary frames with hostile timestamps, into an output that only checks what it gets.
 //!
 //! Input: one byte picks the configuration (defaults, or tiny thresholds and caps so the
-//! alert, escalation and eviction paths run), then frames, each `link: u8` (bit 7: an absolute
+//! alert, escalation and eviction paths run; bit 0) and how frames are handed over (bits 1-7),
+//! then frames, each `link: u8` (bit 7: an absolute
 //! i64 timestamp follows, else a u16 of milliseconds after the previous frame), `len: u16`,
 //! `len` bytes.
 #![no_main]
@@ -78,6 +79,7 @@ fuzz_target!(|data: &[u8]| {
     });
     let mut pipeline = Pipeline::new(&configs[usize::from(pick & 1)], Check);
     let mut ts_us: i64 = 1_700_000_000_000_000;
+    let mut frames = Vec::new();
     loop {
         let Some(&[link]) = take(&mut data, 1) else { break };
         if link & 0x80 != 0 {
@@ -92,7 +94,14 @@ fuzz_target!(|data: &[u8]| {
         let len = len.min(data.len());
         let frame = take(&mut data, len).unwrap_or_default();
         let link = LINKS[usize::from(link & 0x7f) % LINKS.len()];
-        pipeline.frame(Frame { ts_us, link, data: frame });
+        frames.push(Frame { ts_us, link, data: frame });
+    }
+    // Bit 1: one by one, as live capture hands them over; else in batches (replay's path, with
+    // its prefetches) of 1 to 64 frames, from the pick's other bits.
+    if pick & 2 != 0 {
+        frames.iter().for_each(|f| pipeline.frame(*f));
+    } else {
+        frames.chunks(usize::from(pick >> 2) + 1).for_each(|c| pipeline.frames(c));
     }
     pipeline.flush();
 });

@@ -81,7 +81,8 @@ fuzz_target!(|data: &[u8]| {
     };
     let f = Filter { since_us, until_us, uid, ..Filter::default() };
     let mut names = UserNames::default();
-    STORE.with(|store| {
+    STORE.with(|local| {
+        let store = &report::db::Db::Local { store: local, observer: "fuzz".into() };
         let s = report::summary(store, &f, &mut names).unwrap();
         std::hint::black_box(s.json());
         for t in [&s.totals, &s.top_users, &s.top_destinations] {
@@ -96,7 +97,7 @@ fuzz_target!(|data: &[u8]| {
         let mut t = report::DESTINATIONS.table();
         report::destinations(store, &f, None, &mut t).unwrap();
         render(&t);
-        render(&report::health::health(store, &f).unwrap());
+        render(&report::health::health(local, &f).unwrap());
         render(&report::events::events(store, &f, Some(20)).unwrap());
         render(&report::events::events(store, &f, None).unwrap());
         let top = data.len() % 32;
