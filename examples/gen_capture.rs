@@ -324,7 +324,8 @@ impl Generator {
                 let ephemeral = 40_000 + self.rng.below(20_000) as u16;
                 let (sport, dport) = match shape {
                     Shape::WebReplies => (443, dport),
-                    Shape::Bulk { port, .. } if served => (port, ephemeral),
+                    // One connection, which the peer opened from one port of its own.
+                    Shape::Bulk { peer, port } if served => (port, 40_000 + u16::from(peer)),
                     _ => (ephemeral, dport),
                 };
                 // `len` counts a 20-byte IP header; the TCP segment is the rest.
