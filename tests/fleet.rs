@@ -287,6 +287,22 @@ fn the_live_monitor_ships_as_it_goes_and_as_it_stops() {
     );
     let health = stdout(&run_ok(&["report", "health", "--db", db.to_str().unwrap()]));
     assert!(health.contains("Shipping to the fleet store"), "{health}");
+    // The programs behind the egress ship with it: the fleet store names them as the host does.
+    let programs = |users: Value| -> Vec<(Value, Value)> {
+        users.as_array().unwrap().iter().map(|u| (u["user"].clone(), u["program"].clone())).collect()
+    };
+    let here = programs(report(&db, "users"));
+    assert!(
+        here.iter().any(|(u, p)| u == user && p.as_str().is_some_and(|p| p.contains("socat"))),
+        "no socat in {here:?}"
+    );
+    let config = config.to_str().unwrap();
+    assert_eq!(programs(report_with(pg.socket_url(), "users", &["--config", config])), here);
+    let shipped = "SELECT sum(bytes) FROM egress_programs WHERE observer = 'live-1' AND exe LIKE '%socat'";
+    assert!(pg.query_i64(shipped) > 6 << 20, "{}", pg.query_i64(shipped));
+    // Named on the host, as the sender is.
+    let named = pg.query("SELECT DISTINCT program_user FROM egress_programs WHERE exe LIKE '%socat'");
+    assert_eq!(named, user);
 }
 
 /// `sslmode=require`: TLS through rustls, the server's certificate checked against the
@@ -388,6 +404,25 @@ fn hosts_shipping_at_once_into_a_fresh_server_all_arrive() {
     // Each migration applied once, whoever came first.
     let migrations = std::fs::read_dir(common::repo_file("migrations/postgres")).unwrap().count() as i64;
     assert_eq!(pg.query_i64("SELECT count(*) FROM exfilmon_schema"), migrations);
+}
+
+/// A fleet store made before programs shipped (schema 3) still answers `report users` and
+/// `destinations` (without programs), and the next round of a newer shipper brings it up to date.
+#[test]
+fn a_store_without_programs_still_reports_and_the_next_round_migrates_it() {
+    let Some(pg) = Postgres::start() else { return };
+    let host = Host::new(&pg, "old-1");
+    host.replay(&fixture("nflog-sample.pcap"));
+    pg.query("DROP TABLE egress_programs; DELETE FROM exfilmon_schema WHERE version = 4");
+    for what in ["users", "destinations"] {
+        let rows = host.central(&pg, what, &[]);
+        assert!(rows.as_array().unwrap().iter().all(|r| r["program"].is_null()), "{rows:#}");
+    }
+    assert_eq!(bytes_of(&host.central(&pg, "users", &[])), bytes_of(&report(&host.db, "users")));
+    let o = host.ship();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(pg.query_i64("SELECT count(*) FROM exfilmon_schema WHERE version = 4"), 1);
+    assert_eq!(pg.query("SELECT to_regclass('egress_programs') IS NOT NULL"), "t");
 }
 
 /// Every open tag closed in order (void elements and `<.../>` aside): text is escaped, so a

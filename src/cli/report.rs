@@ -323,8 +323,14 @@ fn central(url: &str, config: &Config) -> Result<Db<'static>> {
         .into_iter()
         .find(|t| t.url_is(url))
         .unwrap_or_else(|| crate::ship::Target::url(url));
-    let client = target.open()?;
-    Ok(Db::Central { client: Box::new(std::cell::RefCell::new(client)), name: target.name })
+    let mut client = target.open()?;
+    // A report only reads, so it brings no schema: a store no shipper has brought to version
+    // 4 has no programs to name.
+    let programs = client
+        .query_one("SELECT to_regclass('egress_programs') IS NOT NULL", &[])
+        .map_err(|e| anyhow::anyhow!("{}: {}", target.name, crate::ship::pg_text(&e)))?
+        .get(0);
+    Ok(Db::Central { client: Box::new(std::cell::RefCell::new(client)), name: target.name, programs })
 }
 
 /// The terminal's width on standard output, else `$COLUMNS`, else 80; never below what a

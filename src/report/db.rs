@@ -28,8 +28,16 @@ use crate::principal::UserNames;
 use crate::store::{Store, StoreError};
 
 pub enum Db<'s> {
-    Local { store: &'s Store, observer: String },
-    Central { client: Box<RefCell<postgres::Client>>, name: String },
+    Local {
+        store: &'s Store,
+        observer: String,
+    },
+    /// `programs`: the store has `egress_programs` (its schema 4 on).
+    Central {
+        client: Box<RefCell<postgres::Client>>,
+        name: String,
+        programs: bool,
+    },
 }
 
 /// The shapes in the fleet store: its tables.
@@ -81,6 +89,15 @@ pub enum Row<'a> {
 impl Db<'_> {
     pub fn central(&self) -> bool {
         matches!(self, Db::Central { .. })
+    }
+
+    /// Whether egress split by program can be read here: always on a host (live runs write
+    /// it; other rows have none), in the fleet store once a shipper has brought its schema there.
+    pub fn has_programs(&self) -> bool {
+        match self {
+            Db::Local { .. } => true,
+            Db::Central { programs, .. } => *programs,
+        }
     }
 
     /// The local store, for the reports that read only it.
@@ -170,7 +187,7 @@ impl Db<'_> {
                 }
                 Ok(())
             }
-            Db::Central { client, name } => {
+            Db::Central { client, name, .. } => {
                 let err = |e: postgres::Error| ReportError::Central {
                     target: name.clone(),
                     message: crate::ship::pg_text(&e),

@@ -212,7 +212,7 @@ pub fn users(
          GROUP BY e.principal, e.observer ORDER BY sum(e.bytes) DESC, e.observer, e.principal{}",
         limit(top),
         programs = programs::column(db),
-        by_program = programs::join(db, &["principal_id"], "g.principal_id = e.principal"),
+        by_program = programs::join(db, programs::By::Principal, "$7"),
     );
     db.each(
         &sql,
@@ -284,8 +284,7 @@ pub fn destinations(db: &Db, f: &Filter, top: Option<usize>, out: &mut dyn Rows)
          GROUP BY e.dst, e.dport, e.proto ORDER BY sum(e.bytes) DESC, e.dst, e.dport, e.proto{}",
         limit(top),
         programs = programs::column(db),
-        by_program =
-            programs::join(db, &["dst", "dport", "proto"], "g.dst = e.dst AND g.dport = e.dport AND g.proto = e.proto"),
+        by_program = programs::join(db, programs::By::Destination, "$5"),
     );
     db.each(&sql, &[f.since().into(), f.until().into(), f.uid().into(), f.direction().into(), observer_param(f)], |r| {
         let addr = r.text(0)?;

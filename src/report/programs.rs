@@ -1,5 +1,6 @@
 //! The main programs behind a report row's egress (`egress_programs`, live runs only): the few
-//! that sent the most bytes, with the login user. Rows of replays of plain captures have none.
+//! that sent the most bytes, with the login user, on a host or in the fleet store. Rows of
+//! replays of plain captures have none.
 
 use serde_json::{json, Value};
 
@@ -10,26 +11,57 @@ use crate::principal::UserNames;
 /// Programs named per row at most.
 const TOP: i64 = 3;
 
-/// The select-list expression of the programs a [`join`] gives: none in the fleet store
-/// (programs stay on the hosts).
+/// What a report row groups egress by, so its programs are grouped alike.
+#[derive(Clone, Copy)]
+pub(super) enum By {
+    Principal,
+    Destination,
+}
+
+/// The select-list expression of the programs a [`join`] gives: none in a fleet store made
+/// before programs were shipped (its schema 4).
 pub(super) fn column(db: &Db) -> &'static str {
-    if db.central() {
-        "CAST(NULL AS TEXT)"
-    } else {
+    if db.has_programs() {
         "max(g.programs)"
+    } else {
+        "CAST(NULL AS TEXT)"
     }
 }
 
-/// Locally, `LEFT JOIN` of a subquery `g` giving, per `key` (columns of `egress_programs`),
-/// `programs`: a JSON array of its top programs by bytes within the report's filter ($1
-/// since, $2 until, $3 uid, $4 direction), joined `on`; nothing in the fleet store.
-pub(super) fn join(db: &Db, key: &[&str], on: &str) -> String {
-    if db.central() {
+/// `LEFT JOIN` of a subquery `g` giving, per row of `by`, `programs`: a JSON array of its
+/// top programs by bytes within the report's filter ($1 since, $2 until, $3 uid, $4
+/// direction, and `observer`: the parameter of the observer filter), joined to the report's
+/// egress rows `e`. Centrally each program also carries the names its observer gave its uids.
+pub(super) fn join(db: &Db, by: By, observer: &str) -> String {
+    if !db.has_programs() {
         return String::new();
     }
-    let outer = key.join(", ");
-    let inner: Vec<String> = key.iter().map(|k| format!("ep.{k}")).collect();
+    let (outer, on) = match (by, db.central()) {
+        (By::Principal, false) => ("principal_id", "g.principal_id = e.principal"),
+        (By::Principal, true) => ("observer, principal", "g.observer = e.observer AND g.principal = e.principal"),
+        (By::Destination, _) => ("dst, dport, proto", "g.dst = e.dst AND g.dport = e.dport AND g.proto = e.proto"),
+    };
+    let inner: Vec<String> = outer.split(", ").map(|k| format!("ep.{k}")).collect();
     let inner = inner.join(", ");
+    if db.central() {
+        return format!(
+            "LEFT JOIN (SELECT {outer}, json_agg(json_build_object('exe', exe, 'comm', comm, 'uid', program_uid,
+                     'login_uid', login_uid, 'unknown', unknown, 'bytes', b, 'user', program_user,
+                     'login_user', login_user))::text AS programs
+              FROM (SELECT {inner}, ep.program, max(ep.exe) AS exe, max(ep.comm) AS comm,
+                           max(ep.program_uid) AS program_uid, max(ep.login_uid) AS login_uid,
+                           max(ep.unknown) AS unknown, max(ep.program_user) AS program_user,
+                           max(ep.login_user) AS login_user, CAST(sum(ep.bytes) AS BIGINT) AS b,
+                           row_number() OVER (PARTITION BY {inner} ORDER BY sum(ep.bytes) DESC, ep.program) AS rank
+                    FROM egress_programs ep
+                    JOIN egress x ON x.observer = ep.observer AND x.minute = ep.minute AND x.principal = ep.principal
+                         AND x.proto = ep.proto AND x.dst = ep.dst AND x.dport = ep.dport AND x.run_id = ep.run_id
+                    WHERE ep.minute >= $1 / 60000000 * 60000000 AND ep.minute < $2 AND ($4 IS NULL OR x.direction = $4)
+                      AND ($3 IS NULL OR ep.uid = $3) AND ({observer} IS NULL OR ep.observer = {observer})
+                    GROUP BY {inner}, ep.program) r
+              WHERE rank <= {TOP} GROUP BY {outer}) g ON {on}"
+        );
+    }
     format!(
         "LEFT JOIN (SELECT {outer}, json_group_array(json_object('exe', exe, 'comm', comm, 'uid', uid,
                  'login_uid', login_uid, 'unknown', unknown, 'bytes', b)) AS programs
@@ -52,7 +84,9 @@ pub(super) fn cells(programs: Option<String>, names: &mut UserNames) -> [Cell; 2
     let mut list: Vec<Value> = programs.and_then(|p| serde_json::from_str(&p).ok()).unwrap_or_default();
     list.sort_by_key(|p| std::cmp::Reverse(p["bytes"].as_i64().unwrap_or(0)));
     let mut name = |v: &Value| v.as_u64().and_then(|u| u32::try_from(u).ok()).and_then(|u| names.get(u));
-    for p in &mut list {
+    // The fleet store's programs carry the names their observer gave (null included); a
+    // host's are named here, where they were recorded.
+    for p in list.iter_mut().filter(|p| p.get("user").is_none()) {
         let (user, login_user) = (name(&p["uid"]), name(&p["login_uid"]));
         p["user"] = json!(user);
         p["login_user"] = json!(login_user);

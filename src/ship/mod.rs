@@ -10,14 +10,16 @@
 //! - alerts, events and digests by observer and trail position (`seq`), checkpoints by
 //!   observer and id: shipped again, nothing changes (`ON CONFLICT DO NOTHING`);
 //! - egress by observer, minute, principal, destination and run (the local key), DNS by
-//!   observer, minute, principal, domain and run: a row shipped again is overwritten with
+//!   observer, minute, principal, domain and run, egress by program as egress and the
+//!   program's identity: a row shipped again is overwritten with
 //!   itself (`DO UPDATE`), so a minute the live monitor digested again (a late row) arrives
 //!   with its final values.
 //!
 //! What is shipped follows the trail: a batch is a range of trail positions, and each digest
 //! in it (one run's egress rows of one minute, chained when the minute is final: at a
 //! replay's commit, or two minutes after it for the live monitor) brings that minute's
-//! egress rows, and that run's DNS rows, their sample names and file reads up to that minute.
+//! egress rows with their split by program, and that run's DNS rows, their sample names and
+//! file reads up to that minute.
 //! So only what counts locally is shipped (a replay not committed has no digests), and a
 //! minute goes out once it is final. Limits: rows written before digests existed (schema 6)
 //! are not shipped, nor the DNS rows, samples and file reads of a run's minutes after its
@@ -213,6 +215,8 @@ struct Part {
     update: &'static str,
     /// Rows of the batch `(?1, ?2]`: trail positions, or checkpoint ids.
     local: &'static str,
+    /// Of `columns`, those whose local value is a uid that ships as its name on this host.
+    named: &'static [&'static str],
 }
 
 /// The columns a row's sender becomes centrally.
@@ -263,6 +267,7 @@ const TRAIL: &[Part] = &[
         key: "observer, seq, ts",
         time: "ts",
         update: "",
+        named: &[],
         local: "SELECT p.uid, p.gid, p.host, a.seq, a.id, a.ts, a.kind, a.severity, a.dst, a.bytes, a.summary,
                        a.details, a.run_id, a.hash
                 FROM alerts a LEFT JOIN principals p ON p.id = a.principal_id WHERE a.seq > ?1 AND a.seq <= ?2",
@@ -274,6 +279,7 @@ const TRAIL: &[Part] = &[
         key: "observer, seq, ts",
         time: "ts",
         update: "",
+        named: &[],
         local:
             "SELECT seq, ts, kind, severity, run_id, summary, details, hash FROM events WHERE seq > ?1 AND seq <= ?2",
     },
@@ -284,6 +290,7 @@ const TRAIL: &[Part] = &[
         key: "observer, seq, ts",
         time: "ts",
         update: "",
+        named: &[],
         local: "SELECT seq, ts, run_id, minute, rows, packets, bytes, digest, hash FROM digests
                 WHERE seq > ?1 AND seq <= ?2",
     },
@@ -294,6 +301,7 @@ const TRAIL: &[Part] = &[
         key: "observer, minute, principal, proto, dst, dport, run_id",
         time: "minute",
         update: "gid, user_name, packets, bytes, first_seen, last_seen, direction, dst_name",
+        named: &[],
         local: "SELECT p.uid, p.gid, p.host, e.minute, e.proto, e.dst, e.dport, e.packets, e.bytes, e.first_seen,
                        e.last_seen, e.direction, e.dst_name, e.run_id
                 FROM egress e JOIN principals p ON p.id = e.principal_id
@@ -308,6 +316,7 @@ const TRAIL: &[Part] = &[
         key: "observer, minute, principal, domain, run_id",
         time: "minute",
         update: "gid, user_name, queries, unique_names, name_bytes, suspicious, flags",
+        named: &[],
         local: by_minute!(
             "p.uid, p.gid, p.host, x.minute, x.domain, x.queries, x.unique_names, x.name_bytes, x.suspicious, x.flags,
              x.run_id",
@@ -322,6 +331,7 @@ const TRAIL: &[Part] = &[
         key: "observer, minute, principal, domain, name, run_id",
         time: "minute",
         update: "",
+        named: &[],
         local: by_minute!(
             "p.uid, p.gid, p.host, x.minute, x.domain, x.name, x.run_id",
             "dns_samples x JOIN principals p ON p.id = x.principal_id",
@@ -335,12 +345,31 @@ const TRAIL: &[Part] = &[
         key: "observer, ts, serial, path, run_id",
         time: "ts",
         update: "",
+        named: &[],
         local: by_minute!(
             "coalesce(x.fsuid, x.uid), x.ts, x.serial, x.path, x.uid, x.auid, x.fsuid, x.user, x.pid, x.exe, x.comm,
              x.proctitle, x.size, x.run_id",
             "file_reads x",
             "x.ts / 60000000 * 60000000"
         ),
+    },
+    // Egress split by program goes with its minute's egress rows; `program` is the identity
+    // the central key holds for the program's columns, which may be null.
+    Part {
+        table: "egress_programs",
+        who: Who::Principal,
+        columns: "minute, proto, dst, dport, program, exe, comm, program_uid, login_uid, unknown, program_user,
+                  login_user, packets, bytes, run_id",
+        key: "observer, minute, principal, proto, dst, dport, program, run_id",
+        time: "minute",
+        update: "gid, user_name, program_user, login_user, packets, bytes",
+        named: &["program_user", "login_user"],
+        local: "SELECT p.uid, p.gid, p.host, x.minute, x.proto, x.dst, x.dport,
+                       json_array(pr.exe, pr.comm, pr.uid, pr.login_uid, pr.unknown), pr.exe, pr.comm, pr.uid,
+                       pr.login_uid, pr.unknown, pr.uid, pr.login_uid, x.packets, x.bytes, x.run_id
+                FROM egress_programs x JOIN principals p ON p.id = x.principal_id
+                JOIN programs pr ON pr.id = x.program_id
+                WHERE (x.run_id, x.minute) IN (SELECT run_id, minute FROM digests WHERE seq > ?1 AND seq <= ?2)",
     },
 ];
 
@@ -352,6 +381,7 @@ const CHECKPOINTS: Part = Part {
     key: "observer, id, ts",
     time: "ts",
     update: "",
+    named: &[],
     local: "SELECT id, ts, rows, head, key_id, signature FROM checkpoints WHERE id > ?1 AND id <= ?2",
 };
 
@@ -520,6 +550,7 @@ impl Shipper {
                 part.columns
             ))
             .map_err(&server)?;
+        let named: Vec<bool> = part.columns.split(',').map(|c| part.named.contains(&c.trim())).collect();
         let mut stmt = store.conn().prepare_cached(part.local).map_err(|e| sql(store, e))?;
         let mut rows = stmt.query([after, through]).map_err(|e| sql(store, e))?;
         let mut line = Vec::with_capacity(256);
@@ -557,9 +588,15 @@ impl Shipper {
                 csv_text(&mut line, user.as_deref());
                 first = 3;
             }
-            for i in first..r.as_ref().column_count() {
+            for (i, named) in (first..r.as_ref().column_count()).zip(named.iter().chain(std::iter::repeat(&false))) {
                 line.push(b',');
-                csv_value(&mut line, r.get_ref(i).map_err(|e| sql(store, e))?);
+                if *named {
+                    let uid: Option<i64> = r.get(i).map_err(|e| sql(store, e))?;
+                    let name = uid.and_then(|u| u32::try_from(u).ok()).and_then(|u| self.names.get(u));
+                    csv_text(&mut line, name.as_deref());
+                } else {
+                    csv_value(&mut line, r.get_ref(i).map_err(|e| sql(store, e))?);
+                }
             }
             line.push(b'\n');
             copy.write_all(&line).map_err(write_err)?;
@@ -625,7 +662,7 @@ impl Shipper {
                 "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
                  JOIN pg_class p ON p.oid = i.inhparent
                  WHERE p.relname IN ('egress', 'dns', 'alerts', 'events', 'digests', 'checkpoints', 'file_reads',
-                                    'dns_samples')",
+                                    'dns_samples', 'egress_programs')",
                 &[],
             )
             .map_err(&server)?;

@@ -9,13 +9,15 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/postgres/0001_fleet.sql"),
     include_str!("../../migrations/postgres/0002_file_reads.sql"),
     include_str!("../../migrations/postgres/0003_dns_samples.sql"),
+    include_str!("../../migrations/postgres/0004_egress_programs.sql"),
 ];
 
 /// The advisory lock key of schema changes (migrations, new day partitions): "exfi".
 pub const LOCK: i64 = 0x6578_6669;
 
 /// Tables a round stages its rows in (this session's, gone with the connection).
-const STAGED: &[&str] = &["egress", "dns", "alerts", "events", "digests", "checkpoints", "file_reads", "dns_samples"];
+const STAGED: &[&str] =
+    &["egress", "dns", "alerts", "events", "digests", "checkpoints", "file_reads", "dns_samples", "egress_programs"];
 
 /// Brings the schema up to date, and makes this session's staging tables.
 pub fn migrate(client: &mut Client) -> Result<(), postgres::Error> {
