@@ -20,7 +20,12 @@
 //! is settled, after [`HOLD_US`] when it may still change. An answer that changes the flow's
 //! principal (sshd's session: the login uid appears about a second after the fork) moves
 //! what is held from the old principal to the new ([`Attribution::take_moves`]), so a pull
-//! that ends before the lookup sees the login still counts for the user. A replay keeps
+//! that ends before the lookup sees the login still counts for the user. Such a flow is asked
+//! again `RECHECK_US` after its last ask, and as its bytes pass 64 KiB and each fourfold:
+//! NFLOG hands packets over in batches, so a pull's bytes can all arrive at once. With an
+//! audit log, the kernel's `LOGIN` record ([`Attribution::login`]) names the user of a session
+//! that ended before any lookup saw its login uid; an answer without a login uid after one
+//! with it (a holder seen after the session ended) changes nothing. A replay keeps
 //! none of this (no lookups): its packet path is unchanged.
 //!
 //! Memory is bounded: live, at most [`MAX_FLOWS`] flows, each forgotten [`IDLE_US`] after its
@@ -30,7 +35,7 @@
 
 mod memory;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -46,6 +51,8 @@ use crate::units::counters;
 pub trait Lookups: Send {
     /// A flow just started: look it up afresh; `Some` when answered at once.
     fn ask_new(&mut self, key: FlowKey) -> Option<Lookup>;
+    /// A flow whose answer may have changed: look it up again.
+    fn ask_again(&mut self, key: FlowKey) -> Option<Lookup>;
     /// Answers that arrived since the last call.
     fn poll(&mut self, f: &mut dyn FnMut(&FlowKey, &Lookup));
 }
@@ -53,6 +60,10 @@ pub trait Lookups: Send {
 impl Lookups for Owners {
     fn ask_new(&mut self, key: FlowKey) -> Option<Lookup> {
         Owners::ask_new(self, key)
+    }
+
+    fn ask_again(&mut self, key: FlowKey) -> Option<Lookup> {
+        Owners::ask_again(self, key)
     }
 
     fn poll(&mut self, f: &mut dyn FnMut(&FlowKey, &Lookup)) {
@@ -63,6 +74,16 @@ impl Lookups for Owners {
 /// A provisional answer (no login uid yet: sshd before the user authenticated) is looked up
 /// afresh this long after, so a session's bulk after the login is the user's.
 const RECHECK_US: i64 = 50_000;
+
+/// An unsettled flow is also asked again as its bytes pass 64 KiB, then each time they have
+/// grown fourfold (at most every [`BULK_RECHECK_US`]): a pull over ssh can start and end within
+/// [`RECHECK_US`] of the login, and a few more lookups per flow cost little.
+const FIRST_BULK: u64 = 64 << 10;
+const BULK_RECHECK_US: i64 = 1_000;
+
+/// Logins the audit trail reported are kept this long, and at most [`MAX_LOGINS`] of them.
+const LOGIN_KEEP_US: i64 = 60_000_000;
+const MAX_LOGINS: usize = 1024;
 
 /// A live flow whose answer may still change holds its packets this long (packet time) before
 /// they are handed out as program rows under its principal of then.
@@ -101,6 +122,9 @@ struct Flow {
     /// The answer may still change (or none came yet): ask again after [`RECHECK_US`].
     settled: bool,
     asked_us: i64,
+    /// Bytes sent, and the count at which an unsettled flow is asked again ([`FIRST_BULK`]).
+    sent: u64,
+    next_bulk: u64,
     /// Live only: packets not yet handed out as program rows.
     held: Option<Box<Held>>,
 }
@@ -197,6 +221,8 @@ pub struct Attribution {
     programs: Vec<ProgramRow>,
     /// Held bytes a changed answer moved, with the flow's process.
     moves: Vec<(Recredit, Option<Arc<Owner>>)>,
+    /// Live, with an audit log: recent logins (time, pid, login uid), oldest first.
+    logins: VecDeque<(i64, u32, u32)>,
 }
 
 impl Attribution {
@@ -257,16 +283,22 @@ impl Attribution {
 
     fn remember(&mut self, key: Key, socket: Principal, p: &Packet<'_>) -> (Principal, Option<Arc<Owner>>) {
         let ts_us = p.ts_us;
-        // One lookup for a known, settled flow: the path nearly every packet takes.
-        let recheck = match self.flows.get_mut(&key) {
+        // One lookup for a known, settled flow: the path nearly every packet takes. `ask`:
+        // whether to look the flow up, and whether as a new connection.
+        let ask = match self.flows.get_mut(&key) {
             Some(f) => {
                 f.last_us = f.last_us.max(ts_us);
-                if f.settled || ts_us - f.asked_us < RECHECK_US {
+                f.sent += u64::from(p.wire_len);
+                let bulk = f.sent >= f.next_bulk && ts_us - f.asked_us >= BULK_RECHECK_US;
+                if f.settled || (ts_us - f.asked_us < RECHECK_US && !bulk) {
                     f.hold(key, p, &mut self.programs);
                     return (f.who, f.owner.clone());
                 }
+                if bulk {
+                    f.next_bulk = f.sent.saturating_mul(4);
+                }
                 f.asked_us = ts_us;
-                true
+                Some(false)
             }
             None => {
                 if self.flows.len() >= MAX_FLOWS {
@@ -280,15 +312,21 @@ impl Attribution {
                     why: None,
                     settled,
                     asked_us: ts_us,
+                    sent: u64::from(p.wire_len),
+                    next_bulk: FIRST_BULK,
                     held: (!settled).then(Box::default),
                 };
                 self.flows.insert(key, flow);
-                !settled
+                (!settled).then_some(true)
             }
         };
         // A new flow, or one whose answer may have changed: asked afresh (live only).
-        if recheck {
-            if let Some(answer) = self.lookups.as_mut().and_then(|l| l.ask_new(flow_key(key))) {
+        if let Some(new) = ask {
+            let asked = self.lookups.as_mut().and_then(|l| match new {
+                true => l.ask_new(flow_key(key)),
+                false => l.ask_again(flow_key(key)),
+            });
+            if let Some(answer) = asked {
                 self.learn(key, &answer);
             }
         }
@@ -302,6 +340,33 @@ impl Attribution {
         }
     }
 
+    /// The audit trail saw `pid` get login uid `auid` (pam_loginuid at an sshd login): a flow
+    /// whose process is that one, or its pre-auth child, and that has no login uid yet, is
+    /// that user's from the start. A quick pull can be over before any lookup sees the login
+    /// uid: the lookup before it named the process, this names the user.
+    pub fn login(&mut self, pid: u32, auid: u32, ts_us: i64) {
+        if self.lookups.is_none() {
+            return;
+        }
+        while self.logins.len() >= MAX_LOGINS || self.logins.front().is_some_and(|l| l.0 < ts_us - LOGIN_KEEP_US) {
+            self.logins.pop_front();
+        }
+        self.logins.push_back((ts_us, pid, auid));
+        let waiting: Vec<(Key, Arc<Owner>)> = self
+            .flows
+            .iter()
+            .filter_map(|(k, f)| Some((*k, f.owner.clone().filter(|o| o.login_uid.is_none() && of_session(o, pid))?)))
+            .collect();
+        for (key, owner) in waiting {
+            self.learn(key, &Lookup::Found(owner));
+        }
+    }
+
+    /// The login uid a recent login gave `owner`'s process or its parent, if any.
+    fn logged_in(&self, owner: &Owner) -> Option<u32> {
+        self.logins.iter().rev().find(|(_, pid, _)| of_session(owner, *pid)).map(|l| l.2)
+    }
+
     /// Takes the lookups' answers that arrived.
     pub fn poll(&mut self) {
         let Some(mut lookups) = self.lookups.take() else { return };
@@ -313,7 +378,25 @@ impl Attribution {
     }
 
     fn learn(&mut self, key: Key, answer: &Lookup) {
+        let with_login;
+        let answer = match answer {
+            Lookup::Found(o) if o.login_uid.is_none() => match self.logged_in(o) {
+                Some(auid) => {
+                    with_login = Lookup::Found(Arc::new(Owner { login_uid: Some(auid), ..Owner::clone(o) }));
+                    &with_login
+                }
+                None => answer,
+            },
+            _ => answer,
+        };
         let Some(f) = self.flows.get_mut(&key) else { return };
+        // A socket does not leave a login session: an answer without a login uid after one
+        // with it (a holder seen once the session's processes had ended) changes nothing.
+        if let (Lookup::Found(o), Some(had)) = (answer, &f.owner) {
+            if o.login_uid.is_none() && had.login_uid.is_some() {
+                return;
+            }
+        }
         let first = f.owner.is_none();
         f.settled = !answer.provisional();
         match answer {
@@ -419,6 +502,12 @@ impl Attribution {
     }
 }
 
+/// Whether `owner` is the process `pid` or its child (sshd's pre-auth child holds the
+/// connection's socket beside its monitor, which gets the login uid).
+fn of_session(owner: &Owner, pid: u32) -> bool {
+    owner.pid == pid || owner.ppid == Some(pid)
+}
+
 /// The held bytes of flow `f`, moving from its principal to `to`.
 fn moved(key: Key, f: &Flow, to: Principal) -> Option<Recredit> {
     let held = f.held.as_ref()?;
@@ -496,6 +585,9 @@ mod tests {
         fn ask_new(&mut self, key: FlowKey) -> Option<Lookup> {
             self.0.iter().find(|(k, _)| *k == key).map(|(_, l)| l.clone()).filter(|_| key.local.port() == 40000)
         }
+        fn ask_again(&mut self, key: FlowKey) -> Option<Lookup> {
+            self.ask_new(key)
+        }
         fn poll(&mut self, f: &mut dyn FnMut(&FlowKey, &Lookup)) {
             for (k, l) in self.0.drain(..) {
                 f(&k, &l);
@@ -506,6 +598,7 @@ mod tests {
     fn sshd_session(login: Option<u32>) -> Lookup {
         Lookup::Found(Arc::new(Owner {
             pid: 4242,
+            ppid: Some(4241),
             start_time: 1,
             uid: 0,
             login_uid: login,
@@ -540,6 +633,9 @@ mod tests {
 
     impl Lookups for Later {
         fn ask_new(&mut self, _: FlowKey) -> Option<Lookup> {
+            None
+        }
+        fn ask_again(&mut self, _: FlowKey) -> Option<Lookup> {
             None
         }
         fn poll(&mut self, f: &mut dyn FnMut(&FlowKey, &Lookup)) {
@@ -588,6 +684,57 @@ mod tests {
         assert!(rows.iter().all(|r| r.principal == Principal::Uid(1001)
             && matches!(&r.program, Program::Found { comm, login_uid: Some(1001), .. } if &**comm == "sshd")));
         assert!(a.drain_programs(63 * S, true).is_empty(), "handed out once");
+    }
+
+    /// A pull over in less than a lookup's turn: the only answers name sshd's pre-auth child
+    /// (whose parent, 4242, the session's monitor, gets the login) and, once the session has
+    /// ended, a process without a login uid. The audit trail's LOGIN record names the user,
+    /// whether it comes before the answer or after; an answer without a login uid after one
+    /// with it changes nothing.
+    #[test]
+    fn an_audited_login_names_the_user_of_a_pull_no_lookup_saw_logged_in() {
+        let pre_auth = |login: Option<u32>| match sshd_session(login) {
+            Lookup::Found(o) => Lookup::Found(Arc::new(Owner { pid: 4243, ppid: Some(4242), ..Owner::clone(&o) })),
+            other => other,
+        };
+        let p = packet(S, Some(0), 40000);
+        for login_first in [false, true] {
+            let mut a = Attribution::with_lookups(Box::new(Later(vec![(key_of(&p), pre_auth(None))], !login_first)));
+            a.principal(&p);
+            a.poll();
+            assert_eq!(a.principal(&packet(2 * S, Some(0), 40000)).0, Principal::Uid(0));
+            a.login(4242, 1001, 2 * S);
+            if login_first {
+                a.lookups = Some(Box::new(Later(vec![(key_of(&p), pre_auth(None))], true)));
+                a.poll();
+            }
+            let moves = a.take_moves();
+            let [(m, _)] = &moves[..] else { panic!("login first: {login_first}: {}", moves.len()) };
+            assert_eq!((m.from, m.rows[0].principal, m.rows[0].bytes), (Principal::Uid(0), Principal::Uid(1001), 3000));
+            let gone = Lookup::Found(Arc::new(Owner {
+                pid: 1,
+                ppid: None,
+                login_uid: None,
+                ..Owner::clone(&owner(&pre_auth(None)))
+            }));
+            a.lookups = Some(Box::new(Later(vec![(key_of(&p), gone)], true)));
+            a.poll();
+            assert!(!a.moved(), "moved back");
+            assert_eq!(a.principal(&packet(3 * S, Some(0), 40000)).0, Principal::Uid(1001));
+        }
+        // Another process's login changes nothing.
+        let mut a = Attribution::with_lookups(Box::new(Later(vec![(key_of(&p), pre_auth(None))], true)));
+        a.principal(&p);
+        a.poll();
+        a.login(7, 1001, 2 * S);
+        assert!(!a.moved());
+    }
+
+    fn owner(l: &Lookup) -> Arc<Owner> {
+        match l {
+            Lookup::Found(o) => o.clone(),
+            Lookup::Unknown(why) => panic!("{why:?}"),
+        }
     }
 
     #[test]

@@ -294,8 +294,13 @@ impl<O: Output> Pipeline<O> {
     /// live, both are now).
     pub fn audit(&mut self, ev: AuditEvent) {
         self.latest_us = self.latest_us.max(ev.ts_us());
-        if let AuditEvent::Read(r) = &ev {
-            self.out.file_read(r);
+        match &ev {
+            AuditEvent::Read(r) => self.out.file_read(r),
+            AuditEvent::Login(l) => {
+                self.attribution.login(l.pid, l.auid, l.ts_us);
+                self.recredit();
+            }
+            _ => {}
         }
         for (_, d) in &mut self.detectors {
             d.audit(&ev, &mut self.found);

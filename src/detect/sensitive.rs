@@ -41,9 +41,11 @@ use crate::alert::Severity;
 use crate::alert::{Alert, AlertKind};
 use crate::escape::printable_bytes;
 use crate::principal::{Dst, Principal};
+use crate::rows::{EgressRow, Recredit};
 use crate::source::audit::AuditEvent;
 use crate::source::audit::FileRead;
 use crate::source::audit::{Reader, SensitivePath};
+use crate::source::owner::Owner;
 use crate::units::counters;
 use crate::units::de::{byte_size, duration};
 use crate::units::{human_bytes, human_duration};
@@ -199,6 +201,29 @@ impl SensitiveDetector {
             windows.iter_mut().enumerate().filter_map(|(i, w)| w.add(ts_us, dst, bytes).then_some(i)).collect();
         if !crossed.is_empty() {
             self.alert(uid, &crossed, ts_us, alerts);
+        }
+    }
+
+    /// Takes back egress counted for `uid` that was `row`'s (the owner lookup answered late:
+    /// the flow's bytes move to another principal), from its recent egress and open windows.
+    /// A window that alerted stays alerted.
+    fn take(&mut self, uid: u32, row: &EgressRow) {
+        let during = |t: i64| t >= row.first_us && t <= row.last_us;
+        let mut left = row.bytes;
+        for (_, _, b) in
+            self.recent.get_mut(&uid).into_iter().flatten().rev().filter(|(t, d, _)| *d == row.dst && during(*t))
+        {
+            let n = left.min(*b);
+            (*b, left) = (*b - n, left - n);
+        }
+        let overlaps = |w: &&mut Window| w.start_us <= row.last_us && w.end_us >= row.first_us;
+        for w in self.open.get_mut(&uid).into_iter().flatten().filter(overlaps) {
+            let n = w.dsts.iter_mut().find(|(d, _)| *d == row.dst).map_or(0, |(_, b)| {
+                let n = row.bytes.min(*b);
+                *b -= n;
+                n
+            });
+            w.bytes = w.bytes.saturating_sub(n);
         }
     }
 
@@ -393,6 +418,19 @@ impl Detector for SensitiveDetector {
         }
     }
 
+    /// A pull over ssh: sshd's socket is root's until the lookup sees the session's login
+    /// uid; the bytes then move to the user, and so into the user's windows.
+    fn recredit(&mut self, moved: &Recredit, _owner: Option<&Owner>, out: &mut Findings) {
+        for row in &moved.rows {
+            if let Some(from) = moved.from.uid() {
+                self.take(from, row);
+            }
+            if let Some(uid) = row.principal.uid() {
+                self.egress(uid, row.last_us, row.dst, row.bytes, &mut out.alerts);
+            }
+        }
+    }
+
     fn counters(&self, f: &mut dyn FnMut(&'static str, u64)) {
         self.counters.each(f)
     }
@@ -482,6 +520,37 @@ mod tests {
         d.read(&read(10 * S, 1001, None, Some(2 << 20)), &mut alerts);
         assert_eq!(alerts.len(), 1);
         assert_eq!((alerts[0].bytes, alerts[0].dst.as_deref()), (1 << 20, Some("10.77.1.2:22/tcp")));
+    }
+
+    /// A pull over ssh: the bytes count for root (sshd's socket) until the owner lookup moves
+    /// them to the session's user, whose read of the file then explains them.
+    #[test]
+    fn bytes_moved_to_the_reader_count_for_the_reader_and_no_longer_for_root() {
+        let mut d = det();
+        let mut alerts = Vec::new();
+        d.read(&read(10 * S, 1001, Some(1001), Some(2 << 20)), &mut alerts);
+        d.read(&read(10 * S, 0, None, Some(2 << 20)), &mut alerts);
+        d.egress(0, 11 * S, dst(1), 100 << 10, &mut alerts);
+        assert!(alerts.is_empty(), "{alerts:?}");
+        let row = EgressRow {
+            principal: Principal::Uid(1001),
+            gid: None,
+            dst: dst(1),
+            minute_us: 0,
+            packets: 1000,
+            bytes: 700 << 10,
+            first_us: 9 * S,
+            last_us: 12 * S,
+            direction: Default::default(),
+            dst_name: None,
+        };
+        let mut out = Findings::default();
+        d.recredit(&Recredit { from: Principal::Uid(0), rows: vec![row] }, None, &mut out);
+        assert_eq!(out.alerts.len(), 1, "{:?}", out.alerts);
+        assert_eq!((out.alerts[0].principal, out.alerts[0].bytes), (Principal::Uid(1001), 700 << 10));
+        // Root's window and recent egress no longer hold the bytes.
+        assert_eq!(d.open[&0][0].bytes, 0);
+        assert!(d.recent[&0].iter().all(|(_, _, b)| *b == 0));
     }
 
     #[test]

@@ -6,6 +6,9 @@
 //!   the file's path (relative names joined with the `CWD` record), who (uid, login uid, fsuid,
 //!   the resolved user name of ENRICHED logs) and which program (`exe`, `comm`, `proctitle`);
 //! - [`NetPkt`]: a `NETFILTER_PKT` record from `log level audit` in the ruleset;
+//! - [`Login`]: a `LOGIN` record, the kernel setting a process's login uid (pam_loginuid at
+//!   a session's start), so a flow of that session counts for its user even when the session
+//!   ended before the owner lookup saw the login uid;
 //! - [`AuditNote`]: the audit trail itself changing (auditd stopping, auditing switched off,
 //!   our rules removed), which silences the file-read trail.
 //!
@@ -68,6 +71,14 @@ pub struct NetPkt {
     pub dport: u16,
 }
 
+/// A process got a login uid (`LOGIN` with `res=1`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Login {
+    pub ts_us: i64,
+    pub pid: u32,
+    pub auid: u32,
+}
+
 /// The audit trail changed in a way that silences it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuditNote {
@@ -82,6 +93,7 @@ pub struct AuditNote {
 pub enum AuditEvent {
     Read(FileRead),
     Packet(NetPkt),
+    Login(Login),
     Note(AuditNote),
 }
 
@@ -90,6 +102,7 @@ impl AuditEvent {
         match self {
             AuditEvent::Read(r) => r.ts_us,
             AuditEvent::Packet(p) => p.ts_us,
+            AuditEvent::Login(l) => l.ts_us,
             AuditEvent::Note(t) => t.ts_us,
         }
     }
@@ -169,6 +182,10 @@ impl Assembler {
             b"NETFILTER_PKT" => match net_pkt(r) {
                 Some(p) => out(AuditEvent::Packet(p)),
                 None => self.count("audit_netfilter_pkt_malformed"),
+            },
+            b"LOGIN" => match (r.number("res"), r.id("pid"), r.id("auid")) {
+                (Some(1), Some(pid), Some(auid)) => out(AuditEvent::Login(Login { ts_us: r.ts_us, pid, auid })),
+                _ => self.count("audit_login_unused"),
             },
             b"DAEMON_END" | b"DAEMON_ABORT" => {
                 out(AuditEvent::Note(AuditNote { ts_us: r.ts_us, what: "auditd stopped".into(), by: by(r) }))
@@ -508,6 +525,30 @@ mod tests {
         assert_eq!(a.skipped.get("audit_event_without_path"), Some(&1));
         assert_eq!(a.skipped.get("audit_event_without_syscall"), Some(&1));
         assert_eq!(a.skipped.get("audit_netfilter_pkt_malformed"), Some(&1));
+    }
+
+    /// pam_loginuid's `LOGIN` records (RAW, and ENRICHED with the names after 0x1d): a login
+    /// uid set is an event; a failed or unset one is counted.
+    #[test]
+    fn login_records_name_the_process_and_its_login_uid() {
+        let (ev, a) = events(&[
+            b"type=LOGIN msg=audit(1700000000.250:456): pid=2470 uid=0 subj=unconfined old-auid=4294967295 \
+              auid=1001 tty=(none) old-ses=4294967295 ses=5 res=1",
+            b"type=LOGIN msg=audit(1700000001.000:457): pid=2471 uid=0 old-auid=4294967295 auid=1002 tty=(none) \
+              old-ses=4294967295 ses=6 res=1\x1dUID=\"root\" OLD-AUID=\"unset\" AUID=\"bob\"",
+            b"type=LOGIN msg=audit(1700000002.000:458): pid=2472 uid=0 old-auid=4294967295 auid=1003 res=0",
+            b"type=LOGIN msg=audit(1700000003.000:459): pid=2473 uid=0 old-auid=1003 auid=4294967295 res=1",
+        ]);
+        let logins: Vec<Login> =
+            ev.iter().filter_map(|e| if let AuditEvent::Login(l) = e { Some(*l) } else { None }).collect();
+        assert_eq!(
+            logins,
+            [
+                Login { ts_us: 1_700_000_000_250_000, pid: 2470, auid: 1001 },
+                Login { ts_us: 1_700_000_001_000_000, pid: 2471, auid: 1002 }
+            ]
+        );
+        assert_eq!(a.skipped.get("audit_login_unused"), Some(&2));
     }
 
     #[test]

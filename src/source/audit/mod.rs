@@ -15,7 +15,7 @@ pub mod rules;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-pub use event::{AuditEvent, AuditNote, FileRead, NetPkt};
+pub use event::{AuditEvent, AuditNote, FileRead, Login, NetPkt};
 
 /// A watched file, with the size to judge its reads by when the file system cannot say.
 #[derive(Debug, Clone, PartialEq, Eq)]

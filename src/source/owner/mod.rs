@@ -83,6 +83,9 @@ impl FlowKey {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Owner {
     pub pid: u32,
+    /// The parent's pid when read: sshd's pre-auth child's is the session's monitor, which
+    /// gets the login uid at the login (an audit `LOGIN` record names it).
+    pub ppid: Option<u32>,
     /// Clock ticks since boot; with the pid it names the process even after pid reuse.
     pub start_time: u64,
     /// The socket's uid (what NFLOG reports): whoever created the socket.
@@ -414,6 +417,19 @@ impl Owners {
         (!self.queue(key, now)).then_some(Lookup::Unknown(Why::QueueFull))
     }
 
+    /// Asks again about a connection asked about before, whose answer may have changed (sshd
+    /// before the login): a fresh lookup, or the one under way, which was asked about this
+    /// same connection and so answers it (unlike [`ask_new`](Self::ask_new), it does not make
+    /// that answer stale). Never blocks; `Unknown(QueueFull)` when the queue is full.
+    pub fn ask_again(&mut self, key: FlowKey) -> Option<Lookup> {
+        self.stats.asked += 1;
+        if self.pending.contains_key(&key) {
+            self.stats.joined += 1;
+            return None;
+        }
+        (!self.queue(key, Instant::now())).then_some(Lookup::Unknown(Why::QueueFull))
+    }
+
     /// Hands a lookup to the worker; false (counted) when the queue is full.
     fn queue(&mut self, key: FlowKey, now: Instant) -> bool {
         match self.jobs.as_ref().map(|tx| tx.try_send(Job::new(key, now))) {
@@ -614,6 +630,7 @@ mod tests {
         let (mut o, queries) = owners(&cfg, Duration::ZERO);
         let daemon = Arc::new(Owner {
             pid: 1,
+            ppid: None,
             start_time: 1,
             uid: 0,
             login_uid: None,
@@ -663,6 +680,7 @@ mod tests {
     fn principal_is_the_login_user_when_set() {
         let mut o = Owner {
             pid: 9,
+            ppid: None,
             start_time: 1,
             uid: 0,
             login_uid: Some(1000),

@@ -393,6 +393,7 @@ impl<D: Diag> Worker<D> {
         }
         let owner = Arc::new(Owner {
             pid: p.pid,
+            ppid: procfs::parent(&root, holder.pid),
             start_time: p.start_time,
             uid: info.uid,
             login_uid: p.login_uid,
