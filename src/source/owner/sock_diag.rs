@@ -289,6 +289,30 @@ mod tests {
         FlowKey { proto, local: local.parse().unwrap(), remote: remote.parse().unwrap() }
     }
 
+    /// The real kernel: a served connection's socket is found while it is open; once it is
+    /// gone, the exact lookup of its 4-tuple answers with the listener on its port (which
+    /// `worker::classify` therefore takes as gone).
+    #[test]
+    fn a_closed_connections_lookup_falls_back_to_the_listener() {
+        use std::io::Read;
+        let mut diag = SockDiag::open().expect("a sock_diag socket (any user may open one)");
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (mut served, _) = listener.accept().unwrap();
+        let flow =
+            FlowKey { proto: PROTO_TCP, local: served.local_addr().unwrap(), remote: client.local_addr().unwrap() };
+        let mut answers = Vec::new();
+        diag.query(&[flow], &mut answers);
+        assert!(matches!(answers[..], [Ok(SockInfo { state: state::ESTABLISHED, .. })]), "{answers:?}");
+        // The client closes first, so the served end leaves no time-wait socket behind.
+        drop(client);
+        let _ = served.read(&mut [0; 1]);
+        drop(served);
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        diag.query(&[flow], &mut answers);
+        assert!(matches!(answers[..], [Ok(SockInfo { state: state::LISTEN, .. })]), "{answers:?}");
+    }
+
     #[test]
     fn tcp_request_bytes() {
         let mut b = Vec::new();

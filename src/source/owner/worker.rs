@@ -100,6 +100,12 @@ fn classify(key: &FlowKey, answer: Answer) -> Step {
         Err(EACCES | EPERM) => return Step::Answer(Why::Denied),
         Err(_) => return Step::Answer(Why::Failed),
     };
+    // With the connection's socket gone, the kernel's exact lookup falls back to the socket
+    // listening on its port, as packet demultiplexing does: that one is not the flow's (its
+    // holder is the server's listener, not the session's process).
+    if info.state == state::LISTEN && key.proto == sock_diag::PROTO_TCP {
+        return Step::Answer(Why::SocketGone);
+    }
     if info.inode != 0 {
         return Step::Resolve(info);
     }
@@ -555,12 +561,17 @@ mod tests {
     fn socket_gone_time_wait_closed_unsupported() {
         let proc = tempfile::tempdir().unwrap();
         let mut w = worker(
-            &[(key(2), sock(state::TIME_WAIT, 0, 0)), (key(3), sock(state::FIN_WAIT1, 0, 0)), (key(4), Err(13))],
+            &[
+                (key(2), sock(state::TIME_WAIT, 0, 0)),
+                (key(3), sock(state::FIN_WAIT1, 0, 0)),
+                (key(4), Err(13)),
+                (key(6), sock(state::LISTEN, 0, 77)),
+            ],
             proc.path(),
         );
         let mut icmp = key(5);
         icmp.proto = 1;
-        let out = run(&mut w, &[key(1), key(2), key(3), key(4), icmp]);
+        let out = run(&mut w, &[key(1), key(2), key(3), key(4), icmp, key(6)]);
         let got: Vec<(u16, Lookup)> = out.iter().map(|d| (d.key.local.port(), d.lookup.clone())).collect();
         assert_eq!(
             got,
@@ -570,6 +581,8 @@ mod tests {
                 (2, Lookup::Unknown(Why::TimeWait)),
                 (3, Lookup::Unknown(Why::Closed)),
                 (4, Lookup::Unknown(Why::Denied)),
+                // The listener the kernel falls back to once the connection is gone.
+                (6, Lookup::Unknown(Why::SocketGone)),
             ]
         );
     }
