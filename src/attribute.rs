@@ -89,7 +89,7 @@ const MAX_LOGINS: usize = 1024;
 /// they are handed out as program rows under its principal of then.
 pub const HOLD_US: i64 = 10_000_000;
 
-/// Flows remembered at most (about 64 bytes each).
+/// Flows remembered at most (about 120 bytes each with its key: 16 MB).
 pub const MAX_FLOWS: usize = 1 << 17;
 /// A flow is forgotten this long after its last packet: longer than TIME_WAIT (60 s) and the
 /// longest a closed socket's queue takes to drain to a slow reader in practice.
