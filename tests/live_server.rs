@@ -216,12 +216,7 @@ fn a_pull_over_ssh_is_the_login_users_not_roots() {
     std::fs::create_dir_all(lab.path(user)).unwrap();
     let file = lab.secret(user, 6 << 20);
     let (ssh, host) = lab.start_sshd_inside(user);
-    let from = format!("{host}:{}", file.display());
-    let to = lab.path("pulled.bin");
-    let mut args = vec!["ip", "netns", "exec", &lab.outside, "scp", "-q"];
-    args.extend(ssh.iter().map(String::as_str));
-    args.extend([from.as_str(), to.to_str().unwrap()]);
-    must(&args);
+    lab.pull(&ssh, &format!("{host}:{}", file.display()), &lab.path("pulled.bin"));
     wait_for(Duration::from_secs(40), "a volume alert for the pulling user", || {
         alerts_of(&db, "volume").iter().any(|a| a["uid"] == uid)
     });

@@ -1,7 +1,8 @@
 //! Sensitive files end to end: the real kernel audit trail and auditd, the project's own watch
 //! rules, real users reading a watched CSV and sending data out of a network namespace, and
 //! `exfilmon run --audit-log` tying the two together. The owner's question — "did anyone copy
-//! the file out?" — as one test per case: scp of the file; cp to an innocuous name, then scp;
+//! the file out?" — as one test per case: scp of the file; a pull of it with scp from outside;
+//! cp to an innocuous name, then scp;
 //! a Python script that compresses it and sends it over TCP; and the innocent cases: a user who
 //! reads it for analysis and sends nothing, a user who reads it and runs a short ssh command.
 //!
@@ -298,8 +299,9 @@ fn scp_of_the_file_names_file_user_program_destination_and_bytes() {
 
 /// The owner's question the other way round: from outside, `scp USER@server:sensitive1.csv .`.
 /// The session's sftp-server reads the file as the user; the bytes leave through sshd's socket,
-/// which is root's until the owner lookup sees the session's login uid and moves them to the
-/// user: the alert names the user, the file and the client, never root.
+/// which is root's, and the monitor sees them in one NFLOG batch after the session ended, so
+/// no lookup sees its login uid: the audit trail's LOGIN record moves them to the user. The
+/// alert names the user, the file and the client, never root.
 #[test]
 fn a_pull_of_the_file_over_ssh_from_outside_is_tied_to_the_reader() {
     let Some(mut s) = Setup::new(false) else {
@@ -307,12 +309,7 @@ fn a_pull_of_the_file_over_ssh_from_outside_is_tied_to_the_reader() {
     };
     let user = USERS[0];
     let (ssh, host) = s.lab.start_sshd_inside(user);
-    let from = format!("{host}:{}", s.csv.display());
-    let to = s.lab.path("pulled.csv");
-    let mut args = vec!["ip", "netns", "exec", &s.lab.outside, "scp", "-q"];
-    args.extend(ssh.iter().map(String::as_str));
-    args.extend([from.as_str(), to.to_str().unwrap()]);
-    must(&args);
+    s.lab.pull(&ssh, &format!("{host}:{}", s.csv.display()), &s.lab.path("pulled.csv"));
     s.check_alert(user, "sftp-server", &format!("{}:", s.lab.peer));
     let (files, alerts) = s.finish();
     let root: Vec<_> = alerts.iter().filter(|a| a["kind"] == "sensitive_egress" && a["uid"] == 0).collect();

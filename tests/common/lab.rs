@@ -416,6 +416,15 @@ impl Lab {
         self.as_user(user, &args);
     }
 
+    /// From the outside namespace, `scp` of `from` (`user@address:path`, see
+    /// [`start_sshd_inside`](Self::start_sshd_inside)) to `to`: a pull over ssh.
+    pub fn pull(&self, ssh: &[String], from: &str, to: &Path) {
+        let mut args = vec!["ip", "netns", "exec", &self.outside, "scp", "-q"];
+        args.extend(ssh.iter().map(String::as_str));
+        args.extend([from, to.to_str().unwrap()]);
+        must(&args);
+    }
+
     /// `ssh <peer> true` as `user`.
     pub fn ssh_true(&self, ssh: &[String], user: &str) {
         let key = self.path(user).join("id");
