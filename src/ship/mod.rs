@@ -562,9 +562,8 @@ impl Shipper {
             let mut first = 0;
             if part.who == Who::Reader {
                 let uid: Option<i64> = r.get(0).map_err(|e| sql(store, e))?;
-                let user = uid.and_then(|u| u32::try_from(u).ok()).and_then(|u| self.names.get(u));
                 line.push(b',');
-                csv_text(&mut line, user.as_deref());
+                csv_text(&mut line, user_name(&mut self.names, uid).as_deref());
                 first = 1;
             }
             if part.who == Who::Principal {
@@ -575,7 +574,7 @@ impl Shipper {
                     (None, Some(h)) => Some(format!("host:{h}")),
                     (None, None) => None,
                 };
-                let user = uid.and_then(|u| u32::try_from(u).ok()).and_then(|u| self.names.get(u));
+                let user = user_name(&mut self.names, uid);
                 line.push(b',');
                 csv_text(&mut line, principal.as_deref());
                 for i in 0..2 {
@@ -592,8 +591,7 @@ impl Shipper {
                 line.push(b',');
                 if *named {
                     let uid: Option<i64> = r.get(i).map_err(|e| sql(store, e))?;
-                    let name = uid.and_then(|u| u32::try_from(u).ok()).and_then(|u| self.names.get(u));
-                    csv_text(&mut line, name.as_deref());
+                    csv_text(&mut line, user_name(&mut self.names, uid).as_deref());
                 } else {
                     csv_value(&mut line, r.get_ref(i).map_err(|e| sql(store, e))?);
                 }
@@ -687,6 +685,11 @@ fn partition_name(table: &str, day: i64) -> String {
 
 fn partition_day(name: &str) -> Option<i64> {
     name.rsplit_once("_d")?.1.parse().ok()
+}
+
+/// A stored uid's name on this host (the observer), if it has one.
+fn user_name(names: &mut UserNames, uid: Option<i64>) -> Option<String> {
+    uid.and_then(|u| u32::try_from(u).ok()).and_then(|u| names.get(u))
 }
 
 fn sql(store: &Store, e: rusqlite::Error) -> ShipError {

@@ -300,8 +300,8 @@ impl<D: Diag> Worker<D> {
                     // at the login while its parent (the session's monitor) keeps the socket:
                     // the parent's table is rescanned with the recent owners', not only at the
                     // next full scan (up to 10 s away on a busy host, after a quick pull ended).
-                    let parent = owner.login_uid.is_none().then(|| procfs::parent(self.index.root(), owner.pid));
-                    if let Some(parent) = parent.flatten().filter(|&p| p > 1) {
+                    let parent = owner.ppid.filter(|_| owner.login_uid.is_none());
+                    if let Some(parent) = parent.filter(|&p| p > 1) {
                         self.index.note_owner(parent);
                     }
                     self.index.note_owner(owner.pid);
